@@ -1,0 +1,43 @@
+"""Shared test fixtures: offline mode, deterministic seeds, and the golden reference fixtures."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def reference_root() -> Path:
+    """Fixture set recorded from the official code; `VITA_REFERENCE_FIXTURES` overrides the default."""
+    raw = os.environ.get("VITA_REFERENCE_FIXTURES", "../shared/fixtures/vita1_tiny")
+    path = Path(raw)
+    return path if path.is_absolute() else (REPO / path).resolve()
+
+
+@pytest.fixture(scope="session")
+def ref_root() -> Path:
+    root = reference_root()
+    if not (root / "cases" / "index.json").is_file():
+        pytest.skip(f"reference fixtures not found at {root} (set VITA_REFERENCE_FIXTURES)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ref_index(ref_root: Path) -> dict:
+    return json.loads((ref_root / "cases" / "index.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_dtype():
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    yield
+    torch.set_default_dtype(default)

@@ -1,0 +1,8 @@
+"""vita: an open, interactive omni-modal LLM (video, image, text and speech in; text and speech out)."""
+
+import os as _os
+
+_os.environ.setdefault("HF_HUB_OFFLINE", "1")
+_os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+__version__ = "0.1.0"

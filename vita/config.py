@@ -1,0 +1,242 @@
+"""One config dataclass per component, composed into `VitaConfig`.
+
+Configs are plain, frozen-by-convention dataclasses: built once (from a preset, our canonical `config.json`, or a
+foreign config through `vita.checkpoint`), validated in `__post_init__`, never mutated at run time. Every field
+has a value; nothing is read with a `getattr` default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or inconsistent."""
+
+
+@dataclass
+class LLMConfig:
+    """Decoder-only LM of the Llama / Mistral / Mixtral / Qwen2 family.
+
+    `num_experts == 0` means a dense SwiGLU MLP; `num_experts > 0` a Mixtral sparse MoE with top-k routing.
+    """
+
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int = 0  # 0: hidden_size // num_heads
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    max_position_embeddings: int = 4096
+    num_experts: int = 0
+    num_experts_per_tok: int = 2
+    qkv_bias: bool = False
+    tie_word_embeddings: bool = False
+    bos_token_id: int | None = 1
+    eos_token_id: int | None = 2
+    family: Literal["llama", "mistral", "mixtral", "qwen2"] = "llama"
+
+    def __post_init__(self) -> None:
+        if self.head_dim == 0:
+            if self.hidden_size % self.num_heads:
+                raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+            self.head_dim = self.hidden_size // self.num_heads
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
+        if self.num_experts and not 0 < self.num_experts_per_tok <= self.num_experts:
+            raise ConfigError(f"num_experts_per_tok {self.num_experts_per_tok} not in 1..{self.num_experts}")
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"LLMConfig.{name} must be positive, got {getattr(self, name)}")
+
+
+@dataclass
+class VisionConfig:
+    """InternViT tower + the VITA pixel shuffle that follows it.
+
+    One tile [3, image_size, image_size] -> grid (image_size/patch)^2 patch tokens of width hidden_size ->
+    x `feature_scale` -> 2x2 space-to-depth -> (grid/2)^2 tokens of width 4*hidden_size.
+    """
+
+    image_size: int = 448
+    patch_size: int = 14
+    hidden_size: int = 1024
+    num_heads: int = 16
+    intermediate_size: int = 4096
+    num_layers: int = 24
+    layer_norm_eps: float = 1e-6
+    qkv_bias: bool = True
+    num_channels: int = 3
+    feature_scale: float = 0.5  # VITA multiplies the last-layer features by 0.5 before the pixel shuffle
+    shuffle_factor: int = 2
+    image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    image_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    min_tiles: int = 1
+    max_tiles: int = 12
+    use_thumbnail: bool = True
+
+    def __post_init__(self) -> None:
+        self.image_mean = tuple(self.image_mean)  # type: ignore[assignment]
+        self.image_std = tuple(self.image_std)  # type: ignore[assignment]
+        if self.image_size % self.patch_size:
+            raise ConfigError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.grid_size % self.shuffle_factor:
+            raise ConfigError(f"patch grid {self.grid_size} is not a multiple of shuffle_factor {self.shuffle_factor}")
+        if not 1 <= self.min_tiles <= self.max_tiles:
+            raise ConfigError(f"need 1 <= min_tiles <= max_tiles, got {self.min_tiles}, {self.max_tiles}")
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def tokens_per_tile(self) -> int:
+        return (self.grid_size // self.shuffle_factor) ** 2
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size * self.shuffle_factor**2
+
+
+@dataclass
+class FbankConfig:
+    """Kaldi-compatible log-mel filterbank (povey window, pre-emphasis 0.97, DC removal, snip_edges)."""
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 80
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    dither: float = 0.0
+
+    @property
+    def frame_length(self) -> int:
+        return int(self.sample_rate * self.frame_length_ms / 1000)
+
+    @property
+    def frame_shift(self) -> int:
+        return int(self.sample_rate * self.frame_shift_ms / 1000)
+
+
+@dataclass
+class AudioConfig:
+    """The 'whale' speech encoder: global CMVN -> Conv2dSubsampling4 -> pre-norm transformer with relative bias.
+
+    Time: T fbank frames -> ((T-1)//2 - 1)//2 encoder frames (40 ms each).
+    """
+
+    kind: Literal["whale"] = "whale"
+    input_dim: int = 80
+    hidden_size: int = 1024
+    num_heads: int = 16
+    intermediate_size: int = 4096
+    num_layers: int = 24
+    max_positions: int = 5000
+    layer_norm_eps: float = 1e-5
+    fbank: FbankConfig = field(default_factory=FbankConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fbank, dict):
+            self.fbank = FbankConfig(**self.fbank)
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"audio hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
+
+
+@dataclass
+class ProjectorConfig:
+    """Vision projector `mlp2x_gelu`: Linear(in -> out), exact GELU, Linear(out -> out)."""
+
+    input_size: int
+    output_size: int
+    kind: Literal["mlp2x_gelu"] = "mlp2x_gelu"
+
+
+@dataclass
+class AudioAdapterConfig:
+    """Audio adapter: zero padded frames, right-pad k-1, Conv1d(stride 2), LayerNorm(eps 1e-3), GELU, Linear."""
+
+    input_size: int
+    output_size: int
+    conv_size: int = 0  # 0: 2 * input_size (the official single-conv branch)
+    kernel_size: int = 5
+    stride: int = 2
+    norm_eps: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.conv_size == 0:
+            self.conv_size = 2 * self.input_size
+
+
+@dataclass
+class VitaConfig:
+    """The whole model. `vision`/`audio` may be None for a text-only model (a plain HF LLM directory)."""
+
+    llm: LLMConfig
+    vision: VisionConfig | None = None
+    vision_projector: ProjectorConfig | None = None
+    audio: AudioConfig | None = None
+    audio_adapter: AudioAdapterConfig | None = None
+    template: str = "mixtral_two"
+    max_length: int = 9100
+
+    def __post_init__(self) -> None:
+        if isinstance(self.llm, dict):
+            self.llm = LLMConfig(**self.llm)
+        if isinstance(self.vision, dict):
+            self.vision = VisionConfig(**self.vision)
+        if isinstance(self.vision_projector, dict):
+            self.vision_projector = ProjectorConfig(**self.vision_projector)
+        if isinstance(self.audio, dict):
+            self.audio = AudioConfig(**self.audio)
+        if isinstance(self.audio_adapter, dict):
+            self.audio_adapter = AudioAdapterConfig(**self.audio_adapter)
+        if (self.vision is None) != (self.vision_projector is None):
+            raise ConfigError("vision and vision_projector must be given together")
+        if (self.audio is None) != (self.audio_adapter is None):
+            raise ConfigError("audio and audio_adapter must be given together")
+        if self.vision_projector is not None:
+            if self.vision_projector.input_size != self.vision.output_size:
+                raise ConfigError(
+                    f"vision projector input {self.vision_projector.input_size} != vision output {self.vision.output_size}"
+                )
+            if self.vision_projector.output_size != self.llm.hidden_size:
+                raise ConfigError(
+                    f"vision projector output {self.vision_projector.output_size} != LLM hidden {self.llm.hidden_size}"
+                )
+        if self.audio_adapter is not None:
+            if self.audio_adapter.input_size != self.audio.hidden_size:
+                raise ConfigError(
+                    f"audio adapter input {self.audio_adapter.input_size} != audio hidden {self.audio.hidden_size}"
+                )
+            if self.audio_adapter.output_size != self.llm.hidden_size:
+                raise ConfigError(
+                    f"audio adapter output {self.audio_adapter.output_size} != LLM hidden {self.llm.hidden_size}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": "vita", "version": 1, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VitaConfig:
+        data = dict(data)
+        if data.pop("format", "vita") != "vita":
+            raise ConfigError("not a vita config (field 'format' is not 'vita')")
+        data.pop("version", None)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(f"unknown keys in vita config: {sorted(unknown)}")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> VitaConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
