@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or inconsistent."""
+from vita.errors import ConfigError
 
 
 @dataclass

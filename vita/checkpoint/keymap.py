@@ -13,11 +13,9 @@ from typing import TypeVar
 
 import torch
 
+from vita.errors import CheckpointError
+
 T = TypeVar("T")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, malformed, or does not fit the model."""
 
 
 def _compile(pattern: str) -> re.Pattern[str]:

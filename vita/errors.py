@@ -1,0 +1,21 @@
+"""Error types. Each message names the input and the problem; the CLI prints them without a traceback."""
+
+
+class VitaError(Exception):
+    """Base class of every error vita raises on purpose."""
+
+
+class ConfigError(VitaError, ValueError):
+    """A configuration value is missing, unknown or inconsistent."""
+
+
+class MediaError(VitaError, ValueError):
+    """An image, video or audio input cannot be used (missing, corrupt, truncated, empty, wrong format)."""
+
+
+class CheckpointError(VitaError, RuntimeError):
+    """A checkpoint is missing, malformed, or does not fit the model."""
+
+
+class PromptError(VitaError, ValueError):
+    """A prompt does not fit the media given with it (e.g. more placeholders than media)."""
