@@ -1,0 +1,76 @@
+"""A thin wrapper over a Hugging Face `tokenizer.json` (the `tokenizers` library, no transformers).
+
+It knows the ids the rest of vita needs (bos, eos, extra stop ids) and tokenizes exactly as the official
+`tokenizer(text).input_ids` call does: the tokenizer's own post-processor decides whether BOS is added.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tokenizers import Tokenizer as _HFTokenizer
+
+from vita.errors import CheckpointError
+
+
+class Tokenizer:
+    def __init__(
+        self,
+        backend: _HFTokenizer,
+        *,
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        extra_stop_tokens: tuple[str, ...] = (),
+    ) -> None:
+        self.backend = backend
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        self.bos_id = backend.token_to_id(bos_token) if bos_token else None
+        self.eos_id = backend.token_to_id(eos_token) if eos_token else None
+        self.stop_ids = tuple(
+            i for i in [self.eos_id, *(backend.token_to_id(t) for t in extra_stop_tokens)] if i is not None
+        )
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> Tokenizer:
+        """Load `tokenizer.json` (+ `tokenizer_config.json` / `special_tokens_map.json` for bos/eos names)."""
+        path = Path(path)
+        file = path / "tokenizer.json"
+        if not file.is_file():
+            raise CheckpointError(f"{path}: no tokenizer.json (a Hugging Face fast tokenizer file is required)")
+        try:
+            backend = _HFTokenizer.from_file(str(file))
+        except Exception as exc:  # the tokenizers library raises a bare Exception on bad files
+            raise CheckpointError(f"{file}: cannot read tokenizer ({exc})") from None
+        names: dict[str, str] = {}
+        for meta in ("special_tokens_map.json", "tokenizer_config.json"):
+            if (path / meta).is_file():
+                data = json.loads((path / meta).read_text())
+                for key in ("bos_token", "eos_token"):
+                    value = data.get(key)
+                    if isinstance(value, dict):
+                        value = value.get("content")
+                    if isinstance(value, str) and key not in names:
+                        names[key] = value
+        extra = tuple(t for t in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>") if backend.token_to_id(t) is not None)
+        return cls(backend, bos_token=names.get("bos_token"), eos_token=names.get("eos_token"),
+                   extra_stop_tokens=extra)
+
+    def __len__(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids: list[int], *, skip_special_tokens: bool = False) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.backend.token_to_id(token)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        self.backend.save(str(path / "tokenizer.json"))
+        meta = {"bos_token": self.bos_token, "eos_token": self.eos_token}
+        (path / "special_tokens_map.json").write_text(json.dumps(meta, indent=2) + "\n")
