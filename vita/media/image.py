@@ -110,6 +110,17 @@ def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
     raise MediaError(f"image {name}: unsupported input type {type(source).__name__}")
 
 
+def resize_bicubic(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """PIL bicubic resize to (width, height) exactly as Pillow 10.4 (the official pin) computes it.
+
+    Pillow 10.4 always runs the horizontal pass first and rounds to uint8 between the passes; newer Pillow may run
+    the vertical pass first, which changes pixels by a few levels. Two explicit single-axis resizes pin the order
+    (a resize that keeps a size is a plain copy, so no pass is added).
+    """
+    width, height = size
+    return img.resize((width, img.height), Image.Resampling.BICUBIC).resize((width, height), Image.Resampling.BICUBIC)
+
+
 def candidate_grids(min_tiles: int, max_tiles: int) -> list[tuple[int, int]]:
     """Grids (cols, rows) with min_tiles <= cols*rows <= max_tiles, in the official order.
 
@@ -151,12 +162,12 @@ def tile_image(img: Image.Image, cfg: VisionConfig) -> list[Image.Image]:
     size = cfg.image_size
     cols, rows = find_grid(img.width, img.height, size, cfg.min_tiles, cfg.max_tiles)
     # PIL's default resize filter (bicubic for RGB), as the official `image.resize((w, h))`
-    resized = img.resize((size * cols, size * rows), Image.Resampling.BICUBIC)
+    resized = resize_bicubic(img, (size * cols, size * rows))
     tiles = [
         resized.crop((c * size, r * size, (c + 1) * size, (r + 1) * size)) for r in range(rows) for c in range(cols)
     ]
     if cfg.use_thumbnail and len(tiles) > 1:
-        tiles.append(img.resize((size, size), Image.Resampling.BICUBIC))  # aspect ratio not preserved
+        tiles.append(resize_bicubic(img, (size, size)))  # aspect ratio not preserved
     return tiles
 
 
@@ -167,7 +178,7 @@ def center_crop_tile(img: Image.Image, size: int) -> Image.Image:
     new_short, new_long = size, int(size * long / short)
     new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
     # PIL returns a plain copy when the size does not change, so exact tiles pass through untouched
-    resized = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    resized = resize_bicubic(img, (new_w, new_h))
     top, left = (new_h - size) // 2, (new_w - size) // 2
     # PIL pads with zeros outside the image, like the processor's padding for a crop larger than the image
     return resized.crop((left, top, left + size, top + size))

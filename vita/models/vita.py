@@ -1,0 +1,99 @@
+"""VitaModel: vision tower + projector, audio encoder + adapter, and the LLM, composed (no inheritance).
+
+    pixel_values [N, 3, S, S] -- vision --> [N, T_img, 4C] -- vision_projector --> [N, T_img, D] --+
+    fbank [T, 80] per clip -- audio_encoder --> [1, T', H] -- audio_adapter --> [1, ceil(T'/2), D] -+-- splice
+    token_ids [B, L] (placeholders expanded) -- llm.embed --> [B, L, D] ---------------------------+
+    embeds [B, L, D] -- llm --> logits [B, L, V]
+
+Attribute names fix the canonical checkpoint layout: `llm.*`, `vision.*`, `vision_projector.*`,
+`audio_encoder.*`, `audio_adapter.*`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from vita.config import VitaConfig
+from vita.errors import PromptError
+from vita.models.audio_adapter import AudioAdapter
+from vita.models.fusion import splice
+from vita.models.llm import LLM
+from vita.models.projector import VisionProjector
+from vita.models.vision import InternViT
+from vita.models.whale import WhaleEncoder
+from vita.tokens import AUDIO_TOKEN_ID, IMAGE_TOKEN_ID
+
+
+class VitaModel(nn.Module):
+    def __init__(self, config: VitaConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.llm = LLM(config.llm)
+        self.vision = InternViT(config.vision) if config.vision is not None else None
+        self.vision_projector = (
+            VisionProjector(config.vision_projector) if config.vision_projector is not None else None
+        )
+        self.audio_encoder = WhaleEncoder(config.audio) if config.audio is not None else None
+        self.audio_adapter = AudioAdapter(config.audio_adapter) if config.audio_adapter is not None else None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.llm.norm.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.llm.norm.weight.device
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[N, 3, S, S] tiles/frames -> [N * T_img, D] rows for the image placeholders, in tile order."""
+        if self.vision is None or self.vision_projector is None:
+            raise PromptError("this model has no vision encoder")
+        param = self.vision_projector.fc1.weight
+        feats = self.vision(pixel_values.to(param.device, param.dtype))  # [N, T_img, 4C]
+        proj = self.vision_projector(feats)  # [N, T_img, D]
+        return proj.reshape(-1, proj.shape[-1])  # [N * T_img, D]
+
+    def encode_audio(self, fbanks: Sequence[torch.Tensor]) -> torch.Tensor:
+        """One [T, 80] fbank per clip -> [sum_i T''_i, D] rows for the audio placeholders, in clip order.
+
+        Clips are encoded one at a time: results are those of a batch of one, exactly like the official demo,
+        and no padded frame can leak into the prompt.
+        """
+        if self.audio_encoder is None or self.audio_adapter is None:
+            raise PromptError("this model has no audio encoder")
+        param = next(self.audio_adapter.parameters())
+        rows = []
+        for feats in fbanks:
+            x = feats.to(param.device, param.dtype).unsqueeze(0)  # [1, T, 80]
+            lengths = torch.tensor([feats.shape[0]], device=param.device)
+            enc, mask = self.audio_encoder(x, lengths)  # [1, T', H], [1, T']
+            emb, emb_mask = self.audio_adapter(enc, mask)  # [1, T'', D], [1, T'']
+            rows.append(emb[0, emb_mask[0]])  # [T'', D]
+        return torch.cat(rows)
+
+    def embed(
+        self,
+        token_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        fbanks: Sequence[torch.Tensor] = (),
+    ) -> torch.Tensor:
+        """Expanded ids [B, L] + media -> input embeddings [B, L, D]."""
+        text = self.llm.embed(token_ids.clamp_min(0))  # [B, L, D]; placeholder rows are overwritten below
+        features: dict[int, torch.Tensor] = {}
+        if pixel_values is not None and pixel_values.shape[0]:
+            features[IMAGE_TOKEN_ID] = self.encode_images(pixel_values)
+        if fbanks:
+            features[AUDIO_TOKEN_ID] = self.encode_audio(fbanks)
+        return splice(text, token_ids, features)
+
+    def forward(
+        self,
+        token_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        fbanks: Sequence[torch.Tensor] = (),
+    ) -> torch.Tensor:
+        """Uncached forward over the whole sequence: logits [B, L, V]."""
+        return self.llm(input_embeds=self.embed(token_ids, pixel_values, fbanks))

@@ -1,0 +1,39 @@
+"""SwiGLU feed-forward (Llama / Mistral / Qwen2): w2(silu(w1 x) * w3 x).
+
+Shapes: x [..., D] -> hidden [..., I] -> [..., D].
+Parameters (checkpoint names): `w1` (gate, [I, D]), `w3` (up, [I, D]), `w2` (down, [D, I]); no biases.
+`fuse_()` (inference only) stacks w1 and w3 into one [2I, D] buffer, the two weights becoming views of it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vita.nn.attention import _make_views
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.w1 = nn.Linear(dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+        self.w3 = nn.Linear(dim, hidden, bias=False)
+        self.w13: torch.Tensor | None = None  # fused gate/up weight (buffer) once fuse_() ran
+
+    @torch.no_grad()
+    def fuse_(self) -> None:
+        """Fuse the gate and up projections for inference (idempotent)."""
+        if self.w13 is not None:
+            return
+        self.register_buffer("w13", torch.cat([self.w1.weight, self.w3.weight]), persistent=False)
+        _make_views(self.w13, [self.w1, self.w3], "weight")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.w13 is not None:
+            gate, up = F.linear(x, self.w13).split([self.hidden, self.hidden], dim=-1)  # [..., I] each
+        else:
+            gate, up = self.w1(x), self.w3(x)
+        return self.w2(F.silu(gate) * up)

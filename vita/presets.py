@@ -1,0 +1,83 @@
+"""Named model presets. Each gives a `VitaConfig` (and, for random presets, a self-contained tokenizer).
+
+| name | what | source |
+|---|---|---|
+| `vita-1.0` | Mixtral-8x7B + InternViT-300M-448px + whale audio encoder (shapes only) | arXiv 2408.05211, HF VITA-MLLM/VITA |
+| `tiny-random` | the same architecture at toy size with random weights, for tests and the demo | this file |
+| `smollm2-135m-random` | a random Llama shaped like SmolLM2-135M, text only (decode benchmark) | HF SmolLM2-135M config |
+"""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer as _HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, processors
+
+from vita.config import AudioAdapterConfig, AudioConfig, LLMConfig, ProjectorConfig, VisionConfig, VitaConfig
+from vita.errors import ConfigError
+from vita.tokenizer import Tokenizer
+
+
+def _vita(llm: LLMConfig, vision: VisionConfig, audio: AudioConfig, **kw) -> VitaConfig:
+    return VitaConfig(
+        llm=llm,
+        vision=vision,
+        vision_projector=ProjectorConfig(vision.output_size, llm.hidden_size),
+        audio=audio,
+        audio_adapter=AudioAdapterConfig(audio.hidden_size, llm.hidden_size),
+        **kw,
+    )
+
+
+def vita_1_0() -> VitaConfig:
+    llm = LLMConfig(
+        vocab_size=51760, hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32, num_kv_heads=8,
+        rope_theta=1e6, max_position_embeddings=32768, num_experts=8, num_experts_per_tok=2, family="mixtral",
+    )
+    return _vita(llm, VisionConfig(), AudioConfig(), template="mixtral_two", max_length=9100)
+
+
+def tiny_random() -> VitaConfig:
+    llm = LLMConfig(
+        vocab_size=BYTE_VOCAB_SIZE, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
+        rope_theta=1e6, max_position_embeddings=4096, num_experts=4, num_experts_per_tok=2, family="mixtral",
+    )
+    vision = VisionConfig(image_size=112, hidden_size=32, num_heads=4, intermediate_size=128, num_layers=2)
+    audio = AudioConfig(hidden_size=64, num_heads=4, intermediate_size=256, num_layers=2)
+    return _vita(llm, vision, audio, template="mixtral_two", max_length=4096)
+
+
+def smollm2_135m_random() -> VitaConfig:
+    llm = LLMConfig(
+        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30, num_heads=9, num_kv_heads=3,
+        head_dim=64, rope_theta=1e5, max_position_embeddings=8192, tie_word_embeddings=True, family="llama",
+    )
+    return VitaConfig(llm=llm, template="chatml", max_length=8192)
+
+
+PRESETS = {"vita-1.0": vita_1_0, "tiny-random": tiny_random, "smollm2-135m-random": smollm2_135m_random}
+
+
+def preset(name: str) -> VitaConfig:
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+# -- a self-contained byte-level tokenizer for random presets (no files, no downloads) ----------------------------
+
+_SPECIALS = ["<unk>", "<s>", "</s>"]
+BYTE_VOCAB_SIZE = 320  # 3 specials + 256 bytes, rounded up
+
+
+def byte_tokenizer() -> Tokenizer:
+    """Every byte is one token; `<s>` (1) starts each encoding and `</s>` (2) is the end of a turn, like Llama."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {tok: i for i, tok in enumerate(_SPECIALS)}
+    vocab.update({ch: i + len(_SPECIALS) for i, ch in enumerate(alphabet)})
+    backend = _HFTokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend.add_special_tokens(_SPECIALS)
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return Tokenizer(backend, bos_token="<s>", eos_token="</s>")

@@ -1,0 +1,182 @@
+"""Turn a conversation with media into model inputs: expanded token ids, pixel tiles and fbank features.
+
+A message's content is a string or a list of parts: `str` (text), `Image(x)`, `Video(x)`, `Audio(x)` (x: a path,
+bytes, an array or an already decoded object). Media go into the prompt at their position in the part list;
+a text part may instead hold explicit `<image>` / `<video>` / `<audio>` markers, each consuming the next medium
+of that kind from the same message. Shapes: N tiles or frames, S tile size, T fbank frames, L expanded length.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from vita.config import VitaConfig
+from vita.errors import PromptError
+from vita.media.audio import load_audio
+from vita.media.fbank import fbank, num_llm_tokens
+from vita.media.image import preprocess_image
+from vita.media.prompt import Message, Modality, expand_placeholders, render, tokenize_with_placeholders
+from vita.media.video import load_video
+from vita.tokenizer import Tokenizer
+from vita.tokens import (
+    AUDIO_PLACEHOLDER,
+    AUDIO_TOKEN_ID,
+    IMAGE_PLACEHOLDER,
+    IMAGE_TOKEN_ID,
+    VIDEO_PLACEHOLDER,
+)
+
+
+@dataclass(frozen=True)
+class Image:
+    source: Any
+
+
+@dataclass(frozen=True)
+class Video:
+    source: Any
+
+
+@dataclass(frozen=True)
+class Audio:
+    source: Any
+    sample_rate: int | None = None  # required for raw PCM arrays
+
+
+Part = str | Image | Video | Audio
+
+
+@dataclass
+class Turn:
+    role: str  # "system" | "user" | "assistant"
+    content: str | Sequence[Part]
+
+
+@dataclass
+class ModelInputs:
+    token_ids: torch.Tensor  # [1, L] with IMAGE_TOKEN_ID / AUDIO_TOKEN_ID repeated to their exact counts
+    pixel_values: torch.Tensor | None  # [N, 3, S, S] tiles and frames in prompt order
+    fbanks: list[torch.Tensor] = field(default_factory=list)  # one [T, 80] per clip, in prompt order
+    prompt: str = ""
+    modality: Modality = "lang"
+
+
+_MARKERS = re.compile(f"({re.escape(IMAGE_PLACEHOLDER)}|{re.escape(VIDEO_PLACEHOLDER)}|{re.escape(AUDIO_PLACEHOLDER)})")
+
+
+class Processor:
+    def __init__(self, tokenizer: Tokenizer, config: VitaConfig) -> None:
+        self.tokenizer = tokenizer
+        self.config = config
+
+    # -- media -------------------------------------------------------------------------------------------------
+
+    def _image(self, source: Any) -> torch.Tensor:
+        if self.config.vision is None:
+            raise PromptError("this model has no vision encoder: images and videos are not supported")
+        return preprocess_image(source, self.config.vision)  # [n_tiles, 3, S, S]
+
+    def _video(self, source: Any) -> torch.Tensor:
+        if self.config.vision is None:
+            raise PromptError("this model has no vision encoder: images and videos are not supported")
+        return load_video(source, self.config.vision)  # [n_frames, 3, S, S]
+
+    def _audio(self, part: Audio) -> torch.Tensor:
+        if self.config.audio is None:
+            raise PromptError("this model has no audio encoder: audio input is not supported")
+        wave = load_audio(part.source, sample_rate=part.sample_rate)  # [n_samples] at 16 kHz
+        return fbank(wave, self.config.audio.fbank)  # [T, 80]
+
+    # -- prompt ------------------------------------------------------------------------------------------------
+
+    def _content(self, content: str | Sequence[Part], pixels: list, fbanks: list, kinds: set[str]) -> str:
+        """Render one message's parts to text with markers, loading its media in order."""
+        if isinstance(content, str):
+            content = [content]
+        queues: dict[type, list[Any]] = {Image: [], Video: [], Audio: []}
+        texts: list[str] = []
+        marked = any(isinstance(p, str) and _MARKERS.search(p) for p in content)
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, (Image, Video, Audio)):
+                queues[type(part)].append(part)
+                if not marked:  # no explicit markers: each medium sits where it was given
+                    texts.append({Image: IMAGE_PLACEHOLDER, Video: VIDEO_PLACEHOLDER, Audio: AUDIO_PLACEHOLDER}[
+                        type(part)])
+            else:
+                raise PromptError(f"unsupported message part of type {type(part).__name__}")
+        text = "".join(texts)
+        out: list[str] = []
+        used = {Image: 0, Video: 0, Audio: 0}
+        for piece in _MARKERS.split(text):
+            kind = {IMAGE_PLACEHOLDER: Image, VIDEO_PLACEHOLDER: Video, AUDIO_PLACEHOLDER: Audio}.get(piece)
+            if kind is None:
+                out.append(piece)
+                continue
+            if used[kind] >= len(queues[kind]):
+                raise PromptError(
+                    f"the prompt has more {piece} placeholders than {kind.__name__.lower()} inputs "
+                    f"({len(queues[kind])})"
+                )
+            part = queues[kind][used[kind]]
+            used[kind] += 1
+            if kind is Audio:
+                fbanks.append(self._audio(part))
+                out.append(AUDIO_PLACEHOLDER)
+                continue
+            tiles = self._image(part.source) if kind is Image else self._video(part.source)
+            kinds.add("image" if kind is Image else "video")
+            pixels.append(tiles)
+            out.append(IMAGE_PLACEHOLDER * tiles.shape[0])
+        for kind, queue in queues.items():
+            if used[kind] != len(queue):
+                raise PromptError(
+                    f"{len(queue)} {kind.__name__.lower()} input(s) given but only {used[kind]} placeholder(s)"
+                )
+        return "".join(out)
+
+    def __call__(self, turns: Sequence[Turn], *, system: str | None = None) -> ModelInputs:
+        pixels: list[torch.Tensor] = []
+        fbanks: list[torch.Tensor] = []
+        kinds: set[str] = set()
+        messages = [Message(t.role, self._content(t.content, pixels, fbanks, kinds)) for t in turns]  # type: ignore[arg-type]
+        modality: Modality = "video" if "video" in kinds else "image" if "image" in kinds else "lang"
+        prompt = render(messages, template=self.config.template, modality=modality, system=system)
+        ids = tokenize_with_placeholders(self.tokenizer, prompt)
+        pixel_values = torch.cat(pixels) if pixels else None
+        counts: dict[int, list[int]] = {}
+        if pixel_values is not None:
+            counts[IMAGE_TOKEN_ID] = [self.config.vision.tokens_per_tile] * pixel_values.shape[0]
+        if fbanks:
+            counts[AUDIO_TOKEN_ID] = [num_llm_tokens(f.shape[0]) for f in fbanks]
+        ids = expand_placeholders(ids, counts)
+        return ModelInputs(torch.tensor([ids]), pixel_values, fbanks, prompt, modality)
+
+    def simple(
+        self,
+        text: str | None = None,
+        *,
+        images: Sequence[Any] = (),
+        video: Any | None = None,
+        audio: Any | None = None,
+        history: Sequence[Turn] = (),
+    ) -> ModelInputs:
+        """One user turn laid out like the official demo: `<image>`s (or video frames), "\\n", text, `<audio>`."""
+        parts: list[Part] = [Image(x) for x in images]
+        if video is not None:
+            parts.append(Video(video))
+        if parts:
+            parts.append("\n")
+        if text:
+            parts.append(text)
+        if audio is not None:
+            parts.append(audio if isinstance(audio, Audio) else Audio(audio))
+        if not parts:
+            raise PromptError("nothing to answer: give a text prompt, an image, a video or an audio clip")
+        return self([*history, Turn("user", parts)])
