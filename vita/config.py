@@ -83,6 +83,8 @@ class VisionConfig:
     def __post_init__(self) -> None:
         self.image_mean = tuple(self.image_mean)  # type: ignore[assignment]
         self.image_std = tuple(self.image_std)  # type: ignore[assignment]
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"vision hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
         if self.image_size % self.patch_size:
             raise ConfigError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
         if self.grid_size % self.shuffle_factor:

@@ -14,7 +14,7 @@ import io
 import math
 import struct
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ AudioSource = Union[str, Path, bytes, bytearray, np.ndarray, torch.Tensor]
 # File signatures libsndfile handles; anything else goes to PyAV.
 _SOUNDFILE_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM")
 _MAX_CHANNELS = 64
+_HEAD_BYTES = 1 << 16  # enough to reach the data chunk header of any sane WAV
 
 
 # --------------------------------------------------------------------------------------------------- resampling
@@ -114,70 +115,85 @@ def _int_to_float(samples: np.ndarray, what: str) -> np.ndarray:
     raise MediaError(f"{what}: unsupported sample type {samples.dtype} (expected int16, int32 or float PCM)")
 
 
-def _check_riff_length(data: bytes, what: str) -> None:
-    """A WAV whose data chunk claims more bytes than the file holds is truncated (libsndfile silently reads less)."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+def _check_riff_length(head: bytes, size: int, what: str) -> None:
+    """A WAV whose data chunk claims more bytes than the file holds is truncated (libsndfile silently reads less).
+
+    head: the first bytes of the file (enough to reach the data chunk header), size: the file size in bytes.
+    """
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return
     pos = 12
-    while pos + 8 <= len(data):
-        chunk, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+    while pos + 8 <= len(head):
+        chunk, length = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
         if chunk == b"data":
-            available = len(data) - pos - 8
+            available = size - pos - 8
             # 0 and 0xFFFFFFFF are "unknown length" markers of streaming writers, not a truncation.
-            if size not in (0, 0xFFFFFFFF) and size > available:
-                raise MediaError(f"{what}: truncated WAV file (data chunk declares {size} bytes, {available} present)")
+            if length not in (0, 0xFFFFFFFF) and length > available:
+                raise MediaError(f"{what}: truncated WAV file (data chunk declares {length} bytes, {available} present)")
             return
-        pos += 8 + size + (size & 1)
+        pos += 8 + length + (length & 1)
 
 
-def _read_soundfile(data: bytes, what: str) -> tuple[np.ndarray, int]:
+def _open(data: Path | bytes) -> Any:
+    return str(data) if isinstance(data, Path) else io.BytesIO(data)
+
+
+def _read_soundfile(data: Path | bytes, what: str) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
-    _check_riff_length(data, what)
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
+        with sf.SoundFile(_open(data)) as f:
             samples = f.read(dtype="float32", always_2d=True)  # [N, C]
             rate, declared = f.samplerate, f.frames
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise MediaError(f"{what}: corrupt or unsupported audio file ({exc})") from exc
+        reason = getattr(exc, "error_string", None) or str(exc)
+        raise MediaError(f"{what}: corrupt or unsupported audio file ({reason})") from exc
     if declared > 0 and samples.shape[0] < declared:
         raise MediaError(f"{what}: truncated audio file ({samples.shape[0]} of {declared} samples decoded)")
     return samples.T, rate  # [C, N]
 
 
-def _frame_to_array(frame, what: str) -> np.ndarray:
+def _frame_to_array(frame: Any, what: str) -> np.ndarray:
     array = frame.to_ndarray()  # planar: [C, n]; packed: [1, n * C]
-    channels = frame.layout.nb_channels
     if not frame.format.is_planar:
-        array = array.reshape(-1, channels).T  # [C, n]
+        array = array.reshape(-1, frame.layout.nb_channels).T  # [C, n]
     return _int_to_float(array, what)
 
 
-def _read_pyav(data: bytes, what: str) -> tuple[np.ndarray, int]:
+def _read_pyav(data: Path | bytes, what: str) -> tuple[np.ndarray, int]:
     import av
 
     try:
-        with av.open(io.BytesIO(data), mode="r") as container:
+        with av.open(_open(data), mode="r") as container:
             if not container.streams.audio:
                 raise MediaError(f"{what}: no audio stream (not an audio file?)")
             stream = container.streams.audio[0]
-            chunks, rate = [], None
+            chunks, rate = [], 0
             for frame in container.decode(stream):
-                if rate is not None and frame.sample_rate != rate:
+                if rate and frame.sample_rate != rate:
                     raise MediaError(f"{what}: sample rate changes inside the stream ({rate} -> {frame.sample_rate})")
                 rate = frame.sample_rate
                 chunks.append(_frame_to_array(frame, what))
     except MediaError:
         raise
     except (av.FFmpegError, ValueError, EOFError) as exc:
-        raise MediaError(f"{what}: corrupt or unsupported audio file ({exc})") from exc
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise MediaError(f"{what}: corrupt or unsupported audio file ({reason})") from exc
     if not chunks:
         raise MediaError(f"{what}: the audio stream has no samples (empty or truncated file)")
     return np.concatenate(chunks, axis=1), rate  # [C, N]
 
 
-def _decode(data: bytes, what: str) -> tuple[np.ndarray, int]:
-    if data[:4] in _SOUNDFILE_MAGIC:
+def _decode(data: Path | bytes, what: str) -> tuple[np.ndarray, int]:
+    """Decode a file (given by path, read lazily) or in-memory file bytes -> (samples [C, N], rate)."""
+    if isinstance(data, Path):
+        with data.open("rb") as f:
+            head = f.read(_HEAD_BYTES)
+        size = data.stat().st_size
+    else:
+        head, size = data[:_HEAD_BYTES], len(data)
+    if head[:4] in _SOUNDFILE_MAGIC:
+        _check_riff_length(head, size, what)
         return _read_soundfile(data, what)
     return _read_pyav(data, what)
 
@@ -218,7 +234,7 @@ def load_audio(
         path = Path(source)
         if not path.is_file():
             raise MediaError(f"{what}: no such audio file")
-        samples, rate = _decode(path.read_bytes(), what)
+        samples, rate = _decode(path, what)
         if sample_rate is not None and sample_rate != rate:
             raise MediaError(f"{what}: file is {rate} Hz but sample_rate={sample_rate} was given")
     elif isinstance(source, (bytes, bytearray)):

@@ -8,7 +8,8 @@ Shapes:
 
 Pipeline (`preprocess_image`): `load_image` -> `tile_image` (resize to (S*cols, S*rows) with PIL's default bicubic,
 row-major S x S crops, whole-image thumbnail last) -> `normalize` -> pixel_values [N, 3, S, S] float32.
-Every step reproduces the official code bit for bit (the golden fixtures compare with max abs diff 0).
+Every step reproduces the official code bit for bit (the golden fixtures compare with max abs diff 0), including
+Pillow 10.4's resize pass order (horizontal first), which newer Pillow no longer guarantees (see `resize_bicubic`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from vita.config import VisionConfig
 from vita.errors import MediaError
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | bytes | bytearray | Image.Image | np.ndarray
 
 # Guard against decompression bombs and absurd inputs (~100 megapixels; an 8K frame is 33 MP).
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -206,8 +206,6 @@ def normalize(tiles: Sequence[Image.Image], cfg: VisionConfig) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.stack(out)))  # [N, 3, S, S]
 
 
-def preprocess_image(
-    source: ImageInput, cfg: VisionConfig, *, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> torch.Tensor:
+def preprocess_image(source: ImageInput, cfg: VisionConfig, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
     """Load, tile and normalise one image -> pixel_values [N, 3, S, S] (one `<image>` placeholder per tile)."""
     return normalize(tile_image(load_image(source, max_pixels=max_pixels), cfg), cfg)

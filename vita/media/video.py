@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
 
 import av
 import numpy as np
@@ -25,7 +24,7 @@ from vita.config import VisionConfig
 from vita.errors import MediaError
 from vita.media.image import ImageInput, center_crop_tile, load_image, normalize
 
-VideoInput = Union[str, os.PathLike, Sequence[ImageInput]]
+VideoInput = str | os.PathLike | Sequence[ImageInput]
 
 # PyAV raises FFmpeg errors (subclasses of OSError/ValueError/EOFError) and, for some broken headers, IndexError.
 _AV_ERRORS = (av.error.FFmpegError, OSError, ValueError, EOFError, IndexError)
@@ -128,9 +127,7 @@ def load_video(
 ) -> torch.Tensor:
     """A video file (sampled with the official rule) or a list of already chosen frames -> [F, 3, S, S]."""
     if isinstance(source, (str, os.PathLike)):
-        frames: Sequence[ImageInput] = read_video_frames(
-            source, fps=fps, min_frames=min_frames, max_frames=max_frames
-        )
+        frames: Sequence[ImageInput] = read_video_frames(source, fps=fps, min_frames=min_frames, max_frames=max_frames)
     elif isinstance(source, (list, tuple)):
         frames = source  # taken as given: the caller already chose the frames
     else:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vita.nn.fused import fuse_rows
 from vita.nn.kv_cache import KVCache
 from vita.nn.rope import apply_rope
 
@@ -29,19 +30,19 @@ class Attention(nn.Module):
         self.wv = nn.Linear(dim, num_kv_heads * head_dim, bias=qkv_bias)
         self.wo = nn.Linear(num_heads * head_dim, dim, bias=False)
         self.kv_cache: KVCache | None = None
-        self.wqkv: torch.Tensor | None = None  # fused weight (buffer) once fuse_() ran
-        self.bqkv: torch.Tensor | None = None
+        # fused weight/bias, non-persistent buffers filled by fuse_()
+        self.wqkv: torch.Tensor | None
+        self.bqkv: torch.Tensor | None
+        self.register_buffer("wqkv", None, persistent=False)
+        self.register_buffer("bqkv", None, persistent=False)
 
-    @torch.no_grad()
     def fuse_(self) -> None:
         """Fuse q/k/v projections for inference (idempotent). The separate weights become views of the fused one."""
         if self.wqkv is not None:
             return
-        self.register_buffer("wqkv", torch.cat([self.wq.weight, self.wk.weight, self.wv.weight]), persistent=False)
-        _make_views(self.wqkv, [self.wq, self.wk, self.wv], "weight")
+        fuse_rows(self, "wqkv", [self.wq, self.wk, self.wv], "weight")
         if self.wq.bias is not None:
-            self.register_buffer("bqkv", torch.cat([self.wq.bias, self.wk.bias, self.wv.bias]), persistent=False)
-            _make_views(self.bqkv, [self.wq, self.wk, self.wv], "bias")
+            fuse_rows(self, "bqkv", [self.wq, self.wk, self.wv], "bias")
 
     def forward(
         self,
@@ -73,12 +74,3 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)  # [B, H, L, Dh]
         y = y.transpose(1, 2).reshape(B, L, q_size)  # [B, L, H*Dh]
         return self.wo(y)
-
-
-def _make_views(fused: torch.Tensor, linears: list[nn.Linear], attr: str) -> None:
-    """Replace `attr` of each linear by a Parameter viewing its rows of `fused` (same names, shared storage)."""
-    start = 0
-    for lin in linears:
-        n = getattr(lin, attr).shape[0]
-        setattr(lin, attr, nn.Parameter(fused[start : start + n], requires_grad=False))
-        start += n

@@ -34,9 +34,7 @@ class KVCache(nn.Module):
     def max_seq_len(self) -> int:
         return self.k_cache.shape[2]
 
-    def update(
-        self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v [B, H_kv, L, Dh] at positions input_pos [L]; return the whole caches [B, H_kv, S, Dh]."""
         self.k_cache.index_copy_(2, input_pos, k.to(self.k_cache.dtype))
         self.v_cache.index_copy_(2, input_pos, v.to(self.v_cache.dtype))

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vita.nn.attention import _make_views
+from vita.nn.fused import fuse_rows
 
 
 class FeedForward(nn.Module):
@@ -21,15 +21,14 @@ class FeedForward(nn.Module):
         self.w1 = nn.Linear(dim, hidden, bias=False)
         self.w2 = nn.Linear(hidden, dim, bias=False)
         self.w3 = nn.Linear(dim, hidden, bias=False)
-        self.w13: torch.Tensor | None = None  # fused gate/up weight (buffer) once fuse_() ran
+        self.w13: torch.Tensor | None
+        self.register_buffer("w13", None, persistent=False)  # fused gate/up weight, filled by fuse_()
 
-    @torch.no_grad()
     def fuse_(self) -> None:
         """Fuse the gate and up projections for inference (idempotent)."""
         if self.w13 is not None:
             return
-        self.register_buffer("w13", torch.cat([self.w1.weight, self.w3.weight]), persistent=False)
-        _make_views(self.w13, [self.w1, self.w3], "weight")
+        fuse_rows(self, "w13", [self.w1, self.w3])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.w13 is not None:

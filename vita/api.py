@@ -1,0 +1,128 @@
+"""The Python API: `vita.load(path_or_preset)` returns a `Vita` that answers over text, images, video and speech.
+
+    >>> import vita
+    >>> m = vita.load("tiny-random")
+    >>> reply = m.generate("What is in the picture?", images=["cat.png"])
+    >>> reply.state, reply.text
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from vita.checkpoint.load import load_model
+from vita.generation.generate import generate as generate_ids
+from vita.generation.sampling import SamplingConfig
+from vita.generation.text import TextStream
+from vita.models.vita import VitaModel
+from vita.processor import ModelInputs, Processor, Turn
+from vita.tokenizer import Tokenizer
+
+
+@dataclass
+class Reply:
+    state: str | None  # "<1>" spoken query, "<2>" not a query (stay silent), "<3>" typed query, None if absent
+    text: str  # visible answer: no state token, no stop string
+    token_ids: list[int] = field(default_factory=list)  # generated ids (the stop id excluded)
+    finish_reason: str = "length"  # "stop" (eos id or stop string) or "length"
+
+
+class Vita:
+    def __init__(self, model: VitaModel, tokenizer: Tokenizer) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.processor = Processor(tokenizer, model.config)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def inputs(
+        self,
+        text: str | None = None,
+        *,
+        images: Sequence[Any] = (),
+        video: Any | None = None,
+        audio: Any | None = None,
+        history: Sequence[Turn] = (),
+    ) -> ModelInputs:
+        return self.processor.simple(text, images=images, video=video, audio=audio, history=history)
+
+    @torch.inference_mode()
+    def stream(
+        self,
+        inputs: ModelInputs,
+        *,
+        max_new_tokens: int = 256,
+        sampling: SamplingConfig | None = None,
+        stop_strings: tuple[str, ...] = ("</s>",),
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """Yield visible text deltas as tokens arrive; the finished `Reply` is the generator's return value."""
+        embeds = self.model.embed(
+            inputs.token_ids.to(self.model.device), inputs.pixel_values, inputs.fbanks
+        )  # [1, L, D]
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        text = TextStream(self.tokenizer, stop_strings=stop_strings)
+        finish = "length"
+        n = 0
+        for token in generate_ids(
+            self.model.llm,
+            input_embeds=embeds,
+            max_new_tokens=max_new_tokens,
+            sampling=sampling or SamplingConfig(),
+            stop_ids=self.tokenizer.stop_ids,
+            generator=gen,
+        ):
+            n += 1
+            delta = text.push(token)
+            if delta:
+                yield delta
+            if text.stopped:
+                finish = "stop"
+                break
+        else:
+            if n < max_new_tokens:
+                finish = "stop"  # generate() ended on a stop id
+        tail = text.finish()
+        if tail:
+            yield tail
+        return Reply(text.state, text.visible_text.strip(), list(text.ids), finish)
+
+    def generate(
+        self,
+        text: str | None = None,
+        *,
+        images: Sequence[Any] = (),
+        video: Any | None = None,
+        audio: Any | None = None,
+        history: Sequence[Turn] = (),
+        max_new_tokens: int = 256,
+        sampling: SamplingConfig | None = None,
+        seed: int | None = None,
+    ) -> Reply:
+        inputs = self.inputs(text, images=images, video=video, audio=audio, history=history)
+        stream = self.stream(inputs, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)
+        while True:
+            try:
+                next(stream)
+            except StopIteration as stop:
+                return stop.value
+
+
+def load(
+    path: str,
+    *,
+    dtype: str | torch.dtype = "fp32",
+    device: str | torch.device = "cpu",
+    vision_tower: str | None = None,
+    audio_encoder: str | None = None,
+) -> Vita:
+    """Load a model directory (ours, the official VITA-1.0 layout, or a plain HF LLM) or a preset name."""
+    model, tokenizer = load_model(path, dtype=dtype, device=device, vision_tower=vision_tower,
+                                  audio_encoder=audio_encoder)
+    return Vita(model, tokenizer)

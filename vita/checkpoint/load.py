@@ -1,0 +1,155 @@
+"""Build a `VitaModel` from a checkpoint directory or a preset, strictly and with little memory.
+
+Layouts, recognised from `config.json`:
+- ours: `{"format": "vita", ...}` + `model.safetensors` (or shards) with our tensor names + `tokenizer.json`;
+- the official VITA-1.0 release (`model_type: vita-mixtral`), see `vita.checkpoint.vita1`;
+- a plain Hugging Face LLM directory (llama / mistral / mixtral / qwen2), loaded as a text-only model.
+
+The model is built on the meta device and every tensor is assigned from the (memory-mapped) file after a strict
+name and shape check, so peak memory is about one copy of the weights in the target dtype.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+
+from vita.checkpoint.io import TensorReader
+from vita.checkpoint.keymap import check_state_dict
+from vita.config import VitaConfig
+from vita.errors import CheckpointError, ConfigError
+from vita.models.vita import VitaModel
+from vita.tokenizer import Tokenizer
+
+DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+          "fp16": torch.float16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise ConfigError(f"unknown dtype {dtype!r}; use one of fp32, bf16, fp16") from None
+
+
+def materialize(
+    config: VitaConfig,
+    tensors: Mapping[str, torch.Tensor],
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    source: str = "checkpoint",
+    keep_fp32: Callable[[str], bool] | None = None,
+) -> VitaModel:
+    """Build the model on meta and assign every tensor of `tensors` (our names) after a strict check.
+
+    `tensors` may be lazy (a `TensorReader` or a mapping view): each tensor is read, cast and placed in turn.
+    Tensors for which `keep_fp32(name)` is true stay in float32 (e.g. normalisation statistics).
+    """
+    with torch.device("meta"):
+        model = VitaModel(config)
+    expected = {name: t.shape for name, t in model.state_dict().items()}
+    shapes = {name: _shape(tensors, name) for name in tensors}
+    check_state_dict(_Shapes(shapes), expected, source=source)
+    state = {}
+    for name in expected:
+        t = tensors[name]
+        target = torch.float32 if (keep_fp32 and keep_fp32(name)) or not t.is_floating_point() else dtype
+        state[name] = t.to(device=device, dtype=target if t.is_floating_point() else t.dtype)
+    model.load_state_dict(state, strict=True, assign=True)
+    _finish(model, device)
+    return model.eval()
+
+
+def random_model(config: VitaConfig, *, seed: int = 0, dtype: torch.dtype = torch.float32,
+                 device: str | torch.device = "cpu") -> VitaModel:
+    """A model with seeded random weights (tests, benchmarks and the demo before trained weights exist)."""
+    torch.manual_seed(seed)
+    model = VitaModel(config)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def load_model(
+    path: str | Path,
+    *,
+    dtype: str | torch.dtype = "fp32",
+    device: str | torch.device = "cpu",
+    vision_tower: str | Path | None = None,
+    audio_encoder: str | Path | None = None,
+) -> tuple[VitaModel, Tokenizer]:
+    """Load any supported layout, or a preset name from `vita.presets`."""
+    from vita import presets
+
+    dtype = resolve_dtype(dtype)
+    if str(path) in presets.PRESETS:
+        config = presets.preset(str(path))
+        return random_model(config, dtype=dtype, device=device), presets.byte_tokenizer()
+    path = Path(path)
+    if not path.exists():
+        known = ", ".join(presets.PRESETS)
+        raise CheckpointError(f"{path}: no such model directory (and not a preset name: {known})")
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: no config.json, so this is not a model directory")
+    try:
+        raw = json.loads((path / "config.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path / 'config.json'}: invalid JSON ({exc})") from None
+    if raw.get("format") == "vita":
+        return load_canonical(path, dtype=dtype, device=device)
+    model_type = raw.get("model_type")
+    if model_type in ("vita-mixtral",):
+        from vita.checkpoint.vita1 import load_vita1
+
+        return load_vita1(path, dtype=dtype, device=device, vision_tower=vision_tower, audio_encoder=audio_encoder)
+    from vita.checkpoint.hf_dir import load_hf_llm_dir
+
+    return load_hf_llm_dir(path, raw, dtype=dtype, device=device)
+
+
+def load_canonical(path: Path, *, dtype: torch.dtype, device: str | torch.device) -> tuple[VitaModel, Tokenizer]:
+    try:
+        config = VitaConfig.load(path / "config.json")
+    except TypeError as exc:  # unknown or missing field in a nested config
+        raise CheckpointError(f"{path / 'config.json'}: {exc}") from None
+    model = materialize(config, TensorReader.from_dir(path), dtype=dtype, device=device, source=str(path),
+                        keep_fp32=keeps_fp32)
+    return model, Tokenizer.from_dir(path)
+
+
+def keeps_fp32(name: str) -> bool:
+    """CMVN statistics stay float32 whatever the model dtype (fp16 cannot hold them precisely)."""
+    return ".cmvn_" in name or name.endswith(("cmvn.mean", "cmvn.istd"))
+
+
+class _Shapes(dict):
+    """Adapter so `check_state_dict` can compare shapes without reading tensors."""
+
+    def __getitem__(self, name):  # check_state_dict only reads `.shape`
+        return _ShapeOnly(super().__getitem__(name))
+
+
+class _ShapeOnly:
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+
+def _shape(tensors: Mapping[str, torch.Tensor], name: str) -> tuple[int, ...]:
+    if isinstance(tensors, TensorReader):
+        return tensors.shape(name)
+    return tuple(tensors[name].shape)
+
+
+def _finish(model: VitaModel, device: str | torch.device) -> None:
+    """Recreate derived buffers (not in checkpoints) on the real device and fail loudly if any stayed on meta."""
+    for module in model.modules():
+        hook = getattr(module, "init_derived_buffers", None)
+        if callable(hook):
+            hook(device)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise CheckpointError(f"tensors left unset after loading: {', '.join(left[:5])}")

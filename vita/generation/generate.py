@@ -1,0 +1,168 @@
+"""Autoregressive generation over the LLM's static KV cache: `prefill`, `decode_one_token`, `generate`.
+
+Shapes: B batch (generate: B = 1), L prompt length, V vocab, D hidden.
+    prefill:          token_ids [B, L] | input_embeds [B, L, D], input_pos [L]  -> next [B], logits [B, V]
+    decode_one_token: token [B, 1], input_pos [1]                               -> next [B], logits [B, V]
+
+`generate` is a Python generator: it yields each new token id as soon as it is chosen and *returns* a
+`GenerationResult` (the value of StopIteration; `result = yield from generate(...)` in a caller that is itself a
+generator, or `generate_all(...)` to just collect). A stop id ends generation and is NOT yielded nor included in
+`GenerationResult.token_ids`; it is reported as `stop_id`. `stop_fn(ids_so_far)` is called after each yielded id;
+when it returns True generation ends (that id was yielded and is kept).
+
+Only the decode step is worth compiling (`compile=True`): its shapes are static (one token, a fixed-size cache,
+input_pos [1]), so one graph serves every step. The prompt-dependent prefill stays eager.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from vita.generation.sampling import GREEDY, SamplingConfig, sample
+from vita.models.llm import LLM
+
+StopReason = Literal["stop_id", "stop_fn", "max_new_tokens"]
+
+
+@dataclass
+class GenerationResult:
+    token_ids: list[int] = field(default_factory=list)  # the yielded ids (no stop id)
+    stop_reason: StopReason = "max_new_tokens"
+    stop_id: int | None = None  # the stop id that ended generation, if any
+    prompt_len: int = 0
+
+
+@torch.no_grad()
+def prefill(
+    llm: LLM,
+    *,
+    token_ids: torch.Tensor | None = None,
+    input_embeds: torch.Tensor | None = None,
+    input_pos: torch.Tensor,
+    sampling: SamplingConfig = GREEDY,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the prompt through the cache; only the last position goes through the output head."""
+    hidden = llm.hidden_states(token_ids, input_embeds=input_embeds, input_pos=input_pos)  # [B, L, D]
+    logits = llm.head(hidden[:, -1])  # [B, V]
+    return sample(logits, sampling, generator), logits
+
+
+@torch.no_grad()
+def decode_one_token(
+    llm: LLM,
+    token: torch.Tensor,
+    input_pos: torch.Tensor,
+    sampling: SamplingConfig = GREEDY,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One cached step: token [B, 1] at input_pos [1] -> (next [B], logits [B, V])."""
+    logits = llm(token, input_pos=input_pos)[:, -1]  # [B, V]
+    return sample(logits, sampling, generator), logits
+
+
+@functools.cache
+def compiled_decode_one_token() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """`decode_one_token` compiled with inductor (built once per process; graphs are cached per model/shape).
+
+    `freezing` lets inductor treat the weights as constants and pre-pack them for the CPU GEMM library, which is
+    what makes batch-1 decode fast on CPU; it assumes the weights do not change after the first call.
+    """
+    return torch.compile(decode_one_token, fullgraph=False, dynamic=False, options={"freezing": True})
+
+
+def _ensure_cache(llm: LLM, batch_size: int, needed: int) -> None:
+    cache = llm.layers[0].attention.kv_cache
+    # a cache made under inference_mode cannot be written outside it: then allocate a fresh one
+    usable = cache is not None and (torch.is_inference_mode_enabled() or not cache.k_cache.is_inference())
+    if usable and llm.cache_batch_size == batch_size and llm.max_seq_len >= needed:
+        return  # reuse: stale entries beyond the current position are masked and overwritten before use
+    size = min(-(-needed // 64) * 64, llm.config.max_position_embeddings)  # round up: fewer re-allocations
+    llm.setup_caches(batch_size, max(size, needed))
+
+
+def generate(
+    llm: LLM,
+    *,
+    token_ids: torch.Tensor | None = None,
+    input_embeds: torch.Tensor | None = None,
+    max_new_tokens: int,
+    sampling: SamplingConfig = GREEDY,
+    stop_ids: Sequence[int] = (),
+    stop_fn: Callable[[list[int]], bool] | None = None,
+    generator: torch.Generator | None = None,
+    compile: bool = False,
+) -> Generator[int, None, GenerationResult]:
+    """Yield new token ids one at a time for a batch-1 prompt; return a `GenerationResult`.
+
+    Args:
+        token_ids: [1, L] or [L] prompt ids; exactly one of token_ids / input_embeds.
+        input_embeds: [1, L, D] or [L, D] prompt embeddings (text with spliced media).
+        max_new_tokens: upper bound on the number of ids generated (a stop id counts as generated).
+        sampling: greedy by default.
+        stop_ids: ids that end generation (not yielded).
+        stop_fn: called with all yielded ids after each one; True ends generation.
+        generator: RNG for sampling.
+        compile: use the compiled decode step (first call compiles, which takes a while).
+    """
+    if (token_ids is None) == (input_embeds is None):
+        raise ValueError("pass exactly one of token_ids and input_embeds")
+    if token_ids is not None and token_ids.dim() == 1:
+        token_ids = token_ids[None]  # [1, L]
+    if input_embeds is not None and input_embeds.dim() == 2:
+        input_embeds = input_embeds[None]  # [1, L, D]
+    prompt = token_ids if token_ids is not None else input_embeds
+    B, L = prompt.shape[:2]
+    if B != 1:
+        raise ValueError(f"generate() decodes batch 1, got batch {B}")
+    result = GenerationResult(prompt_len=L)
+    if max_new_tokens <= 0:
+        return result
+    _ensure_cache(llm, B, L + max_new_tokens)
+    device = llm.device
+    stops = frozenset(int(i) for i in stop_ids)
+    step = compiled_decode_one_token() if compile else decode_one_token
+
+    input_pos = torch.arange(L, device=device)  # [L]
+    if token_ids is not None:
+        token_ids = token_ids.to(device)
+    else:
+        input_embeds = input_embeds.to(device, llm.dtype)
+    next_token, _ = prefill(
+        llm,
+        token_ids=token_ids,
+        input_embeds=input_embeds,
+        input_pos=input_pos,
+        sampling=sampling,
+        generator=generator,
+    )
+    pos = torch.tensor([L], device=device)  # [1], advanced in place: no allocation per step
+    while True:
+        tok = int(next_token.item())  # the one host read per step (we must hand out an int)
+        if tok in stops:
+            result.stop_reason, result.stop_id = "stop_id", tok
+            return result
+        result.token_ids.append(tok)
+        yield tok
+        if stop_fn is not None and stop_fn(result.token_ids):
+            result.stop_reason = "stop_fn"
+            return result
+        if len(result.token_ids) >= max_new_tokens:
+            return result
+        next_token, _ = step(llm, next_token.view(1, 1), pos, sampling, generator)
+        pos += 1
+
+
+def generate_all(llm: LLM, **kwargs) -> GenerationResult:
+    """Run `generate` to the end and return its result (same keyword arguments)."""
+    gen = generate(llm, **kwargs)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value

@@ -1,0 +1,228 @@
+"""Decoder-only LLM of the Llama / Mistral / Mixtral / Qwen2 family, built from `LLMConfig`.
+
+Architecture (per layer, pre-norm):
+    h = x + Attention(RMSNorm(x))        GQA, RoPE (rotate_half, theta from the config), optional q/k/v bias
+    y = h + FeedForward(RMSNorm(h))      SwiGLU MLP, or a Mixtral top-k MoE of SwiGLU experts when num_experts > 0
+then a final RMSNorm and the output head (tied to the input embedding when `tie_word_embeddings`).
+
+Shapes: B batch, L new positions, S cache length (max_seq_len), D hidden, V vocab.
+    token_ids [B, L] -> embed -> [B, L, D] -> layers -> norm -> [B, L, D] -> output -> logits [B, L, V]
+
+Parameter names (our checkpoint layout; `vita.checkpoint.hf_llm` maps HF names onto them):
+    tok_embeddings.weight                         [V, D]
+    layers.{i}.attention_norm.weight              [D]
+    layers.{i}.attention.wq/wk/wv.weight (.bias)  [H*Dh, D], [H_kv*Dh, D], [H_kv*Dh, D]  (bias: Qwen2)
+    layers.{i}.attention.wo.weight                [D, H*Dh]
+    layers.{i}.ffn_norm.weight                    [D]
+    layers.{i}.feed_forward.w1/w3.weight          [I, D]   (dense; w1 = gate, w3 = up)
+    layers.{i}.feed_forward.w2.weight             [D, I]
+    layers.{i}.feed_forward.gate.weight           [E, D]   (MoE router)
+    layers.{i}.feed_forward.experts.{e}.w1/w2/w3.weight    (MoE experts, shapes as dense)
+    norm.weight                                   [D]
+    output.weight                                 [V, D]   (absent when tied)
+
+Two forward modes:
+  * uncached (input_pos None): plain causal attention over the given sequence, positions 0..L-1 (training and the
+    reference path); an optional right-padding `attention_mask` [B, L] hides padded keys.
+  * cached (after `setup_caches`, input_pos [L] = absolute positions): keys/values are written into the static cache
+    and every query attends to the cache positions <= its own (prefill: input_pos = arange(L); decode: [pos]).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vita.config import LLMConfig
+from vita.errors import ConfigError
+from vita.nn.attention import Attention
+from vita.nn.kv_cache import KVCache
+from vita.nn.mlp import FeedForward
+from vita.nn.moe import MoE
+from vita.nn.norm import RMSNorm
+from vita.nn.rope import rope_tables
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: LLMConfig) -> None:
+        super().__init__()
+        self.attention_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.attention = Attention(
+            cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, qkv_bias=cfg.qkv_bias
+        )
+        self.ffn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.feed_forward: FeedForward | MoE
+        if cfg.num_experts:
+            self.feed_forward = MoE(cfg.hidden_size, cfg.intermediate_size, cfg.num_experts, cfg.num_experts_per_tok)
+        else:
+            self.feed_forward = FeedForward(cfg.hidden_size, cfg.intermediate_size)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        input_pos: torch.Tensor | None,
+    ) -> torch.Tensor:
+        h = x + self.attention(self.attention_norm(x), cos, sin, mask=mask, input_pos=input_pos)  # [B, L, D]
+        return h + self.feed_forward(self.ffn_norm(h))  # [B, L, D]
+
+
+class LLM(nn.Module):
+    def __init__(self, config: LLMConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        # tied: the head reads tok_embeddings.weight, so the checkpoint holds the matrix once
+        self.output: nn.Linear | None = None
+        if not config.tie_word_embeddings:
+            self.output = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        # float32 RoPE tables [N, Dh], grown on demand; plain attributes so dtype casts of the model never round them
+        self._rope_cos = torch.empty(0, config.head_dim)
+        self._rope_sin = torch.empty(0, config.head_dim)
+        self.causal_mask: torch.Tensor | None = None  # [S, S] bool, once setup_caches ran
+
+    # ---- properties -------------------------------------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.norm.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.norm.weight.device
+
+    @property
+    def max_seq_len(self) -> int:
+        """Length of the static KV cache (0 when no cache is set up)."""
+        cache = self.layers[0].attention.kv_cache
+        return 0 if cache is None else cache.max_seq_len
+
+    @property
+    def cache_batch_size(self) -> int:
+        cache = self.layers[0].attention.kv_cache
+        return 0 if cache is None else cache.batch_size
+
+    # ---- caches -----------------------------------------------------------------------------------------------
+    def setup_caches(
+        self,
+        batch_size: int,
+        max_seq_len: int,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        """Allocate a static KV cache [B, H_kv, max_seq_len, Dh] per layer (replacing any previous one)."""
+        if max_seq_len > self.config.max_position_embeddings:
+            raise ConfigError(
+                f"max_seq_len {max_seq_len} exceeds max_position_embeddings {self.config.max_position_embeddings}"
+            )
+        dtype = dtype or self.dtype
+        device = torch.device(device) if device is not None else self.device
+        cfg = self.config
+        for layer in self.layers:
+            layer.attention.kv_cache = KVCache(
+                batch_size, cfg.num_kv_heads, max_seq_len, cfg.head_dim, dtype=dtype, device=device
+            )
+        self.causal_mask = torch.ones(max_seq_len, max_seq_len, dtype=torch.bool, device=device).tril()  # [S, S]
+        self._ensure_rope(max_seq_len, device)
+
+    def reset_caches(self) -> None:
+        """Zero the caches (not needed for correctness: positions beyond input_pos are masked)."""
+        for layer in self.layers:
+            if layer.attention.kv_cache is not None:
+                layer.attention.kv_cache.reset()
+
+    def drop_caches(self) -> None:
+        """Free the caches; the model goes back to the uncached path only."""
+        for layer in self.layers:
+            layer.attention.kv_cache = None
+        self.causal_mask = None
+
+    def fuse_(self) -> LLM:
+        """Inference-time weight fusion (q/k/v and gate/up); state-dict names and values are unchanged.
+
+        Call after moving the model to its final dtype/device (a later `.to()` would copy views and buffer apart).
+        """
+        for layer in self.layers:
+            layer.attention.fuse_()
+            layer.feed_forward.fuse_()
+        return self
+
+    def _ensure_rope(self, n: int, device: torch.device) -> None:
+        if self._rope_cos.shape[0] < n or self._rope_cos.device != device:
+            size = max(n, 2 * self._rope_cos.shape[0]) if self._rope_cos.device == device else n
+            cos, sin = rope_tables(self.config.head_dim, size, self.config.rope_theta)  # [N, Dh] float32
+            self._rope_cos, self._rope_sin = cos.to(device), sin.to(device)
+
+    # ---- forward ----------------------------------------------------------------------------------------------
+    def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """token_ids [B, L] -> [B, L, D]."""
+        return self.tok_embeddings(token_ids)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Final-normed hidden [B, L, D] -> logits [B, L, V]."""
+        if self.output is None:
+            return F.linear(hidden, self.tok_embeddings.weight)
+        return self.output(hidden)
+
+    def hidden_states(
+        self,
+        token_ids: torch.Tensor | None = None,
+        *,
+        input_embeds: torch.Tensor | None = None,
+        input_pos: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Final-normed hidden states [B, L, D]; arguments as in `forward`."""
+        if (token_ids is None) == (input_embeds is None):
+            raise ValueError("pass exactly one of token_ids and input_embeds")
+        x = self.embed(token_ids) if input_embeds is None else input_embeds  # [B, L, D]
+        L = x.shape[1]
+        if input_pos is not None:
+            if self.causal_mask is None:
+                raise ValueError("input_pos given but no KV cache: call setup_caches() first")
+            if attention_mask is not None:
+                raise ValueError("attention_mask is only supported on the uncached path (input_pos=None)")
+            cos, sin = self._rope_cos[input_pos], self._rope_sin[input_pos]  # [L, Dh]
+            mask = self.causal_mask[None, None, input_pos]  # [1, 1, L, S]: query at p sees cache positions <= p
+        else:
+            self._ensure_rope(L, x.device)
+            cos, sin = self._rope_cos[:L], self._rope_sin[:L]  # [L, Dh]
+            mask = None  # plain causal (SDPA is_causal)
+            if attention_mask is not None:
+                causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()  # [L, L]
+                keep = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, L]
+                # a query always sees itself, so rows of padding never become all-masked (NaN)
+                mask = (causal & keep) | torch.eye(L, dtype=torch.bool, device=x.device)  # [B, 1, L, L]
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # HF casts the float32 tables to the activation dtype
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask, input_pos)  # [B, L, D]
+        return self.norm(x)  # [B, L, D]
+
+    def forward(
+        self,
+        token_ids: torch.Tensor | None = None,
+        *,
+        input_embeds: torch.Tensor | None = None,
+        input_pos: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        return_hidden: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B, L, V] (and, with return_hidden, the final-normed hidden states [B, L, D]).
+
+        Args:
+            token_ids: [B, L] ids; exactly one of token_ids / input_embeds.
+            input_embeds: [B, L, D] embeddings (e.g. text with spliced media features).
+            input_pos: [L] absolute positions; uses the KV cache (call `setup_caches` first). None: uncached causal
+                forward with positions 0..L-1.
+            attention_mask: [B, L] (1 = real token, 0 = padding), uncached path only; meant for right padding.
+            return_hidden: also return the final-normed hidden states.
+        """
+        hidden = self.hidden_states(
+            token_ids, input_embeds=input_embeds, input_pos=input_pos, attention_mask=attention_mask
+        )  # [B, L, D]
+        logits = self.head(hidden)  # [B, L, V]
+        return (logits, hidden) if return_hidden else logits
