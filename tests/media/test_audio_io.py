@@ -37,8 +37,9 @@ def _write_pyav(path: Path, x: np.ndarray, rate: int, codec: str, container: str
     with av.open(str(path), "w", format=container) as out:
         stream = out.add_stream(codec, rate=rate, layout=layout)
         for start in range(0, x.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, start : start + 1024]), format="fltp",
-                                               layout=layout)
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(x[:, start : start + 1024]), format="fltp", layout=layout
+            )
             frame.sample_rate, frame.pts = rate, start
             for packet in stream.encode(frame):
                 out.mux(packet)
@@ -208,8 +209,10 @@ def test_nan_and_inf(tmp_path):
 # ------------------------------------------------------------------------------------------------------ resampler
 
 
-@pytest.mark.parametrize("rates", [(8000, 16000), (44100, 16000), (48000, 16000), (22050, 16000), (16000, 44100),
-                                   (11025, 16000), (12345, 16000)])
+@pytest.mark.parametrize(
+    "rates",
+    [(8000, 16000), (44100, 16000), (48000, 16000), (22050, 16000), (16000, 44100), (11025, 16000), (12345, 16000)],
+)
 def test_resampler_matches_scipy_resample_poly(rates):
     signal = pytest.importorskip("scipy.signal")
     orig, new = rates

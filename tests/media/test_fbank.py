@@ -23,7 +23,8 @@ def _signal(seconds: float, seed: int = 0) -> torch.Tensor:
     n = int(seconds * 16000)
     t = torch.arange(n, dtype=torch.float64) / 16000
     gen = torch.Generator().manual_seed(seed)
-    x = 0.4 * torch.sin(2 * math.pi * (200 * t + 900 * t**2)) + 0.05 * torch.randn(n, generator=gen, dtype=torch.float64)
+    noise = torch.randn(n, generator=gen, dtype=torch.float64)
+    x = 0.4 * torch.sin(2 * math.pi * (200 * t + 900 * t**2)) + 0.05 * noise
     return x.to(torch.float32)
 
 

@@ -18,13 +18,13 @@ from vita.errors import CheckpointError
 T = TypeVar("T")
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
+def compile_pattern(pattern: str) -> re.Pattern[str]:
     return re.compile("^" + re.escape(pattern).replace(r"\{\}", r"(\d+)") + "$")
 
 
 def map_key(key: str, keymap: Mapping[str, str | None], compiled: list | None = None) -> str | None:
     """Map one key; raises KeyError when no pattern matches."""
-    for src, regex in compiled or [(s, _compile(s)) for s in keymap]:
+    for src, regex in compiled or [(s, compile_pattern(s)) for s in keymap]:
         m = regex.match(key)
         if m:
             dst = keymap[src]
@@ -34,7 +34,7 @@ def map_key(key: str, keymap: Mapping[str, str | None], compiled: list | None = 
 
 def map_keys(state: Mapping[str, T], keymap: Mapping[str, str | None], *, source: str = "checkpoint") -> dict[str, T]:
     """Rename every key of `state` through `keymap`; unknown keys raise `CheckpointError` naming them."""
-    compiled = [(s, _compile(s)) for s in keymap]
+    compiled = [(s, compile_pattern(s)) for s in keymap]
     out: dict[str, T] = {}
     unknown: list[str] = []
     for key, value in state.items():
@@ -67,17 +67,27 @@ def check_state_dict(
     ignore_missing: Iterable[str] = (),
 ) -> None:
     """Strict comparison of names and shapes; raises `CheckpointError` listing each problem by name."""
+    check_shapes({n: tuple(t.shape) for n, t in state.items()}, expected, source=source,
+                 ignore_missing=ignore_missing)
+
+
+def check_shapes(
+    shapes: Mapping[str, tuple[int, ...]],
+    expected: Mapping[str, torch.Size | tuple[int, ...]],
+    *,
+    source: str = "checkpoint",
+    ignore_missing: Iterable[str] = (),
+) -> None:
+    """`check_state_dict` on shapes alone (no tensor needs to be read)."""
     problems: list[str] = []
     ignore = set(ignore_missing)
-    for name in sorted(set(expected) - set(state) - ignore):
+    for name in sorted(set(expected) - set(shapes) - ignore):
         problems.append(f"missing tensor '{name}' (expected shape {tuple(expected[name])})")
-    for name in sorted(set(state) - set(expected)):
-        problems.append(f"unexpected tensor '{name}' (shape {tuple(state[name].shape)})")
-    for name in sorted(set(state) & set(expected)):
-        if tuple(state[name].shape) != tuple(expected[name]):
-            problems.append(
-                f"tensor '{name}' has shape {tuple(state[name].shape)}, expected {tuple(expected[name])}"
-            )
+    for name in sorted(set(shapes) - set(expected)):
+        problems.append(f"unexpected tensor '{name}' (shape {tuple(shapes[name])})")
+    for name in sorted(set(shapes) & set(expected)):
+        if tuple(shapes[name]) != tuple(expected[name]):
+            problems.append(f"tensor '{name}' has shape {tuple(shapes[name])}, expected {tuple(expected[name])}")
     if problems:
         shown = "; ".join(problems[:10]) + (f"; ... ({len(problems)} problems)" if len(problems) > 10 else "")
         raise CheckpointError(f"{source}: {shown}")

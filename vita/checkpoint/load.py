@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from vita.checkpoint.io import TensorReader
-from vita.checkpoint.keymap import check_state_dict
+from vita.checkpoint.keymap import check_shapes
 from vita.config import VitaConfig
 from vita.errors import CheckpointError, ConfigError
 from vita.models.vita import VitaModel
@@ -54,8 +54,7 @@ def materialize(
     with torch.device("meta"):
         model = VitaModel(config)
     expected = {name: t.shape for name, t in model.state_dict().items()}
-    shapes = {name: _shape(tensors, name) for name in tensors}
-    check_state_dict(_Shapes(shapes), expected, source=source)
+    check_shapes({name: tensor_shape(tensors, name) for name in tensors}, expected, source=source)
     state = {}
     for name in expected:
         t = tensors[name]
@@ -123,24 +122,12 @@ def load_canonical(path: Path, *, dtype: torch.dtype, device: str | torch.device
 
 def keeps_fp32(name: str) -> bool:
     """CMVN statistics stay float32 whatever the model dtype (fp16 cannot hold them precisely)."""
-    return ".cmvn_" in name or name.endswith(("cmvn.mean", "cmvn.istd"))
+    return name.endswith(("cmvn.mean", "cmvn.istd"))
 
 
-class _Shapes(dict):
-    """Adapter so `check_state_dict` can compare shapes without reading tensors."""
-
-    def __getitem__(self, name):  # check_state_dict only reads `.shape`
-        return _ShapeOnly(super().__getitem__(name))
-
-
-class _ShapeOnly:
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = shape
-
-
-def _shape(tensors: Mapping[str, torch.Tensor], name: str) -> tuple[int, ...]:
-    if isinstance(tensors, TensorReader):
-        return tensors.shape(name)
+def tensor_shape(tensors: Mapping[str, torch.Tensor], name: str) -> tuple[int, ...]:
+    if hasattr(tensors, "shape"):  # lazy readers know shapes without reading data
+        return tuple(tensors.shape(name))
     return tuple(tensors[name].shape)
 
 

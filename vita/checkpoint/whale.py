@@ -141,7 +141,9 @@ def audio_config_from_train_yaml(
         raise CheckpointError(f"{src}: expected a mapping at the top level")
 
     layers = _get(tree, "encoder_conf/overview_conf/encoder-layer-config", src)
-    _require(layers == "subsampling-transformer", src, f"encoder-layer-config '{layers}' (only subsampling-transformer)")
+    _require(
+        layers == "subsampling-transformer", src, f"encoder-layer-config '{layers}' (only subsampling-transformer)"
+    )
     sub = _get(tree, "encoder_conf/para_conf/subsampling", src)
     tfm = _get(tree, "encoder_conf/para_conf/transformer", src)
 

@@ -14,7 +14,7 @@ import io
 import math
 import struct
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from vita.errors import MediaError
 __all__ = ["AudioSource", "TARGET_RATE", "load_audio", "resample"]
 
 TARGET_RATE = 16000
-AudioSource = Union[str, Path, bytes, bytearray, np.ndarray, torch.Tensor]
+AudioSource = str | Path | bytes | bytearray | np.ndarray | torch.Tensor
 
 # File signatures libsndfile handles; anything else goes to PyAV.
 _SOUNDFILE_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM")
@@ -129,7 +129,9 @@ def _check_riff_length(head: bytes, size: int, what: str) -> None:
             available = size - pos - 8
             # 0 and 0xFFFFFFFF are "unknown length" markers of streaming writers, not a truncation.
             if length not in (0, 0xFFFFFFFF) and length > available:
-                raise MediaError(f"{what}: truncated WAV file (data chunk declares {length} bytes, {available} present)")
+                raise MediaError(
+                    f"{what}: truncated WAV file (data chunk: {length} bytes declared, {available} present)"
+                )
             return
         pos += 8 + length + (length & 1)
 

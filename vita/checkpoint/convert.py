@@ -1,0 +1,92 @@
+"""`vita convert`: between our canonical layout and the official VITA-1.0 layout, tensor by tensor.
+
+Conversion never builds the model: names are mapped lazily and each tensor is read, cast and written in turn,
+after the same strict name/shape check a load does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from vita.checkpoint.io import TensorReader, write_tensors
+from vita.checkpoint.keymap import check_shapes
+from vita.checkpoint.load import keeps_fp32, resolve_dtype, tensor_shape
+from vita.config import VitaConfig
+from vita.errors import CheckpointError
+from vita.models.vita import VitaModel
+from vita.tokenizer import Tokenizer
+
+
+def expected_shapes(config: VitaConfig) -> dict[str, torch.Size]:
+    with torch.device("meta"):
+        return {n: t.shape for n, t in VitaModel(config).state_dict().items()}
+
+
+def read_any(path: str | Path) -> tuple[VitaConfig, Mapping[str, torch.Tensor], Tokenizer]:
+    """(config, lazy tensors in our names, tokenizer) of a canonical, official VITA-1.0 or HF LLM directory."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: no config.json")
+    raw = json.loads((path / "config.json").read_text())
+    if raw.get("format") == "vita":
+        return VitaConfig.from_dict(raw), TensorReader.from_dir(path), Tokenizer.from_dir(path)
+    if raw.get("model_type") == "vita-mixtral":
+        from vita.checkpoint.vita1 import read_vita1
+
+        return read_vita1(path)
+    from vita.checkpoint.hf_dir import config_from_hf_dir
+    from vita.checkpoint.hf_llm import llm_keymap
+    from vita.checkpoint.vita1 import _Renamed
+
+    tokenizer = Tokenizer.from_dir(path)
+    config = config_from_hf_dir(raw, tokenizer, str(path / "config.json"))
+    view = _Renamed()
+    view.add(TensorReader.from_dir(path), llm_keymap(config.llm), str(path))
+    return config, view, tokenizer
+
+
+class _Cast(Mapping[str, torch.Tensor]):
+    def __init__(self, tensors: Mapping[str, torch.Tensor], dtype: torch.dtype | None) -> None:
+        self.tensors, self.dtype = tensors, dtype
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        t = self.tensors[name]
+        if self.dtype is None or not t.is_floating_point() or keeps_fp32(name):
+            return t
+        return t.to(self.dtype)
+
+    def __iter__(self):
+        return iter(self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+
+def save_canonical(config: VitaConfig, tensors: Mapping[str, torch.Tensor], tokenizer: Tokenizer,
+                   dst: str | Path) -> Path:
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    write_tensors(dst, tensors, metadata={"format_vita": "1"})
+    config.save(dst / "config.json")
+    tokenizer.save(dst)
+    return dst
+
+
+def convert(src: str | Path, dst: str | Path, *, to: str = "vita", dtype: str | None = None) -> Path:
+    """Convert `src` (any supported layout) to `to` = "vita" (ours) or "vita1" (official) at `dst`."""
+    if Path(dst).exists() and any(Path(dst).iterdir()):
+        raise CheckpointError(f"{dst}: destination exists and is not empty (refusing to overwrite)")
+    config, tensors, tokenizer = read_any(src)
+    check_shapes({n: tensor_shape(tensors, n) for n in tensors}, expected_shapes(config), source=str(src))
+    cast = _Cast(tensors, resolve_dtype(dtype) if dtype else None)
+    if to == "vita":
+        return save_canonical(config, cast, tokenizer, dst)
+    if to == "vita1":
+        from vita.checkpoint.vita1 import export_vita1
+
+        return export_vita1(config, cast, tokenizer, dst)
+    raise CheckpointError(f"unknown target layout {to!r} (use 'vita' or 'vita1')")
