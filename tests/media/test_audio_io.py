@@ -31,14 +31,20 @@ def _interior_error(y: torch.Tensor, expected: np.ndarray, margin: int = 800) ->
     return float(np.abs(y.numpy() - expected)[margin:-margin].max())
 
 
-def _write_pyav(path: Path, x: np.ndarray, rate: int, codec: str, container: str) -> None:
-    """Encode channels-first float samples [C, N] with an FFmpeg encoder, 1024-sample frames."""
+def _write_pyav(path: Path, x: np.ndarray, rate: int, codec: str, container: str, packed_s16: bool = False) -> None:
+    """Encode channels-first float samples [C, N] with an FFmpeg encoder, 1024-sample frames.
+
+    packed_s16: feed interleaved int16 frames (for PCM codecs, whose decoders then return packed samples).
+    """
     layout = "stereo" if x.shape[0] == 2 else "mono"
     with av.open(str(path), "w", format=container) as out:
         stream = out.add_stream(codec, rate=rate, layout=layout)
         for start in range(0, x.shape[1], 1024):
+            block = x[:, start : start + 1024]  # [C, n]
+            if packed_s16:
+                block = np.round(block * 32767).astype(np.int16).T.reshape(1, -1)  # [1, n * C] interleaved
             frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(x[:, start : start + 1024]), format="fltp", layout=layout
+                np.ascontiguousarray(block), format="s16" if packed_s16 else "fltp", layout=layout
             )
             frame.sample_rate, frame.pts = rate, start
             for packet in stream.encode(frame):
@@ -100,6 +106,14 @@ def test_mp3_via_pyav(tmp_path):
     assert abs(y.numel() - 16000) <= 160
     assert _interior_error(y[:16000], _expected_16k(min(16000, y.numel()))[:16000]) < 0.05  # lossy codec
     assert torch.equal(load_audio((tmp_path / "m.mp3").read_bytes()), y)
+
+
+def test_packed_pcm_in_matroska_via_pyav(tmp_path):
+    x = np.stack([_tones(22050, 1.0, 1.5), _tones(22050, 1.0, 0.5)])
+    _write_pyav(tmp_path / "p.mka", x, 22050, "pcm_s16le", "matroska", packed_s16=True)
+    y = load_audio(tmp_path / "p.mka")
+    assert y.shape == (16000,)
+    assert _interior_error(y, _expected_16k(16000)) < 2e-3  # lossless codec: only resampling and int16 rounding
 
 
 # ------------------------------------------------------------------------------------------------------- raw PCM
@@ -211,7 +225,17 @@ def test_nan_and_inf(tmp_path):
 
 @pytest.mark.parametrize(
     "rates",
-    [(8000, 16000), (44100, 16000), (48000, 16000), (22050, 16000), (16000, 44100), (11025, 16000), (12345, 16000)],
+    [
+        (8000, 16000),
+        (44100, 16000),
+        (48000, 16000),
+        (22050, 16000),
+        (16000, 44100),
+        (16000, 8000),
+        (11025, 16000),
+        (12345, 16000),  # many phases: the gather path
+        (44101, 16000),  # co-prime rates: 16000 phases
+    ],
 )
 def test_resampler_matches_scipy_resample_poly(rates):
     signal = pytest.importorskip("scipy.signal")
@@ -223,6 +247,16 @@ def test_resampler_matches_scipy_resample_poly(rates):
     y = resample(torch.from_numpy(x), orig, new).numpy()
     assert y.shape == expected.shape
     assert np.abs(y - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 441])
+def test_resampler_on_tiny_inputs(n):
+    signal = pytest.importorskip("scipy.signal")
+    x = np.random.default_rng(n).standard_normal(n)
+    expected = signal.resample_poly(x, 160, 441)
+    y = resample(torch.from_numpy(x), 44100, 16000).numpy()
+    assert y.shape == expected.shape
+    assert np.abs(y - expected).max() <= 1e-4 * max(np.abs(expected).max(), 1e-3)
 
 
 def test_resampler_keeps_leading_dims_and_identity():

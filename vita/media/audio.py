@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from vita.config import FbankConfig
 from vita.errors import MediaError
@@ -30,6 +31,7 @@ AudioSource = str | Path | bytes | bytearray | np.ndarray | torch.Tensor
 # File signatures libsndfile handles; anything else goes to PyAV.
 _SOUNDFILE_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM")
 _MAX_CHANNELS = 64
+_DENSE_RESAMPLE_LIMIT = 1 << 22  # conv weight entries; above it the gather path is cheaper
 _HEAD_BYTES = 1 << 16  # enough to reach the data chunk header of any sane WAV
 
 
@@ -51,11 +53,24 @@ def _lowpass_filter(up: int, down: int) -> torch.Tensor:
     return h / h.sum() * up  # unit DC gain after zero-stuffing by `up`
 
 
-def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
-    """Band-limited resampling of [..., N] from `orig_rate` to `new_rate` Hz -> [..., ceil(N * new / orig)].
+def _polyphase(up: int, down: int) -> tuple[torch.Tensor, int, int]:
+    """Filter phases H [up, J] with y[m] = sum_j x[m*down // up - j] * H[(m*down) % up, j], j = j_min .. j_max."""
+    h = _lowpass_filter(up, down)  # [K], K = 2 * half + 1
+    half = (h.numel() - 1) // 2
+    # y[m] = sum_i x[i] * h[half + m*down - i*up]; with i = q - j (q = m*down // up, r = m*down % up) the tap is
+    # h[half + r + j*up]. One j range covers every phase r; taps outside the filter are zero.
+    j_min, j_max = -((half + up - 1) // up), half // up
+    j = torch.arange(j_min, j_max + 1)  # [J]
+    tap = half + torch.arange(up)[:, None] + j[None, :] * up  # [up, J]
+    valid = (tap >= 0) & (tap < h.numel())
+    phases = torch.where(valid, h[tap.clamp(0, h.numel() - 1)], torch.zeros((), dtype=h.dtype))  # [up, J]
+    return phases.to(torch.float32), j_min, j_max
 
-    Polyphase FIR: output sample m sits at input time m * down / up (no delay), computed as one strided conv1d
-    whose `up` output channels are the filter phases.
+
+def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """Band-limited resampling of [..., N] from `orig_rate` to `new_rate` Hz -> float32 [..., ceil(N * new / orig)].
+
+    Polyphase FIR (Kaiser-windowed sinc); output sample m sits at input time m * down / up, with no delay.
     """
     if orig_rate <= 0 or new_rate <= 0:
         raise ValueError(f"sample rates must be positive, got {orig_rate} -> {new_rate}")
@@ -63,31 +78,51 @@ def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Ten
     up, down = new_rate // g, orig_rate // g
     if up == down:
         return waveform.clone()
-    lead = waveform.shape[:-1]
-    x = waveform.reshape(-1, waveform.shape[-1]).to(torch.float32)  # [B, N]
-    n_in = x.shape[-1]
+    lead, n_in = waveform.shape[:-1], waveform.shape[-1]
+    x = waveform.reshape(-1, n_in).to(torch.float32)  # [B, N]
     n_out = -(-n_in * up // down)
-    h = _lowpass_filter(up, down)  # [K], K = 2 * half + 1
-    half = (h.numel() - 1) // 2
-    # y[m] = sum_i x[i] * h[half + m*down - i*up]. Write m = k*up + s: the input index is k*down + q_s - j with
-    # q_s = s*down // up, and the tap is h[half + r_s + j*up] with r_s = s*down % up, for every j keeping it in range.
-    j_min = -((half + up - 1) // up)  # covers r_s = 0 .. up-1 together with j_max
-    j_max = half // up + 1
-    pad_left = j_max
-    length = down + j_max - j_min  # conv kernel length
-    weight = torch.zeros(up, length, dtype=torch.float64)  # [up, length]
-    for s in range(up):
-        q, r = divmod(s * down, up)
-        j = torch.arange(j_min, j_max + 1)  # [J]
-        tap = half + r + j * up  # [J]
-        keep = (tap >= 0) & (tap < h.numel())
-        weight[s, q + pad_left - j[keep]] = h[tap[keep]]
-    blocks = -(-n_out // up)  # output frames per phase
-    total = (blocks - 1) * down + length
-    x = torch.nn.functional.pad(x, (pad_left, max(0, total - pad_left - n_in)))  # [B, N']
-    y = torch.nn.functional.conv1d(x[:, None, :total], weight.to(torch.float32)[:, None, :], stride=down)  # [B, up, k]
-    y = y.transpose(1, 2).reshape(x.shape[0], -1)[:, :n_out]  # [B, n_out]: interleave the phases
+    phases, j_min, j_max = _polyphase(up, down)  # [up, J]
+    x = F.pad(x, (j_max, -j_min))  # [B, N + J - 1]: x_pad[n] = x[n - j_max]
+    if up * (down + phases.shape[1]) <= _DENSE_RESAMPLE_LIMIT:
+        y = _resample_conv(x, phases, up, down, n_out)
+    else:
+        y = _resample_gather(x, phases, up, down, n_out, j_min, j_max)
     return y.reshape(*lead, n_out)
+
+
+def _resample_conv(x: torch.Tensor, phases: torch.Tensor, up: int, down: int, n_out: int) -> torch.Tensor:
+    """Common rates (few phases): one strided conv1d whose `up` output channels are the phases.
+
+    Output m = k*up + s reads x_pad[k*down + q_s + j_max - j] (q_s = s*down // up), so phase s is a kernel of
+    length down + J - 1 with the phase taps placed (reversed) at offset q_s.
+    """
+    taps = phases.shape[1]
+    s = torch.arange(up)
+    q, r = (s * down) // up, (s * down) % up  # [up]
+    weight = torch.zeros(up, down + taps - 1)  # [up, L]
+    cols = q[:, None] + (taps - 1 - torch.arange(taps))[None, :]  # [up, J]: j = j_min + t sits at q_s + J - 1 - t
+    weight.scatter_(1, cols, phases[r])
+    blocks = -(-n_out // up)
+    need = (blocks - 1) * down + weight.shape[1]
+    x = F.pad(x, (0, max(0, need - x.shape[1])))[:, None, :need]  # [B, 1, need]
+    y = F.conv1d(x, weight[:, None, :], stride=down)  # [B, up, blocks]
+    return y.transpose(1, 2).reshape(x.shape[0], -1)[:, :n_out]  # [B, n_out]: interleave the phases
+
+
+def _resample_gather(
+    x: torch.Tensor, phases: torch.Tensor, up: int, down: int, n_out: int, j_min: int, j_max: int
+) -> torch.Tensor:
+    """Unusual rate pairs (many phases): gather each output's taps directly, in bounded chunks."""
+    taps = phases.shape[1]
+    offsets = j_max - torch.arange(j_min, j_max + 1)  # [J]: x_pad index = q + j_max - j
+    out = []
+    step = max(1, _DENSE_RESAMPLE_LIMIT // taps)
+    for start in range(0, n_out, step):
+        m = torch.arange(start, min(n_out, start + step))  # [M]
+        q, r = (m * down) // up, (m * down) % up  # [M]
+        window = x[:, q[:, None] + offsets[None, :]]  # [B, M, J]
+        out.append((window * phases[r]).sum(-1))  # [B, M]
+    return torch.cat(out, dim=1)  # [B, n_out]
 
 
 # ----------------------------------------------------------------------------------------------------- decoding
@@ -158,7 +193,7 @@ def _read_soundfile(data: Path | bytes, what: str) -> tuple[np.ndarray, int]:
 def _frame_to_array(frame: Any, what: str) -> np.ndarray:
     array = frame.to_ndarray()  # planar: [C, n]; packed: [1, n * C]
     if not frame.format.is_planar:
-        array = array.reshape(-1, frame.layout.nb_channels).T  # [C, n]
+        array = array.reshape(-1, len(frame.layout.channels)).T  # [C, n]
     return _int_to_float(array, what)
 
 

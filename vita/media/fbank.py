@@ -105,24 +105,24 @@ class _FbankKernel:
         count = num_fbank_frames(samples.numel(), self.config)
         if count == 0:
             return samples.new_zeros(0, self.frame_length)
-        return samples.as_strided((count, self.frame_length), (self.frame_shift, 1))  # [T, L]
+        return samples.contiguous().as_strided((count, self.frame_length), (self.frame_shift, 1))  # [T, L]
 
     def features(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Log-mel features [T, M] of frames [T, L]."""
         if frames.shape[0] == 0:
             return frames.new_zeros(0, self.config.num_mel_bins)
         if self.config.dither != 0.0:
-            noise = torch.randn(frames.shape, generator=generator, dtype=frames.dtype)  # [T, L]
+            noise = torch.randn(frames.shape, generator=generator, dtype=frames.dtype, device=frames.device)  # [T, L]
             frames = frames + noise * self.config.dither
         frames = frames - frames.mean(dim=1, keepdim=True)  # [T, L]
         # Pre-emphasis against the previous sample; the first sample is paired with itself (replicate padding).
         previous = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)  # [T, L]
         frames = frames - PREEMPHASIS * previous
-        frames = frames * self.window  # [T, L]
+        frames = frames * self.window.to(frames.device)  # [T, L]
         frames = torch.nn.functional.pad(frames, (0, self.padded - self.frame_length))  # [T, P]
         power = torch.fft.rfft(frames).abs().pow(2.0)  # [T, F]
-        energies = torch.mm(power, self.banks_t)  # [T, M]
-        return torch.maximum(energies, self.eps).log()
+        energies = torch.mm(power, self.banks_t.to(power.device))  # [T, M]
+        return torch.maximum(energies, self.eps.to(power.device)).log()
 
 
 def _as_float_samples(pcm: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -149,7 +149,7 @@ def fbank(
     [0, M]. With `config.dither > 0` the noise comes from `generator` (or the global torch RNG).
     """
     kernel = _FbankKernel(config or FbankConfig())
-    samples = (_as_float_samples(waveform) * INT16_SCALE).contiguous()  # [N]
+    samples = _as_float_samples(waveform) * INT16_SCALE  # [N]
     return kernel.features(kernel.frames(samples), generator)
 
 
@@ -175,7 +175,7 @@ class StreamingFbank:
     def step(self, pcm_chunk: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Append a chunk [n] (float in [-1, 1], or int16) and return the newly completed frames [k, M]."""
         chunk = _as_float_samples(pcm_chunk) * INT16_SCALE  # [n]
-        self._buffer = torch.cat([self._buffer, chunk])  # [n_buf]
+        self._buffer = torch.cat([self._buffer.to(chunk.device), chunk])  # [n_buf]
         frames = self._kernel.frames(self._buffer)  # [k, L]
         out = self._kernel.features(frames, self._generator)  # [k, M]
         # Keep only the samples a future frame can still use: from the start of the next frame on.

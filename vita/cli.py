@@ -1,0 +1,153 @@
+"""`vita` command line: generate | convert | bench.
+
+Every command is a thin layer over a Python function; errors that vita raises on purpose are printed as one
+line (`error: ...`) with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from vita.api import load
+    from vita.generation.sampling import SamplingConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not (args.prompt or args.image or args.video or args.audio):
+        raise _usage("give at least one of --prompt, --image, --video, --audio")
+    t0 = time.perf_counter()
+    model = load(args.model, dtype=args.dtype, vision_tower=args.vision_tower, audio_encoder=args.audio_encoder)
+    load_s = time.perf_counter() - t0
+    inputs = model.inputs(args.prompt, images=args.image, video=args.video, audio=args.audio)
+    sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    stream = model.stream(inputs, max_new_tokens=args.max_new_tokens, sampling=sampling, seed=args.seed)
+    t1 = time.perf_counter()
+    while True:
+        try:
+            delta = next(stream)
+        except StopIteration as stop:
+            reply = stop.value
+            break
+        if not args.json:
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+    gen_s = time.perf_counter() - t1
+    if args.json:
+        print(json.dumps({"state": reply.state, "text": reply.text, "token_ids": reply.token_ids,
+                          "finish_reason": reply.finish_reason}, ensure_ascii=False))
+    else:
+        print()
+        print(f"[state {reply.state or 'none'} | {len(reply.token_ids)} tokens | finish {reply.finish_reason} | "
+              f"load {load_s:.2f} s | prompt {inputs.token_ids.shape[1]} tokens | generate {gen_s:.2f} s]",
+              file=sys.stderr)
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from vita.checkpoint.convert import convert
+
+    t0 = time.perf_counter()
+    out = convert(args.src, args.dst, to=args.to, dtype=args.dtype)
+    print(f"wrote {out} ({args.to} layout) in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _bench_decode(args: argparse.Namespace) -> int:
+    from vita.bench.decode import main as bench_main
+
+    argv = ["--model", args.model, "--dtype", args.dtype]
+    for flag in ("prompt_len", "new_tokens", "threads"):
+        value = getattr(args, flag)
+        if value is not None:
+            argv += [f"--{flag.replace('_', '-')}", str(value)]
+    if args.no_compile:
+        argv.append("--no-compile")
+    if args.no_transformers:
+        argv.append("--no-transformers")
+    if args.json:
+        argv.append("--json")
+    return bench_main(argv) or 0
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _usage(message: str) -> _UsageError:
+    return _UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vita", description="VITA: omni-modal LLM (video, image, text, speech).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="answer one turn over text, images, a video and/or a spoken question")
+    g.add_argument("--model", required=True, help="model directory (ours, official VITA-1.0, HF LLM) or preset")
+    g.add_argument("--image", action="append", default=[], help="image file (repeatable)")
+    g.add_argument("--video", help="video file")
+    g.add_argument("--audio", help="audio file (wav, flac, ogg, mp3; resampled to 16 kHz mono)")
+    g.add_argument("--prompt", help="typed question")
+    g.add_argument("--max-new-tokens", type=int, default=256)
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    g.add_argument("--top-k", type=int, default=0, help="0 = off")
+    g.add_argument("--top-p", type=float, default=1.0, help="1.0 = off")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    g.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    g.add_argument("--vision-tower", help="InternViT folder (default: as named in the official config)")
+    g.add_argument("--audio-encoder", help="audio-encoder folder (default: as named in the official config)")
+    g.add_argument("--json", action="store_true", help='print {"state", "text", "token_ids"} as JSON')
+    g.set_defaults(func=_generate)
+
+    c = sub.add_parser("convert", help="convert a checkpoint between our layout and the official VITA-1.0 one")
+    c.add_argument("src")
+    c.add_argument("dst")
+    c.add_argument("--to", default="vita", choices=["vita", "vita1"])
+    c.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"], help="default: keep the source's")
+    c.set_defaults(func=_convert)
+
+    b = sub.add_parser("bench", help="benchmarks that print figures")
+    bsub = b.add_subparsers(dest="bench", required=True)
+    d = bsub.add_parser("decode", help="prefill and decode tokens/s vs the memory-bandwidth bound")
+    d.add_argument("--model", default="smollm2-135m-random", help="preset name or model directory")
+    d.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    d.add_argument("--prompt-len", type=int, default=None)
+    d.add_argument("--new-tokens", type=int, default=None)
+    d.add_argument("--threads", type=int, default=None)
+    d.add_argument("--no-compile", action="store_true", help="eager decode step (no torch.compile)")
+    d.add_argument("--no-transformers", action="store_true", help="skip the transformers comparison")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=_bench_decode)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vita.errors import VitaError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except _UsageError as exc:
+        parser.error(str(exc))
+    except VitaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
