@@ -4,7 +4,7 @@
 |---|---|---|
 | `vita-1.0` | Mixtral-8x7B + InternViT-300M-448px + whale audio encoder (shapes only) | arXiv 2408.05211, HF VITA-MLLM/VITA |
 | `tiny-random` | the same architecture at toy size with random weights, for tests and the demo | this file |
-| `smollm2-135m-random` | a random Llama shaped like SmolLM2-135M, text only (decode benchmark) | HF SmolLM2-135M config |
+| `smollm2-135m-random` | a random Llama shaped like SmolLM2-135M, text only (decode bench) | SmolLM2 config |
 """
 
 from __future__ import annotations

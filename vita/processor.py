@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from vita.config import VitaConfig
-from vita.errors import PromptError
+from vita.errors import MediaError, PromptError
 from vita.media.audio import load_audio
 from vita.media.fbank import fbank, num_llm_tokens
 from vita.media.image import preprocess_image
@@ -66,6 +66,13 @@ class ModelInputs:
     modality: Modality = "lang"
 
 
+MIN_AUDIO_FRAMES = 7  # the 4x conv subsampling yields no output frame below this
+
+
+def _name(source: Any) -> str:
+    return str(source) if isinstance(source, str) or hasattr(source, "__fspath__") else "<in-memory clip>"
+
+
 _MARKERS = re.compile(f"({re.escape(IMAGE_PLACEHOLDER)}|{re.escape(VIDEO_PLACEHOLDER)}|{re.escape(AUDIO_PLACEHOLDER)})")
 
 
@@ -90,7 +97,13 @@ class Processor:
         if self.config.audio is None:
             raise PromptError("this model has no audio encoder: audio input is not supported")
         wave = load_audio(part.source, sample_rate=part.sample_rate)  # [n_samples] at 16 kHz
-        return fbank(wave, self.config.audio.fbank)  # [T, 80]
+        feats = fbank(wave, self.config.audio.fbank)  # [T, 80]
+        if feats.shape[0] < MIN_AUDIO_FRAMES:
+            raise MediaError(
+                f"audio {_name(part.source)}: too short ({wave.shape[0] / 16000:.3f} s); the encoder needs at least "
+                f"{MIN_AUDIO_FRAMES} frames (about 0.085 s)"
+            )
+        return feats
 
     # -- prompt ------------------------------------------------------------------------------------------------
 

@@ -17,7 +17,9 @@ tensors. Every other tensor must be known, present and of the right shape.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -80,7 +82,20 @@ def config_from_vita1(raw: Mapping[str, Any], vision: VisionConfig, audio_dir: P
         raise CheckpointError(
             f"{source}: mm_hidden_size {raw['mm_hidden_size']} != 4 x InternViT hidden ({vision.output_size})"
         )
-    audio, adapter = audio_config_from_train_yaml(audio_dir / "train.yaml", llm.hidden_size)
+    train_yaml = audio_dir / "train.yaml"
+    try:
+        audio, adapter = audio_config_from_train_yaml(train_yaml, llm.hidden_size)
+    except CheckpointError as exc:
+        if "chunk" not in str(exc):
+            raise
+        # The official HF code then draws a random chunk mask on every call (even in eval); its vLLM port, which
+        # served the released demos, uses full attention. We follow the port, and say so.
+        warnings.warn(f"{train_yaml}: chunked attention settings ignored, running full attention ({exc})",
+                      stacklevel=2)
+        audio, adapter = audio_config_from_train_yaml(train_yaml, llm.hidden_size, force_full_attention=True)
+    if audio.fbank.dither:
+        # Dither adds random noise to the features: right for training, wrong for reproducible inference.
+        audio = dataclasses.replace(audio, fbank=dataclasses.replace(audio.fbank, dither=0.0))
     return VitaConfig(
         llm=llm, vision=vision, vision_projector=ProjectorConfig(vision.output_size, llm.hidden_size),
         audio=audio, audio_adapter=adapter, template="mixtral_two",

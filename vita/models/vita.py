@@ -67,7 +67,7 @@ class VitaModel(nn.Module):
         param = next(self.audio_adapter.parameters())
         rows = []
         for feats in fbanks:
-            x = feats.to(param.device, param.dtype).unsqueeze(0)  # [1, T, 80]
+            x = feats.to(param.device, torch.float32).unsqueeze(0)  # [1, T, 80]; CMVN runs in float32
             lengths = torch.tensor([feats.shape[0]], device=param.device)
             enc, mask = self.audio_encoder(x, lengths)  # [1, T', H], [1, T']
             emb, emb_mask = self.audio_adapter(enc, mask)  # [1, T'', D], [1, T'']

@@ -66,7 +66,8 @@ class GlobalCMVN(nn.Module):
         self.register_buffer("istd", torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, F] -> [B, T, F]
-        return (x - self.mean) * self.istd
+        # Always float32: the statistics (mean ~ 12, istd ~ 0.3) lose digits in half precision.
+        return (x.float() - self.mean.float()) * self.istd.float()
 
 
 class ConvSubsampling4(nn.Module):
@@ -201,7 +202,8 @@ class WhaleEncoder(nn.Module):
         frames = torch.arange(fbank.shape[1], device=fbank.device)  # [T]
         mask = frames[None, :] < lengths.to(fbank.device)[:, None]  # [B, T]
         mask = mask[:, 2::2][:, 2::2]  # [B, T']: the frames each stride-2 conv keeps
-        x = self.subsampling(self.cmvn(fbank))  # [B, T', H]
+        x = self.cmvn(fbank).to(self.subsampling.conv1.weight.dtype)  # [B, T, F] in the model's dtype
+        x = self.subsampling(x)  # [B, T', H]
         x, pos = self.pos_enc(self.input_layer(x))  # [B, T', H], [T', H]
         for block in self.blocks:
             x = block(x, pos, mask)  # [B, T', H]
