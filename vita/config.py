@@ -203,7 +203,8 @@ class VitaConfig:
         if self.vision_projector is not None:
             if self.vision_projector.input_size != self.vision.output_size:
                 raise ConfigError(
-                    f"vision projector input {self.vision_projector.input_size} != vision output {self.vision.output_size}"
+                    f"vision projector input {self.vision_projector.input_size} "
+                    f"!= vision output {self.vision.output_size}"
                 )
             if self.vision_projector.output_size != self.llm.hidden_size:
                 raise ConfigError(

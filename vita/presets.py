@@ -2,7 +2,7 @@
 
 | name | what | source |
 |---|---|---|
-| `vita-1.0` | Mixtral-8x7B + InternViT-300M-448px + whale audio encoder (shapes only) | arXiv 2408.05211, HF VITA-MLLM/VITA |
+| `vita-1.0` | Mixtral-8x7B + InternViT-300M + whale audio encoder (shapes only) | arXiv 2408.05211 |
 | `tiny-random` | the same architecture at toy size with random weights, for tests and the demo | this file |
 | `smollm2-135m-random` | a random Llama shaped like SmolLM2-135M, text only (decode bench) | SmolLM2 config |
 """

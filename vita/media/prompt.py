@@ -103,7 +103,7 @@ def tokenize_with_placeholders(tokenizer: Tokenizer, prompt: str) -> list[int]:
     bos = tokenizer.bos_id
     drop = 1 if chunks[0] and bos is not None and chunks[0][0] == bos else 0
     ids = list(chunks[0])
-    for marker, chunk in zip(markers, chunks[1:]):
+    for marker, chunk in zip(markers, chunks[1:], strict=True):
         ids.append(_SENTINEL[marker])
         ids.extend(chunk[drop:])
     return ids
