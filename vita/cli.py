@@ -29,6 +29,7 @@ def _generate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     model = load(args.model, dtype=args.dtype, vision_tower=args.vision_tower, audio_encoder=args.audio_encoder)
     load_s = time.perf_counter() - t0
+    model.processor.strict_audio = args.strict_audio
     inputs = model.inputs(args.prompt, images=args.image, video=args.video, audio=args.audio)
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     stream = model.stream(inputs, max_new_tokens=args.max_new_tokens, sampling=sampling, seed=args.seed)
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     g.add_argument("--vision-tower", help="InternViT folder (default: as named in the official config)")
     g.add_argument("--audio-encoder", help="audio-encoder folder (default: as named in the official config)")
+    g.add_argument("--strict-audio", action="store_true", help="refuse audio that is not 16 kHz mono (no resampling)")
     g.add_argument("--json", action="store_true", help='print {"state", "text", "token_ids"} as JSON')
     g.set_defaults(func=_generate)
 

@@ -77,9 +77,11 @@ _MARKERS = re.compile(f"({re.escape(IMAGE_PLACEHOLDER)}|{re.escape(VIDEO_PLACEHO
 
 
 class Processor:
-    def __init__(self, tokenizer: Tokenizer, config: VitaConfig) -> None:
+    def __init__(self, tokenizer: Tokenizer, config: VitaConfig, *, strict_audio: bool = False) -> None:
         self.tokenizer = tokenizer
         self.config = config
+        # strict_audio: refuse audio that is not already 16 kHz mono instead of resampling / down-mixing it
+        self.strict_audio = strict_audio
 
     # -- media -------------------------------------------------------------------------------------------------
 
@@ -96,7 +98,9 @@ class Processor:
     def _audio(self, part: Audio) -> torch.Tensor:
         if self.config.audio is None:
             raise PromptError("this model has no audio encoder: audio input is not supported")
-        wave = load_audio(part.source, sample_rate=part.sample_rate)  # [n_samples] at 16 kHz
+        rate = self.config.audio.fbank.sample_rate
+        wave = load_audio(part.source, sample_rate=part.sample_rate, target_rate=rate,
+                          require_rate=rate if self.strict_audio else None)  # [n_samples] at 16 kHz
         feats = fbank(wave, self.config.audio.fbank)  # [T, 80]
         if feats.shape[0] < MIN_AUDIO_FRAMES:
             raise MediaError(
