@@ -1,0 +1,210 @@
+"""`vita bench decode`: prefill and decode tokens/s at batch 1, against the memory-bandwidth bound.
+
+Batch-1 decoding is memory-bound: every step reads every weight the step uses once. So the ceiling is
+
+    bound_tok_s = measured copy bandwidth (bytes/s, read + write counted, like STREAM copy) / weight bytes per token
+
+where weight bytes per token counts each tensor a decode step reads: all linear weights and norms, the output head
+(for a tied model that is the embedding matrix, read in full), one embedding row, and for a MoE only the k routed
+experts of each layer. The KV cache reads (small at these lengths) are left out, which makes the bound optimistic.
+
+The same weights also run through `transformers`' `generate` (greedy, its default dynamic cache) in the same
+process, so the speed-up is measured side by side on the same machine state. Both sides are timed the same way:
+decode tok/s = (N - 1) / (t(N new tokens) - t(1 new token)), the best of a few repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from vita.models.llm import LLM
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@dataclass
+class DecodeBench:
+    model: str
+    dtype: str
+    threads: int
+    prompt_len: int
+    new_tokens: int
+    compiled: bool
+    prefill_tok_s: float
+    decode_tok_s: float
+    weight_bytes: int
+    bandwidth_gb_s: float
+    bound_tok_s: float
+    fraction_of_bound: float
+    transformers_decode_tok_s: float | None = None
+    speedup_vs_transformers: float | None = None
+
+
+def copy_bandwidth(nbytes: int = 1 << 30, repeats: int = 5) -> float:
+    """Best copy rate in bytes/s over a buffer far larger than the caches, read + write counted."""
+    src = torch.ones(nbytes // 4, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # fault the pages in
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * nbytes / best
+
+
+def weight_bytes_per_token(llm: LLM) -> int:
+    """Bytes of weights one decode step reads (see the module docstring)."""
+    cfg = llm.config
+    total = 0
+    for name, p in llm.named_parameters():
+        n = p.numel() * p.element_size()
+        if name == "tok_embeddings.weight":
+            n = n if cfg.tie_word_embeddings else cfg.hidden_size * p.element_size()  # tied: the head reads it all
+        elif ".feed_forward.experts." in name:
+            n = n * cfg.num_experts_per_tok // cfg.num_experts  # only the routed experts run
+        total += n
+    return total
+
+
+def _best(fn: Callable[[], None], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_vita(llm: LLM, prompt: torch.Tensor, new_tokens: int, *, compile: bool, repeats: int) -> tuple[float, float]:
+    """(prefill tok/s, decode tok/s) of our `generate` on prompt [1, L]."""
+    from vita.generation.generate import generate_all
+
+    def run(n: int) -> None:
+        out = generate_all(llm, token_ids=prompt, max_new_tokens=n, compile=compile)
+        assert len(out.token_ids) == n, "bench prompts have no stop ids, so every step must produce a token"
+
+    with torch.inference_mode():
+        run(new_tokens)  # warm-up: compiles the decode step, allocates the cache
+        t1 = _best(lambda: run(1), repeats)
+        tn = _best(lambda: run(new_tokens), repeats)
+    return prompt.shape[1] / t1, (new_tokens - 1) / (tn - t1)
+
+
+def bench_transformers(llm: LLM, prompt: torch.Tensor, new_tokens: int, *, repeats: int) -> float:
+    """Decode tok/s of `transformers` generate (greedy) on the same weights, or raise ImportError."""
+    import transformers
+
+    from vita.checkpoint.hf_llm import llm_config_to_hf, llm_export_keymap
+    from vita.checkpoint.keymap import map_keys
+
+    hf_cfg = llm_config_to_hf(llm.config)
+    cls = getattr(transformers, hf_cfg["architectures"][0])
+    config_cls = transformers.AutoConfig.for_model(hf_cfg["model_type"]).__class__
+    model = cls(config_cls(**{k: v for k, v in hf_cfg.items() if k != "architectures"})).to(llm.dtype).eval()
+    state = {name: t for name, t in llm.state_dict().items()}
+    state = map_keys(state, llm_export_keymap(llm.config, prefix=""), source="bench model")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:
+        raise RuntimeError(f"weight transfer to transformers failed: missing {missing}, unexpected {unexpected}")
+    if llm.config.tie_word_embeddings:
+        model.tie_weights()
+
+    def run(n: int) -> None:
+        out = model.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
+        assert out.shape[1] == prompt.shape[1] + n
+
+    with torch.inference_mode():
+        run(new_tokens)  # warm-up
+        t1 = _best(lambda: run(1), repeats)
+        tn = _best(lambda: run(new_tokens), repeats)
+    return (new_tokens - 1) / (tn - t1)
+
+
+def run_bench(
+    model: str = "smollm2-135m-random",
+    *,
+    dtype: str = "bf16",
+    prompt_len: int = 64,
+    new_tokens: int = 64,
+    threads: int | None = None,
+    compile: bool = True,
+    transformers: bool = True,
+    repeats: int = 3,
+) -> DecodeBench:
+    from vita.checkpoint.load import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    vita_model, _ = load_model(model, dtype=dtype)
+    llm = vita_model.llm
+    del vita_model
+    gen = torch.Generator().manual_seed(0)
+    prompt = torch.randint(3, llm.config.vocab_size, (1, prompt_len), generator=gen)  # [1, L]
+    weight_bytes = weight_bytes_per_token(llm)
+    bandwidth = copy_bandwidth()
+
+    hf_tok_s = None
+    if transformers:
+        try:
+            hf_tok_s = bench_transformers(llm, prompt, new_tokens, repeats=repeats)
+        except ImportError:
+            print("transformers is not installed: skipping the comparison", file=sys.stderr)
+    llm.fuse_()  # after the transformers copy, which reads the unfused parameters
+    prefill_tok_s, decode_tok_s = bench_vita(llm, prompt, new_tokens, compile=compile, repeats=repeats)
+    bound = bandwidth / weight_bytes
+    return DecodeBench(
+        model=model, dtype=dtype, threads=torch.get_num_threads(), prompt_len=prompt_len, new_tokens=new_tokens,
+        compiled=compile, prefill_tok_s=prefill_tok_s, decode_tok_s=decode_tok_s, weight_bytes=weight_bytes,
+        bandwidth_gb_s=bandwidth / 1e9, bound_tok_s=bound, fraction_of_bound=decode_tok_s / bound,
+        transformers_decode_tok_s=hf_tok_s,
+        speedup_vs_transformers=None if hf_tok_s is None else decode_tok_s / hf_tok_s,
+    )
+
+
+def format_table(r: DecodeBench) -> str:
+    rows = [
+        ("model", f"{r.model} ({r.dtype}, {r.threads} threads, {'compiled' if r.compiled else 'eager'} decode)"),
+        ("prefill", f"{r.prefill_tok_s:.0f} tok/s ({r.prompt_len}-token prompt)"),
+        ("decode", f"{r.decode_tok_s:.1f} tok/s ({r.new_tokens} new tokens, batch 1)"),
+        ("weights read per token", f"{r.weight_bytes / 1e6:.1f} MB"),
+        ("copy bandwidth", f"{r.bandwidth_gb_s:.1f} GB/s"),
+        ("bandwidth bound", f"{r.bound_tok_s:.1f} tok/s"),
+        ("fraction of bound", f"{100 * r.fraction_of_bound:.0f} %"),
+    ]
+    if r.transformers_decode_tok_s is not None:
+        rows.append(("transformers generate", f"{r.transformers_decode_tok_s:.1f} tok/s"))
+        rows.append(("speed-up vs transformers", f"{r.speedup_vs_transformers:.2f}x"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="vita bench decode", description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="smollm2-135m-random")
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
+    p.add_argument("--prompt-len", type=int, default=64)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--no-transformers", action="store_true")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    result = run_bench(
+        args.model, dtype=args.dtype, prompt_len=args.prompt_len, new_tokens=args.new_tokens, threads=args.threads,
+        compile=not args.no_compile, transformers=not args.no_transformers,
+    )
+    print(json.dumps(asdict(result)) if args.json else format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
