@@ -19,11 +19,14 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from vita.models.llm import LLM
 
@@ -106,17 +109,14 @@ def bench_transformers(llm: LLM, prompt: torch.Tensor, new_tokens: int, *, repea
     from vita.checkpoint.hf_llm import llm_config_to_hf, llm_export_keymap
     from vita.checkpoint.keymap import map_keys
 
-    hf_cfg = llm_config_to_hf(llm.config)
-    cls = getattr(transformers, hf_cfg["architectures"][0])
-    config_cls = transformers.AutoConfig.for_model(hf_cfg["model_type"]).__class__
-    model = cls(config_cls(**{k: v for k, v in hf_cfg.items() if k != "architectures"})).to(llm.dtype).eval()
-    state = {name: t for name, t in llm.state_dict().items()}
-    state = map_keys(state, llm_export_keymap(llm.config, prefix=""), source="bench model")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if k != "lm_head.weight"]:
-        raise RuntimeError(f"weight transfer to transformers failed: missing {missing}, unexpected {unexpected}")
-    if llm.config.tie_word_embeddings:
-        model.tie_weights()
+    # through an on-disk HF checkpoint, so transformers applies its own layout conversions (e.g. fused experts)
+    with tempfile.TemporaryDirectory() as tmp:
+        hf_cfg = llm_config_to_hf(llm.config)
+        (Path(tmp) / "config.json").write_text(json.dumps(hf_cfg))
+        state = map_keys(llm.state_dict(), llm_export_keymap(llm.config, prefix=""), source="bench model")
+        save_file({k: v.contiguous() for k, v in state.items()}, str(Path(tmp) / "model.safetensors"))
+        cls = getattr(transformers, hf_cfg["architectures"][0])
+        model = cls.from_pretrained(tmp, dtype=llm.dtype).eval()
 
     def run(n: int) -> None:
         out = model.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0)
