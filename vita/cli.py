@@ -1,4 +1,4 @@
-"""`vita` command line: generate | convert | bench.
+"""`vita` command line: generate | convert | bench | data | vocab.
 
 Every command is a thin layer over a Python function; errors that vita raises on purpose are printed as one
 line (`error: ...`) with exit status 2, never as a traceback.
@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-transformers", action="store_true", help="skip the transformers comparison")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=_bench_decode)
+
+    # sub-commands that live with their subsystem register themselves
+    from vita.training import negatives, vocab
+
+    data = sub.add_parser("data", help="build training data (non-awakening negatives)")
+    negatives.add_parser(data.add_subparsers(dest="data", required=True))
+    vocab.add_parser(sub)
     return p
 
 

@@ -19,3 +19,18 @@ class CheckpointError(VitaError, RuntimeError):
 
 class PromptError(VitaError, ValueError):
     """A prompt does not fit the media given with it (e.g. more placeholders than media)."""
+
+
+class TrainingError(VitaError, RuntimeError):
+    """A training recipe, its data, or a training run's output directory cannot be used."""
+
+
+class DataError(VitaError, ValueError):
+    """A training sample or data file is malformed; the message starts with `file:line` (or `file:#index`).
+
+    `kind` names the problem for counting (e.g. "broken_json", "missing_media", "too_long", "markers", "role").
+    """
+
+    def __init__(self, message: str, kind: str = "malformed") -> None:
+        super().__init__(message)
+        self.kind = kind

@@ -175,6 +175,7 @@ class LLM(nn.Module):
         input_embeds: torch.Tensor | None = None,
         input_pos: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Final-normed hidden states [B, L, D]; arguments as in `forward`."""
         if (token_ids is None) == (input_embeds is None):
@@ -184,23 +185,37 @@ class LLM(nn.Module):
         if input_pos is not None:
             if self.causal_mask is None:
                 raise ValueError("input_pos given but no KV cache: call setup_caches() first")
-            if attention_mask is not None:
-                raise ValueError("attention_mask is only supported on the uncached path (input_pos=None)")
+            if attention_mask is not None or segment_ids is not None:
+                raise ValueError("attention_mask and segment_ids are for the uncached path only (input_pos=None)")
             cos, sin = self._rope_cos[input_pos], self._rope_sin[input_pos]  # [L, Dh]
             mask = self.causal_mask[None, None, input_pos]  # [1, 1, L, S]: query at p sees cache positions <= p
         else:
             self._ensure_rope(L, x.device)
             cos, sin = self._rope_cos[:L], self._rope_sin[:L]  # [L, Dh]
             mask = None  # plain causal (SDPA is_causal)
-            if attention_mask is not None:
+            if attention_mask is not None or segment_ids is not None:
                 causal = torch.ones(L, L, dtype=torch.bool, device=x.device).tril()  # [L, L]
-                keep = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, L]
+                keep = attention_mask.bool()[:, None, None, :] if attention_mask is not None else True  # [B,1,1,L]
                 # a query always sees itself, so rows of padding never become all-masked (NaN)
                 mask = (causal & keep) | torch.eye(L, dtype=torch.bool, device=x.device)  # [B, 1, L, L]
+            if segment_ids is not None:  # true packing: attend within the own segment, positions restart at 0
+                segment_ids = segment_ids.to(x.device)
+                same = segment_ids[:, None, :, None] == segment_ids[:, None, None, :]  # [B, 1, L, L]
+                mask = mask & same
+                cos, sin = self._segment_rope(segment_ids)  # [B, 1, L, Dh]
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # HF casts the float32 tables to the activation dtype
         for layer in self.layers:
             x = layer(x, cos, sin, mask, input_pos)  # [B, L, D]
         return self.norm(x)  # [B, L, D]
+
+    def _segment_rope(self, segment_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE rows for packed rows: position = index - start of its segment. segment_ids [B, L] -> [B, 1, L, Dh]."""
+        L = segment_ids.shape[1]
+        idx = torch.arange(L, device=segment_ids.device).expand_as(segment_ids)  # [B, L]
+        starts = torch.ones_like(segment_ids, dtype=torch.bool)  # [B, L]
+        starts[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
+        pos = idx - torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values  # [B, L]
+        return self._rope_cos[pos][:, None], self._rope_sin[pos][:, None]  # [B, 1, L, Dh]
 
     def forward(
         self,
@@ -209,6 +224,7 @@ class LLM(nn.Module):
         input_embeds: torch.Tensor | None = None,
         input_pos: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
         return_hidden: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits [B, L, V] (and, with return_hidden, the final-normed hidden states [B, L, D]).
@@ -219,10 +235,13 @@ class LLM(nn.Module):
             input_pos: [L] absolute positions; uses the KV cache (call `setup_caches` first). None: uncached causal
                 forward with positions 0..L-1.
             attention_mask: [B, L] (1 = real token, 0 = padding), uncached path only; meant for right padding.
+            segment_ids: [B, L] ints, uncached path only (true packing): a token attends only to earlier tokens of
+                the same segment, and RoPE positions restart at 0 wherever the id changes.
             return_hidden: also return the final-normed hidden states.
         """
         hidden = self.hidden_states(
-            token_ids, input_embeds=input_embeds, input_pos=input_pos, attention_mask=attention_mask
+            token_ids, input_embeds=input_embeds, input_pos=input_pos, attention_mask=attention_mask,
+            segment_ids=segment_ids,
         )  # [B, L, D]
         logits = self.head(hidden)  # [B, L, V]
         return (logits, hidden) if return_hidden else logits

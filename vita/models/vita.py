@@ -94,6 +94,11 @@ class VitaModel(nn.Module):
         token_ids: torch.Tensor,
         pixel_values: torch.Tensor | None = None,
         fbanks: Sequence[torch.Tensor] = (),
+        *,
+        segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Uncached forward over the whole sequence: logits [B, L, V]."""
-        return self.llm(input_embeds=self.embed(token_ids, pixel_values, fbanks))
+        """Uncached forward over the whole sequence: logits [B, L, V].
+
+        segment_ids [B, L] (true packing): attention stays within a segment and positions restart per segment.
+        """
+        return self.llm(input_embeds=self.embed(token_ids, pixel_values, fbanks), segment_ids=segment_ids)
