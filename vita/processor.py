@@ -111,8 +111,12 @@ class Processor:
 
     # -- prompt ------------------------------------------------------------------------------------------------
 
-    def _content(self, content: str | Sequence[Part], pixels: list, fbanks: list, kinds: set[str]) -> str:
-        """Render one message's parts to text with markers, loading its media in order."""
+    def render_message(self, content: str | Sequence[Part], pixels: list, fbanks: list, kinds: set[str]) -> str:
+        """Render one message's parts to text with markers, loading its media in order.
+
+        Appends each image's tiles / video's frames to `pixels`, each clip's fbank to `fbanks`, and "image"/"video"
+        to `kinds`; training (`vita.training.sample`) calls this too, so media load exactly as at inference.
+        """
         if isinstance(content, str):
             content = [content]
         queues: dict[type, list[Any]] = {Image: [], Video: [], Audio: []}
@@ -162,7 +166,7 @@ class Processor:
         pixels: list[torch.Tensor] = []
         fbanks: list[torch.Tensor] = []
         kinds: set[str] = set()
-        messages = [Message(t.role, self._content(t.content, pixels, fbanks, kinds)) for t in turns]  # type: ignore[arg-type]
+        messages = [Message(t.role, self.render_message(t.content, pixels, fbanks, kinds)) for t in turns]  # type: ignore[arg-type]
         modality: Modality = "video" if "video" in kinds else "image" if "image" in kinds else "lang"
         prompt = render(messages, template=self.config.template, modality=modality, system=system)
         ids = tokenize_with_placeholders(self.tokenizer, prompt)

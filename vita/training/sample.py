@@ -9,7 +9,7 @@ becomes "<2>" alone (target "<2>" + end-of-sequence); any other gpt turn gets "<
 holds `<audio>`, "<3>" otherwise. A reply that already starts with a state token is kept as written (pre-tagged
 data); `inserted_id` may also be a list (merged dialogues).
 
-Prompt: each human turn's media are loaded by the same per-message code inference uses (`Processor._content`:
+Prompt: each human turn's media are loaded by the same per-message code inference uses (`Processor.render_message`:
 tiling, video frames, fbank), the conversation is rendered with the model's template and modality system prompt
 (`vita.media.prompt.render`) and tokenized chunk by chunk around the markers like `tokenize_with_placeholders`, so
 the ids of the prompt part equal the inference ids. Labels: the ids of each assistant reply (state token, text and
@@ -189,7 +189,7 @@ def render_conversation(
         parts += [Image(p) for p in files["image"]] + [Video(p) for p in files["video"]]
         parts += [Audio(p) for p in files["audio"]]
         try:
-            content = processor._content(parts, pixels, fbanks, kinds) if len(parts) > 1 else text
+            content = processor.render_message(parts, pixels, fbanks, kinds) if len(parts) > 1 else text
         except VitaError as exc:
             raise DataError(f"{conv.where}: {exc}", "media") from None
         except Exception as exc:  # a decoder failing in an unexpected way must not end the epoch
