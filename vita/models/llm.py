@@ -31,11 +31,11 @@ Two forward modes:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vita.config import LLMConfig
 from vita.errors import ConfigError
+from vita.kernels.gemv import linear
 from vita.nn.attention import Attention
 from vita.nn.kv_cache import KVCache
 from vita.nn.mlp import FeedForward
@@ -165,8 +165,8 @@ class LLM(nn.Module):
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final-normed hidden [B, L, D] -> logits [B, L, V]."""
         if self.output is None:
-            return F.linear(hidden, self.tok_embeddings.weight)
-        return self.output(hidden)
+            return linear(hidden, self.tok_embeddings.weight)
+        return linear(hidden, self.output.weight)
 
     def hidden_states(
         self,

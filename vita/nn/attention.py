@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vita.kernels.gemv import linear
 from vita.nn.fused import fuse_rows
 from vita.nn.kv_cache import KVCache
 from vita.nn.rope import apply_rope
@@ -58,7 +59,7 @@ class Attention(nn.Module):
         B, L, _ = x.shape
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         if self.wqkv is not None:
-            q, k, v = F.linear(x, self.wqkv, self.bqkv).split([q_size, kv_size, kv_size], dim=-1)
+            q, k, v = linear(x, self.wqkv, self.bqkv).split([q_size, kv_size, kv_size], dim=-1)
         else:
             q, k, v = self.wq(x), self.wk(x), self.wv(x)
         q = q.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, L, Dh]
@@ -73,4 +74,4 @@ class Attention(nn.Module):
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)  # [B, H, L, Dh]
         y = y.transpose(1, 2).reshape(B, L, q_size)  # [B, L, H*Dh]
-        return self.wo(y)
+        return linear(y, self.wo.weight)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vita.kernels.gemv import linear
 from vita.nn.fused import fuse_rows
 
 
@@ -32,7 +33,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.w13 is not None:
-            gate, up = F.linear(x, self.w13).split([self.hidden, self.hidden], dim=-1)  # [..., I] each
+            gate, up = linear(x, self.w13).split([self.hidden, self.hidden], dim=-1)  # [..., I] each
         else:
             gate, up = self.w1(x), self.w3(x)
-        return self.w2(F.silu(gate) * up)
+        return linear(F.silu(gate) * up, self.w2.weight)
