@@ -1,4 +1,4 @@
-"""`vita` command line: generate | convert | bench | data | vocab.
+"""`vita` command line: generate | convert | bench | data | vocab | eval.
 
 Every command is a thin layer over a Python function; errors that vita raises on purpose are printed as one
 line (`error: ...`) with exit status 2, never as a traceback.
@@ -133,11 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_bench_decode)
 
     # sub-commands that live with their subsystem register themselves
+    from vita.eval import run as eval_run
     from vita.training import negatives, vocab
 
     data = sub.add_parser("data", help="build training data (non-awakening negatives)")
     negatives.add_parser(data.add_subparsers(dest="data", required=True))
     vocab.add_parser(sub)
+    eval_run.add_parser(sub)
     return p
 
 

@@ -34,3 +34,7 @@ class DataError(VitaError, ValueError):
     def __init__(self, message: str, kind: str = "malformed") -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class EvalError(VitaError, ValueError):
+    """An evaluation manifest or run cannot be used; manifest errors start with `file:line`."""
