@@ -1,4 +1,4 @@
-"""`vita` command line: generate | convert | bench | data | vocab | eval.
+"""`vita` command line: generate | convert | bench | data | vocab | eval | chat.
 
 Every command is a thin layer over a Python function; errors that vita raises on purpose are printed as one
 line (`error: ...`) with exit status 2, never as a traceback.
@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_bench_decode)
 
     # sub-commands that live with their subsystem register themselves
+    from vita.duplex import cli as duplex_cli
     from vita.eval import run as eval_run
     from vita.training import negatives, vocab
 
@@ -140,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     negatives.add_parser(data.add_subparsers(dest="data", required=True))
     vocab.add_parser(sub)
     eval_run.add_parser(sub)
+    duplex_cli.add_parser(sub)
+    duplex_cli.add_bench_parser(bsub)
     return p
 
 

@@ -1,0 +1,54 @@
+"""Duplex fixtures: tiny random weights (one torch thread), Piper speech synthesized once per session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("piper")
+pytest.importorskip("onnxruntime")
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Batch-1 decode of a tiny model is ~100x faster on one thread when the cores are shared (restored after
+    each module, so the rest of the suite keeps its thread count)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    import vita
+
+    return vita.load("tiny-random")
+
+
+@pytest.fixture(scope="session")
+def piper():
+    from vita.speech.tts import PiperSynth
+
+    return PiperSynth(out_rate=RATE)
+
+
+@pytest.fixture(scope="session")
+def voices(piper, tmp_path_factory) -> dict[str, np.ndarray]:
+    """User utterances at half scale, [N] float32 16 kHz, written once to the session's tmp dir."""
+    import soundfile as sf
+
+    texts = {
+        "question": "What is the weather like today?",
+        "barge": "Tell me a joke instead.",
+        "chatter": "Yes, I will call you back after lunch.",
+    }
+    out, folder = {}, tmp_path_factory.mktemp("voices")
+    for name, text in texts.items():
+        pcm = (0.5 * piper(text)).astype(np.float32)
+        sf.write(folder / f"{name}.wav", pcm, RATE)
+        out[name] = pcm
+    return out

@@ -1,0 +1,378 @@
+"""The duplex session on tiny random weights, a fake clock and scripted audio.
+
+The model really runs (embed, chunked prefill, one decode step per tick on each role's own cache); only the ids it
+emits are teacher-forced by `ScriptedReplies`, so states and answers are known in advance. Replies are spoken by a
+Piper voice (memoized per clause), so that an echo is real speech the VAD would take for a user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from vita.duplex.events import (
+    TERMINAL,
+    AudioIn,
+    AudioOut,
+    FakeClock,
+    PlaybackPaused,
+    PlaybackResumed,
+    ReplyCancelled,
+    ReplyFinished,
+    ReplyStarted,
+    StateDecided,
+    TextDelta,
+    TextIn,
+    UserSpeechEnded,
+    UserSpeechStarted,
+    VideoFrame,
+)
+from vita.duplex.roles import Engine, Script, ScriptedReplies
+from vita.duplex.session import Session, SessionConfig
+from vita.processor import Image
+from vita.speech.echo import GateConfig, aec_available
+from vita.speech.tts import StreamingTTS, speakable, split_clauses
+from vita.speech.vad import VADConfig
+
+RATE = 16000
+ANSWER_1 = "<1> The weather today is sunny and warm, with a light breeze from the west. Later it gets cloudy."
+ANSWER_2 = "<1> Here is one, about a cat."
+ANSWER_LONG = ANSWER_1 + (" Tomorrow it rains in the morning, and the afternoon stays grey and cool."
+                          " The weekend looks better again, with sun on both days and very little wind.")
+
+
+class Voice:
+    """Piper, memoized per clause: replies are real speech (the echo gate sees what it would see live)."""
+
+    out_rate = RATE
+
+    def __init__(self, piper) -> None:
+        self.piper, self.memo = piper, {}
+
+    def __call__(self, text: str) -> np.ndarray:
+        if text not in self.memo:
+            self.memo[text] = self.piper(text)
+        return self.memo[text]
+
+    def samples(self, text: str) -> int:
+        """Samples `StreamingTTS` produces for `text`."""
+        return sum(len(self(speakable(c))) for c in split_clauses(text, min_chars=8))
+
+    def chars_heard(self, text: str, played: int) -> float:
+        """Characters of `text` covered by the first `played` samples (linear inside a clause)."""
+        chars = 0.0
+        for c in split_clauses(text, min_chars=8):
+            n = len(self(speakable(c)))
+            if played < n:
+                return chars + len(c) * played / n
+            chars, played = chars + len(c), played - n
+        return chars
+
+
+@pytest.fixture(scope="module")
+def voice(piper) -> Voice:
+    return Voice(piper)
+
+
+def make(tiny, scripts, *, synth, gate: GateConfig | None = None, capture: list | None = None):
+    forcing = ScriptedReplies(scripts)
+    if capture is not None:
+        inner = forcing
+
+        def forcing(turns):  # noqa: F811
+            capture.append(list(turns))
+            return inner(turns)
+
+    engine = Engine(tiny, max_seq_len=2048, max_new_tokens=512, prefill_chunk=64, forcing=forcing)
+    config = SessionConfig(vad=VADConfig(min_silence_ms=300), gate=gate or GateConfig())
+    clock = FakeClock()
+    return Session(engine, StreamingTTS(synth, min_chars=8), clock=clock, config=config), clock
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), np.float32)
+
+
+@dataclass
+class Run:
+    """A scripted real-time run: each 20 ms the clock advances, the mic chunk is fed, then up to `ticks` ticks."""
+
+    session: object
+    clock: object
+    events: list = field(default_factory=list)
+    ticks_of: list = field(default_factory=list)  # events, grouped per call, for same-tick checks
+    speaker: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # what was played, on mic time
+    mic_pos: int = 0
+    echo_gain: float = 0.0  # our playback leaks into the mic at this gain (speaker setups) ...
+    echo_delay: float = 0.04  # ... this late
+    jobs: list = field(default_factory=list)  # reply jobs, when a test records them
+
+    def play(self, mic: np.ndarray, *, ticks: int = 3, step: float = 0.02, echo_gain: float | None = None,
+             until_idle: bool = False, max_s: float = 30.0) -> None:
+        n = int(step * RATE)
+        echo_gain = self.echo_gain if echo_gain is None else echo_gain
+        i, limit = 0, int(max_s * RATE)
+        while i < len(mic) or (until_idle and self.session.busy and i < limit):
+            chunk = mic[i : i + n] if i < len(mic) else np.zeros(0, np.float32)
+            chunk = np.pad(chunk, (0, n - len(chunk)))
+            if echo_gain:
+                chunk = chunk + echo_gain * self._segment(self.mic_pos - int(self.echo_delay * RATE), n)
+            self.clock.advance(step)
+            self._collect(self.session.feed(AudioIn(chunk)))
+            for _ in range(ticks):
+                self._collect(self.session.tick())
+            self.mic_pos += n
+            i += n
+
+    def _segment(self, a: int, n: int) -> np.ndarray:
+        """speaker[a : a + n], zeros outside what was played."""
+        out = np.zeros(n, np.float32)
+        lo, hi = max(a, 0), min(a + n, len(self.speaker))
+        if hi > lo:
+            out[lo - a : hi - a] = self.speaker[lo:hi]
+        return out
+
+    def _collect(self, evs: list) -> None:
+        self.ticks_of.append(evs)
+        self.events += evs
+        for e in evs:
+            if isinstance(e, AudioOut):
+                start = max(len(self.speaker), self.mic_pos)
+                self.speaker = np.concatenate([self.speaker, np.zeros(start - len(self.speaker), np.float32), e.pcm])
+
+    def of(self, *types) -> list:
+        return [e for e in self.events if isinstance(e, types)]
+
+
+def check_reply_invariants(run: Run) -> None:
+    """Exactly one terminal event per reply, and nothing of a reply after its terminal event."""
+    started = [e.reply_id for e in run.of(ReplyStarted)]
+    terminals = [e.reply_id for e in run.of(*TERMINAL)]
+    assert sorted(terminals) == sorted(started) and len(set(terminals)) == len(terminals)
+    closed: set[int] = set()
+    for e in run.events:
+        rid = getattr(e, "reply_id", None)
+        assert rid not in closed, f"stale {type(e).__name__} after the end of reply {rid}"
+        if isinstance(e, TERMINAL):
+            closed.add(rid)
+
+
+def audio_of(run: Run, reply_id: int) -> int:
+    return sum(len(e.pcm) for e in run.of(AudioOut) if e.reply_id == reply_id)
+
+
+def test_query_is_answered_and_spoken(tiny, voices, voice):
+    session, clock = make(tiny, [ANSWER_1], synth=voice)
+    run = Run(session, clock)
+    run.play(np.concatenate([silence(0.5), voices["question"], silence(0.6)]), until_idle=True)
+    check_reply_invariants(run)
+    assert [type(e) for e in run.of(UserSpeechStarted, UserSpeechEnded, StateDecided)] == [
+        UserSpeechStarted, UserSpeechEnded, StateDecided]
+    decided = run.of(StateDecided)[0]
+    assert decided.state == "<1>" and decided.answered
+    (started,), (finished,) = run.of(ReplyStarted), run.of(ReplyFinished)
+    visible = ANSWER_1[len("<1> "):]
+    assert "".join(e.text for e in run.of(TextDelta)) == visible == finished.text
+    assert audio_of(run, started.reply_id) == voice.samples(visible)  # every clause spoken, all of it played
+    # first audio after: embed, ~7 prefill chunks (byte tokenizer), ~40 decode steps to the first clause, one TTS
+    # unit; at 3 ticks per 20 ms that is about 0.35 s of the fake clock
+    first_audio = run.of(AudioOut)[0].t
+    assert first_audio - run.of(UserSpeechEnded)[0].t < 0.5
+    roles = [t.role for t in session.history]
+    assert roles == ["user", "assistant"] and session.history[1].content == ANSWER_1
+    assert session.state == "listening" and not session.busy
+
+
+def test_non_query_speech_never_produces_output(tiny, voices, voice):
+    session, clock = make(tiny, ["<2>", Script("<2>", complete=False)], synth=voice)
+    run = Run(session, clock)
+    run.play(np.concatenate([silence(0.3), voices["chatter"], silence(0.6), voices["question"], silence(0.6)]),
+             until_idle=True)
+    decided = run.of(StateDecided)
+    assert [d.state for d in decided] == ["<2>", "<2>"] and not any(d.answered for d in decided)
+    assert run.of(ReplyStarted, TextDelta, AudioOut, PlaybackPaused, ReplyFinished, ReplyCancelled) == []
+    assert session.history == []
+
+
+# headphones: no echo, no gate; speaker: our voice leaks back at -6 dB after 40 ms, default front end (AEC3 + gate)
+SETUPS = {
+    "headphones": (GateConfig(enabled=False), 0.0),
+    "speaker": (GateConfig(), 0.5),
+}
+
+
+def _answer_then_barge(tiny, voices, voice, scripts, setup: str, *, gap=1.5):
+    gate, echo = SETUPS[setup]
+    if gate.use_aec and not aec_available():
+        pytest.skip("pywebrtc-audio not installed: without AEC the gate is half-duplex in a speaker setup")
+    session, clock = make(tiny, scripts, synth=voice, gate=gate)
+    run = Run(session, clock, echo_gain=echo)
+    start = session.engine.start
+    session.engine.start = lambda cache, turns, donor=None: run.jobs.append(start(cache, turns, donor)) or run.jobs[-1]
+    run.play(np.concatenate([silence(0.3), voices["question"], silence(0.4)]))  # utterance ends: reply starts
+    run.play(silence(gap))  # the reply plays for a while
+    onset = run.clock.now()
+    return session, run, onset
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_barge_in_cancels_within_one_decode_step(tiny, voices, voice, setup):
+    session, run, onset = _answer_then_barge(tiny, voices, voice, [ANSWER_LONG, ANSWER_2], setup)
+    (r1,) = run.of(ReplyStarted)
+    assert audio_of(run, r1.reply_id) > 0 and not run.of(*TERMINAL)
+    old_job = session.reply.job
+    assert not old_job.done  # still generating when the user barges in
+    run.play(np.concatenate([voices["barge"], silence(0.5)]), until_idle=True)
+    check_reply_invariants(run)
+
+    pause = [e for e in run.of(PlaybackPaused) if e.reply_id == r1.reply_id][0]
+    # stop latency: a few VAD windows; AEC3 attenuates the first ~250 ms of double talk (echo-cancellation.md)
+    assert pause.t - onset < {"headphones": 0.25, "speaker": 0.4}[setup]
+    # no audio of the old reply between the pause and its cancel
+    assert not [e for e in run.of(AudioOut) if e.reply_id == r1.reply_id and e.t > pause.t]
+
+    decided = [e for e in run.of(StateDecided) if e.utterance_id == 2][0]
+    tick = next(evs for evs in run.ticks_of if decided in evs)
+    kinds = [type(e) for e in tick]
+    # the decision, the cancel of the old reply and the start of the new one happen in the same tick
+    assert kinds[:3] == [StateDecided, ReplyCancelled, ReplyStarted]
+    steps_at_cancel = old_job.decode_steps
+    assert old_job.finish_reason == "cancelled"
+    (cancel,) = run.of(ReplyCancelled)
+    assert cancel.reply_id == r1.reply_id
+    r2 = [e for e in run.of(ReplyStarted) if e.reply_id != r1.reply_id][0]
+    assert r2.role != r1.role  # the listening role answered, on its own cache
+    # ... after copying the speaker's prefix (system, question, the heard part of the answer) instead of prefilling
+    new_job = run.jobs[1]
+    assert new_job.copied > 0 and new_job.copied == new_job.reused
+    assert old_job.decode_steps == steps_at_cancel  # nothing ran on the old reply afterwards
+
+    # the history keeps only what was heard of the old reply: played samples -> text
+    played = audio_of(run, r1.reply_id)
+    visible = ANSWER_LONG[len("<1> "):]
+    assert 0 < played < voice.samples(visible)
+    assert cancel.heard and visible.startswith(cancel.heard) and len(cancel.heard) < len(visible)
+    assert visible[len(cancel.heard)] == " "  # cut at a word boundary
+    expected = voice.chars_heard(visible, played)
+    assert expected - 16 < len(cancel.heard) <= expected + 1  # heard = played, up to the word being spoken
+    roles = [t.role for t in session.history]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert session.history[1].content == "<1> " + cancel.heard
+    assert session.history[3].content == ANSWER_2
+    (fin,) = run.of(ReplyFinished)
+    assert fin.reply_id == r2.reply_id and fin.text == ANSWER_2[len("<1> "):]
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_non_query_during_playback_resumes_with_nothing_lost(tiny, voices, voice, setup):
+    session, run, onset = _answer_then_barge(tiny, voices, voice, [ANSWER_1, "<2>"], setup)
+    (r1,) = run.of(ReplyStarted)
+    run.play(np.concatenate([voices["chatter"], silence(0.5)]), until_idle=True)
+    check_reply_invariants(run)
+    assert [type(e) for e in run.of(PlaybackPaused, PlaybackResumed)] == [PlaybackPaused, PlaybackResumed]
+    assert [d.state for d in run.of(StateDecided)] == ["<1>", "<2>"]
+    (fin,) = run.of(ReplyFinished)
+    visible = ANSWER_1[len("<1> "):]
+    assert fin.reply_id == r1.reply_id and fin.text == visible
+    assert audio_of(run, r1.reply_id) == voice.samples(visible)  # every sample played despite the pause
+    paused, resumed = run.of(PlaybackPaused)[0].t, run.of(PlaybackResumed)[0].t
+    assert not [e for e in run.of(AudioOut) if paused < e.t < resumed]
+    assert [t.role for t in session.history] == ["user", "assistant"]  # the chatter is not part of the history
+
+
+def test_two_roles_own_caches_over_one_set_of_weights(tiny, voices, voice):
+    session, clock = make(tiny, [ANSWER_2, ANSWER_2], synth=voice)
+    a, b = session.caches
+    assert all(x is not y for x, y in zip(a.caches, b.caches, strict=True))
+    assert a.llm is b.llm is tiny.model.llm  # shared weights
+    jobs = []
+    start = session.engine.start
+    session.engine.start = lambda cache, turns, donor=None: jobs.append(start(cache, turns, donor)) or jobs[-1]
+    run = Run(session, clock)
+    q = np.concatenate([silence(0.3), voices["question"], silence(0.6)])
+    run.play(q, until_idle=True)
+    run.play(q, until_idle=True)
+    roles = [e.role for e in run.of(ReplyStarted)]
+    assert roles[0] == roles[1]  # idle: the role that spoke last answers, its cache holds the history
+    # the second prompt (system + first question + first answer + new question) reused the cached prefix
+    assert jobs[0].reused == 0 and jobs[1].reused > jobs[0].cache.length // 2
+    assert [t.role for t in session.history] == ["user", "assistant"] * 2
+    check_reply_invariants(run)
+
+
+def test_pieces_of_one_utterance_are_heard_together(tiny, voices, voice):
+    """A second VAD segment that ends before the first was decided replaces it, with both pieces' audio."""
+    seen: list = []
+    session, clock = make(tiny, ["<2>", "<2>"], synth=voice, capture=seen)
+    run = Run(session, clock)
+    run.play(np.concatenate([silence(0.3), voices["chatter"], silence(0.5), voices["question"], silence(0.5)]),
+             ticks=0)
+    run.play(silence(0.2), until_idle=True)
+    (decided,) = run.of(StateDecided)
+    assert decided.utterance_id == 2 and len(seen) == 2
+    ended = run.of(UserSpeechEnded)
+    audio = [p for p in seen[-1][-1].content if not isinstance(p, Image)][0]
+    assert len(audio.source) / RATE == pytest.approx(ended[0].duration + ended[1].duration)
+
+
+def test_prefix_reuse_is_exact(tiny, voices):
+    """A job that reuses a cached prefix computes the same continuation as one on a cold cache."""
+    from vita.processor import Audio, Turn
+
+    engine = Engine(tiny, max_seq_len=1024, max_new_tokens=8)
+    warm, cold = engine.new_cache(), engine.new_cache()
+    first = [Turn("user", [Audio(voices["question"], RATE)])]
+    job = engine.start(warm, first)
+    while not job.done:
+        job.step()
+    turns = [*first, Turn("assistant", job.raw_text()), Turn("user", "and tomorrow?")]
+    fresh = engine.new_cache()
+    jobs = [engine.start(warm, turns), engine.start(cold, turns), engine.start(fresh, turns, donor=warm)]
+    for j in jobs:
+        while not j.done:
+            j.step()
+    assert jobs[0].reused > 0 and jobs[1].reused == 0
+    assert jobs[2].copied == jobs[2].reused > 0  # the listener took the speaker's prefix instead of prefilling it
+    assert jobs[0].stream.ids == jobs[1].stream.ids == jobs[2].stream.ids
+
+
+def test_typed_query_and_camera_frame(tiny, voices, voice):
+    seen: list = []
+    session, clock = make(tiny, [Script("<3> Hi.", complete=True), ANSWER_2], synth=voice, capture=seen)
+    run = Run(session, clock)
+    run._collect(session.feed(TextIn("hello?")))
+    run.play(silence(0.5), until_idle=True)
+    assert run.of(ReplyFinished)[0].text == "Hi."
+    frame = np.full((64, 64, 3), 128, np.uint8)
+    run.play(np.concatenate([silence(0.3), voices["question"]]))
+    run._collect(session.feed(VideoFrame(frame)))  # the camera frame seen while the user speaks
+    run.play(silence(0.6), until_idle=True)
+    user = seen[-1][-1]
+    assert user.role == "user" and any(isinstance(p, Image) for p in user.content)
+    assert not any(isinstance(p, Image) for t in session.history for p in (t.content if not isinstance(
+        t.content, str) else []))  # frames are not kept in the history
+    check_reply_invariants(run)
+
+
+@pytest.mark.parametrize("front", ["aec+gate", "gate", "off"])
+def test_echo_of_our_playback_does_not_interrupt(tiny, voice, voices, front):
+    """Our own (Piper) voice leaks into the mic at -6 dB after 40 ms. With AEC3 + gate, or the reference gate
+    alone, it never pauses us; with the front end off (control) the same echo is taken for a user."""
+    if front == "aec+gate" and not aec_available():
+        pytest.skip("pywebrtc-audio not installed")
+    gate = {"aec+gate": GateConfig(aec=True), "gate": GateConfig(aec=False), "off": GateConfig(enabled=False)}[front]
+    session, clock = make(tiny, [ANSWER_1] + ["<2>"] * 10, synth=voice, gate=gate)
+    run = Run(session, clock)
+    run.play(np.concatenate([silence(0.3), voices["question"], silence(0.4)]))
+    run.play(silence(0.2), echo_gain=0.5, until_idle=True, max_s=12.0)
+    r1 = run.of(ReplyStarted)[0].reply_id
+    if front == "off":
+        assert run.of(PlaybackPaused)  # the echo would have paused us
+        return
+    assert run.of(PlaybackPaused, ReplyCancelled) == []
+    assert len(run.of(UserSpeechStarted)) == 1  # only the real question
+    assert run.of(ReplyFinished)[0].reply_id == r1
+    assert session.frontend.gated_frames > 0
+    check_reply_invariants(run)

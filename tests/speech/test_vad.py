@@ -1,0 +1,149 @@
+"""Streaming Silero VAD: chunking invariance, noise rejection, one segment per utterance, pre-roll, lengths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vita.speech.vad import (
+    SAMPLE_RATE,
+    WINDOW,
+    SileroModel,
+    SpeechDiscarded,
+    SpeechEnded,
+    SpeechStarted,
+    StreamingVAD,
+    VADConfig,
+)
+
+
+def _silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SAMPLE_RATE), np.float32)
+
+
+def _noise(seconds: float, sigma: float = 0.05, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, sigma, int(seconds * SAMPLE_RATE)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model() -> SileroModel:
+    return SileroModel()
+
+
+@pytest.fixture(scope="module")
+def signal(speech) -> np.ndarray:
+    return np.concatenate([_silence(1.0), speech, _silence(1.0), _noise(1.5), _silence(0.5)])
+
+
+def _run(vad: StreamingVAD, x: np.ndarray, sizes: list[int]) -> list:
+    vad.reset()
+    events, i, k = [], 0, 0
+    while i < len(x):
+        n = sizes[k % len(sizes)]
+        events += vad.step(x[i : i + n])
+        i, k = i + n, k + 1
+    return events + vad.flush()
+
+
+def _same(a: list, b: list) -> None:
+    assert [type(e) for e in a] == [type(e) for e in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.t == y.t
+        if isinstance(x, SpeechEnded):
+            np.testing.assert_array_equal(x.audio, y.audio)
+
+
+def test_chunked_equals_whole(model, signal):
+    vad = StreamingVAD(model=model)
+    whole = _run(vad, signal, [len(signal)])
+    whole_probs = list(vad.probs)
+    assert len(whole_probs) == len(signal) // WINDOW
+    for sizes in ([1, 7, 100, 511, 513, 2000], [512], [160], [4096, 3]):
+        chunked = _run(vad, signal, sizes)
+        assert vad.probs == whole_probs  # exactly the same probabilities
+        _same(chunked, whole)
+    # and the same as the model fed window by window
+    model.reset()
+    direct = [float(model.step(signal[i : i + WINDOW])[0]) for i in range(0, len(signal) - WINDOW + 1, WINDOW)]
+    assert direct == whole_probs
+
+
+def test_speech_gives_one_segment_noise_none(model, signal, speech):
+    vad = StreamingVAD(VADConfig(min_silence_ms=700), model=model)
+    events = _run(vad, signal, [480])
+    assert [type(e) for e in events] == [SpeechStarted, SpeechEnded]
+    start, end = events
+    assert 0.9 <= start.t <= 1.2 and end.t <= 1.0 + len(speech) / SAMPLE_RATE + 0.1
+    assert end.duration >= 0.8 * len(speech) / SAMPLE_RATE
+    # the noise burst after the speech never opens a segment
+    noise_probs = vad.probs[-(2 * SAMPLE_RATE) // WINDOW :]
+    assert max(noise_probs) < 0.5
+
+
+def test_noise_only_no_segment(model):
+    vad = StreamingVAD(model=model)
+    x = np.concatenate([_noise(2.0, 0.05, 1), _noise(1.0, 0.2, 2), _silence(0.5)])
+    assert _run(vad, x, [333]) == []
+
+
+def test_pre_roll_keeps_audio_before_onset(model, speech):
+    cfg = VADConfig(pre_roll_ms=200, end_pad_ms=0)
+    x = np.concatenate([_silence(1.0), speech, _silence(1.0)])
+    vad = StreamingVAD(cfg, model=model)
+    events = _run(vad, x, [1024])
+    start, end = events[0], events[-1]
+    first = int(round(start.t * SAMPLE_RATE))
+    # the segment audio begins 200 ms (rounded to what was seen) before the first speech window
+    pre = int(0.2 * SAMPLE_RATE)
+    np.testing.assert_array_equal(end.audio[: pre + WINDOW], x[first - pre : first + WINDOW])
+
+
+def test_short_segment_discarded(model, speech):
+    cfg = VADConfig(min_utterance_ms=10_000)
+    vad = StreamingVAD(cfg, model=model)
+    events = _run(vad, np.concatenate([_silence(0.5), speech, _silence(1.0)]), [512])
+    assert SpeechStarted in [type(e) for e in events] and SpeechEnded not in [type(e) for e in events]
+    assert isinstance(events[-1], SpeechDiscarded)
+
+
+def test_int16_input_matches_float(model, speech):
+    x = np.concatenate([_silence(0.3), speech, _silence(0.8)])
+    x16 = np.round(x * 32767).astype(np.int16)
+    vad = StreamingVAD(model=model)
+    a = _run(vad, x16.astype(np.float32) / 32768.0, [700])
+    pa = list(vad.probs)
+    b = _run(vad, x16, [700])
+    assert vad.probs == pa
+    _same(a, b)
+
+
+def test_matches_silero_package_wrapper(model, signal):
+    """Our onnxruntime loop gives the package's own OnnxWrapper probabilities (its import side effect undone)."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    try:
+        from silero_vad.utils_vad import OnnxWrapper  # importing silero_vad sets torch threads to 1
+    finally:
+        torch.set_num_threads(threads)
+    from vita.speech.vad import bundled_model_path
+
+    ref = OnnxWrapper(str(bundled_model_path()), force_onnx_cpu=True)
+    x = signal[: 3 * SAMPLE_RATE]
+    theirs = [ref(torch.from_numpy(x[i : i + WINDOW].copy()), SAMPLE_RATE).item() for i in range(0, len(x) - 511, 512)]
+    model.reset()
+    ours = model.step(x)
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_no_global_thread_side_effect():
+    """`import silero_vad` calls torch.set_num_threads(1); we load the model file without importing it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; torch.set_num_threads(2)\n"
+        "from vita.speech.vad import StreamingVAD; StreamingVAD().step(__import__('numpy').zeros(4096, 'float32'))\n"
+        "import sys; sys.exit(0 if torch.get_num_threads() == 2 and 'silero_vad' not in sys.modules else 1)\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

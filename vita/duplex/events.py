@@ -1,0 +1,143 @@
+"""Typed events in and out of a duplex `Session`, and the clock it reads (tests pass a `FakeClock`).
+
+In (transport -> session):   AudioIn (mic pcm), VideoFrame (camera), TextIn (a typed query)
+Out (session -> transport):  user side:  UserSpeechStarted, UserSpeechEnded
+                             decisions:  StateDecided
+                             replies:    ReplyStarted, TextDelta, AudioOut, then exactly ONE of
+                                         ReplyFinished | ReplyCancelled
+                             playback:   PlaybackPaused, PlaybackResumed
+Times `t` are clock seconds (`Clock.now()`). Every reply event carries its `reply_id`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+
+class MonotonicClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+
+@dataclass
+class FakeClock:
+    """A clock tests move by hand."""
+
+    t: float = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+# ---- in ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AudioIn:
+    pcm: np.ndarray  # [N] mic samples, float32 in [-1, 1] (or int16), 16 kHz mono
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    image: np.ndarray  # [H, W, 3] uint8 RGB
+    t: float | None = None  # capture time (clock seconds); None: now
+
+
+@dataclass(frozen=True)
+class TextIn:
+    text: str  # a typed query (answered like a spoken one; the model's state is `<3>`)
+
+
+InEvent = AudioIn | VideoFrame | TextIn
+
+
+# ---- out --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserSpeechStarted:
+    t: float
+
+
+@dataclass(frozen=True)
+class UserSpeechEnded:
+    t: float
+    utterance_id: int
+    duration: float  # seconds of audio handed to the model
+
+
+@dataclass(frozen=True)
+class StateDecided:
+    t: float
+    utterance_id: int
+    state: str | None  # "<1>" / "<3>" answer, "<2>" not for us (dropped), None: the model gave no state token
+    role: int
+    answered: bool  # True: a reply starts for it
+
+
+@dataclass(frozen=True)
+class ReplyStarted:
+    t: float
+    reply_id: int
+    utterance_id: int
+    role: int
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    t: float
+    reply_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class AudioOut:
+    t: float
+    reply_id: int
+    pcm: np.ndarray = field(repr=False)  # [N] float32 at sample_rate: play now
+    sample_rate: int = 16000
+
+
+@dataclass(frozen=True)
+class ReplyFinished:
+    t: float
+    reply_id: int
+    text: str  # the whole visible answer (all of it was played)
+
+
+@dataclass(frozen=True)
+class ReplyCancelled:
+    t: float
+    reply_id: int
+    heard: str  # the visible text actually played before the cancel (what the history keeps)
+    reason: str = "barge-in"
+
+
+@dataclass(frozen=True)
+class PlaybackPaused:
+    t: float
+    reply_id: int
+
+
+@dataclass(frozen=True)
+class PlaybackResumed:
+    t: float
+    reply_id: int
+
+
+OutEvent = (
+    UserSpeechStarted | UserSpeechEnded | StateDecided | ReplyStarted | TextDelta | AudioOut | ReplyFinished
+    | ReplyCancelled | PlaybackPaused | PlaybackResumed
+)
+TERMINAL = (ReplyFinished, ReplyCancelled)

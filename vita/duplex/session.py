@@ -1,0 +1,325 @@
+"""The duplex session: a pure state machine over typed events (no sockets, threads or sleeps), on a given clock.
+
+    feed(AudioIn | VideoFrame | TextIn) -> events     cheap: echo gate, VAD, pause/resume, playback release
+    tick() -> events                                  ONE bounded unit of model/TTS work, then playback release
+
+Two roles share the weights; each owns a KV cache (`roles.RoleCache`). The speaking role decodes the current
+reply; the other one listens. Flow (reference/duplex-design.md):
+  * VAD onset while a reply is active -> pause playback at once (PlaybackPaused); generation may go on.
+  * VAD end -> the listening role prefills history + the utterance (+ the latest camera frame) and reads the
+    state token (StateDecided):
+      `<2>` (or nothing to say) -> dropped; after `resume_delay_s` more silence playback resumes where it paused,
+      nothing lost.
+      otherwise -> the active reply is cancelled in the same tick (ReplyCancelled with the text actually heard; the
+      history keeps only that), its unplayed audio and text are dropped, and the listener's reply starts: its
+      decode steps stream TextDelta -> clause TTS -> AudioOut, paced by the clock.
+  * A reply ends with exactly one terminal event: ReplyFinished (all of it played) or ReplyCancelled.
+The scheduler (`_pick`) keeps at least `low_water_s` of reply audio queued, then serves the listener, then the
+reply's TTS and decode up to `high_water_s` of queued audio. The mic passes an echo front end
+(`vita.speech.echo`) fed with our own playback, so our voice leaking back does not pause or interrupt us.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vita.duplex.events import (
+    AudioIn,
+    AudioOut,
+    Clock,
+    InEvent,
+    OutEvent,
+    PlaybackPaused,
+    PlaybackResumed,
+    ReplyCancelled,
+    ReplyFinished,
+    ReplyStarted,
+    StateDecided,
+    TextDelta,
+    TextIn,
+    UserSpeechEnded,
+    UserSpeechStarted,
+    VideoFrame,
+)
+from vita.duplex.playout import Playout
+from vita.duplex.roles import Job, ReplyEngine
+from vita.processor import Audio, Image, Part, Turn
+from vita.speech.echo import GateConfig, MicFrontEnd
+from vita.speech.tts import StreamingTTS
+from vita.speech.vad import SAMPLE_RATE, SpeechDiscarded, SpeechEnded, SpeechStarted, StreamingVAD, VADConfig
+from vita.tokens import STATE_NOT_QUERY
+
+
+@dataclass
+class SessionConfig:
+    history_turns: int = 6  # completed turns kept in the prompt (the official demo keeps one exchange)
+    low_water_s: float = 0.5  # reply audio kept queued ahead of playback before listener work runs
+    high_water_s: float = 2.0  # no decode / TTS for the reply while this much audio is queued (saves the CPU for
+    # the listener, and wastes less work when a barge-in cancels the rest)
+    resume_delay_s: float = 0.4  # after a dropped utterance, silence before playback resumes (the user may go on)
+    lead_s: float = 0.0  # head start handed to the transport's jitter buffer at a reply's first audio
+    camera_window_s: float = 1.0  # a camera frame newer than this joins the utterance
+    vad: VADConfig = field(default_factory=VADConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+
+
+@dataclass
+class Utterance:
+    id: int
+    parts: list[Part]  # [Image?, Audio] or [text]
+    audio: np.ndarray | None  # [N] float32 16 kHz (None for typed text)
+    t_end: float
+
+
+@dataclass
+class _Listen:
+    role: int
+    job: Job
+    utterance: Utterance
+
+
+@dataclass
+class _Reply:
+    id: int
+    role: int
+    job: Job
+    utterance: Utterance
+    text: str = ""  # visible text emitted so far
+    text_closed: bool = False  # the TTS was told that no more text comes
+
+
+def _to_16k(pcm: np.ndarray, rate: int) -> np.ndarray:
+    """Rough resampling for the echo reference (levels only)."""
+    if rate == SAMPLE_RATE or len(pcm) == 0:
+        return pcm
+    n = max(int(round(len(pcm) * SAMPLE_RATE / rate)), 1)
+    return np.interp(np.linspace(0, len(pcm) - 1, n), np.arange(len(pcm)), pcm).astype(np.float32)
+
+
+class Session:
+    def __init__(
+        self,
+        engine: ReplyEngine,
+        tts: StreamingTTS,
+        *,
+        clock: Clock,
+        config: SessionConfig | None = None,
+        vad: StreamingVAD | None = None,
+    ) -> None:
+        self.engine, self.tts, self.clock = engine, tts, clock
+        self.config = config or SessionConfig()
+        self.vad = vad or StreamingVAD(self.config.vad)
+        self.frontend = MicFrontEnd(self.config.gate)
+        self.caches = [engine.new_cache(adopt=True), engine.new_cache()]  # role 0, role 1: one set of weights
+        self.history: list[Turn] = []
+        self.playout = Playout(tts.sample_rate, lead_s=self.config.lead_s)
+        self.reply: _Reply | None = None  # the speaking role's reply
+        self.listening: _Listen | None = None  # the listening role's undecided utterance
+        self._frames: deque[tuple[float, np.ndarray]] = deque(maxlen=4)
+        self._last_role = 0
+        self._resume_at: float | None = None  # playback resumes then, if the user stays silent
+        self._mic_t0 = float("inf")  # clock time of the first mic sample (aligns the echo reference)
+        self._ids = {"reply": 0, "utterance": 0}
+
+    # ---- observers ---------------------------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        """listening | user_speaking | thinking | speaking | paused (derived, for display and tests)."""
+        if self.vad.in_speech:
+            return "user_speaking"
+        if self.listening is not None:
+            return "thinking"
+        if self.reply is not None:
+            return "paused" if self.playout.paused else "speaking"
+        return "listening"
+
+    @property
+    def busy(self) -> bool:
+        """True while there is model, TTS or playback work left (a driver ticks until False)."""
+        return self.listening is not None or self.reply is not None
+
+    @property
+    def has_work(self) -> bool:
+        """True when `tick()` would do a unit of work now (a driver may sleep or feed audio otherwise)."""
+        return self._pick() is not None
+
+    # ---- input -------------------------------------------------------------------------------------------------
+    def feed(self, event: InEvent) -> list[OutEvent]:
+        events: list[OutEvent] = []
+        if isinstance(event, AudioIn):
+            # the clock time of mic sample 0: feeding late (a backlog) only makes the estimate larger, so keep the min
+            seen = self.frontend.mic_pos + len(self.frontend._pending) + len(event.pcm)
+            self._mic_t0 = min(self._mic_t0, self.clock.now() - seen / SAMPLE_RATE)
+            for ev in self.vad.step(self.frontend.step(event.pcm)):
+                self._on_vad(ev, events)
+        elif isinstance(event, VideoFrame):
+            self._frames.append((self.clock.now() if event.t is None else event.t, event.image))
+        elif isinstance(event, TextIn):
+            self._listen(self._utterance([event.text], None), events)
+        else:
+            raise TypeError(f"unknown input event {type(event).__name__}")
+        self._release(events)
+        return events
+
+    def end_of_input(self) -> list[OutEvent]:
+        """The mic stream ended: close an open utterance."""
+        events: list[OutEvent] = []
+        for ev in self.vad.flush():
+            self._on_vad(ev, events)
+        return events
+
+    def _on_vad(self, ev, events: list[OutEvent]) -> None:
+        now = self.clock.now()
+        if isinstance(ev, SpeechStarted):
+            events.append(UserSpeechStarted(now))
+            self._resume_at = None
+            if self.reply is not None and not self.playout.paused:
+                self.playout.pause(now)
+                events.append(PlaybackPaused(now, self.reply.id))
+        elif isinstance(ev, SpeechDiscarded):
+            self._maybe_resume(events)
+        elif isinstance(ev, SpeechEnded):
+            parts: list[Part] = []
+            if self._frames and self._frames[-1][0] >= now - self.config.camera_window_s:
+                parts.append(Image(self._frames[-1][1]))
+            parts.append(Audio(ev.audio, SAMPLE_RATE))
+            utt = self._utterance(parts, ev.audio)
+            events.append(UserSpeechEnded(now, utt.id, ev.duration))
+            self._listen(utt, events)
+
+    def _utterance(self, parts: list[Part], audio: np.ndarray | None) -> Utterance:
+        self._ids["utterance"] += 1
+        return Utterance(self._ids["utterance"], parts, audio, self.clock.now())
+
+    def _listen(self, utt: Utterance, events: list[OutEvent]) -> None:
+        if self.listening is not None:  # still deciding on the previous piece: hear both as one utterance
+            prev = self.listening.utterance
+            self.listening.job.cancel()
+            if prev.audio is not None and utt.audio is not None:
+                audio = np.concatenate([prev.audio, utt.audio])
+                parts = [p for p in utt.parts if not isinstance(p, Audio)] + [Audio(audio, SAMPLE_RATE)]
+                utt = Utterance(utt.id, parts, audio, utt.t_end)
+        role = 1 - self.reply.role if self.reply is not None else self._last_role
+        job = self.engine.start(self.caches[role], self._prompt(utt), donor=self.caches[1 - role])
+        self.listening = _Listen(role, job, utt)
+
+    def _prompt(self, utt: Utterance) -> list[Turn]:
+        turns = list(self.history[-self.config.history_turns :])
+        while turns and turns[0].role != "user":
+            turns.pop(0)
+        if self.reply is not None:
+            heard = self.playout.heard_text()
+            if heard.strip():
+                turns.append(Turn("assistant", self.reply.job.raw_text(len(heard))))
+        return [*turns, Turn("user", utt.parts)]
+
+    # ---- work --------------------------------------------------------------------------------------------------
+    def _pick(self) -> str | None:
+        r, lst = self.reply, self.listening
+        speak = r is not None and not r.job.done
+        tts = r is not None and self.tts.pending
+        starving = r is not None and not self.playout.paused and self.playout.buffered_s < self.config.low_water_s
+        if starving and (tts or speak):
+            return "tts" if tts else "speak"
+        if lst is not None:
+            return "listen"
+        if r is None or self.playout.buffered_s >= self.config.high_water_s:
+            return None
+        return "tts" if tts else "speak" if speak else None
+
+    def tick(self) -> list[OutEvent]:
+        events: list[OutEvent] = []
+        unit = self._pick()
+        if unit == "listen":
+            assert self.listening is not None
+            delta = self.listening.job.step()
+            if self.listening.job.state_resolved or self.listening.job.done:
+                self._decide(delta, events)
+        elif unit == "speak":
+            assert self.reply is not None
+            self._text(self.reply.job.step(), events)
+        elif unit == "tts":
+            chunk = self.tts.synthesize_next()
+            if chunk is not None:
+                self.playout.add(chunk)
+        self._release(events)
+        return events
+
+    def _decide(self, delta: str, events: list[OutEvent]) -> None:
+        lst, now = self.listening, self.clock.now()
+        assert lst is not None
+        self.listening = None
+        job = lst.job
+        answered = job.state != STATE_NOT_QUERY and not (job.done and not job.visible_text.strip())
+        events.append(StateDecided(now, lst.utterance.id, job.state, lst.role, answered))
+        if not answered:
+            job.cancel()
+            self._maybe_resume(events)
+            return
+        if self.reply is not None:
+            self._cancel_reply(events)
+        self.history.append(Turn("user", [p for p in lst.utterance.parts if not isinstance(p, Image)]))
+        self._ids["reply"] += 1
+        self.reply = _Reply(self._ids["reply"], lst.role, job, lst.utterance)
+        self._last_role = lst.role
+        self.tts.cancel()
+        self.playout.reset(now)
+        events.append(ReplyStarted(now, self.reply.id, lst.utterance.id, lst.role))
+        if self.vad.in_speech:  # the user already talks again: start silent
+            self.playout.pause(now)
+            events.append(PlaybackPaused(now, self.reply.id))
+        self._text(delta, events)
+
+    def _text(self, delta: str, events: list[OutEvent]) -> None:
+        r = self.reply
+        assert r is not None
+        if delta:
+            r.text += delta
+            events.append(TextDelta(self.clock.now(), r.id, delta))
+            self.tts.push(delta)
+        if r.job.done and not r.text_closed:
+            self.tts.end_of_text()
+            r.text_closed = True
+
+    def _cancel_reply(self, events: list[OutEvent]) -> None:
+        r, now = self.reply, self.clock.now()
+        assert r is not None
+        r.job.cancel()
+        self.tts.cancel()
+        heard = self.playout.heard_text()
+        self.playout.reset(now)
+        if heard.strip():
+            self.history.append(Turn("assistant", r.job.raw_text(len(heard))))
+        events.append(ReplyCancelled(now, r.id, heard.strip()))
+        self.reply = None
+
+    def _can_resume(self) -> bool:
+        return self.reply is not None and self.playout.paused and not self.vad.in_speech and self.listening is None
+
+    def _maybe_resume(self, events: list[OutEvent]) -> None:
+        """Nothing to answer: resume after `resume_delay_s` of continued silence (checked in `_release`)."""
+        if self._can_resume():
+            self._resume_at = self.clock.now() + self.config.resume_delay_s
+            self._release(events)
+
+    def _release(self, events: list[OutEvent]) -> None:
+        r, now = self.reply, self.clock.now()
+        if r is None:
+            return
+        if self._resume_at is not None and now >= self._resume_at:
+            self._resume_at = None
+            if self._can_resume():
+                self.playout.resume(now)
+                events.append(PlaybackResumed(now, r.id))
+        pcm = self.playout.release(now)
+        if len(pcm):
+            events.append(AudioOut(now, r.id, pcm, self.playout.rate))
+            at = int((now - self._mic_t0) * SAMPLE_RATE) if self._mic_t0 < float("inf") else None
+            self.frontend.play(_to_16k(pcm, self.playout.rate), at=at)  # the mic records it from now on
+        if r.text_closed and not self.tts.pending and self.playout.buffered == 0:
+            self.history.append(Turn("assistant", r.job.raw_text()))
+            events.append(ReplyFinished(now, r.id, r.text.strip()))
+            self.reply = None
