@@ -1,4 +1,4 @@
-"""`vita` command line: generate | convert | bench | data | vocab | eval | chat.
+"""`vita` command line: generate | convert | bench | data | vocab | eval | chat | train.
 
 Every command is a thin layer over a Python function; errors that vita raises on purpose are printed as one
 line (`error: ...`) with exit status 2, never as a traceback.
@@ -81,6 +81,13 @@ def _bench_decode(args: argparse.Namespace) -> int:
     return bench_main(argv) or 0
 
 
+def _forward(module: str, argv: list[str]) -> int:
+    """Hand the remaining arguments to a module's own `main(argv)` (its parser owns the flags and --help)."""
+    import importlib
+
+    return importlib.import_module(module).main(argv) or 0
+
+
 class _UsageError(Exception):
     pass
 
@@ -136,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     from vita.duplex import cli as duplex_cli
     from vita.eval import run as eval_run
     from vita.training import negatives, vocab
+    from vita.training import train as train_cmd
 
     data = sub.add_parser("data", help="build training data (non-awakening negatives)")
     negatives.add_parser(data.add_subparsers(dest="data", required=True))
@@ -143,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     eval_run.add_parser(sub)
     duplex_cli.add_parser(sub)
     duplex_cli.add_bench_parser(bsub)
+    train_cmd.add_parser(sub)
+    t = bsub.add_parser("train", help="training samples/s on 1 and N ranks (tiny recipe), and the scaling ratio",
+                        add_help=False)
+    t.set_defaults(func=lambda a: _forward("vita.bench.train", a.extra), takes_extra=True)
     return p
 
 
@@ -150,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     from vita.errors import VitaError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     try:
         return args.func(args)
     except _UsageError as exc:

@@ -1,0 +1,388 @@
+"""`vita train`: the one training loop. Every stage is a recipe (`recipes/*/*.yaml`); nothing else differs.
+
+    vita train --recipe recipes/tiny/stage1_vision_align.yaml --output runs/s1 [key=value ...]
+    python -m torch.distributed.run --nproc_per_node 2 -m vita.training.train --recipe R --output DIR [key=value ...]
+
+Per optimizer step, on every rank:
+    accum micro-batches [micro, L] from this rank's data shard -> embed (media spliced) -> LLM -> logits [micro, L, V]
+    loss_i = CE_sum(logits[:, :-1], labels[:, 1:]) * world / N       N = supervised tokens of the GLOBAL step
+    backward each (DDP/FSDP average over ranks) -> clip -> AdamW -> cosine LR
+so the loss and gradients equal those of one process running the whole global batch at once.
+
+Output directory:
+    DIR/recipe.yaml           the resolved recipe (overrides applied)
+    DIR/metrics.jsonl         one line per step (`vita.training.metrics`)
+    DIR/checkpoints/step_N/   resumable state (`vita.training.checkpointing`); the same command resumes from the
+                              newest one, and the final weights are bit-equal to an uninterrupted run's
+    DIR/final/                the trained model in our canonical layout (`vita.load(DIR / "final")`)
+    DIR/loss.png              the loss curve
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import yaml  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.checkpoint import checkpoint as activation_checkpoint  # noqa: E402
+
+from vita.errors import TrainingError, VitaError  # noqa: E402
+from vita.models.vita import VitaModel  # noqa: E402
+from vita.tokens import IGNORE_INDEX  # noqa: E402
+from vita.training import checkpointing as ckpt  # noqa: E402
+from vita.training import distributed as dist_utils  # noqa: E402
+from vita.training.distributed import World  # noqa: E402
+from vita.training.metrics import MetricsLog, ProgressBar, plot_loss, read_metrics  # noqa: E402
+from vita.training.recipe import Recipe, load_recipe  # noqa: E402
+
+
+def touch(out: torch.Tensor, params) -> torch.Tensor:
+    """`out` + 0 * one element of each trainable parameter: exactly `out`, and every parameter gets a (zero) gradient.
+
+    Every trainable tensor then gets a gradient on every rank at every step, used or not (no image in a
+    micro-batch, an MoE expert no token was routed to): DDP and FSDP run the same collectives on every rank, and
+    one process, DDP and FSDP apply the same AdamW update (zero gradient, not a skipped parameter).
+    """
+    terms = [p.reshape(-1)[:1] for p in params if p.requires_grad]
+    return out + torch.cat(terms).sum() * 0.0 if terms else out
+
+
+class LossModule(nn.Module):
+    """The model and its next-token loss as ONE module, so DDP / FSDP hooks see a single forward."""
+
+    def __init__(self, model: VitaModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, token_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None,
+                pixel_values: torch.Tensor | None, fbanks: list[torch.Tensor],
+                segment_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Summed cross-entropy over the supervised tokens of the micro-batch (a scalar, float32)."""
+        embeds = self.model.embed(token_ids, pixel_values, fbanks)  # [B, L, D]
+        extra = {"segment_ids": segment_ids} if segment_ids is not None else {}
+        logits = self.model.llm(input_embeds=embeds, attention_mask=attention_mask, **extra)  # [B, L, V]
+        ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                             ignore_index=IGNORE_INDEX, reduction="sum")
+        # parameters outside the LLM blocks (unsharded here under FSDP: they form the root group)
+        return touch(ce, (p for n, p in self.model.named_parameters() if not n.startswith("llm.layers.")))
+
+
+def wrap_blocks(model: VitaModel, *, checkpointing: bool) -> None:
+    """Per LLM block: activation checkpointing (optional) and `touch` of its parameters (MoE experts)."""
+    for block in model.llm.layers:
+        inner = block.forward
+
+        def forward(self: nn.Module, *args, _inner=inner, **kwargs) -> torch.Tensor:
+            if checkpointing:
+                out = activation_checkpoint(_inner, *args, use_reentrant=False, **kwargs)
+            else:
+                out = _inner(*args, **kwargs)
+            return touch(out, self.parameters())  # [B, L, D]
+
+        block.forward = types.MethodType(forward, block)
+
+
+@dataclass
+class Setup:
+    recipe: Recipe
+    model: VitaModel
+    module: nn.Module  # LossModule, possibly DDP-wrapped / FSDP-sharded
+    tokenizer: object
+    trainable: list[str]  # names (in VitaModel) of the trained tensors
+
+
+def build(recipe: Recipe, world: World, log) -> Setup:
+    from vita.checkpoint.load import load_model
+    from vita.training.lora import LORA_GLOBS, add_lora
+    from vita.training.trainable import apply_trainable, format_counts
+
+    torch.manual_seed(recipe.seed)  # identical on every rank: LoRA factors must start equal everywhere
+    model, tokenizer = load_model(recipe.model.init, dtype=recipe.model.dtype, device=world.device)
+    if recipe.lora is not None:
+        wrapped = add_lora(model, recipe.lora.targets, r=recipe.lora.r, alpha=recipe.lora.alpha,
+                           dropout=recipe.lora.dropout)
+        log(f"LoRA r={recipe.lora.r} alpha={recipe.lora.alpha} on {len(wrapped)} linear layers")
+    counts = apply_trainable(model, recipe.trainable, always=LORA_GLOBS if recipe.lora else ())
+    log("parameters per group:\n" + format_counts(counts))
+    model.train()
+    wrap_blocks(model, checkpointing=recipe.gradient_checkpointing)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    # FSDP units: the LLM blocks (they run on every rank for every batch); the encoders, which a batch without
+    # that modality skips, stay in the root group so every rank issues the same collectives
+    module = dist_utils.wrap(LossModule(model), world, recipe.distributed, list(model.llm.layers))
+    return Setup(recipe, model, module, tokenizer, trainable)
+
+
+def _pad_id(tokenizer) -> int:
+    for token in ("<pad>", "<unk>"):
+        i = tokenizer.token_to_id(token)
+        if i is not None:
+            return i
+    return tokenizer.eos_id if tokenizer.eos_id is not None else 0
+
+
+def _to(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if t is None else t.to(device, non_blocking=True)
+
+
+def _sync_context(module: nn.Module, sync: bool):
+    """No gradient all-reduce on the micro-batches before the last one of a step (DDP; FSDP syncs each)."""
+    if not sync and hasattr(module, "no_sync"):
+        return module.no_sync()
+    return contextlib.nullcontext()
+
+
+def train(recipe_path: str | Path, output: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
+          quiet: bool = False) -> Path:
+    """Run (or resume) a recipe into `output`; returns `output / "final"`.
+
+    Args:
+        recipe_path: the stage's YAML recipe.
+        output: run directory; rerunning with the same one resumes from its newest checkpoint.
+        overrides: `dotted.key=value` changes to the recipe.
+        quiet: no progress bar or log lines (metrics are still written).
+    """
+    world = dist_utils.init_world()
+    try:
+        return _run(load_recipe(recipe_path, list(overrides)), Path(output), world, quiet=quiet)
+    finally:
+        dist_utils.close_world(world)
+
+
+def _run(recipe: Recipe, out: Path, world: World, *, quiet: bool) -> Path:
+    from vita.processor import Processor
+    from vita.training.optim import build_optimizer, build_scheduler
+    from vita.training.stream import DataStream, count_samples, resolve_tiny, uses_tiny_data, write_tiny
+
+    def log(msg: str) -> None:
+        if world.is_main and not quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"{out}: output exists and is not a directory")
+    resolved = recipe.to_dict()
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.clean_partial(out)
+        saved = out / "recipe.yaml"
+        if saved.is_file() and ckpt.latest_checkpoint(out) is not None:
+            _check_same_recipe(yaml.safe_load(saved.read_text()), resolved, saved)
+        saved.write_text(yaml.safe_dump(resolved, sort_keys=False))
+        if uses_tiny_data(recipe.data):
+            write_tiny(out / "tiny_data")
+    dist_utils.barrier(world)
+    data_cfg = resolve_tiny(recipe.data, out / "tiny_data")
+
+    mode = f"{world.world_size} ranks, {recipe.distributed}" if world.distributed else "one process"
+    log(f"recipe {recipe.name or '(unnamed)'}: {mode}, "
+        f"device {world.device}, precision {recipe.precision}")
+    s = build(recipe, world, log)
+    processor = Processor(s.tokenizer, s.model.config)
+    accum = recipe.batch.accumulation(world.world_size)
+    micro = recipe.batch.micro_batch_size
+    if recipe.schedule.total_steps is not None:
+        total = recipe.schedule.total_steps
+    else:
+        n = dist_utils.all_min(world, count_samples(data_cfg, processor, rank=world.rank,
+                                                    world_size=world.world_size))
+        total = max(1, int(n * recipe.schedule.epochs // (micro * accum)))
+    params = [p for p in s.module.parameters() if p.requires_grad]
+    optimizer = build_optimizer(params, recipe.optim)
+    scheduler = build_scheduler(optimizer, recipe.schedule, total)
+    progress = ckpt.Progress(epochs=[0] * world.world_size, positions=[0] * world.world_size)
+
+    latest = ckpt.latest_checkpoint(out)
+    if latest is not None:
+        restored = ckpt.load_checkpoint(latest)
+        if restored.meta.get("world_size") != world.world_size:
+            raise TrainingError(f"{latest}: written by {restored.meta.get('world_size')} ranks; resume with the "
+                                f"same number (got {world.world_size}) or use a new --output")
+        state = {f"model.{k}": v.to(world.device) for k, v in restored.model_state.items()}
+        try:
+            dist_utils.load_full_state(s.module, optimizer, state, restored.optim_state)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise TrainingError(f"{latest}: checkpoint does not fit this model and recipe ({exc})") from None
+        scheduler.load_state_dict(restored.scheduler_state)
+        ckpt.set_rng_state(restored.rng_states[world.rank])
+        progress = restored.progress
+        log(f"resumed from {latest} (step {progress.step}/{total})")
+    else:
+        torch.manual_seed(recipe.seed + world.rank)  # per-rank randomness (e.g. LoRA dropout)
+    final = out / "final"
+    if progress.step >= total and final.is_dir():
+        log(f"{out}: already trained ({total} steps); final weights in {final}")
+        return final
+
+    stream = DataStream(data_cfg, processor, rank=world.rank, world_size=world.world_size, pad_id=_pad_id(
+        s.tokenizer), epoch=progress.epochs[world.rank], position=progress.positions[world.rank])
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step=progress.step) if world.is_main else None
+    bar = ProgressBar(total, progress.step, enabled=world.is_main and not quiet)
+    log(f"training {total} steps: {micro} x {accum} micro-batches x {world.world_size} ranks per step")
+    autocast = torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16")
+    t_start = time.perf_counter()
+    while progress.step < total:
+        t0 = time.perf_counter()
+        batches = [stream.next_batch(micro) for _ in range(accum)]
+        local = [sum(b.num_tokens for b in batches), sum(int(b.attention_mask.sum()) for b in batches)]
+        n_sup, n_tok = dist_utils.all_sum(world, [float(v) for v in local])
+        scale = world.world_size / max(n_sup, 1.0)
+        ce_sum = 0.0
+        for i, b in enumerate(batches):
+            mask = None if bool(b.attention_mask.all()) else _to(b.attention_mask, world.device)
+            with _sync_context(s.module, i == accum - 1):  # forward and backward inside (DDP no_sync)
+                with autocast:
+                    ce = s.module(_to(b.token_ids, world.device), _to(b.labels, world.device), mask,
+                                  _to(b.pixel_values, world.device), [f.to(world.device) for f in b.fbanks],
+                                  _to(b.segment_ids, world.device))
+                (ce * scale).backward()
+            ce_sum += float(ce.detach())
+        loss = dist_utils.all_sum(world, [ce_sum])[0] / max(n_sup, 1.0)
+        grad_norm = _clip(params, recipe.optim.grad_clip)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        progress.step += 1
+        progress.tokens_seen += int(n_sup)
+        progress.samples_seen += micro * accum * world.world_size
+        progress.epochs[world.rank], progress.positions[world.rank] = stream.epoch, stream.position
+        dt = time.perf_counter() - t0
+        if metrics is not None:
+            metrics.write({"step": progress.step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                           "tokens": int(n_sup), "tokens_seen": progress.tokens_seen,
+                           "samples": micro * accum * world.world_size,
+                           "samples_per_s": micro * accum * world.world_size / dt, "tokens_per_s": n_tok / dt,
+                           "epoch": stream.epoch, "time": time.perf_counter() - t_start})
+        bar.update(progress.step, loss, n_tok / dt)
+        every = recipe.checkpoint.every
+        if progress.step == total or (every and progress.step % every == 0):
+            _save(s, optimizer, scheduler, progress, stream, world, out, resolved)
+    bar.close()
+    _save_final(s, world, out)
+    if world.is_main:
+        plot_loss(read_metrics(out / "metrics.jsonl"), out / "loss.png", title=f"{recipe.name or 'training'} loss")
+    dist_utils.barrier(world)
+    log(f"done: {total} steps; final weights in {final}")
+    return final
+
+
+def _clip(params: list[nn.Parameter], max_norm: float) -> float:
+    if max_norm > 0:
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    else:
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    if hasattr(norm, "full_tensor"):  # a DTensor under FSDP
+        norm = norm.full_tensor()
+    return float(norm)
+
+
+def _trainable_state(s: Setup) -> dict[str, torch.Tensor]:
+    full = dist_utils.full_model_state(s.module)  # collective under FSDP
+    keep = set(s.trainable)
+    return {k[len("model."):]: v for k, v in full.items() if k[len("model."):] in keep}
+
+
+def _save(s: Setup, optimizer, scheduler, progress: ckpt.Progress, stream, world: World, out: Path,
+          resolved: dict) -> None:
+    model_state = _trainable_state(s)
+    optim_state = dist_utils.full_optimizer_state(s.module, optimizer)
+    rngs = dist_utils.gather_objects(world, ckpt.rng_state())
+    where = dist_utils.gather_objects(world, (stream.epoch, stream.position))
+    progress.epochs, progress.positions = [e for e, _ in where], [p for _, p in where]
+    if world.is_main:
+        meta = {"world_size": world.world_size, "recipe": resolved}
+        ckpt.save_checkpoint(out, progress, model_state, optim_state, scheduler.state_dict(), rngs, meta,
+                             s.recipe.checkpoint.keep_last)
+    dist_utils.barrier(world)
+
+
+def _save_final(s: Setup, world: World, out: Path) -> None:
+    from vita.checkpoint.convert import save_canonical
+    from vita.training.lora import merged_state_dict
+
+    full = dist_utils.full_model_state(s.module)
+    if not world.is_main:
+        return
+    state = merged_state_dict(s.model, {k[len("model."):]: v for k, v in full.items()})
+    tmp = out / ".tmp-final"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_canonical(s.model.config, state, s.tokenizer, tmp)
+    if (out / "final").exists():
+        shutil.rmtree(out / "final")
+    os.replace(tmp, out / "final")
+
+
+def _check_same_recipe(old: dict, new: dict, where: Path) -> None:
+    """A resumed run must use the recipe it started with (only the `checkpoint` section may change)."""
+    def flat(d: dict, prefix: str = "") -> dict:
+        items = {}
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            items.update(flat(v, key + ".") if isinstance(v, dict) else {key: v})
+        return items
+
+    a, b = flat(old), flat(new)
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith("checkpoint."))
+    if diff:
+        raise TrainingError(f"{where}: this output directory was trained with a different recipe "
+                            f"(differs in {', '.join(diff[:5])}); use the same recipe to resume, or a new --output")
+
+
+# ---- command line -------------------------------------------------------------------------------------------------
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `vita train` on an argparse subparsers object."""
+    p = subparsers.add_parser("train", help="train one stage from a YAML recipe (torchrun for several ranks)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _arguments(p)
+    p.set_defaults(func=_command)
+    return p
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", required=True, help="recipe YAML (recipes/vita1/*.yaml, recipes/tiny/*.yaml)")
+    p.add_argument("--output", required=True, help="run directory (rerun the same command to resume)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads per rank")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. optim.lr=1e-4")
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train(args.recipe, args.output, args.overrides, quiet=args.quiet)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vita train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _arguments(parser)
+    args = parser.parse_intermixed_args(argv)
+    try:
+        return _command(args)
+    except VitaError as exc:
+        rank = os.environ.get("RANK")
+        prefix = f"[rank {rank}] " if rank not in (None, "0") else ""
+        print(f"{prefix}error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
