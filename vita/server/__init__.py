@@ -1,0 +1,15 @@
+"""`vita serve`: an OpenAI-compatible HTTP API over one shared model (FastAPI + uvicorn, the `serve` extra).
+
+    limits.py        request limits (`Limits`, one CLI flag each)
+    errors.py        `APIError` and the OpenAI error shape `{"error": {message, type, param, code}}`
+    openai_types.py  the chat-completions request schema (pydantic, strict)
+    media.py         data URLs / base64 -> decoded images, video frames and 16 kHz audio, under the limits
+    chat.py          request -> `Turn`s + sampling params; reply events -> response / stream chunk bodies
+    engine.py        the shared model: prompt building and the reply loop as typed events (state first)
+    audio_out.py     speech out (Piper through `vita.speech.tts`) and its encodings
+    worker.py        the one model thread and request admission (429 when the queue is full)
+    app.py           `create_app(...)`: routes, auth, error handlers
+    cli.py           `vita serve` (`add_parser`, `main`)
+
+Importing this package imports neither FastAPI nor torch; `vita.server.app` does.
+"""

@@ -1,0 +1,325 @@
+"""The FastAPI app of `vita serve`: OpenAI-compatible routes over one shared model.
+
+    GET  /healthz               {"status": "ok"}; never needs the key (it says nothing else)
+    GET  /v1/models             the one served model
+    GET  /v1/models/{id}
+    POST /v1/chat/completions   text / image / video / audio in; text (+ speech) out; SSE with "stream": true
+
+Every error is OpenAI's shape `{"error": {"message", "type", "param", "code"}}` (see `errors.py`); FastAPI's own
+422 validation errors become 400s. With an API key (required off loopback, see `cli.py`) every other request needs
+`Authorization: Bearer <key>`. Model work runs on the model thread (`worker.py`); a request is admitted (or
+refused 429) before its media are decoded. The realtime websocket and the browser page attach to the same
+`ServerState` (`app.state.vita`): one model, one worker, one set of limits.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vita.errors import VitaError
+from vita.processor import ModelInputs
+from vita.server import audio_out, chat
+from vita.server.engine import AudioEvent, DoneEvent, Engine, Params
+from vita.server.errors import INTERNAL, APIError, bad_request, error_body
+from vita.server.limits import Limits
+from vita.server.media import MediaDecoder
+from vita.server.openai_types import ROLES, ChatRequest, check_supported
+from vita.server.worker import ModelWorker
+
+log = logging.getLogger("vita.server")
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+@dataclass
+class ServerState:
+    engine: Engine
+    model_id: str
+    limits: Limits = field(default_factory=Limits)
+    api_key: str | None = None
+    allow_remote_media: bool = False
+    speech: audio_out.SpeechOut = field(default_factory=audio_out.SpeechOut)
+    worker: ModelWorker | None = None
+    started: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        if self.worker is None:
+            self.worker = ModelWorker(self.limits.max_queued)
+
+
+def create_app(engine: Engine, *, model_id: str, limits: Limits | None = None, api_key: str | None = None,
+               allow_remote_media: bool = False, speech: audio_out.SpeechOut | None = None) -> FastAPI:
+    state = ServerState(engine, model_id, limits or Limits(), api_key, allow_remote_media,
+                        speech or audio_out.SpeechOut())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        state.worker.shutdown()
+
+    app = FastAPI(title="vita", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.vita = state
+    _install_errors(app)
+
+    @app.middleware("http")
+    async def auth(request: Request, call_next):
+        if state.api_key is not None and request.url.path not in OPEN_PATHS and not authorized(
+                request.headers.get("authorization"), state.api_key):
+            return _error(APIError(401, "invalid or missing API key: send 'Authorization: Bearer <key>'",
+                                   code="invalid_api_key"), headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(request)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [_model_card(state)]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> dict[str, Any]:
+        _check_model(state, model_id, param=None)
+        return _model_card(state)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        try:
+            return await _chat(state, request)
+        except APIError:
+            raise
+        except Exception:  # noqa: BLE001 - logged here, answered as a plain 500 (no traceback to the client)
+            log.exception("unhandled error in POST /v1/chat/completions")
+            return _error(INTERNAL)
+
+    return app
+
+
+def authorized(header: str | None, key: str) -> bool:
+    scheme, _, token = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
+
+
+# ------------------------------------------------------------------------------------------------- chat route
+
+
+async def _chat(state: ServerState, request: Request):
+    req = parse_chat_request(await read_json_body(request, state.limits.max_request_bytes))
+    _check_model(state, req.model, param="model")
+    check_supported(req)
+    params = chat.params_from_request(req, state.limits.max_new_tokens)
+    streaming = bool(req.stream)
+    audio_format = _audio_request(state, req, streaming)
+    decoder = MediaDecoder(state.limits, allow_remote=state.allow_remote_media, audio_rate=state.engine.audio_rate)
+    ticket = state.worker.admit()
+    try:
+        inputs, params, tts = await state.worker.call(_prepare, state, req, decoder, params, audio_format)
+    except BaseException:
+        ticket.release()
+        raise
+    completion = chat.Completion(state.model_id, audio_format=audio_format)
+    if not streaming:
+        body = await state.worker.call(_collect, state.engine, inputs, params, tts, audio_format,
+                                       on_done=ticket.release)
+        return JSONResponse(completion.body(*body))
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    events = state.worker.stream(lambda cancel: state.engine.reply(inputs, params, cancel, tts),
+                                 on_done=ticket.release)
+    return StreamingResponse(_sse(completion, events, include_usage), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _prepare(state: ServerState, req: ChatRequest, decoder: MediaDecoder, params: Params, audio_format: str | None):
+    """On the model thread: decode media, build the prompt, load the voice if speech is wanted (all may fail 400)."""
+    try:
+        inputs, params = state.engine.prepare(chat.to_turns(req, decoder), params)
+        return inputs, params, state.speech.streaming() if audio_format else None
+    except APIError:
+        raise
+    except (VitaError, ValueError) as exc:  # MediaError, PromptError, ConfigError: the input's fault
+        raise bad_request(str(exc), "messages") from exc
+
+
+def _collect(engine: Engine, inputs: ModelInputs, params: Params, tts, audio_format: str | None):
+    pcm: list[np.ndarray] = []
+    done = None
+    for event in engine.reply(inputs, params, threading.Event(), tts):
+        if isinstance(event, AudioEvent):
+            pcm.append(event.pcm)
+        elif isinstance(event, DoneEvent):
+            done = event
+    audio = None
+    if audio_format and pcm:
+        audio = audio_out.encode(np.concatenate(pcm), audio_format)
+    return done, audio
+
+
+async def _sse(completion: chat.Completion, events, include_usage: bool):
+    try:
+        async for event in events:
+            for chunk in completion.chunks(event, include_usage=include_usage):
+                yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+    except APIError as exc:
+        yield f"data: {json.dumps(exc.body())}\n\n"
+    except Exception:  # noqa: BLE001 - the status line is gone; report in-band, never a traceback
+        log.exception("error while streaming a chat completion")
+        yield f"data: {json.dumps(INTERNAL.body())}\n\n"
+    finally:
+        events.close()
+    yield "data: [DONE]\n\n"
+
+
+def _audio_request(state: ServerState, req: ChatRequest, streaming: bool) -> str | None:
+    wants_audio = "audio" in (req.modalities or [])
+    if req.audio is not None and not wants_audio:
+        raise bad_request('"audio" is given but "modalities" does not include "audio"', "modalities")
+    if not wants_audio:
+        return None
+    if req.audio is None:
+        raise bad_request('modalities includes "audio": give "audio": {"voice": ..., "format": ...}', "audio")
+    audio_out.check_format(req.audio.format, streaming=streaming)
+    state.speech.available()
+    return req.audio.format
+
+
+# ------------------------------------------------------------------------------------------- request parsing
+
+
+async def read_json_body(request: Request, max_bytes: int) -> Any:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise APIError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}",
+                       code="unsupported_media_type")
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise bad_request(f"invalid Content-Length header {length!r}")
+        if int(length) > max_bytes:
+            raise _too_large(int(length), max_bytes)
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > max_bytes:
+            raise _too_large(len(body), max_bytes, at_least=True)
+    if not body:
+        raise bad_request("empty request body: send a JSON object")
+    try:
+        return json.loads(bytes(body), parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise bad_request(f"invalid JSON body: {exc}", code="invalid_json") from exc
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _too_large(size: int, cap: int, at_least: bool = False) -> APIError:
+    return APIError(413, f"request body is {'over ' if at_least else ''}{size - (1 if at_least else 0)} bytes > "
+                    f"--max-request-bytes {cap}", code="request_too_large")
+
+
+def parse_chat_request(obj: Any) -> ChatRequest:
+    if not isinstance(obj, dict):
+        raise bad_request(f"the request body must be a JSON object, got {type(obj).__name__}")
+    messages = obj.get("messages")
+    if isinstance(messages, list):
+        for i, msg in enumerate(messages):
+            role = msg.get("role") if isinstance(msg, dict) else None
+            if isinstance(role, str) and role not in ROLES:
+                raise bad_request(f"messages[{i}].role: unsupported role {role!r} (supported: {', '.join(ROLES)})",
+                                  f"messages[{i}].role")
+    try:
+        return ChatRequest.model_validate_json(json.dumps(obj))
+    except ValidationError as exc:
+        raise validation_error(exc, obj) from exc
+
+
+def validation_error(exc: ValidationError, obj: Any) -> APIError:
+    """The most specific pydantic error as a 400, `param` the field path in the request (union labels dropped).
+
+    Errors from the other branches of a union (content: str | list) only restate the same problem and are left out.
+    """
+    errors = exc.errors(include_url=False)
+    best = max(errors, key=lambda e: len(_path(obj, e["loc"])[1]))
+    text, _ = _path(obj, best["loc"])
+    return bad_request(f"{text or 'body'}: {best['msg']}", text or None)
+
+
+def _path(obj: Any, loc: tuple) -> tuple[str, list]:
+    out: list = []
+    tag_skipped: set[int] = set()  # a dict's discriminator label is skipped once (a field may share its name)
+    for item in loc:
+        if isinstance(item, str) and isinstance(obj, dict) and id(obj) not in tag_skipped \
+                and item in (obj.get("type"), obj.get("role")):
+            tag_skipped.add(id(obj))
+        elif isinstance(item, int) and isinstance(obj, list) and 0 <= item < len(obj):
+            obj = obj[item]
+            out.append(item)
+        elif isinstance(item, str) and isinstance(obj, dict) and item in obj:
+            obj = obj[item]
+            out.append(item)
+        elif isinstance(item, str) and isinstance(obj, dict) and item.isidentifier() and item not in _TYPE_LABELS:
+            out.append(item)  # a missing field
+            break
+        # anything else is a union branch label (a role, a part type, "str", "list[...]"): not part of the path
+    text = ""
+    for item in out:
+        text += f"[{item}]" if isinstance(item, int) else (f".{item}" if text else item)
+    return text, out
+
+
+_TYPE_LABELS = frozenset({"str", "int", "float", "bool", "dict", "list", "none"})
+
+
+def _check_model(state: ServerState, model_id: str, param: str | None) -> None:
+    if model_id != state.model_id:
+        raise APIError(404, f"the model {model_id!r} does not exist (this server serves {state.model_id!r})",
+                       param=param, code="model_not_found")
+
+
+def _model_card(state: ServerState) -> dict[str, Any]:
+    return {"id": state.model_id, "object": "model", "created": state.started, "owned_by": "vita"}
+
+
+# ---------------------------------------------------------------------------------------------------- errors
+
+
+def _error(exc: APIError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+def _install_errors(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return _error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(x) for x in first["loc"])
+        return _error(bad_request(f"{where}: {first['msg']}", where or None))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        return JSONResponse(error_body(message, type="invalid_request_error", code=code), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return _error(INTERNAL)

@@ -1,0 +1,110 @@
+"""`vita serve`: the OpenAI-compatible HTTP API on uvicorn.
+
+    vita serve [--model DIR|PRESET] [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--allow-remote-media]
+               [--max-request-bytes N] [--max-audio-seconds S] [--max-image-pixels N] [--max-images N]
+               [--max-frames N] [--max-audio-clips N] [--max-new-tokens N] [--max-queued N]
+
+Binds loopback by default. Any other host requires an API key (`--api-key` or `VITA_API_KEY`), then checked on
+every request. `add_parser(subparsers)` is wired by `vita.cli`; `main(argv)` runs it alone. Importing this module
+imports neither FastAPI nor torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from pathlib import Path
+
+from vita.errors import ConfigError, VitaError
+from vita.server import limits as limits_mod
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a hostname: it may resolve anywhere
+
+
+def resolve_api_key(host: str, api_key: str | None) -> str | None:
+    """The key to require: --api-key, else $VITA_API_KEY; an error when binding off loopback without one."""
+    key = api_key if api_key is not None else os.environ.get("VITA_API_KEY") or None
+    if key is not None and not key.strip():
+        raise ConfigError("the API key is empty")
+    if key is None and not is_loopback(host):
+        raise ConfigError(f"binding to {host!r} (not a loopback address) requires an API key: pass --api-key KEY "
+                          "or set VITA_API_KEY")
+    return key
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("serve", help="OpenAI-compatible HTTP API (chat completions) over one model")
+    p.add_argument("--model", default="tiny-random", help="model directory (any supported layout) or preset")
+    p.add_argument("--model-name", help="the id clients send as `model` (default: the --model name)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (non-loopback needs an API key)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $VITA_API_KEY)")
+    p.add_argument("--allow-remote-media", action="store_true", help="fetch http(s) image/video URLs (off: data "
+                   "URLs only)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--vision-tower", help="InternViT folder (default: as named in the official config)")
+    p.add_argument("--audio-encoder", help="audio-encoder folder (default: as named in the official config)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    limits_mod.add_arguments(p)
+    p.set_defaults(func=serve)
+    return p
+
+
+def serve(args: argparse.Namespace) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    key = resolve_api_key(args.host, args.api_key)
+    try:
+        limits = limits_mod.from_args(args)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    try:
+        import uvicorn
+
+        from vita.server.app import create_app
+    except ImportError as exc:
+        raise ConfigError(f"`vita serve` needs the serve extra (pip install 'vita[serve]'): {exc}") from exc
+    import torch
+
+    from vita.api import load
+    from vita.server.engine import Engine
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load(args.model, dtype=args.dtype, vision_tower=args.vision_tower, audio_encoder=args.audio_encoder)
+    name = args.model_name or Path(args.model.rstrip("/")).name
+    app = create_app(Engine(model, max_new_tokens=limits.max_new_tokens), model_id=name, limits=limits, api_key=key,
+                     allow_remote_media=args.allow_remote_media)
+    print(f"vita serve: model {name!r} on http://{args.host}:{args.port}/v1 "
+          f"({'API key required' if key else 'no API key: loopback only'})", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vita")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except VitaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""One shared model answering chat requests: media + messages -> `ModelInputs`, then a reply as typed events.
+
+`Engine.reply` runs the same loop as `Vita.stream` (embed, `generation.generate`, `TextStream`) but reports the
+state token the moment it is known (`StateEvent`, before any text), so a streamed answer can carry it in its
+first chunk. Events, in order: StateEvent, TextEvent*, (AudioEvent interleaved when speech out is on), DoneEvent.
+A `<2>` state (not a query: stay silent) ends the reply at once with no text and no audio.
+
+Every method runs on the model thread (`vita.server.worker`); nothing here is thread-safe on its own.
+`token_ids` is the one seam tests override to teacher-force a reply on random weights.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vita.api import Vita
+from vita.generation.generate import generate as generate_ids
+from vita.generation.sampling import SamplingConfig
+from vita.generation.text import TextStream
+from vita.processor import ModelInputs, Turn
+from vita.server.errors import bad_request
+from vita.tokens import STATE_NOT_QUERY
+
+
+@dataclass(frozen=True)
+class Params:
+    max_new_tokens: int | None  # None: whatever context is left (capped by the server's limit)
+    sampling: SamplingConfig
+    stop_strings: tuple[str, ...] = ("</s>",)
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    state: str | None  # "<1>" | "<2>" | "<3>" | None (the model wrote none)
+
+
+@dataclass(frozen=True)
+class TextEvent:
+    text: str
+
+
+@dataclass(frozen=True)
+class AudioEvent:
+    pcm: np.ndarray  # [N] float32 at sample_rate
+    transcript: str  # the clause this audio says
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    state: str | None
+    text: str  # the whole visible answer, stripped (equals `Vita.generate(...).text`); "" for <2>
+    finish_reason: str  # "stop" | "length" | "cancelled"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+Event = StateEvent | TextEvent | AudioEvent | DoneEvent
+
+
+class Engine:
+    def __init__(self, vita: Vita, *, max_new_tokens: int = 2048) -> None:
+        self.vita = vita
+        self.max_new_tokens = max_new_tokens  # the server's cap, used when a request gives none
+        self.context = min(vita.config.max_length, vita.model.llm.config.max_position_embeddings)
+
+    @property
+    def audio_rate(self) -> int:
+        audio = self.vita.config.audio
+        return audio.fbank.sample_rate if audio is not None else 16000
+
+    def prepare(self, turns: list[Turn], params: Params) -> tuple[ModelInputs, Params]:
+        """Turns -> model inputs, and the params with `max_new_tokens` resolved against the context left."""
+        inputs = self.vita.processor(turns)
+        used = inputs.token_ids.shape[1]
+        left = self.context - used
+        wanted = params.max_new_tokens
+        if left < 1 or (wanted is not None and wanted > left):
+            raise bad_request(
+                f"this model's context is {self.context} tokens; the prompt has {used} (media included) "
+                f"and {wanted or 1} new token(s) were asked for", "messages", code="context_length_exceeded")
+        resolved = wanted if wanted is not None else min(self.max_new_tokens, left)
+        return inputs, Params(resolved, params.sampling, params.stop_strings, params.seed)
+
+    def token_ids(self, inputs: ModelInputs, params: Params) -> Iterator[int]:
+        """Generated ids, one at a time (a stop id ends it and is not yielded), as in `Vita.stream`."""
+        model = self.vita.model
+        embeds = model.embed(inputs.token_ids.to(model.device), inputs.pixel_values, inputs.fbanks)  # [1, L, D]
+        gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
+        return generate_ids(model.llm, input_embeds=embeds, max_new_tokens=params.max_new_tokens,
+                            sampling=params.sampling, stop_ids=self.vita.tokenizer.stop_ids, generator=gen)
+
+    def reply(self, inputs: ModelInputs, params: Params, cancel: threading.Event, tts=None) -> Iterator[Event]:
+        """Events of one reply. `tts`: a `vita.speech.tts.StreamingTTS` to speak the text clause by clause."""
+        with torch.inference_mode():
+            yield from self._reply(inputs, params, cancel, tts)
+
+    def _reply(self, inputs: ModelInputs, params: Params, cancel: threading.Event, tts) -> Iterator[Event]:
+        ids = self.token_ids(inputs, params)
+        try:
+            yield from self._decode(ids, inputs, params, cancel, tts)
+        finally:
+            close = getattr(ids, "close", None)
+            if close is not None:
+                close()
+
+    def _decode(self, ids: Iterator[int], inputs: ModelInputs, params: Params, cancel: threading.Event,
+                tts) -> Iterator[Event]:
+        stream = TextStream(self.vita.tokenizer, stop_strings=params.stop_strings)
+        announced = silent = False
+        finish, n = "length", 0
+        for token in ids:
+            if cancel.is_set():
+                finish = "cancelled"
+                break
+            n += 1
+            delta = stream.push(token)
+            if stream.state_resolved and not announced:
+                announced = True
+                yield StateEvent(stream.state)
+                if stream.state == STATE_NOT_QUERY:
+                    silent, finish = True, "stop"
+                    break
+            if delta:
+                yield TextEvent(delta)
+                yield from _speak(tts, delta)
+            if stream.stopped:
+                finish = "stop"
+                break
+        else:
+            if n < (params.max_new_tokens or 0):
+                finish = "stop"  # generation ended on a stop id
+        if not silent:
+            tail = stream.finish()
+            if not announced:
+                yield StateEvent(stream.state)
+                silent = stream.state == STATE_NOT_QUERY
+            if tail and not silent:
+                yield TextEvent(tail)
+                yield from _speak(tts, tail)
+            if tts is not None and not silent and finish != "cancelled":
+                tts.end_of_text()
+                yield from _speak(tts, "")
+        text = "" if silent else stream.visible_text.strip()
+        yield DoneEvent(stream.state, text, finish, int(inputs.token_ids.shape[1]), len(stream.ids))
+
+
+def _speak(tts, delta: str) -> Iterator[AudioEvent]:
+    if tts is None:
+        return
+    if delta:
+        tts.push(delta)
+    while (chunk := tts.synthesize_next()) is not None:
+        if chunk.pcm.size:
+            yield AudioEvent(chunk.pcm, chunk.text, chunk.sample_rate)

@@ -1,0 +1,45 @@
+"""Request limits of `vita serve`: one dataclass field per limit, one CLI flag per field.
+
+Every refusal names the limit (as its CLI flag) and the value that broke it, e.g.
+"request body is 40000000 bytes > --max-request-bytes 33554432".
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, fields
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_request_bytes: int = field(default=32 << 20, metadata={"help": "largest request body in bytes (413 above)"})
+    max_audio_seconds: float = field(default=120.0, metadata={"help": "total input audio per request, seconds"})
+    max_image_pixels: int = field(default=25_000_000, metadata={"help": "largest image or video frame, pixels"})
+    max_images: int = field(default=16, metadata={"help": "images per request"})
+    max_frames: int = field(default=32, metadata={"help": "video frames per request (all videos together)"})
+    max_audio_clips: int = field(default=8, metadata={"help": "audio clips per request"})
+    max_new_tokens: int = field(default=2048, metadata={"help": "largest max_tokens a request may ask for"})
+    max_queued: int = field(default=8, metadata={"help": "requests waiting behind the running one (429 above)"})
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value < 0 or (value == 0 and f.name != "max_queued"):
+                raise ValueError(f"--{flag(f.name)} must be positive, got {value}")
+
+
+def flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One `--max-...` option per `Limits` field, defaulting to the dataclass default."""
+    group = parser.add_argument_group("limits")
+    for f in fields(Limits):
+        kind = float if f.type in (float, "float") else int
+        group.add_argument(f"--{flag(f.name)}", type=kind, default=f.default,
+                           help=f"{f.metadata['help']} (default {f.default})")
+
+
+def from_args(args: argparse.Namespace) -> Limits:
+    return Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
