@@ -149,6 +149,54 @@ class AudioConfig:
 
 
 @dataclass
+class LogMelConfig:
+    """Whisper's log-mel front end: Hann(n_fft) STFT every hop samples, Slaney mel filters, log10, (x + 4) / 4.
+
+    `chunk_seconds` is Whisper's fixed input window (30 s = 3000 frames); see `vita.media.logmel`.
+    """
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 80
+    n_fft: int = 400
+    hop_length: int = 160
+    chunk_seconds: int = 30
+
+    @property
+    def window_frames(self) -> int:
+        return self.chunk_seconds * self.sample_rate // self.hop_length
+
+
+@dataclass
+class WhisperConfig:
+    """Whisper's audio encoder (defaults: tiny.en): 2 conv1d + GELU (stride 2) -> positions -> pre-LN blocks -> LN.
+
+    Time: T log-mel frames (10 ms) -> ceil(T / 2) encoder frames (20 ms). `pad_to_window`: each clip is padded with
+    the silence floor to Whisper's 30 s window (what the encoder was trained on) and only its own frames are kept;
+    False encodes just the clip's frames (faster, approximate; see `vita.models.whisper`). The window is
+    min(logmel.window_frames, 2 * max_positions) frames; longer clips are encoded window by window.
+    """
+
+    kind: Literal["whisper"] = "whisper"
+    input_dim: int = 80
+    hidden_size: int = 384
+    num_heads: int = 6
+    intermediate_size: int = 1536
+    num_layers: int = 4
+    max_positions: int = 1500
+    layer_norm_eps: float = 1e-5
+    pad_to_window: bool = True
+    logmel: LogMelConfig = field(default_factory=LogMelConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.logmel, dict):
+            self.logmel = LogMelConfig(**self.logmel)
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"whisper hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
+        if self.input_dim != self.logmel.num_mel_bins:
+            raise ConfigError(f"whisper input_dim {self.input_dim} != log-mel bins {self.logmel.num_mel_bins}")
+
+
+@dataclass
 class ProjectorConfig:
     """Vision projector `mlp2x_gelu`: Linear(in -> out), exact GELU, Linear(out -> out)."""
 
@@ -180,7 +228,7 @@ class VitaConfig:
     llm: LLMConfig
     vision: VisionConfig | None = None
     vision_projector: ProjectorConfig | None = None
-    audio: AudioConfig | None = None
+    audio: AudioConfig | WhisperConfig | None = None  # `kind` tells which encoder
     audio_adapter: AudioAdapterConfig | None = None
     template: str = "mixtral_two"
     max_length: int = 9100
@@ -193,7 +241,7 @@ class VitaConfig:
         if isinstance(self.vision_projector, dict):
             self.vision_projector = ProjectorConfig(**self.vision_projector)
         if isinstance(self.audio, dict):
-            self.audio = AudioConfig(**self.audio)
+            self.audio = (WhisperConfig if self.audio.get("kind") == "whisper" else AudioConfig)(**self.audio)
         if isinstance(self.audio_adapter, dict):
             self.audio_adapter = AudioAdapterConfig(**self.audio_adapter)
         if (self.vision is None) != (self.vision_projector is None):

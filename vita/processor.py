@@ -20,6 +20,7 @@ from vita.errors import MediaError, PromptError
 from vita.media.audio import load_audio
 from vita.media.fbank import fbank, num_llm_tokens
 from vita.media.image import preprocess_image
+from vita.media.logmel import log_mel_unclamped
 from vita.media.prompt import Message, Modality, expand_placeholders, render, tokenize_with_placeholders
 from vita.media.video import load_video
 from vita.tokenizer import Tokenizer
@@ -61,7 +62,7 @@ class Turn:
 class ModelInputs:
     token_ids: torch.Tensor  # [1, L] with IMAGE_TOKEN_ID / AUDIO_TOKEN_ID repeated to their exact counts
     pixel_values: torch.Tensor | None  # [N, 3, S, S] tiles and frames in prompt order
-    fbanks: list[torch.Tensor] = field(default_factory=list)  # one [T, 80] per clip, in prompt order
+    fbanks: list[torch.Tensor] = field(default_factory=list)  # one [T, 80] per clip (fbank or log-mel), in order
     prompt: str = ""
     modality: Modality = "lang"
 
@@ -98,10 +99,16 @@ class Processor:
     def _audio(self, part: Audio) -> torch.Tensor:
         if self.config.audio is None:
             raise PromptError("this model has no audio encoder: audio input is not supported")
-        rate = self.config.audio.fbank.sample_rate
+        audio = self.config.audio
+        rate = audio.logmel.sample_rate if audio.kind == "whisper" else audio.fbank.sample_rate
         wave = load_audio(part.source, sample_rate=part.sample_rate, target_rate=rate,
                           require_rate=rate if self.strict_audio else None)  # [n_samples] at 16 kHz
-        feats = fbank(wave, self.config.audio.fbank)  # [T, 80]
+        if audio.kind == "whisper":  # unclamped Whisper log-mel; the encoder clamps and pads per clip
+            feats = log_mel_unclamped(wave, audio.logmel)  # [ceil(N / 160), 80]
+            if feats.shape[0] == 0:
+                raise MediaError(f"audio {_name(part.source)}: empty clip")
+            return feats
+        feats = fbank(wave, audio.fbank)  # [T, 80]
         if feats.shape[0] < MIN_AUDIO_FRAMES:
             raise MediaError(
                 f"audio {_name(part.source)}: too short ({wave.shape[0] / 16000:.3f} s); the encoder needs at least "
@@ -175,7 +182,7 @@ class Processor:
         if pixel_values is not None:
             counts[IMAGE_TOKEN_ID] = [self.config.vision.tokens_per_tile] * pixel_values.shape[0]
         if fbanks:
-            counts[AUDIO_TOKEN_ID] = [num_llm_tokens(f.shape[0]) for f in fbanks]
+            counts[AUDIO_TOKEN_ID] = [num_llm_tokens(f.shape[0], self.config.audio.kind) for f in fbanks]
         ids = expand_placeholders(ids, counts)
         return ModelInputs(torch.tensor([ids]), pixel_values, fbanks, prompt, modality)
 

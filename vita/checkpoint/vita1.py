@@ -213,8 +213,10 @@ def export_vita1(
 ) -> Path:
     """Write our model (config + tensors in our names) in the official VITA-1.0 layout under `dst`."""
     dst = Path(dst)
-    if config.vision is None or config.audio is None or config.llm.family != "mixtral":
-        raise CheckpointError("only a full Mixtral-based VITA model (vision + audio) exports to the VITA-1.0 layout")
+    if config.vision is None or config.audio is None or config.audio.kind != "whale" or config.llm.family != "mixtral":
+        raise CheckpointError(
+            "only a full Mixtral-based VITA model (vision + whale audio encoder) exports to the VITA-1.0 layout"
+        )
     dst.mkdir(parents=True, exist_ok=True)
     back = invert(official_keymap(config))
     main = {map_key(name, back): tensors[name] for name in tensors if not name.startswith("vision.")}

@@ -5,6 +5,9 @@
     token_ids [B, L] (placeholders expanded) -- llm.embed --> [B, L, D] ---------------------------+
     embeds [B, L, D] -- llm --> logits [B, L, V]
 
+Audio features per encoder (`config.audio.kind`): whale takes a Kaldi fbank (T' = T/4), whisper an unclamped
+Whisper log-mel (T' = ceil(T/2)).
+
 Attribute names fix the canonical checkpoint layout: `llm.*`, `vision.*`, `vision_projector.*`,
 `audio_encoder.*`, `audio_adapter.*`.
 """
@@ -24,7 +27,15 @@ from vita.models.llm import LLM
 from vita.models.projector import VisionProjector
 from vita.models.vision import InternViT
 from vita.models.whale import WhaleEncoder
+from vita.models.whisper import WhisperEncoder
 from vita.tokens import AUDIO_TOKEN_ID, IMAGE_TOKEN_ID
+
+
+def _audio_encoder(config: VitaConfig) -> WhaleEncoder | WhisperEncoder | None:
+    """The encoder `config.audio.kind` names; both map (features [B, T, 80], lengths [B]) to (states, mask)."""
+    if config.audio is None:
+        return None
+    return WhisperEncoder(config.audio) if config.audio.kind == "whisper" else WhaleEncoder(config.audio)
 
 
 class VitaModel(nn.Module):
@@ -36,7 +47,7 @@ class VitaModel(nn.Module):
         self.vision_projector = (
             VisionProjector(config.vision_projector) if config.vision_projector is not None else None
         )
-        self.audio_encoder = WhaleEncoder(config.audio) if config.audio is not None else None
+        self.audio_encoder = _audio_encoder(config)
         self.audio_adapter = AudioAdapter(config.audio_adapter) if config.audio_adapter is not None else None
 
     @property
