@@ -50,3 +50,12 @@ def test_linear_dispatch_matches_f_linear_and_keeps_autograd():
     out = gemv.linear(x[:1, :1], wp)  # training: must stay differentiable
     out.float().sum().backward()
     assert wp.grad is not None and wp.grad.shape == w.shape
+
+
+def test_kernel_runs_inside_a_compiled_graph():
+    x = torch.randn(1, 64).bfloat16()
+    w = torch.randn(40, 64).bfloat16()
+    compiled = torch.compile(lambda a, b: gemv.linear(a, b) * 2, fullgraph=True)
+    with torch.no_grad():
+        gemv.linear(x, w)  # the first eager call settles whether the kernel is used
+        torch.testing.assert_close(compiled(x, w), gemv.bf16_gemv(x, w) * 2)

@@ -96,6 +96,17 @@ def bf16_gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None =
     return y.view(*x.shape[:-1], N)
 
 
+@torch.library.custom_op("vita::bf16_gemv", mutates_args=())
+def _bf16_gemv_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The kernel as a torch operator, so compiled graphs (torch.compile) can call it without a graph break."""
+    return bf16_gemv(x, weight, bias)
+
+
+@_bf16_gemv_op.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return x.new_empty(*x.shape[:-1], weight.shape[0])
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """`F.linear`, with a faster path for bf16 inference on CPUs without native bf16 (see the module docstring)."""
     if (
@@ -104,16 +115,24 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         and weight.device.type == "cpu"
         and weight.shape[-1] % 8 == 0
         and not (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
-        and not torch.compiler.is_compiling()  # inside a compiled graph inductor picks its own kernels
         and _use_kernel()
     ):
         if x.numel() // x.shape[-1] <= MAX_ROWS:
+            if torch.compiler.is_compiling():
+                return _bf16_gemv_op(x, weight, bias)
             return bf16_gemv(x, weight, bias)
         return F.linear(x.float(), weight.float(), None if bias is None else bias.float()).to(torch.bfloat16)
     return F.linear(x, weight, bias)
 
 
-@functools.cache
+_kernel_ok: bool | None = None  # resolved on the first eager call; compiled graphs read the settled value
+
+
 def _use_kernel() -> bool:
-    # CPUs with AVX512-BF16 or AMX run bf16 natively through oneDNN: leave them to PyTorch
-    return not _cpu_has("avx512_bf16") and not _cpu_has("amx_bf16") and available()
+    global _kernel_ok
+    if _kernel_ok is None:
+        if torch.compiler.is_compiling():
+            return False  # never probe the CPU or the compiler from inside a trace
+        # CPUs with AVX512-BF16 or AMX run bf16 natively through oneDNN: leave them to PyTorch
+        _kernel_ok = not _cpu_has("avx512_bf16") and not _cpu_has("amx_bf16") and available()
+    return _kernel_ok
