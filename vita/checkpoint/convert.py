@@ -1,5 +1,7 @@
 """`vita convert`: between our canonical layout and the official VITA-1.0 layout, tensor by tensor.
 
+Sources may also be a plain HF LLM directory or a GGUF file (`vita.checkpoint.gguf`; dequantized to float32).
+
 Conversion never builds the model: names are mapped lazily and each tensor is read, cast and written in turn,
 after the same strict name/shape check a load does.
 """
@@ -27,8 +29,14 @@ def expected_shapes(config: VitaConfig) -> dict[str, torch.Size]:
 
 
 def read_any(path: str | Path) -> tuple[VitaConfig, Mapping[str, torch.Tensor], Tokenizer]:
-    """(config, lazy tensors in our names, tokenizer) of a canonical, official VITA-1.0 or HF LLM directory."""
+    """(config, lazy tensors in our names, tokenizer) of a canonical, official VITA-1.0 or HF LLM directory,
+    or of a GGUF file (or a directory holding one)."""
+    from vita.checkpoint.gguf import gguf_file, read_gguf
+
     path = Path(path)
+    gguf = gguf_file(path) if path.exists() else None
+    if gguf is not None:
+        return read_gguf(gguf)
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: no config.json")
     raw = json.loads((path / "config.json").read_text())

@@ -3,7 +3,9 @@
 Layouts, recognised from `config.json`:
 - ours: `{"format": "vita", ...}` + `model.safetensors` (or shards) with our tensor names + `tokenizer.json`;
 - the official VITA-1.0 release (`model_type: vita-mixtral`), see `vita.checkpoint.vita1`;
-- a plain Hugging Face LLM directory (llama / mistral / mixtral / qwen2), loaded as a text-only model.
+- a plain Hugging Face LLM directory (llama / mistral / mixtral / qwen2), loaded as a text-only model;
+- a GGUF file (or a directory holding exactly one, without config.json), text-only, see `vita.checkpoint.gguf`;
+  `vita.presets.PACKAGED` names (e.g. `smollm2-135m`) resolve to such a file inside an installed package.
 
 The model is built on the meta device and every tensor is assigned from the (memory-mapped) file after a strict
 name and shape check, so peak memory is about one copy of the weights in the target dtype.
@@ -88,10 +90,17 @@ def load_model(
     if str(path) in presets.PRESETS:
         config = presets.preset(str(path))
         return random_model(config, dtype=dtype, device=device), presets.byte_tokenizer()
+    from vita.checkpoint.gguf import gguf_file, load_gguf
+
+    if str(path) in presets.PACKAGED:
+        return load_gguf(presets.packaged_file(str(path)), dtype=dtype, device=device)
     path = Path(path)
     if not path.exists():
-        known = ", ".join(presets.PRESETS)
+        known = ", ".join([*presets.PRESETS, *presets.PACKAGED])
         raise CheckpointError(f"{path}: no such model directory (and not a preset name: {known})")
+    gguf = gguf_file(path)
+    if gguf is not None:
+        return load_gguf(gguf, dtype=dtype, device=device)
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: no config.json, so this is not a model directory")
     try:
