@@ -35,9 +35,9 @@ from torch import nn
 
 from vita.config import LLMConfig
 from vita.errors import ConfigError
-from vita.kernels.gemv import linear
 from vita.nn.attention import Attention
 from vita.nn.kv_cache import KVCache
+from vita.nn.linear import linear
 from vita.nn.mlp import FeedForward
 from vita.nn.moe import MoE
 from vita.nn.norm import RMSNorm

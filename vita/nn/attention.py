@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vita.kernels.gemv import linear
 from vita.nn.fused import fuse_rows
 from vita.nn.kv_cache import KVCache
+from vita.nn.linear import linear
 from vita.nn.rope import apply_rope
 
 

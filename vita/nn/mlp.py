@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vita.kernels.gemv import linear
 from vita.nn.fused import fuse_rows
+from vita.nn.linear import linear
 
 
 class FeedForward(nn.Module):

@@ -1,0 +1,51 @@
+"""`linear`: bf16 prefill widened to float32 on CPUs without native bf16, identical to F.linear otherwise."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vita.nn import linear as gemv  # the module: tests patch its state
+
+
+@pytest.fixture
+def widen(monkeypatch):
+    monkeypatch.setattr(gemv, "_widen_bf16", True)
+
+
+def test_prefill_rows_are_widened_and_rounded_once(widen):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 9, 64, generator=g).bfloat16()
+    w = torch.randn(48, 64, generator=g).bfloat16()
+    b = torch.randn(48, generator=g).bfloat16()
+    with torch.no_grad():
+        got = gemv.linear(x, w, b)
+    expected = F.linear(x.float(), w.float(), b.float()).bfloat16()  # float32 math, one rounding to bf16
+    assert got.dtype == torch.bfloat16 and torch.equal(got, expected)
+
+
+def test_decode_rows_stay_on_f_linear(widen):
+    x = torch.randn(1, 1, 64).bfloat16()
+    w = torch.randn(48, 64).bfloat16()
+    with torch.no_grad():
+        assert torch.equal(gemv.linear(x, w), F.linear(x, w))
+
+
+def test_training_and_other_dtypes_use_f_linear(widen):
+    x = torch.randn(3, 10, 64)
+    w = torch.randn(48, 64, requires_grad=True)
+    assert torch.equal(gemv.linear(x, w), F.linear(x, w))  # fp32
+    xb, wb = x.bfloat16(), w.detach().bfloat16().requires_grad_()
+    out = gemv.linear(xb, wb)  # bf16 with autograd: no widening, gradients flow
+    assert torch.equal(out, F.linear(xb, wb))
+    out.float().sum().backward()
+    assert wb.grad is not None and wb.grad.shape == wb.shape
+
+
+def test_linear_traces_inside_a_compiled_graph(widen):
+    x = torch.randn(8, 64).bfloat16()
+    w = torch.randn(40, 64).bfloat16()
+    compiled = torch.compile(lambda a, b: gemv.linear(a, b) * 2, fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x, w), gemv.linear(x, w) * 2)
