@@ -1,16 +1,23 @@
-"""`vita chat`: drive a duplex `Session` from a recorded microphone file (offline, deterministic).
+"""`vita chat` and `vita bench duplex` (wired by `vita.cli` through `add_parser` and `add_bench_parser`).
+
+    vita chat --model tiny-random [--audio q.wav]... [--speak out.wav] < questions.txt
+
+is a terminal conversation over stdin (typed lines, `/audio PATH`, `/image PATH`, `/quit`): see `vita.duplex.chat`.
 
     vita chat --model tiny-random --mic question.wav [--out replies.wav] [--script "<1> Hello there."]... [--json]
 
-The mic file is fed in 20 ms chunks on a fake clock that advances by the chunk length, with `--ticks` units of model
-work per chunk (a stand-in for compute speed); events are printed one per line (AudioOut summarised) and the reply
-audio is written to `--out` on the mic's timeline. Live audio devices and a browser transport are a later layer:
-this command only exercises the state machine end to end. `add_parser(subparsers)` is wired by `vita.cli`.
+drives a duplex `Session` from a recorded microphone file instead: the file is fed in 20 ms chunks on a fake clock
+that advances by the chunk length, with `--ticks` units of model work per chunk (a stand-in for compute speed);
+events are printed one per line (AudioOut summarised) and the reply audio is written to `--out` on the mic's
+timeline.
 
-    vita bench duplex [--model M] [--setup headphones|speaker|both] [--no-compute-time] [--json]
+    vita bench duplex [--model M] [--scenarios FILE] [--setup auto|headphones|speaker] [--no-compute-time] [--json]
 
-runs the scripted scenarios of `vita.duplex.simulate` (answer, barge-in, chatter, noise) and prints response and
-stop latency (p50 / p90), false triggers and misses; `add_bench_parser(bench_subparsers)` adds it under `bench`.
+runs the scripted scenarios (`vita.duplex.scenarios`: the built-in six, or those of a JSON file) and reports
+response and stop latency (p50 / p90, ms), false-trigger and miss rates, success-interrupt / success-reply rates,
+a per-stage breakdown, and the RSS of two active roles over one (`vita.duplex.memory`, a fresh subprocess).
+`--json` prints one object with exactly the keys response_ms_p50, response_ms_p90, stop_ms_p50, stop_ms_p90,
+false_trigger_rate, miss_rate, rss_two_roles_over_one, scenarios (rows, each naming the model) and stages.
 """
 
 from __future__ import annotations
@@ -24,19 +31,23 @@ import numpy as np
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("chat", help="run the duplex session over a recorded mic file (offline simulation)")
+    p = subparsers.add_parser("chat", help="terminal conversation over stdin (or a duplex run over a mic file)")
     p.add_argument("--model", default="tiny-random", help="model directory or preset")
-    p.add_argument("--mic", required=True, help="audio file (any format; resampled to 16 kHz mono)")
-    p.add_argument("--out", help="write the reply audio here (wav, on the mic's timeline)")
+    p.add_argument("--audio", action="append", default=[], help="ask this spoken question first (repeatable)")
+    p.add_argument("--speak", help="write the spoken answers to this wav (Piper voice, 16 kHz)")
+    p.add_argument("--history-turns", type=int, default=6, help="turns of history kept in the prompt")
+    p.add_argument("--max-seq-len", type=int, default=2048, help="KV cache positions (history + answer)")
+    p.add_argument("--mic", help="duplex mode: a recorded mic file (any format; resampled to 16 kHz mono)")
+    p.add_argument("--out", help="duplex mode: write the reply audio here (wav, on the mic's timeline)")
     p.add_argument("--rate", type=int, default=16000, choices=(16000, 24000), help="reply audio sample rate")
     p.add_argument("--script", action="append", default=[],
                    help="teacher-force the next reply (e.g. '<2>' or '<1> Sure.'), in order; for random weights")
-    p.add_argument("--ticks", type=int, default=3, help="units of model work per 20 ms of audio")
+    p.add_argument("--ticks", type=int, default=3, help="duplex mode: units of model work per 20 ms of audio")
     p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--tail", type=float, default=10.0, help="seconds of silence appended so replies can finish")
-    p.add_argument("--headphones", action="store_true", help="no echo front end (no AEC, no gate)")
+    p.add_argument("--tail", type=float, default=10.0, help="duplex mode: seconds of silence appended")
+    p.add_argument("--headphones", action="store_true", help="duplex mode: no echo front end (no AEC, no gate)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for batch-1 decode)")
-    p.add_argument("--json", action="store_true", help="events as JSON lines")
+    p.add_argument("--json", action="store_true", help="duplex mode: events as JSON lines")
     p.set_defaults(func=run_chat)
     return p
 
@@ -44,53 +55,91 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def add_bench_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = bench_subparsers.add_parser("duplex", help="scripted duplex scenarios: latencies, false triggers, misses")
     p.add_argument("--model", default="tiny-random", help="model directory or preset")
-    p.add_argument("--setup", default="both", choices=("headphones", "speaker", "both"),
-                   help="speaker: our voice leaks back at -6 dB after 40 ms, AEC3 + gate on")
+    p.add_argument("--scenarios", help="JSON scenario file (schema: vita.duplex.scenarios); default: built-in")
+    p.add_argument("--setup", default="auto", choices=("auto", "headphones", "speaker"),
+                   help="auto: each scenario's own (echo only where it has an echo gain); speaker: every "
+                        "scenario's playback leaks back (-6 dB, 40 ms) through AEC3 + gate; headphones: no echo")
     p.add_argument("--no-compute-time", action="store_true",
                    help="count no compute time (deterministic; latencies are then algorithmic only)")
+    p.add_argument("--no-rss", action="store_true", help="skip the RSS measurement (rss_two_roles_over_one: null)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_bench)
     return p
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    import torch
-
+def bench(model_name: str, scenarios: list | None = None, *, setup: str = "auto", compute_time: bool = True,
+          rss: bool = True, model=None, synth=None) -> dict:
+    """Run the scenarios (default: built-in) on `model_name` (or the already loaded `model`, a `Vita`; `synth`:
+    a loaded `PiperSynth`); the `--json` report object."""
     from vita.api import load
     from vita.duplex import simulate
+    from vita.duplex.memory import measure_rss_ratio
     from vita.duplex.roles import Engine
+    from vita.duplex.scenarios import builtin_scenarios
     from vita.duplex.session import Session, SessionConfig
     from vita.speech.echo import GateConfig
     from vita.speech.tts import PiperSynth, StreamingTTS
 
-    torch.set_num_threads(args.threads)
-    model = load(args.model)
-    synth = PiperSynth()
-    scenarios = simulate.standard_scenarios(synth)
-    setups = {"headphones": (GateConfig(enabled=False), 0.0), "speaker": (GateConfig(), 0.5)}
-    report = {}
-    for name in setups if args.setup == "both" else [args.setup]:
-        gate, echo = setups[name]
+    model = model if model is not None else load(model_name)
+    synth = synth if synth is not None else PiperSynth()
+    scenarios = scenarios if scenarios is not None else builtin_scenarios(synth)
+    if compute_time:
+        _warm_up(model, synth)
+    results, setups = [], []
+    for sc in scenarios:
+        echo = {"auto": sc.echo_gain, "headphones": 0.0, "speaker": sc.echo_gain or 0.5}[setup]
+        gate = GateConfig() if echo > 0 else GateConfig(enabled=False)
 
         def make(scenario, clock, gate=gate):
             engine = Engine(model, max_new_tokens=256, forcing=simulate.ScenarioForcing(scenario, clock))
             return Session(engine, StreamingTTS(synth), clock=clock, config=SessionConfig(gate=gate))
 
-        results = [simulate.run(make, sc, echo_gain=echo, compute_time=not args.no_compute_time) for sc in scenarios]
-        report[name] = simulate.summary(results)
+        results.append(simulate.run(make, sc, echo_gain=echo, compute_time=compute_time))
+        setups.append("speaker" if echo > 0 else "headphones")
+    ratio = measure_rss_ratio(model_name)["ratio"] if rss else None
+    rep = simulate.report(results, rss_ratio=ratio, model=model_name)
+    for r, s in zip(rep["scenarios"], setups, strict=True):
+        r["setup"] = s
+    return rep
+
+
+def _warm_up(model, synth) -> None:
+    """One short reply and one synthesis before timing (lazy initialisation is not a latency)."""
+    from vita.duplex.roles import Engine
+    from vita.processor import Audio, Turn
+
+    engine = Engine(model, max_seq_len=512, max_new_tokens=4)
+    job = engine.start(engine.new_cache(), [Turn("user", [Audio(0.5 * synth("Hello there."), 16000)])])
+    while not job.done:
+        job.step()
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from vita.duplex import simulate
+    from vita.duplex.scenarios import load_scenario_file
+
+    torch.set_num_threads(args.threads)
+    scenarios = load_scenario_file(args.scenarios) if args.scenarios else None  # file errors before the model
+    rep = bench(args.model, scenarios, setup=args.setup, compute_time=not args.no_compute_time, rss=not args.no_rss)
     if args.json:
-        print(json.dumps(report))
-        return 0
-    for name, r in report.items():
-        rl, sl = r["response_latency_s"], r["stop_latency_s"]
-        print(f"{name:10s} response p50 {rl.get('p50', float('nan')):.3f} s p90 {rl.get('p90', float('nan')):.3f} s"
-              f" (n={rl['n']}) | stop p50 {sl.get('p50', float('nan')):.3f} s p90 {sl.get('p90', float('nan')):.3f}"
-              f" s (n={sl['n']}) | false triggers {r['false_triggers']} | misses {r['misses']}")
+        print(json.dumps(rep))
+    else:
+        print(simulate.markdown(rep, model=args.model, compute_time=not args.no_compute_time))
     return 0
 
 
 def run_chat(args: argparse.Namespace) -> int:
+    if not args.mic:
+        from vita.duplex.chat import run_terminal
+
+        return run_terminal(args)
+    return run_mic(args)
+
+
+def run_mic(args: argparse.Namespace) -> int:
     import torch
 
     from vita.api import load

@@ -17,6 +17,10 @@ reply; the other one listens. Flow (reference/duplex-design.md):
 The scheduler (`_pick`) keeps at least `low_water_s` of reply audio queued, then serves the listener, then the
 reply's TTS and decode up to `high_water_s` of queued audio. The mic passes an echo front end
 (`vita.speech.echo`) fed with our own playback, so our voice leaking back does not pause or interrupt us.
+
+Stage timestamps (for `vita bench duplex`): `stages` maps an utterance id to {stage: clock time} for the stages
+in `STAGES`, each read from the session's clock when the session first sees the stage done (right after the unit
+of work that did it). Only the latest `MAX_STAGE_RECORDS` utterances are kept.
 """
 
 from __future__ import annotations
@@ -51,6 +55,12 @@ from vita.speech.echo import GateConfig, MicFrontEnd
 from vita.speech.tts import StreamingTTS
 from vita.speech.vad import SAMPLE_RATE, SpeechDiscarded, SpeechEnded, SpeechStarted, StreamingVAD, VADConfig
 from vita.tokens import STATE_NOT_QUERY
+
+STAGES = ("vad_end", "features", "prefill", "state", "first_text", "first_tts", "first_audio")
+# vad_end: the VAD closed the utterance (or text arrived); features: processor + media encoders done (embeddings);
+# prefill: the prompt's last chunk ran; state: the state token was read; first_text: first visible text of the
+# reply; first_tts: its first clause synthesized; first_audio: its first samples released to the speaker
+MAX_STAGE_RECORDS = 256
 
 
 @dataclass
@@ -123,6 +133,13 @@ class Session:
         self._resume_at: float | None = None  # playback resumes then, if the user stays silent
         self._mic_t0 = float("inf")  # clock time of the first mic sample (aligns the echo reference)
         self._ids = {"reply": 0, "utterance": 0}
+        self.stages: dict[int, dict[str, float]] = {}  # utterance id -> stage -> clock time (see STAGES)
+
+    def _stamp(self, utterance_id: int, stage: str) -> None:
+        rec = self.stages.setdefault(utterance_id, {})
+        rec.setdefault(stage, self.clock.now())
+        if len(self.stages) > MAX_STAGE_RECORDS:
+            del self.stages[min(self.stages)]
 
     # ---- observers ---------------------------------------------------------------------------------------------
     @property
@@ -158,7 +175,9 @@ class Session:
         elif isinstance(event, VideoFrame):
             self._frames.append((self.clock.now() if event.t is None else event.t, event.image))
         elif isinstance(event, TextIn):
-            self._listen(self._utterance([event.text], None), events)
+            utt = self._utterance([event.text], None)
+            self._stamp(utt.id, "vad_end")
+            self._listen(utt, events)
         else:
             raise TypeError(f"unknown input event {type(event).__name__}")
         self._release(events)
@@ -188,6 +207,7 @@ class Session:
             parts.append(Audio(ev.audio, SAMPLE_RATE))
             utt = self._utterance(parts, ev.audio)
             events.append(UserSpeechEnded(now, utt.id, ev.duration))
+            self._stamp(utt.id, "vad_end")
             self._listen(utt, events)
 
     def _utterance(self, parts: list[Part], audio: np.ndarray | None) -> Utterance:
@@ -235,8 +255,14 @@ class Session:
         unit = self._pick()
         if unit == "listen":
             assert self.listening is not None
-            delta = self.listening.job.step()
-            if self.listening.job.state_resolved or self.listening.job.done:
+            job, uid = self.listening.job, self.listening.utterance.id
+            delta = job.step()
+            phase = getattr(job, "phase", None)  # ReplyJob's; a test double may have none
+            if phase in ("prefill", "decode", "done"):
+                self._stamp(uid, "features")
+            if phase in ("decode", "done"):
+                self._stamp(uid, "prefill")
+            if job.state_resolved or job.done:
                 self._decide(delta, events)
         elif unit == "speak":
             assert self.reply is not None
@@ -245,6 +271,8 @@ class Session:
             chunk = self.tts.synthesize_next()
             if chunk is not None:
                 self.playout.add(chunk)
+                if len(chunk.pcm) and self.reply is not None:
+                    self._stamp(self.reply.utterance.id, "first_tts")
         self._release(events)
         return events
 
@@ -253,6 +281,8 @@ class Session:
         assert lst is not None
         self.listening = None
         job = lst.job
+        if job.state_resolved:
+            self._stamp(lst.utterance.id, "state")
         answered = job.state != STATE_NOT_QUERY and not (job.done and not job.visible_text.strip())
         events.append(StateDecided(now, lst.utterance.id, job.state, lst.role, answered))
         if not answered:
@@ -277,6 +307,8 @@ class Session:
         r = self.reply
         assert r is not None
         if delta:
+            if not r.text:
+                self._stamp(r.utterance.id, "first_text")
             r.text += delta
             events.append(TextDelta(self.clock.now(), r.id, delta))
             self.tts.push(delta)
@@ -317,6 +349,7 @@ class Session:
         pcm = self.playout.release(now)
         if len(pcm):
             events.append(AudioOut(now, r.id, pcm, self.playout.rate))
+            self._stamp(r.utterance.id, "first_audio")
             at = int((now - self._mic_t0) * SAMPLE_RATE) if self._mic_t0 < float("inf") else None
             self.frontend.play(_to_16k(pcm, self.playout.rate), at=at)  # the mic records it from now on
         if r.text_closed and not self.tts.pending and self.playout.buffered == 0:

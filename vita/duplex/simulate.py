@@ -1,17 +1,26 @@
-"""Scripted duplex scenarios run against a `Session`, with the metrics of reference/duplex-design.md.
+"""Scripted duplex scenarios (`vita.duplex.scenarios`) run against a `Session`, scored as in
+reference/duplex-design.md.
 
-A scenario places user segments (a query, a barge-in, chatter not meant for us, noise) on a mic timeline; each
-spoken segment carries the reply the model is forced to give (`<1> ...` or `<2>`), so random weights behave like
-a trained model. The run feeds the mic in 20 ms chunks. Time is a virtual clock that moves with the audio and,
-with `compute_time=True`, also by the measured wall time of every tick: latencies then include this machine's
-real compute (VAD, encoders, prefill, decode, TTS), while the audio still arrives at real-time pace.
-Optionally our playback leaks back into the mic (`echo_gain`, `echo_delay`), like a laptop speaker.
+The run feeds the mic in 20 ms chunks. Time is a virtual clock (`SimClock`) that moves with the audio and, with
+`compute_time=True`, also by the measured wall time of every tick; inside a tick it reads the wall time spent so
+far, so events and stage stamps made at the end of a long unit of work carry its cost. Latencies then include
+this machine's compute (VAD, encoders, prefill, decode, TTS) while the audio still arrives at real-time pace.
+With `compute_time=False` every tick takes no time: the figures are algorithmic (VAD hangover, scheduling) and
+deterministic. A scenario's `echo_gain` leaks our playback back into the mic.
 
-Metrics (seconds; true times from the script, not from the VAD):
+Metrics (true times from the script, not from the VAD):
     response latency   first reply audio - true end of a query
-    stop latency       playback paused - true onset of speech over our playback
-    false trigger      a non-query segment produced reply audio or cancelled the playing reply
-    miss               a query got no reply audio within 3 s of its end
+    stop latency       our speaker falls silent - true onset of speech over our playback
+    resume gap         playback resumed - paused (a dropped non-query)
+    false trigger      a non-query segment produced reply audio or cancelled the playing reply, or a reply started
+                       for an utterance no segment explains (our own echo); rate = false triggers / (non-query
+                       segments + echo scenarios)
+    miss               a query got no reply audio within 3 s of its end; rate = misses / queries
+    success-interrupt  a query over our playback cancelled the old reply and got reply audio (rate over barge-ins)
+    success-reply      that reply's text is the one scripted for the barge-in question (rate over barge-ins)
+    stages             per answered query: vad_end (VAD end - true end), then each stage's time since the
+                       previous one (features/encoder, prefill, state token, first text, first TTS chunk, first
+                       audio); see `vita.duplex.session.STAGES`
 """
 
 from __future__ import annotations
@@ -19,56 +28,45 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
 from vita.duplex.events import (
     AudioIn,
     AudioOut,
-    FakeClock,
     PlaybackPaused,
+    PlaybackResumed,
     ReplyCancelled,
+    ReplyFinished,
     ReplyStarted,
+    TextDelta,
     UserSpeechEnded,
 )
 from vita.duplex.roles import Script
+from vita.duplex.scenarios import RATE, Scenario, Segment, builtin_scenarios
+from vita.duplex.session import STAGES
 from vita.processor import Turn
 
-RATE = 16000
-Kind = Literal["query", "chatter", "noise"]
+standard_scenarios = builtin_scenarios  # the earlier name
 
 
-@dataclass
-class Segment:
-    at: float  # start on the mic timeline (s)
-    audio: np.ndarray  # [N] float32 16 kHz
-    kind: Kind
-    reply: str = ""  # the forced reply ("<1> ..." for a query, "<2>" otherwise)
+class SimClock:
+    """Virtual time `t`; while a tick runs (`begin()` ... `end()`), `now()` adds the wall time spent in it."""
 
-    def speech_span(self, floor_db: float = -45.0) -> tuple[float, float]:
-        """True onset and end (s on the timeline): first and last 10 ms frame above floor_db."""
-        frames = len(self.audio) // 160
-        lv = [20 * np.log10(np.sqrt(np.mean(self.audio[i * 160 : (i + 1) * 160] ** 2)) + 1e-12) for i in range(frames)]
-        on = [i for i, v in enumerate(lv) if v > floor_db]
-        if not on:
-            return self.at, self.at
-        return self.at + on[0] * 0.01, self.at + (on[-1] + 1) * 0.01
+    def __init__(self) -> None:
+        self.t = 0.0
+        self._t0: float | None = None
 
+    def now(self) -> float:
+        return self.t + (time.perf_counter() - self._t0 if self._t0 is not None else 0.0)
 
-@dataclass
-class Scenario:
-    name: str
-    segments: list[Segment]
-    duration: float  # seconds of mic audio in total (silence where no segment plays)
+    def begin(self) -> None:
+        self._t0 = time.perf_counter()
 
-    def mic(self) -> np.ndarray:
-        x = np.zeros(int(self.duration * RATE), np.float32)
-        for s in self.segments:
-            a = int(s.at * RATE)
-            n = min(len(s.audio), len(x) - a)
-            x[a : a + n] += s.audio[:n]
-        return x
+    def end(self) -> None:
+        if self._t0 is not None:
+            self.t += time.perf_counter() - self._t0
+        self._t0 = None
 
 
 @dataclass
@@ -77,39 +75,55 @@ class Result:
     events: list = field(default_factory=list)
     response_latency: list[float] = field(default_factory=list)
     stop_latency: list[float] = field(default_factory=list)
+    resume_gap: list[float] = field(default_factory=list)
     false_triggers: int = 0
     misses: int = 0
+    queries: int = 0
+    non_queries: int = 0  # false-trigger opportunities: non-query segments (+1 for an echo scenario)
+    barge_ins: int = 0
+    interrupts_ok: int = 0
+    replies_ok: int = 0
+    echo_pauses: int = 0  # pauses no user segment explains (our own voice got through the front end)
+    stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
     silent_at: list[float] = field(default_factory=list)  # when the speaker fell silent after each pause
     speaker: np.ndarray | None = None  # [N] what the speaker played, on the mic timeline
+    stamps: dict[int, dict[str, float]] = field(default_factory=dict)  # the session's stage stamps
 
 
 class ScenarioForcing:
-    """Forces each utterance's reply from the segment that ended last before the job starts."""
+    """Forces each utterance's reply from the segment whose speech ended last before the job starts; an
+    utterance long after every segment (our own echo) is forced to `<2>`; a query without a script is free."""
 
-    def __init__(self, scenario: Scenario, clock: FakeClock) -> None:
+    def __init__(self, scenario: Scenario, clock) -> None:
         self.scenario, self.clock = scenario, clock
 
     def __call__(self, turns: Sequence[Turn]) -> Script | None:
         now = self.clock.now()
-        spoken = [s for s in self.scenario.segments if s.kind != "noise" and s.speech_span()[1] <= now + 0.05]
-        if not spoken:
+        ended = [s for s in self.scenario.segments if s.speech_span()[1] <= now + 0.05]
+        if not ended or now - ended[-1].speech_span()[1] > 2.0:
             return Script("<2>")
-        return Script(spoken[-1].reply or "<2>")
+        seg = max(ended, key=lambda s: s.speech_span()[1])
+        if seg.kind == "query":
+            return Script(seg.reply) if seg.reply else None
+        return Script("<2>")
 
 
 def run(
-    make_session: Callable[[Scenario, FakeClock], object],
+    make_session: Callable[[Scenario, SimClock], object],
     scenario: Scenario,
     *,
-    echo_gain: float = 0.0,
-    echo_delay: float = 0.04,
+    echo_gain: float | None = None,
+    echo_delay: float | None = None,
     compute_time: bool = True,
     ticks_per_chunk: int = 50,
     tail: float = 6.0,
 ) -> Result:
-    """Play the scenario into a fresh session (`make_session(scenario, clock)`) and score it."""
-    clock = FakeClock()
+    """Play the scenario into a fresh session (`make_session(scenario, clock)`) and score it. `echo_gain` and
+    `echo_delay` override the scenario's own."""
+    clock = SimClock()
     session = make_session(scenario, clock)
+    gain = scenario.echo_gain if echo_gain is None else echo_gain
+    d = int((scenario.echo_delay if echo_delay is None else echo_delay) * RATE)
     n = 320  # 20 ms
     mic = np.concatenate([scenario.mic(), np.zeros(int(tail * RATE), np.float32)])
     mic = np.pad(mic, (0, -len(mic) % n))
@@ -120,19 +134,17 @@ def run(
         t_chunk = (i + n) / RATE  # the chunk is complete at this time
         clock.t = max(clock.t, t_chunk)
         chunk = mic[i : i + n].copy()
-        if echo_gain:
-            d = int(echo_delay * RATE)
-            if i - d >= 0:
-                chunk += echo_gain * speaker[i - d : i - d + n]
+        if gain and i - d >= 0:
+            chunk += gain * speaker[i - d : i - d + n]
         evs = list(session.feed(AudioIn(chunk)))
         # work fills the time until the next chunk arrives (a tick that overruns delays the next feed)
         for _ in range(ticks_per_chunk):
             if not session.has_work or (compute_time and clock.t >= t_chunk + n / RATE):
                 break
-            t0 = time.perf_counter()
-            got = session.tick()
             if compute_time:
-                clock.t += time.perf_counter() - t0
+                clock.begin()
+            got = session.tick()
+            clock.end()
             evs += got
         for e in evs:
             if isinstance(e, AudioOut):  # the speaker plays samples back to back, from when they arrive
@@ -144,39 +156,130 @@ def run(
                 res.silent_at.append(max(e.t, spk_end / RATE))
         res.events += evs
     res.speaker = speaker
-    _score(res, scenario)
+    res.stamps = {k: dict(v) for k, v in getattr(session, "stages", {}).items()}
+    _score(res, scenario, echo=gain > 0)
     return res
 
 
-def _score(res: Result, scenario: Scenario) -> None:
+def _window(seg: Segment, segments: Sequence[Segment]) -> tuple[float, float, float]:
+    """(onset, true end, end of the window in which the VAD's end of this segment may fall)."""
+    on, end = seg.speech_span()
+    nxt = min([s.speech_span()[0] for s in segments if s.at > seg.at], default=float("inf"))
+    return on, end, min(nxt, end + 2.0)
+
+
+def _score(res: Result, scenario: Scenario, *, echo: bool) -> None:
     ev = res.events
-    audio = [e for e in ev if isinstance(e, AudioOut)]
-    starts = {e.reply_id: e for e in ev if isinstance(e, ReplyStarted)}
+    audio: dict[int, float] = {}  # reply id -> time of its first audio
+    for e in ev:
+        if isinstance(e, AudioOut):
+            audio.setdefault(e.reply_id, e.t)
+    starts = [e for e in ev if isinstance(e, ReplyStarted)]
     ended = {e.utterance_id: e.t for e in ev if isinstance(e, UserSpeechEnded)}
+    cancels = [e for e in ev if isinstance(e, ReplyCancelled)]
+    texts: dict[int, str] = {}
+    for e in ev:
+        if isinstance(e, TextDelta):
+            texts[e.reply_id] = texts.get(e.reply_id, "") + e.text
+    finished = {e.reply_id: e.text for e in ev if isinstance(e, ReplyFinished)}
+    explained: set[int] = set()  # reply ids a segment accounts for
+    spans = []
     for seg in scenario.segments:
-        on, end = seg.speech_span()
-        nxt = min([s.at for s in scenario.segments if s.at > seg.at], default=float("inf"))
+        on, end, until = _window(seg, scenario.segments)
+        spans.append((on, end))
         spk = res.speaker[int(max(on - 0.3, 0) * RATE) : int(on * RATE)] if res.speaker is not None else []
-        if np.any(spk != 0):  # our voice was playing when this segment started
+        playing = bool(np.any(spk != 0))  # our voice was playing when this segment started
+        if playing:
             silent = [t for t in res.silent_at if t >= on - 0.05]
             if silent and silent[0] < end + 1.0:
                 res.stop_latency.append(silent[0] - on)
-        # replies that started for an utterance ending inside this segment's window
-        mine = [r for r in starts.values() if on <= ended.get(r.utterance_id, -1) < min(nxt, end + 2.0)]
+        mine = [r for r in starts if on <= ended.get(r.utterance_id, -1.0) < until]  # untimed text: -1
+        explained |= {r.reply_id for r in mine}
+        cancelled = any(on <= c.t < until for c in cancels)
         if seg.kind == "query":
-            firsts = [a.t for a in audio if mine and a.reply_id in {r.reply_id for r in mine}]
-            if firsts and firsts[0] - end <= 3.0:
-                res.response_latency.append(firsts[0] - end)
+            res.queries += 1
+            firsts = [(audio[r.reply_id], r) for r in mine if r.reply_id in audio]
+            got = bool(firsts) and firsts[0][0] - end <= 3.0
+            if got:
+                t_audio, reply = firsts[0]
+                res.response_latency.append(t_audio - end)
+                _stages(res, res.stamps.get(reply.utterance_id, {}), end)
             else:
                 res.misses += 1
+            if playing:
+                res.barge_ins += 1
+                res.interrupts_ok += int(got and cancelled)
+                if got and seg.reply:
+                    rid = firsts[0][1].reply_id
+                    res.replies_ok += int(finished.get(rid, texts.get(rid, "")).strip() == seg.visible_reply)
         else:
-            spoke = any(a.reply_id in {r.reply_id for r in mine} for a in audio)
-            cancelled = any(isinstance(c, ReplyCancelled) and on <= c.t < min(nxt, end + 2.0) for c in ev)
+            res.non_queries += 1
+            spoke = any(r.reply_id in audio for r in mine)
             res.false_triggers += int(spoke or cancelled)
+    res.non_queries += int(echo)
+    res.false_triggers += sum(1 for r in starts if r.reply_id not in explained and r.reply_id in audio)
+    for e in ev:
+        if isinstance(e, PlaybackPaused) and not any(on - 0.05 <= e.t < end + 1.0 for on, end in spans):
+            res.echo_pauses += 1
+    paused: dict[int, float] = {}
+    for e in ev:
+        if isinstance(e, PlaybackPaused):
+            paused[e.reply_id] = e.t
+        elif isinstance(e, PlaybackResumed) and e.reply_id in paused:
+            res.resume_gap.append(e.t - paused.pop(e.reply_id))
+
+
+def _stages(res: Result, stamps: dict[str, float], true_end: float) -> None:
+    prev = true_end
+    for stage in STAGES:
+        if stage in stamps:
+            res.stages[stage].append(stamps[stage] - prev)
+            prev = stamps[stage]
+
+
+def _ms(xs: Sequence[float], q: float) -> float | None:
+    return round(1000 * float(np.percentile(xs, q)), 1) if len(xs) else None
+
+
+def _rate(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def row(res: Result, **extra) -> dict:
+    """One scenario's figures (milliseconds, rates in [0, 1]; None where nothing was measured)."""
+    return {
+        "name": res.scenario, **extra,
+        "queries": res.queries, "non_queries": res.non_queries, "barge_ins": res.barge_ins,
+        "response_ms_p50": _ms(res.response_latency, 50), "response_ms_p90": _ms(res.response_latency, 90),
+        "stop_ms_p50": _ms(res.stop_latency, 50), "stop_ms_p90": _ms(res.stop_latency, 90),
+        "resume_gap_ms_p50": _ms(res.resume_gap, 50),
+        "false_triggers": res.false_triggers, "misses": res.misses, "echo_pauses": res.echo_pauses,
+        "false_trigger_rate": _rate(res.false_triggers, res.non_queries),
+        "miss_rate": _rate(res.misses, res.queries),
+        "success_interrupt_rate": _rate(res.interrupts_ok, res.barge_ins),
+        "success_reply_rate": _rate(res.replies_ok, res.barge_ins),
+        "stages_ms_p50": {s: _ms(v, 50) for s, v in res.stages.items()},
+    }
+
+
+def report(results: Sequence[Result], *, rss_ratio: float | None = None, **extra) -> dict:
+    """The `vita bench duplex --json` object: headline figures over all scenarios, `scenarios` rows, `stages`."""
+    resp = [x for r in results for x in r.response_latency]
+    stop = [x for r in results for x in r.stop_latency]
+    stages = {s: [x for r in results for x in r.stages[s]] for s in STAGES}
+    return {
+        "response_ms_p50": _ms(resp, 50), "response_ms_p90": _ms(resp, 90),
+        "stop_ms_p50": _ms(stop, 50), "stop_ms_p90": _ms(stop, 90),
+        "false_trigger_rate": _rate(sum(r.false_triggers for r in results), sum(r.non_queries for r in results)),
+        "miss_rate": _rate(sum(r.misses for r in results), sum(r.queries for r in results)),
+        "rss_two_roles_over_one": rss_ratio,
+        "scenarios": [row(r, **extra) for r in results],
+        "stages": {s: {"n": len(v), "p50_ms": _ms(v, 50), "p90_ms": _ms(v, 90)} for s, v in stages.items()},
+    }
 
 
 def summary(results: Sequence[Result]) -> dict:
-    """p50 / p90 of the latencies and the counts, over all results."""
+    """p50 / p90 of the latencies (seconds) and the counts, over all results (the earlier short form)."""
 
     def pct(xs: list[float]) -> dict:
         if not xs:
@@ -191,20 +294,27 @@ def summary(results: Sequence[Result]) -> dict:
     }
 
 
-def standard_scenarios(voice: Callable[[str], np.ndarray]) -> list[Scenario]:
-    """Four scenario families spoken by `voice` (text -> 16 kHz pcm): answer, barge-in, chatter, noise."""
-    q = 0.5 * voice("What is the weather like today?")
-    barge = 0.5 * voice("Tell me a joke instead.")
-    chatter = 0.5 * voice("Yes, I will call you back after lunch.")
-    noise = np.random.default_rng(0).normal(0, 0.03, RATE).astype(np.float32)
-    long = ("<1> The weather today is sunny and warm, with a light breeze from the west. Later it gets cloudy, "
-            "and in the evening there may be a little rain.")
-    t_q = 0.5 + len(q) / RATE
-    return [
-        Scenario("answer", [Segment(0.5, q, "query", long)], t_q + 8.0),
-        Scenario("barge-in", [Segment(0.5, q, "query", long), Segment(t_q + 2.5, barge, "query",
-                                                                      "<1> Here is one, about a cat.")], t_q + 9.0),
-        Scenario("chatter", [Segment(0.5, q, "query", long), Segment(t_q + 2.5, chatter, "chatter", "<2>")],
-                 t_q + 9.0),
-        Scenario("noise", [Segment(0.5, q, "query", long), Segment(t_q + 2.5, noise, "noise")], t_q + 8.0),
-    ]
+def markdown(rep: dict, *, model: str, compute_time: bool) -> str:
+    """The report as markdown: headline, one row per scenario, the stage breakdown."""
+
+    def f(x, unit: str = "") -> str:
+        return "-" if x is None else f"{x:g}{unit}"
+
+    mode = "with this machine's compute time" if compute_time else "no compute time (algorithmic, deterministic)"
+    weights = " (random weights: the engine's figures, replies teacher-forced)" if model.endswith("-random") else ""
+    lines = [f"# vita bench duplex: model {model}{weights}, {mode}", "",
+             f"response p50 {f(rep['response_ms_p50'], ' ms')} p90 {f(rep['response_ms_p90'], ' ms')} | "
+             f"stop p50 {f(rep['stop_ms_p50'], ' ms')} p90 {f(rep['stop_ms_p90'], ' ms')} | "
+             f"false triggers {f(rep['false_trigger_rate'])} | misses {f(rep['miss_rate'])} | "
+             f"RSS two roles / one {f(rep['rss_two_roles_over_one'])}", "",
+             "| scenario | setup | response p50/p90 ms | stop p50/p90 ms | false trig. | miss | interrupt ok | "
+             "reply ok | echo pauses |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rep["scenarios"]:
+        lines.append(f"| {r['name']} | {r.get('setup', '')} | {f(r['response_ms_p50'])} / {f(r['response_ms_p90'])}"
+                     f" | {f(r['stop_ms_p50'])} / {f(r['stop_ms_p90'])} | {r['false_triggers']}/{r['non_queries']}"
+                     f" | {r['misses']}/{r['queries']} | {f(r['success_interrupt_rate'])} | "
+                     f"{f(r['success_reply_rate'])} | {r['echo_pauses']} |")
+    lines += ["", "| stage (time since the previous one) | n | p50 ms | p90 ms |", "|---|---|---|---|"]
+    for s, v in rep["stages"].items():
+        lines.append(f"| {s} | {v['n']} | {f(v['p50_ms'])} | {f(v['p90_ms'])} |")
+    return "\n".join(lines)

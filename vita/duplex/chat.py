@@ -1,0 +1,183 @@
+"""`vita chat` in a terminal: a conversation over stdin, one question at a time, answers streamed to stdout.
+
+    vita chat --model tiny-random [--audio q.wav]... [--speak answers.wav] [--script "<1> Sure."]... < lines
+
+Each stdin line is a typed question, or a command:
+    /audio PATH    ask with a spoken question (any audio format; resampled to 16 kHz mono)
+    /image PATH    attach an image to the next question (several may be attached)
+    /quit          end (as does EOF)
+`--audio FILE` questions are asked first, in order. Each answer prints as `vita [<state>]: text...`, the state
+token (`<1>` spoken query, `<3>` typed query, `<2>` not a query, `-` none) apart from the streamed text, then a
+status line on stderr (`[turn N | history M turns | P prompt positions, R reused | T s]`). The history keeps the
+last `--history-turns` turns (images included) and the answers with their state token, as the model wrote them;
+one role's KV cache holds it, so each question prefills only what is new. `--speak FILE` writes every answer,
+spoken by the packaged Piper voice, into one 16 kHz wav (rewritten after each answer). A bad file or command
+prints one `error: ...` line on stderr and the chat goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vita.errors import MediaError, PromptError, VitaError
+
+SPEAK_RATE = 16000
+
+
+class TerminalChat:
+    def __init__(self, args: argparse.Namespace) -> None:
+        from vita.api import load
+        from vita.duplex.roles import Engine, ScriptedReplies
+
+        self.args = args
+        self.vita = load(args.model)
+        self.engine = Engine(self.vita, max_seq_len=args.max_seq_len, max_new_tokens=args.max_new_tokens,
+                             forcing=ScriptedReplies(args.script) if args.script else None)
+        self.cache = self.engine.new_cache(adopt=True)
+        self.history: list = []  # Turn
+        self.images: list = []  # Image parts for the next question
+        self.turns = 0
+        self.speech: list[np.ndarray] = []
+        self.synth = None
+        if args.speak:
+            from vita.speech.tts import PiperSynth
+
+            self.synth = PiperSynth(out_rate=SPEAK_RATE)
+
+    # ---- commands ----------------------------------------------------------------------------------------------
+    def handle(self, line: str) -> bool:
+        """One input line; False ends the chat."""
+        from vita.processor import Audio
+
+        line = line.strip()
+        if not line:
+            return True
+        if line in ("/quit", "/exit"):
+            return False
+        cmd, _, arg = line.partition(" ")
+        arg = arg.strip()
+        try:
+            if cmd == "/image":
+                self.attach(arg)
+            elif cmd == "/audio":
+                self.ask([Audio(load_wave(arg), SPEAK_RATE)])
+            elif line.startswith("/"):
+                raise VitaError(f"unknown command {cmd} (commands: /audio PATH, /image PATH, /quit)")
+            else:
+                self.ask([line])
+        except (VitaError, OSError) as exc:
+            error(exc)
+        return True
+
+    def attach(self, path: str) -> None:
+        from vita.media.image import load_image
+        from vita.processor import Image
+
+        if not path:
+            raise VitaError("/image needs a file path")
+        if self.vita.config.vision is None:
+            raise PromptError("this model has no vision encoder: images are not supported")
+        if not Path(path).is_file():
+            raise MediaError(f"image {path}: no such file")
+        load_image(path)  # a corrupt or unsupported file is an error now, not at the next question
+        self.images.append(Image(path))
+        print(f"[image attached: {Path(path).name}]", file=sys.stderr, flush=True)
+
+    # ---- a turn -----------------------------------------------------------------------------------------------
+    def ask(self, parts: list) -> None:
+        from vita.processor import Turn
+
+        user = Turn("user", [*self.images, *parts])
+        self.images = []
+        history = list(self.history[-self.args.history_turns :])
+        while True:
+            while history and history[0].role != "user":
+                history.pop(0)
+            job = self.engine.start(self.cache, [*history, user])
+            t0 = time.perf_counter()
+            try:
+                job.step()  # embed: processor + media encoders (errors for bad media surface here)
+            except PromptError:
+                if not history:
+                    raise
+                history = history[2:]  # the prompt does not fit the cache: forget the oldest exchange
+                continue
+            break
+        out = sys.stdout
+        shown = False
+        while not job.done:
+            delta = job.step()
+            if not shown and (job.state_resolved or delta or job.done):
+                out.write(f"vita [{job.state or '-'}]: ")
+                shown = True
+            if delta:
+                out.write(delta)
+                out.flush()
+        if not shown:
+            out.write(f"vita [{job.state or '-'}]: ")
+        out.write("\n")
+        out.flush()
+        self.history = [*history, user, Turn("assistant", job.raw_text())]
+        self.turns += 1
+        prompt = job._embeds.shape[0] if job._embeds is not None else 0
+        print(f"[turn {self.turns} | history {len(self.history)} turns | {prompt} prompt positions, {job.reused} "
+              f"reused | {time.perf_counter() - t0:.2f} s]", file=sys.stderr, flush=True)
+        if self.synth is not None:
+            self.speak(job.visible_text)
+
+    def speak(self, text: str) -> None:
+        import soundfile as sf
+
+        from vita.speech.tts import speakable
+
+        said = speakable(text)
+        pcm = self.synth(said) if said else np.zeros(0, np.float32)
+        self.speech += [pcm, np.zeros(int(0.3 * SPEAK_RATE), np.float32)]
+        sf.write(self.args.speak, np.clip(np.concatenate(self.speech), -1, 1), SPEAK_RATE)
+
+
+def error(exc: BaseException) -> None:
+    msg = str(exc) if isinstance(exc, VitaError) else f"{type(exc).__name__}: {exc}"
+    print(f"error: {' '.join(msg.split())}", file=sys.stderr, flush=True)
+
+
+def load_wave(path: str) -> np.ndarray:
+    """A question's audio file -> [N] float32 16 kHz; a one-line MediaError when it cannot be used."""
+    from vita.media.audio import load_audio
+
+    if not path:
+        raise VitaError("/audio needs a file path")
+    if not Path(path).is_file():
+        raise MediaError(f"audio {path}: no such file")
+    return load_audio(path, target_rate=SPEAK_RATE).numpy().astype(np.float32)
+
+
+def run_terminal(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    waves = [load_wave(p) for p in args.audio]  # bad --audio files end the command before the model loads
+    if args.speak and not Path(args.speak).resolve().parent.is_dir():
+        raise VitaError(f"--speak {args.speak}: no such folder")
+    chat = TerminalChat(args)
+    from vita.processor import Audio
+
+    for path, wave in zip(args.audio, waves, strict=True):
+        print(f"you (audio): {Path(path).name}", flush=True)
+        try:
+            chat.ask([Audio(wave, SPEAK_RATE)])
+        except (VitaError, OSError) as exc:
+            error(exc)
+    tty = sys.stdin.isatty()
+    while True:
+        if tty:
+            print("you> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line or not chat.handle(line):
+            break
+    return 0
