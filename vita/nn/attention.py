@@ -16,8 +16,20 @@ from torch import nn
 
 from vita.nn.fused import fuse_rows
 from vita.nn.kv_cache import KVCache
-from vita.nn.linear import linear
+from vita.nn.linear import linear, widen_bf16
 from vita.nn.rope import apply_rope
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, *, gqa: bool) -> torch.Tensor:
+    """SDPA; plain causal when mask is None. bf16 inference on CPUs without native bf16 runs it in float32."""
+    dtype = q.dtype
+    if dtype == torch.bfloat16 and q.device.type == "cpu" and not torch.is_grad_enabled() and widen_bf16():
+        q, k, v = q.float(), k.float(), v.float()
+    if mask is None:
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=q.shape[2] > 1, enable_gqa=gqa)  # [B, H, L, Dh]
+    else:
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)  # [B, H, L, Dh]
+    return y.to(dtype)
 
 
 class Attention(nn.Module):
@@ -68,10 +80,6 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if self.kv_cache is not None and input_pos is not None:
             k, v = self.kv_cache.update(input_pos, k, v)  # [B, H_kv, S, Dh]
-        gqa = self.num_kv_heads != self.num_heads
-        if mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=L > 1, enable_gqa=gqa)  # [B, H, L, Dh]
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)  # [B, H, L, Dh]
+        y = _sdpa(q, k, v, mask, gqa=self.num_kv_heads != self.num_heads)  # [B, H, L, Dh]
         y = y.transpose(1, 2).reshape(B, L, q_size)  # [B, L, H*Dh]
         return linear(y, self.wo.weight)
