@@ -2,7 +2,8 @@
 
 Until the trained default model (vita-mini) ships, this runs the full VITA architecture on TINY RANDOM WEIGHTS:
 every stage (tiling, InternViT, pixel shuffle, projector, fbank, whale encoder, adapter, splice, Mixtral-style
-MoE LLM, KV-cached generation) really runs, but the answers are meaningless text.
+MoE LLM, KV-cached generation) really runs, but the answers are meaningless text. It then asks the packaged,
+really pretrained SmolLM2-135M-Instruct (the LLM vita-mini will build on; text only so far) a typed question.
 """
 
 from __future__ import annotations
@@ -33,8 +34,26 @@ def main(model_name: str = "tiny-random") -> int:
         print(f"   state: {reply.state or 'none'}   tokens: {len(reply.token_ids)}   "
               f"time: {time.perf_counter() - t1:.2f} s")
         print(f"   answer: {reply.text!r}")
+    _pretrained_text()
     print(f"\ntotal {time.perf_counter() - t0:.2f} s")
     return 0
+
+
+def _pretrained_text() -> None:
+    from vita.api import load
+    from vita.errors import VitaError
+
+    t1 = time.perf_counter()
+    try:
+        model = load("smollm2-135m")
+    except VitaError as exc:
+        print(f"\n(skipping the pretrained text model: {exc})")
+        return
+    question = "What is the capital of France? Answer in one sentence."
+    reply = model.generate(question, max_new_tokens=32)
+    print("\n== text only, real pretrained weights (SmolLM2-135M-Instruct from the packaged GGUF)")
+    print(f"   question: {question!r}")
+    print(f"   answer: {reply.text!r}   time: {time.perf_counter() - t1:.2f} s (load included)")
 
 
 if __name__ == "__main__":
