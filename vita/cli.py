@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vita.errors import VitaError
+    from vita.errors import run_command
 
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -169,14 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
     try:
-        return args.func(args)
+        return run_command(lambda: args.func(args))
     except _UsageError as exc:
         parser.error(str(exc))
-    except VitaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
     return 0
 
 

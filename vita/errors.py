@@ -1,8 +1,24 @@
 """Error types. Each message names the input and the problem; the CLI prints them without a traceback."""
 
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
 
 class VitaError(Exception):
     """Base class of every error vita raises on purpose."""
+
+
+def run_command(command: Callable[[], int | None], *, prefix: str = "") -> int:
+    """Run a CLI command: a `VitaError` prints as one line (`error: ...`, exit status 2), Ctrl-C exits with 130."""
+    try:
+        return command() or 0
+    except VitaError as exc:
+        print(f"{prefix}error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 class ConfigError(VitaError, ValueError):

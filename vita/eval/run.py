@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from vita.errors import EvalError, VitaError
+from vita.errors import EvalError, VitaError, run_command
 from vita.eval.manifest import MODALITIES, BadLine, Case, Manifest, load_manifest
 from vita.eval.metrics import CaseResult, summarize
 from vita.eval.report import render_markdown
@@ -179,13 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return _run(args)
-    except VitaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import soundfile as sf
 
-from vita.errors import DataError
+from vita.errors import DataError, run_command
 from vita.media.audio import load_audio
 
 RATE = 16000
@@ -295,8 +294,5 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vita data negatives", description=__doc__.splitlines()[0])
     _add_arguments(parser)
-    try:
-        return _run(parser.parse_args(argv))
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    args = parser.parse_args(argv)
+    return run_command(lambda: _run(args))

@@ -39,7 +39,7 @@ import yaml  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.checkpoint import checkpoint as activation_checkpoint  # noqa: E402
 
-from vita.errors import TrainingError, VitaError  # noqa: E402
+from vita.errors import TrainingError, run_command  # noqa: E402
 from vita.models.vita import VitaModel  # noqa: E402
 from vita.tokens import IGNORE_INDEX  # noqa: E402
 from vita.training import checkpointing as ckpt  # noqa: E402
@@ -373,15 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _arguments(parser)
     args = parser.parse_intermixed_args(argv)
-    try:
-        return _command(args)
-    except VitaError as exc:
-        rank = os.environ.get("RANK")
-        prefix = f"[rank {rank}] " if rank not in (None, "0") else ""
-        print(f"{prefix}error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    rank = os.environ.get("RANK")
+    return run_command(lambda: _command(args), prefix=f"[rank {rank}] " if rank not in (None, "0") else "")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ import torch
 from tokenizers import Tokenizer as _HFTokenizer
 from tokenizers import pre_tokenizers
 
-from vita.errors import VitaError
+from vita.errors import VitaError, run_command
 from vita.tokenizer import Tokenizer
 
 _WORDCHAR = r"[\p{L}\p{N}\p{M}]"
@@ -390,11 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vita")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except VitaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: args.func(args))
 
 
 if __name__ == "__main__":
