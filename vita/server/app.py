@@ -4,6 +4,7 @@
     GET  /v1/models             the one served model
     GET  /v1/models/{id}
     POST /v1/chat/completions   text / image / video / audio in; text (+ speech) out; SSE with "stream": true
+    GET  /v1/realtime           WebSocket, OpenAI Realtime events over a duplex session (see `realtime.py`)
 
 Every error is OpenAI's shape `{"error": {"message", "type", "param", "code"}}` (see `errors.py`); FastAPI's own
 422 validation errors become 400s. With an API key (required off loopback, see `cli.py`) every other request needs
@@ -38,6 +39,8 @@ from vita.server.errors import INTERNAL, APIError, bad_request, error_body
 from vita.server.limits import Limits
 from vita.server.media import MediaDecoder
 from vita.server.openai_types import ROLES, ChatRequest, check_supported
+from vita.server.realtime import RealtimeConfig
+from vita.server.realtime import mount as mount_realtime
 from vita.server.worker import ModelWorker
 
 log = logging.getLogger("vita.server")
@@ -61,7 +64,8 @@ class ServerState:
 
 
 def create_app(engine: Engine, *, model_id: str, limits: Limits | None = None, api_key: str | None = None,
-               allow_remote_media: bool = False, speech: audio_out.SpeechOut | None = None) -> FastAPI:
+               allow_remote_media: bool = False, speech: audio_out.SpeechOut | None = None,
+               realtime: RealtimeConfig | None = None) -> FastAPI:
     state = ServerState(engine, model_id, limits or Limits(), api_key, allow_remote_media,
                         speech or audio_out.SpeechOut())
 
@@ -105,6 +109,7 @@ def create_app(engine: Engine, *, model_id: str, limits: Limits | None = None, a
             log.exception("unhandled error in POST /v1/chat/completions")
             return _error(INTERNAL)
 
+    mount_realtime(app, state, realtime)
     return app
 
 

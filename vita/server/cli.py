@@ -3,6 +3,7 @@
     vita serve [--model DIR|PRESET] [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--allow-remote-media]
                [--max-request-bytes N] [--max-audio-seconds S] [--max-image-pixels N] [--max-images N]
                [--max-frames N] [--max-audio-clips N] [--max-new-tokens N] [--max-queued N]
+               [--max-realtime-sessions N] [--max-realtime-frame-bytes N] [--max-realtime-buffer-seconds S]
 
 Binds loopback by default. Any other host requires an API key (`--api-key` or `VITA_API_KEY`), then checked on
 every request. `add_parser(subparsers)` is wired by `vita.cli`; `main(argv)` runs it alone. Importing this module
@@ -17,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from vita.errors import ConfigError, VitaError
+from vita.errors import ConfigError, run_command
 from vita.server import limits as limits_mod
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
@@ -89,7 +90,9 @@ def serve(args: argparse.Namespace) -> int:
                      allow_remote_media=args.allow_remote_media)
     print(f"vita serve: model {name!r} on http://{args.host}:{args.port}/v1 "
           f"({'API key required' if key else 'no API key: loopback only'})", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5)
+    # uvicorn closes a websocket (1009) on a frame over ws_max_size: above our cap, so the cap gets an error event
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5,
+                ws_max_size=2 * limits.max_realtime_frame_bytes)
     return 0
 
 
@@ -97,13 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vita")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except VitaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,10 @@ class Limits:
     max_audio_clips: int = field(default=8, metadata={"help": "audio clips per request"})
     max_new_tokens: int = field(default=2048, metadata={"help": "largest max_tokens a request may ask for"})
     max_queued: int = field(default=8, metadata={"help": "requests waiting behind the running one (429 above)"})
+    max_realtime_sessions: int = field(default=4, metadata={"help": "open /v1/realtime sessions (close 1013 above)"})
+    max_realtime_frame_bytes: int = field(default=8 << 20, metadata={"help": "largest realtime client frame, bytes"})
+    max_realtime_buffer_seconds: float = field(default=30.0, metadata={
+        "help": "realtime audio received but not yet processed, seconds"})
 
     def __post_init__(self) -> None:
         for f in fields(self):
