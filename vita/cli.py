@@ -143,11 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     from vita.duplex import cli as duplex_cli
     from vita.eval import run as eval_run
     from vita.server import cli as serve_cli
-    from vita.training import negatives, vocab
+    from vita.training import mini_data, negatives, vocab
     from vita.training import train as train_cmd
 
-    data = sub.add_parser("data", help="build training data (non-awakening negatives)")
-    negatives.add_parser(data.add_subparsers(dest="data", required=True))
+    data = sub.add_parser("data", help="build training data (vita-mini sets, non-awakening negatives)")
+    data_sub = data.add_subparsers(dest="data", required=True)
+    negatives.add_parser(data_sub)
+    mini_data.add_parser(data_sub)
     vocab.add_parser(sub)
     eval_run.add_parser(sub)
     duplex_cli.add_parser(sub)

@@ -1,0 +1,200 @@
+"""vita-mini data builder: the small preset builds, the pipeline and `vita eval` read everything, state tokens are
+right, builds are deterministic, eval media and voices are held out, and audio says what its transcript says."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from vita.eval.manifest import load_manifest
+from vita.presets import byte_tokenizer, preset
+from vita.processor import Processor
+from vita.tokens import STATE_NOT_QUERY, STATE_QUERY_AUDIO, STATE_QUERY_TEXT
+from vita.training.data import DataConfig, DataStats, SourceConfig, iter_samples
+from vita.training.mini_data import DEFAULT_SIZES, add_parser, build_mini_data
+from vita.training.mini_speech import PiperVoice, Speaker
+from vita.training.sample import parse_record
+
+TINY = dict.fromkeys(DEFAULT_SIZES, 1) | {"negatives": 3, "eval_negatives": 3}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("mini")
+    return root, build_mini_data(root, seed=0, sizes="small")
+
+
+def _records(path: Path) -> list[dict]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_small_preset_builds(built) -> None:
+    root, info = built
+    train = sum(len(_records(root / p)) for p in info["train"].values())
+    cases = sum(len((root / p).read_text().splitlines()) for p in info["eval"].values())
+    assert 40 <= train <= 70 and 20 <= cases <= 45
+    assert set(info["train"]) == {"vision_align", "audio_align", "instruct"}
+    assert info["wall_seconds"] > 0
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["counts"]["train/instruct"] == len(_records(root / info["train"]["instruct"]))
+    for rel, digest in manifest["files"].items():
+        assert hashlib.sha256((root / rel).read_bytes()).hexdigest() == digest
+    listing = "".join(f"{h}  {p}\n" for p, h in manifest["files"].items())
+    assert hashlib.sha256(listing.encode()).hexdigest() == manifest["files_sha256"]
+
+
+@pytest.mark.parametrize("name", ["vision_align", "audio_align", "instruct"])
+def test_train_files_read_without_skips(built, name: str) -> None:
+    root, info = built
+    path = root / info["train"][name]
+    proc = Processor(byte_tokenizer(), preset("tiny-random"))
+    stats = DataStats()
+    cfg = DataConfig([SourceConfig(str(path))], max_length=100_000, shuffle=False, on_error="skip")
+    samples = list(iter_samples(cfg, proc, stats=stats))
+    assert stats.skipped == 0, stats.messages
+    assert len(samples) == len(_records(path)) == stats.samples
+
+
+def test_eval_manifests_load(built) -> None:
+    root, info = built
+    assert set(info["eval"]) == {"image", "video", "chat", "asr", "negatives"}
+    for rel in info["eval"].values():
+        manifest = load_manifest(root / rel, skip_bad=True)
+        assert manifest.bad == [] and manifest.cases
+    asr = load_manifest(root / info["eval"]["asr"]).cases
+    assert all(c.transcript and c.audio is not None for c in asr)
+
+
+def test_state_tokens_per_kind(built) -> None:
+    root, info = built
+    seen = set()
+    for rel in info["train"].values():
+        for i, record in enumerate(_records(root / rel)):
+            reply = parse_record(record, f"{rel}:{i}", root / "train").turns[-1][1]
+            prompt = record["conversations"][-2]["value"]
+            if record.get("kind") in ("chatter", "noise"):
+                expected = STATE_NOT_QUERY
+            elif prompt.startswith("Transcribe") or "<audio>" not in prompt:
+                expected = STATE_QUERY_TEXT  # typed questions, captions and the typed ASR instruction
+            else:
+                expected = STATE_QUERY_AUDIO
+            assert reply.startswith(expected), (rel, record)
+            seen.add((record["set"], expected))
+    assert {s for _, s in seen} == {STATE_NOT_QUERY, STATE_QUERY_AUDIO, STATE_QUERY_TEXT}
+    assert ("mini_negatives", STATE_NOT_QUERY) in seen and ("mini_negatives", STATE_QUERY_AUDIO) in seen
+    for rel in info["eval"].values():
+        for case in load_manifest(root / rel).cases:
+            if case.group in ("negatives/chatter", "negatives/noise"):
+                assert case.expect_state == STATE_NOT_QUERY
+            elif case.text:
+                assert case.expect_state == STATE_QUERY_TEXT
+            else:
+                assert case.audio is not None and case.expect_state == STATE_QUERY_AUDIO
+
+
+def test_same_seed_same_files_other_seed_differs(tmp_path) -> None:
+    a = build_mini_data(tmp_path / "a", seed=3, sizes=TINY)
+    b = build_mini_data(tmp_path / "b", seed=3, sizes=TINY)
+    c = build_mini_data(tmp_path / "c", seed=4, sizes=TINY)
+    assert a["files"] == b["files"] and a["files_sha256"] == b["files_sha256"]
+    assert c["files_sha256"] != a["files_sha256"]
+    media = [k for k in a["files"] if "/media/images/" in k or "/media/videos/" in k]
+    assert all(a["files"][k] != c["files"].get(k) for k in media)
+
+
+def test_train_and_eval_media_disjoint(built) -> None:
+    root, _ = built
+
+    def hashes(split: str) -> set[str]:
+        files = [*(root / split / "media" / "images").glob("*.png"), *(root / split / "media" / "videos").glob("*.mp4")]
+        assert files
+        return {hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    assert not hashes("train") & hashes("eval")
+
+
+def test_eval_voices_held_out_or_said_not(built) -> None:
+    _, info = built
+    voices = info["voices"]
+    assert voices["train"] and voices["eval"]
+    if voices["eval_held_out"]:
+        assert not set(voices["train"]) & set(voices["eval"])
+        assert all(v.startswith("espeak-ng:") for v in voices["eval"])
+    else:
+        assert "NOT held out" in voices["note"]
+
+
+def test_audio_16k_mono_and_transcripts_match(built) -> None:
+    root, info = built
+    wavs = [*root.glob("train/media/**/*.wav"), *root.glob("eval/media/**/*.wav")]
+    assert wavs
+    for path in wavs:
+        meta = sf.info(str(path))
+        assert (meta.samplerate, meta.channels) == (16000, 1), path
+    # the clip's name is a hash of (voice, text): the transcript is the text the synthesiser was given
+    train_voice = info["voices"]["train"][0]
+    asr = _records(root / info["train"]["audio_align"])
+    for record in asr:
+        text = record["conversations"][1]["value"].removeprefix(STATE_QUERY_TEXT)
+        assert Path(record["audio"]).stem == hashlib.sha256(f"{train_voice}\n{text}".encode()).hexdigest()[:16]
+    for case in load_manifest(root / info["eval"]["asr"]).cases:
+        stems = {hashlib.sha256(f"{v}\n{case.transcript}".encode()).hexdigest()[:16] for v in info["voices"]["eval"]}
+        assert case.audio is not None and case.audio.stem in stems
+    # and the audio is that synthesis: re-synthesise one clip
+    record = asr[0]
+    text = record["conversations"][1]["value"].removeprefix(STATE_QUERY_TEXT)
+    written, _ = sf.read(str(root / "train" / record["audio"]), dtype="float32")
+    fresh = np.clip(PiperVoice()(text), -1, 1)
+    assert written.shape == fresh.shape and np.abs(written - fresh).max() < 2e-4
+
+
+def test_speaker_records_the_text_it_passed(tmp_path) -> None:
+    said: list[str] = []
+
+    class Fake:
+        name = "fake"
+
+        def __call__(self, text: str) -> np.ndarray:
+            said.append(text)
+            return np.full(4000, 0.1, np.float32)
+
+    speaker = Speaker(tmp_path, "speech")
+    clip = speaker.say(Fake(), "Hello there.")
+    assert speaker.say(Fake(), "Hello there.") is clip and said == ["Hello there."] and clip.text == said[0]
+
+
+def test_cli_parser() -> None:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["mini", "--out", "x", "--seed", "2", "--small"])
+    assert (args.out, args.seed, args.small) == (Path("x"), 2, True) and callable(args.func)
+
+
+def test_without_espeak_falls_back_to_piper_and_says_so(tmp_path, monkeypatch) -> None:
+    import vita.training.mini_speech as mini_speech
+
+    monkeypatch.setattr(mini_speech, "espeak_available", lambda: False)
+    sizes = dict.fromkeys(DEFAULT_SIZES, 0) | {"asr": 1, "eval_asr": 2, "vision_image": 1, "eval_image_typed": 1}
+    info = build_mini_data(tmp_path, seed=0, sizes=sizes)
+    voices = info["voices"]
+    assert voices["eval_held_out"] is False and "NOT held out" in voices["note"]
+    assert all(v.startswith("piper:") and v not in voices["train"] for v in voices["eval"])
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["voices"] == voices
+    for case in load_manifest(tmp_path / info["eval"]["asr"]).cases:
+        assert case.audio is not None and sf.info(str(case.audio)).samplerate == 16000
