@@ -35,6 +35,16 @@ def ref_index(ref_root: Path) -> dict:
     return json.loads((ref_root / "cases" / "index.json").read_text())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """One intra-op thread for the whole suite: the tests run tiny models, whose ops are far slower with two
+    threads spinning on a 2-core (often shared) machine. Tests that need another count set it themselves."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_dtype():
     torch.manual_seed(0)

@@ -30,14 +30,6 @@ _TYPE_IDS = {np.dtype("float32"): 0, np.dtype("int8"): 1, np.dtype("int16"): 2, 
              np.dtype("float16"): 4}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _string(s: str) -> bytes:
     raw = s.encode()
     return struct.pack("<H", len(raw) + 1) + raw + b"\0"

@@ -33,14 +33,6 @@ def needs_smol(test):
 Q = gguf.GGMLQuantizationType
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 # -- the real packaged SmolLM2-135M-Instruct vs transformers' own GGUF loader ---------------------------------------
 
 

@@ -1,25 +1,14 @@
-"""Duplex fixtures: tiny random weights (one torch thread), Piper speech synthesized once per session."""
+"""Duplex fixtures: tiny random weights, Piper speech synthesized once per session."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("piper")
 pytest.importorskip("onnxruntime")
 
 RATE = 16000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Batch-1 decode of a tiny model is ~100x faster on one thread when the cores are shared (restored after
-    each module, so the rest of the suite keeps its thread count)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

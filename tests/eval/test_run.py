@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from PIL import Image
 
 import vita
@@ -21,14 +20,6 @@ from vita.eval.run import add_parser, evaluate, main
 
 TOP_KEYS = {"state_accuracy", "rejection_rate", "miss_rate", "answer_accuracy", "wer", "confusion", "cases",
             "groups", "n"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

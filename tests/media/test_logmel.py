@@ -25,14 +25,6 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 STREAM_TOL = 1e-6  # streaming vs whole: same per-frame math, only FFT/GEMM batch sizes differ (measured 1.2e-7)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
     """The bundled spoken question (espeak-ng, 16 kHz, 2.5 s)."""

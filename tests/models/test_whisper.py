@@ -21,14 +21,6 @@ TINY = WhisperConfig(hidden_size=32, num_heads=4, intermediate_size=64, num_laye
                      logmel=LogMelConfig(chunk_seconds=1))  # a 100-frame window: long clips are cheap here
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
     """[N] float32 at 16 kHz: Piper (deterministic) if installed, else the bundled espeak-ng question."""

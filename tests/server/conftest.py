@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -20,15 +19,6 @@ pytest.importorskip("uvicorn")
 from vita.server.engine import Engine  # noqa: E402
 
 MODEL = "tiny-random"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny ops are much faster on one thread on a loaded machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")

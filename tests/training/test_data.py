@@ -20,15 +20,6 @@ from vita.training.data import DataConfig, DataStats, SourceConfig, collate, epo
 from vita.training.sample import build_sample, tokenize_with_offsets
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # one intra-op thread: tiny fbank/matmul ops on a loaded 2-core runner are far slower with two spinning threads
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def proc() -> Processor:
     return Processor(byte_tokenizer(), preset("tiny-random"))

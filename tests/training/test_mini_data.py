@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from vita.eval.manifest import load_manifest
 from vita.presets import byte_tokenizer, preset
@@ -23,14 +22,6 @@ from vita.training.mini_speech import PiperVoice, Speaker
 from vita.training.sample import parse_record
 
 TINY = dict.fromkeys(DEFAULT_SIZES, 1) | {"negatives": 3, "eval_negatives": 3}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from vita.errors import DataError
 from vita.presets import byte_tokenizer, preset
@@ -27,15 +26,6 @@ from vita.training.negatives import (
 )
 
 RATE = 16000
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # one intra-op thread: tiny fbank/matmul ops on a loaded 2-core runner are far slower with two spinning threads
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def speech_like(seconds: float, f0: float, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(int(seconds * RATE)) / RATE

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from PIL import Image
 
 from vita.presets import byte_tokenizer, preset
@@ -18,15 +17,6 @@ from vita.processor import Processor
 from vita.tokens import IGNORE_INDEX
 from vita.training.data import DataConfig, DataStats, collate, iter_samples
 from vita.training.tiny_data import COLOURS, write_tiny_dataset
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # one intra-op thread: tiny fbank/matmul ops on a loaded 2-core runner are far slower with two spinning threads
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
