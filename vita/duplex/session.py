@@ -175,13 +175,36 @@ class Session:
         elif isinstance(event, VideoFrame):
             self._frames.append((self.clock.now() if event.t is None else event.t, event.image))
         elif isinstance(event, TextIn):
-            utt = self._utterance([event.text], None)
-            self._stamp(utt.id, "vad_end")
-            self._listen(utt, events)
+            self._ask([event.text], events)
         else:
             raise TypeError(f"unknown input event {type(event).__name__}")
         self._release(events)
         return events
+
+    def ask(self, parts: list[Part]) -> list[OutEvent]:
+        """A typed query with optional images (`str` and `Image` parts), answered like `feed(TextIn(...))`."""
+        events: list[OutEvent] = []
+        self._ask(parts, events)
+        self._release(events)
+        return events
+
+    def cancel(self) -> tuple[list[OutEvent], int | None]:
+        """Stop what the session is doing: the speaking reply (history keeps what was heard) or, failing that,
+        the utterance being decided. Returns the events and the id of the cancelled reply (None if none spoke)."""
+        events: list[OutEvent] = []
+        reply_id = None
+        if self.reply is not None:
+            reply_id = self.reply.id
+            self._cancel_reply(events)
+        elif self.listening is not None:
+            self.listening.job.cancel()
+            self.listening = None
+        return events, reply_id
+
+    def _ask(self, parts: list[Part], events: list[OutEvent]) -> None:
+        utt = self._utterance(parts, None)
+        self._stamp(utt.id, "vad_end")
+        self._listen(utt, events)
 
     def end_of_input(self) -> list[OutEvent]:
         """The mic stream ended: close an open utterance."""

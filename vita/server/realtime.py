@@ -35,9 +35,8 @@ code `session_limit`, then close 1013), `--max-realtime-frame-bytes` (error even
 `--max-realtime-buffer-seconds` of received-but-unprocessed audio (error event `buffer_full`, the append dropped).
 A client that disconnects mid-answer drops its session; the worker finishes at most one tick batch for it.
 
-Session hooks used from outside `vita.duplex.session` (wrapped here, no hook exists there): typed queries with
-images (`_utterance` + `_listen`, as `feed(TextIn)` does), `response.cancel` (`_cancel_reply`) and
-`input_audio_buffer.clear` (the VAD's open segment is dropped).
+Session hooks: typed queries with images go to `Session.ask`, `response.cancel` to `Session.cancel`, and
+`input_audio_buffer.clear` to `VAD.discard` (the open segment is dropped).
 """
 
 from __future__ import annotations
@@ -310,8 +309,7 @@ class Connection:
                 self.send(error_event(RealtimeError("internal error while answering (the server log has the "
                                                     "details)", code="server_error", type="server_error")))
                 s.listening = None
-                if s.reply is not None:
-                    s._cancel_reply(out)
+                out += s.cancel()[0]  # the speaking reply, if any
                 if failures >= 3:  # not one broken reply: the worker itself (server shutting down)
                     self._emit(out)
                     await self.ws.close(code=1011)
@@ -347,26 +345,22 @@ class Connection:
             if self.voice is not None:
                 self.voice.enabled = "audio" in st.modalities and self.voice.synth is not None
         elif kind == "respond":
-            utt = s._utterance(list(action[1]), None)  # as feed(TextIn), with images
-            s._stamp(utt.id, "vad_end")
-            s._listen(utt, out)
+            out += s.ask(list(action[1]))
         elif kind == "input_audio_buffer.commit":
             if not s.vad.in_speech:
                 self.send(error_event(RealtimeError("no speech is open in the input audio buffer",
                                                     code="input_audio_buffer_commit_empty", event_id=action[1])))
             out += s.end_of_input()
         elif kind == "input_audio_buffer.clear":
-            vad = s.vad
-            vad._in_speech, vad._speech, vad._onset = False, [], 0
+            s.vad.discard()
             self.item_id = None
             self.send({"type": "input_audio_buffer.cleared", "event_id": new_id("event")})
         elif kind == "response.cancel":
-            if s.reply is not None:
-                self.client_cancelled.add(s.reply.id)
-                s._cancel_reply(out)
-            elif s.listening is not None:
-                s.listening.job.cancel()
-                s.listening = None
+            if s.reply is not None or s.listening is not None:
+                events, reply_id = s.cancel()
+                if reply_id is not None:
+                    self.client_cancelled.add(reply_id)
+                out += events
             else:
                 self.send(error_event(RealtimeError("there is no active response to cancel",
                                                     code="response_cancel_not_active", event_id=action[1])))

@@ -155,6 +155,10 @@ class StreamingVAD:
             events += self._window(buf[i * WINDOW : (i + 1) * WINDOW], float(p))
         return events
 
+    def discard(self) -> None:
+        """Drop the open segment, if any, without an event (a client cleared its input buffer)."""
+        self._in_speech, self._onset, self._speech = False, 0, []
+
     def flush(self) -> list[VADEvent]:
         """End of stream: close an open segment (the incomplete last window is not scored)."""
         return self._end() if self._in_speech else []
