@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from vita.training.tiny_data import draw_shape_on
+
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (40, 60, 220), "yellow": (230, 200, 30),
            "purple": (140, 50, 170), "orange": (245, 130, 20)}
 SHAPES = ("circle", "square", "triangle")
@@ -48,15 +50,6 @@ class ImageItem:
     answer: str
     caption: str
     task: str
-
-
-def _box(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, fill: tuple[int, int, int]) -> None:
-    if shape == "circle":
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
-    elif shape == "square":
-        draw.rectangle((cx - r, cy - r, cx + r, cy + r), fill=fill)
-    else:
-        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
 
 
 def _canvas(rng: np.random.Generator) -> tuple[Image.Image, ImageDraw.ImageDraw]:
@@ -90,7 +83,7 @@ def colour_item(rng: np.random.Generator) -> ImageItem:
     shapes, colours = _names(rng, SHAPES, k), _names(rng, list(COLOURS), k)
     r = min(img.size) * float(rng.uniform(0.10, 0.16))
     for shape, colour, (cx, cy) in zip(shapes, colours, _place(rng, img.size, k, r), strict=True):
-        _box(draw, shape, cx, cy, r, COLOURS[colour])
+        draw_shape_on(draw, shape, cx, cy, r, COLOURS[colour])
     t = int(rng.integers(k))
     caption = " and ".join(f"a {c} {s}" for s, c in zip(shapes, colours, strict=True))
     return ImageItem(img, f"What colour is the {shapes[t]}?", colours[t], caption[0].upper() + caption[1:] + ".",
@@ -103,7 +96,7 @@ def count_item(rng: np.random.Generator) -> ImageItem:
     shape, colour = _names(rng, SHAPES, 1)[0], _names(rng, list(COLOURS), 1)[0]
     r = min(img.size) * float(rng.uniform(0.07, 0.10))
     for cx, cy in _place(rng, img.size, n, r):
-        _box(draw, shape, cx, cy, r, COLOURS[colour])
+        draw_shape_on(draw, shape, cx, cy, r, COLOURS[colour])
     plural = shape + ("s" if n > 1 else "")
     question = f"How many {shape}s are there?" if rng.random() < 0.5 else "How many shapes are there?"
     return ImageItem(img, question, str(n), f"{NUMBER_WORDS[n].capitalize()} {colour} {plural}.", "count")
@@ -125,7 +118,7 @@ def position_item(rng: np.random.Generator) -> ImageItem:
                    (w * float(rng.uniform(0.35, 0.65)), h * (0.75 + jitter))]
         sides = ("top", "bottom")
     for shape, colour, (cx, cy) in zip(shapes, colours, centres, strict=True):
-        _box(draw, shape, cx, cy, r, COLOURS[colour])
+        draw_shape_on(draw, shape, cx, cy, r, COLOURS[colour])
     t = int(rng.integers(2))
     a, b = sides
     question = f"Is the {shapes[t]} on the {a} or the {b}?"
@@ -140,7 +133,7 @@ def which_red_item(rng: np.random.Generator) -> ImageItem:
     colours = ["red", *_names(rng, [c for c in COLOURS if c != "red"], k - 1)]
     r = min(img.size) * float(rng.uniform(0.10, 0.16))
     for shape, colour, (cx, cy) in zip(shapes, colours, _place(rng, img.size, k, r), strict=True):
-        _box(draw, shape, cx, cy, r, COLOURS[colour])
+        draw_shape_on(draw, shape, cx, cy, r, COLOURS[colour])
     others = " and ".join(f"a {c} {s}" for s, c in zip(shapes[1:], colours[1:], strict=True))
     return ImageItem(img, "Which shape is red?", shapes[0], f"A red {shapes[0]}, {others}.", "which_red")
 

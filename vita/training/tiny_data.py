@@ -49,15 +49,19 @@ def draw_shape(shape: str, colour: str, background: str, size: tuple[int, int]) 
     img = Image.new("RGB", size, BACKGROUNDS[background])
     r = min(w, h) // 4
     cx, cy = w // 2, h // 2
-    draw = ImageDraw.Draw(img)
-    fill = COLOURS[colour]
+    draw_shape_on(ImageDraw.Draw(img), shape, cx, cy, r, COLOURS[colour])
+    return img
+
+
+def draw_shape_on(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float,
+                  fill: tuple[int, int, int]) -> None:
+    """A circle, square or (otherwise) triangle of half-size r centred at (cx, cy)."""
     if shape == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
     elif shape == "square":
         draw.rectangle((cx - r, cy - r, cx + r, cy + r), fill=fill)
     else:
         draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
-    return img
 
 
 def tone_clip(words: list[str], rng: np.random.Generator) -> np.ndarray:
