@@ -1,4 +1,4 @@
-"""`vita` command line: generate | convert | bench | data | vocab | eval | chat | train | serve.
+"""`vita` command line: generate | convert | bench | data | vocab | eval | chat | train | mini | serve.
 
 Every command is a thin layer over a Python function; errors that vita raises on purpose are printed as one
 line (`error: ...`) with exit status 2, never as a traceback.
@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_bench_decode)
 
     # sub-commands that live with their subsystem register themselves
+    from vita.checkpoint import mini_cli
     from vita.duplex import cli as duplex_cli
     from vita.eval import run as eval_run
     from vita.server import cli as serve_cli
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     duplex_cli.add_parser(sub)
     duplex_cli.add_bench_parser(bsub)
     train_cmd.add_parser(sub)
+    mini_cli.add_parser(sub)
     serve_cli.add_parser(sub)
     t = bsub.add_parser("train", help="training samples/s on 1 and N ranks (tiny recipe), and the scaling ratio",
                         add_help=False)

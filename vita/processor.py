@@ -86,6 +86,12 @@ class Processor:
 
     # -- media -------------------------------------------------------------------------------------------------
 
+    def audio_tokens(self, num_frames: int) -> int:
+        """LLM tokens of a clip of `num_frames` feature frames, for this model's encoder and adapter stride."""
+        adapter = self.config.audio_adapter
+        return num_llm_tokens(num_frames, self.config.audio.kind if self.config.audio else "whale",
+                              adapter.stride if adapter else 2)
+
     def _image(self, source: Any) -> torch.Tensor:
         if self.config.vision is None:
             raise PromptError("this model has no vision encoder: images and videos are not supported")
@@ -182,7 +188,7 @@ class Processor:
         if pixel_values is not None:
             counts[IMAGE_TOKEN_ID] = [self.config.vision.tokens_per_tile] * pixel_values.shape[0]
         if fbanks:
-            counts[AUDIO_TOKEN_ID] = [num_llm_tokens(f.shape[0], self.config.audio.kind) for f in fbanks]
+            counts[AUDIO_TOKEN_ID] = [self.audio_tokens(f.shape[0]) for f in fbanks]
         ids = expand_placeholders(ids, counts)
         return ModelInputs(torch.tensor([ids]), pixel_values, fbanks, prompt, modality)
 

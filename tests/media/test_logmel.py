@@ -107,3 +107,17 @@ def test_frame_and_token_counts():
     assert LogMelConfig().window_frames == 3000
     with pytest.raises(ValueError, match="mono PCM"):
         log_mel(np.zeros((2, 10), np.float32))
+
+
+@pytest.mark.parametrize("stride", [2, 3, 4])
+def test_token_count_matches_adapter_output_for_any_stride(stride: int) -> None:
+    from vita.config import AudioAdapterConfig
+    from vita.models.audio_adapter import AudioAdapter
+
+    adapter = AudioAdapter(AudioAdapterConfig(input_size=8, output_size=4, stride=stride))
+    for frames in (1, 2, 5, 99, 301):
+        encoder_frames = (frames + 1) // 2
+        x, mask = torch.zeros(1, encoder_frames, 8), torch.ones(1, encoder_frames, dtype=torch.bool)
+        out, out_mask = adapter(x, mask)
+        assert out.shape[1] == out_mask.shape[1] == num_llm_tokens(frames, stride)
+        assert fbank_mod.num_llm_tokens(frames, "whisper", stride) == num_llm_tokens(frames, stride)

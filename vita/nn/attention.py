@@ -16,7 +16,7 @@ from torch import nn
 
 from vita.nn.fused import fuse_rows
 from vita.nn.kv_cache import KVCache
-from vita.nn.linear import linear, widen_bf16
+from vita.nn.linear import linear, project, widen_bf16
 from vita.nn.rope import apply_rope
 
 
@@ -73,7 +73,7 @@ class Attention(nn.Module):
         if self.wqkv is not None:
             q, k, v = linear(x, self.wqkv, self.bqkv).split([q_size, kv_size, kv_size], dim=-1)
         else:
-            q, k, v = self.wq(x), self.wk(x), self.wv(x)
+            q, k, v = project(self.wq, x), project(self.wk, x), project(self.wv, x)
         q = q.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, L, Dh]
         k = k.view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, H_kv, L, Dh]
         v = v.view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, H_kv, L, Dh]
@@ -82,4 +82,4 @@ class Attention(nn.Module):
             k, v = self.kv_cache.update(input_pos, k, v)  # [B, H_kv, S, Dh]
         y = _sdpa(q, k, v, mask, gqa=self.num_kv_heads != self.num_heads)  # [B, H, L, Dh]
         y = y.transpose(1, 2).reshape(B, L, q_size)  # [B, L, H*Dh]
-        return linear(y, self.wo.weight)
+        return project(self.wo, y)

@@ -15,6 +15,9 @@ from torch import nn
 @torch.no_grad()
 def fuse_rows(module: nn.Module, buffer_name: str, linears: list[nn.Linear], attr: str = "weight") -> torch.Tensor:
     """Concatenate `attr` ([N_i, ...]) of `linears` along dim 0 into a non-persistent buffer of `module`."""
+    adapted = [type(lin).__name__ for lin in linears if type(lin) is not nn.Linear]
+    if adapted:  # the fused product reads the weights alone: an adapter's extra path would be dropped
+        raise ValueError(f"cannot fuse {', '.join(adapted)} layers; merge the adapters first")
     fused = torch.cat([getattr(lin, attr) for lin in linears])  # [sum N_i, ...]
     module.register_buffer(buffer_name, fused, persistent=False)
     start = 0

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 MAX_GEMV_ROWS = 4  # up to this many rows the product is memory-bound: keep bf16
 
@@ -59,3 +60,11 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         out = F.linear(x.float(), weight.float(), None if bias is None else bias.float())  # [..., N] float32
         return out.to(torch.bfloat16)
     return F.linear(x, weight, bias)
+
+
+def project(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """A model's linear layer applied to x: `linear` for a plain `nn.Linear`, the module's own forward otherwise
+    (a training adapter such as `vita.training.lora.LoRALinear`, which must be on every path)."""
+    if type(module) is nn.Linear:
+        return linear(x, module.weight, module.bias)
+    return module(x)

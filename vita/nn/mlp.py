@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vita.nn.fused import fuse_rows
-from vita.nn.linear import linear
+from vita.nn.linear import linear, project
 
 
 class FeedForward(nn.Module):
@@ -35,5 +35,5 @@ class FeedForward(nn.Module):
         if self.w13 is not None:
             gate, up = linear(x, self.w13).split([self.hidden, self.hidden], dim=-1)  # [..., I] each
         else:
-            gate, up = self.w1(x), self.w3(x)
-        return linear(F.silu(gate) * up, self.w2.weight)
+            gate, up = project(self.w1, x), project(self.w3, x)
+        return project(self.w2, F.silu(gate) * up)

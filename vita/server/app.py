@@ -5,6 +5,8 @@
     GET  /v1/models/{id}
     POST /v1/chat/completions   text / image / video / audio in; text (+ speech) out; SSE with "stream": true
     GET  /v1/realtime           WebSocket, OpenAI Realtime events over a duplex session (see `realtime.py`)
+    GET  /                      redirects to the voice page /static/index.html (`static/`: plain ES modules); the
+                                page and its files never need the key (the page sends it on the websocket)
 
 Every error is OpenAI's shape `{"error": {"message", "type", "param", "code"}}` (see `errors.py`); FastAPI's own
 422 validation errors become 400s. With an API key (required off loopback, see `cli.py`) every other request needs
@@ -22,6 +24,7 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,7 +47,9 @@ from vita.server.realtime import mount as mount_realtime
 from vita.server.worker import ModelWorker
 
 log = logging.getLogger("vita.server")
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/"})
+STATIC_DIR = Path(__file__).with_name("static")
+STATIC_PREFIX = "/static/"
 
 
 @dataclass
@@ -80,8 +85,10 @@ def create_app(engine: Engine, *, model_id: str, limits: Limits | None = None, a
 
     @app.middleware("http")
     async def auth(request: Request, call_next):
-        if state.api_key is not None and request.url.path not in OPEN_PATHS and not authorized(
-                request.headers.get("authorization"), state.api_key):
+        path = request.url.path
+        is_open = path in OPEN_PATHS or path.startswith(STATIC_PREFIX)
+        if state.api_key is not None and not is_open and not authorized(request.headers.get("authorization"),
+                                                                         state.api_key):
             return _error(APIError(401, "invalid or missing API key: send 'Authorization: Bearer <key>'",
                                    code="invalid_api_key"), headers={"WWW-Authenticate": "Bearer"})
         return await call_next(request)
@@ -110,7 +117,21 @@ def create_app(engine: Engine, *, model_id: str, limits: Limits | None = None, a
             return _error(INTERNAL)
 
     mount_realtime(app, state, realtime)
+    _mount_page(app)
     return app
+
+
+def _mount_page(app: FastAPI) -> None:
+    """The browser page: `GET /` -> /static/index.html, and the static files under /static/."""
+    from fastapi.responses import RedirectResponse
+    from fastapi.staticfiles import StaticFiles
+
+    @app.get("/", include_in_schema=False)
+    async def index(request: Request) -> RedirectResponse:
+        query = request.url.query  # e.g. ?api_key=...&camera=1 is read by the page
+        return RedirectResponse(STATIC_PREFIX + "index.html" + (f"?{query}" if query else ""))
+
+    app.mount(STATIC_PREFIX.rstrip("/"), StaticFiles(directory=STATIC_DIR), name="static")
 
 
 def authorized(header: str | None, key: str) -> bool:

@@ -1,14 +1,15 @@
-"""Low-rank adapters (LoRA, Hu et al. 2021) on `nn.Linear` weights, our own small implementation.
+"""Low-rank adapters (LoRA, Hu et al. 2021) on `nn.Linear` layers, our own small implementation.
 
-    W' = W + (alpha / r) * B A        A [r, in] (Kaiming-uniform), B [out, r] (zeros: W' = W at the start)
+    y = x W^T + b + (alpha / r) * dropout(x) A^T B^T      A [r, in] (Kaiming-uniform), B [out, r] (zeros: y = x W^T
+                                                           + b at the start)
 
-The adapter is a weight parametrization (`torch.nn.utils.parametrize`), not a module swap: the model's code reads
-some weights directly (`linear(y, self.wo.weight)`), and a parametrized `.weight` is W' on every path. The state dict
-of an adapted layer holds `<module>.parametrizations.weight.original` (W, frozen) and
-`<module>.parametrizations.weight.0.lora_a` / `.lora_b`; `merged_state_dict` folds B A into W and returns the plain
-layout, which is what the final checkpoint stores (loadable by `vita.load` with no LoRA code). Being weight-space,
-the adapter has no input dropout (`dropout` must be 0). We do not use `peft`: it would bring `transformers` and
-`accelerate` into the training path and rename every wrapped weight.
+The adapter runs in activation space (`LoRALinear` replaces the `nn.Linear`, keeping its `weight` and `bias`), so
+the backward pass of a frozen W computes only the input gradient: no [out, in] weight-gradient product per layer
+(a weight-space parametrization W + s B A costs one, which made a vita-mini LoRA step ~2x slower). Every call site
+in the model goes through the module (`vita.nn.linear.project`), so the adapter is on every path. The state dict of
+an adapted layer holds `<module>.weight` (W, frozen), `<module>.lora_a` and `<module>.lora_b`; `merged_state_dict`
+folds s B A into W and returns the plain layout, which is what the final checkpoint stores (loadable by `vita.load`
+with no LoRA code). We do not use `peft`: it would bring `transformers` and `accelerate` into the training path.
 """
 
 from __future__ import annotations
@@ -17,54 +18,61 @@ import math
 from fnmatch import fnmatchcase
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 
 from vita.errors import TrainingError
 
 LORA_GLOBS = ("*.lora_a", "*.lora_b")
-_ORIGINAL = ".parametrizations.weight.original"
-_FACTOR = ".parametrizations.weight.0.lora_"
 
 
-class LoRA(nn.Module):
-    """The parametrization: weight [out, in] -> weight + scale * B A."""
+class LoRALinear(nn.Linear):
+    """An `nn.Linear` (same weight and bias tensors) plus the low-rank path scale * B A x."""
 
-    def __init__(self, weight: torch.Tensor, r: int, alpha: float) -> None:
-        super().__init__()
-        out_features, in_features = weight.shape
-        self.scale = alpha / r
-        self.lora_a = nn.Parameter(torch.empty(r, in_features, dtype=weight.dtype, device=weight.device))  # [r, in]
-        self.lora_b = nn.Parameter(torch.zeros(out_features, r, dtype=weight.dtype, device=weight.device))  # [out, r]
+    def __init__(self, base: nn.Linear, r: int, alpha: float, dropout: float = 0.0) -> None:
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight, self.bias = base.weight, base.bias  # shared, not copied
+        self.scale, self.dropout = alpha / r, dropout
+        w = base.weight
+        self.lora_a = nn.Parameter(torch.empty(r, self.in_features, dtype=w.dtype, device=w.device))  # [r, in]
+        self.lora_b = nn.Parameter(torch.zeros(self.out_features, r, dtype=w.dtype, device=w.device))  # [out, r]
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
 
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight + self.scale * (self.lora_b @ self.lora_a)  # [out, in]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.dropout(x, self.dropout, self.training) if self.dropout else x
+        low = F.linear(F.linear(h, self.lora_a), self.lora_b)  # [..., r] -> [..., out]
+        return F.linear(x, self.weight, self.bias) + self.scale * low  # [..., out]
+
+    def merged_weight(self) -> torch.Tensor:
+        return (self.weight.float() + self.scale * (self.lora_b.float() @ self.lora_a.float())).to(self.weight.dtype)
 
 
 def add_lora(model: nn.Module, targets: list[str], *, r: int, alpha: float, dropout: float = 0.0,
              source: str = "lora") -> list[str]:
-    """Parametrize the weight of every `nn.Linear` whose module name matches a glob; returns their names."""
-    if dropout:
-        raise TrainingError(f"{source}.dropout: not supported (the adapter is weight-space); use 0")
+    """Replace every `nn.Linear` whose module name matches a glob by a `LoRALinear`; returns their names."""
+    if not 0.0 <= dropout < 1.0:
+        raise TrainingError(f"{source}.dropout: must be in [0, 1), got {dropout}")
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     unused = [g for g in targets if not any(fnmatchcase(n, g) for n in names)]
     if unused:
         raise TrainingError(f"{source}.targets: glob(s) match no nn.Linear of the model: {', '.join(unused)}")
     wrapped = [n for n in names if any(fnmatchcase(n, g) for g in targets)]
     for name in wrapped:
-        module = model.get_submodule(name)
-        parametrize.register_parametrization(module, "weight", LoRA(module.weight, r, alpha))
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        base = getattr(parent, child)
+        if isinstance(base, LoRALinear):
+            raise TrainingError(f"{source}: {name} already has an adapter")
+        setattr(parent, child, LoRALinear(base, r, alpha, dropout))
     return wrapped
 
 
 def merged_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Fold the LoRA factors of `state` (names as in `model`) into the base weights: the plain layout."""
-    scales = {name: m.parametrizations.weight[0].scale for name, m in model.named_modules()
-              if parametrize.is_parametrized(m, "weight") and isinstance(m.parametrizations.weight[0], LoRA)}
-    out = {k: v for k, v in state.items() if _FACTOR not in k and not k.endswith(_ORIGINAL)}
+    scales = {name: m.scale for name, m in model.named_modules() if isinstance(m, LoRALinear)}
+    out = {k: v for k, v in state.items() if not k.endswith((".lora_a", ".lora_b"))}
     for name, scale in scales.items():
-        w = state[f"{name}{_ORIGINAL}"]
-        a, b = state[f"{name}{_FACTOR}a"], state[f"{name}{_FACTOR}b"]
+        w, a, b = state[f"{name}.weight"], state[f"{name}.lora_a"], state[f"{name}.lora_b"]
         out[f"{name}.weight"] = (w.float() + scale * (b.float() @ a.float())).to(w.dtype)
     return out

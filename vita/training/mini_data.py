@@ -7,7 +7,8 @@
                                   negatives from `vita.training.negatives` (statements / chatter speech + noise, pure
                                   noise -> "<2>"; noisy spoken questions -> "<1>")
     out/train/media/              images/*.png, videos/*.mp4, speech/*.wav, negatives/audio/*.wav
-    out/eval/{image,video,chat,asr,negatives}.jsonl   `vita eval` manifests (media under out/eval/media/)
+    out/eval/{image,video,chat,asr,negatives}.jsonl   `vita eval` manifests (media under out/eval/media/); all.jsonl
+                                  holds every case
     out/manifest.json             counts per stage and task, voices (train / eval, held out or not), sha256 per file
 
 Training speech is the packaged Piper voice; eval speech uses espeak-ng voices (`mini_speech.eval_voices`; without
@@ -289,6 +290,10 @@ def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], voi
             out[name].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
             counts[f"eval/{name}"] = len(rows)
             counts.update(f"eval/groups/{r['group']}" for r in rows)
+    every = [r for rows in cases.values() for r in rows]  # one manifest for one `vita eval` run
+    out["all"] = root / "all.jsonl"
+    out["all"].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in every), encoding="utf-8")
+    counts["eval/all"] = len(every)
     counts.update({f"eval/media/{k}": v for k, v in media.counts.items()})
     return out, media
 

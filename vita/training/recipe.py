@@ -6,7 +6,7 @@ schedule. Sections (every key is checked; an unknown or mistyped key is an error
     name: stage1_vision_align          # free text, shown in logs
     model:     {init: DIR | PRESET, dtype: fp32 | bf16}
     trainable: {"*": false, "vision_projector.*": true}   # fnmatch globs over parameter names, last match wins
-    lora:      {targets: ["llm.layers.*.attention.w[qv]"], r: 8, alpha: 16}   # optional; weight-space, no dropout
+    lora:      {targets: ["llm.layers.*.attention.w[qv]"], r: 8, alpha: 16, dropout: 0.0}   # optional
     data:      vita.training.data.DataConfig (sources, max_length, packing, on_error, seed)
     optim:     {lr: 2.0e-5, betas: [0.9, 0.999], eps: 1.0e-8, weight_decay: 0.0, grad_clip: 1.0}
     schedule:  {kind: cosine, warmup_ratio: 0.03, total_steps: N | epochs: E, min_lr_ratio: 0.0}
@@ -53,7 +53,7 @@ class LoraSpec:
     targets: list[str]  # fnmatch globs over nn.Linear module names, e.g. "llm.layers.*.attention.wq"
     r: int = 8
     alpha: float = 16.0
-    dropout: float = 0.0  # must be 0: the adapter is a weight parametrization (see vita.training.lora)
+    dropout: float = 0.0  # on the adapter's input only (see vita.training.lora)
 
 
 @dataclass

@@ -28,7 +28,6 @@ from typing import Any
 import torch
 
 from vita.errors import DataError, VitaError
-from vita.media.fbank import num_llm_tokens
 from vita.media.prompt import Message, Modality, render
 from vita.processor import Audio, Image, Part, Processor, Video
 from vita.tokens import (
@@ -230,8 +229,7 @@ def build_sample(
     conv = parse_record(record, where, media_root)
     prompt, replies, pixel_values, fbanks = render_conversation(processor, conv)
     ids, spans = tokenize_with_offsets(processor, prompt)
-    encoder = processor.config.audio.kind if processor.config.audio is not None else "whale"
-    counts = {IMAGE_TOKEN_ID: [], AUDIO_TOKEN_ID: [num_llm_tokens(f.shape[0], encoder) for f in fbanks]}
+    counts = {IMAGE_TOKEN_ID: [], AUDIO_TOKEN_ID: [processor.audio_tokens(f.shape[0]) for f in fbanks]}
     if pixel_values is not None:
         counts[IMAGE_TOKEN_ID] = [processor.config.vision.tokens_per_tile] * pixel_values.shape[0]
     cursor = dict.fromkeys(counts, 0)

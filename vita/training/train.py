@@ -4,8 +4,9 @@
     python -m torch.distributed.run --nproc_per_node 2 -m vita.training.train --recipe R --output DIR [key=value ...]
 
 Per optimizer step, on every rank:
-    accum micro-batches [micro, L] from this rank's data shard -> embed (media spliced) -> LLM -> logits [micro, L, V]
-    loss_i = CE_sum(logits[:, :-1], labels[:, 1:]) * world / N       N = supervised tokens of the GLOBAL step
+    accum micro-batches [micro, L] from this rank's data shard -> embed (media spliced) -> LLM -> hidden [micro, L, D]
+    loss_i = CE_sum(head(hidden[:, :-1]), labels[:, 1:]) * world / N   N = supervised tokens of the GLOBAL step
+    (the head runs only at supervised positions: [n_i, V] logits, not [micro, L, V])
     backward each (DDP/FSDP average over ranks) -> clip -> AdamW -> cosine LR
 so the loss and gradients equal those of one process running the whole global batch at once.
 
@@ -73,9 +74,12 @@ class LossModule(nn.Module):
         """Summed cross-entropy over the supervised tokens of the micro-batch (a scalar, float32)."""
         embeds = self.model.embed(token_ids, pixel_values, fbanks)  # [B, L, D]
         extra = {"segment_ids": segment_ids} if segment_ids is not None else {}
-        logits = self.model.llm(input_embeds=embeds, attention_mask=attention_mask, **extra)  # [B, L, V]
-        ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                             ignore_index=IGNORE_INDEX, reduction="sum")
+        hidden = self.model.llm.hidden_states(input_embeds=embeds, attention_mask=attention_mask, **extra)  # [B, L, D]
+        # the head only where a label follows: answers are short, and [B, L, V] logits dominate a step otherwise
+        targets = labels[:, 1:].flatten()  # [B*(L-1)]
+        keep = (targets != IGNORE_INDEX).nonzero().squeeze(1)  # [N]
+        logits = self.model.llm.head(hidden[:, :-1].flatten(0, 1).index_select(0, keep))  # [N, V]
+        ce = F.cross_entropy(logits.float(), targets.index_select(0, keep), reduction="sum")
         # parameters outside the LLM blocks (unsharded here under FSDP: they form the root group)
         return touch(ce, (p for n, p in self.model.named_parameters() if not n.startswith("llm.layers.")))
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# vita-mini from nothing but the installed packages: data -> untrained skeleton -> 3 stages -> parts -> eval.
+#   bash recipes/mini/run.sh [OUT]          (default runs/mini; rerunning resumes / skips what is done)
+# Then `vita mini assemble --parts OUT/parts --out DIR` gives the model folder; copying OUT/parts over
+# vita/assets/mini makes it the `vita-mini` preset.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${1:-runs/mini}
+VITA=${VITA:-.venv/bin/vita}
+export HF_HUB_OFFLINE=1
+export VITA_MINI_DATA=${VITA_MINI_DATA:-$OUT/data}
+export VITA_MINI_INIT=$OUT/skeleton VITA_MINI_STAGE1=$OUT/stage1/final VITA_MINI_STAGE2=$OUT/stage2/final
+mkdir -p "$OUT"
+stamp() { echo "$1 $(date +%s)" >> "$OUT/times.txt"; }
+stamp start
+[ -f "$VITA_MINI_DATA/manifest.json" ] || $VITA data mini --out "$VITA_MINI_DATA"
+[ -f "$OUT/skeleton/config.json" ] || $VITA mini assemble --untrained --out "$OUT/skeleton"
+stamp prepared
+$VITA train --recipe recipes/mini/stage1_vision_align.yaml --output "$OUT/stage1"
+stamp stage1
+$VITA train --recipe recipes/mini/stage2_audio_align.yaml --output "$OUT/stage2"
+stamp stage2
+$VITA train --recipe recipes/mini/stage3_instruct.yaml --output "$OUT/stage3"
+stamp stage3
+rm -rf "$OUT/parts" "$OUT/vita-mini"
+$VITA mini pack --run "$OUT/stage3" --out "$OUT/parts"
+$VITA mini assemble --parts "$OUT/parts" --out "$OUT/vita-mini"
+$VITA eval --manifest "$VITA_MINI_DATA/eval/all.jsonl" --model "$OUT/vita-mini" --max-new-tokens 24 --quiet \
+    --out "$OUT/eval.json"
+$VITA eval --manifest "$VITA_MINI_DATA/eval/all.jsonl" --model "$OUT/vita-mini" --max-new-tokens 24 --quiet \
+    --out "$OUT/eval.md" >/dev/null
+stamp done
+awk 'NR==1{t0=$2} {printf "%-9s %6.1f min\n", $1, ($2-t0)/60}' "$OUT/times.txt"

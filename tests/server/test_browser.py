@@ -1,0 +1,188 @@
+"""The voice page (`GET /` -> /static/index.html) driven in headless Chromium against a real uvicorn.
+
+Chromium's fake microphone plays a WAV made here (Piper speech at 16 kHz, once: `%noloop`) and its fake camera
+gives frames. Tiny random weights; replies are teacher-forced per connection (a typed "say X" is answered "X",
+spoken questions take the scripts in order), as in `test_realtime.py`. The page reports through its `window`
+hooks (vitaState, transcript, playback, vitaEvents). Needs Debian's `chromium` and the `playwright` package
+(never `playwright install`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("piper", reason="the speech extra (Piper) makes the spoken questions")
+pytest.importorskip("onnxruntime")
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (Python) for browser tests")
+
+from vita.duplex.roles import Script, ScriptedReplies  # noqa: E402
+from vita.duplex.session import SessionConfig  # noqa: E402
+from vita.server.audio_out import SpeechOut  # noqa: E402
+from vita.server.engine import Engine  # noqa: E402
+from vita.server.realtime import RealtimeConfig  # noqa: E402
+from vita.speech.vad import VADConfig  # noqa: E402
+
+CHROMIUM = os.environ.get("VITA_CHROMIUM") or shutil.which("chromium") or "/usr/lib/chromium/chromium"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="no Chromium: apt-get install chromium (or set VITA_CHROMIUM)")
+
+KEY = "page-key"
+SHORT = "<1> Here is one, about a cat."
+LONG = "<1> " + " ".join(["The weather today is sunny and warm, with a light breeze from the west."] * 4)
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def piper():
+    from vita.speech.tts import PiperSynth
+
+    return PiperSynth(out_rate=24000), PiperSynth(out_rate=RATE)
+
+
+def write_wav(path: Path, *pieces: str | float, synth) -> Path:
+    """Speech (str) and silence (float seconds) at 16 kHz, pcm16 mono."""
+    import soundfile as sf
+
+    pcm = [0.5 * synth(p) if isinstance(p, str) else np.zeros(int(p * RATE), np.float32) for p in pieces]
+    sf.write(path, np.concatenate(pcm), RATE, subtype="PCM_16")
+    return path
+
+
+def forcing_factory(scripts: list[str]):
+    def make():
+        replies = ScriptedReplies(list(scripts))
+
+        def forcing(turns):
+            content = turns[-1].content
+            for part in [content] if isinstance(content, str) else content:
+                if isinstance(part, str) and part.startswith("say "):
+                    return Script("<1> " + part[4:])
+            return replies(turns)
+        return forcing
+    return make
+
+
+def serve(kit, model, piper, scripts: list[str]):
+    config = RealtimeConfig(forcing=forcing_factory(scripts), session=lambda: SessionConfig(
+        lead_s=0.2, vad=VADConfig(min_silence_ms=300)))
+    app = kit.make_app(Engine(model), api_key=KEY, speech=SpeechOut(factory=lambda: piper[0]), realtime=config)
+    return kit.LiveServer(app)
+
+
+def browser(wav: Path):
+    args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}%noloop",
+            "--autoplay-policy=no-user-gesture-required"]
+    pw = sync_api.sync_playwright().start()
+    try:
+        return pw, pw.chromium.launch(executable_path=CHROMIUM, args=args)
+    except Exception:
+        pw.stop()
+        raise
+
+
+def open_page(server, wav: Path):
+    pw, b = browser(wav)
+    page = b.new_page()
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    page.goto(f"{server.url}/?api_key={KEY}&camera=1")
+    assert page.url.endswith(f"/static/index.html?api_key={KEY}&camera=1")
+    page.click("#start")
+    page.wait_for_function("window.vitaReady === true", timeout=10_000)
+
+    def close():
+        b.close()
+        pw.stop()
+    return page, console, close
+
+
+def assistant(page) -> list[dict]:
+    return [m for m in page.evaluate("window.transcript") if m["role"] == "assistant"]
+
+
+def test_page_needs_no_key_but_the_api_does(kit, model, piper):
+    with serve(kit, model, piper, []) as server:
+        import httpx
+
+        with httpx.Client(base_url=server.url) as http:
+            r = http.get("/?camera=1")
+            assert r.status_code == 307 and r.headers["location"] == "/static/index.html?camera=1"
+            page = http.get("/static/index.html")
+            assert page.status_code == 200 and '<script type="module" src="app.js">' in page.text
+            for name in ("app.js", "audio.js", "worklet.js"):
+                js = http.get(f"/static/{name}")
+                assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+            assert http.get("/static/nope.js").status_code == 404
+            assert http.get("/v1/models").status_code == 401
+
+
+def test_spoken_question_is_answered_with_transcript_and_audio(kit, model, piper, tmp_path):
+    wav = write_wav(tmp_path / "q.wav", 1.0, "What is the weather like today?", 4.0, synth=piper[1])
+    with serve(kit, model, piper, [SHORT]) as server:
+        page, console, close = open_page(server, wav)
+        try:
+            assert page.evaluate("window.vitaSession.input_audio_format") == {"type": "audio/pcm", "rate": 16000}
+            page.wait_for_function("window.vitaState === 'speaking'", timeout=15_000)
+            page.wait_for_function("window.transcript.some(m => m.role === 'assistant' && m.status === 'completed')"
+                                   " && window.vitaState === 'listening'", timeout=15_000)
+            (answer,) = assistant(page)
+            assert answer["text"] == SHORT[4:]
+            assert page.locator("#transcript").inner_text().endswith("vita: " + SHORT[4:])
+            assert [m["text"] for m in page.evaluate("window.transcript") if m["role"] == "user"] == ["(spoken)"]
+            pb = page.evaluate("window.playback")
+            assert pb["chunksPlayed"] == pb["chunksScheduled"] > 0 and pb["stops"] == 0
+            assert pb["secondsPlayed"] > 1.0  # the whole answer was heard
+            levels = page.evaluate("window.micLevels")
+            assert max(levels) > 0.05 and len(levels) > 50  # the mic streamed the question, 40 ms blocks
+            # a typed question with the fake camera's current frame
+            page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=5_000)
+            assert page.evaluate("window.vitaSendText('say I see a frame.', true)") is True
+            page.wait_for_function("window.transcript.filter(m => m.role === 'assistant' && "
+                                   "m.status === 'completed').length === 2", timeout=15_000)
+            assert assistant(page)[1]["text"] == "I see a frame."
+            assert page.evaluate("window.vitaErrors") == [] and console == []
+        finally:
+            close()
+
+
+def test_barge_in_stops_playback_at_once(kit, model, piper, tmp_path):
+    wav = write_wav(tmp_path / "barge.wav", 1.0, "What is the weather like today?", 3.5,
+                    "Tell me a story about a cat.", 4.0, synth=piper[1])
+    with serve(kit, model, piper, [LONG, SHORT]) as server:
+        page, console, close = open_page(server, wav)
+        try:
+            page.wait_for_function("window.transcript.filter(m => m.role === 'assistant' && "
+                                   "m.status === 'completed').length === 1 && window.vitaState === 'listening'",
+                                   timeout=25_000)
+            answers = assistant(page)
+            levels = "".join("#" if x > 0.03 else "." for x in page.evaluate("window.micLevels"))
+            assert len(answers) == 2, (levels, answers, [(e["type"], round(e["t"])) for e in page.evaluate("window.vitaEvents")
+                                                 if "delta" not in e["type"]])
+            first, second = answers
+            assert first["status"] == "cancelled" and second["text"] == SHORT[4:]
+            assert LONG[4:].startswith(first["text"].removesuffix(" …")) and len(first["text"]) > 2
+            events = page.evaluate("window.vitaEvents")
+            pb = page.evaluate("window.playback")
+            starts = [e["t"] for e in events if e["type"] == "input_audio_buffer.speech_started"]
+            assert len(starts) == 2
+            old = pb["responses"][first["id"]]
+            assert old["played"] > 0  # the long answer was heard before the user talked over it
+            assert pb["stops"] == 1 and pb["stopReason"] == "speech_started"
+            assert 0 <= pb["stoppedAt"] - starts[1] < 50  # silenced in the same event handler
+            assert old["lastAt"] <= pb["stoppedAt"]  # nothing of it was scheduled after the stop
+            assert old["played"] < old["scheduled"] or pb["chunksStopped"] > 0
+            (done,) = [e for e in events if e["type"] == "response.done" and e["response_id"] == first["id"]]
+            assert done["status"] == "cancelled" and done["t"] >= pb["stoppedAt"]
+            new = pb["responses"][second["id"]]
+            assert new["firstAt"] > pb["stoppedAt"] and new["played"] == new["scheduled"] > 0
+            assert page.evaluate("window.vitaErrors") == [] and console == []
+        finally:
+            close()

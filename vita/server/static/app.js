@@ -1,0 +1,258 @@
+// The vita voice page: mic -> /v1/realtime (16 kHz pcm16), live transcript, streamed playback, barge-in.
+//
+// Test hooks on `window`: vitaState ("idle" | "connecting" | "listening" | "thinking" | "speaking" | "closed" |
+// "error"), vitaReady (true once the session is created and the mic streams), transcript ([{role, id, text,
+// status}]), playback (Player stats: chunksPlayed, stoppedAt, stops, ...), vitaEvents ([{type, t, ...}]: server
+// events with performance.now() times), micLevels (RMS per 40 ms block), vitaErrors, vitaSendText(text, withFrame).
+
+import { b64FromBytes, INPUT_RATE, int16FromB64, Mic, Player } from "./audio.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+window.vitaState = "idle";
+window.vitaReady = false;
+window.transcript = [];
+window.vitaEvents = [];
+window.vitaErrors = [];
+window.micLevels = [];
+
+let ws = null;
+let mic = null;
+let videoStream = null;
+let thinkingTimer = null;
+const responses = new Map(); // response id -> {entry, done, status, audio}
+const dropped = new Set(); // cancelled responses: late deltas are ignored
+const player = new Player(onPlaybackIdle);
+window.playback = player.stats;
+
+function setState(state) {
+  window.vitaState = state;
+  const el = $("state");
+  el.textContent = state;
+  el.className = `state ${state}`;
+  if (thinkingTimer && state !== "thinking") {
+    clearTimeout(thinkingTimer);
+    thinkingTimer = null;
+  }
+}
+
+function render() {
+  const box = $("transcript");
+  box.replaceChildren(...window.transcript.map((m) => {
+    const row = document.createElement("div");
+    row.className = `msg ${m.role} ${m.status || ""}`;
+    row.textContent = `${m.role === "user" ? "You" : "vita"}: ${m.text}`;
+    return row;
+  }));
+  box.scrollTop = box.scrollHeight;
+}
+
+function addEntry(entry) {
+  window.transcript.push(entry);
+  render();
+  return entry;
+}
+
+function send(event) {
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(event));
+}
+
+function log(type, extra = {}) {
+  window.vitaEvents.push({ type, t: performance.now(), ...extra });
+}
+
+// ---- server events ---------------------------------------------------------------------------------------------
+function onEvent(e) {
+  log(e.type, { response_id: e.response_id || (e.response && e.response.id), status: e.response && e.response.status });
+  switch (e.type) {
+    case "session.created":
+      send({ type: "session.update", session: { input_audio_format: { type: "audio/pcm", rate: INPUT_RATE } } });
+      break;
+    case "session.updated":
+      window.vitaSession = e.session;
+      break;
+    case "input_audio_buffer.speech_started":
+      // barge-in: the user talks over the answer -> silence it now (the server pauses its audio too)
+      if (player.playing || player.active) player.stop("speech_started");
+      setState("listening");
+      $("talking").hidden = false;
+      break;
+    case "input_audio_buffer.speech_stopped":
+      $("talking").hidden = true;
+      break;
+    case "input_audio_buffer.committed":
+      addEntry({ role: "user", id: e.item_id, text: "(spoken)", status: "done" });
+      think();
+      break;
+    case "response.created": {
+      const entry = addEntry({ role: "assistant", id: e.response.id, text: "", status: "in_progress" });
+      responses.set(e.response.id, { entry, done: false, audio: false });
+      think();
+      break;
+    }
+    case "response.text.delta":
+    case "response.audio_transcript.delta": {
+      const r = responses.get(e.response_id);
+      if (!r || dropped.has(e.response_id)) break;
+      r.entry.text += e.delta;
+      if (e.type === "response.text.delta") setState("speaking");
+      render();
+      break;
+    }
+    case "response.audio.delta": {
+      const r = responses.get(e.response_id);
+      if (!r || dropped.has(e.response_id)) break;
+      r.audio = true;
+      player.play(int16FromB64(e.delta), e.response_id);
+      setState("speaking");
+      break;
+    }
+    case "response.done": {
+      const id = e.response.id;
+      const r = responses.get(id);
+      const status = e.response.status;
+      if (r) {
+        r.done = true;
+        r.entry.status = status;
+        const content = (e.response.output[0] || { content: [] }).content[0] || {};
+        const text = content.transcript ?? content.text;
+        if (typeof text === "string" && status === "completed") r.entry.text = text;
+        if (status === "cancelled") r.entry.text += " …";
+        render();
+      }
+      if (status === "cancelled") {
+        dropped.add(id);
+        if (player.active === id || player.playing) player.stop(`cancelled:${e.response.status_details?.reason}`);
+      }
+      if (!player.playing) {
+        if (player.active === id) player.active = null;
+        setState("listening");
+      }
+      break;
+    }
+    case "error":
+      window.vitaErrors.push(e.error);
+      $("error").textContent = `${e.error.code}: ${e.error.message}`;
+      break;
+    default:
+      break;
+  }
+}
+
+function think() {
+  setState("thinking");
+  // a spoken utterance that is not a query gets no response: fall back to listening
+  thinkingTimer = setTimeout(() => window.vitaState === "thinking" && setState("listening"), 5000);
+}
+
+function onPlaybackIdle(responseId) {
+  const r = responses.get(responseId);
+  if (r && r.done) {
+    player.active = null;
+    setState("listening");
+  }
+}
+
+// ---- connect / disconnect --------------------------------------------------------------------------------------
+function apiKey() {
+  return $("key").value.trim() || params.get("api_key") || "";
+}
+
+async function start() {
+  $("start").disabled = true;
+  $("error").textContent = "";
+  setState("connecting");
+  try {
+    const camera = $("camera").checked;
+    await player.ensure(); // created in the click: browsers allow audio output after a gesture
+    mic = new Mic((pcm, rms) => {
+      window.micLevels.push(rms);
+      if (window.vitaReady) send({ type: "input_audio_buffer.append", audio: b64FromBytes(pcm) });
+    });
+    videoStream = await mic.start({ camera });
+    if (camera) $("video").srcObject = videoStream;
+    await connect();
+    $("stop").disabled = false;
+  } catch (err) {
+    fail(err);
+  }
+}
+
+function connect() {
+  return new Promise((resolve, reject) => {
+    const key = apiKey();
+    const protocols = key ? ["realtime", `openai-insecure-api-key.${key}`] : ["realtime"];
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/realtime`;
+    ws = new WebSocket(url, protocols);
+    ws.onmessage = (msg) => {
+      const e = JSON.parse(msg.data);
+      onEvent(e);
+      if (e.type === "session.created") {
+        window.vitaReady = true;
+        setState("listening");
+        resolve();
+      }
+    };
+    ws.onclose = (c) => {
+      log("close", { code: c.code });
+      window.vitaReady = false;
+      player.stop("closed");
+      if (window.vitaState === "connecting") reject(new Error(`connection refused (close ${c.code} ${c.reason})`));
+      else setState("closed");
+      $("start").disabled = false;
+      $("stop").disabled = true;
+    };
+  });
+}
+
+async function stop() {
+  window.vitaReady = false;
+  if (ws) ws.close();
+  ws = null;
+  player.stop("user");
+  if (mic) await mic.stop();
+  mic = null;
+  setState("closed");
+}
+
+function fail(err) {
+  console.error(err);
+  window.vitaErrors.push({ code: "client", message: String(err) });
+  $("error").textContent = String(err.message || err);
+  setState("error");
+  $("start").disabled = false;
+}
+
+// ---- typed questions, optionally with the current camera frame ---------------------------------------------------
+function frame() {
+  const video = $("video");
+  if (!videoStream || !video.videoWidth) return null;
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  return canvas.toDataURL("image/jpeg", 0.8);
+}
+
+window.vitaSendText = (text, withFrame = false) => {
+  const content = [{ type: "input_text", text }];
+  const image = withFrame ? frame() : null;
+  if (image) content.push({ type: "input_image", image_url: image });
+  send({ type: "conversation.item.create", item: { type: "message", role: "user", content } });
+  send({ type: "response.create" });
+  addEntry({ role: "user", id: null, text: image ? `${text} [camera frame]` : text, status: "done" });
+  return Boolean(image);
+};
+
+$("start").onclick = start;
+$("stop").onclick = stop;
+$("ask").onsubmit = (ev) => {
+  ev.preventDefault();
+  const text = $("text").value.trim() || "What do you see?";
+  window.vitaSendText(text, $("attach").checked);
+  $("text").value = "";
+};
+if (params.get("api_key")) $("key").value = params.get("api_key");
+if (params.get("camera") === "1") $("camera").checked = true;
+if (params.get("autostart") === "1") start();
