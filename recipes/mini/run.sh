@@ -26,8 +26,6 @@ rm -rf "$OUT/parts" "$OUT/vita-mini"
 $VITA mini pack --run "$OUT/stage3" --out "$OUT/parts"
 $VITA mini assemble --parts "$OUT/parts" --out "$OUT/vita-mini"
 $VITA eval --manifest "$VITA_MINI_DATA/eval/all.jsonl" --model "$OUT/vita-mini" --max-new-tokens 24 --quiet \
-    --out "$OUT/eval.json"
-$VITA eval --manifest "$VITA_MINI_DATA/eval/all.jsonl" --model "$OUT/vita-mini" --max-new-tokens 24 --quiet \
-    --out "$OUT/eval.md" >/dev/null
+    --out "$OUT/eval.json" > "$OUT/eval.md"
 stamp done
 awk 'NR==1{t0=$2} {printf "%-9s %6.1f min\n", $1, ($2-t0)/60}' "$OUT/times.txt"

@@ -54,7 +54,7 @@ def test_whole_window_matches_whisper_feature_extractor(extractor, speech):
         "int16 speech": (speech * 32767).astype(np.int16),
         "noise": (0.1 * rng.standard_normal(16000)).astype(np.float32),
         "150 samples": speech[8000:8150],
-        "over 30 s (trimmed)": np.tile(speech, 13),
+        "over 30 s (trimmed)": np.tile(speech, 1 + 30 * 16000 // len(speech)),
     }
     for name, wave in clips.items():
         ours = log_mel(wave)
@@ -66,7 +66,7 @@ def test_whole_window_matches_whisper_feature_extractor(extractor, speech):
 def test_unclamped_frames_are_the_windows_frames(speech):
     window = log_mel(speech)  # [3000, 80]
     own = log_mel_unclamped(speech)  # [T, 80]
-    assert own.shape == (num_logmel_frames(len(speech)), 80) == (249, 80)
+    assert own.shape == (num_logmel_frames(len(speech)), 80) and own.shape[0] < 3000
     assert torch.equal(dynamic_range_clamp(own), window[: own.shape[0]])  # the max lies inside the clip
     assert torch.equal(log_mel(speech, pad_to_window=False), dynamic_range_clamp(own))
     assert float(own.min()) >= -1.5 and float(window[-1].max()) == pytest.approx(float(window.max()) - 2.0)  # floor
