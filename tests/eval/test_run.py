@@ -93,7 +93,7 @@ def test_cli_json_markdown_and_out(media, capsys):
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["eval", "--manifest", "x.jsonl"])
-    assert args.model == "tiny-random" and args.max_new_tokens == 256 and callable(args.func)
+    assert args.model == "vita-mini" and args.max_new_tokens == 256 and callable(args.func)
 
 
 class ScriptedModel:

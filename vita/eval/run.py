@@ -22,7 +22,7 @@ from vita.eval.manifest import MODALITIES, BadLine, Case, Manifest, load_manifes
 from vita.eval.metrics import CaseResult, summarize
 from vita.eval.report import render_markdown
 
-DEFAULT_MODEL = "tiny-random"  # until the trained default model ships; random weights give meaningless answers
+DEFAULT_MODEL = "vita-mini"  # the embedded default model (vita.checkpoint.mini)
 
 
 class Model(Protocol):
