@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = bsub.add_parser("train", help="training samples/s on 1 and N ranks (tiny recipe), and the scaling ratio",
                         add_help=False)
     t.set_defaults(func=lambda a: _forward("vita.bench.train", a.extra), takes_extra=True)
+    s = bsub.add_parser("serve", help="N concurrent realtime sessions in real time: latency p50/p90, errors, leakage",
+                        add_help=False)
+    s.set_defaults(func=lambda a: _forward("vita.bench.serve", a.extra), takes_extra=True)
     return p
 
 

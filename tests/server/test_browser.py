@@ -18,7 +18,6 @@ import pytest
 
 pytest.importorskip("piper", reason="the speech extra (Piper) makes the spoken questions")
 pytest.importorskip("onnxruntime")
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (Python) for browser tests")
 
 from vita.duplex.roles import Script, ScriptedReplies  # noqa: E402
 from vita.duplex.session import SessionConfig  # noqa: E402
@@ -29,8 +28,8 @@ from vita.speech.echo import GateConfig  # noqa: E402
 from vita.speech.vad import VADConfig  # noqa: E402
 
 CHROMIUM = os.environ.get("VITA_CHROMIUM") or shutil.which("chromium") or "/usr/lib/chromium/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="no Chromium: apt-get install chromium (or set VITA_CHROMIUM)")
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason="no Chromium: apt-get install chromium (or set VITA_CHROMIUM)")
 
 KEY = "page-key"
 SHORT = "<1> Here is one, about a cat."
@@ -78,6 +77,7 @@ def serve(kit, model, piper, scripts: list[str]):
 
 
 def browser(wav: Path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (Python) for browser tests")
     args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream",
             "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}%noloop",
@@ -134,6 +134,7 @@ def test_page_needs_no_key_but_the_api_does(kit, model, piper):
             assert http.get("/v1/models").status_code == 401
 
 
+@needs_chromium
 def test_spoken_question_is_answered_with_transcript_and_audio(kit, model, piper, tmp_path):
     wav = write_wav(tmp_path / "q.wav", 1.0, "What is the weather like today?", 4.0, synth=piper[1])
     with serve(kit, model, piper, [SHORT]) as server:
@@ -163,6 +164,7 @@ def test_spoken_question_is_answered_with_transcript_and_audio(kit, model, piper
             close()
 
 
+@needs_chromium
 def test_barge_in_stops_playback_at_once(kit, model, piper, tmp_path):
     wav = write_wav(tmp_path / "barge.wav", 1.0, "What is the weather like today?", 3.5,
                     "Tell me a story about a cat.", 4.0, synth=piper[1])

@@ -247,7 +247,7 @@ js("max-tokens-limit", body(max_tokens=65), 400, "limit_exceeded")
 js("max-completion-tokens-limit", body(max_completion_tokens=1000), 400, "limit_exceeded")
 for method, url, status in [("GET", "/v1/chat/completions", 405), ("PUT", "/v1/chat/completions", 405),
                             ("POST", "/v1/models", 405), ("GET", "/v1/nothing", 404), ("POST", "/v1/completions", 404),
-                            ("GET", "/", 404), ("DELETE", "/v1/models/tiny-random", 405),
+                            ("GET", "/nothing", 404), ("DELETE", "/v1/models/tiny-random", 405),
                             ("GET", "/v1/models/gpt-4", 404), ("POST", "/healthz", 405)]:
     CASES.append((f"route-{method}-{url}", {"method": method, "url": url}, status, None))
 

@@ -142,6 +142,7 @@ function onEvent(e) {
 
 function think() {
   setState("thinking");
+  clearTimeout(thinkingTimer);
   // a spoken utterance that is not a query gets no response: fall back to listening
   thinkingTimer = setTimeout(() => window.vitaState === "thinking" && setState("listening"), 5000);
 }
