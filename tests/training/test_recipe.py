@@ -150,3 +150,23 @@ def test_apply_override_creates_missing_sections():
     raw: dict = {"model": {"init": "x"}}
     apply_override(raw, "checkpoint.every=5")
     assert raw["checkpoint"] == {"every": 5}
+
+
+MINI = sorted((Path(__file__).resolve().parents[2] / "recipes" / "mini").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", MINI, ids=lambda p: p.stem)
+def test_mini_recipes_valid_and_globs_match(path: Path, monkeypatch):
+    from vita.checkpoint.assemble import MINI_VISION
+    from vita.config import AudioAdapterConfig, ProjectorConfig, WhisperConfig
+
+    for k in ("VITA_MINI_DATA", "VITA_MINI_INIT", "VITA_MINI_STAGE1", "VITA_MINI_STAGE2"):
+        monkeypatch.setenv(k, "/x")
+    recipe = load_recipe(path)
+    config = VitaConfig(llm=presets.tiny_random().llm, vision=MINI_VISION,
+                        vision_projector=ProjectorConfig(MINI_VISION.output_size, 64), audio=WhisperConfig(),
+                        audio_adapter=AudioAdapterConfig(384, 64, stride=4))
+    names = _param_names(config)
+    on = resolve_trainable(names, recipe.trainable, source=str(path))
+    assert any(on.values()) and not any(v for n, v in on.items() if n.startswith(("llm.", "audio_encoder.")))
+    assert recipe.data.packing == "true" and recipe.seed == 42
