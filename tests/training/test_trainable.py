@@ -8,7 +8,7 @@ import torch
 from vita import presets
 from vita.checkpoint.load import random_model
 from vita.errors import TrainingError
-from vita.training.lora import LORA_GLOBS, LoRA, add_lora, merged_state_dict
+from vita.training.lora import LORA_GLOBS, LoRALinear, add_lora, merged_state_dict
 from vita.training.trainable import GROUPS, apply_trainable, count_parameters, format_counts
 
 
@@ -52,9 +52,9 @@ def test_lora_forward_equals_merged_weights(model):
     assert len(wrapped) == 2 * 4
     apply_trainable(model, {"*": False, "llm.norm.weight": True}, always=LORA_GLOBS)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {"llm.norm.weight"} | {f"{w}.parametrizations.weight.0.lora_{x}" for w in wrapped for x in "ab"}
+    assert trainable == {"llm.norm.weight"} | {f"{w}.lora_{x}" for w in wrapped for x in "ab"}
     for m in model.modules():
-        if isinstance(m, LoRA):
+        if isinstance(m, LoRALinear):
             torch.nn.init.normal_(m.lora_b, std=0.1)  # B starts at zero; make the adapter matter
     ids = torch.randint(0, 300, (1, 12))
     with torch.no_grad():
@@ -75,5 +75,5 @@ def test_lora_forward_equals_merged_weights(model):
 def test_lora_target_glob_matching_nothing(model):
     with pytest.raises(TrainingError, match="match no nn.Linear"):
         add_lora(model, ["llm.layers.*.attention.wz"], r=4, alpha=8.0)
-    with pytest.raises(TrainingError, match="dropout: not supported"):
-        add_lora(model, ["llm.layers.*.attention.wq"], r=4, alpha=8.0, dropout=0.1)
+    with pytest.raises(TrainingError, match="dropout: must be in"):
+        add_lora(model, ["llm.layers.*.attention.wq"], r=4, alpha=8.0, dropout=1.0)

