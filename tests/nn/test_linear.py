@@ -1,4 +1,5 @@
-"""`linear`: bf16 prefill widened to float32 on CPUs without native bf16, identical to F.linear otherwise."""
+"""`linear`: bf16 prefill widened to float32 on CPUs without native bf16, one bf16 row through torch.mv,
+identical to F.linear otherwise."""
 
 from __future__ import annotations
 
@@ -25,11 +26,17 @@ def test_prefill_rows_are_widened_and_rounded_once(widen):
     assert got.dtype == torch.bfloat16 and torch.equal(got, expected)
 
 
-def test_decode_rows_stay_on_f_linear(widen):
+def test_one_bf16_row_is_a_gemv(widen):
     x = torch.randn(1, 1, 64).bfloat16()
     w = torch.randn(48, 64).bfloat16()
+    b = torch.randn(48).bfloat16()
     with torch.no_grad():
-        assert torch.equal(gemv.linear(x, w), F.linear(x, w))
+        got = gemv.linear(x, w, b)
+        assert got.shape == (1, 1, 48)
+        torch.testing.assert_close(got, F.linear(x, w, b), atol=2e-2, rtol=1e-2)  # bf16 rounding of the sum
+        assert torch.equal(gemv.linear(x, w), torch.mv(w, x.reshape(-1)).view(1, 1, 48))
+        compiled = torch.compile(lambda a, c, d: gemv.linear(a, c, d), fullgraph=True)
+        assert torch.equal(compiled(x, w, b), got)  # an opaque op: inductor calls torch.mv, same bits
 
 
 def test_training_and_other_dtypes_use_f_linear(widen):

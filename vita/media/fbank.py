@@ -27,7 +27,9 @@ import torch
 from vita.config import FbankConfig
 from vita.media import logmel
 
-__all__ = ["INT16_SCALE", "StreamingFbank", "fbank", "mel_banks", "num_fbank_frames", "num_llm_tokens"]
+__all__ = [
+    "INT16_SCALE", "StreamingFbank", "fbank", "fft_rounding_floor", "mel_banks", "num_fbank_frames", "num_llm_tokens",
+]
 
 # The official processor reads audio normalised to [-1, 1] and multiplies by 2**15 before the Kaldi features, whose
 # mel energies (and therefore the global CMVN statistics of the checkpoint) are in int16 units.
@@ -114,6 +116,16 @@ class _FbankKernel:
             return samples.new_zeros(0, self.frame_length)
         return samples.contiguous().as_strided((count, self.frame_length), (self.frame_shift, 1))  # [T, L]
 
+    def windowed(self, frames: torch.Tensor) -> torch.Tensor:
+        """DC removal, pre-emphasis, povey window and zero padding: frames [T, L] -> [T, P] (the FFT's input)."""
+        frames = frames - frames.mean(dim=1, keepdim=True)  # [T, L]
+        # Pre-emphasis against the previous sample; the first sample is paired with itself (replicate padding).
+        previous = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)  # [T, L]
+        frames = frames - PREEMPHASIS * previous
+        frames = frames * self.window.to(frames.device)  # [T, L]
+        frames = torch.nn.functional.pad(frames, (0, self.padded - self.frame_length))  # [T, P]
+        return frames
+
     def features(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Log-mel features [T, M] of frames [T, L]."""
         if frames.shape[0] == 0:
@@ -121,13 +133,7 @@ class _FbankKernel:
         if self.config.dither != 0.0:
             noise = torch.randn(frames.shape, generator=generator, dtype=frames.dtype, device=frames.device)  # [T, L]
             frames = frames + noise * self.config.dither
-        frames = frames - frames.mean(dim=1, keepdim=True)  # [T, L]
-        # Pre-emphasis against the previous sample; the first sample is paired with itself (replicate padding).
-        previous = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)  # [T, L]
-        frames = frames - PREEMPHASIS * previous
-        frames = frames * self.window.to(frames.device)  # [T, L]
-        frames = torch.nn.functional.pad(frames, (0, self.padded - self.frame_length))  # [T, P]
-        power = torch.fft.rfft(frames).abs().pow(2.0)  # [T, F]
+        power = torch.fft.rfft(self.windowed(frames)).abs().pow(2.0)  # [T, F]
         energies = torch.mm(power, self.banks_t.to(power.device))  # [T, M]
         return torch.maximum(energies, self.eps.to(power.device)).log()
 
@@ -158,6 +164,25 @@ def fbank(
     kernel = _FbankKernel(config or FbankConfig())
     samples = _as_float_samples(waveform) * INT16_SCALE  # [N]
     return kernel.features(kernel.frames(samples), generator)
+
+
+def fft_rounding_floor(waveform: torch.Tensor | np.ndarray, config: FbankConfig | None = None) -> torch.Tensor:
+    """Per-bin scale [T, M] of the log-fbank change that float32 FFT rounding alone can cause.
+
+    A float32 FFT's error on every bin is about eps * ||X|| (the frame's spectral norm), whatever the algorithm,
+    so a mel bin of energy E_m = sum_k w_mk |X_k|^2 may move in the log domain by about
+    eps * ||X|| * sum_k w_mk |X_k| / E_m. Low-energy bins (below ~100 Hz after pre-emphasis) reach ~1e-2: two
+    correct implementations on different CPUs (MKL picks its FFT kernels by instruction set) differ there by that
+    much, while bins with real energy agree to ~1e-6. Parity checks use this as the allowance beyond 1e-4.
+    """
+    kernel = _FbankKernel(config or FbankConfig())
+    samples = _as_float_samples(waveform).double() * INT16_SCALE  # [N]
+    spectrum = torch.fft.rfft(kernel.windowed(kernel.frames(samples))).abs()  # [T, F] float64
+    banks_t = kernel.banks_t.double()  # [F, M]
+    norm = spectrum.pow(2).sum(dim=1, keepdim=True).sqrt()  # [T, 1]
+    energies = spectrum.pow(2) @ banks_t  # [T, M]
+    eps = torch.finfo(torch.float32).eps
+    return (eps * norm * (spectrum @ banks_t) / energies.clamp(min=1e-30)).float()  # [T, M]
 
 
 class StreamingFbank:

@@ -7,6 +7,10 @@ the float32 GEMM and rounds the result back to bf16. Batch-1 decoding (a few row
 memory-bound: widening would triple the bytes moved, and a hand-written AVX2 bf16 GEMV (one sequential stream per
 thread) was ~1.3x faster than PyTorch's in isolation but gained nothing measurable in a whole decode step here.
 
+One row (batch-1 decoding) in bf16 goes through `torch.mv` instead: on this project's AVX512-BF16/AMX machine a
+decode step's sequence of GEMVs (SmolLM2-135M shapes, 2 threads) took ~12 ms through `torch.mv` against ~19 ms
+through `F.linear` (oneDNN's matmul path), compiled or not (`vita bench decode`).
+
 Attention (`vita.nn.attention`) widens its bf16 inputs on such CPUs for the same reason (a decode step's bf16
 SDPA over a 128-position cache took 165 us against 50 us in float32).
 
@@ -47,8 +51,32 @@ def widen_bf16() -> bool:
     return _widen_bf16
 
 
+@torch.library.custom_op("vita::gemv", mutates_args=())
+def gemv(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """weight [N, K] @ x [K] -> [N] through `torch.mv`; an opaque op, so inductor calls it rather than generating
+    its own (slower) reduction loops for it."""
+    return torch.mv(weight, x)
+
+
+@gemv.register_fake
+def _(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return weight.new_empty(weight.shape[0])
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """`F.linear`, with bf16 prefill widened to float32 on CPUs without native bf16 (see the module docstring)."""
+    """`F.linear`, with bf16 prefill widened to float32 on CPUs without native bf16 and one bf16 row as a GEMV
+    (see the module docstring)."""
+    if (
+        weight.dtype == torch.bfloat16
+        and x.dtype == torch.bfloat16
+        and weight.device.type == "cpu"
+        and x.numel() == x.shape[-1]
+        and not (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
+    ):
+        out = gemv(weight, x.reshape(-1))  # [N]
+        if bias is not None:
+            out = out + bias
+        return out.view(*x.shape[:-1], weight.shape[0])  # [..., N]
     if (
         weight.dtype == torch.bfloat16
         and x.dtype == torch.bfloat16

@@ -105,11 +105,14 @@ def make_video(task: str, rng: np.random.Generator) -> VideoItem:
 
 
 def write_video(frames: np.ndarray, path: Path) -> None:
-    """frames [T, H, W, 3] uint8 -> H.264 mp4 at FPS (one encoder thread: the bytes depend only on the frames)."""
+    """frames [T, H, W, 3] uint8 -> H.264 mp4 at FPS (one encoder thread, no SIMD: bytes depend only on the frames)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format="mp4") as container:
         container.metadata.clear()
-        stream = container.add_stream("libx264", rate=FPS, options={"threads": "1", "crf": "23", "preset": "fast"})
+        # asm=0: with x264's SIMD kernels the same frames encoded to different bytes within one build on an
+        # AVX-512 machine (state left over between encodes); the C path is deterministic and fast enough here
+        options = {"threads": "1", "crf": "23", "preset": "fast", "x264-params": "asm=0"}
+        stream = container.add_stream("libx264", rate=FPS, options=options)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         stream.codec_context.thread_count = 1
         for frame in frames:
