@@ -11,11 +11,12 @@
                                   holds every case
     out/manifest.json             counts per stage and task, voices (train / eval, held out or not), sha256 per file
 
-Training speech is the packaged Piper voice at three speeds and pitches; eval speech uses espeak-ng voices
-(`mini_speech.eval_voices`; without espeak-ng, Piper at other speeds and pitches, and the manifest says the voices
-were not held out). Images and videos
-come from per-sample generators seeded (seed, split, stream, index) with split 0 for train and 1 for eval; an eval
-item whose file bytes equal a training file is redrawn, and the build asserts no eval image or video hash is in train.
+Training speech is the packaged Piper voice at three speeds and pitches (cycled by sample index, as the tasks are:
+each templated image / video question is said in one variant only, a known limit of the shipped data); eval speech
+uses espeak-ng voices (`mini_speech.eval_voices`; without espeak-ng, Piper at other speeds and pitches, and the
+manifest says the voices were not held out). Images and videos come from per-sample generators seeded (seed, split,
+stream, index) with split 0 for train and 1 for eval; an eval item whose file bytes equal a training file is redrawn,
+and the build asserts no eval image or video hash is in train.
 Answers are one word or a number, so `vita eval` exact match applies. Run: `vita data mini --out DIR [--small]`.
 """
 
