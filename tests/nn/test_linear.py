@@ -1,5 +1,5 @@
-"""`linear`: bf16 prefill widened to float32 on CPUs without native bf16, one bf16 row through torch.mv,
-identical to F.linear otherwise."""
+"""`linear`: bf16 prefill widened to float32 on CPUs without native bf16, one bf16 row through a GEMV
+(native or torch.mv), identical to F.linear otherwise."""
 
 from __future__ import annotations
 
@@ -34,9 +34,21 @@ def test_one_bf16_row_is_a_gemv(widen):
         got = gemv.linear(x, w, b)
         assert got.shape == (1, 1, 48)
         torch.testing.assert_close(got, F.linear(x, w, b), atol=2e-2, rtol=1e-2)  # bf16 rounding of the sum
-        assert torch.equal(gemv.linear(x, w), torch.mv(w, x.reshape(-1)).view(1, 1, 48))
+        assert torch.equal(gemv.linear(x, w), gemv.row_gemv()(w, x.reshape(-1)).view(1, 1, 48))
         compiled = torch.compile(lambda a, c, d: gemv.linear(a, c, d), fullgraph=True)
-        assert torch.equal(compiled(x, w, b), got)  # an opaque op: inductor calls torch.mv, same bits
+        assert torch.equal(compiled(x, w, b), got)  # an opaque op: inductor calls it, same bits
+
+
+def test_torch_mv_fallback_is_opaque_and_exact(monkeypatch):
+    monkeypatch.setattr(gemv.native, "_resolved", True)
+    monkeypatch.setattr(gemv.native, "_gemv", None)  # as on a CPU without the native kernel
+    x = torch.randn(1, 1, 64).bfloat16()
+    w = torch.randn(48, 64).bfloat16()
+    with torch.no_grad():
+        assert gemv.row_gemv() is gemv.gemv
+        assert torch.equal(gemv.linear(x, w), torch.mv(w, x.reshape(-1)).view(1, 1, 48))
+        compiled = torch.compile(lambda a, c: gemv.linear(a, c), fullgraph=True)
+        assert torch.equal(compiled(x, w), torch.mv(w, x.reshape(-1)).view(1, 1, 48))
 
 
 def test_training_and_other_dtypes_use_f_linear(widen):

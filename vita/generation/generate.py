@@ -25,6 +25,7 @@ import torch
 
 from vita.generation.sampling import GREEDY, SamplingConfig, sample
 from vita.models.llm import LLM
+from vita.nn.native import native_gemv
 
 StopReason = Literal["stop_id", "stop_fn", "max_new_tokens"]
 
@@ -72,7 +73,9 @@ def compiled_decode_one_token() -> Callable[..., tuple[torch.Tensor, torch.Tenso
 
     `freezing` lets inductor treat the weights as constants and pre-pack them for the CPU GEMM library, which is
     what makes batch-1 decode fast on CPU; it assumes the weights do not change after the first call.
+    The native bf16 GEMV is resolved here, eagerly, so the trace can call it (`vita.nn.linear.row_gemv`).
     """
+    native_gemv()
     return torch.compile(decode_one_token, fullgraph=False, dynamic=False, options={"freezing": True})
 
 
