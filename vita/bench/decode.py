@@ -48,7 +48,8 @@ class DecodeBench:
     bandwidth_gb_s: float
     bound_tok_s: float
     fraction_of_bound: float
-    gemv: str = "torch.mv"  # the bf16 one-row kernel in use: "native" (vita.nn.native) or "torch.mv"
+    decode_step: str = "compiled"  # "native" (vita.generation.native_step), "compiled" (inductor) or "eager"
+    gemv: str = "torch.mv"  # the one-row bf16 kernel of the module path: "native" (vita.nn.native) or "torch.mv"
     transformers_decode_tok_s: float | None = None
     speedup_vs_transformers: float | None = None
 
@@ -184,22 +185,24 @@ def run_bench(
     llm.fuse_()  # after the transformers copy, which reads the unfused parameters
     prefill_tok_s, decode_tok_s = bench_vita(llm, prompt, new_tokens, compile=compile, repeats=repeats)
     bound = bandwidth / weight_bytes
+    from vita.generation.generate import decode_step_kind
     from vita.nn.native import native_gemv
 
     return DecodeBench(
         model=model, dtype=dtype, threads=torch.get_num_threads(), prompt_len=prompt_len, new_tokens=new_tokens,
         compiled=compile, prefill_tok_s=prefill_tok_s, decode_tok_s=decode_tok_s, weight_bytes=weight_bytes,
         bandwidth_gb_s=bandwidth / 1e9, bound_tok_s=bound, fraction_of_bound=decode_tok_s / bound,
-        gemv="native" if native_gemv() is not None else "torch.mv", transformers_decode_tok_s=hf_tok_s,
+        decode_step=decode_step_kind(llm, compile), gemv="native" if native_gemv() is not None else "torch.mv",
+        transformers_decode_tok_s=hf_tok_s,
         speedup_vs_transformers=None if hf_tok_s is None else decode_tok_s / hf_tok_s,
     )
 
 
 def format_table(r: DecodeBench) -> str:
     rows = [
-        ("model", f"{r.model} ({r.dtype}, {r.threads} threads, {'compiled' if r.compiled else 'eager'} decode)"),
+        ("model", f"{r.model} ({r.dtype}, {r.threads} threads, {r.decode_step} decode step)"),
         ("prefill", f"{r.prefill_tok_s:.0f} tok/s ({r.prompt_len}-token prompt)"),
-        ("decode", f"{r.decode_tok_s:.1f} tok/s ({r.new_tokens} new tokens, batch 1, {r.gemv} GEMV)"),
+        ("decode", f"{r.decode_tok_s:.1f} tok/s ({r.new_tokens} new tokens, batch 1)"),
         ("weights read per token", f"{r.weight_bytes / 1e6:.1f} MB"),
         ("copy bandwidth", f"{r.bandwidth_gb_s:.1f} GB/s"),
         ("bandwidth bound", f"{r.bound_tok_s:.1f} tok/s"),

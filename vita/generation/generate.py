@@ -11,7 +11,9 @@ generator, or `generate_all(...)` to just collect). A stop id ends generation an
 when it returns True generation ends (that id was yielded and is kept).
 
 Only the decode step is worth compiling (`compile=True`): its shapes are static (one token, a fixed-size cache,
-input_pos [1]), so one graph serves every step. The prompt-dependent prefill stays eager.
+input_pos [1]), so one graph serves every step. The prompt-dependent prefill stays eager. For a dense model in bf16
+on an AVX2 CPU, `compile=True` steps through the native whole-step kernel instead (`vita.generation.native_step`,
+no compile wait); `decode_step_kind(llm, compile)` says which step a call would use.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Literal
 
 import torch
 
+from vita.generation.native_step import NativeStep
 from vita.generation.sampling import GREEDY, SamplingConfig, sample
 from vita.models.llm import LLM
 from vita.nn.native import native_gemv
@@ -79,6 +82,13 @@ def compiled_decode_one_token() -> Callable[..., tuple[torch.Tensor, torch.Tenso
     return torch.compile(decode_one_token, fullgraph=False, dynamic=False, options={"freezing": True})
 
 
+def decode_step_kind(llm: LLM, compile: bool) -> Literal["eager", "compiled", "native"]:
+    """Which decode step `generate(llm, compile=compile)` uses."""
+    if not compile:
+        return "eager"
+    return "native" if NativeStep.unsupported(llm) is None else "compiled"
+
+
 def _ensure_cache(llm: LLM, batch_size: int, needed: int) -> None:
     cache = llm.layers[0].attention.kv_cache
     # a cache made under inference_mode cannot be written outside it: then allocate a fresh one
@@ -129,7 +139,9 @@ def generate(
     _ensure_cache(llm, B, L + max_new_tokens)
     device = llm.device
     stops = frozenset(int(i) for i in stop_ids)
-    step = compiled_decode_one_token() if compile else decode_one_token
+    kind = decode_step_kind(llm, compile)
+    native_step = NativeStep(llm) if kind == "native" else None  # reads the current cache: after _ensure_cache
+    step = compiled_decode_one_token() if kind == "compiled" else decode_one_token
 
     input_pos = torch.arange(L, device=device)  # [L]
     if token_ids is not None:
@@ -157,7 +169,10 @@ def generate(
             return result
         if len(result.token_ids) >= max_new_tokens:
             return result
-        next_token, _ = step(llm, next_token.view(1, 1), pos, sampling, generator)
+        if native_step is not None:
+            next_token = sample(native_step(tok, L + len(result.token_ids) - 1), sampling, generator)  # [1]
+        else:
+            next_token, _ = step(llm, next_token.view(1, 1), pos, sampling, generator)
         pos += 1
 
 

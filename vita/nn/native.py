@@ -1,12 +1,14 @@
 """Native CPU kernels: C++ sources in `vita/nn/csrc`, compiled with the system C++ compiler into a PyTorch op library.
 
-Today one kernel: `gemv_bf16` (see `csrc/gemv_bf16.cpp`), the bf16 matrix-vector product of batch-1 decoding on
-AVX2 CPUs. `make setup` builds it (`python -m vita.nn.native`, ~20 s); otherwise the first call that needs it builds
-it. The library is cached under `$VITA_NATIVE_CACHE` (default `~/.cache/vita/native`), keyed by the source, the
-torch version and the flags, so a changed source or torch never loads a stale build.
+Two ops in one library, `vita_native`, for batch-1 bf16 decoding on AVX2 CPUs: `gemv_bf16` (`csrc/gemv_bf16.cpp`,
+one matrix-vector product) and `decode_step_bf16` (`csrc/decode_step.cpp`, a whole dense Llama-family decode step;
+`vita.generation.native_step`). `make setup` builds the library (`python -m vita.nn.native`, ~20 s on 2 cores); otherwise the
+first call that needs it does. It is cached under `$VITA_NATIVE_CACHE` (default `~/.cache/vita/native`), keyed by
+the sources and headers, the torch version and the flags, so a changed source or torch never loads a stale build.
 
-Where it cannot be used — no AVX2/FMA, no compiler, a failed build, `VITA_NATIVE_KERNELS=0` — `native_gemv()`
-returns None (with one warning saying why, unless disabled on purpose) and callers fall back to `torch.mv`.
+Where it cannot be used — no AVX2/FMA, no compiler, a failed build, `VITA_NATIVE_KERNELS=0` — `native_gemv()` and
+`native_decode_step()` return None (with one warning saying why, unless disabled on purpose) and callers fall back
+to PyTorch's ops (`torch.mv`, the compiled module).
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).parent / "csrc" / "gemv_bf16.cpp"
-FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-std=c++17", "-shared", "-fPIC", "-w"]
+CSRC = Path(__file__).parent / "csrc"
+SOURCES = (CSRC / "gemv_bf16.cpp", CSRC / "decode_step.cpp")
+FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-std=c++20", "-shared", "-fPIC", "-w"]  # compile and link
 
 
 def cpu_has(*flags: str) -> bool:
@@ -42,27 +46,46 @@ def _compiler() -> str | None:
     return next((c for c in (os.environ.get("CXX"), "c++", "g++", "clang++") if c and shutil.which(c)), None)
 
 
-def _command(cxx: str, source: Path, out: Path) -> list[str]:
-    from torch.utils.cpp_extension import include_paths, library_paths
+def _compile_command(cxx: str, source: Path, obj: Path) -> list[str]:
+    from torch.utils.cpp_extension import include_paths
 
     abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
-    includes = [f"-I{p}" for p in include_paths()]
+    return [cxx, *FLAGS, abi, *(f"-I{p}" for p in include_paths()), "-c", str(source), "-o", str(obj)]
+
+
+def _link_command(cxx: str, objs: Sequence[Path], out: Path) -> list[str]:
+    from torch.utils.cpp_extension import library_paths
+
     libs = [arg for p in library_paths() for arg in (f"-L{p}", f"-Wl,-rpath,{p}")]
-    return [cxx, *FLAGS, abi, *includes, str(source), "-o", str(out), *libs, "-lc10", "-ltorch_cpu"]
+    return [cxx, *FLAGS, *map(str, objs), "-o", str(out), *libs, "-lc10", "-ltorch_cpu"]
 
 
-def library_path(source: Path = SOURCE) -> Path:
-    """Where the build of `source` for this torch and these flags lives (it may not exist yet)."""
+def _run(commands: list[list[str]], what: str) -> None:
+    """Run the commands side by side (one per source: the build takes the longest compile, not their sum)."""
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for c in commands]
+    outputs = [p.communicate()[0] for p in procs]
+    for proc, output in zip(procs, outputs, strict=True):
+        if proc.returncode != 0:
+            tail = output.strip().splitlines()[-5:]
+            raise RuntimeError(f"{what} failed: " + " | ".join(tail))
+
+
+def library_path(sources: Sequence[Path] = SOURCES) -> Path:
+    """Where the library built from `sources` (and the headers beside them) for this torch and these flags lives
+    (it may not exist yet)."""
     key = hashlib.sha256()
-    key.update(source.read_bytes())
+    headers = sorted({h for src in sources for h in src.parent.glob("*.h")})
+    for path in [*sources, *headers]:
+        key.update(path.name.encode() + b"\0" + path.read_bytes())
     key.update(f"{torch.__version__}|{' '.join(FLAGS)}|{sys.platform}".encode())
     root = Path(os.environ.get("VITA_NATIVE_CACHE") or Path.home() / ".cache" / "vita" / "native")
-    return root / f"{source.stem}-{key.hexdigest()[:16]}.so"
+    name = "vita_native" if tuple(sources) == SOURCES else sources[0].stem
+    return root / f"{name}-{key.hexdigest()[:16]}.so"
 
 
-def build(source: Path = SOURCE) -> Path:
-    """Compile `source` into its cached library (no-op when already built); return the library path."""
-    out = library_path(source)
+def build(sources: Sequence[Path] = SOURCES) -> Path:
+    """Compile `sources` into one cached library (no-op when already built); return the library path."""
+    out = library_path(sources)
     if out.exists():
         return out
     cxx = _compiler()
@@ -71,61 +94,76 @@ def build(source: Path = SOURCE) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         staged = Path(tmp) / out.name
-        done = subprocess.run(_command(cxx, source, staged), capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-            raise RuntimeError(f"compiling {source.name} failed: " + " | ".join(tail))
+        objs = [Path(tmp) / f"{i}-{src.stem}.o" for i, src in enumerate(sources)]
+        names = ", ".join(src.name for src in sources)
+        _run([_compile_command(cxx, src, obj) for src, obj in zip(sources, objs, strict=True)], f"compiling {names}")
+        _run([_link_command(cxx, objs, staged)], f"linking {out.name}")
         os.replace(staged, out)  # atomic: a concurrent builder or loader never sees a partial file
     return out
 
 
-_gemv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-_resolved = False
+_loaded: bool | None = None  # None: undecided; False: unavailable here; True: the ops are registered
+_fake_registered = False
+_lock = threading.Lock()  # one resolution per process, even when model threads race to the first call
 
 
 def resolved() -> bool:
-    """True once `native_gemv()` has decided (whatever it decided)."""
-    return _resolved
+    """True once the library has been looked for (whatever the outcome)."""
+    return _loaded is not None
+
+
+def available() -> bool:
+    """Load the library if it can be used here (building it first when needed); False where it cannot."""
+    global _loaded
+    if _loaded is None:
+        with _lock:
+            if _loaded is None:
+                _loaded = _load()
+    return _loaded
 
 
 def native_gemv() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
     """The `vita_native::gemv_bf16` op (weight [N, K] bf16, x [K] bf16 -> [N] bf16), or None where unavailable.
 
-    Resolved once per process; call it eagerly (not while torch.compile traces) before the first compiled step.
+    Call it eagerly (not while torch.compile traces) before the first compiled step: the first call may build.
     """
-    global _gemv, _resolved
-    if _resolved:
-        return _gemv
-    _resolved = True
-    if os.environ.get("VITA_NATIVE_KERNELS", "1") == "0":
-        return None
-    if not cpu_has("avx2", "fma"):
-        return None
+    return torch.ops.vita_native.gemv_bf16.default if available() else None
+
+
+def native_decode_step() -> Callable[..., torch.Tensor] | None:
+    """The `vita_native::decode_step_bf16` op (see `vita.generation.native_step`), or None where unavailable."""
+    return torch.ops.vita_native.decode_step_bf16.default if available() else None
+
+
+def _load() -> bool:
+    if os.environ.get("VITA_NATIVE_KERNELS", "1") == "0" or not cpu_has("avx2", "fma"):
+        return False
     try:
         torch.ops.load_library(str(build()))
     except (OSError, RuntimeError) as e:
-        warnings.warn(f"vita: the native bf16 GEMV is unavailable ({e}); batch-1 bf16 decoding uses torch.mv",
-                      stacklevel=2)
-        return None
-    op = torch.ops.vita_native.gemv_bf16.default
+        warnings.warn(f"vita: the native bf16 kernels are unavailable ({e}); bf16 decoding uses PyTorch's ops",
+                      stacklevel=4)
+        return False
+    global _fake_registered
+    if not _fake_registered:  # shapes for torch.compile's tracing; once per process
+        torch.library.register_fake("vita_native::gemv_bf16")(_gemv_shape)
+        _fake_registered = True
+    return True
 
-    @torch.library.register_fake("vita_native::gemv_bf16")
-    def _(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return weight.new_empty(weight.shape[0])
 
-    _gemv = op
-    return _gemv
+def _gemv_shape(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return weight.new_empty(weight.shape[0])
 
 
 def main() -> int:
     """`python -m vita.nn.native`: build the kernels now (what `make setup` runs) and say where they are."""
     if not cpu_has("avx2", "fma"):
-        print("vita.nn.native: this CPU has no AVX2/FMA; nothing to build (torch.mv is used)")
+        print("vita.nn.native: this CPU has no AVX2/FMA; nothing to build (PyTorch's ops are used)")
         return 0
     try:
         path = build()
     except RuntimeError as e:
-        print(f"vita.nn.native: not built ({e}); batch-1 bf16 decoding will use torch.mv", file=sys.stderr)
+        print(f"vita.nn.native: not built ({e}); bf16 decoding will use PyTorch's ops", file=sys.stderr)
         return 0  # optional speed-up: never fail the set-up over it
     print(f"vita.nn.native: {path}")
     return 0

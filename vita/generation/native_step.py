@@ -1,0 +1,67 @@
+"""The whole batch-1 decode step in one native call (`vita_native::decode_step_bf16`, `vita/nn/csrc/decode_step.cpp`).
+
+For a dense Llama / Mistral / Qwen2 model in bf16 on an AVX2 CPU, `generate(compile=True)` steps through this
+instead of the inductor-compiled module: one C++ call runs all layers and the head, with the threads meeting at
+barriers rather than launching ~400 small ops (see the C++ file for why and for its numerics). It reads the same
+parameters and writes the same KV cache as the module path, so prefill (module path) and decode (here) mix freely.
+
+`NativeStep.unsupported(llm)` says why a model cannot use it (None when it can): MoE layers, a dtype other than
+bf16, a device other than the CPU, adapters (LoRA) on a projection, or no native library on this machine. The step
+is built over the current batch-1 KV cache (`setup_caches(1, S)` first) and must be rebuilt when that changes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vita.models.llm import LLM
+from vita.nn import native
+
+
+class NativeStep:
+    """Logits [1, V] (bf16) for one token at one position over `llm`'s current KV cache (batch 1)."""
+
+    @staticmethod
+    def unsupported(llm: LLM) -> str | None:
+        cfg = llm.config
+        if cfg.num_experts:
+            return "MoE layers"
+        if llm.dtype != torch.bfloat16 or llm.device.type != "cpu":
+            return f"{llm.dtype} on {llm.device} (only bf16 on the CPU)"
+        for layer in llm.layers:
+            attn, ffn = layer.attention, layer.feed_forward
+            if any(type(m) is not nn.Linear for m in (attn.wq, attn.wk, attn.wv, attn.wo, ffn.w1, ffn.w2, ffn.w3)):
+                return "adapters on a projection (merge them first)"
+        if native.native_decode_step() is None:
+            return "no native library on this machine (see vita.nn.native)"
+        return None
+
+    def __init__(self, llm: LLM) -> None:
+        reason = self.unsupported(llm) or (None if llm.cache_batch_size == 1 else "no batch-1 KV cache")
+        if reason is not None:
+            raise ValueError(f"the native decode step cannot run this model: {reason}")
+        llm.fuse_()  # one qkv and one gate/up matrix per layer (views: no extra memory)
+        cfg = llm.config
+        self._op = native.native_decode_step()
+        self._layers: list[torch.Tensor] = []
+        self._caches: list[torch.Tensor] = []
+        no_bias = torch.empty(0, dtype=torch.bfloat16)
+        for layer in llm.layers:
+            attn, ffn = layer.attention, layer.feed_forward
+            bias = attn.bqkv if attn.bqkv is not None else no_bias
+            self._layers += [layer.attention_norm.weight, attn.wqkv, bias, attn.wo.weight, layer.ffn_norm.weight,
+                             ffn.w13, ffn.w2.weight]
+            self._caches += [attn.kv_cache.k_cache, attn.kv_cache.v_cache]
+        self._embed = llm.tok_embeddings.weight
+        self._head = llm.output.weight if llm.output is not None else llm.tok_embeddings.weight
+        self._norm = llm.norm.weight
+        self._cos, self._sin = llm._rope_cos.contiguous(), llm._rope_sin.contiguous()
+        self._heads = (cfg.num_heads, cfg.num_kv_heads)
+        self._eps = float(cfg.rms_norm_eps)
+        self.vocab_size = self._head.shape[0]
+
+    def __call__(self, token: int, pos: int) -> torch.Tensor:
+        logits = self._op(token, pos, self._embed, self._layers, self._caches, self._cos, self._sin, self._norm,
+                          self._head, *self._heads, self._eps)  # [V]
+        return logits.view(1, self.vocab_size)  # [1, V]

@@ -1,0 +1,75 @@
+// Shared pieces of the native kernels: bf16 <-> float32 and the AVX2 bf16 GEMV over a block of rows.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace vita_native {
+
+inline float bf16_to_float(uint16_t h) {
+  const uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// float32 -> bf16 bits, round to nearest even, NaN -> the canonical quiet NaN: exactly as c10::BFloat16
+inline uint16_t float_to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return uint16_t(bits >> 16);
+}
+
+// the value PyTorch holds after storing f in a bf16 tensor
+inline float round_bf16(float f) { return bf16_to_float(float_to_bf16(f)); }
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// x_split[k..k+16) = the 8 even then the 8 odd elements of x[k..k+16), for every whole 16-block: the order in which
+// gemv_rows widens a row's bf16 pairs in registers
+inline void split_even_odd(const float* x, int64_t K, float* x_split) {
+  for (int64_t k = 0; k + 16 <= K; k += 16) {
+    for (int j = 0; j < 8; ++j) {
+      x_split[k + j] = x[k + 2 * j];
+      x_split[k + 8 + j] = x[k + 2 * j + 1];
+    }
+  }
+}
+
+// For rows n in [n0, n1) of w [N, K] (bf16 bits): store(n, sum_k w[n, k] * x[k]) with the sum in float32.
+// Each 32 weights are two 256-bit loads widened in registers (a bf16 is the top half of a float32: even elements
+// by a 16-bit left shift of each 32-bit lane, odd ones by masking the low half), four independent FMA chains.
+template <typename Store>
+inline void gemv_rows(const uint16_t* w, int64_t n0, int64_t n1, int64_t K, const float* x_split, const float* x,
+                      Store store) {
+  const __m256i high_half = _mm256_set1_epi32(int32_t(0xffff0000u));
+  const int64_t K32 = K / 32 * 32;
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint16_t* row = w + n * K;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t k = 0; k < K32; k += 32) {
+      const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k));
+      const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k + 16));
+      a0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)), _mm256_loadu_ps(x_split + k), a0);
+      a1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v0, high_half)), _mm256_loadu_ps(x_split + k + 8),
+                           a1);
+      a2 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v1, 16)), _mm256_loadu_ps(x_split + k + 16), a2);
+      a3 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v1, high_half)), _mm256_loadu_ps(x_split + k + 24),
+                           a3);
+    }
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (int64_t k = K32; k < K; ++k) s += bf16_to_float(row[k]) * x[k];
+    store(n, s);
+  }
+}
+
+}  // namespace vita_native
