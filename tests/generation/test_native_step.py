@@ -111,6 +111,17 @@ def test_generate_compile_uses_it_and_yields_its_greedy_tokens():
             expected.append(int(step(expected[-1], L + i).argmax()))
     assert got == expected
     assert len(set(got)) > 1
+    assert llm.layers[0].attention.wqkv is None  # the native step reads the parameters as they are: no fusing
+
+
+def test_fused_and_unfused_parameters_give_the_same_bits():
+    llm = _llm(bias=True).bfloat16()
+    plain, fused = _prefilled(copy.deepcopy(llm)), copy.deepcopy(llm)
+    fused.fuse_()  # q/k/v and gate/up become views of one buffer each
+    _prefilled(fused)
+    a, b = NativeStep(plain), NativeStep(fused)
+    for i, tok in enumerate([4, 5, 6]):
+        assert torch.equal(a(tok, PROMPT.shape[1] + i), b(tok, PROMPT.shape[1] + i))
 
 
 def test_refusals_name_the_reason():

@@ -3,7 +3,8 @@
 For a dense Llama / Mistral / Qwen2 model in bf16 on an AVX2 CPU, `generate(compile=True)` steps through this
 instead of the inductor-compiled module: one C++ call runs all layers and the head, with the threads meeting at
 barriers rather than launching ~400 small ops (see the C++ file for why and for its numerics). It reads the same
-parameters and writes the same KV cache as the module path, so prefill (module path) and decode (here) mix freely.
+parameters (without fusing or copying them: the model stays trainable) and writes the same KV cache as the module
+path, so prefill (module path) and decode (here) mix freely.
 
 `NativeStep.unsupported(llm)` says why a model cannot use it (None when it can): MoE layers, a dtype other than
 bf16, a device other than the CPU, adapters (LoRA) on a projection, or no native library on this machine. The step
@@ -41,17 +42,16 @@ class NativeStep:
         reason = self.unsupported(llm) or (None if llm.cache_batch_size == 1 else "no batch-1 KV cache")
         if reason is not None:
             raise ValueError(f"the native decode step cannot run this model: {reason}")
-        llm.fuse_()  # one qkv and one gate/up matrix per layer (views: no extra memory)
         cfg = llm.config
         self._op = native.native_decode_step()
         self._layers: list[torch.Tensor] = []
         self._caches: list[torch.Tensor] = []
         no_bias = torch.empty(0, dtype=torch.bfloat16)
-        for layer in llm.layers:
+        for layer in llm.layers:  # the module's own parameters, fused (views) or not: nothing is copied
             attn, ffn = layer.attention, layer.feed_forward
-            bias = attn.bqkv if attn.bqkv is not None else no_bias
-            self._layers += [layer.attention_norm.weight, attn.wqkv, bias, attn.wo.weight, layer.ffn_norm.weight,
-                             ffn.w13, ffn.w2.weight]
+            biases = [no_bias] * 3 if attn.wq.bias is None else [attn.wq.bias, attn.wk.bias, attn.wv.bias]
+            self._layers += [layer.attention_norm.weight, attn.wq.weight, attn.wk.weight, attn.wv.weight, *biases,
+                             attn.wo.weight, layer.ffn_norm.weight, ffn.w1.weight, ffn.w3.weight, ffn.w2.weight]
             self._caches += [attn.kv_cache.k_cache, attn.kv_cache.v_cache]
         self._embed = llm.tok_embeddings.weight
         self._head = llm.output.weight if llm.output is not None else llm.tok_embeddings.weight

@@ -2,7 +2,7 @@
 
 Two ops in one library, `vita_native`, for batch-1 bf16 decoding on AVX2 CPUs: `gemv_bf16` (`csrc/gemv_bf16.cpp`,
 one matrix-vector product) and `decode_step_bf16` (`csrc/decode_step.cpp`, a whole dense Llama-family decode step;
-`vita.generation.native_step`). `make setup` builds the library (`python -m vita.nn.native`, ~20 s on 2 cores); otherwise the
+`vita.generation.native_step`). `make setup` builds the library (`python -m vita.nn.native`, ~20 s); otherwise the
 first call that needs it does. It is cached under `$VITA_NATIVE_CACHE` (default `~/.cache/vita/native`), keyed by
 the sources and headers, the torch version and the flags, so a changed source or torch never loads a stale build.
 

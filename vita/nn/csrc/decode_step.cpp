@@ -13,8 +13,10 @@
 // bf16 (the residual stream, norm outputs, projections, attention output, the KV cache, logits) is rounded to bf16
 // here at the same point; sums, norms' statistics, RoPE, softmax and SiLU run in float32 in between.
 //
-// layers: 7 tensors per layer, in order: attention_norm [D], wqkv [Hq*Dh + 2*Hkv*Dh, D], bqkv (that length, or empty
-// when the model has no q/k/v bias), wo [D, Hq*Dh], ffn_norm [D], w13 [2I, D] (gate rows then up rows), w2 [D, I].
+// layers: 12 tensors per layer, the module's own parameters (fused or not), in order: attention_norm [D],
+// wq [Hq*Dh, D], wk [Hkv*Dh, D], wv [Hkv*Dh, D], bq, bk, bv (their lengths, or all three empty when the model has
+// no q/k/v bias), wo [D, Hq*Dh], ffn_norm [D], w1 (gate) [I, D], w3 (up) [I, D], w2 [D, I]. The products that share
+// an input (q/k/v; gate/up) run as one stage: the threads split their stacked rows.
 // caches: k_cache, v_cache [1, Hkv, S, Dh] per layer, written at `pos`; cos/sin: float32 RoPE tables [>= S, Dh].
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -40,10 +42,40 @@ void check_bf16(const at::Tensor& t, const char* what, std::vector<int64_t> shap
               ", expected ", at::IntArrayRef(shape));
 }
 
+constexpr int64_t kPerLayer = 12;
+
+struct Part {  // one matrix of a stack of GEMVs over the same input
+  const uint16_t* w;
+  int64_t rows;
+};
+
 struct Layer {
-  const uint16_t *attn_norm, *wqkv, *bqkv, *wo, *ffn_norm, *w13, *w2;
+  const uint16_t* attn_norm;
+  Part qkv[3];
+  const uint16_t* bias[3];
+  const uint16_t *wo, *ffn_norm;
+  Part gate_up[2];
+  const uint16_t* w2;
   uint16_t *k_cache, *v_cache;
 };
+
+// Thread t of nt: its share of the rows of the stacked matrices parts[0..P) (global row r of the stack is row
+// r - offset of the part holding it), store(global row, sum).
+template <typename Store>
+void gemv_stack(const Part* parts, int P, int64_t K, int t, int nt, const float* x_split, const float* x,
+                Store store) {
+  int64_t N = 0;
+  for (int p = 0; p < P; ++p) N += parts[p].rows;
+  const int64_t lo = N * t / nt, hi = N * (t + 1) / nt;
+  int64_t offset = 0;
+  for (int p = 0; p < P; ++p) {
+    const int64_t a = std::max(lo, offset), b = std::min(hi, offset + parts[p].rows);
+    if (a < b) {
+      gemv_rows(parts[p].w, a - offset, b - offset, K, x_split, x, [&](int64_t n, float v) { store(n + offset, v); });
+    }
+    offset += parts[p].rows;
+  }
+}
 
 // out = bf16(weight * bf16(x / rms(x))), as `vita.nn.norm.RMSNorm` in bf16
 void rms_norm(const float* x, const uint16_t* weight, int64_t D, float eps, float* out) {
@@ -68,16 +100,16 @@ at::Tensor decode_step_bf16(int64_t token, int64_t pos, const at::Tensor& embed,
                             const at::Tensor& norm, const at::Tensor& head, int64_t num_heads, int64_t num_kv_heads,
                             double eps) {
   TORCH_CHECK(embed.dim() == 2, "decode_step_bf16: embed must be [V, D]");
-  const int64_t D = embed.size(1), L = int64_t(layers.size()) / 7;
-  TORCH_CHECK(L > 0 && int64_t(layers.size()) == 7 * L, "decode_step_bf16: expected 7 tensors per layer, got ",
-              layers.size());
+  const int64_t D = embed.size(1), L = int64_t(layers.size()) / kPerLayer;
+  TORCH_CHECK(L > 0 && int64_t(layers.size()) == kPerLayer * L, "decode_step_bf16: expected ", kPerLayer,
+              " tensors per layer, got ", layers.size());
   TORCH_CHECK(int64_t(caches.size()) == 2 * L, "decode_step_bf16: expected 2 caches per layer, got ", caches.size());
   TORCH_CHECK(num_kv_heads > 0 && num_heads % num_kv_heads == 0, "decode_step_bf16: bad head counts");
   TORCH_CHECK(cos.dim() == 2 && cos.scalar_type() == at::kFloat && cos.is_contiguous() && sin.sizes() == cos.sizes() &&
                   sin.scalar_type() == at::kFloat && sin.is_contiguous(),
               "decode_step_bf16: cos/sin must be contiguous float32 [S, Dh] tables");
   const int64_t Dh = cos.size(1), Q = num_heads * Dh, KV = num_kv_heads * Dh, QKV = Q + 2 * KV;
-  const int64_t I = layers[6].dim() == 2 ? layers[6].size(1) : 0, S = caches[0].dim() == 4 ? caches[0].size(2) : 0;
+  const int64_t I = layers[11].dim() == 2 ? layers[11].size(1) : 0, S = caches[0].dim() == 4 ? caches[0].size(2) : 0;
   const int64_t V = head.dim() == 2 ? head.size(0) : 0, group = num_heads / num_kv_heads;
   TORCH_CHECK(Dh % 2 == 0 && I > 0 && S > 0, "decode_step_bf16: bad head width, MLP width or cache length");
   TORCH_CHECK(0 <= pos && pos < S && pos < cos.size(0), "decode_step_bf16: position ", pos, " outside the cache (",
@@ -87,22 +119,38 @@ at::Tensor decode_step_bf16(int64_t token, int64_t pos, const at::Tensor& embed,
   check_bf16(embed, "embed", {embed.size(0), D});
   check_bf16(norm, "norm", {D});
   check_bf16(head, "head", {V, D});
-  const bool bias = layers[2].numel() > 0;
+  const bool bias = layers[4].numel() > 0;
   std::vector<Layer> ls(L);
   for (int64_t l = 0; l < L; ++l) {
-    const at::Tensor* t = layers.data() + 7 * l;
+    const at::Tensor* t = layers.data() + kPerLayer * l;
     check_bf16(t[0], "attention_norm", {D});
-    check_bf16(t[1], "wqkv", {QKV, D});
-    if (bias) check_bf16(t[2], "bqkv", {QKV});
-    TORCH_CHECK((t[2].numel() > 0) == bias, "decode_step_bf16: bqkv given for some layers only");
-    check_bf16(t[3], "wo", {D, Q});
-    check_bf16(t[4], "ffn_norm", {D});
-    check_bf16(t[5], "w13", {2 * I, D});
-    check_bf16(t[6], "w2", {D, I});
+    check_bf16(t[1], "wq", {Q, D});
+    check_bf16(t[2], "wk", {KV, D});
+    check_bf16(t[3], "wv", {KV, D});
+    for (int i = 0; i < 3; ++i) {
+      TORCH_CHECK((t[4 + i].numel() > 0) == bias, "decode_step_bf16: q/k/v biases given for some projections only");
+      if (bias) check_bf16(t[4 + i], i == 0 ? "bq" : i == 1 ? "bk" : "bv", {i == 0 ? Q : KV});
+    }
+    check_bf16(t[7], "wo", {D, Q});
+    check_bf16(t[8], "ffn_norm", {D});
+    check_bf16(t[9], "w1", {I, D});
+    check_bf16(t[10], "w3", {I, D});
+    check_bf16(t[11], "w2", {D, I});
     check_bf16(caches[2 * l], "k_cache", {1, num_kv_heads, S, Dh});
     check_bf16(caches[2 * l + 1], "v_cache", {1, num_kv_heads, S, Dh});
-    ls[l] = {bits(t[0]), bits(t[1]), bias ? bits(t[2]) : nullptr, bits(t[3]), bits(t[4]), bits(t[5]), bits(t[6]),
-             const_cast<uint16_t*>(bits(caches[2 * l])), const_cast<uint16_t*>(bits(caches[2 * l + 1]))};
+    Layer& ly = ls[l];
+    ly.attn_norm = bits(t[0]);
+    ly.qkv[0] = {bits(t[1]), Q};
+    ly.qkv[1] = {bits(t[2]), KV};
+    ly.qkv[2] = {bits(t[3]), KV};
+    for (int i = 0; i < 3; ++i) ly.bias[i] = bias ? bits(t[4 + i]) : nullptr;
+    ly.wo = bits(t[7]);
+    ly.ffn_norm = bits(t[8]);
+    ly.gate_up[0] = {bits(t[9]), I};
+    ly.gate_up[1] = {bits(t[10]), I};
+    ly.w2 = bits(t[11]);
+    ly.k_cache = const_cast<uint16_t*>(bits(caches[2 * l]));
+    ly.v_cache = const_cast<uint16_t*>(bits(caches[2 * l + 1]));
   }
 
   const int64_t T = pos + 1, widest = std::max({D, Q, I});
@@ -136,12 +184,14 @@ at::Tensor decode_step_bf16(int64_t token, int64_t pos, const at::Tensor& embed,
         rms_norm(x.data(), ly.attn_norm, D, feps, xn.data());
         split_even_odd(xn.data(), D, xs.data());
       }
-      if (ly.bqkv) {
-        gemv(ly.wqkv, QKV, D, xn.data(), [&](int64_t n, float v) {
-          qkv[n] = round_bf16(round_bf16(v) + bf16_to_float(ly.bqkv[n]));
+      if (bias) {
+        gemv_stack(ly.qkv, 3, D, t, nt, xs.data(), xn.data(), [&](int64_t n, float v) {
+          const float b = n < Q ? bf16_to_float(ly.bias[0][n])
+                          : n < Q + KV ? bf16_to_float(ly.bias[1][n - Q]) : bf16_to_float(ly.bias[2][n - Q - KV]);
+          qkv[n] = round_bf16(round_bf16(v) + b);
         });
       } else {
-        gemv(ly.wqkv, QKV, D, xn.data(), to_bf16(qkv.data()));
+        gemv_stack(ly.qkv, 3, D, t, nt, xs.data(), xn.data(), to_bf16(qkv.data()));
       }
 #pragma omp barrier
 #pragma omp single
@@ -187,7 +237,7 @@ at::Tensor decode_step_bf16(int64_t token, int64_t pos, const at::Tensor& embed,
         rms_norm(x.data(), ly.ffn_norm, D, feps, xn.data());
         split_even_odd(xn.data(), D, xs.data());
       }
-      gemv(ly.w13, 2 * I, D, xn.data(), to_bf16(gu.data()));
+      gemv_stack(ly.gate_up, 2, D, t, nt, xs.data(), xn.data(), to_bf16(gu.data()));
 #pragma omp barrier
 #pragma omp single
       {
