@@ -35,4 +35,4 @@ def test_json_report_has_the_documented_keys(capsys):
         assert key in report
     assert report["decode_tok_s"] > 0 and report["bound_tok_s"] > 0 and report["weight_bytes"] > 0
     assert report["speedup_vs_transformers"] > 0
-    assert report["gemv"] in ("native", "torch.mv") and report["decode_step"] == "eager"  # fp32, --no-compile
+    assert report["gemv"] in ("native", "torch.mv") and report["decode_step"] in ("native", "eager")  # fp32

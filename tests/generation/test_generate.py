@@ -156,7 +156,9 @@ def test_bad_sampling_settings_are_refused(kwargs):
 @pytest.mark.slow
 def test_compiled_decode_step_gives_the_same_tokens():
     llm = _llm().fuse_()
-    eager = generate_all(llm, token_ids=PROMPT, max_new_tokens=10).token_ids
+    eager = generate_all(llm, token_ids=PROMPT, max_new_tokens=10, native=False).token_ids
     with torch.inference_mode():
-        compiled = generate_all(llm, token_ids=PROMPT, max_new_tokens=10, compile=True).token_ids
+        compiled = generate_all(llm, token_ids=PROMPT, max_new_tokens=10, compile=True, native=False).token_ids
+        native = generate_all(llm, token_ids=PROMPT, max_new_tokens=10).token_ids  # the native step where built
     assert compiled == eager
+    assert native == eager

@@ -80,6 +80,24 @@ def test_as_accurate_as_the_bf16_module_path(kw):
             assert torch.equal(x[:, :, : PROMPT.shape[1]], y[:, :, : PROMPT.shape[1]])  # prefill slots untouched
 
 
+@pytest.mark.parametrize("kw", [{}, {"bias": True}, {"hidden": 72, "heads": 4, "kv_heads": 1}])
+def test_float32_as_accurate_as_the_module_path(kw):
+    base = _llm(**kw)
+    exact = _prefilled(copy.deepcopy(base).double())
+    module = _prefilled(copy.deepcopy(base))
+    fast = _prefilled(copy.deepcopy(base))
+    ids = [7, 100, 3, 150, 42]
+    with torch.no_grad():
+        ref = _teacher_forced(exact, _module_step(exact), ids)
+        f32 = _teacher_forced(module, _module_step(module), ids)
+        got = _teacher_forced(fast, NativeStep(fast), ids)
+    for r, m, g in zip(ref, f32, got, strict=True):
+        scale = r.abs().max()
+        assert (g.double() - r).abs().max() <= 2 * (m.double() - r).abs().max() + 1e-6 * scale
+    for a, b in zip(module.layers, fast.layers, strict=True):
+        torch.testing.assert_close(b.attention.kv_cache.k_cache, a.attention.kv_cache.k_cache, atol=1e-5, rtol=1e-5)
+
+
 def test_same_bits_on_one_and_two_threads():
     llm = _llm(bias=True).bfloat16()
     results = []
@@ -98,7 +116,9 @@ def test_same_bits_on_one_and_two_threads():
 
 def test_generate_compile_uses_it_and_yields_its_greedy_tokens():
     llm = _llm().bfloat16()
-    assert decode_step_kind(llm, True) == "native" and decode_step_kind(llm, False) == "eager"
+    assert decode_step_kind(llm, True) == "native" and decode_step_kind(llm, False) == "native"
+    assert decode_step_kind(llm, False, native=False) == "eager"
+    assert decode_step_kind(llm, True, native=False) == "compiled"
     L = PROMPT.shape[1]
     with torch.no_grad():
         got = generate_all(llm, token_ids=PROMPT, max_new_tokens=12, compile=True).token_ids
@@ -125,7 +145,7 @@ def test_fused_and_unfused_parameters_give_the_same_bits():
 
 
 def test_refusals_name_the_reason():
-    assert NativeStep.unsupported(_llm()).startswith("torch.float32")
+    assert NativeStep.unsupported(_llm().half()).startswith("torch.float16")
     assert NativeStep.unsupported(_llm(moe=True).bfloat16()) == "MoE layers"
     from vita.training.lora import add_lora
 

@@ -92,14 +92,15 @@ def _best_rates(run: Callable[[], tuple[list[float], float]], prompt_len: int, r
     return max(r[0] for r in rates), max(r[1] for r in rates)
 
 
-def bench_vita(llm: LLM, prompt: torch.Tensor, new_tokens: int, *, compile: bool, repeats: int) -> tuple[float, float]:
+def bench_vita(llm: LLM, prompt: torch.Tensor, new_tokens: int, *, compile: bool, repeats: int,
+               native: bool = True) -> tuple[float, float]:
     """(prefill tok/s, decode tok/s) of our `generate` on prompt [1, L]."""
     from vita.generation.generate import generate
 
     def run() -> tuple[list[float], float]:
         t0 = time.perf_counter()
         times = [time.perf_counter() for _ in generate(llm, token_ids=prompt, max_new_tokens=new_tokens,
-                                                        compile=compile)]
+                                                        compile=compile, native=native)]
         assert len(times) == new_tokens, "bench prompts have no stop ids, so every step must produce a token"
         return times, t0
 
@@ -163,6 +164,7 @@ def run_bench(
     compile: bool = True,
     transformers: bool = True,
     repeats: int = 3,
+    native: bool = True,
 ) -> DecodeBench:
     from vita.checkpoint.load import load_model
 
@@ -183,7 +185,8 @@ def run_bench(
         except ImportError:
             print("transformers is not installed: skipping the comparison", file=sys.stderr)
     llm.fuse_()  # after the transformers copy, which reads the unfused parameters
-    prefill_tok_s, decode_tok_s = bench_vita(llm, prompt, new_tokens, compile=compile, repeats=repeats)
+    prefill_tok_s, decode_tok_s = bench_vita(llm, prompt, new_tokens, compile=compile, repeats=repeats,
+                                               native=native)
     bound = bandwidth / weight_bytes
     from vita.generation.generate import decode_step_kind
     from vita.nn.native import native_gemv
@@ -192,7 +195,7 @@ def run_bench(
         model=model, dtype=dtype, threads=torch.get_num_threads(), prompt_len=prompt_len, new_tokens=new_tokens,
         compiled=compile, prefill_tok_s=prefill_tok_s, decode_tok_s=decode_tok_s, weight_bytes=weight_bytes,
         bandwidth_gb_s=bandwidth / 1e9, bound_tok_s=bound, fraction_of_bound=decode_tok_s / bound,
-        decode_step=decode_step_kind(llm, compile), gemv="native" if native_gemv() is not None else "torch.mv",
+        decode_step=decode_step_kind(llm, compile, native), gemv="native" if native_gemv() is not None else "torch.mv",
         transformers_decode_tok_s=hf_tok_s,
         speedup_vs_transformers=None if hf_tok_s is None else decode_tok_s / hf_tok_s,
     )
@@ -224,11 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-transformers", action="store_true")
+    p.add_argument("--no-native", action="store_true", help="the module's decode step, not the native whole step")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     result = run_bench(
         args.model, dtype=args.dtype, prompt_len=args.prompt_len, new_tokens=args.new_tokens, threads=args.threads,
-        compile=not args.no_compile, transformers=not args.no_transformers,
+        compile=not args.no_compile, transformers=not args.no_transformers, native=not args.no_native,
     )
     print(json.dumps(asdict(result)) if args.json else format_table(result))
     return 0

@@ -12,8 +12,9 @@ when it returns True generation ends (that id was yielded and is kept).
 
 Only the decode step is worth compiling (`compile=True`): its shapes are static (one token, a fixed-size cache,
 input_pos [1]), so one graph serves every step. The prompt-dependent prefill stays eager. For a dense model in bf16
-on an AVX2 CPU, `compile=True` steps through the native whole-step kernel instead (`vita.generation.native_step`,
-no compile wait); `decode_step_kind(llm, compile)` says which step a call would use.
+or float32 on an AVX2 CPU, decoding steps through the native whole-step kernel instead, compiled or not
+(`vita.generation.native_step`: one call per token, no compile wait; `native=False` keeps the module path);
+`decode_step_kind(llm, compile, native)` says which step a call would use.
 """
 
 from __future__ import annotations
@@ -82,11 +83,11 @@ def compiled_decode_one_token() -> Callable[..., tuple[torch.Tensor, torch.Tenso
     return torch.compile(decode_one_token, fullgraph=False, dynamic=False, options={"freezing": True})
 
 
-def decode_step_kind(llm: LLM, compile: bool) -> Literal["eager", "compiled", "native"]:
-    """Which decode step `generate(llm, compile=compile)` uses."""
-    if not compile:
-        return "eager"
-    return "native" if NativeStep.unsupported(llm) is None else "compiled"
+def decode_step_kind(llm: LLM, compile: bool, native: bool = True) -> Literal["eager", "compiled", "native"]:
+    """Which decode step `generate(llm, compile=compile, native=native)` uses."""
+    if native and NativeStep.unsupported(llm) is None:
+        return "native"
+    return "compiled" if compile else "eager"
 
 
 def _ensure_cache(llm: LLM, batch_size: int, needed: int) -> None:
@@ -110,6 +111,7 @@ def generate(
     stop_fn: Callable[[list[int]], bool] | None = None,
     generator: torch.Generator | None = None,
     compile: bool = False,
+    native: bool = True,
 ) -> Generator[int, None, GenerationResult]:
     """Yield new token ids one at a time for a batch-1 prompt; return a `GenerationResult`.
 
@@ -121,7 +123,9 @@ def generate(
         stop_ids: ids that end generation (not yielded).
         stop_fn: called with all yielded ids after each one; True ends generation.
         generator: RNG for sampling.
-        compile: use the compiled decode step (first call compiles, which takes a while).
+        compile: use the compiled decode step (first call compiles, which takes a while) where the native step
+            does not apply.
+        native: use the native whole-step kernel where the model allows it (dense, bf16/float32, CPU).
     """
     if (token_ids is None) == (input_embeds is None):
         raise ValueError("pass exactly one of token_ids and input_embeds")
@@ -139,7 +143,7 @@ def generate(
     _ensure_cache(llm, B, L + max_new_tokens)
     device = llm.device
     stops = frozenset(int(i) for i in stop_ids)
-    kind = decode_step_kind(llm, compile)
+    kind = decode_step_kind(llm, compile, native)
     native_step = NativeStep(llm) if kind == "native" else None  # reads the current cache: after _ensure_cache
     step = compiled_decode_one_token() if kind == "compiled" else decode_one_token
 

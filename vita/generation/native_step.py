@@ -1,14 +1,15 @@
-"""The whole batch-1 decode step in one native call (`vita_native::decode_step_bf16`, `vita/nn/csrc/decode_step.cpp`).
+"""The whole batch-1 decode step in one native call (`vita_native::decode_step`, `vita/nn/csrc/decode_step.cpp`).
 
-For a dense Llama / Mistral / Qwen2 model in bf16 on an AVX2 CPU, `generate(compile=True)` steps through this
-instead of the inductor-compiled module: one C++ call runs all layers and the head, with the threads meeting at
+For a dense Llama / Mistral / Qwen2 model in bf16 or float32 on an AVX2 CPU, `generate` steps through this instead
+of the module (eager or inductor-compiled): one C++ call runs all layers and the head, with the threads meeting at
 barriers rather than launching ~400 small ops (see the C++ file for why and for its numerics). It reads the same
 parameters (without fusing or copying them: the model stays trainable) and writes the same KV cache as the module
 path, so prefill (module path) and decode (here) mix freely.
 
 `NativeStep.unsupported(llm)` says why a model cannot use it (None when it can): MoE layers, a dtype other than
-bf16, a device other than the CPU, adapters (LoRA) on a projection, or no native library on this machine. The step
-is built over the current batch-1 KV cache (`setup_caches(1, S)` first) and must be rebuilt when that changes.
+bf16 or float32, a device other than the CPU, adapters (LoRA) on a projection, or no native library on this
+machine. The step is built over the current batch-1 KV cache (`setup_caches(1, S)` first) and must be rebuilt
+when that changes.
 """
 
 from __future__ import annotations
@@ -21,15 +22,15 @@ from vita.nn import native
 
 
 class NativeStep:
-    """Logits [1, V] (bf16) for one token at one position over `llm`'s current KV cache (batch 1)."""
+    """Logits [1, V] (the model's dtype) for one token at one position over `llm`'s current KV cache (batch 1)."""
 
     @staticmethod
     def unsupported(llm: LLM) -> str | None:
         cfg = llm.config
         if cfg.num_experts:
             return "MoE layers"
-        if llm.dtype != torch.bfloat16 or llm.device.type != "cpu":
-            return f"{llm.dtype} on {llm.device} (only bf16 on the CPU)"
+        if llm.dtype not in (torch.bfloat16, torch.float32) or llm.device.type != "cpu":
+            return f"{llm.dtype} on {llm.device} (only bf16 or float32 on the CPU)"
         for layer in llm.layers:
             attn, ffn = layer.attention, layer.feed_forward
             if any(type(m) is not nn.Linear for m in (attn.wq, attn.wk, attn.wv, attn.wo, ffn.w1, ffn.w2, ffn.w3)):
@@ -46,7 +47,7 @@ class NativeStep:
         self._op = native.native_decode_step()
         self._layers: list[torch.Tensor] = []
         self._caches: list[torch.Tensor] = []
-        no_bias = torch.empty(0, dtype=torch.bfloat16)
+        no_bias = torch.empty(0, dtype=llm.dtype)
         for layer in llm.layers:  # the module's own parameters, fused (views) or not: nothing is copied
             attn, ffn = layer.attention, layer.feed_forward
             biases = [no_bias] * 3 if attn.wq.bias is None else [attn.wq.bias, attn.wk.bias, attn.wv.bias]
@@ -61,6 +62,7 @@ class NativeStep:
         self._eps = float(cfg.rms_norm_eps)
         self.vocab_size = self._head.shape[0]
 
+    @torch.no_grad()
     def __call__(self, token: int, pos: int) -> torch.Tensor:
         logits = self._op(token, pos, self._embed, self._layers, self._caches, self._cos, self._sin, self._norm,
                           self._head, *self._heads, self._eps)  # [V]

@@ -1,10 +1,11 @@
 """Native CPU kernels: C++ sources in `vita/nn/csrc`, compiled with the system C++ compiler into a PyTorch op library.
 
-Two ops in one library, `vita_native`, for batch-1 bf16 decoding on AVX2 CPUs: `gemv_bf16` (`csrc/gemv_bf16.cpp`,
-one matrix-vector product) and `decode_step_bf16` (`csrc/decode_step.cpp`, a whole dense Llama-family decode step;
-`vita.generation.native_step`). `make setup` builds the library (`python -m vita.nn.native`, ~20 s); otherwise the
-first call that needs it does. It is cached under `$VITA_NATIVE_CACHE` (default `~/.cache/vita/native`), keyed by
-the sources and headers, the torch version and the flags, so a changed source or torch never loads a stale build.
+Two ops in one library, `vita_native`, for batch-1 decoding on AVX2 CPUs: `gemv_bf16` (`csrc/gemv_bf16.cpp`, one
+bf16 matrix-vector product) and `decode_step` (`csrc/decode_step.cpp`, a whole dense Llama-family decode step in bf16
+or float32; `vita.generation.native_step`). `make setup` builds the library (`python -m vita.nn.native`, ~20 s);
+otherwise the first call that needs it does. It is cached under `$VITA_NATIVE_CACHE` (default
+`~/.cache/vita/native`), keyed by the sources and headers, the torch version and the flags, so a changed source or
+torch never loads a stale build.
 
 Where it cannot be used — no AVX2/FMA, no compiler, a failed build, `VITA_NATIVE_KERNELS=0` — `native_gemv()` and
 `native_decode_step()` return None (with one warning saying why, unless disabled on purpose) and callers fall back
@@ -131,8 +132,8 @@ def native_gemv() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
 
 
 def native_decode_step() -> Callable[..., torch.Tensor] | None:
-    """The `vita_native::decode_step_bf16` op (see `vita.generation.native_step`), or None where unavailable."""
-    return torch.ops.vita_native.decode_step_bf16.default if available() else None
+    """The `vita_native::decode_step` op (see `vita.generation.native_step`), or None where unavailable."""
+    return torch.ops.vita_native.decode_step.default if available() else None
 
 
 def _load() -> bool:

@@ -73,3 +73,27 @@ inline void gemv_rows(const uint16_t* w, int64_t n0, int64_t n1, int64_t K, cons
 }
 
 }  // namespace vita_native
+
+namespace vita_native {
+
+// The float32 counterpart of gemv_rows (same contract; x_split is unused: float32 rows need no reordering).
+template <typename Store>
+inline void gemv_rows(const float* w, int64_t n0, int64_t n1, int64_t K, const float* /*x_split*/, const float* x,
+                      Store store) {
+  const int64_t K32 = K / 32 * 32;
+  for (int64_t n = n0; n < n1; ++n) {
+    const float* row = w + n * K;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t k = 0; k < K32; k += 32) {
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k), _mm256_loadu_ps(x + k), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k + 16), _mm256_loadu_ps(x + k + 16), a2);
+      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(row + k + 24), _mm256_loadu_ps(x + k + 24), a3);
+    }
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (int64_t k = K32; k < K; ++k) s += row[k] * x[k];
+    store(n, s);
+  }
+}
+
+}  // namespace vita_native

@@ -1,7 +1,9 @@
-// One whole batch-1 decode step of a dense Llama / Mistral / Qwen2 model in bf16 on AVX2 CPUs, in one call.
+// One whole batch-1 decode step of a dense Llama / Mistral / Qwen2 model in bf16 or float32 on AVX2 CPUs, in one
+// call.
 //
-// `vita_native::decode_step_bf16(int token, int pos, Tensor embed, Tensor[] layers, Tensor[] caches, Tensor cos,
-//  Tensor sin, Tensor norm, Tensor head, int num_heads, int num_kv_heads, float eps) -> Tensor logits [V] (bf16)`
+// `vita_native::decode_step(int token, int pos, Tensor embed, Tensor[] layers, Tensor[] caches, Tensor cos,
+//  Tensor sin, Tensor norm, Tensor head, int num_heads, int num_kv_heads, float eps) -> Tensor logits [V]`
+// (every tensor but cos/sin in the model's dtype, bf16 or float32)
 //
 // Why: batch-1 decoding of a small model is a chain of ~120 matrix-vector products plus ~300 tiny element-wise
 // ops. Launched one by one (compiled or not), the tiny ops and the per-op dispatch cost ~6 ms a step on a 2-core
@@ -9,9 +11,9 @@
 // every GEMV by rows (each thread streams one contiguous block, `gemv_rows`), and meet at a barrier between stages;
 // the element-wise work runs on one thread in between, attention is split by query head.
 //
-// Numerics follow the module path (`vita.models.llm` in bf16, as compiled): every tensor the module path holds in
-// bf16 (the residual stream, norm outputs, projections, attention output, the KV cache, logits) is rounded to bf16
-// here at the same point; sums, norms' statistics, RoPE, softmax and SiLU run in float32 in between.
+// Numerics follow the module path (`vita.models.llm`): in bf16 every tensor the module path holds in bf16 (the
+// residual stream, norm outputs, projections, attention output, the KV cache, logits) is rounded to bf16 here at the
+// same point, with sums, norms' statistics, RoPE, softmax and SiLU in float32 in between; in float32 nothing rounds.
 //
 // layers: 12 tensors per layer, the module's own parameters (fused or not), in order: attention_norm [D],
 // wq [Hq*Dh, D], wk [Hkv*Dh, D], wv [Hkv*Dh, D], bq, bk, bv (their lengths, or all three empty when the model has
@@ -25,6 +27,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "bf16_gemv.h"
@@ -33,36 +36,53 @@ namespace {
 
 using namespace vita_native;
 
-const uint16_t* bits(const at::Tensor& t) { return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>()); }
+// E, the element type of weights, caches and logits: uint16_t (bf16 bits) or float. The float32 variant rounds
+// nowhere, the bf16 one wherever the module path holds a bf16 tensor.
+template <typename E> constexpr at::ScalarType kDtype = std::is_same_v<E, float> ? at::kFloat : at::kBFloat16;
+inline float to_f(uint16_t h) { return bf16_to_float(h); }
+inline float to_f(float f) { return f; }
+template <typename E> inline E from_f(float f) {
+  if constexpr (std::is_same_v<E, float>) return f; else return float_to_bf16(f);
+}
+template <typename E> inline float rnd(float f) {
+  if constexpr (std::is_same_v<E, float>) return f; else return round_bf16(f);
+}
+template <typename E> inline void split(const float* x, int64_t K, float* x_split) {
+  if constexpr (std::is_same_v<E, uint16_t>) split_even_odd(x, K, x_split);
+}
 
-void check_bf16(const at::Tensor& t, const char* what, std::vector<int64_t> shape) {
-  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kBFloat16 && t.is_contiguous(),
-              "decode_step_bf16: ", what, " must be a contiguous bf16 CPU tensor");
-  TORCH_CHECK(t.sizes() == at::IntArrayRef(shape), "decode_step_bf16: ", what, " has shape ", t.sizes(),
-              ", expected ", at::IntArrayRef(shape));
+template <typename E> const E* ptr(const at::Tensor& t) { return reinterpret_cast<const E*>(t.data_ptr()); }
+
+void check(const at::Tensor& t, at::ScalarType dtype, const char* what, std::vector<int64_t> shape) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == dtype && t.is_contiguous(), "decode_step: ", what,
+              " must be a contiguous ", dtype, " CPU tensor, got ", t.scalar_type());
+  TORCH_CHECK(t.sizes() == at::IntArrayRef(shape), "decode_step: ", what, " has shape ", t.sizes(), ", expected ",
+              at::IntArrayRef(shape));
 }
 
 constexpr int64_t kPerLayer = 12;
 
+template <typename E>
 struct Part {  // one matrix of a stack of GEMVs over the same input
-  const uint16_t* w;
+  const E* w;
   int64_t rows;
 };
 
+template <typename E>
 struct Layer {
-  const uint16_t* attn_norm;
-  Part qkv[3];
-  const uint16_t* bias[3];
-  const uint16_t *wo, *ffn_norm;
-  Part gate_up[2];
-  const uint16_t* w2;
-  uint16_t *k_cache, *v_cache;
+  const E* attn_norm;
+  Part<E> qkv[3];
+  const E* bias[3];
+  const E *wo, *ffn_norm;
+  Part<E> gate_up[2];
+  const E* w2;
+  E *k_cache, *v_cache;
 };
 
 // Thread t of nt: its share of the rows of the stacked matrices parts[0..P) (global row r of the stack is row
 // r - offset of the part holding it), store(global row, sum).
-template <typename Store>
-void gemv_stack(const Part* parts, int P, int64_t K, int t, int nt, const float* x_split, const float* x,
+template <typename E, typename Store>
+void gemv_stack(const Part<E>* parts, int P, int64_t K, int t, int nt, const float* x_split, const float* x,
                 Store store) {
   int64_t N = 0;
   for (int p = 0; p < P; ++p) N += parts[p].rows;
@@ -77,93 +97,96 @@ void gemv_stack(const Part* parts, int P, int64_t K, int t, int nt, const float*
   }
 }
 
-// out = bf16(weight * bf16(x / rms(x))), as `vita.nn.norm.RMSNorm` in bf16
-void rms_norm(const float* x, const uint16_t* weight, int64_t D, float eps, float* out) {
+// out = weight * (x / rms(x)), rounded as `vita.nn.norm.RMSNorm` rounds in E
+template <typename E>
+void rms_norm(const float* x, const E* weight, int64_t D, float eps, float* out) {
   float ss = 0.f;
   for (int64_t i = 0; i < D; ++i) ss += x[i] * x[i];
   const float inv = 1.f / std::sqrt(ss / float(D) + eps);
-  for (int64_t i = 0; i < D; ++i) out[i] = round_bf16(bf16_to_float(weight[i]) * round_bf16(x[i] * inv));
+  for (int64_t i = 0; i < D; ++i) out[i] = rnd<E>(to_f(weight[i]) * rnd<E>(x[i] * inv));
 }
 
-// rotate_half RoPE on one head in place, cos/sin rows already rounded to bf16 (the module casts the tables)
+// rotate_half RoPE on one head in place, cos/sin rows already rounded to E (the module casts the tables)
+template <typename E>
 void rope(float* h, const float* c, const float* s, int64_t Dh) {
   const int64_t half = Dh / 2;
   for (int64_t i = 0; i < half; ++i) {
     const float a = h[i], b = h[i + half];
-    h[i] = round_bf16(a * c[i] - b * s[i]);
-    h[i + half] = round_bf16(b * c[i + half] + a * s[i + half]);
+    h[i] = rnd<E>(a * c[i] - b * s[i]);
+    h[i + half] = rnd<E>(b * c[i + half] + a * s[i + half]);
   }
 }
 
-at::Tensor decode_step_bf16(int64_t token, int64_t pos, const at::Tensor& embed, at::TensorList layers,
+template <typename E>
+at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed, at::TensorList layers,
                             at::TensorList caches, const at::Tensor& cos, const at::Tensor& sin,
                             const at::Tensor& norm, const at::Tensor& head, int64_t num_heads, int64_t num_kv_heads,
                             double eps) {
-  TORCH_CHECK(embed.dim() == 2, "decode_step_bf16: embed must be [V, D]");
+  TORCH_CHECK(embed.dim() == 2, "decode_step: embed must be [V, D]");
   const int64_t D = embed.size(1), L = int64_t(layers.size()) / kPerLayer;
-  TORCH_CHECK(L > 0 && int64_t(layers.size()) == kPerLayer * L, "decode_step_bf16: expected ", kPerLayer,
+  TORCH_CHECK(L > 0 && int64_t(layers.size()) == kPerLayer * L, "decode_step: expected ", kPerLayer,
               " tensors per layer, got ", layers.size());
-  TORCH_CHECK(int64_t(caches.size()) == 2 * L, "decode_step_bf16: expected 2 caches per layer, got ", caches.size());
-  TORCH_CHECK(num_kv_heads > 0 && num_heads % num_kv_heads == 0, "decode_step_bf16: bad head counts");
+  TORCH_CHECK(int64_t(caches.size()) == 2 * L, "decode_step: expected 2 caches per layer, got ", caches.size());
+  TORCH_CHECK(num_kv_heads > 0 && num_heads % num_kv_heads == 0, "decode_step: bad head counts");
   TORCH_CHECK(cos.dim() == 2 && cos.scalar_type() == at::kFloat && cos.is_contiguous() && sin.sizes() == cos.sizes() &&
                   sin.scalar_type() == at::kFloat && sin.is_contiguous(),
-              "decode_step_bf16: cos/sin must be contiguous float32 [S, Dh] tables");
+              "decode_step: cos/sin must be contiguous float32 [S, Dh] tables");
   const int64_t Dh = cos.size(1), Q = num_heads * Dh, KV = num_kv_heads * Dh, QKV = Q + 2 * KV;
   const int64_t I = layers[11].dim() == 2 ? layers[11].size(1) : 0, S = caches[0].dim() == 4 ? caches[0].size(2) : 0;
   const int64_t V = head.dim() == 2 ? head.size(0) : 0, group = num_heads / num_kv_heads;
-  TORCH_CHECK(Dh % 2 == 0 && I > 0 && S > 0, "decode_step_bf16: bad head width, MLP width or cache length");
-  TORCH_CHECK(0 <= pos && pos < S && pos < cos.size(0), "decode_step_bf16: position ", pos, " outside the cache (",
+  TORCH_CHECK(Dh % 2 == 0 && I > 0 && S > 0, "decode_step: bad head width, MLP width or cache length");
+  TORCH_CHECK(0 <= pos && pos < S && pos < cos.size(0), "decode_step: position ", pos, " outside the cache (",
               S, ") or the RoPE tables (", cos.size(0), ")");
-  TORCH_CHECK(0 <= token && token < embed.size(0), "decode_step_bf16: token id ", token, " outside the vocabulary (",
+  TORCH_CHECK(0 <= token && token < embed.size(0), "decode_step: token id ", token, " outside the vocabulary (",
               embed.size(0), ")");
-  check_bf16(embed, "embed", {embed.size(0), D});
-  check_bf16(norm, "norm", {D});
-  check_bf16(head, "head", {V, D});
+  check(embed, kDtype<E>, "embed", {embed.size(0), D});
+  check(norm, kDtype<E>, "norm", {D});
+  check(head, kDtype<E>, "head", {V, D});
   const bool bias = layers[4].numel() > 0;
-  std::vector<Layer> ls(L);
+  std::vector<Layer<E>> ls(L);
   for (int64_t l = 0; l < L; ++l) {
     const at::Tensor* t = layers.data() + kPerLayer * l;
-    check_bf16(t[0], "attention_norm", {D});
-    check_bf16(t[1], "wq", {Q, D});
-    check_bf16(t[2], "wk", {KV, D});
-    check_bf16(t[3], "wv", {KV, D});
+    check(t[0], kDtype<E>, "attention_norm", {D});
+    check(t[1], kDtype<E>, "wq", {Q, D});
+    check(t[2], kDtype<E>, "wk", {KV, D});
+    check(t[3], kDtype<E>, "wv", {KV, D});
     for (int i = 0; i < 3; ++i) {
-      TORCH_CHECK((t[4 + i].numel() > 0) == bias, "decode_step_bf16: q/k/v biases given for some projections only");
-      if (bias) check_bf16(t[4 + i], i == 0 ? "bq" : i == 1 ? "bk" : "bv", {i == 0 ? Q : KV});
+      TORCH_CHECK((t[4 + i].numel() > 0) == bias, "decode_step: q/k/v biases given for some projections only");
+      if (bias) check(t[4 + i], kDtype<E>, i == 0 ? "bq" : i == 1 ? "bk" : "bv", {i == 0 ? Q : KV});
     }
-    check_bf16(t[7], "wo", {D, Q});
-    check_bf16(t[8], "ffn_norm", {D});
-    check_bf16(t[9], "w1", {I, D});
-    check_bf16(t[10], "w3", {I, D});
-    check_bf16(t[11], "w2", {D, I});
-    check_bf16(caches[2 * l], "k_cache", {1, num_kv_heads, S, Dh});
-    check_bf16(caches[2 * l + 1], "v_cache", {1, num_kv_heads, S, Dh});
-    Layer& ly = ls[l];
-    ly.attn_norm = bits(t[0]);
-    ly.qkv[0] = {bits(t[1]), Q};
-    ly.qkv[1] = {bits(t[2]), KV};
-    ly.qkv[2] = {bits(t[3]), KV};
-    for (int i = 0; i < 3; ++i) ly.bias[i] = bias ? bits(t[4 + i]) : nullptr;
-    ly.wo = bits(t[7]);
-    ly.ffn_norm = bits(t[8]);
-    ly.gate_up[0] = {bits(t[9]), I};
-    ly.gate_up[1] = {bits(t[10]), I};
-    ly.w2 = bits(t[11]);
-    ly.k_cache = const_cast<uint16_t*>(bits(caches[2 * l]));
-    ly.v_cache = const_cast<uint16_t*>(bits(caches[2 * l + 1]));
+    check(t[7], kDtype<E>, "wo", {D, Q});
+    check(t[8], kDtype<E>, "ffn_norm", {D});
+    check(t[9], kDtype<E>, "w1", {I, D});
+    check(t[10], kDtype<E>, "w3", {I, D});
+    check(t[11], kDtype<E>, "w2", {D, I});
+    check(caches[2 * l], kDtype<E>, "k_cache", {1, num_kv_heads, S, Dh});
+    check(caches[2 * l + 1], kDtype<E>, "v_cache", {1, num_kv_heads, S, Dh});
+    Layer<E>& ly = ls[l];
+    ly.attn_norm = ptr<E>(t[0]);
+    ly.qkv[0] = {ptr<E>(t[1]), Q};
+    ly.qkv[1] = {ptr<E>(t[2]), KV};
+    ly.qkv[2] = {ptr<E>(t[3]), KV};
+    for (int i = 0; i < 3; ++i) ly.bias[i] = bias ? ptr<E>(t[4 + i]) : nullptr;
+    ly.wo = ptr<E>(t[7]);
+    ly.ffn_norm = ptr<E>(t[8]);
+    ly.gate_up[0] = {ptr<E>(t[9]), I};
+    ly.gate_up[1] = {ptr<E>(t[10]), I};
+    ly.w2 = ptr<E>(t[11]);
+    ly.k_cache = const_cast<E*>(ptr<E>(caches[2 * l]));
+    ly.v_cache = const_cast<E*>(ptr<E>(caches[2 * l + 1]));
   }
 
   const int64_t T = pos + 1, widest = std::max({D, Q, I});
   std::vector<float> x(D), xn(std::max(D, Q)), xs(widest), qkv(QKV), att(Q), gu(2 * I), act(I), proj(D), c(Dh),
       s(Dh), scores(num_heads * T);
   for (int64_t i = 0; i < Dh; ++i) {
-    c[i] = round_bf16(cos.data_ptr<float>()[pos * Dh + i]);
-    s[i] = round_bf16(sin.data_ptr<float>()[pos * Dh + i]);
+    c[i] = rnd<E>(cos.data_ptr<float>()[pos * Dh + i]);
+    s[i] = rnd<E>(sin.data_ptr<float>()[pos * Dh + i]);
   }
-  const uint16_t* row = bits(embed) + token * D;
-  for (int64_t i = 0; i < D; ++i) x[i] = bf16_to_float(row[i]);
+  const E* row = ptr<E>(embed) + token * D;
+  for (int64_t i = 0; i < D; ++i) x[i] = to_f(row[i]);
   at::Tensor logits = at::empty({V}, head.options());
-  auto* logit_bits = reinterpret_cast<uint16_t*>(logits.data_ptr<at::BFloat16>());
+  auto* logit_bits = reinterpret_cast<E*>(logits.data_ptr());
   const float scale = 1.f / std::sqrt(float(Dh));
   const float feps = float(eps);
   const int threads = int(std::max<int64_t>(1, at::get_num_threads()));
@@ -172,48 +195,48 @@ at::Tensor decode_step_bf16(int64_t token, int64_t pos, const at::Tensor& embed,
   {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
     // this thread's rows of an N-row GEMV over xs (split) / src (plain), stored by `store`
-    auto gemv = [&](const uint16_t* w, int64_t N, int64_t K, const float* src, auto store) {
+    auto gemv = [&](const E* w, int64_t N, int64_t K, const float* src, auto store) {
       gemv_rows(w, N * t / nt, N * (t + 1) / nt, K, xs.data(), src, store);
     };
-    const auto to_bf16 = [](float* out) { return [out](int64_t n, float v) { out[n] = round_bf16(v); }; };
+    const auto rounded = [](float* out) { return [out](int64_t n, float v) { out[n] = rnd<E>(v); }; };
 
     for (int64_t l = 0; l < L; ++l) {
-      const Layer& ly = ls[l];
+      const Layer<E>& ly = ls[l];
 #pragma omp single
       {
         rms_norm(x.data(), ly.attn_norm, D, feps, xn.data());
-        split_even_odd(xn.data(), D, xs.data());
+        split<E>(xn.data(), D, xs.data());
       }
       if (bias) {
         gemv_stack(ly.qkv, 3, D, t, nt, xs.data(), xn.data(), [&](int64_t n, float v) {
-          const float b = n < Q ? bf16_to_float(ly.bias[0][n])
-                          : n < Q + KV ? bf16_to_float(ly.bias[1][n - Q]) : bf16_to_float(ly.bias[2][n - Q - KV]);
-          qkv[n] = round_bf16(round_bf16(v) + b);
+          const float b = n < Q ? to_f(ly.bias[0][n])
+                          : n < Q + KV ? to_f(ly.bias[1][n - Q]) : to_f(ly.bias[2][n - Q - KV]);
+          qkv[n] = rnd<E>(rnd<E>(v) + b);
         });
       } else {
-        gemv_stack(ly.qkv, 3, D, t, nt, xs.data(), xn.data(), to_bf16(qkv.data()));
+        gemv_stack(ly.qkv, 3, D, t, nt, xs.data(), xn.data(), rounded(qkv.data()));
       }
 #pragma omp barrier
 #pragma omp single
       {
-        for (int64_t h = 0; h < num_heads + num_kv_heads; ++h) rope(qkv.data() + h * Dh, c.data(), s.data(), Dh);
+        for (int64_t h = 0; h < num_heads + num_kv_heads; ++h) rope<E>(qkv.data() + h * Dh, c.data(), s.data(), Dh);
         for (int64_t h = 0; h < num_kv_heads; ++h) {
           for (int64_t i = 0; i < Dh; ++i) {
-            ly.k_cache[(h * S + pos) * Dh + i] = float_to_bf16(qkv[Q + h * Dh + i]);
-            ly.v_cache[(h * S + pos) * Dh + i] = float_to_bf16(qkv[Q + KV + h * Dh + i]);
+            ly.k_cache[(h * S + pos) * Dh + i] = from_f<E>(qkv[Q + h * Dh + i]);
+            ly.v_cache[(h * S + pos) * Dh + i] = from_f<E>(qkv[Q + KV + h * Dh + i]);
           }
         }
       }
 #pragma omp for schedule(static)
       for (int64_t h = 0; h < num_heads; ++h) {
         const float* q = qkv.data() + h * Dh;
-        const uint16_t* kc = ly.k_cache + (h / group) * S * Dh;
-        const uint16_t* vc = ly.v_cache + (h / group) * S * Dh;
+        const E* kc = ly.k_cache + (h / group) * S * Dh;
+        const E* vc = ly.v_cache + (h / group) * S * Dh;
         float* sc = scores.data() + h * T;
         float best = -INFINITY;
         for (int64_t j = 0; j < T; ++j) {
           float dot = 0.f;
-          for (int64_t i = 0; i < Dh; ++i) dot += q[i] * bf16_to_float(kc[j * Dh + i]);
+          for (int64_t i = 0; i < Dh; ++i) dot += q[i] * to_f(kc[j * Dh + i]);
           sc[j] = dot * scale;
           best = std::max(best, sc[j]);
         }
@@ -223,49 +246,58 @@ at::Tensor decode_step_bf16(int64_t token, int64_t pos, const at::Tensor& embed,
         std::fill(o, o + Dh, 0.f);
         for (int64_t j = 0; j < T; ++j) {
           const float p = sc[j] / total;
-          for (int64_t i = 0; i < Dh; ++i) o[i] += p * bf16_to_float(vc[j * Dh + i]);
+          for (int64_t i = 0; i < Dh; ++i) o[i] += p * to_f(vc[j * Dh + i]);
         }
-        for (int64_t i = 0; i < Dh; ++i) o[i] = round_bf16(o[i]);
+        for (int64_t i = 0; i < Dh; ++i) o[i] = rnd<E>(o[i]);
       }
 #pragma omp single
-      split_even_odd(att.data(), Q, xs.data());
-      gemv(ly.wo, D, Q, att.data(), to_bf16(proj.data()));
+      split<E>(att.data(), Q, xs.data());
+      gemv(ly.wo, D, Q, att.data(), rounded(proj.data()));
 #pragma omp barrier
 #pragma omp single
       {
-        for (int64_t i = 0; i < D; ++i) x[i] = round_bf16(x[i] + proj[i]);
+        for (int64_t i = 0; i < D; ++i) x[i] = rnd<E>(x[i] + proj[i]);
         rms_norm(x.data(), ly.ffn_norm, D, feps, xn.data());
-        split_even_odd(xn.data(), D, xs.data());
+        split<E>(xn.data(), D, xs.data());
       }
-      gemv_stack(ly.gate_up, 2, D, t, nt, xs.data(), xn.data(), to_bf16(gu.data()));
+      gemv_stack(ly.gate_up, 2, D, t, nt, xs.data(), xn.data(), rounded(gu.data()));
 #pragma omp barrier
 #pragma omp single
       {
         for (int64_t i = 0; i < I; ++i) {
           const float g = gu[i];
-          act[i] = round_bf16(g / (1.f + std::exp(-g)) * gu[I + i]);
+          act[i] = rnd<E>(g / (1.f + std::exp(-g)) * gu[I + i]);
         }
-        split_even_odd(act.data(), I, xs.data());
+        split<E>(act.data(), I, xs.data());
       }
-      gemv(ly.w2, D, I, act.data(), to_bf16(proj.data()));
+      gemv(ly.w2, D, I, act.data(), rounded(proj.data()));
 #pragma omp barrier
 #pragma omp single
-      for (int64_t i = 0; i < D; ++i) x[i] = round_bf16(x[i] + proj[i]);
+      for (int64_t i = 0; i < D; ++i) x[i] = rnd<E>(x[i] + proj[i]);
     }
 #pragma omp single
     {
-      rms_norm(x.data(), bits(norm), D, feps, xn.data());
-      split_even_odd(xn.data(), D, xs.data());
+      rms_norm(x.data(), ptr<E>(norm), D, feps, xn.data());
+      split<E>(xn.data(), D, xs.data());
     }
-    gemv(bits(head), V, D, xn.data(), [logit_bits](int64_t n, float v) { logit_bits[n] = float_to_bf16(v); });
+    gemv(ptr<E>(head), V, D, xn.data(), [logit_bits](int64_t n, float v) { logit_bits[n] = from_f<E>(v); });
   }
   return logits;
+}
+
+at::Tensor decode_step(int64_t token, int64_t pos, const at::Tensor& embed, at::TensorList layers,
+                       at::TensorList caches, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& norm,
+                       const at::Tensor& head, int64_t num_heads, int64_t num_kv_heads, double eps) {
+  const auto dtype = embed.scalar_type();
+  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kFloat, "decode_step: bf16 or float32 weights, got ", dtype);
+  const auto impl = dtype == at::kFloat ? &decode_step_impl<float> : &decode_step_impl<uint16_t>;
+  return impl(token, pos, embed, layers, caches, cos, sin, norm, head, num_heads, num_kv_heads, eps);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(vita_native, m) {
-  m.def("decode_step_bf16(int token, int pos, Tensor embed, Tensor[] layers, Tensor(a!)[] caches, Tensor cos, "
+  m.def("decode_step(int token, int pos, Tensor embed, Tensor[] layers, Tensor(a!)[] caches, Tensor cos, "
         "Tensor sin, Tensor norm, Tensor head, int num_heads, int num_kv_heads, float eps) -> Tensor");
 }
-TORCH_LIBRARY_IMPL(vita_native, CPU, m) { m.impl("decode_step_bf16", &decode_step_bf16); }
+TORCH_LIBRARY_IMPL(vita_native, CPU, m) { m.impl("decode_step", &decode_step); }
