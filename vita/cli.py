@@ -76,6 +76,8 @@ def _bench_decode(args: argparse.Namespace) -> int:
         argv.append("--no-compile")
     if args.no_transformers:
         argv.append("--no-transformers")
+    if args.no_native:
+        argv.append("--no-native")
     if args.json:
         argv.append("--json")
     return bench_main(argv) or 0
@@ -135,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--new-tokens", type=int, default=None)
     d.add_argument("--threads", type=int, default=None)
     d.add_argument("--no-compile", action="store_true", help="eager decode step (no torch.compile)")
+    d.add_argument("--no-native", action="store_true", help="the module's decode step, not the native whole step")
     d.add_argument("--no-transformers", action="store_true", help="skip the transformers comparison")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=_bench_decode)
