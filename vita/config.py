@@ -141,6 +141,11 @@ class AudioConfig:
     layer_norm_eps: float = 1e-5
     fbank: FbankConfig = field(default_factory=FbankConfig)
 
+    @property
+    def sample_rate(self) -> int:
+        """The waveform rate the encoder's front end expects."""
+        return self.fbank.sample_rate
+
     def __post_init__(self) -> None:
         if isinstance(self.fbank, dict):
             self.fbank = FbankConfig(**self.fbank)
@@ -186,6 +191,11 @@ class WhisperConfig:
     layer_norm_eps: float = 1e-5
     pad_to_window: bool = True
     logmel: LogMelConfig = field(default_factory=LogMelConfig)
+
+    @property
+    def sample_rate(self) -> int:
+        """The waveform rate the encoder's front end expects."""
+        return self.logmel.sample_rate
 
     def __post_init__(self) -> None:
         if isinstance(self.logmel, dict):

@@ -106,7 +106,7 @@ class Processor:
         if self.config.audio is None:
             raise PromptError("this model has no audio encoder: audio input is not supported")
         audio = self.config.audio
-        rate = audio.logmel.sample_rate if audio.kind == "whisper" else audio.fbank.sample_rate
+        rate = audio.sample_rate
         wave = load_audio(part.source, sample_rate=part.sample_rate, target_rate=rate,
                           require_rate=rate if self.strict_audio else None)  # [n_samples] at 16 kHz
         if audio.kind == "whisper":  # unclamped Whisper log-mel; the encoder clamps and pads per clip

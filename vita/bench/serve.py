@@ -1,6 +1,6 @@
 """`vita bench serve`: N concurrent `/v1/realtime` sessions speaking in real time to one `vita serve` process.
 
-    python -m vita.bench.serve [--sessions 8] [--seconds 60] [--model tiny-random] [--chunk-ms 40] [--json]
+    python -m vita.bench.serve [--sessions 8] [--seconds 60] [--model vita-mini] [--chunk-ms 40] [--json]
 
 The server (the real app, uvicorn, server VAD and audio out through Piper) runs in this process on a thread of its
 own; the clients run on one asyncio loop in a spawned child process (its own GIL, no torch), each streaming 16 kHz
@@ -345,7 +345,7 @@ async def drive(port: int, res: BenchResult, questions: list[np.ndarray], chunk:
     await asyncio.gather(*(c.ws.close() for c in clients), return_exceptions=True)
 
 
-def run(sessions: int = 8, seconds: float = 60.0, model: str = "tiny-random", chunk_ms: int = 40,
+def run(sessions: int = 8, seconds: float = 60.0, model: str = "vita-mini", chunk_ms: int = 40,
         forcing: Callable[[], Any] = make_forcing) -> BenchResult:
     """The bench; `forcing` (a per-connection factory) is replaceable, e.g. by a leaky one to test the check."""
     app, synth = build_app(model, sessions, forcing)
@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sessions", type=int, default=8)
     p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--model", default="tiny-random", help="preset or model directory")
+    p.add_argument("--model", default="vita-mini", help="preset or model directory")
     p.add_argument("--chunk-ms", type=int, default=40, help="audio per input_audio_buffer.append")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = p.parse_args(argv)

@@ -1,6 +1,6 @@
 """`vita chat` in a terminal: a conversation over stdin, one question at a time, answers streamed to stdout.
 
-    vita chat --model tiny-random [--audio q.wav]... [--speak answers.wav] [--script "<1> Sure."]... < lines
+    vita chat --model vita-mini [--audio q.wav]... [--speak answers.wav] [--script "<1> Sure."]... < lines
 
 Each stdin line is a typed question, or a command:
     /audio PATH    ask with a spoken question (any audio format; resampled to 16 kHz mono)

@@ -1,10 +1,10 @@
 """`vita chat` and `vita bench duplex` (wired by `vita.cli` through `add_parser` and `add_bench_parser`).
 
-    vita chat --model tiny-random [--audio q.wav]... [--speak out.wav] < questions.txt
+    vita chat --model vita-mini [--audio q.wav]... [--speak out.wav] < questions.txt
 
 is a terminal conversation over stdin (typed lines, `/audio PATH`, `/image PATH`, `/quit`): see `vita.duplex.chat`.
 
-    vita chat --model tiny-random --mic question.wav [--out replies.wav] [--script "<1> Hello there."]... [--json]
+    vita chat --model vita-mini --mic question.wav [--out replies.wav] [--script "<1> Hello there."]... [--json]
 
 drives a duplex `Session` from a recorded microphone file instead: the file is fed in 20 ms chunks on a fake clock
 that advances by the chunk length, with `--ticks` units of model work per chunk (a stand-in for compute speed);
@@ -32,7 +32,7 @@ import numpy as np
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("chat", help="terminal conversation over stdin (or a duplex run over a mic file)")
-    p.add_argument("--model", default="tiny-random", help="model directory or preset")
+    p.add_argument("--model", default="vita-mini", help="model directory or preset")
     p.add_argument("--audio", action="append", default=[], help="ask this spoken question first (repeatable)")
     p.add_argument("--speak", help="write the spoken answers to this wav (Piper voice, 16 kHz)")
     p.add_argument("--history-turns", type=int, default=6, help="turns of history kept in the prompt")
@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def add_bench_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = bench_subparsers.add_parser("duplex", help="scripted duplex scenarios: latencies, false triggers, misses")
-    p.add_argument("--model", default="tiny-random", help="model directory or preset")
+    p.add_argument("--model", default="vita-mini", help="model directory or preset")
     p.add_argument("--scenarios", help="JSON scenario file (schema: vita.duplex.scenarios); default: built-in")
     p.add_argument("--setup", default="auto", choices=("auto", "headphones", "speaker"),
                    help="auto: each scenario's own (echo only where it has an echo gain); speaker: every "

@@ -46,7 +46,7 @@ def resolve_api_key(host: str, api_key: str | None) -> str | None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("serve", help="OpenAI-compatible HTTP API (chat completions) over one model")
-    p.add_argument("--model", default="tiny-random", help="model directory (any supported layout) or preset")
+    p.add_argument("--model", default="vita-mini", help="model directory (any supported layout) or preset")
     p.add_argument("--model-name", help="the id clients send as `model` (default: the --model name)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (non-loopback needs an API key)")
     p.add_argument("--port", type=int, default=8000)

@@ -73,7 +73,7 @@ class Engine:
     @property
     def audio_rate(self) -> int:
         audio = self.vita.config.audio
-        return audio.fbank.sample_rate if audio is not None else 16000
+        return audio.sample_rate if audio is not None else 16000
 
     def prepare(self, turns: list[Turn], params: Params) -> tuple[ModelInputs, Params]:
         """Turns -> model inputs, and the params with `max_new_tokens` resolved against the context left."""
