@@ -213,3 +213,13 @@ def test_epochs_schedule_counts_the_shard(tmp_path: Path):
     n = count_samples(resolve_tiny(_recipe_data(out), out / "tiny_data"), Processor(tokenizer, model.config),
                       rank=0, world_size=1)
     assert n >= 16 and len(_metrics(out)) == int(n * 0.25 // 4)
+
+
+def test_encoder_cache_gives_the_same_training(tmp_path: Path):
+    """Frozen towers memoised (`encoder_cache_gb`): the same losses and weights as running them every time."""
+    base = ["schedule.total_steps=3", "checkpoint.every=0", "batch.micro_batch_size=1", "gradient_checkpointing=false"]
+    train(TINY / "stage3_multimodal_sft.yaml", tmp_path / "plain", base, quiet=True)
+    train(TINY / "stage3_multimodal_sft.yaml", tmp_path / "cached", [*base, "encoder_cache_gb=1"], quiet=True)
+    assert [r["loss"] for r in _metrics(tmp_path / "plain")] == [r["loss"] for r in _metrics(tmp_path / "cached")]
+    a, b = _weights(tmp_path / "plain" / "final"), _weights(tmp_path / "cached" / "final")
+    assert all(torch.equal(a[k], b[k]) for k in a)

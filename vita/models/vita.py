@@ -22,6 +22,7 @@ from torch import nn
 from vita.config import VitaConfig
 from vita.errors import PromptError
 from vita.models.audio_adapter import AudioAdapter
+from vita.models.encoder_cache import EncoderCache
 from vita.models.fusion import splice
 from vita.models.llm import LLM
 from vita.models.projector import VisionProjector
@@ -49,6 +50,8 @@ class VitaModel(nn.Module):
         )
         self.audio_encoder = _audio_encoder(config)
         self.audio_adapter = AudioAdapter(config.audio_adapter) if config.audio_adapter is not None else None
+        # frozen encoders' outputs by input bytes (`vita.models.encoder_cache`); None: always run the encoders
+        self.encoder_cache: EncoderCache | None = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -63,9 +66,24 @@ class VitaModel(nn.Module):
         if self.vision is None or self.vision_projector is None:
             raise PromptError("this model has no vision encoder")
         param = self.vision_projector.fc1.weight
-        feats = self.vision(pixel_values.to(param.device, param.dtype))  # [N, T_img, 4C]
+        feats = self._vision(pixel_values.to(param.device, param.dtype))  # [N, T_img, 4C]
         proj = self.vision_projector(feats)  # [N, T_img, D]
         return proj.reshape(-1, proj.shape[-1])  # [N * T_img, D]
+
+    def _vision(self, pixels: torch.Tensor) -> torch.Tensor:
+        cache = self.encoder_cache
+        if cache is None:
+            return self.vision(pixels)
+        return torch.cat([cache.run("vision", self.vision, lambda t=t: (self.vision(t),), t)[0]
+                          for t in pixels.split(1)])  # tile by tile: a tile's key is its own bytes
+
+    def _audio(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cache = self.encoder_cache
+        if cache is None:
+            return self.audio_encoder(x, lengths)
+        enc, mask = cache.run("audio", self.audio_encoder, lambda: self.audio_encoder(x, lengths), x,
+                              extra=tuple(lengths.tolist()))
+        return enc, mask
 
     def encode_audio(self, fbanks: Sequence[torch.Tensor]) -> torch.Tensor:
         """One [T, 80] fbank per clip -> [sum_i T''_i, D] rows for the audio placeholders, in clip order.
@@ -80,7 +98,7 @@ class VitaModel(nn.Module):
         for feats in fbanks:
             x = feats.to(param.device, torch.float32).unsqueeze(0)  # [1, T, 80]; CMVN runs in float32
             lengths = torch.tensor([feats.shape[0]], device=param.device)
-            enc, mask = self.audio_encoder(x, lengths)  # [1, T', H], [1, T']
+            enc, mask = self._audio(x, lengths)  # [1, T', H], [1, T']
             emb, emb_mask = self.audio_adapter(enc, mask)  # [1, T'', D], [1, T'']
             rows.append(emb[0, emb_mask[0]])  # [T'', D]
         return torch.cat(rows)

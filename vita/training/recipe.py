@@ -13,6 +13,7 @@ schedule. Sections (every key is checked; an unknown or mistyped key is an error
     batch:     {micro_batch_size: 8, grad_accum: 2 | global_batch_size: 128}
     precision: fp32 | bf16             # bf16 = autocast; master weights and optimizer state stay in model.dtype
     gradient_checkpointing: true       # torch.utils.checkpoint around every LLM block
+    encoder_cache_gb: 4                # memo of FROZEN encoders' outputs (vita.models.encoder_cache); 0: off
     checkpoint: {every: 500, keep_last: 2}
     seed: 42
     distributed: ddp | fsdp
@@ -117,6 +118,7 @@ class Recipe:
     batch: BatchSpec = field(default_factory=BatchSpec)
     precision: Literal["fp32", "bf16"] = "fp32"
     gradient_checkpointing: bool = False
+    encoder_cache_gb: float = 0.0
     checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
     seed: int = 42
     distributed: Literal["ddp", "fsdp"] = "ddp"
@@ -135,6 +137,8 @@ class Recipe:
             raise TrainingError(f"optim.lr must be positive, got {self.optim.lr}")
         if not self.trainable:
             raise TrainingError("trainable: empty spec (nothing would be trained)")
+        if self.encoder_cache_gb < 0:
+            raise TrainingError(f"encoder_cache_gb must be >= 0, got {self.encoder_cache_gb}")
         if self.lora is not None and (self.lora.r <= 0 or not self.lora.targets):
             raise TrainingError("lora: needs r > 0 and at least one target glob")
 

@@ -122,6 +122,10 @@ def build(recipe: Recipe, world: World, log) -> Setup:
     counts = apply_trainable(model, recipe.trainable, always=LORA_GLOBS if recipe.lora else ())
     log("parameters per group:\n" + format_counts(counts))
     model.train()
+    if recipe.encoder_cache_gb > 0:  # frozen towers run once per distinct tile / clip (bit-identical results)
+        from vita.models.encoder_cache import EncoderCache
+
+        model.encoder_cache = EncoderCache(int(recipe.encoder_cache_gb * (1 << 30)))
     wrap_blocks(model, checkpointing=recipe.gradient_checkpointing)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     # FSDP units: the LLM blocks (they run on every rank for every batch); the encoders, which a batch without
@@ -339,7 +343,8 @@ def _check_same_recipe(old: dict, new: dict, where: Path) -> None:
         return items
 
     a, b = flat(old), flat(new)
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and not k.startswith("checkpoint."))
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)
+                  and not k.startswith("checkpoint.") and k != "encoder_cache_gb")  # neither changes the result
     if diff:
         raise TrainingError(f"{where}: this output directory was trained with a different recipe "
                             f"(differs in {', '.join(diff[:5])}); use the same recipe to resume, or a new --output")
