@@ -148,3 +148,28 @@ def test_open_answer_accuracy():
     assert [r.answer_correct for r in rows] == [True, False, False]
     assert s["answer_accuracy"] == pytest.approx(1 / 3) and s["exact_match"] == pytest.approx(1 / 3)
     assert s["choice_accuracy"] is None
+
+
+def test_contains_match_for_sentence_answers():
+    ok = _case(1, "<3>", "<3>", "12 times 3 is 36.", answer="36", match="contains").score()
+    wrong = _case(2, "<3>", "<3>", "12 times 3 is 360.", answer="36", match="contains").score()
+    exact = _case(3, "<3>", "<3>", "12 times 3 is 36.", answer="36").score()
+    words = _case(4, "<3>", "<3>", "It is a red fox.", answer="red fox", match="contains").score()
+    split = _case(5, "<3>", "<3>", "A red and a fox.", answer="red fox", match="contains").score()
+    assert (ok.answer_correct, wrong.answer_correct, exact.answer_correct) == (True, False, False)
+    assert (words.answer_correct, split.answer_correct) == (True, False)
+
+
+def test_manifest_match_key(tmp_path):
+    from vita.errors import EvalError
+    from vita.eval.manifest import load_manifest
+
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"id": 1, "text": "What is 12 times 3?", "expect_state": "<3>", "answer": 36, '
+                    '"match": "contains"}\n')
+    assert load_manifest(good).cases[0].match == "contains"
+    for bad, message in (('"match": "fuzzy", "answer": "x"', "unknown match"), ('"match": "contains"', "needs an")):
+        path = tmp_path / "bad.jsonl"
+        path.write_text('{"id": 1, "text": "hi", "expect_state": "<3>", ' + bad + "}\n")
+        with pytest.raises(EvalError, match=message):
+            load_manifest(path)

@@ -8,7 +8,9 @@
 
 Keys: id (required, str or int, unique), expect_state (required: "<1>" spoken query, "<2>" not a query, "<3>"
 typed query), image (a path or a list of paths), video, audio (paths), text, answer (str or number), choices
-(at least two strings; needs an answer: one of the choices or its letter), transcript, group (for breakdowns).
+(at least two strings; needs an answer: one of the choices or its letter), transcript, group (for breakdowns),
+match ("exact", the default: the normalized reply equals the answer; "contains": the answer's normalized words
+appear contiguously in the reply, for answers given in a full sentence, e.g. "12 times 3 is 36." for "36").
 A case needs at least one of image / video / audio / text; a "<2>" case cannot carry answer, choices or
 transcript (the right reply to it is silence). Blank lines are ignored. Every problem is an `EvalError` starting
 with `file:line`; `skip_bad=True` collects those lines in `Manifest.bad` instead.
@@ -26,7 +28,8 @@ from vita.eval.metrics import LETTERS
 from vita.eval.normalize import normalize_answer, units
 from vita.tokens import STATE_NOT_QUERY, STATE_TOKENS
 
-KEYS = ("id", "image", "video", "audio", "text", "expect_state", "answer", "choices", "transcript", "group")
+KEYS = ("id", "image", "video", "audio", "text", "expect_state", "answer", "choices", "transcript", "group", "match")
+MATCHES = ("exact", "contains")
 MODALITIES = ("image", "video", "audio", "text")
 
 
@@ -44,6 +47,7 @@ class Case:
     answer_index: int | None = None  # position of the answer in `choices`
     transcript: str | None = None
     group: str | None = None
+    match: str = "exact"
 
     @property
     def modalities(self) -> list[str]:
@@ -156,10 +160,16 @@ def parse_case(record: Any, root: Path, line: int) -> Case:
         if given:
             raise _Bad(f"a '<2>' (not a query) case cannot have {', '.join(given)}: its right reply is silence")
     choices, index = _choices(record, answer)
+    match = _string(record, "match") or "exact"
+    if match not in MATCHES:
+        raise _Bad(f"unknown match {match!r} (expected one of {', '.join(MATCHES)})")
+    if match != "exact" and answer is None:
+        raise _Bad(f"'match': {match!r} needs an 'answer'")
     case = Case(
         id=str(raw_id), line=line, expect_state=state, images=_images(root, record),
         video=_media(root, record, "video"), audio=_media(root, record, "audio"), text=_string(record, "text"),
         answer=answer, choices=choices, answer_index=index, transcript=transcript, group=_string(record, "group"),
+        match=match,
     )
     if not case.modalities:
         raise _Bad("the case has no input (give at least one of image, video, audio, text)")

@@ -7,7 +7,8 @@ Definitions (every rate is None when no case applies, never 0 by default):
   rejection_rate   not-query cases answered "<2>" / not-query cases.
   miss_rate        query cases answered "<2>" / query cases (a reply with no state is not a miss).
   answer_accuracy  correct / cases with an `answer` (open and multiple-choice together); `exact_match` and
-                   `choice_accuracy` split it. Open: `normalize_answer(reply) == normalize_answer(answer)`.
+                   `choice_accuracy` split it. Open: `normalize_answer(reply) == normalize_answer(answer)`, or with
+                   match "contains", the answer's normalized words appear contiguously in the reply's.
                    Choices: the reply names exactly one choice (see `match_choice`) and it is the answer.
   wer / cer        corpus rates: total Levenshtein edits / total reference units over the transcript cases whose
                    reference has no CJK character (wer: units are words) or has one (cer: every CJK character is
@@ -118,6 +119,7 @@ class CaseResult:
     ref_units: int | None = None
     rate_kind: str | None = None  # "wer" | "cer" | None
     error_rate: float | None = None
+    match: str = "exact"  # "exact" | "contains" (see the module docstring)
 
     def score(self) -> CaseResult:
         self.state_correct = self.predicted_state == self.expected_state
@@ -126,6 +128,8 @@ class CaseResult:
             self.named_choices = [self.choices[i] for i in named]
             self.predicted_choice = self.choices[named[0]] if len(named) == 1 else None
             self.answer_correct = len(named) == 1 and named[0] == self.answer_index
+        elif self.answer is not None and self.match == "contains":
+            self.answer_correct = bool(_spans(answer_units(self.answer), answer_units(self.text)))
         elif self.answer is not None:
             self.answer_correct = normalize_answer(self.text) == normalize_answer(self.answer)
         if self.transcript is not None:

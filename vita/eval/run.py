@@ -46,7 +46,7 @@ def run_case(model: Model, case: Case, *, max_new_tokens: int, sampling: Any = N
         id=case.id, line=case.line, modalities=case.modalities, group=case.group,
         expected_state=case.expect_state, predicted_state=reply.state, text=reply.text, latency_ms=latency,
         n_tokens=len(reply.token_ids), finish_reason=reply.finish_reason, answer=case.answer,
-        choices=case.choices, answer_index=case.answer_index, transcript=case.transcript,
+        choices=case.choices, answer_index=case.answer_index, transcript=case.transcript, match=case.match,
     ).score()
 
 
