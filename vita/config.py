@@ -60,7 +60,8 @@ class VisionConfig:
     """InternViT tower + the VITA pixel shuffle that follows it.
 
     One tile [3, image_size, image_size] -> grid (image_size/patch)^2 patch tokens of width hidden_size ->
-    x `feature_scale` -> 2x2 space-to-depth -> (grid/2)^2 tokens of width 4*hidden_size.
+    [final LayerNorm if `post_norm`] -> x `feature_scale` -> 2x2 space-to-depth -> (grid/2)^2 tokens of width
+    4*hidden_size.
     """
 
     image_size: int = 448
@@ -79,6 +80,8 @@ class VisionConfig:
     min_tiles: int = 1
     max_tiles: int = 12
     use_thumbnail: bool = True
+    # a final LayerNorm on the last-layer tokens (DINOv2 has one; VITA-1.0's InternViT does not)
+    post_norm: bool = False
 
     def __post_init__(self) -> None:
         self.image_mean = tuple(self.image_mean)  # type: ignore[assignment]

@@ -170,6 +170,19 @@ def test_layer_norm_eps_and_no_final_norm() -> None:
     assert not any("post" in n or n.startswith("norm") for n in names)
 
 
+def test_post_norm_normalises_the_last_layer_before_the_shuffle() -> None:
+    cfg = tiny_cfg(post_norm=True, layer_norm_eps=1e-3)
+    tower = randomized(InternViT(cfg), seed=4)
+    assert {n for n, _ in tower.named_parameters() if n.startswith("post_norm")} == {"post_norm.weight",
+                                                                                     "post_norm.bias"}
+    assert tower.post_norm.eps == 1e-3
+    pixels = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():
+        last = tower.forward_hidden_states(pixels)[-1]  # [N, 1+P, C], before the final norm
+        normed = F.layer_norm(last, (32,), tower.post_norm.weight, tower.post_norm.bias, eps=1e-3)[:, 1:]
+        torch.testing.assert_close(tower(pixels), pixel_shuffle(normed * cfg.feature_scale), rtol=0, atol=1e-6)
+
+
 def test_bfloat16_tower_runs() -> None:
     tower = randomized(InternViT(tiny_cfg())).to(torch.bfloat16)
     with torch.no_grad():

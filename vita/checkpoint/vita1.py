@@ -217,6 +217,8 @@ def export_vita1(
         raise CheckpointError(
             "only a full Mixtral-based VITA model (vision + whale audio encoder) exports to the VITA-1.0 layout"
         )
+    if config.vision.post_norm:
+        raise CheckpointError("a tower with a final LayerNorm (vision.post_norm) has no place in the VITA-1.0 layout")
     dst.mkdir(parents=True, exist_ok=True)
     back = invert(official_keymap(config))
     main = {map_key(name, back): tensors[name] for name in tensors if not name.startswith("vision.")}

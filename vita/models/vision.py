@@ -8,8 +8,9 @@ Shapes:
     P   patches = g*g; tokens per layer = 1 + P (CLS first)
     T   output tokens per tile = (g/2)^2
 
-pixel_values [N, 3, S, S] -> embeddings [N, 1+P, C] -> L pre-norm layers (x + ls1*attn(norm1 x), x + ls2*mlp(norm2 x),
-no final norm) -> drop CLS -> x feature_scale -> space-to-depth -> [N, T, 4C].
+pixel_values [N, 3, S, S] -> embeddings [N, 1+P, C] -> L pre-norm layers (x + ls1*attn(norm1 x), x + ls2*mlp(norm2 x))
+-> final LayerNorm `post_norm` only if cfg.post_norm (DINOv2; VITA-1.0's InternViT has none) -> drop CLS
+-> x feature_scale -> space-to-depth -> [N, T, 4C].
 """
 
 from __future__ import annotations
@@ -121,13 +122,15 @@ def pixel_shuffle(features: torch.Tensor, factor: int = 2) -> torch.Tensor:
 
 
 class InternViT(nn.Module):
-    """InternViT encoder (no final norm) followed by VITA's feature scaling and pixel shuffle."""
+    """InternViT encoder (final norm only if cfg.post_norm) followed by VITA's feature scaling and pixel shuffle."""
 
     def __init__(self, cfg: VisionConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.embeddings = VisionEmbeddings(cfg)
         self.layers = nn.ModuleList(VisionLayer(cfg) for _ in range(cfg.num_layers))
+        # no module at all without it, so the VITA-1.0 state dict keeps exactly its tensors
+        self.post_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) if cfg.post_norm else None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -143,8 +146,11 @@ class InternViT(nn.Module):
         return states
 
     def features(self, last_hidden: torch.Tensor) -> torch.Tensor:
-        """Last-layer states [N, 1+P, C] -> tower output [N, T, 4C] (CLS dropped, x feature_scale, shuffled)."""
+        """Last-layer states [N, 1+P, C] -> tower output [N, T, 4C] (post_norm, CLS dropped, x feature_scale,
+        shuffled)."""
         patches = last_hidden[:, 1:, :]  # [N, P, C]
+        if self.post_norm is not None:
+            patches = self.post_norm(patches)  # per token, so the same as normalising before dropping CLS
         # VITA scales by 0.5 *before* the shuffle; the projector was trained on these values
         return pixel_shuffle(patches * self.cfg.feature_scale, self.cfg.shuffle_factor)  # [N, T, 4C]
 
