@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# vita-mini from nothing but the installed packages: data -> untrained skeleton -> tower pretraining -> 3 stages
-# -> parts -> eval.
+# vita-mini from nothing but the installed packages: data -> untrained skeleton -> 3 stages -> parts -> eval.
 #   bash recipes/mini/run.sh [OUT]          (default runs/mini; rerunning resumes / skips what is done)
+# The vision tower is the packaged, pretrained DINOv2-S (frozen). VITA_MINI_TOWER=scratch builds the earlier small
+# random tower instead, pretrains it (stage 0) and trains it in stage 1 as well.
 # Then `vita mini assemble --parts OUT/parts --out DIR` gives the model folder; copying OUT/parts over
 # vita/assets/mini makes it the `vita-mini` preset.
 set -euo pipefail
@@ -11,17 +12,25 @@ VITA=${VITA:-.venv/bin/vita}
 PY=${PY:-.venv/bin/python}
 export HF_HUB_OFFLINE=1
 export VITA_MINI_DATA=${VITA_MINI_DATA:-$OUT/data}
-export VITA_MINI_INIT=$OUT/tower VITA_MINI_STAGE1=$OUT/stage1/final VITA_MINI_STAGE2=$OUT/stage2/final
+TOWER=${VITA_MINI_TOWER:-dinov2}
+export VITA_MINI_STAGE1=$OUT/stage1/final VITA_MINI_STAGE2=$OUT/stage2/final
 mkdir -p "$OUT"
 stamp() { echo "$1 $(date +%s)" >> "$OUT/times.txt"; }
 stamp start
 [ -f "$VITA_MINI_DATA/manifest.json" ] || $VITA data mini --out "$VITA_MINI_DATA"
-[ -f "$OUT/skeleton/config.json" ] || $VITA mini assemble --untrained --out "$OUT/skeleton"
+[ -f "$OUT/skeleton/config.json" ] || $VITA mini assemble --untrained --tower "$TOWER" --out "$OUT/skeleton"
 stamp prepared
-$PY -m vita.training.tower_pretrain --init "$OUT/skeleton" --data "$VITA_MINI_DATA/train/vision_align.json" \
-    --out "$OUT/tower" --epochs 10
-stamp stage0
-$VITA train --recipe recipes/mini/stage1_vision_align.yaml --output "$OUT/stage1"
+STAGE1=()
+if [ "$TOWER" = scratch ]; then
+    $PY -m vita.training.tower_pretrain --init "$OUT/skeleton" --data "$VITA_MINI_DATA/train/vision_align.json" \
+        --out "$OUT/tower" --epochs 10
+    export VITA_MINI_INIT=$OUT/tower
+    STAGE1=('trainable={"*": false, "vision.*": true, "vision_projector.*": true}')
+    stamp stage0
+else
+    export VITA_MINI_INIT=$OUT/skeleton
+fi
+$VITA train --recipe recipes/mini/stage1_vision_align.yaml --output "$OUT/stage1" "${STAGE1[@]}"
 stamp stage1
 $VITA train --recipe recipes/mini/stage2_audio_align.yaml --output "$OUT/stage2"
 stamp stage2

