@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 import struct
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from torch.nn import functional as F
 from vita.config import FbankConfig
 from vita.errors import MediaError
 
-__all__ = ["AudioSource", "TARGET_RATE", "load_audio", "resample"]
+__all__ = ["AudioSource", "AudioTooLong", "MAX_RATE", "MIN_RATE", "TARGET_RATE", "load_audio", "resample"]
 
 TARGET_RATE = 16000
 AudioSource = str | Path | bytes | bytearray | np.ndarray | torch.Tensor
@@ -33,6 +34,20 @@ _SOUNDFILE_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM")
 _MAX_CHANNELS = 64
 _DENSE_RESAMPLE_LIMIT = 1 << 22  # conv weight entries; above it the gather path is cheaper
 _HEAD_BYTES = 1 << 16  # enough to reach the data chunk header of any sane WAV
+# Sample rates accepted from a file or an array header, checked before anything is decoded or resampled (a WAV
+# declaring 1 Hz would otherwise be resampled x16,000).
+MIN_RATE, MAX_RATE = 4000, 384_000
+_MAX_PHASES = 50_000  # rate pairs needing more polyphase phases (a filter of 1 M taps) are approximated
+_UNKNOWN_FRAMES = 1 << 62  # libsndfile's "length unknown" counts are huge
+
+
+class AudioTooLong(MediaError):
+    """More audio than `max_seconds`: known from the header (`at_least` False), or decoding stopped past it."""
+
+    def __init__(self, what: str, seconds: float, limit: float, *, at_least: bool) -> None:
+        self.seconds, self.limit, self.at_least = seconds, limit, at_least
+        verb = "decoding stopped after more than" if at_least else "the header declares"
+        super().__init__(f"{what}: {verb} {seconds:.1f} s of audio > max_seconds {limit:g}")
 
 
 # --------------------------------------------------------------------------------------------------- resampling
@@ -76,6 +91,11 @@ def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Ten
         raise ValueError(f"sample rates must be positive, got {orig_rate} -> {new_rate}")
     g = math.gcd(orig_rate, new_rate)
     up, down = new_rate // g, orig_rate // g
+    if max(up, down) > _MAX_PHASES:
+        # e.g. 383,999 -> 16,000 Hz: an exact filter would have 7.7 M taps. A ratio within ~1e-6 of it costs a
+        # few thousand (a tempo change of a few samples per minute).
+        ratio = Fraction(up, down).limit_denominator(1024)
+        up, down = ratio.numerator, ratio.denominator
     if up == down:
         return waveform.clone()
     lead, n_in = waveform.shape[:-1], waveform.shape[-1]
@@ -175,19 +195,56 @@ def _open(data: Path | bytes) -> Any:
     return str(data) if isinstance(data, Path) else io.BytesIO(data)
 
 
-def _read_soundfile(data: Path | bytes, what: str) -> tuple[np.ndarray, int]:
+def _check_rate(rate: int, what: str) -> None:
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise MediaError(f"{what}: sample rate {rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz")
+
+
+def _check_channels(channels: int, what: str) -> None:
+    if not 1 <= channels <= _MAX_CHANNELS:
+        raise MediaError(f"{what}: {channels} channels (1..{_MAX_CHANNELS} supported)")
+
+
+def _budget(rate: int, max_seconds: float | None) -> int | None:
+    """Samples (per channel) allowed by `max_seconds` at `rate`."""
+    return None if max_seconds is None else int(math.floor(max_seconds * rate))
+
+
+def _mono(block: np.ndarray) -> np.ndarray:
+    """[C, n] -> [n]: the channel average, block by block, so a many-channel file never sits in memory whole."""
+    return block[0] if block.shape[0] == 1 else torch.from_numpy(block).mean(dim=0).numpy()
+
+
+def _read_soundfile(data: Path | bytes, what: str, max_seconds: float | None) -> tuple[np.ndarray, int, int]:
     import soundfile as sf
 
+    blocks: list[np.ndarray] = []
     try:
         with sf.SoundFile(_open(data)) as f:
-            samples = f.read(dtype="float32", always_2d=True)  # [N, C]
-            rate, declared = f.samplerate, f.frames
+            rate, channels, declared = f.samplerate, f.channels, f.frames
+            _check_rate(rate, what)  # from the header, before a sample is decoded
+            _check_channels(channels, what)
+            budget = _budget(rate, max_seconds)
+            known = 0 < declared < _UNKNOWN_FRAMES
+            if budget is not None and known and declared > budget:
+                raise AudioTooLong(what, declared / rate, max_seconds, at_least=False)
+            count = 0
+            while True:  # one second at a time: a header that lies (or says nothing) cannot make us decode more
+                chunk = f.read(rate, dtype="float32", always_2d=True)  # [n, C]
+                if not len(chunk):
+                    break
+                count += len(chunk)
+                if budget is not None and count > budget:
+                    raise AudioTooLong(what, count / rate, max_seconds, at_least=True)
+                blocks.append(_mono(np.ascontiguousarray(chunk.T)))
+    except MediaError:
+        raise
     except (sf.LibsndfileError, RuntimeError) as exc:
         reason = getattr(exc, "error_string", None) or str(exc)
         raise MediaError(f"{what}: corrupt or unsupported audio file ({reason})") from exc
-    if declared > 0 and samples.shape[0] < declared:
-        raise MediaError(f"{what}: truncated audio file ({samples.shape[0]} of {declared} samples decoded)")
-    return samples.T, rate  # [C, N]
+    if known and count < declared:
+        raise MediaError(f"{what}: truncated audio file ({count} of {declared} samples decoded)")
+    return (np.concatenate(blocks) if blocks else np.zeros(0, np.float32)), rate, channels
 
 
 def _frame_to_array(frame: Any, what: str) -> np.ndarray:
@@ -197,7 +254,7 @@ def _frame_to_array(frame: Any, what: str) -> np.ndarray:
     return _int_to_float(array, what)
 
 
-def _read_pyav(data: Path | bytes, what: str) -> tuple[np.ndarray, int]:
+def _read_pyav(data: Path | bytes, what: str, max_seconds: float | None) -> tuple[np.ndarray, int, int]:
     import av
 
     try:
@@ -205,12 +262,29 @@ def _read_pyav(data: Path | bytes, what: str) -> tuple[np.ndarray, int]:
             if not container.streams.audio:
                 raise MediaError(f"{what}: no audio stream (not an audio file?)")
             stream = container.streams.audio[0]
-            chunks, rate = [], 0
+            rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels
+            if rate:
+                _check_rate(rate, what)
+            if channels:
+                _check_channels(channels, what)
+            if max_seconds is not None and stream.duration and stream.time_base:
+                seconds = float(stream.duration * stream.time_base)
+                if seconds > 2 * max_seconds:  # an estimate (from the bit rate) for some formats: only a clear lie
+                    raise AudioTooLong(what, seconds, max_seconds, at_least=False)
+            chunks, rate, count = [], 0, 0
             for frame in container.decode(stream):
                 if rate and frame.sample_rate != rate:
                     raise MediaError(f"{what}: sample rate changes inside the stream ({rate} -> {frame.sample_rate})")
+                if not rate:
+                    _check_rate(frame.sample_rate, what)
                 rate = frame.sample_rate
-                chunks.append(_frame_to_array(frame, what))
+                channels = len(frame.layout.channels)
+                _check_channels(channels, what)
+                count += frame.samples
+                budget = _budget(rate, max_seconds)
+                if budget is not None and count > budget:
+                    raise AudioTooLong(what, count / rate, max_seconds, at_least=True)
+                chunks.append(_mono(_frame_to_array(frame, what)))
     except MediaError:
         raise
     except (av.FFmpegError, ValueError, EOFError) as exc:
@@ -218,11 +292,15 @@ def _read_pyav(data: Path | bytes, what: str) -> tuple[np.ndarray, int]:
         raise MediaError(f"{what}: corrupt or unsupported audio file ({reason})") from exc
     if not chunks:
         raise MediaError(f"{what}: the audio stream has no samples (empty or truncated file)")
-    return np.concatenate(chunks, axis=1), rate  # [C, N]
+    return np.concatenate(chunks), rate, channels  # [N] mono
 
 
-def _decode(data: Path | bytes, what: str) -> tuple[np.ndarray, int]:
-    """Decode a file (given by path, read lazily) or in-memory file bytes -> (samples [C, N], rate)."""
+def _decode(data: Path | bytes, what: str, max_seconds: float | None = None) -> tuple[np.ndarray, int, int]:
+    """Decode a file (by path, read lazily) or file bytes -> (mono samples [N], rate, channels in the file).
+
+    Rate and channel count are checked from the header before decoding; with `max_seconds` decoding stops (and
+    `AudioTooLong` is raised) as soon as the samples decoded pass it, whatever the header said.
+    """
     if isinstance(data, Path):
         with data.open("rb") as f:
             head = f.read(_HEAD_BYTES)
@@ -231,8 +309,8 @@ def _decode(data: Path | bytes, what: str) -> tuple[np.ndarray, int]:
         head, size = data[:_HEAD_BYTES], len(data)
     if head[:4] in _SOUNDFILE_MAGIC:
         _check_riff_length(head, size, what)
-        return _read_soundfile(data, what)
-    return _read_pyav(data, what)
+        return _read_soundfile(data, what, max_seconds)
+    return _read_pyav(data, what, max_seconds)
 
 
 def _array_to_channels(source: np.ndarray | torch.Tensor, what: str) -> np.ndarray:
@@ -253,6 +331,7 @@ def load_audio(
     require_rate: int | None = None,
     target_rate: int = TARGET_RATE,
     name: str | None = None,
+    max_seconds: float | None = None,
 ) -> torch.Tensor:
     """Load an audio clip as a float32 mono waveform [N] in [-1, 1] at `target_rate` (16 kHz).
 
@@ -262,6 +341,7 @@ def load_audio(
     require_rate: strict mode: raise instead of resampling or down-mixing unless the input is already mono at
         exactly this rate (e.g. 16000 for a pipeline that must see the original samples).
     name: how errors name the input (default: the path, or a description of the bytes / array).
+    max_seconds: a decode budget: `AudioTooLong` when the header declares more, or as soon as decoding passes it.
 
     Raises `MediaError` naming the input for: a missing file, a corrupt, truncated or non-audio file, a clip with
     no samples or shorter than one 25 ms fbank frame, NaN / inf samples, or (strict mode) a rate / channel mismatch.
@@ -271,33 +351,38 @@ def load_audio(
         path = Path(source)
         if not path.is_file():
             raise MediaError(f"{what}: no such audio file")
-        samples, rate = _decode(path, what)
+        mono, rate, channels = _decode(path, what, max_seconds)
         if sample_rate is not None and sample_rate != rate:
             raise MediaError(f"{what}: file is {rate} Hz but sample_rate={sample_rate} was given")
     elif isinstance(source, (bytes, bytearray)):
         if not source:
             raise MediaError(f"{what}: empty audio data")
-        samples, rate = _decode(bytes(source), what)
+        mono, rate, channels = _decode(bytes(source), what, max_seconds)
         if sample_rate is not None and sample_rate != rate:
             raise MediaError(f"{what}: data is {rate} Hz but sample_rate={sample_rate} was given")
     elif isinstance(source, (np.ndarray, torch.Tensor)):
         if sample_rate is None:
             raise MediaError(f"{what}: raw PCM needs its sample_rate")
+        _check_rate(sample_rate, what)
         samples, rate = _array_to_channels(source, what), sample_rate
+        channels = samples.shape[0]
+        if max_seconds is not None and samples.shape[1] > _budget(rate, max_seconds):
+            raise AudioTooLong(what, samples.shape[1] / rate, max_seconds, at_least=False)
+        mono = _mono(samples)
     else:
         raise MediaError(f"{what}: unsupported audio source type {type(source).__name__}")
 
-    channels, count = samples.shape
+    count = mono.shape[0]
     if count == 0:
         raise MediaError(f"{what}: empty audio clip (0 samples)")
-    if not np.isfinite(samples).all():
+    if not np.isfinite(mono).all():
         raise MediaError(f"{what}: audio contains NaN or infinite samples")
     if require_rate is not None and (rate != require_rate or channels != 1):
         raise MediaError(
             f"{what}: expected mono audio at {require_rate} Hz, got {channels} channel(s) at {rate} Hz "
             "(strict mode: no resampling or down-mixing)"
         )
-    wave = torch.from_numpy(np.ascontiguousarray(samples)).mean(dim=0)  # [N]: average the channels
+    wave = torch.from_numpy(np.ascontiguousarray(mono))  # [N]: channels averaged while decoding
     if rate != target_rate:
         # The official VITA-1.0 processor resampled but then told fbank the *original* rate (fixed in 1.5). We
         # resample and the features are always computed at the rate the samples really have.

@@ -43,11 +43,14 @@ def _describe(source: object) -> str:
     return f"<{type(source).__name__}>"
 
 
-def _check_size(width: int, height: int, max_pixels: int, name: str) -> None:
+def _check_size(width: int, height: int, max_pixels: int, name: str, max_aspect: float | None = None) -> None:
     if width <= 0 or height <= 0:
         raise MediaError(f"image {name}: zero-size image ({width}x{height})")
     if width * height > max_pixels:
         raise MediaError(f"image {name}: too large ({width}x{height} = {width * height} pixels > {max_pixels})")
+    if max_aspect is not None and max(width, height) > max_aspect * min(width, height):
+        ratio = max(width, height) / min(width, height)
+        raise MediaError(f"image {name}: aspect ratio {width}x{height} = {ratio:.0f}:1 > max_aspect {max_aspect:g}:1")
 
 
 def _from_array(arr: np.ndarray, name: str, max_pixels: int) -> Image.Image:
@@ -61,13 +64,15 @@ def _from_array(arr: np.ndarray, name: str, max_pixels: int) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr)).convert("RGB")
 
 
-def _open_encoded(fp: io.BytesIO | Path, name: str, max_pixels: int) -> Image.Image:
+def _open_encoded(fp: io.BytesIO | Path, name: str, max_pixels: int,
+                  formats: Sequence[str] | None = None, max_aspect: float | None = None) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # our own max_pixels guard replaces PIL's bomb warning; PIL's hard bomb error is still mapped below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(fp) as img:
-                _check_size(img.width, img.height, max_pixels, name)
+            with Image.open(fp, formats=list(formats) if formats is not None else None) as img:
+                # `open` reads the header only: the size is checked before a single pixel is decoded
+                _check_size(img.width, img.height, max_pixels, name, max_aspect)
                 img.load()
                 return img.convert("RGB")
     except MediaError:
@@ -75,7 +80,8 @@ def _open_encoded(fp: io.BytesIO | Path, name: str, max_pixels: int) -> Image.Im
     except Image.DecompressionBombError as exc:
         raise MediaError(f"image {name}: too large ({exc})") from exc
     except UnidentifiedImageError as exc:
-        raise MediaError(f"image {name}: not an image (format not recognised)") from exc
+        allowed = f" (accepted: {', '.join(formats)})" if formats is not None else ""
+        raise MediaError(f"image {name}: not an image (format not recognised{allowed})") from exc
     except OSError as exc:
         if "truncated" in str(exc):
             raise MediaError(f"image {name}: truncated file ({exc})") from exc
@@ -84,11 +90,14 @@ def _open_encoded(fp: io.BytesIO | Path, name: str, max_pixels: int) -> Image.Im
         raise MediaError(f"image {name}: corrupt image data ({exc})") from exc
 
 
-def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               formats: Sequence[str] | None = None, max_aspect: float | None = None) -> Image.Image:
     """Load a path, encoded bytes, a PIL image or a uint8 array as an RGB PIL image.
 
+    `formats`: the PIL format names an encoded input may have (None: any PIL reads), e.g. ("PNG", "JPEG").
+    `max_aspect`: refuse a long side over this many times the short one (checked from the header too).
     Raises `MediaError` naming the input when it is missing, empty, not an image, corrupt, truncated, zero-size,
-    or larger than `max_pixels`.
+    or larger than `max_pixels` (read from the header, before decoding).
     """
     name = _describe(source)
     if isinstance(source, Image.Image):
@@ -99,14 +108,14 @@ def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> I
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise MediaError(f"image {name}: empty input")
-        return _open_encoded(io.BytesIO(bytes(source)), name, max_pixels)
+        return _open_encoded(io.BytesIO(bytes(source)), name, max_pixels, formats, max_aspect)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise MediaError(f"image {name}: file not found")
         if path.stat().st_size == 0:
             raise MediaError(f"image {name}: empty file (0 bytes)")
-        return _open_encoded(path, name, max_pixels)
+        return _open_encoded(path, name, max_pixels, formats, max_aspect)
     raise MediaError(f"image {name}: unsupported input type {type(source).__name__}")
 
 
@@ -116,9 +125,23 @@ def resize_bicubic(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     Pillow 10.4 always runs the horizontal pass first and rounds to uint8 between the passes; newer Pillow may run
     the vertical pass first, which changes pixels by a few levels. Two explicit single-axis resizes pin the order
     (a resize that keeps a size is a plain copy, so no pass is added).
+
+    Exception: a strip (a side over 65,536 pixels) or a shape whose horizontal-first intermediate (width x source
+    height) would be far larger than both the source and the result (1 x 2,500,000 resized to 448 wide) goes
+    through one PIL resize with `reducing_gap` (a box reduction first): memory stays proportional to the input and
+    the output, where the exact passes would build a 448 x 2,500,000 intermediate or a filter table of ~32 bytes
+    per source pixel of the long side (such images have no official result worth matching).
     """
     width, height = size
-    return img.resize((width, img.height), Image.Resampling.BICUBIC).resize((width, height), Image.Resampling.BICUBIC)
+    bic = Image.Resampling.BICUBIC
+    if max(img.size) > _MAX_EXACT_SIDE or \
+            width * img.height > max(_MAX_INTERMEDIATE, 4 * (img.width * img.height + width * height)):
+        return img.resize((width, height), bic, reducing_gap=2.0)
+    return img.resize((width, img.height), bic).resize((width, height), bic)
+
+
+_MAX_INTERMEDIATE = 1 << 24  # pixels of the horizontal-first intermediate always allowed (every practical image)
+_MAX_EXACT_SIDE = 1 << 16
 
 
 def candidate_grids(min_tiles: int, max_tiles: int) -> list[tuple[int, int]]:
@@ -177,11 +200,20 @@ def center_crop_tile(img: Image.Image, size: int) -> Image.Image:
     short, long = min(width, height), max(width, height)
     new_short, new_long = size, int(size * long / short)
     new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    if new_long > _MAX_CROP_ASPECT * size:
+        # extreme aspect ratio (a 1 x 2,500,000 strip would resize to 112 x 280,000,000): resample only the source
+        # box that becomes the crop, never the whole strip (equal to the crop of the full resize up to rounding)
+        sx, sy = width / new_w, height / new_h
+        box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+        return img.resize((size, size), Image.Resampling.BICUBIC, box=box)
     # PIL returns a plain copy when the size does not change, so exact tiles pass through untouched
     resized = resize_bicubic(img, (new_w, new_h))
-    top, left = (new_h - size) // 2, (new_w - size) // 2
     # PIL pads with zeros outside the image, like the processor's padding for a crop larger than the image
     return resized.crop((left, top, left + size, top + size))
+
+
+_MAX_CROP_ASPECT = 16  # beyond this long/short ratio the centre crop resamples a source box only
 
 
 def normalize(tiles: Sequence[Image.Image], cfg: VisionConfig) -> torch.Tensor:

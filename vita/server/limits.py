@@ -15,8 +15,12 @@ class Limits:
     max_request_bytes: int = field(default=32 << 20, metadata={"help": "largest request body in bytes (413 above)"})
     max_audio_seconds: float = field(default=120.0, metadata={"help": "total input audio per request, seconds"})
     max_image_pixels: int = field(default=25_000_000, metadata={"help": "largest image or video frame, pixels"})
+    max_image_aspect_ratio: float = field(default=200.0, metadata={
+        "help": "longest image side over its shortest (a 1 x 2,500,000 strip is refused before decoding)"})
     max_images: int = field(default=16, metadata={"help": "images per request"})
     max_frames: int = field(default=32, metadata={"help": "video frames per request (all videos together)"})
+    max_video_seconds: float = field(default=600.0, metadata={
+        "help": "longest video clip, seconds (from its header, and while decoding)"})
     max_audio_clips: int = field(default=8, metadata={"help": "audio clips per request"})
     max_new_tokens: int = field(default=2048, metadata={"help": "largest max_tokens a request may ask for"})
     max_queued: int = field(default=8, metadata={"help": "requests waiting behind the running one (429 above)"})

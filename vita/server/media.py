@@ -16,23 +16,25 @@ import base64
 import binascii
 import io
 import re
-import tempfile
 import urllib.request
-from pathlib import Path
 
 from PIL import Image as PILImage
 
 from vita.errors import MediaError
-from vita.media.audio import load_audio
+from vita.media.audio import AudioTooLong, load_audio
 from vita.media.image import load_image
-from vita.media.video import read_video_frames
+from vita.media.video import VideoTooLarge, read_video_frames
 from vita.processor import Audio, Image, Video
 from vita.server.errors import APIError, bad_request, limit_exceeded
 from vita.server.limits import Limits
 
 _DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]+=[^;,]*)*);base64,(?P<data>.*)", re.S)
 _AUDIO_MAGIC = {"wav": (b"RIFF", b"RF64"), "flac": (b"fLaC",), "ogg": (b"OggS",), "mp3": (b"ID3", b"\xff")}
-_VIDEO_SUFFIX = {"video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov", "video/x-matroska": ".mkv"}
+# the FFmpeg demuxer of each accepted video type: named, never probed (no playlist or concat demuxer can open)
+_VIDEO_FORMAT = {"video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "matroska",
+                 "video/x-matroska": "matroska", "video/x-msvideo": "avi", "video/avi": "avi"}
+# image formats decoded (OpenAI's list plus BMP); anything else is refused before PIL reads past the signature
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
 _REMOTE_TIMEOUT_S = 10.0
 
 
@@ -116,8 +118,16 @@ class MediaDecoder:
         if not raw.startswith(magic) or (fmt == "mp3" and raw[:1] == b"\xff" and len(raw) > 1 and raw[1] < 0xE0):
             raise bad_request(f"{param}: the data is not {fmt} audio (its first bytes are {raw[:4]!r})", param,
                               code="invalid_audio")
+        cap = self.limits.max_audio_seconds
+        left = max(cap - self.audio_seconds, 0.0)  # the decode budget: what this request has not used yet
         try:
-            wave = load_audio(raw, target_rate=self.audio_rate, name=f"{fmt} audio")  # [N] float32
+            wave = load_audio(raw, target_rate=self.audio_rate, name=f"{fmt} audio", max_seconds=left)  # [N] float32
+        except AudioTooLong as exc:
+            total = self.audio_seconds + exc.seconds
+            raise limit_exceeded(f"{param}: {'more than ' if exc.at_least else ''}{total:.1f} s of audio in this "
+                                 f"request > --max-audio-seconds {cap:g}"
+                                 f"{' (the header says so: nothing decoded)' if not exc.at_least else ''}",
+                                 param) from exc
         except MediaError as exc:
             raise bad_request(f"{param}: {exc}", param, code="invalid_audio") from exc
         self.audio_seconds += wave.numel() / self.audio_rate
@@ -141,33 +151,45 @@ class MediaDecoder:
                                  f"{self.limits.max_frames}", param)
 
     def _check_pixels(self, width: int, height: int, param: str) -> None:
-        cap = self.limits.max_image_pixels
+        cap, aspect = self.limits.max_image_pixels, self.limits.max_image_aspect_ratio
         if width * height > cap:
             raise limit_exceeded(f"{param}: image is {width}x{height} = {width * height} pixels > "
                                  f"--max-image-pixels {cap}", param)
+        if min(width, height) > 0 and max(width, height) > aspect * min(width, height):
+            raise limit_exceeded(f"{param}: image is {width}x{height}, an aspect ratio of "
+                                 f"{max(width, height) / min(width, height):.0f}:1 > --max-image-aspect-ratio "
+                                 f"{aspect:g}", param)
 
     def _image(self, data: bytes, param: str) -> PILImage.Image:
-        try:  # the header alone gives the size: refuse a huge image before decoding it
-            with PILImage.open(io.BytesIO(data)) as probe:
+        try:  # the header alone gives the size (PIL's open is lazy): refuse a huge image before decoding it
+            with PILImage.open(io.BytesIO(data), formats=IMAGE_FORMATS) as probe:
                 width, height = probe.size
+        except PILImage.DecompressionBombError as exc:  # PIL's own cap (2 x MAX_IMAGE_PIXELS) from the header
+            raise limit_exceeded(f"{param}: image has more than {2 * PILImage.MAX_IMAGE_PIXELS} pixels > "
+                                 f"--max-image-pixels {self.limits.max_image_pixels}", param) from exc
         except Exception:  # noqa: BLE001 - load_image below reports what is wrong with it
             width = height = 0
         self._check_pixels(width, height, param)
         try:
-            return load_image(data, max_pixels=self.limits.max_image_pixels)
+            return load_image(data, max_pixels=self.limits.max_image_pixels, formats=IMAGE_FORMATS,
+                              max_aspect=self.limits.max_image_aspect_ratio)
         except MediaError as exc:
             raise bad_request(f"{param}: {exc}", param, code="invalid_image") from exc
 
     def _video_bytes(self, mime: str, data: bytes, param: str) -> Video:
-        suffix = _VIDEO_SUFFIX.get(mime, ".bin")
-        with tempfile.TemporaryDirectory(prefix="vita-video-") as tmp:
-            path = Path(tmp) / f"clip{suffix}"
-            path.write_bytes(data)
-            try:
-                frames = read_video_frames(path)
-            except MediaError as exc:
-                raise bad_request(f"{param}: {str(exc).replace(f'video {path}', f'the {mime} video')}", param,
-                                  code="invalid_video") from exc
+        container = _VIDEO_FORMAT.get(mime)
+        if container is None:
+            raise bad_request(f"{param}: unsupported video type {mime[:40]!r} (accepted: "
+                              f"{', '.join(_VIDEO_FORMAT)})", param, code="invalid_video")
+        lim = self.limits
+        try:  # decoded from memory: no temporary file, so no server path can reach a message
+            frames = read_video_frames(data, name=f"({mime})", container_format=container,
+                                       max_pixels=lim.max_image_pixels, max_seconds=lim.max_video_seconds)
+        except VideoTooLarge as exc:
+            flag = "--max-image-pixels" if exc.kind == "pixels" else "--max-video-seconds"
+            raise limit_exceeded(f"{param}: {str(exc).rsplit(' > ', 1)[0]} > {flag} {exc.limit:g}", param) from exc
+        except MediaError as exc:
+            raise bad_request(f"{param}: {exc}", param, code="invalid_video") from exc
         self._count_frames(len(frames), param)
         for frame in frames:
             self._check_pixels(frame.width, frame.height, param)
