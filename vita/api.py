@@ -15,9 +15,8 @@ from typing import Any
 import torch
 
 from vita.checkpoint.load import load_model
-from vita.generation.generate import generate as generate_ids
+from vita.generation.loop import PromptCache, TextLoop, TokenLoop, cache_with_room
 from vita.generation.sampling import SamplingConfig
-from vita.generation.text import TextStream
 from vita.models.vita import VitaModel
 from vita.processor import ModelInputs, Processor, Turn
 from vita.tokenizer import Tokenizer
@@ -36,6 +35,18 @@ class Vita:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.processor = Processor(tokenizer, model.config)
+        self._cache: PromptCache | None = None  # the KV cache `stream` uses when the caller passes none
+
+    def new_cache(self, max_seq_len: int) -> PromptCache:
+        """A KV cache over this model's LLM for `stream(..., cache=...)` (prefix reuse across calls)."""
+        return PromptCache(self.model.llm, min(max_seq_len, self.model.llm.config.max_position_embeddings))
+
+    def _own_cache(self, needed: int) -> PromptCache:
+        if self._cache is not None and self._cache.max_seq_len < needed:
+            self._cache = None  # free the old one before allocating the next
+        self._cache = cache_with_room(self._cache, self.model.llm, needed)
+        self._cache.truncate(0)  # a cold prefill every call: the same bits as a fresh cache
+        return self._cache
 
     @property
     def config(self):
@@ -61,37 +72,24 @@ class Vita:
         sampling: SamplingConfig | None = None,
         stop_strings: tuple[str, ...] = ("</s>",),
         seed: int | None = None,
+        cache: PromptCache | None = None,
     ) -> Iterator[str]:
-        """Yield visible text deltas as tokens arrive; the finished `Reply` is the generator's return value."""
+        """Yield visible text deltas as tokens arrive; the finished `Reply` is the generator's return value.
+
+        `cache`: the caller's KV cache (`new_cache`; a prompt prefix it already holds is not prefilled again);
+        None: one this object owns, prefilled from scratch every call."""
         embeds = self.model.embed(
             inputs.token_ids.to(self.model.device), inputs.pixel_values, inputs.fbanks
         )  # [1, L, D]
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        text = TextStream(self.tokenizer, stop_strings=stop_strings)
-        finish = "length"
-        n = 0
-        for token in generate_ids(
-            self.model.llm,
-            input_embeds=embeds,
-            max_new_tokens=max_new_tokens,
-            sampling=sampling or SamplingConfig(),
-            stop_ids=self.tokenizer.stop_ids,
-            generator=gen,
-        ):
-            n += 1
-            delta = text.push(token)
-            if delta:
-                yield delta
-            if text.stopped:
-                finish = "stop"
-                break
-        else:
-            if n < max_new_tokens:
-                finish = "stop"  # generate() ended on a stop id
-        tail = text.finish()
-        if tail:
-            yield tail
-        return Reply(text.state, text.visible_text.strip(), list(text.ids), finish)
+        L = embeds.shape[1]
+        cache = cache if cache is not None else self._own_cache(L + max(max_new_tokens, 0) + 1)
+        tokens = TokenLoop(self.model.llm, cache, embeds, max_new_tokens=max_new_tokens,
+                           sampling=sampling or SamplingConfig(), generator=gen, stop_ids=self.tokenizer.stop_ids)
+        reply = TextLoop(tokens, self.tokenizer, stop_strings=stop_strings)
+        yield from reply
+        finish = "length" if reply.finish_reason == "length" else "stop"
+        return Reply(reply.state, reply.stream.visible_text.strip(), list(reply.token_ids), finish)
 
     def generate(
         self,

@@ -124,7 +124,7 @@ class TerminalChat:
         out.flush()
         self.history = [*history, user, Turn("assistant", job.raw_text())]
         self.turns += 1
-        prompt = job._embeds.shape[0] if job._embeds is not None else 0
+        prompt = job.prompt_len
         print(f"[turn {self.turns} | history {len(self.history)} turns | {prompt} prompt positions, {job.reused} "
               f"reused | {time.perf_counter() - t0:.2f} s]", file=sys.stderr, flush=True)
         if self.synth is not None:

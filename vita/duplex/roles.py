@@ -1,29 +1,23 @@
-"""Two roles over one set of weights: a KV cache per role, and a reply job that advances one bounded unit at a time.
+"""Two roles over one set of weights, each with a KV cache of its own, and a reply job that advances one bounded unit
+at a time.
 
-The LLM keeps its static cache inside its attention modules (`layer.attention.kv_cache`) and a causal mask [S, S]
-(`llm.causal_mask`) sized to it. A `RoleCache` owns one `KVCache` per layer and a mask, and swaps them into the LLM
-for the duration of a step (`with cache.bound(): ...`), then puts back what was there: no core module changes.
-The RoPE tables are shared (grown once by `setup_caches`). The first role adopts the caches `setup_caches`
-allocates (no third copy).
-
-A role also remembers the input embeddings of the positions its cache holds (`rows` [n, D]). A new prompt is
-compared row by row with them: the common prefix is kept and only the rest is prefilled (prefix caching; the K/V
-equal a recomputation up to float rounding, chunked prefill vs one-by-one decode).
-When the other role (the donor: typically the one speaking) holds a longer prefix of the prompt (system + history
-+ the part of its answer that was heard), those K/V rows are copied into this role's cache instead of recomputed:
-a causal model's K/V at a position depend only on the rows up to it.
+A `RoleCache` is a `vita.generation.loop.PromptCache`: a caller-owned `StaticCache` over the shared LLM plus the
+input rows of the positions it holds. Nothing is swapped into the model's modules: every forward names its cache
+(`LLM.forward(cache=...)`), so the two roles, chat requests and other sessions never see each other's K/V. A new
+prompt reuses the common prefix of the role's own cache, or copies a longer one from the other role (the donor:
+typically the one speaking, whose cache holds system + history + the part of its answer that was heard).
 
 `ReplyJob` is one reply on one role, advanced by `step()`:
     embed (processor + media encoders) -> prefill chunks of `prefill_chunk` positions -> one decode step per call
-The state token (`<1>` `<2>` `<3>`) is read from the first generated tokens through `TextStream`. A `Script`
-teacher-forces the first tokens (tests script `<2>` or a whole answer on random weights: every step still runs the
-real model, only the chosen ids are replaced).
+through the one reply loop (`TokenLoop` + `TextLoop`), so the native decode step runs here too. The state token
+(`<1>` `<2>` `<3>`) comes out of the step that ran the prompt's last chunk. A `Script` teacher-forces the first
+tokens (tests script `<2>` or a whole answer on random weights: every step still runs the real model, only the
+chosen ids are replaced).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -31,79 +25,23 @@ import torch
 
 from vita.api import Vita
 from vita.errors import PromptError
-from vita.generation.generate import decode_one_token, prefill
+from vita.generation.loop import PromptCache, TextLoop, TokenLoop
 from vita.generation.sampling import GREEDY, SamplingConfig
 from vita.generation.text import TextStream
 from vita.models.llm import LLM
-from vita.nn.kv_cache import KVCache
 from vita.processor import Turn
-from vita.tokens import split_state
 
 
-class RoleCache:
-    """A per-layer KV cache set [1, H_kv, S, Dh] for one role, bound into the shared LLM around each step."""
+class RoleCache(PromptCache):
+    """One role's KV cache [1, H_kv, S, Dh] per layer over the shared LLM (a `PromptCache`)."""
 
-    def __init__(self, llm: LLM, max_seq_len: int, *, adopt: bool = False) -> None:
-        self.llm = llm
-        self.max_seq_len = max_seq_len
-        if llm.max_seq_len < max_seq_len or llm.causal_mask is None:
-            llm.setup_caches(1, max_seq_len)  # also grows the RoPE tables to S
-        mask = llm.causal_mask
-        self.mask = mask if mask.shape[0] == max_seq_len else torch.ones(
-            max_seq_len, max_seq_len, dtype=torch.bool, device=llm.device).tril()  # [S, S]
-        current = [layer.attention.kv_cache for layer in llm.layers]
-        free = all(c is not None and not getattr(c, "_role_owned", False) for c in current)
-        if adopt and free and llm.max_seq_len == max_seq_len and llm.cache_batch_size == 1:
-            self.caches = current  # the set `setup_caches` made: no third copy
-        else:
-            cfg = llm.config
-            self.caches = [
-                KVCache(1, cfg.num_kv_heads, max_seq_len, cfg.head_dim, dtype=llm.dtype, device=llm.device)
-                for _ in llm.layers
-            ]
-        for cache in self.caches:
-            cache._role_owned = True  # another RoleCache must not adopt it too
-        self.rows = torch.zeros(0, llm.config.hidden_size, dtype=llm.dtype, device=llm.device)  # [n, D] cached
-
-    @contextmanager
-    def bound(self) -> Iterator[LLM]:
-        """Swap this role's caches (and a causal mask [S, S] of their length) into the LLM; restore afterwards."""
-        llm = self.llm
-        previous = [layer.attention.kv_cache for layer in llm.layers], llm.causal_mask
-        for layer, cache in zip(llm.layers, self.caches, strict=True):
-            layer.attention.kv_cache = cache
-        llm.causal_mask = self.mask
-        try:
-            yield llm
-        finally:
-            for layer, cache in zip(llm.layers, previous[0], strict=True):
-                layer.attention.kv_cache = cache
-            llm.causal_mask = previous[1]
+    def __init__(self, llm: LLM, max_seq_len: int) -> None:
+        super().__init__(llm, max_seq_len)
 
     @property
-    def length(self) -> int:
-        return self.rows.shape[0]
-
-    def common_prefix(self, embeds: torch.Tensor) -> int:
-        """Number of leading rows of embeds [L, D] whose K/V this cache already holds."""
-        n = min(self.length, embeds.shape[0])
-        if n == 0:
-            return 0
-        same = (self.rows[:n] == embeds[:n]).all(dim=-1)  # [n]
-        return n if bool(same.all()) else int((~same).nonzero()[0, 0])
-
-    def copy_prefix(self, donor: RoleCache, n: int) -> None:
-        """Take the first n cached positions (K/V of every layer, and their rows) from another role's cache."""
-        for mine, theirs in zip(self.caches, donor.caches, strict=True):
-            mine.k_cache[:, :, :n].copy_(theirs.k_cache[:, :, :n])
-            mine.v_cache[:, :, :n].copy_(theirs.v_cache[:, :, :n])
-        self.rows = donor.rows[:n].clone()
-
-    def truncate(self, n: int) -> None:
-        self.rows = self.rows[:n]
-
-    def append(self, rows: torch.Tensor) -> None:
-        self.rows = torch.cat([self.rows, rows.to(self.rows.dtype)])
+    def caches(self):
+        """The per-layer `KVCache`s (tests check that two roles share none)."""
+        return self.kv.layers
 
 
 @dataclass(frozen=True)
@@ -154,66 +92,76 @@ class ReplyJob:
         self.system, self.generator = system, generator
         self.forced = vita.tokenizer.encode(script.text, add_special_tokens=False) if script else []
         self.forced_complete = script.complete if script else False
-        self.stream = TextStream(vita.tokenizer)
-        self.phase: Phase = "embed"
-        self.finish_reason: str | None = None  # "stop" | "length" | "cancelled"
-        self.decode_steps = 0  # LLM decode forwards run (tests: nothing runs after a cancel)
-        self.reused = 0  # prompt positions served from a cache (this role's, or copied from the donor's)
-        self.copied = 0  # of which copied from the donor role's cache
-        self._embeds: torch.Tensor | None = None  # [L, D]
-        self._pos = 0  # next cache position to fill
-        self._next: torch.Tensor | None = None  # [1] the chosen next id, not yet consumed
+        self.reply: TextLoop | None = None  # after the embed step
+        self._cancelled = False
 
     # ---- observers ---------------------------------------------------------------------------------------------
+    @property
+    def phase(self) -> Phase:
+        if self.reply is None:
+            return "done" if self._cancelled else "embed"
+        return self.reply.phase
+
     @property
     def done(self) -> bool:
         return self.phase == "done"
 
     @property
+    def finish_reason(self) -> str | None:
+        if self.reply is None:
+            return "cancelled" if self._cancelled else None
+        return self.reply.finish_reason
+
+    @property
+    def stream(self) -> TextStream:
+        assert self.reply is not None, "no reply before the embed step"
+        return self.reply.stream
+
+    @property
     def state_resolved(self) -> bool:
-        return self.stream.state_resolved
+        return self.reply is not None and self.reply.state_resolved
 
     @property
     def state(self) -> str | None:
-        return self.stream.state
+        return self.reply.state if self.reply is not None else None
 
-    def _raw(self) -> str:
-        """The decoded reply so far, state token included, cut at a stop string."""
-        text = self.vita.tokenizer.decode(self.stream.ids)
-        for stop in self.stream.stop_strings:
-            text = text.split(stop, 1)[0]
-        return text
+    @property
+    def prompt_len(self) -> int:
+        """Positions of the prompt (0 before the embed step)."""
+        return self.reply.tokens.prompt_len if self.reply is not None else 0
+
+    @property
+    def decode_steps(self) -> int:
+        return self.reply.tokens.decode_steps if self.reply is not None else 0
+
+    @property
+    def reused(self) -> int:
+        return self.reply.tokens.reused if self.reply is not None else 0
+
+    @property
+    def copied(self) -> int:
+        return self.reply.tokens.copied if self.reply is not None else 0
 
     @property
     def visible_text(self) -> str:
-        raw = self._raw()
-        return split_state(raw)[1] if self.stream.state is not None else raw
+        return self.reply.visible_text if self.reply is not None else ""
 
     def raw_text(self, visible_chars: int | None = None) -> str:
-        """The decoded reply (state token included) up to `visible_chars` characters of visible text."""
-        raw = self._raw()
-        if visible_chars is None:
-            return raw.strip()
-        head = len(raw) - len(split_state(raw)[1] if self.stream.state is not None else raw)  # "<1> "
-        return raw[: head + visible_chars].rstrip()
+        return self.reply.raw_text(visible_chars) if self.reply is not None else ""
 
     # ---- work ------------------------------------------------------------------------------------------------
     def cancel(self) -> None:
-        if not self.done:
-            self.phase, self.finish_reason = "done", "cancelled"
+        self._cancelled = True
+        if self.reply is not None:
+            self.reply.cancel()
 
-    @torch.inference_mode()
     def step(self) -> str:
         if self.phase == "embed":
             self._embed()
             return ""
-        if self.phase == "prefill":
-            self._prefill_chunk()
-            return ""
-        if self.phase == "decode":
-            return self._decode()
-        return ""
+        return self.reply.step() if self.reply is not None else ""
 
+    @torch.inference_mode()
     def _embed(self) -> None:
         inputs = self.vita.processor(self.turns, system=self.system)
         model = self.vita.model
@@ -221,66 +169,11 @@ class ReplyJob:
         L, S = embeds.shape[0], self.cache.max_seq_len
         if L >= S:
             raise PromptError(f"prompt of {L} positions does not fit the role cache of {S}: trim the history")
-        self.max_new_tokens = min(self.max_new_tokens, S - L)
-        keep = self.cache.common_prefix(embeds)
-        if self.donor is not None:  # the other role may hold more of this prompt (the history it just spoke)
-            theirs = self.donor.common_prefix(embeds)
-            if theirs > keep:
-                self.cache.copy_prefix(self.donor, theirs)
-                keep, self.copied = theirs, theirs
-        keep = min(keep, L - 1)  # at least one position runs: it gives the logits
-        self.copied = min(self.copied, keep)
-        self.cache.truncate(keep)
-        self._embeds, self._pos, self.reused = embeds, keep, keep
-        self.phase = "prefill"
-
-    def _prefill_chunk(self) -> None:
-        assert self._embeds is not None
-        a = self._pos
-        b = min(a + self.prefill_chunk, self._embeds.shape[0])
-        rows = self._embeds[a:b]  # [l, D]
-        pos = torch.arange(a, b, device=rows.device)
-        with self.cache.bound() as llm:
-            if b < self._embeds.shape[0]:
-                llm.hidden_states(input_embeds=rows[None], input_pos=pos)
-            else:
-                self._next, _ = prefill(llm, input_embeds=rows[None], input_pos=pos, sampling=self.sampling,
-                                        generator=self.generator)
-                self.phase = "decode"
-        self.cache.append(rows)
-        self._pos = b
-
-    def _choose(self) -> int | None:
-        """The id this step emits: forced while the script lasts; None ends a complete script."""
-        i = len(self.stream.ids)
-        if i < len(self.forced):
-            return self.forced[i]
-        if self.forced and self.forced_complete:
-            return None
-        assert self._next is not None
-        return int(self._next.item())
-
-    def _finish(self, reason: str) -> str:
-        self.phase, self.finish_reason = "done", reason
-        return self.stream.finish()
-
-    def _decode(self) -> str:
-        tok = self._choose()
-        if tok is None or tok in self.vita.tokenizer.stop_ids:
-            return self._finish("stop")
-        delta = self.stream.push(tok)
-        if self.stream.stopped:
-            return delta + self._finish("stop")
-        if len(self.stream.ids) >= self.max_new_tokens:
-            return delta + self._finish("length")
-        token = torch.tensor([[tok]], device=self.cache.rows.device)  # [1, 1]
-        pos = torch.tensor([self._pos], device=token.device)
-        with self.cache.bound() as llm:
-            self._next, _ = decode_one_token(llm, token, pos, self.sampling, self.generator)
-            self.cache.append(llm.embed(token)[0])
-        self._pos += 1
-        self.decode_steps += 1
-        return delta
+        tokens = TokenLoop(model.llm, self.cache, embeds, max_new_tokens=self.max_new_tokens, sampling=self.sampling,
+                           generator=self.generator, stop_ids=self.vita.tokenizer.stop_ids,
+                           prefill_chunk=self.prefill_chunk, forced=self.forced,
+                           forced_complete=self.forced_complete, donor=self.donor)
+        self.reply = TextLoop(tokens, self.vita.tokenizer)
 
 
 class Job(Protocol):
@@ -325,7 +218,9 @@ class Engine:
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
     def new_cache(self, *, adopt: bool = False) -> RoleCache:
-        return RoleCache(self.vita.model.llm, self.max_seq_len, adopt=adopt)
+        """A role's own cache. `adopt` is accepted for earlier callers and means nothing now: the model holds no
+        cache to adopt, every role allocates its own."""
+        return RoleCache(self.vita.model.llm, self.max_seq_len)
 
     def start(self, cache: RoleCache, turns: Sequence[Turn], donor: RoleCache | None = None) -> ReplyJob:
         """A job on `cache`; a prompt prefix that `donor` (the other role) holds is copied, not recomputed."""

@@ -1,4 +1,5 @@
-"""Autoregressive generation over the LLM's static KV cache: `prefill`, `decode_one_token`, `generate`.
+"""Autoregressive generation of ids: `generate` (over `vita.generation.loop.TokenLoop`), and its module steps
+`prefill`, `decode_one_token`.
 
 Shapes: B batch (generate: B = 1), L prompt length, V vocab, D hidden.
     prefill:          token_ids [B, L] | input_embeds [B, L, D], input_pos [L]  -> next [B], logits [B, V]
@@ -26,9 +27,11 @@ from typing import Literal
 
 import torch
 
+from vita.generation.loop import PromptCache, TokenLoop
 from vita.generation.native_step import NativeStep
 from vita.generation.sampling import GREEDY, SamplingConfig, sample
 from vita.models.llm import LLM
+from vita.nn.kv_cache import StaticCache
 from vita.nn.native import native_gemv
 
 StopReason = Literal["stop_id", "stop_fn", "max_new_tokens"]
@@ -65,9 +68,11 @@ def decode_one_token(
     input_pos: torch.Tensor,
     sampling: SamplingConfig = GREEDY,
     generator: torch.Generator | None = None,
+    *,
+    cache: StaticCache | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One cached step: token [B, 1] at input_pos [1] -> (next [B], logits [B, V])."""
-    logits = llm(token, input_pos=input_pos)[:, -1]  # [B, V]
+    """One cached step: token [B, 1] at input_pos [1] -> (next [B], logits [B, V]), over `cache` or the default."""
+    logits = llm(token, input_pos=input_pos, cache=cache)[:, -1]  # [B, V]
     return sample(logits, sampling, generator), logits
 
 
@@ -91,9 +96,9 @@ def decode_step_kind(llm: LLM, compile: bool, native: bool = True) -> Literal["e
 
 
 def _ensure_cache(llm: LLM, batch_size: int, needed: int) -> None:
-    cache = llm.layers[0].attention.kv_cache
+    cache = llm.cache
     # a cache made under inference_mode cannot be written outside it: then allocate a fresh one
-    usable = cache is not None and (torch.is_inference_mode_enabled() or not cache.k_cache.is_inference())
+    usable = cache is not None and (torch.is_inference_mode_enabled() or not cache.layers[0].k_cache.is_inference())
     if usable and llm.cache_batch_size == batch_size and llm.max_seq_len >= needed:
         return  # reuse: stale entries beyond the current position are masked and overwritten before use
     size = min(-(-needed // 64) * 64, llm.config.max_position_embeddings)  # round up: fewer re-allocations
@@ -112,8 +117,11 @@ def generate(
     generator: torch.Generator | None = None,
     compile: bool = False,
     native: bool = True,
+    cache: PromptCache | None = None,
 ) -> Generator[int, None, GenerationResult]:
     """Yield new token ids one at a time for a batch-1 prompt; return a `GenerationResult`.
+
+    The loop is `vita.generation.loop.TokenLoop` (whole prompt in one prefill step, then one decode step per id).
 
     Args:
         token_ids: [1, L] or [L] prompt ids; exactly one of token_ids / input_embeds.
@@ -126,6 +134,8 @@ def generate(
         compile: use the compiled decode step (first call compiles, which takes a while) where the native step
             does not apply.
         native: use the native whole-step kernel where the model allows it (dense, bf16/float32, CPU).
+        cache: the caller's cache (prefix reuse across calls); None: the model's default cache (`setup_caches`),
+            grown to fit.
     """
     if (token_ids is None) == (input_embeds is None):
         raise ValueError("pass exactly one of token_ids and input_embeds")
@@ -140,44 +150,24 @@ def generate(
     result = GenerationResult(prompt_len=L)
     if max_new_tokens <= 0:
         return result
-    _ensure_cache(llm, B, L + max_new_tokens)
-    device = llm.device
-    stops = frozenset(int(i) for i in stop_ids)
-    kind = decode_step_kind(llm, compile, native)
-    native_step = NativeStep(llm) if kind == "native" else None  # reads the current cache: after _ensure_cache
-    step = compiled_decode_one_token() if kind == "compiled" else decode_one_token
-
-    input_pos = torch.arange(L, device=device)  # [L]
-    if token_ids is not None:
-        token_ids = token_ids.to(device)
-    else:
-        input_embeds = input_embeds.to(device, llm.dtype)
-    next_token, _ = prefill(
-        llm,
-        token_ids=token_ids,
-        input_embeds=input_embeds,
-        input_pos=input_pos,
-        sampling=sampling,
-        generator=generator,
-    )
-    pos = torch.tensor([L], device=device)  # [1], advanced in place: no allocation per step
-    while True:
-        tok = int(next_token.item())  # the one host read per step (we must hand out an int)
-        if tok in stops:
-            result.stop_reason, result.stop_id = "stop_id", tok
-            return result
+    if cache is None:
+        _ensure_cache(llm, B, L + max_new_tokens)
+        assert llm.cache is not None
+        cache = PromptCache(llm, llm.max_seq_len, kv=llm.cache)
+    with torch.no_grad():
+        embeds = llm.embed(token_ids.to(llm.device)) if token_ids is not None else input_embeds  # [1, L, D]
+    loop = TokenLoop(llm, cache, embeds, max_new_tokens=max_new_tokens, sampling=sampling, generator=generator,
+                     stop_ids=stop_ids, native=native, compile=compile)
+    for tok in loop:
         result.token_ids.append(tok)
         yield tok
         if stop_fn is not None and stop_fn(result.token_ids):
+            loop.cancel()
             result.stop_reason = "stop_fn"
             return result
-        if len(result.token_ids) >= max_new_tokens:
-            return result
-        if native_step is not None:
-            next_token = sample(native_step(tok, L + len(result.token_ids) - 1), sampling, generator)  # [1]
-        else:
-            next_token, _ = step(llm, next_token.view(1, 1), pos, sampling, generator)
-        pos += 1
+    if loop.stop_id is not None:
+        result.stop_reason, result.stop_id = "stop_id", loop.stop_id
+    return result
 
 
 def generate_all(llm: LLM, **kwargs) -> GenerationResult:

@@ -8,8 +8,9 @@ path, so prefill (module path) and decode (here) mix freely.
 
 `NativeStep.unsupported(llm)` says why a model cannot use it (None when it can): MoE layers, a dtype other than
 bf16 or float32, a device other than the CPU, adapters (LoRA) on a projection, or no native library on this
-machine. The step is built over the current batch-1 KV cache (`setup_caches(1, S)` first) and must be rebuilt
-when that changes.
+machine. The step is built over one batch-1 KV cache, the caller's `StaticCache` (`llm.new_cache(S)`) or else the
+model's default one (`setup_caches(1, S)` first); it must be rebuilt when that cache is replaced. Steps over two
+caches of one model (the two duplex roles) share the parameters: only the cache pointers differ.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 
 from vita.models.llm import LLM
 from vita.nn import native
+from vita.nn.kv_cache import StaticCache
 
 
 class NativeStep:
@@ -39,8 +41,10 @@ class NativeStep:
             return "no native library on this machine (see vita.nn.native)"
         return None
 
-    def __init__(self, llm: LLM) -> None:
-        reason = self.unsupported(llm) or (None if llm.cache_batch_size == 1 else "no batch-1 KV cache")
+    def __init__(self, llm: LLM, cache: StaticCache | None = None) -> None:
+        cache = cache if cache is not None else llm.cache
+        reason = self.unsupported(llm) or (None if cache is not None and cache.batch_size == 1
+                                           else "no batch-1 KV cache")
         if reason is not None:
             raise ValueError(f"the native decode step cannot run this model: {reason}")
         cfg = llm.config
@@ -48,16 +52,20 @@ class NativeStep:
         self._layers: list[torch.Tensor] = []
         self._caches: list[torch.Tensor] = []
         no_bias = torch.empty(0, dtype=llm.dtype)
-        for layer in llm.layers:  # the module's own parameters, fused (views) or not: nothing is copied
+        assert cache is not None
+        for layer, kv in zip(llm.layers, cache.layers, strict=True):  # the module's own parameters: nothing copied
             attn, ffn = layer.attention, layer.feed_forward
             biases = [no_bias] * 3 if attn.wq.bias is None else [attn.wq.bias, attn.wk.bias, attn.wv.bias]
             self._layers += [layer.attention_norm.weight, attn.wq.weight, attn.wk.weight, attn.wv.weight, *biases,
                              attn.wo.weight, layer.ffn_norm.weight, ffn.w1.weight, ffn.w3.weight, ffn.w2.weight]
-            self._caches += [attn.kv_cache.k_cache, attn.kv_cache.v_cache]
+            self._caches += [kv.k_cache, kv.v_cache]
         self._embed = llm.tok_embeddings.weight
         self._head = llm.output.weight if llm.output is not None else llm.tok_embeddings.weight
         self._norm = llm.norm.weight
-        self._cos, self._sin = llm._rope_cos.contiguous(), llm._rope_sin.contiguous()
+        cos, sin = llm.rope
+        if cos.shape[0] < cache.max_seq_len:
+            raise ValueError(f"RoPE tables of {cos.shape[0]} positions for a cache of {cache.max_seq_len}")
+        self._cos, self._sin = cos.contiguous(), sin.contiguous()
         self._heads = (cfg.num_heads, cfg.num_kv_heads)
         self._eps = float(cfg.rms_norm_eps)
         self.vocab_size = self._head.shape[0]

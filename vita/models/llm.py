@@ -24,8 +24,10 @@ Parameter names (our checkpoint layout; `vita.checkpoint.hf_llm` maps HF names o
 Two forward modes:
   * uncached (input_pos None): plain causal attention over the given sequence, positions 0..L-1 (training and the
     reference path); an optional right-padding `attention_mask` [B, L] hides padded keys.
-  * cached (after `setup_caches`, input_pos [L] = absolute positions): keys/values are written into the static cache
-    and every query attends to the cache positions <= its own (prefill: input_pos = arange(L); decode: [pos]).
+  * cached (input_pos [L] = absolute positions): keys/values are written into a static cache and every query attends
+    to the cache positions <= its own (prefill: input_pos = arange(L); decode: [pos]). The cache is the caller's
+    `StaticCache` (`cache=`, made by `new_cache`: the model keeps no reference, so two duplex roles or a chat request
+    and a realtime session each own one over the same weights), or else the model's default one (`setup_caches`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from torch import nn
 from vita.config import LLMConfig
 from vita.errors import ConfigError
 from vita.nn.attention import Attention
-from vita.nn.kv_cache import KVCache
+from vita.nn.kv_cache import KVCache, StaticCache
 from vita.nn.linear import linear
 from vita.nn.mlp import FeedForward
 from vita.nn.moe import MoE
@@ -65,8 +67,10 @@ class Block(nn.Module):
         sin: torch.Tensor,
         mask: torch.Tensor | None,
         input_pos: torch.Tensor | None,
+        kv_cache: KVCache | None = None,
     ) -> torch.Tensor:
-        h = x + self.attention(self.attention_norm(x), cos, sin, mask=mask, input_pos=input_pos)  # [B, L, D]
+        h = x + self.attention(self.attention_norm(x), cos, sin, mask=mask, input_pos=input_pos,
+                               kv_cache=kv_cache)  # [B, L, D]
         return h + self.feed_forward(self.ffn_norm(h))  # [B, L, D]
 
 
@@ -84,7 +88,8 @@ class LLM(nn.Module):
         # float32 RoPE tables [N, Dh], grown on demand; plain attributes so dtype casts of the model never round them
         self._rope_cos = torch.empty(0, config.head_dim)
         self._rope_sin = torch.empty(0, config.head_dim)
-        self.causal_mask: torch.Tensor | None = None  # [S, S] bool, once setup_caches ran
+        self.cache: StaticCache | None = None  # the default cache, once setup_caches ran
+        self.causal_mask: torch.Tensor | None = None  # [S, S] bool: the default cache's mask
 
     # ---- properties -------------------------------------------------------------------------------------------
     @property
@@ -97,16 +102,37 @@ class LLM(nn.Module):
 
     @property
     def max_seq_len(self) -> int:
-        """Length of the static KV cache (0 when no cache is set up)."""
-        cache = self.layers[0].attention.kv_cache
-        return 0 if cache is None else cache.max_seq_len
+        """Length of the default static KV cache (0 when no cache is set up)."""
+        return 0 if self.cache is None else self.cache.max_seq_len
 
     @property
     def cache_batch_size(self) -> int:
-        cache = self.layers[0].attention.kv_cache
-        return 0 if cache is None else cache.batch_size
+        return 0 if self.cache is None else self.cache.batch_size
+
+    @property
+    def rope(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The float32 RoPE tables (cos, sin) [N, Dh], N >= every cache's length (the native decode step reads them)."""
+        return self._rope_cos, self._rope_sin
 
     # ---- caches -----------------------------------------------------------------------------------------------
+    def new_cache(
+        self,
+        max_seq_len: int,
+        batch_size: int = 1,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> StaticCache:
+        """A static KV cache [B, H_kv, max_seq_len, Dh] per layer, owned by the caller (`forward(cache=...)`)."""
+        if max_seq_len > self.config.max_position_embeddings:
+            raise ConfigError(
+                f"max_seq_len {max_seq_len} exceeds max_position_embeddings {self.config.max_position_embeddings}"
+            )
+        device = torch.device(device) if device is not None else self.device
+        cfg = self.config
+        self._ensure_rope(max_seq_len, device)
+        return StaticCache.allocate(cfg.num_layers, batch_size, cfg.num_kv_heads, max_seq_len, cfg.head_dim,
+                                    dtype=dtype or self.dtype, device=device)
+
     def setup_caches(
         self,
         batch_size: int,
@@ -114,31 +140,22 @@ class LLM(nn.Module):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        """Allocate a static KV cache [B, H_kv, max_seq_len, Dh] per layer (replacing any previous one)."""
-        if max_seq_len > self.config.max_position_embeddings:
-            raise ConfigError(
-                f"max_seq_len {max_seq_len} exceeds max_position_embeddings {self.config.max_position_embeddings}"
-            )
-        dtype = dtype or self.dtype
-        device = torch.device(device) if device is not None else self.device
-        cfg = self.config
-        for layer in self.layers:
-            layer.attention.kv_cache = KVCache(
-                batch_size, cfg.num_kv_heads, max_seq_len, cfg.head_dim, dtype=dtype, device=device
-            )
-        self.causal_mask = torch.ones(max_seq_len, max_seq_len, dtype=torch.bool, device=device).tril()  # [S, S]
-        self._ensure_rope(max_seq_len, device)
+        """Allocate the model's default cache (`new_cache`), used when forward gets input_pos and no cache."""
+        self.cache = self.new_cache(max_seq_len, batch_size, dtype, device)
+        for layer, kv in zip(self.layers, self.cache.layers, strict=True):
+            layer.attention.kv_cache = kv
+        self.causal_mask = self.cache.mask  # [S, S]
 
     def reset_caches(self) -> None:
-        """Zero the caches (not needed for correctness: positions beyond input_pos are masked)."""
-        for layer in self.layers:
-            if layer.attention.kv_cache is not None:
-                layer.attention.kv_cache.reset()
+        """Zero the default cache (not needed for correctness: positions beyond input_pos are masked)."""
+        if self.cache is not None:
+            self.cache.reset()
 
     def drop_caches(self) -> None:
-        """Free the caches; the model goes back to the uncached path only."""
+        """Free the default cache; the model goes back to the uncached path (or caller-owned caches) only."""
         for layer in self.layers:
             layer.attention.kv_cache = None
+        self.cache = None
         self.causal_mask = None
 
     def fuse_(self) -> LLM:
@@ -176,19 +193,23 @@ class LLM(nn.Module):
         input_pos: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         segment_ids: torch.Tensor | None = None,
+        cache: StaticCache | None = None,
     ) -> torch.Tensor:
         """Final-normed hidden states [B, L, D]; arguments as in `forward`."""
         if (token_ids is None) == (input_embeds is None):
             raise ValueError("pass exactly one of token_ids and input_embeds")
         x = self.embed(token_ids) if input_embeds is None else input_embeds  # [B, L, D]
         L = x.shape[1]
+        kvs: list[KVCache | None] = [None] * len(self.layers)
         if input_pos is not None:
-            if self.causal_mask is None:
-                raise ValueError("input_pos given but no KV cache: call setup_caches() first")
+            cache = cache if cache is not None else self.cache
+            if cache is None:
+                raise ValueError("input_pos given but no KV cache: pass cache= (new_cache) or call setup_caches()")
             if attention_mask is not None or segment_ids is not None:
                 raise ValueError("attention_mask and segment_ids are for the uncached path only (input_pos=None)")
+            kvs = list(cache.layers)
             cos, sin = self._rope_cos[input_pos], self._rope_sin[input_pos]  # [L, Dh]
-            mask = self.causal_mask[None, None, input_pos]  # [1, 1, L, S]: query at p sees cache positions <= p
+            mask = cache.mask[None, None, input_pos]  # [1, 1, L, S]: query at p sees cache positions <= p
         else:
             self._ensure_rope(L, x.device)
             cos, sin = self._rope_cos[:L], self._rope_sin[:L]  # [L, Dh]
@@ -204,8 +225,8 @@ class LLM(nn.Module):
                 mask = mask & same
                 cos, sin = self._segment_rope(segment_ids)  # [B, 1, L, Dh]
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # HF casts the float32 tables to the activation dtype
-        for layer in self.layers:
-            x = layer(x, cos, sin, mask, input_pos)  # [B, L, D]
+        for layer, kv in zip(self.layers, kvs, strict=True):
+            x = layer(x, cos, sin, mask, input_pos, kv)  # [B, L, D]
         return self.norm(x)  # [B, L, D]
 
     def _segment_rope(self, segment_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,22 +247,24 @@ class LLM(nn.Module):
         attention_mask: torch.Tensor | None = None,
         segment_ids: torch.Tensor | None = None,
         return_hidden: bool = False,
+        cache: StaticCache | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits [B, L, V] (and, with return_hidden, the final-normed hidden states [B, L, D]).
 
         Args:
             token_ids: [B, L] ids; exactly one of token_ids / input_embeds.
             input_embeds: [B, L, D] embeddings (e.g. text with spliced media features).
-            input_pos: [L] absolute positions; uses the KV cache (call `setup_caches` first). None: uncached causal
-                forward with positions 0..L-1.
+            input_pos: [L] absolute positions; uses `cache`, or the default cache (`setup_caches`). None: uncached
+                causal forward with positions 0..L-1.
             attention_mask: [B, L] (1 = real token, 0 = padding), uncached path only; meant for right padding.
             segment_ids: [B, L] ints, uncached path only (true packing): a token attends only to earlier tokens of
                 the same segment, and RoPE positions restart at 0 wherever the id changes.
             return_hidden: also return the final-normed hidden states.
+            cache: the caller's `StaticCache` (`new_cache`) for the cached path.
         """
         hidden = self.hidden_states(
             token_ids, input_embeds=input_embeds, input_pos=input_pos, attention_mask=attention_mask,
-            segment_ids=segment_ids,
+            segment_ids=segment_ids, cache=cache,
         )  # [B, L, D]
         logits = self.head(hidden)  # [B, L, V]
         return (logits, hidden) if return_hidden else logits

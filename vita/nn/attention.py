@@ -65,9 +65,11 @@ class Attention(nn.Module):
         *,
         mask: torch.Tensor | None = None,
         input_pos: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
     ) -> torch.Tensor:
         """x [B, L, D]; cos/sin [L, Dh]; mask: bool, broadcastable to [B, 1, L, S] (True = attend), or None for
-        plain causal attention over the L new positions (uncached path); input_pos [L] for the cached path."""
+        plain causal attention over the L new positions (uncached path); input_pos [L] for the cached path, over
+        `kv_cache` (the caller's) or else the module's own `self.kv_cache` (`LLM.setup_caches`)."""
         B, L, _ = x.shape
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         if self.wqkv is not None:
@@ -78,8 +80,9 @@ class Attention(nn.Module):
         k = k.view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, H_kv, L, Dh]
         v = v.view(B, L, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, H_kv, L, Dh]
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if self.kv_cache is not None and input_pos is not None:
-            k, v = self.kv_cache.update(input_pos, k, v)  # [B, H_kv, S, Dh]
+        cache = kv_cache if kv_cache is not None else self.kv_cache
+        if cache is not None and input_pos is not None:
+            k, v = cache.update(input_pos, k, v)  # [B, H_kv, S, Dh]
         y = _sdpa(q, k, v, mask, gqa=self.num_kv_heads != self.num_heads)  # [B, H, L, Dh]
         y = y.transpose(1, 2).reshape(B, L, q_size)  # [B, L, H*Dh]
         return project(self.wo, y)

@@ -1,8 +1,9 @@
 """One shared model answering chat requests: media + messages -> `ModelInputs`, then a reply as typed events.
 
-`Engine.reply` runs the same loop as `Vita.stream` (embed, `generation.generate`, `TextStream`) but reports the
-state token the moment it is known (`StateEvent`, before any text), so a streamed answer can carry it in its
-first chunk. Events, in order: StateEvent, TextEvent*, (AudioEvent interleaved when speech out is on), DoneEvent.
+`Engine.reply` runs the same loop as `Vita.stream` (embed, `vita.generation.loop.TokenLoop` over a KV cache the
+engine owns, `TextStream`) but reports the state token the moment it is known (`StateEvent`, before any text),
+so a streamed answer can carry it in its first chunk. Events, in order: StateEvent, TextEvent*, (AudioEvent
+interleaved when speech out is on), DoneEvent.
 A `<2>` state (not a query: stay silent) ends the reply at once with no text and no audio.
 
 Every method runs on the model thread (`vita.server.worker`); nothing here is thread-safe on its own.
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from vita.api import Vita
-from vita.generation.generate import generate as generate_ids
+from vita.generation.loop import PromptCache, TokenLoop, cache_with_room
 from vita.generation.sampling import SamplingConfig
 from vita.generation.text import TextStream
 from vita.processor import ModelInputs, Turn
@@ -69,6 +70,7 @@ class Engine:
         self.vita = vita
         self.max_new_tokens = max_new_tokens  # the server's cap, used when a request gives none
         self.context = min(vita.config.max_length, vita.model.llm.config.max_position_embeddings)
+        self.cache: PromptCache | None = None  # chat requests' KV cache (one at a time: the model thread's)
 
     @property
     def audio_rate(self) -> int:
@@ -93,8 +95,13 @@ class Engine:
         model = self.vita.model
         embeds = model.embed(inputs.token_ids.to(model.device), inputs.pixel_values, inputs.fbanks)  # [1, L, D]
         gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
-        return generate_ids(model.llm, input_embeds=embeds, max_new_tokens=params.max_new_tokens,
-                            sampling=params.sampling, stop_ids=self.vita.tokenizer.stop_ids, generator=gen)
+        max_new = params.max_new_tokens or 0
+        if self.cache is not None and self.cache.max_seq_len < embeds.shape[1] + max_new + 1:
+            self.cache = None  # free the old one before allocating the next
+        self.cache = cache_with_room(self.cache, model.llm, embeds.shape[1] + max_new + 1)
+        self.cache.truncate(0)  # a cold prefill: the same bits as `Vita.generate`
+        return iter(TokenLoop(model.llm, self.cache, embeds, max_new_tokens=max_new, sampling=params.sampling,
+                              generator=gen, stop_ids=self.vita.tokenizer.stop_ids))
 
     def reply(self, inputs: ModelInputs, params: Params, cancel: threading.Event, tts=None) -> Iterator[Event]:
         """Events of one reply. `tts`: a `vita.speech.tts.StreamingTTS` to speak the text clause by clause."""

@@ -1,0 +1,124 @@
+"""The reply loop over caller-owned caches: equal to generate(), no cross-talk between caches over one set of weights,
+nothing after a cancel, the first id out of the prefill step, exact prefix reuse (own and donor)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vita.config import LLMConfig
+from vita.generation.generate import generate_all
+from vita.generation.loop import PromptCache, TextLoop, TokenLoop
+from vita.generation.native_step import NativeStep
+from vita.models.llm import LLM
+
+PROMPT = torch.tensor([5, 17, 33, 2, 81, 40, 9, 12, 60, 3])
+
+
+def _llm(dtype: torch.dtype = torch.float32) -> LLM:
+    torch.manual_seed(0)
+    cfg = LLMConfig(vocab_size=97, hidden_size=48, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                    max_position_embeddings=256)
+    llm = LLM(cfg).eval()
+    with torch.no_grad():
+        llm.tok_embeddings.weight.mul_(8)
+    return llm.to(dtype)
+
+
+def _embeds(llm: LLM, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return llm.embed(ids[None])[0]  # [L, D]
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_equals_generate_and_the_model_holds_no_cache(native, chunk):
+    llm = _llm()
+    expected = generate_all(llm, token_ids=PROMPT, max_new_tokens=16, native=native).token_ids
+    llm.drop_caches()
+    loop = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=16, prefill_chunk=chunk,
+                     native=native)
+    assert list(loop) == expected and loop.finish_reason == "length"
+    assert llm.cache is None and all(layer.attention.kv_cache is None for layer in llm.layers)
+
+
+def test_native_step_is_used_where_the_model_allows_it():
+    llm = _llm()
+    if NativeStep.unsupported(llm) is not None:
+        pytest.skip(NativeStep.unsupported(llm))
+    assert TokenLoop(llm, PromptCache(llm, 32), _embeds(llm, PROMPT), max_new_tokens=2)._native is not None
+    assert TokenLoop(llm, PromptCache(llm, 32), _embeds(llm, PROMPT), max_new_tokens=2, native=False)._native is None
+
+
+def test_two_caches_over_one_model_do_not_see_each_other():
+    """Two loops stepped in turn (the duplex roles) give what each gives alone."""
+    llm = _llm()
+    other = torch.tensor([44, 8, 90, 13, 7])
+    alone = [list(TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, p), max_new_tokens=12)) for p in (PROMPT, other)]
+    a = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=12, prefill_chunk=4)
+    b = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, other), max_new_tokens=12, prefill_chunk=2)
+    got: list[list[int]] = [[], []]
+    while not (a.done and b.done):
+        for i, loop in enumerate((a, b)):
+            tok = loop.step()
+            if tok is not None:
+                got[i].append(tok)
+    assert got == alone
+    assert a.cache.kv.layers[0].k_cache.data_ptr() != b.cache.kv.layers[0].k_cache.data_ptr()
+
+
+def test_first_id_comes_out_of_the_last_prefill_step():
+    llm = _llm()
+    loop = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=4, prefill_chunk=4)
+    outs = [loop.step() for _ in range(3)]  # 10 positions in chunks of 4: 4, 4, 2
+    assert outs[:2] == [None, None] and outs[2] is not None and loop.decode_steps == 0
+
+
+def test_nothing_runs_or_comes_out_after_cancel():
+    llm = _llm()
+    tok = type("Tok", (), {"decode": staticmethod(lambda ids: " ".join(f"w{i}" for i in ids))})()
+    loop = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=30)
+    reply = TextLoop(loop, tok, stop_strings=())
+    text = "".join(reply.step() for _ in range(4))
+    assert text
+    steps, length = loop.decode_steps, loop.cache.length
+    reply.cancel()
+    assert [reply.step() for _ in range(5)] == [""] * 5 and [loop.step() for _ in range(3)] == [None] * 3
+    assert list(reply) == [] and list(loop) == []
+    assert loop.decode_steps == steps and loop.cache.length == length and loop.finish_reason == "cancelled"
+
+
+def test_stop_id_and_forced_ids():
+    llm = _llm()
+    free = list(TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=10))
+    loop = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=10, stop_ids=[free[3]])
+    assert list(loop) == free[: free.index(free[3])] and loop.stop_id == free[3] and loop.finish_reason == "stop"
+    forced = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=10, forced=[1, 2, 3])
+    assert list(forced) == [1, 2, 3] and forced.finish_reason == "stop"
+    assert forced.decode_steps == 3  # the forced ids ran through the model (their K/V are in the cache)
+
+
+def test_prefix_reuse_and_donor_copy_are_exact():
+    llm = _llm()
+    first = TokenLoop(llm, (warm := PromptCache(llm, 96)), _embeds(llm, PROMPT), max_new_tokens=6)
+    answer = list(first)
+    follow = torch.cat([PROMPT, torch.tensor(answer[:-1]), torch.tensor([21, 22, 23])])
+    cold = TokenLoop(llm, PromptCache(llm, 96), _embeds(llm, follow), max_new_tokens=8)
+    reuse = TokenLoop(llm, warm, _embeds(llm, follow), max_new_tokens=8)
+    assert reuse.reused == len(PROMPT) + len(answer) - 1 and cold.reused == 0
+    expected = list(cold)
+    assert list(reuse) == expected
+    donor = PromptCache(llm, 96)
+    list(TokenLoop(llm, donor, _embeds(llm, follow), max_new_tokens=8))
+    copied = TokenLoop(llm, PromptCache(llm, 96), _embeds(llm, follow), max_new_tokens=8, donor=donor)
+    assert copied.copied == copied.reused == len(follow) - 1
+    assert list(copied) == expected
+
+
+def test_prompt_must_fit_and_batch_one():
+    llm = _llm()
+    with pytest.raises(ValueError, match="does not fit"):
+        TokenLoop(llm, PromptCache(llm, 8), _embeds(llm, PROMPT), max_new_tokens=2)
+    with pytest.raises(ValueError, match="batch 1"):
+        TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT)[None].expand(2, -1, -1), max_new_tokens=2)
+    assert TokenLoop(llm, PromptCache(llm, 12), _embeds(llm, PROMPT), max_new_tokens=50).max_new_tokens == 2

@@ -1,0 +1,336 @@
+"""The reply loop: prompt -> prefill -> decode steps -> token ids -> text deltas, one bounded unit per `step()`.
+
+    cache = PromptCache(llm, 2048)                     # owned by the caller: a chat engine, a duplex role, Vita
+    tokens = TokenLoop(llm, cache, embeds, max_new_tokens=64, stop_ids=tok.stop_ids, prefill_chunk=64)
+    reply = TextLoop(tokens, tokenizer)                # the same loop read as visible text
+    while not reply.done:
+        delta = reply.step()                           # one prefill chunk, or one decode step; "" while prefilling
+    reply.cancel()                                     # between steps: no forward runs after it, nothing comes out
+
+Every caller runs this loop: `generate()` (ids; `vita bench decode`), `Vita.stream` / `vita generate`, the chat API
+engine and both duplex roles. So every path decodes with the native whole-step kernel where the model allows it
+(`vita.generation.native_step`; `native=False` keeps the module path, `compile=True` compiles that), and every
+path keeps its K/V in a cache it owns: the model holds none, two caches share one set of weights.
+
+A `PromptCache` is a `StaticCache` plus the input rows (embeddings [n, D]) of the positions it holds. A new prompt
+is compared row by row with them; the common prefix is kept and only the rest is prefilled (prefix caching). A
+`donor` (another cache over the same model, e.g. the duplex role that just spoke) that holds a longer prefix gives
+its K/V rows by copy instead of recomputation. Greedy ids equal a cold prefill's up to float rounding (chunked
+prefill vs one-by-one decode write the same K/V to ~1e-6).
+
+Order of work inside `TokenLoop.step()`: a step runs one forward and then hands out the id that forward chose, so the
+first id (the state token of a VITA reply) comes out of the step that ran the prompt's last chunk, not one decode
+step later. `forced` ids teacher-force the first ids (tests script `<2>` or an answer on random weights; the
+forwards still run, only the chosen ids are replaced).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import torch
+
+from vita.generation.native_step import NativeStep
+from vita.generation.sampling import GREEDY, SamplingConfig, sample
+from vita.generation.text import TextStream
+from vita.models.llm import LLM
+from vita.nn.kv_cache import StaticCache
+from vita.tokenizer import Tokenizer
+from vita.tokens import split_state
+
+Phase = Literal["prefill", "decode", "done"]
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+class PromptCache:
+    """A caller-owned KV cache over `llm` (batch 1, `max_seq_len` positions) that remembers its input rows."""
+
+    def __init__(self, llm: LLM, max_seq_len: int, *, kv: StaticCache | None = None) -> None:
+        """A new cache of `max_seq_len` positions, or (`kv`) one over an existing batch-1 `StaticCache`."""
+        self.llm = llm
+        self.kv: StaticCache = kv if kv is not None else llm.new_cache(max_seq_len)
+        self._rows = torch.zeros(0, llm.config.hidden_size, dtype=llm.dtype, device=llm.device)  # [cap, D]
+        self.length = 0  # positions whose K/V (and rows) are valid
+        self._native: NativeStep | None = None
+
+    @property
+    def max_seq_len(self) -> int:
+        return self.kv.max_seq_len
+
+    @property
+    def rows(self) -> torch.Tensor:
+        """The input rows [n, D] of the cached positions."""
+        return self._rows[: self.length]
+
+    def native_step(self) -> NativeStep | None:
+        """The native decode step over this cache (built once), or None where the model cannot use it."""
+        if self._native is None and NativeStep.unsupported(self.llm) is None:
+            self._native = NativeStep(self.llm, self.kv)
+        return self._native
+
+    def common_prefix(self, embeds: torch.Tensor) -> int:
+        """Number of leading rows of embeds [L, D] whose K/V this cache already holds."""
+        n = min(self.length, embeds.shape[0])
+        if n == 0:
+            return 0
+        same = (self._rows[:n] == embeds[:n].to(self._rows.dtype)).all(dim=-1)  # [n]
+        return n if bool(same.all()) else int((~same).nonzero()[0, 0])
+
+    def copy_prefix(self, donor: PromptCache, n: int) -> None:
+        """Take the first n cached positions (K/V of every layer, and their rows) from another cache."""
+        self.kv.copy_prefix_(donor.kv, n)
+        self.truncate(0)
+        self.append(donor.rows[:n])
+
+    def truncate(self, n: int) -> None:
+        self.length = min(self.length, n)
+
+    def append(self, rows: torch.Tensor) -> None:
+        """Record the input rows [l, D] of the next l positions (their K/V were just written)."""
+        end = self.length + rows.shape[0]
+        if end > self._rows.shape[0]:
+            grown = torch.zeros(min(max(end, 2 * self._rows.shape[0], 64), self.max_seq_len), self._rows.shape[1],
+                                dtype=self._rows.dtype, device=self._rows.device)
+            grown[: self.length] = self._rows[: self.length]
+            self._rows = grown
+        self._rows[self.length : end] = rows.to(self._rows.dtype)
+        self.length = end
+
+
+def cache_with_room(cache: PromptCache | None, llm: LLM, needed: int, *, step: int = 256) -> PromptCache:
+    """`cache` if it holds `needed` positions, else a new one (rounded up to `step`, at most the model's context)."""
+    if cache is not None and cache.llm is llm and cache.max_seq_len >= needed:
+        return cache
+    limit = llm.config.max_position_embeddings
+    return PromptCache(llm, max(min(-(-needed // step) * step, limit), needed))
+
+
+class TokenLoop:
+    """One reply's ids over a caller-owned `PromptCache`: `step()` runs one bounded unit and returns the id it chose.
+
+    Args:
+        llm: the model (its weights; the K/V live in `cache`).
+        cache: where the K/V go; its common prefix with the prompt is reused, the rest overwritten.
+        embeds: prompt input rows [L, D] or [1, L, D] (text with spliced media).
+        max_new_tokens: upper bound on ids generated (a stop id counts); capped by the room left in the cache.
+        sampling, generator: next-id selection (greedy by default).
+        stop_ids: ids that end the reply (never handed out).
+        prefill_chunk: prompt positions per step (None: the whole rest of the prompt in one step).
+        native: decode with the native whole-step kernel where the model allows it.
+        compile: decode through the inductor-compiled module step where the native one does not apply.
+        forced: ids that replace the first chosen ids (teacher forcing); `forced_complete` ends the reply after them.
+        donor: another cache of the same model whose longer prompt prefix is copied rather than recomputed.
+    """
+
+    def __init__(
+        self,
+        llm: LLM,
+        cache: PromptCache,
+        embeds: torch.Tensor,
+        *,
+        max_new_tokens: int,
+        sampling: SamplingConfig = GREEDY,
+        generator: torch.Generator | None = None,
+        stop_ids: Sequence[int] = (),
+        prefill_chunk: int | None = None,
+        native: bool = True,
+        compile: bool = False,
+        forced: Sequence[int] = (),
+        forced_complete: bool = True,
+        donor: PromptCache | None = None,
+    ) -> None:
+        if cache.llm is not llm:
+            raise ValueError("the cache belongs to another model")
+        if embeds.dim() == 3:
+            if embeds.shape[0] != 1:
+                raise ValueError(f"the reply loop decodes batch 1, got batch {embeds.shape[0]}")
+            embeds = embeds[0]
+        L, S = embeds.shape[0], cache.max_seq_len
+        if L == 0:
+            raise ValueError("empty prompt")
+        if L >= S:
+            raise ValueError(f"prompt of {L} positions does not fit a cache of {S}")
+        self.llm, self.cache, self.sampling, self.generator = llm, cache, sampling, generator
+        self.max_new_tokens = min(max_new_tokens, S - L)
+        self.stops = frozenset(int(i) for i in stop_ids)
+        self.prefill_chunk = prefill_chunk
+        self.forced, self.forced_complete = list(forced), forced_complete
+        self.prompt_len = L
+        self.token_ids: list[int] = []  # ids handed out (no stop id)
+        self.stop_id: int | None = None
+        self.finish_reason: FinishReason | None = None
+        self.decode_steps = 0  # decode forwards run (tests: none after a cancel)
+        self.phase: Phase = "prefill" if max_new_tokens > 0 else "done"
+        if self.phase == "done":
+            self.finish_reason = "length"
+        self._native = cache.native_step() if native else None
+        self._step_fn = None
+        if self._native is None:
+            from vita.generation.generate import compiled_decode_one_token, decode_one_token
+
+            self._step_fn = compiled_decode_one_token() if compile else decode_one_token
+        with torch.inference_mode():  # every write to a cache happens in inference mode (a cache made in it or not)
+            self._embeds = embeds.to(llm.device, llm.dtype)
+            keep = cache.common_prefix(self._embeds)
+            self.copied = 0
+            if donor is not None and donor is not cache:
+                theirs = donor.common_prefix(self._embeds)
+                if theirs > keep:
+                    cache.copy_prefix(donor, theirs)
+                    keep = self.copied = theirs
+            keep = min(keep, L - 1)  # at least one position runs: it gives the logits
+            self.copied = min(self.copied, keep)
+            cache.truncate(keep)
+        self.reused = keep  # prompt positions served from a cache (this one's, or copied from the donor's)
+        self._pos = keep  # next cache position to fill
+
+    @property
+    def done(self) -> bool:
+        return self.phase == "done"
+
+    def cancel(self, reason: FinishReason = "cancelled") -> None:
+        """End the reply now: no forward runs after this and no id comes out."""
+        if not self.done:
+            self.phase, self.finish_reason = "done", reason
+
+    def stop(self) -> None:
+        """End the reply as finished ("stop"): the text reached a stop string (the last id may have been the last
+        one allowed)."""
+        self.phase, self.finish_reason = "done", "stop"
+
+    @torch.inference_mode()
+    def step(self) -> int | None:
+        """One prefill chunk or one decode step; the id it chose (None while prefilling, at a stop, when done)."""
+        if self.phase == "prefill":
+            return self._prefill_chunk()
+        if self.phase == "decode":
+            return self._decode()
+        return None
+
+    def __iter__(self) -> Iterator[int]:
+        while not self.done:
+            tok = self.step()
+            if tok is not None:
+                yield tok
+
+    def _prefill_chunk(self) -> int | None:
+        a, L = self._pos, self.prompt_len
+        b = L if self.prefill_chunk is None else min(a + self.prefill_chunk, L)
+        rows = self._embeds[a:b]  # [l, D]
+        pos = torch.arange(a, b, device=rows.device)  # [l]
+        hidden = self.llm.hidden_states(input_embeds=rows[None], input_pos=pos, cache=self.cache.kv)  # [1, l, D]
+        self.cache.append(rows)
+        self._pos = b
+        if b < L:
+            return None
+        self.phase = "decode"
+        logits = self.llm.head(hidden[:, -1])  # [1, V]
+        return self._emit(int(sample(logits, self.sampling, self.generator).item()))
+
+    def _decode(self) -> int | None:
+        tok, pos = self.token_ids[-1], self._pos
+        if self._native is not None:
+            logits = self._native(tok, pos)  # [1, V]
+        else:
+            token = torch.tensor([[tok]], device=self.llm.device)  # [1, 1]
+            assert self._step_fn is not None
+            _, logits = self._step_fn(self.llm, token, torch.tensor([pos], device=token.device), self.sampling,
+                                      self.generator, cache=self.cache.kv)
+        self.cache.append(self.llm.tok_embeddings.weight[tok][None])  # the input row of position pos
+        self._pos += 1
+        self.decode_steps += 1
+        return self._emit(int(sample(logits, self.sampling, self.generator).item()))
+
+    def _emit(self, tok: int) -> int | None:
+        i = len(self.token_ids)
+        if i < len(self.forced):
+            tok = self.forced[i]
+        elif self.forced and self.forced_complete:
+            self.cancel("stop")
+            return None
+        if tok in self.stops:
+            self.stop_id = tok
+            self.cancel("stop")
+            return None
+        self.token_ids.append(tok)
+        if len(self.token_ids) >= self.max_new_tokens:
+            self.cancel("length")
+        return tok
+
+
+class TextLoop:
+    """A `TokenLoop` read as visible text: `step()` -> the text it made visible (state token apart, stops cut)."""
+
+    def __init__(self, tokens: TokenLoop, tokenizer: Tokenizer, stop_strings: tuple[str, ...] = ("</s>",)) -> None:
+        self.tokens, self.tokenizer = tokens, tokenizer
+        self.stream = TextStream(tokenizer, stop_strings=stop_strings)
+        self._finished = False
+
+    # ---- observers ---------------------------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.tokens.done
+
+    @property
+    def phase(self) -> Phase:
+        return self.tokens.phase
+
+    @property
+    def finish_reason(self) -> FinishReason | None:
+        return self.tokens.finish_reason
+
+    @property
+    def state_resolved(self) -> bool:
+        return self.stream.state_resolved
+
+    @property
+    def state(self) -> str | None:
+        return self.stream.state
+
+    @property
+    def token_ids(self) -> list[int]:
+        return self.stream.ids
+
+    def _raw(self) -> str:
+        """The decoded reply so far, state token included, cut at a stop string."""
+        text = self.tokenizer.decode(self.stream.ids)
+        for stop in self.stream.stop_strings:
+            text = text.split(stop, 1)[0]
+        return text
+
+    @property
+    def visible_text(self) -> str:
+        raw = self._raw()
+        return split_state(raw)[1] if self.stream.state is not None else raw
+
+    def raw_text(self, visible_chars: int | None = None) -> str:
+        """The decoded reply (state token included) up to `visible_chars` characters of visible text."""
+        raw = self._raw()
+        if visible_chars is None:
+            return raw.strip()
+        head = len(raw) - len(split_state(raw)[1] if self.stream.state is not None else raw)  # "<1> "
+        return raw[: head + visible_chars].rstrip()
+
+    # ---- work --------------------------------------------------------------------------------------------------
+    def cancel(self) -> None:
+        self.tokens.cancel()
+        self._finished = True  # nothing held back comes out after a cancel
+
+    def step(self) -> str:
+        if self._finished:
+            return ""
+        tok = self.tokens.step()
+        delta = self.stream.push(tok) if tok is not None else ""
+        if self.stream.stopped:
+            self.tokens.stop()
+        if self.tokens.done:
+            self._finished = True
+            delta += self.stream.finish()
+        return delta
+
+    def __iter__(self) -> Iterator[str]:
+        while not self._finished:
+            delta = self.step()
+            if delta:
+                yield delta
