@@ -1,5 +1,6 @@
 """vita-mini data builder: the small preset builds, the pipeline and `vita eval` read everything, state tokens are
-right, builds are deterministic, eval media and voices are held out, and audio says what its transcript says."""
+right, builds are deterministic, eval media, sentences and voices are held out, and audio says what its transcript
+says."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ from vita.eval.manifest import load_manifest
 from vita.presets import byte_tokenizer, preset
 from vita.processor import Processor
 from vita.tokens import STATE_NOT_QUERY, STATE_QUERY_AUDIO, STATE_QUERY_TEXT
+from vita.training.augment import Plan
 from vita.training.data import DataConfig, DataStats, SourceConfig, iter_samples
 from vita.training.mini_data import DEFAULT_SIZES, add_parser, build_mini_data
-from vita.training.mini_speech import PiperVoice, Speaker
+from vita.training.mini_speech import Speaker, voice_from_name
+from vita.training.mini_text import missing_packages
 from vita.training.sample import parse_record
 
 TINY = dict.fromkeys(DEFAULT_SIZES, 1) | {"negatives": 3, "eval_negatives": 3}
+pytestmark = pytest.mark.skipif(bool(missing_packages()), reason=f"needs Debian {missing_packages()} (make setup)")
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +111,7 @@ def test_same_seed_same_files_other_seed_differs(tmp_path) -> None:
     c = build_mini_data(tmp_path / "c", seed=4, sizes=TINY)
     assert a["files"] == b["files"] and a["files_sha256"] == b["files_sha256"]
     assert c["files_sha256"] != a["files_sha256"]
+    assert a["voices"] == c["voices"] and a["text"] == c["text"]
     media = [k for k in a["files"] if "/media/images/" in k or "/media/videos/" in k]
     assert all(a["files"][k] != c["files"].get(k) for k in media)
 
@@ -129,8 +134,56 @@ def test_eval_voices_held_out_or_said_not(built) -> None:
     if voices["eval_held_out"]:
         assert not set(voices["train"]) & set(voices["eval"])
         assert all(v.startswith("espeak-ng:") for v in voices["eval"])
+        train, held = voices["train_pool"], voices["eval_pool"]
+        assert not set(train["bases"]) & set(held["bases"]) and not set(train["variants"]) & set(held["variants"])
+        assert len(voices["train"]) >= 100 and len(voices["eval"]) >= 20
     else:
         assert "NOT held out" in voices["note"]
+
+
+def _index(root: Path, split: str) -> list[dict]:
+    return [json.loads(line) for line in (root / split / "speech.jsonl").read_text().splitlines()]
+
+
+def _identity(voice: str) -> str:
+    return voice.split(" s")[0] if voice.startswith("espeak-ng:") else voice.split(" ls")[0]
+
+
+def test_clips_use_their_split_voices(built) -> None:
+    root, info = built
+    for split in ("train", "eval"):
+        rows = _index(root, split)
+        assert rows and all((root / split / r["audio"]).is_file() for r in rows)
+        assert {_identity(r["voice"]) for r in rows} <= set(info["voices"][split]), split
+    # one voice per sample, drawn from the sample's own generator: not one rendering per template
+    train = _index(root, "train")
+    assert len({r["voice"] for r in train}) >= 0.8 * len(train)
+    assert any(r["augment"] for r in train) and any(not r["augment"] for r in train)
+
+
+def test_train_and_eval_sentences_disjoint(built) -> None:
+    root, info = built
+    asr = [r["conversations"][1]["value"].removeprefix(STATE_QUERY_TEXT)
+           for r in _records(root / info["train"]["audio_align"])]
+    eval_asr = [c.transcript for c in load_manifest(root / info["eval"]["asr"]).cases]
+    assert asr and eval_asr and not set(asr) & set(eval_asr)
+    train_text = {r["text"] for r in _index(root, "train")}
+    assert not train_text & set(eval_asr)
+    assert info["text"]["train_statements"] > 5000 and info["text"]["eval_statements"] > 500
+
+
+def test_eval_asr_conditions(built) -> None:
+    root, info = built
+    cases = load_manifest(root / info["eval"]["asr"]).cases
+    assert {c.group for c in cases} == {"asr/clean", "asr/noisy", "asr/telephone"}
+    tags = {r["audio"]: r["augment"] for r in _index(root, "eval")}
+    for case in cases:
+        tag = tags[str(case.audio.relative_to(root / "eval"))]
+        condition = case.group.split("/")[1]
+        assert (tag == "") == (condition == "clean")
+        assert ("tel" in tag) == (condition == "telephone") and ("dB" in tag) == (condition == "noisy")
+    asr_audio = {str(c.audio.relative_to(root / "eval")) for c in cases}
+    assert all(r["audio"] in asr_audio for r in _index(root, "eval") if r["augment"])  # other eval speech: clean
 
 
 def test_audio_16k_mono_and_transcripts_match(built) -> None:
@@ -140,23 +193,28 @@ def test_audio_16k_mono_and_transcripts_match(built) -> None:
     for path in wavs:
         meta = sf.info(str(path))
         assert (meta.samplerate, meta.channels) == (16000, 1), path
-    # the clip's name is a hash of (voice, text): the transcript is the text the synthesiser was given
-    train_voices = info["voices"]["train"]
-    assert len(train_voices) == 3
+    # the clip's name is a hash of (voice, text, augmentation): the transcript is the text the synthesiser was given
+    rows = {r["audio"]: r for r in _index(root, "train")}
     asr = _records(root / info["train"]["audio_align"])
     for record in asr:
         text = record["conversations"][1]["value"].removeprefix(STATE_QUERY_TEXT)
-        stems = {hashlib.sha256(f"{v}\n{text}".encode()).hexdigest()[:16] for v in train_voices}
-        assert Path(record["audio"]).stem in stems
+        row = rows[record["audio"]]
+        assert row["text"] == text
+        key = f"{row['voice']}\n{text}" + (f"\n{row['augment']}" if row["augment"] else "")
+        assert Path(record["audio"]).stem == hashlib.sha256(key.encode()).hexdigest()[:16]
     for case in load_manifest(root / info["eval"]["asr"]).cases:
-        stems = {hashlib.sha256(f"{v}\n{case.transcript}".encode()).hexdigest()[:16] for v in info["voices"]["eval"]}
-        assert case.audio is not None and case.audio.stem in stems
-    # and the audio is that synthesis: re-synthesise one clip (record 0 is said by the plain voice)
-    record = asr[0]
-    text = record["conversations"][1]["value"].removeprefix(STATE_QUERY_TEXT)
-    written, _ = sf.read(str(root / "train" / record["audio"]), dtype="float32")
-    fresh = np.clip(PiperVoice()(text), -1, 1)
-    assert written.shape == fresh.shape and np.abs(written - fresh).max() < 2e-4
+        assert case.audio is not None
+        row = {r["audio"]: r for r in _index(root, "eval")}[str(case.audio.relative_to(root / "eval"))]
+        assert row["text"] == case.transcript
+    # and the audio is that synthesis: re-synthesise clean clips from their recorded voice names (one per engine)
+    clean = [r for r in rows.values() if not r["augment"]]
+    for engine in ("espeak-ng:", "piper:"):
+        row = next((r for r in clean if r["voice"].startswith(engine)), None)
+        if row is None:
+            continue
+        written, _ = sf.read(str(root / "train" / row["audio"]), dtype="float32")
+        fresh = np.clip(voice_from_name(row["voice"])(row["text"]), -1, 1)
+        assert written.shape == fresh.shape and np.abs(written - fresh).max() < 2e-4, row
 
 
 def test_speaker_records_the_text_it_passed(tmp_path) -> None:
@@ -172,13 +230,16 @@ def test_speaker_records_the_text_it_passed(tmp_path) -> None:
     speaker = Speaker(tmp_path, "speech")
     clip = speaker.say(Fake(), "Hello there.")
     assert speaker.say(Fake(), "Hello there.") is clip and said == ["Hello there."] and clip.text == said[0]
+    noisy = speaker.say(Fake(), "Hello there.", Plan(noise="white", snr_db=10.0, seed=1))
+    assert noisy.rel != clip.rel and noisy.augment and noisy.text == clip.text
+    assert {(r["audio"], r["augment"]) for r in speaker.index()} == {(clip.rel, ""), (noisy.rel, noisy.augment)}
 
 
 def test_cli_parser() -> None:
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
-    args = parser.parse_args(["mini", "--out", "x", "--seed", "2", "--small"])
-    assert (args.out, args.seed, args.small) == (Path("x"), 2, True) and callable(args.func)
+    args = parser.parse_args(["mini", "--out", "x", "--seed", "2", "--small", "--no-augment"])
+    assert (args.out, args.seed, args.small, args.no_augment) == (Path("x"), 2, True, True) and callable(args.func)
 
 
 def test_without_espeak_falls_back_to_piper_and_says_so(tmp_path, monkeypatch) -> None:

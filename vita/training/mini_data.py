@@ -7,17 +7,24 @@
                                   negatives from `vita.training.negatives` (statements / chatter speech + noise, pure
                                   noise -> "<2>"; noisy spoken questions -> "<1>")
     out/train/media/              images/*.png, videos/*.mp4, speech/*.wav, negatives/audio/*.wav
+    out/{train,eval}/speech.jsonl every clip written: transcript, voice (by name), augmentation tag
     out/eval/{image,video,chat,asr,negatives}.jsonl   `vita eval` manifests (media under out/eval/media/); all.jsonl
-                                  holds every case
-    out/manifest.json             counts per stage and task, voices (train / eval, held out or not), sha256 per file
+                                  holds every case; asr cases are grouped asr/clean, asr/noisy, asr/telephone
+    out/manifest.json             counts per stage and task, text sources, voices (train / eval), augmentation,
+                                  sha256 per file
 
-Training speech is the packaged Piper voice at three speeds and pitches (cycled by sample index, as the tasks are:
-each templated image / video question is said in one variant only, a known limit of the shipped data); eval speech
-uses espeak-ng voices (`mini_speech.eval_voices`; without espeak-ng, Piper at other speeds and pitches, and the
-manifest says the voices were not held out). Images and videos come from per-sample generators seeded (seed, split,
-stream, index) with split 0 for train and 1 for eval; an eval item whose file bytes equal a training file is redrawn,
-and the build asserts no eval image or video hash is in train.
-Answers are one word or a number, so `vita eval` exact match applies. Run: `vita data mini --out DIR [--small]`.
+Speech is open-vocabulary and many-voiced (`vita.training.mini_text`, `mini_speech`, `augment`): ASR transcripts
+and non-awakening chatter are natural sentences (WordNet examples, fortune cookies; train and eval sentences
+disjoint by hash), chat questions are arithmetic or "What is the opposite of X?" (WordNet antonyms, pairs split
+the same way). Every spoken sample draws its voice from its own generator: training from espeak-ng English voices x
+variants x rates x pitches and the Piper joe voice; eval from espeak-ng accents AND variants training never uses
+(without espeak-ng: Piper at other speeds and pitches, and the manifest says the voices were not held out). Half of
+the training clips are augmented (noise at set SNRs, reverberation, telephone band, gain, speed; the negatives'
+sources without noise, which `negatives` adds itself); eval ASR has a clean, a noisy and a telephone third.
+Images and videos come from per-sample generators seeded (seed, split, stream, index) with split 0 for train and 1
+for eval; an eval item whose file bytes equal a training file is redrawn, and the build asserts no eval image or
+video hash is in train. Answers are one word or a number, so `vita eval` exact match applies.
+Run: `vita data mini --out DIR [--small]`.
 """
 
 from __future__ import annotations
@@ -29,40 +36,37 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vita.training.mini_images import COLOURS, IMAGE_TASKS, NUMBER_WORDS, SHAPES, ImageItem, make_image
-from vita.training.mini_speech import TRAIN_VARIANTS, Speaker, Voice, eval_voices, train_voices
+from vita.training.augment import DEFAULT_AUGMENT, NOISES, SNRS_DB, AugmentConfig, Plan, draw_plan, tag_ops
+from vita.training.mini_images import IMAGE_TASKS, NUMBER_WORDS, ImageItem, make_image
+from vita.training.mini_speech import Clip, Speaker, VoicePool, eval_pool, train_pool
+from vita.training.mini_text import Corpus, antonym_question, load_corpus
 from vita.training.mini_videos import VIDEO_TASKS, VideoItem, make_video, write_video
 from vita.training.negatives import NegativesConfig, generate_negatives
 
 DEFAULT_SIZES: dict[str, int] = {
-    "vision_image": 2400, "vision_video": 600, "asr": 600,
+    "vision_image": 2400, "vision_video": 600, "asr": 2000,
     "image_typed": 1800, "image_spoken": 1200, "video_typed": 600, "video_spoken": 300,
     "chat_typed": 300, "chat_spoken": 150, "negatives": 750,
-    "eval_image_typed": 90, "eval_image_spoken": 90, "eval_video": 60, "eval_chat": 30, "eval_asr": 40,
+    "eval_image_typed": 90, "eval_image_spoken": 90, "eval_video": 60, "eval_chat": 30, "eval_asr": 60,
     "eval_negatives": 60,
 }
 SMALL_SIZES: dict[str, int] = {
     "vision_image": 8, "vision_video": 3, "asr": 5,
     "image_typed": 8, "image_spoken": 6, "video_typed": 3, "video_spoken": 3,
     "chat_typed": 3, "chat_spoken": 2, "negatives": 9,
-    "eval_image_typed": 6, "eval_image_spoken": 6, "eval_video": 4, "eval_chat": 4, "eval_asr": 4,
+    "eval_image_typed": 6, "eval_image_spoken": 6, "eval_video": 4, "eval_chat": 4, "eval_asr": 6,
     "eval_negatives": 6,
 }
 ASR_PROMPT = "Transcribe the speech."
 NEG_RATIO = (0.3, 0.4, 0.3)  # noisy spoken questions : statements / chatter : pure noise
-STATEMENTS = (
-    "I think it will rain later today.", "Let's meet at the station at {n}.", "My sister bought a {c} car.",
-    "The meeting moved to room {n}.", "We had pasta for dinner again.", "Can you pass me the {c} cup, please?",
-    "I left my keys on the kitchen table.", "The bus was {n} minutes late this morning.",
-    "He said the {s} was too small.", "Turn left after the bridge.", "I'll call you back in {n} minutes.",
-    "She painted the fence {c} last summer.", "Don't forget to water the plants.", "The shop closes at {n}.",
-    "That film was better than I expected.", "Put the {c} box next to the door.",
-)
+QUESTION_SHARE = 0.3  # of ASR sentences (the rest are statements)
+ASR_CONDITIONS = ("clean", "noisy", "telephone")  # eval ASR, one third each
 
 
 def _turns(*values: str) -> list[dict[str, str]]:
@@ -77,33 +81,54 @@ def _rng(seed: int, split: int, stream: str, i: int) -> np.random.Generator:
     return np.random.default_rng([seed, split, int(hashlib.sha256(stream.encode()).hexdigest()[:8], 16), i])
 
 
-def _statement(rng: np.random.Generator) -> str:
-    text = STATEMENTS[int(rng.integers(len(STATEMENTS)))]
-    return text.format(n=NUMBER_WORDS[int(rng.integers(2, 10))], c=str(rng.choice(list(COLOURS))),
-                       s=str(rng.choice(SHAPES)))
-
-
-def _chat(rng: np.random.Generator) -> tuple[str, str]:
-    """A question a model answers without media, one-word or number answer."""
-    kind = int(rng.integers(3))
+def _chat(rng: np.random.Generator, pairs: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """A question a model answers without media, one-word or number answer: arithmetic, or an antonym."""
+    kind = int(rng.integers(4))
     a, b = int(rng.integers(1, 10)), int(rng.integers(1, 10))
     if kind == 0:
         return f"What is {NUMBER_WORDS[a]} plus {NUMBER_WORDS[b]}?", str(a + b)
     if kind == 1:
         a, b = max(a, b), min(a, b)
         return f"What is {NUMBER_WORDS[a]} minus {NUMBER_WORDS[b]}?", str(a - b)
-    return f"What number comes after {NUMBER_WORDS[a]}?", str(a + 1)
+    if kind == 2 or not pairs:
+        return f"What number comes after {NUMBER_WORDS[a]}?", str(a + 1)
+    return antonym_question(pairs[int(rng.integers(len(pairs)))], int(rng.integers(4)))
 
 
-def _sentence(rng: np.random.Generator) -> str:
-    """ASR text: statements, captions and questions about the mini world."""
-    kind = int(rng.integers(3))
-    if kind == 0:
-        return _statement(rng)
-    if kind == 1:
-        return _chat(rng)[0]
-    n, c, s = int(rng.integers(1, 6)), str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES))
-    return f"There {'is' if n == 1 else 'are'} {NUMBER_WORDS[n]} {c} {s}{'s' if n > 1 else ''} in the picture."
+def _sentence(rng: np.random.Generator, statements: tuple[str, ...], questions: tuple[str, ...]) -> str:
+    """ASR text: a natural statement, or (QUESTION_SHARE of the time) a natural question."""
+    pool = questions if rng.random() < QUESTION_SHARE else statements
+    return pool[int(rng.integers(len(pool)))]
+
+
+class _Voices:
+    """Says text in one split: the voice (and the augmentation, if any) drawn from the sample's own generator."""
+
+    def __init__(self, root: Path, seed: int, split: int, pool: VoicePool, augment: AugmentConfig | None,
+                 corpus: Corpus) -> None:
+        self.speaker = Speaker(root, "media/speech")
+        self.seed, self.split, self.pool, self.augment = seed, split, pool, augment
+        statements = corpus.eval_statements if split else corpus.train_statements
+        for i in range(8):  # the babble pool: other talkers of this split
+            g = _rng(seed, split, "babble", i)
+            self.speaker.prime(pool.pick(g), statements[int(g.integers(len(statements)))])
+
+    def say(self, stream: str, i: int, text: str, plan: Plan | None = None, *, noise: bool = True) -> Clip:
+        """Sample i of `stream` says `text`: `plan` if given, else one drawn when this split augments
+        (`noise=False`: without additive noise)."""
+        g = _rng(self.seed, self.split, f"speech/{stream}", i)
+        voice = self.pool.pick(g)
+        if plan is None and self.augment is not None:
+            plan = draw_plan(g, self.augment if noise else replace(self.augment, p_noise=0.0))
+        return self.speaker.say(voice, text, plan)
+
+    def write_index(self, path: Path, counts: Counter[str], prefix: str) -> None:
+        rows = self.speaker.index()
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        counts[f"{prefix}/speech/clips"] = len(rows)
+        counts[f"{prefix}/speech/voices"] = len({r["voice"] for r in rows})
+        counts[f"{prefix}/speech/augmented"] = sum(bool(r["augment"]) for r in rows)
+        counts.update(f"{prefix}/speech/augment/{op}" for r in rows for op in tag_ops(r["augment"]))
 
 
 class _Split:
@@ -141,20 +166,21 @@ class _Split:
         return rel, item
 
 
-def _negatives(root: Path, speaker: Speaker, voices: list[Voice], n: int, seed: int) -> list[dict[str, Any]]:
-    """`n` negatives records (audio paths relative to `root`) from speech said by `voices`."""
+def _negatives(root: Path, voices: _Voices, n: int, seed: int, statements: tuple[str, ...],
+               pairs: tuple[tuple[str, str], ...]) -> list[dict[str, Any]]:
+    """`n` negatives records (audio paths relative to `root`): questions and natural statements, each in its own
+    voice (training: augmented without noise, `generate_negatives` adds the noise)."""
     if n <= 0:
         return []
     rows = []
     for i in range(max(2, n)):
-        rng = _rng(seed, 2, "negatives-speech", i)
-        voice = voices[i % len(voices)]
+        rng = _rng(seed, voices.split, "negatives-speech", i)
         if i % 2:
-            text, answer = _chat(rng)
-            clip = speaker.say(voice, text)
+            text, answer = _chat(rng, pairs)
+            clip = voices.say("negatives", i, text, noise=False)
             rows.append({"audio": clip.rel.removeprefix("media/"), "text": text, "answer": answer, "is_query": True})
         else:
-            clip = speaker.say(voice, _statement(rng))
+            clip = voices.say("negatives", i, statements[int(rng.integers(len(statements)))], noise=False)
             rows.append({"audio": clip.rel.removeprefix("media/"), "text": clip.text, "is_query": False})
     manifest = root / "media" / "negatives_source.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -170,13 +196,10 @@ def _negatives(root: Path, speaker: Speaker, voices: list[Voice], n: int, seed: 
     return records
 
 
-def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str]) -> tuple[dict[str, Path], _Split]:
+def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], corpus: Corpus, pool: VoicePool,
+           augment: AugmentConfig | None) -> tuple[dict[str, Path], _Split]:
     media = _Split(root, seed, 0, set())
-    speaker = Speaker(root, "media/speech")
-    voices = train_voices()
-
-    def voice(i: int) -> Voice:
-        return voices[i % len(voices)]
+    voices = _Voices(root, seed, 0, pool, augment, corpus)
 
     vision = []
     for i in range(sizes["vision_image"]):
@@ -190,7 +213,8 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str]) -
 
     audio = []
     for i in range(sizes["asr"]):
-        clip = speaker.say(voice(i), _sentence(_rng(seed, 0, "asr", i)))
+        text = _sentence(_rng(seed, 0, "asr", i), corpus.train_statements, corpus.train_questions)
+        clip = voices.say("asr", i, text)
         audio.append({"set": "mini_asr", "id": f"a{i}", "audio": clip.rel,
                       "conversations": _turns(ASR_PROMPT + "<audio>", "<3>" + clip.text)})
 
@@ -203,7 +227,7 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str]) -
     for i in range(sizes["image_spoken"]):
         task = IMAGE_TASKS[i % len(IMAGE_TASKS)]
         rel, it = media.image("spoken", i, task)
-        clip = speaker.say(voice(i), it.question)
+        clip = voices.say("image_spoken", i, it.question)
         instruct.append({"set": f"mini_image_{task}", "id": f"is{i}", "image": rel, "audio": clip.rel,
                          "question": clip.text, "conversations": _turns("<image>\n<audio>", it.answer)})
     for i in range(sizes["video_typed"] + sizes["video_spoken"]):
@@ -213,18 +237,18 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str]) -
         if i < sizes["video_typed"]:
             record["conversations"] = _turns("<video>\n" + vit.question, vit.answer)
         else:
-            clip = speaker.say(voice(i), vit.question)
+            clip = voices.say("video_spoken", i, vit.question)
             record.update(audio=clip.rel, question=clip.text, conversations=_turns("<video>\n<audio>", vit.answer))
         instruct.append(record)
     for i in range(sizes["chat_typed"] + sizes["chat_spoken"]):
-        question, answer = _chat(_rng(seed, 0, "chat", i))
+        question, answer = _chat(_rng(seed, 0, "chat", i), corpus.train_pairs)
         if i < sizes["chat_typed"]:
             instruct.append({"set": "mini_chat", "id": f"ct{i}", "conversations": _turns(question, answer)})
         else:
-            clip = speaker.say(voice(i), question)
+            clip = voices.say("chat_spoken", i, question)
             instruct.append({"set": "mini_chat", "id": f"cs{i}", "audio": clip.rel, "question": clip.text,
                              "conversations": _turns("<audio>", answer)})
-    negatives = _negatives(root, speaker, voices, sizes["negatives"], seed)
+    negatives = _negatives(root, voices, sizes["negatives"], seed, corpus.train_statements, corpus.train_pairs)
     instruct += [dict(r, set="mini_negatives") for r in negatives]
     instruct = [instruct[i] for i in np.random.default_rng([seed, 0]).permutation(len(instruct))]
 
@@ -236,20 +260,29 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str]) -
     for name, records in (("vision_align", vision), ("audio_align", audio), ("instruct", instruct)):
         out[name] = root / f"{name}.json"
         out[name].write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    voices.write_index(root / "speech.jsonl", counts, "train")
     return out, media
 
 
-def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], voices: list[Voice],
+def _asr_plan(seed: int, i: int) -> tuple[str, Plan | None]:
+    """Eval ASR case i's condition (clean / noisy / telephone, one third each) and its fixed Plan."""
+    condition = ASR_CONDITIONS[i % len(ASR_CONDITIONS)]
+    g = _rng(seed, 1, "asr-condition", i)
+    noise = NOISES[int(g.integers(len(NOISES)))]
+    snrs = SNRS_DB[1:] if noise == "babble" else SNRS_DB
+    snr, plan_seed = float(snrs[int(g.integers(len(snrs)))]), int(g.integers(2**31))
+    if condition == "noisy":
+        return condition, Plan(noise=noise, snr_db=snr, seed=plan_seed)
+    if condition == "telephone":
+        return condition, Plan(telephone=True, seed=plan_seed)
+    return condition, None
+
+
+def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], corpus: Corpus, pool: VoicePool,
           counts: Counter[str]) -> tuple[dict[str, Path], _Split]:
     media = _Split(root, seed, 1, forbidden)
-    speaker = Speaker(root, "media/speech")
+    voices = _Voices(root, seed, 1, pool, None, corpus)
     cases: dict[str, list[dict[str, Any]]] = {k: [] for k in ("image", "video", "chat", "asr", "negatives")}
-    k = 0
-
-    def voice() -> Voice:
-        nonlocal k
-        k += 1
-        return voices[(k - 1) % len(voices)]
 
     for i in range(sizes["eval_image_typed"] + sizes["eval_image_spoken"]):
         task = IMAGE_TASKS[i % len(IMAGE_TASKS)]
@@ -258,7 +291,8 @@ def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], voi
         if i < sizes["eval_image_typed"]:
             case.update(text=it.question, expect_state="<3>", group=f"image/{task}/typed")
         else:
-            case.update(audio=speaker.say(voice(), it.question).rel, expect_state="<1>", group=f"image/{task}/spoken")
+            case.update(audio=voices.say("image", i, it.question).rel, expect_state="<1>",
+                        group=f"image/{task}/spoken")
         cases["image"].append(case)
     for i in range(sizes["eval_video"]):
         task = VIDEO_TASKS[i % len(VIDEO_TASKS)]
@@ -267,21 +301,25 @@ def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], voi
         if i % 2 == 0:
             case.update(text=vit.question, expect_state="<3>", group=f"video/{task}/typed")
         else:
-            case.update(audio=speaker.say(voice(), vit.question).rel, expect_state="<1>", group=f"video/{task}/spoken")
+            case.update(audio=voices.say("video", i, vit.question).rel, expect_state="<1>",
+                        group=f"video/{task}/spoken")
         cases["video"].append(case)
     for i in range(sizes["eval_chat"]):
-        question, answer = _chat(_rng(seed, 1, "chat", i))
+        question, answer = _chat(_rng(seed, 1, "chat", i), corpus.eval_pairs)
         case = {"id": f"chat-{i}", "answer": answer}
         if i % 2 == 0:
             case.update(text=question, expect_state="<3>", group="chat/typed")
         else:
-            case.update(audio=speaker.say(voice(), question).rel, expect_state="<1>", group="chat/spoken")
+            case.update(audio=voices.say("chat", i, question).rel, expect_state="<1>", group="chat/spoken")
         cases["chat"].append(case)
     for i in range(sizes["eval_asr"]):
-        clip = speaker.say(voice(), _sentence(_rng(seed, 1, "asr", i)))
+        text = _sentence(_rng(seed, 1, "asr", i), corpus.eval_statements, corpus.eval_questions)
+        condition, plan = _asr_plan(seed, i)
+        clip = voices.say("asr", i, text, plan)
         cases["asr"].append({"id": f"asr-{i}", "audio": clip.rel, "text": ASR_PROMPT, "expect_state": "<3>",
-                             "transcript": clip.text, "group": "asr"})
-    for r in _negatives(root, speaker, voices, sizes["eval_negatives"], seed + 1_000_003):
+                             "transcript": clip.text, "group": f"asr/{condition}"})
+    for r in _negatives(root, voices, sizes["eval_negatives"], seed + 1_000_003, corpus.eval_statements,
+                        corpus.eval_pairs):
         case = {"id": r["id"], "audio": r["audio"], "group": f"negatives/{r['kind']}"}
         if r["kind"] == "query":
             case.update(expect_state="<1>", answer=r["conversations"][1]["value"])
@@ -300,22 +338,28 @@ def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], voi
     out["all"].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in every), encoding="utf-8")
     counts["eval/all"] = len(every)
     counts.update({f"eval/media/{k}": v for k, v in media.counts.items()})
+    voices.write_index(root / "speech.jsonl", counts, "eval")
     return out, media
 
 
-def build_mini_data(out_dir: str | Path, *, seed: int = 0, sizes: dict[str, int] | str | None = None) -> dict:
-    """Write train/, eval/ and manifest.json under `out_dir`; `sizes`: counts (see DEFAULT_SIZES) or "small"."""
+def build_mini_data(out_dir: str | Path, *, seed: int = 0, sizes: dict[str, int] | str | None = None,
+                    augment: AugmentConfig | None = DEFAULT_AUGMENT) -> dict:
+    """Write train/, eval/ and manifest.json under `out_dir`; `sizes`: counts (see DEFAULT_SIZES) or "small";
+    `augment`: how training speech is augmented (None: not at all)."""
     t0 = time.perf_counter()
     base = SMALL_SIZES if sizes == "small" else DEFAULT_SIZES
     chosen = dict(base, **(sizes if isinstance(sizes, dict) else {}))
     unknown = set(chosen) - set(DEFAULT_SIZES)
     if unknown:
         raise ValueError(f"unknown size key(s) {sorted(unknown)} (known: {', '.join(DEFAULT_SIZES)})")
+    corpus = load_corpus()
+    tpool, epool = train_pool(), eval_pool()
+    if epool.held_out and set(tpool.identities) & set(epool.identities):
+        raise AssertionError("an eval voice is also a training voice")
     root = Path(out_dir)
     counts: Counter[str] = Counter()
-    train, train_media = _train(root / "train", chosen, seed, counts)
-    voices, held_out, note = eval_voices()
-    evals, eval_media = _eval(root / "eval", chosen, seed, train_media.hashes, voices, counts)
+    train, train_media = _train(root / "train", chosen, seed, counts, corpus, tpool, augment)
+    evals, eval_media = _eval(root / "eval", chosen, seed, train_media.hashes, corpus, epool, counts)
     assert not train_media.hashes & eval_media.hashes, "an eval image or video is also in the training set"
     files = {str(p.relative_to(root)): _sha(p) for p in sorted(root.rglob("*"))
              if p.is_file() and p.name != "manifest.json"}
@@ -323,10 +367,13 @@ def build_mini_data(out_dir: str | Path, *, seed: int = 0, sizes: dict[str, int]
     wall = round(time.perf_counter() - t0, 2)
     manifest = {
         "seed": seed, "sizes": chosen, "counts": dict(sorted(counts.items())),
-        "voices": {"train": [name for name, _, _ in TRAIN_VARIANTS], "eval": [v.name for v in voices],
-                   "eval_held_out": held_out, "note": note},
+        "voices": {"train": tpool.identities, "eval": epool.identities, "eval_held_out": epool.held_out,
+                   "note": epool.note, "train_pool": tpool.describe(), "eval_pool": epool.describe()},
+        "text": corpus.summary(),
+        "augment": None if augment is None else asdict(augment),
         "train": {k: str(p.relative_to(root)) for k, p in train.items()},
         "eval": {k: str(p.relative_to(root)) for k, p in evals.items()},
+        "speech_index": {"train": "train/speech.jsonl", "eval": "eval/speech.jsonl"},
         "files_sha256": hashlib.sha256(listing.encode()).hexdigest(), "files": files, "wall_seconds": wall,
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
@@ -334,11 +381,16 @@ def build_mini_data(out_dir: str | Path, *, seed: int = 0, sizes: dict[str, int]
 
 
 def _run(args: argparse.Namespace) -> int:
-    info = build_mini_data(args.out, seed=args.seed, sizes="small" if args.small else None)
+    info = build_mini_data(args.out, seed=args.seed, sizes="small" if args.small else None,
+                           augment=None if args.no_augment else DEFAULT_AUGMENT)
     for key, value in info["counts"].items():
-        if key.count("/") == 1:
+        if key.count("/") == 1 or key.startswith(("train/speech/", "eval/speech/")):
             print(f"{key}: {value}")
-    print(f"eval voices: {', '.join(info['voices']['eval'])} ({info['voices']['note']})")
+    text = info["text"]
+    print(f"sentences: train {text['train_statements']} statements + {text['train_questions']} questions, eval "
+          f"{text['eval_statements']} + {text['eval_questions']}")
+    voices = info["voices"]
+    print(f"voices: {len(voices['train'])} train, {len(voices['eval'])} eval ({voices['note']})")
     print(f"wrote {info['manifest_path']} in {info['wall_seconds']:.1f} s")
     return 0
 
@@ -349,6 +401,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (train/, eval/, manifest.json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--small", action="store_true", help="the small preset (~50 train samples, ~30 eval cases)")
+    p.add_argument("--no-augment", action="store_true", help="no noise / reverb / telephone / gain / speed")
     p.set_defaults(func=_run)
     return p
 
