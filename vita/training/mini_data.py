@@ -23,7 +23,12 @@ the training clips are augmented (noise at set SNRs, reverberation, telephone ba
 sources without noise, which `negatives` adds itself); eval ASR has a clean, a noisy and a telephone third.
 Images and videos come from per-sample generators seeded (seed, split, stream, index) with split 0 for train and 1
 for eval; an eval item whose file bytes equal a training file is redrawn, and the build asserts no eval image or
-video hash is in train. Answers are one word or a number, so `vita eval` exact match applies.
+video hash is in train. Image and video answers are one to three words or a number (`vita eval` exact match); chat
+is answered in full sentences: templated prompts of `vita.training.mini_chat` with exact answers (arithmetic,
+capitals) or the unmodified SmolLM2-135M's own (shipped in `recipes/mini/chat_answers.jsonl`, generated for any
+prompt missing there), and eval chat and noisy spoken queries are scored on the answer's end ("is 56", match "contains").
+Image tasks are drawn by the weighted cycle `TASK_WEIGHTS` (naming needs many renders of its 404 concepts); eval
+measures every task on the same number of cases, grouped by task, subgroup (emoji style, text vocabulary) and input.
 Run: `vita data mini --out DIR [--small]`.
 """
 
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 import time
 from collections import Counter
@@ -43,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from vita.training.augment import DEFAULT_AUGMENT, NOISES, SNRS_DB, AugmentConfig, Plan, draw_plan, tag_ops
+from vita.training.mini_chat import ChatPrompt, chat_prompts, chat_records, reference_answers
 from vita.training.mini_images import IMAGE_TASKS, NUMBER_WORDS, ImageItem, make_image
 from vita.training.mini_speech import Clip, Speaker, VoicePool, eval_pool, train_pool
 from vita.training.mini_text import Corpus, antonym_question, load_corpus
@@ -50,19 +57,25 @@ from vita.training.mini_videos import VIDEO_TASKS, VideoItem, make_video, write_
 from vita.training.negatives import NegativesConfig, generate_negatives
 
 DEFAULT_SIZES: dict[str, int] = {
-    "vision_image": 2400, "vision_video": 600, "asr": 2000,
-    "image_typed": 1800, "image_spoken": 1200, "video_typed": 600, "video_spoken": 300,
-    "chat_typed": 300, "chat_spoken": 150, "negatives": 750,
-    "eval_image_typed": 90, "eval_image_spoken": 90, "eval_video": 60, "eval_chat": 30, "eval_asr": 60,
+    "vision_image": 6000, "vision_video": 600, "asr": 3000,
+    "image_typed": 3600, "image_spoken": 1800, "video_typed": 600, "video_spoken": 300,
+    "chat_typed": 400, "chat_spoken": 200, "negatives": 900,
+    "eval_image_typed": 135, "eval_image_spoken": 135, "eval_video": 60, "eval_chat": 40, "eval_asr": 60,
     "eval_negatives": 60,
 }
+# how often each image task is drawn (a deterministic cycle, `_task`): open-vocabulary naming needs many renders of
+# its 404 concepts, the closed tasks few
+TASK_WEIGHTS: dict[str, int] = {"colour": 2, "count": 2, "position": 2, "which_red": 1, "digit": 2, "photo": 1,
+                                "emoji": 8, "scene": 4, "text": 3}
+_CYCLE = tuple(t for k in range(max(TASK_WEIGHTS.values())) for t in IMAGE_TASKS if TASK_WEIGHTS[t] > k)
 SMALL_SIZES: dict[str, int] = {
-    "vision_image": 8, "vision_video": 3, "asr": 5,
-    "image_typed": 8, "image_spoken": 6, "video_typed": 3, "video_spoken": 3,
-    "chat_typed": 3, "chat_spoken": 2, "negatives": 9,
-    "eval_image_typed": 6, "eval_image_spoken": 6, "eval_video": 4, "eval_chat": 4, "eval_asr": 6,
+    "vision_image": 9, "vision_video": 3, "asr": 5,
+    "image_typed": 9, "image_spoken": 6, "video_typed": 3, "video_spoken": 3,
+    "chat_typed": 4, "chat_spoken": 2, "negatives": 9,
+    "eval_image_typed": 9, "eval_image_spoken": 6, "eval_video": 4, "eval_chat": 4, "eval_asr": 6,
     "eval_negatives": 6,
 }
+SHIPPED_CHAT_ANSWERS = Path(__file__).resolve().parents[2] / "recipes" / "mini" / "chat_answers.jsonl"
 ASR_PROMPT = "Transcribe the speech."
 NEG_RATIO = (0.3, 0.4, 0.3)  # noisy spoken questions : statements / chatter : pure noise
 QUESTION_SHARE = 0.3  # of ASR sentences (the rest are statements)
@@ -81,18 +94,46 @@ def _rng(seed: int, split: int, stream: str, i: int) -> np.random.Generator:
     return np.random.default_rng([seed, split, int(hashlib.sha256(stream.encode()).hexdigest()[:8], 16), i])
 
 
+def _task(i: int) -> str:
+    """Image task of sample i: the weighted cycle `TASK_WEIGHTS`."""
+    return _CYCLE[i % len(_CYCLE)]
+
+
 def _chat(rng: np.random.Generator, pairs: tuple[tuple[str, str], ...]) -> tuple[str, str]:
-    """A question a model answers without media, one-word or number answer: arithmetic, or an antonym."""
+    """A question a model answers without media, with its full-sentence answer ending "... is X." (`_key` gives X):
+    arithmetic or an antonym (the spoken queries of the non-awakening negatives)."""
     kind = int(rng.integers(4))
     a, b = int(rng.integers(1, 10)), int(rng.integers(1, 10))
     if kind == 0:
-        return f"What is {NUMBER_WORDS[a]} plus {NUMBER_WORDS[b]}?", str(a + b)
+        return f"What is {NUMBER_WORDS[a]} plus {NUMBER_WORDS[b]}?", f"{a} plus {b} is {a + b}."
     if kind == 1:
         a, b = max(a, b), min(a, b)
-        return f"What is {NUMBER_WORDS[a]} minus {NUMBER_WORDS[b]}?", str(a - b)
+        return f"What is {NUMBER_WORDS[a]} minus {NUMBER_WORDS[b]}?", f"{a} minus {b} is {a - b}."
     if kind == 2 or not pairs:
-        return f"What number comes after {NUMBER_WORDS[a]}?", str(a + 1)
-    return antonym_question(pairs[int(rng.integers(len(pairs)))], int(rng.integers(4)))
+        return f"What number comes after {NUMBER_WORDS[a]}?", f"The number after {a} is {a + 1}."
+    pair = pairs[int(rng.integers(len(pairs)))]
+    question, answer = antonym_question(pair, int(rng.integers(4)))
+    return question, f"The opposite of {pair[0]} is {answer}."
+
+
+def _key(answer: str) -> str:
+    """What decides an exact answer, scored with match "contains": "is 56" of "7 times 8 is 56.", "is Lima" of
+    "The capital of Peru is Lima." (the bare "56" would also match "56 minus 3 is 53")."""
+    return "is " + answer.rsplit(" is ", 1)[-1].rstrip(".")
+
+
+def _chat_answers(prompts: list[ChatPrompt], root: Path) -> dict[str, str]:
+    """Answers for the text-chat prompts: exact ones computed, the others the unmodified SmolLM2's, read from the
+    answers shipped in `recipes/mini/chat_answers.jsonl` (copied next to the data) and generated for any prompt they
+    lack (~1.3 s each)."""
+    cache = root / "chat_answers.jsonl"
+    if not cache.is_file() and SHIPPED_CHAT_ANSWERS.is_file():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SHIPPED_CHAT_ANSWERS, cache)
+    return reference_answers(prompts, cache, log=lambda m: print(m, file=sys.stderr, flush=True))
+
+
+
 
 
 def _sentence(rng: np.random.Generator, statements: tuple[str, ...], questions: tuple[str, ...]) -> str:
@@ -203,7 +244,7 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
 
     vision = []
     for i in range(sizes["vision_image"]):
-        rel, it = media.image("vision", i, IMAGE_TASKS[i % len(IMAGE_TASKS)])
+        rel, it = media.image("vision", i, _task(i))
         prompt = "<image>\n" + ("Describe the image." if i % 2 else "")
         vision.append({"set": "mini_vision", "id": f"vi{i}", "image": rel, "conversations": _turns(prompt, it.caption)})
     for i in range(sizes["vision_video"]):
@@ -220,12 +261,12 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
 
     instruct: list[dict[str, Any]] = []
     for i in range(sizes["image_typed"]):
-        task = IMAGE_TASKS[i % len(IMAGE_TASKS)]
+        task = _task(i)
         rel, it = media.image("typed", i, task)
         instruct.append({"set": f"mini_image_{task}", "id": f"it{i}", "image": rel,
                          "conversations": _turns("<image>\n" + it.question, it.answer)})
     for i in range(sizes["image_spoken"]):
-        task = IMAGE_TASKS[i % len(IMAGE_TASKS)]
+        task = _task(i)
         rel, it = media.image("spoken", i, task)
         clip = voices.say("image_spoken", i, it.question)
         instruct.append({"set": f"mini_image_{task}", "id": f"is{i}", "image": rel, "audio": clip.rel,
@@ -240,14 +281,18 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
             clip = voices.say("video_spoken", i, vit.question)
             record.update(audio=clip.rel, question=clip.text, conversations=_turns("<video>\n<audio>", vit.answer))
         instruct.append(record)
-    for i in range(sizes["chat_typed"] + sizes["chat_spoken"]):
-        question, answer = _chat(_rng(seed, 0, "chat", i), corpus.train_pairs)
-        if i < sizes["chat_typed"]:
-            instruct.append({"set": "mini_chat", "id": f"ct{i}", "conversations": _turns(question, answer)})
-        else:
-            clip = voices.say("chat_spoken", i, question)
-            instruct.append({"set": "mini_chat", "id": f"cs{i}", "audio": clip.rel, "question": clip.text,
-                             "conversations": _turns("<audio>", answer)})
+    # text chat: templated prompts (`mini_chat`), answered in full sentences (exact, or the unmodified SmolLM2's);
+    # the spoken ones say a prompt of the typed set in a training voice
+    prompts = chat_prompts("train", sizes["chat_typed"], seed) if sizes["chat_typed"] else []
+    answers = _chat_answers(prompts, root)
+    typed = chat_records(prompts, answers, set_name="mini_chat", id_prefix="ct")
+    instruct += typed
+    for i in range(min(sizes["chat_spoken"], len(typed))):
+        r = typed[int(_rng(seed, 0, "chat_spoken", i).integers(len(typed)))]
+        question, answer = r["conversations"][0]["value"], r["conversations"][1]["value"]
+        clip = voices.say("chat_spoken", i, question)
+        instruct.append({"set": "mini_chat", "id": f"cs{i}", "kind": r["kind"], "audio": clip.rel,
+                         "question": clip.text, "conversations": _turns("<audio>", answer)})
     negatives = _negatives(root, voices, sizes["negatives"], seed, corpus.train_statements, corpus.train_pairs)
     instruct += [dict(r, set="mini_negatives") for r in negatives]
     instruct = [instruct[i] for i in np.random.default_rng([seed, 0]).permutation(len(instruct))]
@@ -285,14 +330,15 @@ def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], cor
     cases: dict[str, list[dict[str, Any]]] = {k: [] for k in ("image", "video", "chat", "asr", "negatives")}
 
     for i in range(sizes["eval_image_typed"] + sizes["eval_image_spoken"]):
-        task = IMAGE_TASKS[i % len(IMAGE_TASKS)]
+        task = IMAGE_TASKS[i % len(IMAGE_TASKS)]  # evenly: every task measured on the same number of cases
         rel, it = media.image("image", i, task)
         case: dict[str, Any] = {"id": f"image-{i}", "image": rel, "answer": it.answer}
+        sub = f"{it.subgroup}/" if it.subgroup else ""
         if i < sizes["eval_image_typed"]:
-            case.update(text=it.question, expect_state="<3>", group=f"image/{task}/typed")
+            case.update(text=it.question, expect_state="<3>", group=f"image/{task}/{sub}typed")
         else:
             case.update(audio=voices.say("image", i, it.question).rel, expect_state="<1>",
-                        group=f"image/{task}/spoken")
+                        group=f"image/{task}/{sub}spoken")
         cases["image"].append(case)
     for i in range(sizes["eval_video"]):
         task = VIDEO_TASKS[i % len(VIDEO_TASKS)]
@@ -304,13 +350,15 @@ def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], cor
             case.update(audio=voices.say("video", i, vit.question).rel, expect_state="<1>",
                         group=f"video/{task}/spoken")
         cases["video"].append(case)
-    for i in range(sizes["eval_chat"]):
-        question, answer = _chat(_rng(seed, 1, "chat", i), corpus.eval_pairs)
-        case = {"id": f"chat-{i}", "answer": answer}
+    # chat with exact answers (arithmetic, capitals; prompts disjoint from training's), scored on the key word
+    exact = [p for p in chat_prompts("eval", 4 * sizes["eval_chat"] + 8, seed) if p.answer is not None]
+    for i, p in enumerate(exact[: sizes["eval_chat"]]):
+        case = {"id": f"chat-{i}", "answer": _key(p.answer or ""), "match": "contains"}
         if i % 2 == 0:
-            case.update(text=question, expect_state="<3>", group="chat/typed")
+            case.update(text=p.prompt, expect_state="<3>", group=f"chat/{p.family}/typed")
         else:
-            case.update(audio=voices.say("chat", i, question).rel, expect_state="<1>", group="chat/spoken")
+            case.update(audio=voices.say("chat", i, p.prompt).rel, expect_state="<1>",
+                        group=f"chat/{p.family}/spoken")
         cases["chat"].append(case)
     for i in range(sizes["eval_asr"]):
         text = _sentence(_rng(seed, 1, "asr", i), corpus.eval_statements, corpus.eval_questions)
@@ -322,7 +370,8 @@ def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], cor
                         corpus.eval_pairs):
         case = {"id": r["id"], "audio": r["audio"], "group": f"negatives/{r['kind']}"}
         if r["kind"] == "query":
-            case.update(expect_state="<1>", answer=r["conversations"][1]["value"])
+            reply = r["conversations"][1]["value"].removeprefix("<1>")
+            case.update(expect_state="<1>", answer=_key(reply), match="contains")
         else:
             case["expect_state"] = "<2>"
         cases["negatives"].append(case)
