@@ -6,6 +6,7 @@ It knows the ids the rest of vita needs (bos, eos, extra stop ids) and tokenizes
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -56,6 +57,11 @@ class Tokenizer:
         extra = tuple(t for t in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>") if backend.token_to_id(t) is not None)
         return cls(backend, bos_token=names.get("bos_token"), eos_token=names.get("eos_token"),
                    extra_stop_tokens=extra)
+
+    @functools.cached_property
+    def max_token_chars(self) -> int:
+        """Characters of the longest vocabulary entry: no token covers more text (a cheap floor on token counts)."""
+        return max((len(t) for t in self.backend.get_vocab(with_added_tokens=True)), default=1) or 1
 
     def __len__(self) -> int:
         return self.backend.get_vocab_size(with_added_tokens=True)

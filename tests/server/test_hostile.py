@@ -275,6 +275,41 @@ def test_video_errors_name_no_server_path(server):
     assert "(video/mp4)" in err["message"] and "/tmp" not in err["message"] and "vita-video" not in err["message"]
 
 
+# ----------------------------------------------------------------------------------- (b) no event-loop freezes
+
+
+def test_30mb_text_is_refused_before_tokenizing(server):
+    body = json.dumps(chat({"type": "text", "text": "The weather is nice today. " * 1_100_000})).encode()
+    assert 29_000_000 < len(body) < LIMITS.max_request_bytes
+    err = refused(server, "text-30MB", body, code="context_length_exceeded")
+    assert "characters" in err["message"]
+
+
+@pytest.mark.parametrize(("case", "flag"), [("values", "--max-json-values"), ("messages", "--max-messages"),
+                                            ("parts", "--max-content-parts")])
+def test_bodies_that_cost_too_much_to_validate(server, case, flag):
+    body = {"values": lambda: b'{"model": "x", "messages": [' + b"0," * 10_000_000 + b"0]}",
+            "messages": lambda: json.dumps({"model": M, "messages": [{}] * 30_000}).encode(),
+            "parts": lambda: json.dumps(chat(*[{"type": "text", "text": "a"}] * 5000)).encode()}[case]()
+    refused(server, f"json-{case}", body, flag=flag, code="limit_exceeded")
+
+
+def test_healthz_answers_while_big_media_are_processed(server):
+    """A legal 3.8 MP image and 30 s of audio: answered 200 while /healthz never waits 200 ms."""
+    import httpx
+
+    from tests.server.conftest import png, wav
+
+    body = json.dumps(chat(image(png(2000, 1900)), audio(wav(29.0), "wav"), {"type": "text", "text": "?"})).encode()
+    with httpx.Client(base_url=server.url, timeout=60) as client, Watch(server.url) as watch:
+        t = time.monotonic()
+        r = client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+        took = time.monotonic() - t
+    FIGURES["answered-3.8MP-image+29s-audio"] = (took, watch.grew_mb, watch.slowest_health)
+    assert r.status_code == 200, r.text[:300]
+    assert watch.slowest_health < 0.2, watch.slowest_health
+
+
 def test_print_figures(capsys):
     """Run last (-s shows it): the figures of every case above."""
     with capsys.disabled():

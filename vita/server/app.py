@@ -11,12 +11,18 @@
 Every error is OpenAI's shape `{"error": {"message", "type", "param", "code"}}` (see `errors.py`); FastAPI's own
 422 validation errors become 400s. With an API key (required off loopback, see `cli.py`) every other request needs
 `Authorization: Bearer <key>`. Model work runs on the model thread (`worker.py`); a request is admitted (or
-refused 429) before its media are decoded. The realtime websocket and the browser page attach to the same
+refused 429) before its media are decoded. Nothing costly runs on the event loop: the body is parsed and validated
+on a thread (after a C-speed count of its JSON values, `--max-json-values`, and before pydantic, the counts of
+messages and parts), text that cannot fit the context is refused from its length before it is tokenized, and
+remote media (`--allow-remote-media`, `fetch.py`) are fetched on a thread before the model thread sees the request.
+A non-streaming request whose client goes away is cancelled at the next token. The realtime websocket and the
+browser page attach to the same
 `ServerState` (`app.state.vita`): one model, one worker, one set of limits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -38,7 +44,7 @@ from vita.errors import VitaError
 from vita.processor import ModelInputs
 from vita.server import audio_out, chat
 from vita.server.engine import AudioEvent, DoneEvent, Engine, Params
-from vita.server.errors import INTERNAL, APIError, bad_request, error_body
+from vita.server.errors import INTERNAL, APIError, bad_request, error_body, limit_exceeded
 from vita.server.limits import Limits
 from vita.server.media import MediaDecoder
 from vita.server.openai_types import ROLES, ChatRequest, check_supported
@@ -143,24 +149,32 @@ def authorized(header: str | None, key: str) -> bool:
 
 
 async def _chat(state: ServerState, request: Request):
-    req = parse_chat_request(await read_json_body(request, state.limits.max_request_bytes))
+    body = await read_body(request, state.limits.max_request_bytes)
+    # parsing and validating a large body is CPU work: off the event loop (/healthz and realtime keep running)
+    req = await asyncio.to_thread(parse_body, body, state.limits)
+    del body
     _check_model(state, req.model, param="model")
     check_supported(req)
     params = chat.params_from_request(req, state.limits.max_new_tokens)
+    state.engine.check_text_length(chat.text_chars(req))  # before queueing: a 30 MB text is never tokenized
     streaming = bool(req.stream)
     audio_format = _audio_request(state, req, streaming)
     decoder = MediaDecoder(state.limits, allow_remote=state.allow_remote_media, audio_rate=state.engine.audio_rate)
     ticket = state.worker.admit()
     try:
+        if decoder.allow_remote:  # remote media are fetched here, on a thread: never on the model thread
+            await asyncio.to_thread(decoder.prefetch, chat.media_urls(req))
         inputs, params, tts = await state.worker.call(_prepare, state, req, decoder, params, audio_format)
     except BaseException:
         ticket.release()
         raise
     completion = chat.Completion(state.model_id, audio_format=audio_format)
     if not streaming:
-        body = await state.worker.call(_collect, state.engine, inputs, params, tts, audio_format,
-                                       on_done=ticket.release)
-        return JSONResponse(completion.body(*body))
+        cancel = threading.Event()
+        job = asyncio.ensure_future(state.worker.call(_collect, state.engine, inputs, params, tts, audio_format,
+                                                      cancel, on_done=ticket.release))
+        await _until_done_or_gone(job, request, cancel)
+        return JSONResponse(completion.body(*job.result()))
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     events = state.worker.stream(lambda cancel: state.engine.reply(inputs, params, cancel, tts),
                                  on_done=ticket.release)
@@ -179,10 +193,24 @@ def _prepare(state: ServerState, req: ChatRequest, decoder: MediaDecoder, params
         raise bad_request(str(exc), "messages") from exc
 
 
-def _collect(engine: Engine, inputs: ModelInputs, params: Params, tts, audio_format: str | None):
+async def _until_done_or_gone(job: asyncio.Future, request: Request, cancel: threading.Event) -> None:
+    """Wait for a non-streaming reply; if the client goes away first, set `cancel` (generation stops at the next
+    token) and let the job end on its own."""
+    while True:
+        done, _ = await asyncio.wait({job}, timeout=0.25)
+        if done:
+            return
+        if await request.is_disconnected():
+            cancel.set()
+            await job  # ends within a token; its result is dropped
+            return
+
+
+def _collect(engine: Engine, inputs: ModelInputs, params: Params, tts, audio_format: str | None,
+             cancel: threading.Event):
     pcm: list[np.ndarray] = []
     done = None
-    for event in engine.reply(inputs, params, threading.Event(), tts):
+    for event in engine.reply(inputs, params, cancel, tts):
         if isinstance(event, AudioEvent):
             pcm.append(event.pcm)
         elif isinstance(event, DoneEvent):
@@ -224,7 +252,8 @@ def _audio_request(state: ServerState, req: ChatRequest, streaming: bool) -> str
 # ------------------------------------------------------------------------------------------- request parsing
 
 
-async def read_json_body(request: Request, max_bytes: int) -> Any:
+async def read_body(request: Request, max_bytes: int) -> bytearray:
+    """The raw body of a JSON request (415 for another content type, 413 over `max_bytes`, read as it streams)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
         raise APIError(415, f"Content-Type must be application/json, got {ctype or 'none'!r}",
@@ -242,10 +271,29 @@ async def read_json_body(request: Request, max_bytes: int) -> Any:
             raise _too_large(len(body), max_bytes, at_least=True)
     if not body:
         raise bad_request("empty request body: send a JSON object")
+    return body
+
+
+def count_json_values(data: bytes | bytearray | str, cap: int, what: str) -> None:
+    """Refuse, before parsing, a body with more than `cap` JSON values (',', '{', '[' counted, strings included:
+    a crude but C-speed bound on what json.loads and validation would build and walk)."""
+    n = data.count("," if isinstance(data, str) else b",") + data.count("{" if isinstance(data, str) else b"{") \
+        + data.count("[" if isinstance(data, str) else b"[")
+    if n > cap:
+        raise limit_exceeded(f"{what} has {n} JSON separators (',', '{{', '[') > --max-json-values {cap}")
+
+
+def decode_json(body: bytes | bytearray) -> Any:
     try:
-        return json.loads(bytes(body), parse_constant=_no_constant)
+        return json.loads(body, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise bad_request(f"invalid JSON body: {exc}", code="invalid_json") from exc
+
+
+def parse_body(body: bytes | bytearray, limits: Limits) -> ChatRequest:
+    """Raw body -> validated request (run on a thread: it may take a while for a large body)."""
+    count_json_values(body, limits.max_json_values, "the request body")
+    return parse_chat_request(decode_json(body), limits)
 
 
 def _no_constant(name: str) -> None:
@@ -257,18 +305,26 @@ def _too_large(size: int, cap: int, at_least: bool = False) -> APIError:
                     f"--max-request-bytes {cap}", code="request_too_large")
 
 
-def parse_chat_request(obj: Any) -> ChatRequest:
+def parse_chat_request(obj: Any, limits: Limits | None = None) -> ChatRequest:
     if not isinstance(obj, dict):
         raise bad_request(f"the request body must be a JSON object, got {type(obj).__name__}")
     messages = obj.get("messages")
+    if isinstance(messages, list) and limits is not None:  # before validation: its cost grows with the items
+        if len(messages) > limits.max_messages:
+            raise limit_exceeded(f"messages: {len(messages)} messages > --max-messages {limits.max_messages}",
+                                 "messages")
+        parts = sum(len(m["content"]) for m in messages if isinstance(m, dict) and isinstance(m.get("content"), list))
+        if parts > limits.max_content_parts:
+            raise limit_exceeded(f"messages: {parts} content parts > --max-content-parts {limits.max_content_parts}",
+                                 "messages")
     if isinstance(messages, list):
         for i, msg in enumerate(messages):
             role = msg.get("role") if isinstance(msg, dict) else None
             if isinstance(role, str) and role not in ROLES:
                 raise bad_request(f"messages[{i}].role: unsupported role {role!r} (supported: {', '.join(ROLES)})",
                                   f"messages[{i}].role")
-    try:
-        return ChatRequest.model_validate_json(json.dumps(obj))
+    try:  # from the parsed object: the strings are not copied again (a 30 MB text stays one 30 MB string)
+        return ChatRequest.model_validate(obj)
     except ValidationError as exc:
         raise validation_error(exc, obj) from exc
 

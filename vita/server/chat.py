@@ -54,6 +54,32 @@ def params_from_request(req: ChatRequest, max_new_tokens_limit: int) -> Params:
     return Params(wanted, sampling, ("</s>", *stops), req.seed)
 
 
+def text_chars(req: ChatRequest) -> int:
+    """Characters of text in all messages (for the length check done before tokenizing)."""
+    n = 0
+    for msg in req.messages:
+        if isinstance(msg.content, str):
+            n += len(msg.content)
+        elif msg.content is not None:
+            n += sum(len(p.text) for p in msg.content if isinstance(p, TextPart))
+    return n
+
+
+def media_urls(req: ChatRequest) -> list[str]:
+    """Every http(s) media URL of the request, in order (fetched before the model thread sees the request)."""
+    urls: list[str] = []
+    for msg in req.messages:
+        if isinstance(msg, UserMessage) and not isinstance(msg.content, str):
+            for part in msg.content:
+                if isinstance(part, ImagePart):
+                    urls.append(part.image_url.url)
+                elif isinstance(part, VideoURLPart):
+                    urls.append(part.video_url.url)
+                elif isinstance(part, VideoFramesPart):
+                    urls += part.video_frames
+    return [u for u in urls if u.startswith(("http://", "https://"))]
+
+
 def _text(content: str | list[TextPart] | None) -> str:
     if content is None:
         return ""

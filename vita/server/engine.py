@@ -77,6 +77,14 @@ class Engine:
         audio = self.vita.config.audio
         return audio.sample_rate if audio is not None else 16000
 
+    def check_text_length(self, chars: int) -> None:
+        """Refuse, before tokenizing, `chars` characters of text that cannot fit the context: no token covers more
+        than `max_token_chars` characters (x2 for normalizers that merge characters), so this is a floor."""
+        floor = chars // (2 * self.vita.tokenizer.max_token_chars)
+        if floor > self.context:
+            raise bad_request(f"this model's context is {self.context} tokens; the messages have {chars} characters "
+                              f"of text, at least {floor} tokens", "messages", code="context_length_exceeded")
+
     def prepare(self, turns: list[Turn], params: Params) -> tuple[ModelInputs, Params]:
         """Turns -> model inputs, and the params with `max_new_tokens` resolved against the context left."""
         inputs = self.vita.processor(turns)

@@ -22,9 +22,25 @@ class Limits:
     max_video_seconds: float = field(default=600.0, metadata={
         "help": "longest video clip, seconds (from its header, and while decoding)"})
     max_audio_clips: int = field(default=8, metadata={"help": "audio clips per request"})
+    max_messages: int = field(default=2048, metadata={"help": "messages per chat request"})
+    max_content_parts: int = field(default=1024, metadata={"help": "content parts per chat request (all messages)"})
+    max_json_values: int = field(default=100_000, metadata={
+        "help": "JSON values per request body or realtime frame (',', '{' and '[' counted before parsing)"})
+    max_remote_media_seconds: float = field(default=10.0, metadata={
+        "help": "with --allow-remote-media: total time to fetch a request's URLs, seconds"})
     max_new_tokens: int = field(default=2048, metadata={"help": "largest max_tokens a request may ask for"})
     max_queued: int = field(default=8, metadata={"help": "requests waiting behind the running one (429 above)"})
     max_realtime_sessions: int = field(default=4, metadata={"help": "open /v1/realtime sessions (close 1013 above)"})
+    max_realtime_sessions_per_client: int = field(default=4, metadata={
+        "help": "open /v1/realtime sessions per client address"})
+    max_realtime_idle_seconds: float = field(default=300.0, metadata={
+        "help": "a realtime session with no client frame and nothing to do for this long is closed"})
+    max_realtime_outbox_events: int = field(default=1024, metadata={
+        "help": "server events waiting for a slow realtime client (disconnected above)"})
+    max_realtime_pending_items: int = field(default=16, metadata={
+        "help": "realtime conversation items waiting for response.create"})
+    max_realtime_instructions_chars: int = field(default=16384, metadata={
+        "help": "longest realtime session.instructions, characters"})
     max_realtime_frame_bytes: int = field(default=8 << 20, metadata={"help": "largest realtime client frame, bytes"})
     max_realtime_buffer_seconds: float = field(default=30.0, metadata={
         "help": "realtime audio received but not yet processed, seconds"})

@@ -16,7 +16,7 @@ import base64
 import binascii
 import io
 import re
-import urllib.request
+import time
 
 from PIL import Image as PILImage
 
@@ -25,7 +25,8 @@ from vita.media.audio import AudioTooLong, load_audio
 from vita.media.image import load_image
 from vita.media.video import VideoTooLarge, read_video_frames
 from vita.processor import Audio, Image, Video
-from vita.server.errors import APIError, bad_request, limit_exceeded
+from vita.server import fetch as remote
+from vita.server.errors import bad_request, limit_exceeded
 from vita.server.limits import Limits
 
 _DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w.+-]+=[^;,]*)*);base64,(?P<data>.*)", re.S)
@@ -35,7 +36,6 @@ _VIDEO_FORMAT = {"video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "ma
                  "video/x-matroska": "matroska", "video/x-msvideo": "avi", "video/avi": "avi"}
 # image formats decoded (OpenAI's list plus BMP); anything else is refused before PIL reads past the signature
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
-_REMOTE_TIMEOUT_S = 10.0
 
 
 def decode_base64(data: str, param: str) -> bytes:
@@ -59,6 +59,25 @@ class MediaDecoder:
         self.frames = 0
         self.clips = 0
         self.audio_seconds = 0.0
+        self.fetched: dict[str, tuple[str, bytes]] = {}  # remote URL -> (mime, bytes), filled by `prefetch`
+
+    def prefetch(self, urls: list[str]) -> None:
+        """Fetch the request's remote URLs (on a plain thread, before the model thread), under one deadline
+        (--max-remote-media-seconds) and one byte budget (--max-request-bytes) for them all."""
+        lim = self.limits
+        if len(urls) > lim.max_images + lim.max_frames:
+            raise limit_exceeded(f"messages: {len(urls)} remote media URLs > --max-images + --max-frames "
+                                 f"{lim.max_images + lim.max_frames}", "messages")
+        deadline, budget = time.monotonic() + lim.max_remote_media_seconds, lim.max_request_bytes
+        for url in dict.fromkeys(urls):
+            try:
+                mime, data = remote.fetch(url, deadline=deadline, max_bytes=budget)
+            except remote.FetchError as exc:
+                raise bad_request(f"{url[:100]!r}: {exc} (--max-remote-media-seconds "
+                                  f"{lim.max_remote_media_seconds:g}, --max-request-bytes {lim.max_request_bytes})",
+                                  "messages", code="fetch_failed") from None
+            budget -= len(data)
+            self.fetched[url] = (mime, data)
 
     # -- sources -----------------------------------------------------------------------------------------------
 
@@ -70,25 +89,15 @@ class MediaDecoder:
                     f"{param}: remote media URLs are disabled; send the media inline as a data URL "
                     "(data:image/png;base64,...) or start the server with --allow-remote-media", param,
                     code="remote_media_disabled")
-            return self._download(url, param)
+            if url not in self.fetched:  # only chat requests prefetch (off the model thread)
+                raise bad_request(f"{param}: remote media URLs are not supported here", param,
+                                  code="remote_media_disabled")
+            return self.fetched[url]
         match = _DATA_URL.fullmatch(url)
         if match is None:
             raise bad_request(f"{param}: expected a base64 data URL (data:<mime>;base64,<data>), got "
                               f"{url[:40]!r}{'...' if len(url) > 40 else ''}", param, code="invalid_url")
         return (match["mime"] or "application/octet-stream").lower(), decode_base64(match["data"], param)
-
-    def _download(self, url: str, param: str) -> tuple[str, bytes]:
-        cap = self.limits.max_request_bytes
-        try:
-            with urllib.request.urlopen(url, timeout=_REMOTE_TIMEOUT_S) as response:  # noqa: S310 (http(s) only)
-                data = response.read(cap + 1)
-                mime = response.headers.get_content_type()
-        except OSError as exc:
-            raise bad_request(f"{param}: could not fetch {url!r} ({exc})", param, code="fetch_failed") from exc
-        if len(data) > cap:
-            raise APIError(413, f"{param}: remote media is larger than --max-request-bytes {cap}", param=param,
-                           code="limit_exceeded")
-        return mime, data
 
     # -- kinds -------------------------------------------------------------------------------------------------
 

@@ -30,9 +30,17 @@ LLM's default cache, which chat requests reuse).
 
 Auth (with an API key): `Authorization: Bearer <key>`, or, for browsers (which cannot set headers), the query
 parameter `?api_key=<key>` or the subprotocol `openai-insecure-api-key.<key>` (offered next to `realtime`, which
-the server then selects). Refused: close 1008 before accept. Limits: `--max-realtime-sessions` (an `error` event
-code `session_limit`, then close 1013), `--max-realtime-frame-bytes` (error event, connection kept),
-`--max-realtime-buffer-seconds` of received-but-unprocessed audio (error event `buffer_full`, the append dropped).
+the server then selects). Refused: close 1008 before accept. Limits: `--max-realtime-sessions` and
+`--max-realtime-sessions-per-client` (an `error` event code `session_limit`, then close 1013),
+`--max-realtime-frame-bytes` and `--max-json-values` (error event, connection kept; frames over 64 KB are parsed
+on a thread), `--max-realtime-buffer-seconds` of received-but-unprocessed audio (error event `buffer_full`, the
+append dropped, judged from its base64 length before decoding), `--max-realtime-pending-items` and `--max-images`
+for items waiting for response.create (images decoded on a thread), `--max-realtime-instructions-chars`,
+`--max-realtime-outbox-events` (a client that does not read is dropped: error `slow_consumer`, close 1008),
+`--max-realtime-idle-seconds` (no client frame and nothing to do: error `idle_timeout`, close). One response at a
+time: `response.create` while one is active is an error `conversation_already_has_active_response`. The history
+is kept to `SessionConfig.history_turns` turns and every prompt is trimmed by positions (`_BoundedJob`) so it fits
+the role cache; an utterance that cannot fit even alone is an error `context_length_exceeded`.
 A client that disconnects mid-answer drops its session; the worker finishes at most one tick batch for it.
 
 Session hooks: typed queries with images go to `Session.ask`, `response.cancel` to `Session.cancel`, and
@@ -45,9 +53,10 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -56,9 +65,11 @@ from starlette.websockets import WebSocket
 
 from vita.duplex import events as ev
 from vita.duplex.roles import Engine as RoleEngine
-from vita.duplex.roles import Forcing, RoleCache
+from vita.duplex.roles import Forcing, ReplyJob, RoleCache
 from vita.duplex.session import Session, SessionConfig
-from vita.processor import Part
+from vita.errors import PromptError
+from vita.media.prompt import SYSTEM_PROMPTS
+from vita.processor import Audio, Image, Part, Turn
 from vita.server.errors import APIError
 from vita.server.realtime_events import (
     OUTPUT_RATE,
@@ -75,6 +86,7 @@ from vita.server.realtime_events import (
     response_body,
 )
 from vita.speech.tts import StreamingTTS
+from vita.speech.vad import StreamingVAD
 
 log = logging.getLogger("vita.server")
 RATE = 16000
@@ -86,16 +98,69 @@ class RealtimeConfig:
     session: Callable[[], SessionConfig] = field(default=lambda: SessionConfig(lead_s=0.2))
     clock: Callable[[], ev.Clock] = ev.MonotonicClock
     forcing: Callable[[], Forcing | None] = field(default=lambda: None)  # tests: scripted replies per connection
+    vad: Callable[[], StreamingVAD | None] = field(default=lambda: None)  # tests: a VAD of their own (None: Silero)
     max_new_tokens: int = 512
     max_seq_len: int = 2048
     tick_budget_s: float = 0.02  # model work per worker submission (then audio is fed again)
 
 
 class _Roles(RoleEngine):
-    """Role caches of their own: the LLM's default cache belongs to chat requests (they would overwrite it)."""
+    """Role caches of their own: the LLM's default cache belongs to chat requests (they would overwrite it).
+    Jobs trim the history by positions (`_BoundedJob`)."""
 
     def new_cache(self, *, adopt: bool = False) -> RoleCache:
         return super().new_cache(adopt=False)
+
+    def start(self, cache: RoleCache, turns: Sequence[Turn], donor: RoleCache | None = None) -> ReplyJob:
+        script = self.forcing(turns) if self.forcing is not None else None
+        return _BoundedJob(self.vita, cache, turns, max_new_tokens=self.max_new_tokens, sampling=self.sampling,
+                           prefill_chunk=self.prefill_chunk, script=script, system=self.system,
+                           generator=self.generator, donor=donor)
+
+
+class _BoundedJob(ReplyJob):
+    """A reply job whose prompt always fits its cache: before embedding (on the model thread) the oldest exchanges
+    are dropped until system + history + the new utterance leave room for a reply (an estimate from text tokens
+    and audio lengths, never below the real count). An utterance that cannot fit even alone is a `PromptError`."""
+
+    def _embed(self) -> None:
+        size = self.cache.max_seq_len
+        reserve = min(self.max_new_tokens, size // 4)
+        self.turns = fit_turns(self.vita, self.turns, self.system, size - reserve)
+        super()._embed()
+
+
+def _turn_positions(vita: Any, turn: Turn) -> int:
+    """An upper estimate of a turn's prompt positions: its text tokens, audio adapter frames and image tiles."""
+    parts = [turn.content] if isinstance(turn.content, str) else turn.content
+    n = 8  # role name, separators, end marker
+    for p in parts:
+        if isinstance(p, str):
+            n += len(vita.tokenizer.encode(p, add_special_tokens=False))
+        elif isinstance(p, Audio):
+            samples = len(p.source) * RATE / (p.sample_rate or RATE)
+            n += vita.processor.audio_tokens(math.ceil(samples / 160)) + 1  # 10 ms feature frames
+        elif isinstance(p, Image):
+            vision = vita.config.vision
+            n += (vision.max_tiles + 1) * vision.tokens_per_tile if vision is not None else 0
+    return n
+
+
+def fit_turns(vita: Any, turns: list[Turn], system: str | None, budget: int) -> list[Turn]:
+    """The newest turns (starting with a user turn) whose positions, with the system prompt's, fit `budget`."""
+    used = len(vita.tokenizer.encode(system if system is not None else SYSTEM_PROMPTS["video"])) + 8
+    sizes = [_turn_positions(vita, t) for t in turns]
+    used += sizes[-1]
+    if used > budget:
+        raise PromptError(f"the instructions and this utterance need about {used} positions; the session has "
+                          f"{budget} (a shorter utterance or shorter instructions fit)")
+    start = len(turns) - 1
+    while start > 0 and used + sizes[start - 1] <= budget:
+        start -= 1
+        used += sizes[start]
+    while start < len(turns) - 1 and turns[start].role != "user":
+        start += 1
+    return turns[start:]
 
 
 class _Voice:
@@ -125,6 +190,7 @@ class Hub:
     def __init__(self, state: Any, config: RealtimeConfig) -> None:
         self.state, self.config, self.active = state, config, 0
         self.connections: set[Connection] = set()  # open ones (tests and metrics look at them)
+        self.per_client: Counter[str] = Counter()  # open sessions per client address
 
     def authorized(self, ws: WebSocket) -> bool:
         from vita.server.app import authorized
@@ -145,14 +211,20 @@ class Hub:
             await ws.close(code=1008, reason=f"model {model[:64]!r} is not served here ({self.state.model_id!r})")
             return
         await ws.accept(subprotocol="realtime" if "realtime" in ws.scope.get("subprotocols", []) else None)
-        cap = self.state.limits.max_realtime_sessions
+        limits, client = self.state.limits, ws.client.host if ws.client else "?"
+        cap, per_client = limits.max_realtime_sessions, limits.max_realtime_sessions_per_client
+        refusal = None
         if self.active >= cap:
-            await ws.send_json(error_event(RealtimeError(
-                f"{self.active} realtime sessions are open (--max-realtime-sessions {cap}); retry later",
-                code="session_limit", type="rate_limit_error")))
+            refusal = f"{self.active} realtime sessions are open (--max-realtime-sessions {cap}); retry later"
+        elif self.per_client[client] >= per_client:
+            refusal = (f"this client has {self.per_client[client]} realtime sessions open "
+                       f"(--max-realtime-sessions-per-client {per_client}); retry later")
+        if refusal is not None:
+            await ws.send_json(error_event(RealtimeError(refusal, code="session_limit", type="rate_limit_error")))
             await ws.close(code=1013)
             return
         self.active += 1
+        self.per_client[client] += 1
         conn = Connection(self, ws)
         self.connections.add(conn)
         try:
@@ -160,6 +232,9 @@ class Hub:
         finally:
             self.connections.discard(conn)
             self.active -= 1
+            self.per_client[client] -= 1
+            if not self.per_client[client]:
+                del self.per_client[client]
 
 
 class Connection:
@@ -173,6 +248,10 @@ class Connection:
         self.buffered = 0  # 16 kHz samples received, not yet fed
         self.fed = 0  # 16 kHz samples fed to the session
         self.pending: list[Part] = []  # conversation items waiting for response.create
+        self.pending_items = 0
+        self.awaiting = False  # a response.create is being decided (no response.created yet)
+        self.closing = asyncio.Event()  # set with `close_reason` to end the connection (slow reader)
+        self.close_reason: RealtimeError | None = None
         self.responses: dict[int, _Response] = {}  # session reply id -> wire response
         self.states: dict[int, str | None] = {}  # utterance id -> state token
         self.client_cancelled: set[int] = set()
@@ -195,7 +274,15 @@ class Connection:
             self.settings.prefix_padding_ms = int(vad.pre_roll_ms)
             self.send({"type": "session.created", "event_id": new_id("event"), "session": self.settings.wire()})
             driver = asyncio.create_task(self._drive())
-            await self._receive()
+            receiver = asyncio.create_task(self._receive())
+            closer = asyncio.create_task(self.closing.wait())
+            try:
+                await asyncio.wait({receiver, closer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (receiver, closer):
+                    task.cancel()
+            if self.close_reason is not None:
+                await self._close(self.close_reason)
         finally:
             for task in (driver, sender):
                 if task is not None:
@@ -214,10 +301,26 @@ class Connection:
         engine = _Roles(self.state.engine.vita, max_seq_len=self.config.max_seq_len,
                         max_new_tokens=self.config.max_new_tokens, forcing=self.config.forcing())
         return Session(engine, StreamingTTS(self.voice, sample_rate=OUTPUT_RATE), clock=self.config.clock(),
-                       config=self.config.session())
+                       config=self.config.session(), vad=self.config.vad())
 
     def send(self, event: dict[str, Any]) -> None:
+        if self.closing.is_set():
+            return
+        cap = self.limits.max_realtime_outbox_events
+        if self.outbox.qsize() >= cap:  # the client does not read: drop it rather than buffer without bound
+            self.close_reason = RealtimeError(
+                f"the client is not reading: {cap} server events are waiting (--max-realtime-outbox-events {cap})",
+                code="slow_consumer")
+            self.closing.set()
+            return
         self.outbox.put_nowait(event)
+
+    async def _close(self, err: RealtimeError, code: int = 1008) -> None:
+        """Best effort: the error event, then a close frame (each given a second: the socket may be stuck)."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.send_json(error_event(err)), 1.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code=code, reason=err.code), 1.0)
 
     async def _send_loop(self) -> None:
         while (event := await self.outbox.get()) is not None:
@@ -228,18 +331,70 @@ class Connection:
 
     # ---- client events -----------------------------------------------------------------------------------------
     async def _receive(self) -> None:
+        idle = self.limits.max_realtime_idle_seconds
         while True:
-            message = await self.ws.receive()
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), idle)
+            except TimeoutError:
+                s = self.session
+                if (s is not None and s.busy) or self.inbox or not self.outbox.empty():
+                    continue
+                self.close_reason = RealtimeError(f"no client event for {idle:g} s (--max-realtime-idle-seconds "
+                                                  f"{idle:g}): closing the session", code="idle_timeout")
+                self.closing.set()
+                return
             if message["type"] == "websocket.disconnect":
                 return
             try:
-                self._handle(parse_frame(message, self.limits.max_realtime_frame_bytes))
+                text = message.get("text")
+                if text is not None and len(text) > 1 << 16:  # a large frame is parsed off the event loop
+                    obj = await asyncio.to_thread(self._parse, message)
+                else:
+                    obj = self._parse(message)
+                if obj["type"] == "conversation.item.create":
+                    await self._create_item(obj)
+                else:
+                    self._handle(obj)
             except RealtimeError as err:
                 self.send(error_event(err))
             except Exception:  # noqa: BLE001 - a bug on one event must not end the connection
                 log.exception("realtime event failed")
                 self.send(error_event(RealtimeError("internal error (the server log has the details)",
                                                     code="server_error", type="server_error")))
+
+    def _parse(self, message: dict[str, Any]) -> dict[str, Any]:
+        from vita.server.app import count_json_values
+
+        text = message.get("text")
+        if text is not None:
+            try:
+                count_json_values(text, self.limits.max_json_values, "the frame")
+            except APIError as exc:
+                raise RealtimeError(exc.message, code="limit_exceeded") from None
+        return parse_frame(message, self.limits.max_realtime_frame_bytes)
+
+    async def _create_item(self, obj: dict[str, Any]) -> None:
+        """conversation.item.create: bounded pending items and images; images decoded on a thread."""
+        eid = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
+        try:
+            cap = self.limits.max_realtime_pending_items
+            if self.pending_items >= cap:
+                raise RealtimeError(f"{self.pending_items} items are waiting for response.create "
+                                    f"(--max-realtime-pending-items {cap})", code="limit_exceeded", param="item")
+            item = field_of(obj, "item", dict, param="item", required=True)
+            content = item.get("content")
+            images = sum(isinstance(c, dict) and c.get("type") == "input_image" for c in content) \
+                if isinstance(content, list) else 0
+            waiting = sum(isinstance(p, Image) for p in self.pending)
+            if waiting + images > self.limits.max_images:
+                raise RealtimeError(f"{waiting + images} images would wait for response.create (--max-images "
+                                    f"{self.limits.max_images})", code="limit_exceeded", param="item.content")
+            parts = await asyncio.to_thread(parse_item, item, self.limits)
+        except RealtimeError as err:
+            err.event_id = err.event_id or eid
+            raise
+        self.pending += parts
+        self.pending_items += 1
 
     def _handle(self, obj: dict[str, Any]) -> None:
         kind, eid = obj["type"], obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
@@ -248,14 +403,16 @@ class Connection:
                 self._update(obj)
             elif kind == "input_audio_buffer.append":
                 self._append(field_of(obj, "audio", str, param="audio", required=True))
-            elif kind == "conversation.item.create":
-                self.pending += parse_item(field_of(obj, "item", dict, param="item", required=True), self.limits)
             elif kind == "response.create":
+                if self.responses or self.awaiting:
+                    raise RealtimeError("a response is in progress: wait for its response.done (or send "
+                                        "response.cancel) before response.create",
+                                        code="conversation_already_has_active_response")
                 if not self.pending:
                     raise RealtimeError("nothing to respond to: create a user item first (spoken input is "
                                         "answered by the server VAD)", code="no_pending_input")
                 self._post(("respond", self.pending))
-                self.pending = []
+                self.pending, self.pending_items, self.awaiting = [], 0, True
             else:  # input_audio_buffer.commit / .clear, response.cancel: decided by the driver
                 self._post((kind, eid))
         except RealtimeError as err:
@@ -267,6 +424,12 @@ class Connection:
         self.wake.set()
 
     def _update(self, obj: dict[str, Any]) -> None:
+        session, cap = obj.get("session"), self.limits.max_realtime_instructions_chars
+        text = session.get("instructions") if isinstance(session, dict) else None
+        if isinstance(text, str) and len(text) > cap:
+            raise RealtimeError(f"session.instructions has {len(text)} characters > "
+                                f"--max-realtime-instructions-chars {cap}", code="limit_exceeded",
+                                param="session.instructions")
         rate = self.settings.input_rate
         self.settings.update(obj)
         if "audio" in self.settings.modalities and (self.voice is None or self.voice.synth is None):
@@ -279,8 +442,13 @@ class Connection:
         self.send({"type": "session.updated", "event_id": new_id("event"), "session": self.settings.wire()})
 
     def _append(self, data: str) -> None:
-        pcm = self.resampler(decode_pcm16(data))
         cap = self.limits.max_realtime_buffer_seconds
+        claimed = len(data) * 3 // 8 / self.settings.input_rate  # seconds, from the base64 length alone
+        if (self.buffered / RATE) + claimed > cap + 0.1:
+            raise RealtimeError(f"{self.buffered / RATE:.1f} s of audio are waiting and this append holds "
+                                f"{claimed:.1f} s (--max-realtime-buffer-seconds {cap}): this append was dropped; "
+                                "send audio in real time", code="buffer_full", param="audio")
+        pcm = self.resampler(decode_pcm16(data))
         if (self.buffered + len(pcm)) / RATE > cap:
             raise RealtimeError(f"{self.buffered / RATE:.1f} s of audio are waiting to be processed "
                                 f"(--max-realtime-buffer-seconds {cap}): this append was dropped; send audio in "
@@ -303,12 +471,17 @@ class Connection:
                 elif s.busy:
                     out += s.tick()  # no unit of work: only releases playback (no model)
                 failures = 0
+                if len(s.history) > s.config.history_turns:  # the session reads only these: drop the rest
+                    del s.history[: len(s.history) - s.config.history_turns]
+            except PromptError as exc:  # the utterance cannot fit: the client's to fix, not an internal error
+                self.send(error_event(RealtimeError(str(exc), code="context_length_exceeded")))
+                s.listening, self.awaiting = None, False
             except Exception:  # noqa: BLE001 - one broken reply must not end the connection
                 log.exception("realtime tick failed")
                 failures += 1
                 self.send(error_event(RealtimeError("internal error while answering (the server log has the "
                                                     "details)", code="server_error", type="server_error")))
-                s.listening = None
+                s.listening, self.awaiting = None, False
                 out += s.cancel()[0]  # the speaking reply, if any
                 if failures >= 3:  # not one broken reply: the worker itself (server shutting down)
                     self._emit(out)
@@ -356,6 +529,7 @@ class Connection:
             self.item_id = None
             self.send({"type": "input_audio_buffer.cleared", "event_id": new_id("event")})
         elif kind == "response.cancel":
+            self.awaiting = False
             if s.reply is not None or s.listening is not None:
                 events, reply_id = s.cancel()
                 if reply_id is not None:
@@ -381,7 +555,10 @@ class Connection:
                            "previous_item_id": self.last_item})
                 self.last_item = item
             elif isinstance(e, ev.StateDecided):
+                self.awaiting = False
                 self.states[e.utterance_id] = e.state
+                if len(self.states) > 64:  # utterances never answered leave their entry
+                    del self.states[next(iter(self.states))]
             elif isinstance(e, ev.ReplyStarted):
                 r = _Response(new_id("resp"), new_id("item"), self.states.pop(e.utterance_id, None),
                               "audio" in self.settings.modalities)
