@@ -1,6 +1,7 @@
 """`vita eval`: run a model over a JSONL manifest and report state, answer and transcript metrics.
 
     vita eval --manifest cases.jsonl [--model DIR|PRESET] [--json] [--max-new-tokens N] [--out report.md]
+    vita eval BENCH --data PATH [--model M] [--shots K] [--subtitles] [--out-dir DIR]   (vita.eval.bench)
 
 The model is loaded once and the cases run in manifest order with greedy decoding (unless --temperature is
 given); one progress line per case goes to stderr. Metric definitions: `vita.eval.metrics`; manifest format:
@@ -119,10 +120,13 @@ def evaluate(model: Model, manifest: Manifest | str | Path, *, max_new_tokens: i
 
 # ---- command line -------------------------------------------------------------------------------------------
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--manifest", required=True, help="JSONL file, one case per line (media relative to it)")
+    from vita.eval.bench import cli as bench_cli
+
+    p.add_argument("--manifest", help="JSONL file, one case per line (media relative to it)")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model directory or preset (default {DEFAULT_MODEL})")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of markdown")
-    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, default=256, action=bench_cli._Given,
+                   help="default 256 (a benchmark: its adapter's own default)")
     p.add_argument("--out", help="also write the report here (JSON if the name ends in .json, else markdown)")
     p.add_argument("--skip-bad", action="store_true", help="count and skip bad manifest lines / unusable media")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
@@ -130,9 +134,16 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no per-case progress lines on stderr")
+    bench_cli.add_arguments(p)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "bench", None):
+        from vita.eval.bench import cli as bench_cli
+
+        return bench_cli.run(args)
+    if not args.manifest:
+        raise EvalError("give a benchmark (vita eval BENCH --data PATH) or --manifest FILE")
     if args.max_new_tokens < 1:
         raise EvalError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     if args.out and not Path(args.out).resolve().parent.is_dir():
@@ -166,7 +177,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the `eval` subcommand on a `vita` sub-command parser; it sets `func`."""
-    p = subparsers.add_parser("eval", help="evaluate a model on a JSONL manifest (state, answers, WER)",
+    p = subparsers.add_parser("eval", help="evaluate a model: a public benchmark (vita eval BENCH --data PATH) "
+                              "or a JSONL manifest (state, answers, WER)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_arguments(p)
     p.set_defaults(func=_run)

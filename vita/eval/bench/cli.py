@@ -1,0 +1,96 @@
+"""The benchmark form of `vita eval`: `vita eval BENCH --data PATH [--model M] [--shots K] ...`.
+
+It sits beside the manifest form (`vita eval --manifest FILE`, `vita.eval.run`), which is unchanged: `run.py`
+registers these flags on the same parser and hands the run here when a benchmark name is given.
+Predictions and reports go to `--out-dir` (default `vita-eval/BENCH/MODEL[-kshot][-subs]`); running the same
+command again resumes where it stopped (`--restart` discards the predictions and starts over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vita.errors import EvalError
+
+
+class _Given(argparse.Action):
+    """Store the value and note that the user gave it (adapters have their own default token budgets)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from vita.eval.bench import BENCHMARKS
+
+    p.add_argument("bench", nargs="?", choices=list(BENCHMARKS), metavar="BENCH",
+                   help=f"benchmark in its public format: {', '.join(BENCHMARKS)} (or use --manifest)")
+    g = p.add_argument_group("benchmark form (vita eval BENCH --data PATH)")
+    g.add_argument("--data", help="the benchmark's released file or folder (see vita.eval.bench.<adapter>)")
+    g.add_argument("--out-dir", help="predictions.jsonl + report.json/.md (default vita-eval/BENCH/MODEL...)")
+    g.add_argument("--shots", type=int, default=0, help="in-context examples (mmlu, ceval, agieval, gsm8k)")
+    g.add_argument("--subtitles", action="store_true", help="video-mme: with subtitles")
+    g.add_argument("--max-frames", type=int, default=16, help="video-mme frame folders: frames used (default 16)")
+    g.add_argument("--limit", type=int, default=None, help="first N items only (the report says it is a subset)")
+    g.add_argument("--batch-size", type=int, default=1, help="items per model call where the model batches")
+    g.add_argument("--restart", action="store_true", help="discard earlier predictions in --out-dir")
+
+
+def default_out_dir(bench: str, model: str, shots: int, subtitles: bool) -> Path:
+    tag = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model).name or model)
+    return Path("vita-eval") / bench / (tag + (f"-{shots}shot" if shots else "") + ("-subs" if subtitles else ""))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `args.bench` (the parsed `vita eval` arguments); prints the markdown report (or JSON with --json)."""
+    from vita.eval.bench import get
+    from vita.eval.bench.core import Options
+    from vita.eval.bench.runner import load_items, run_benchmark
+
+    if args.manifest:
+        raise EvalError("give either a benchmark name or --manifest, not both")
+    if not args.data:
+        raise EvalError(f"vita eval {args.bench} needs --data PATH (the benchmark's released file or folder)")
+    if args.shots < 0 or args.batch_size < 1 or (args.limit is not None and args.limit < 1):
+        raise EvalError("--shots must be >= 0, --batch-size and --limit >= 1")
+    bench = get(args.bench)
+    options = Options(shots=args.shots, subtitles=args.subtitles, limit=args.limit, max_frames=args.max_frames)
+    items = load_items(bench, Path(args.data), options)  # a bad data file fails before the model loads
+    import torch
+
+    from vita.api import load
+    from vita.generation.sampling import SamplingConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    progress = None if args.quiet else sys.stderr
+    t0 = time.perf_counter()
+    model = load(args.model, dtype=args.dtype)
+    if progress is not None:
+        print(f"loaded {args.model} in {time.perf_counter() - t0:.2f} s; {len(items)} {bench.name} items",
+              file=progress)
+    out_dir = Path(args.out_dir) if args.out_dir else default_out_dir(bench.name, args.model, args.shots,
+                                                                      args.subtitles)
+    budget = args.max_new_tokens if getattr(args, "max_new_tokens_given", False) else None
+    report = run_benchmark(bench, Path(args.data), model, out_dir=out_dir, options=options, model_name=args.model,
+                           max_new_tokens=budget, sampling=SamplingConfig(temperature=args.temperature),
+                           seed=args.seed, batch_size=args.batch_size, restart=args.restart, progress=progress,
+                           items=items)
+    if progress is not None:
+        print(f"predictions and report in {out_dir}", file=progress)
+    from vita.eval.bench.report import render_markdown
+
+    text = json.dumps(report, ensure_ascii=False, indent=1) if args.json else render_markdown(report)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n"
+                                  if args.out.endswith(".json") else render_markdown(report), encoding="utf-8")
+    print(text, end="\n" if args.json else "")
+    return 0
