@@ -16,6 +16,7 @@ from vita.duplex.events import (
     TERMINAL,
     AudioIn,
     AudioOut,
+    Backchannel,
     FakeClock,
     PlaybackPaused,
     PlaybackResumed,
@@ -33,7 +34,7 @@ from vita.duplex.roles import Engine, Script, ScriptedReplies
 from vita.duplex.session import Session, SessionConfig
 from vita.processor import Image
 from vita.speech.echo import GateConfig, aec_available
-from vita.speech.tts import StreamingTTS, speakable, split_clauses
+from vita.speech.tts import StreamingTTS
 from vita.speech.vad import VADConfig
 
 RATE = 16000
@@ -56,18 +57,23 @@ class Voice:
             self.memo[text] = self.piper(text)
         return self.memo[text]
 
+    def chunks(self, text: str) -> list:
+        """The chunks `StreamingTTS` (as `make` builds it) produces for `text`, phrase by phrase."""
+        tts = StreamingTTS(self, min_chars=8)
+        return tts.step(text) + tts.flush()
+
     def samples(self, text: str) -> int:
         """Samples `StreamingTTS` produces for `text`."""
-        return sum(len(self(speakable(c))) for c in split_clauses(text, min_chars=8))
+        return sum(len(c.pcm) for c in self.chunks(text))
 
     def chars_heard(self, text: str, played: int) -> float:
-        """Characters of `text` covered by the first `played` samples (linear inside a clause)."""
+        """Characters of `text` covered by the first `played` samples (linear inside a phrase)."""
         chars = 0.0
-        for c in split_clauses(text, min_chars=8):
-            n = len(self(speakable(c)))
+        for c in self.chunks(text):
+            n = len(c.pcm)
             if played < n:
-                return chars + len(c) * played / n
-            chars, played = chars + len(c), played - n
+                return chars + len(c.text) * played / n
+            chars, played = chars + len(c.text), played - n
         return chars
 
 
@@ -76,7 +82,8 @@ def voice(piper) -> Voice:
     return Voice(piper)
 
 
-def make(tiny, scripts, *, synth, gate: GateConfig | None = None, capture: list | None = None):
+def make(tiny, scripts, *, synth, gate: GateConfig | None = None, capture: list | None = None, min_silence_ms=300,
+         **config):
     forcing = ScriptedReplies(scripts)
     if capture is not None:
         inner = forcing
@@ -86,7 +93,7 @@ def make(tiny, scripts, *, synth, gate: GateConfig | None = None, capture: list 
             return inner(turns)
 
     engine = Engine(tiny, max_seq_len=2048, max_new_tokens=512, prefill_chunk=64, forcing=forcing)
-    config = SessionConfig(vad=VADConfig(min_silence_ms=300), gate=gate or GateConfig())
+    config = SessionConfig(vad=VADConfig(min_silence_ms=min_silence_ms), gate=gate or GateConfig(), **config)
     clock = FakeClock()
     return Session(engine, StreamingTTS(synth, min_chars=8), clock=clock, config=config), clock
 
@@ -236,8 +243,10 @@ def test_barge_in_cancels_within_one_decode_step(tiny, voices, voice, setup):
     decided = [e for e in run.of(StateDecided) if e.utterance_id == 2][0]
     tick = next(evs for evs in run.ticks_of if decided in evs)
     kinds = [type(e) for e in tick]
-    # the decision, the cancel of the old reply and the start of the new one happen in the same tick
-    assert kinds[:3] == [StateDecided, ReplyCancelled, ReplyStarted]
+    # the decision, the cancel of the old reply and the start of the new one happen in the same call (a tick, or
+    # the feed that committed a speculative reply)
+    at = kinds.index(StateDecided)
+    assert kinds[at : at + 3] == [StateDecided, ReplyCancelled, ReplyStarted]
     steps_at_cancel = old_job.decode_steps
     assert old_job.finish_reason == "cancelled"
     (cancel,) = run.of(ReplyCancelled)
@@ -271,7 +280,11 @@ def test_non_query_during_playback_resumes_with_nothing_lost(tiny, voices, voice
     (r1,) = run.of(ReplyStarted)
     run.play(np.concatenate([voices["chatter"], silence(0.5)]), until_idle=True)
     check_reply_invariants(run)
-    assert [type(e) for e in run.of(PlaybackPaused, PlaybackResumed)] == [PlaybackPaused, PlaybackResumed]
+    kinds = [type(e) for e in run.of(PlaybackPaused, PlaybackResumed)]
+    # paused at the onset, resumed after the decision (and, when the first word "Yes," is followed by a short
+    # silence, briefly resumed there as for a backchannel, then paused again when the speech went on)
+    assert kinds[:1] == [PlaybackPaused] and kinds[-1:] == [PlaybackResumed] and len(kinds) in (2, 4)
+    assert all(a is not b for a, b in zip(kinds, kinds[1:], strict=False))
     assert [d.state for d in run.of(StateDecided)] == ["<1>", "<2>"]
     (fin,) = run.of(ReplyFinished)
     visible = ANSWER_1[len("<1> "):]
@@ -376,3 +389,106 @@ def test_echo_of_our_playback_does_not_interrupt(tiny, voice, voices, front):
     assert run.of(ReplyFinished)[0].reply_id == r1
     assert session.frontend.gated_frames > 0
     check_reply_invariants(run)
+
+
+# ---- turn-taking: speculation, the state token as turn signal, backchannels, pauses ---------------------------
+
+
+def _speech_end(piece_end_s: float, pcm: np.ndarray) -> float:
+    """True end of speech (s) of `pcm` placed to end at `piece_end_s`: its last sample above -45 dBFS."""
+    loud = np.nonzero(np.abs(pcm) > 10 ** (-45 / 20))[0]
+    return piece_end_s - (len(pcm) - loud[-1]) / RATE
+
+
+def test_speculative_reply_is_discarded_without_a_trace(tiny, voices, voice):
+    """A short silence starts a held-back reply; the user going on discards it: no event, nothing in the history,
+    the committed reply is the second one prepared, on the whole utterance."""
+    seen: list = []
+    q = voices["question"]
+    half = len(q) // 2
+    cut = half + int(np.argmin(np.abs(q[half : half + 3000])))
+    # commit_silence 400 ms: the 0.3 s gap is a pause (speculation starts at 160 ms), the end is the end
+    session, clock = make(tiny, [ANSWER_2, ANSWER_1], synth=voice, capture=seen, min_silence_ms=600,
+                          commit_silence_ms=400)
+    run = Run(session, clock)
+    run.play(np.concatenate([silence(0.3), q[:cut], silence(0.3)]), ticks=20)
+    assert len(seen) == 1 and session.listening is not None and session.listening.speculative
+    assert not run.of(UserSpeechEnded, StateDecided, ReplyStarted)  # held back: nothing is announced
+    run.play(np.concatenate([q[cut:], silence(0.8)]), until_idle=True, ticks=20)
+    check_reply_invariants(run)
+    assert len(seen) >= 2
+    (ended,), (decided,), (started,) = run.of(UserSpeechEnded), run.of(StateDecided), run.of(ReplyStarted)
+    assert decided.utterance_id == ended.utterance_id == started.utterance_id
+    (fin,) = run.of(ReplyFinished)
+    assert fin.text == ANSWER_1[len("<1> "):]  # the discarded speculation's script (ANSWER_2) left nothing
+    assert [t.role for t in session.history] == ["user", "assistant"]
+    audio = [p for p in session.history[0].content if not isinstance(p, Image)][0]
+    assert len(audio.source) / RATE == pytest.approx(ended.duration)
+    assert len(audio.source) > cut  # both pieces
+
+
+@pytest.mark.parametrize(("script", "early"), [(ANSWER_2, True), ("<2>", False)])
+def test_state_token_ends_the_turn_early(tiny, voices, voice, script, early):
+    """An "answer" state commits after commit_silence_ms of silence, long before the VAD's min_silence_ms; `<2>`
+    waits for the whole hangover (and is dropped)."""
+    session, clock = make(tiny, [script, script], synth=voice, min_silence_ms=700, commit_silence_ms=250)
+    run = Run(session, clock)
+    q = voices["question"]
+    run.play(np.concatenate([silence(0.3), q, silence(1.2)]), until_idle=True, ticks=20)
+    (ended,) = run.of(UserSpeechEnded)
+    wait = ended.t - _speech_end(0.3 + len(q) / RATE, q)
+    if early:
+        assert 0.25 <= wait < 0.45 and run.of(ReplyStarted)
+    else:
+        assert wait >= 0.7 and not run.of(ReplyStarted)
+
+
+def test_backchannel_never_stops_the_reply(tiny, voices, voice, piper):
+    """Headphones (no echo gate, which in a speaker setup already keeps a quiet "yeah" from the VAD)."""
+    seen: list = []
+    session, clock = make(tiny, [ANSWER_1], synth=voice, capture=seen, gate=GateConfig(enabled=False))
+    run = Run(session, clock)
+    run.play(np.concatenate([silence(0.3), voices["question"], silence(0.4)]))
+    run.play(silence(1.5))
+    (r1,) = run.of(ReplyStarted)
+    mm = (0.5 * piper("Yeah.")).astype(np.float32)
+    calls = len(seen)
+    run.play(np.concatenate([mm, silence(0.4)]))
+    (bc,) = run.of(Backchannel)
+    assert bc.reply_id == r1.reply_id and bc.speech_s < SessionConfig().backchannel_s
+    run.play(silence(0.2), until_idle=True)
+    check_reply_invariants(run)
+    assert len(seen) == calls  # the backchannel never reached the model
+    assert not run.of(ReplyCancelled)
+    (fin,) = run.of(ReplyFinished)
+    visible = ANSWER_1[len("<1> "):]
+    assert fin.text == visible and audio_of(run, r1.reply_id) == voice.samples(visible)  # nothing lost
+    paused = [e.t for e in run.of(PlaybackPaused)]
+    resumed = [e.t for e in run.of(PlaybackResumed)]
+    assert len(paused) == len(resumed) >= 1
+    assert resumed[0] - paused[0] < len(mm) / RATE + 0.35  # silent for about the backchannel itself
+    assert [t.role for t in session.history] == ["user", "assistant"]
+
+
+def test_pause_then_more_is_answered_as_one_utterance(tiny, voices, voice):
+    """The user stops, we start answering, the user goes on within continuation_s: the reply is withdrawn and the
+    two pieces are answered together; the history holds the merged question and the one answer."""
+    q = voices["question"]
+    half = len(q) // 2
+    cut = half + int(np.argmin(np.abs(q[half : half + 3000])))
+    seen: list = []
+    session, clock = make(tiny, [ANSWER_LONG, ANSWER_2], synth=voice, gate=GateConfig(enabled=False), capture=seen)
+    run = Run(session, clock)
+    run.play(np.concatenate([silence(0.3), q[:cut], silence(0.6)]), ticks=20)
+    (r1,) = run.of(ReplyStarted)
+    run.play(np.concatenate([q[cut:], silence(0.6)]), until_idle=True, ticks=20)
+    check_reply_invariants(run)
+    (cancel,) = run.of(ReplyCancelled)
+    assert cancel.reply_id == r1.reply_id and cancel.reason == "continuation"
+    (fin,) = run.of(ReplyFinished)
+    assert fin.text == ANSWER_2[len("<1> "):]
+    assert [t.role for t in session.history] == ["user", "assistant"]
+    assert session.history[1].content == ANSWER_2
+    audio = [p for p in session.history[0].content if not isinstance(p, Image)][0]
+    assert len(audio.source) > len(q)  # both pieces (and the pause between them)
+    assert [t.role for t in seen[-1]] == ["user"]  # the merged question alone: no first piece, no withdrawn reply

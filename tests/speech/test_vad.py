@@ -11,6 +11,8 @@ from vita.speech.vad import (
     SileroModel,
     SpeechDiscarded,
     SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
     SpeechStarted,
     StreamingVAD,
     VADConfig,
@@ -45,6 +47,11 @@ def _run(vad: StreamingVAD, x: np.ndarray, sizes: list[int]) -> list:
     return events + vad.flush()
 
 
+def _segments(events: list) -> list:
+    """The segment events (no SpeechPaused / SpeechResumed inside a segment)."""
+    return [e for e in events if not isinstance(e, SpeechPaused | SpeechResumed)]
+
+
 def _same(a: list, b: list) -> None:
     assert [type(e) for e in a] == [type(e) for e in b]
     for x, y in zip(a, b, strict=True):
@@ -70,7 +77,7 @@ def test_chunked_equals_whole(model, signal):
 
 def test_speech_gives_one_segment_noise_none(model, signal, speech):
     vad = StreamingVAD(VADConfig(min_silence_ms=700), model=model)
-    events = _run(vad, signal, [480])
+    events = _segments(_run(vad, signal, [480]))
     assert [type(e) for e in events] == [SpeechStarted, SpeechEnded]
     start, end = events
     assert 0.9 <= start.t <= 1.2 and end.t <= 1.0 + len(speech) / SAMPLE_RATE + 0.1
@@ -90,7 +97,7 @@ def test_pre_roll_keeps_audio_before_onset(model, speech):
     cfg = VADConfig(pre_roll_ms=200, end_pad_ms=0)
     x = np.concatenate([_silence(1.0), speech, _silence(1.0)])
     vad = StreamingVAD(cfg, model=model)
-    events = _run(vad, x, [1024])
+    events = _segments(_run(vad, x, [1024]))
     start, end = events[0], events[-1]
     first = int(round(start.t * SAMPLE_RATE))
     # the segment audio begins 200 ms (rounded to what was seen) before the first speech window
@@ -147,3 +154,34 @@ def test_no_global_thread_side_effect():
         "import sys; sys.exit(0 if torch.get_num_threads() == 2 and 'silero_vad' not in sys.modules else 1)\n"
     )
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_pause_inside_a_segment_and_resume(model, speech):
+    """A first short silence gives SpeechPaused with the audio SpeechEnded would give there; speech again before
+    the end gives SpeechResumed; `end_now` closes the segment at once."""
+    half = len(speech) // 2
+    cut = half + int(np.argmin(np.abs(speech[half : half + 4000])))  # a quiet sample near the middle
+    x = np.concatenate([_silence(0.5), speech[:cut], _silence(0.35), speech[cut:], _silence(1.0)])
+    vad = StreamingVAD(VADConfig(min_silence_ms=500, pause_ms=160), model=model)
+    events = _run(vad, x, [320])
+    kinds = [type(e) for e in events]
+    assert kinds[0] is SpeechStarted and kinds[-1] is SpeechEnded and kinds.count(SpeechEnded) == 1
+    assert SpeechPaused in kinds and SpeechResumed in kinds
+    assert kinds.index(SpeechPaused) < kinds.index(SpeechResumed)
+    paused = next(e for e in events if isinstance(e, SpeechPaused))
+    assert 0 < paused.speech_s < len(speech) / SAMPLE_RATE and len(paused.audio) < len(events[-1].audio)
+    # a pause with nothing after it: SpeechPaused's audio is exactly the audio SpeechEnded gives
+    vad = StreamingVAD(VADConfig(min_silence_ms=500, pause_ms=160), model=model)
+    events = _run(vad, np.concatenate([_silence(0.5), speech, _silence(1.0)]), [320])
+    last_pause = [e for e in events if isinstance(e, SpeechPaused)][-1]
+    np.testing.assert_array_equal(last_pause.audio, events[-1].audio)
+    # end_now: the turn-taker closes the segment during the pause
+    vad.reset()
+    out = []
+    for i in range(0, len(x), 320):
+        out += vad.step(x[i : i + 320])
+        if any(isinstance(e, SpeechPaused) for e in out):
+            assert vad.silence_ms >= 160 and vad.speech_s > 0
+            out += vad.end_now()
+            break
+    assert isinstance(out[-1], SpeechEnded) and not vad.in_speech and vad.end_now() == []

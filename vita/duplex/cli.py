@@ -79,7 +79,7 @@ def bench(model_name: str, scenarios: list | None = None, *, setup: str = "auto"
     from vita.duplex.scenarios import builtin_scenarios
     from vita.duplex.session import Session, SessionConfig
     from vita.speech.echo import GateConfig
-    from vita.speech.tts import PiperSynth, StreamingTTS
+    from vita.speech.tts import PiperSynth, SpeechWorker, StreamingTTS
 
     model = model if model is not None else load(model_name)
     synth = synth if synth is not None else PiperSynth()
@@ -91,11 +91,19 @@ def bench(model_name: str, scenarios: list | None = None, *, setup: str = "auto"
         echo = {"auto": sc.echo_gain, "headphones": 0.0, "speaker": sc.echo_gain or 0.5}[setup]
         gate = GateConfig() if echo > 0 else GateConfig(enabled=False)
 
-        def make(scenario, clock, gate=gate):
+        sessions: list = []
+
+        def make(scenario, clock, gate=gate, sessions=sessions):
             engine = Engine(model, max_new_tokens=256, forcing=simulate.ScenarioForcing(scenario, clock))
-            return Session(engine, StreamingTTS(synth), clock=clock, config=SessionConfig(gate=gate))
+            # with compute time, speech renders on its own thread (as served); without, inline (deterministic)
+            tts = SpeechWorker(synth) if compute_time else StreamingTTS(synth)
+            sessions.append(Session(engine, tts, clock=clock, config=SessionConfig(gate=gate)))
+            return sessions[-1]
 
         results.append(simulate.run(make, sc, echo_gain=echo, compute_time=compute_time))
+        for s in sessions:
+            if isinstance(s.tts, SpeechWorker):
+                s.tts.close()
         setups.append("speaker" if echo > 0 else "headphones")
     ratio = measure_rss_ratio(model_name)["ratio"] if rss else None
     rep = simulate.report(results, rss_ratio=ratio, model=model_name)

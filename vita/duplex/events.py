@@ -6,6 +6,7 @@ Out (session -> transport):  user side:  UserSpeechStarted, UserSpeechEnded
                              replies:    ReplyStarted, TextDelta, AudioOut, then exactly ONE of
                                          ReplyFinished | ReplyCancelled
                              playback:   PlaybackPaused, PlaybackResumed
+                             turn-taking: Backchannel (short user speech over our reply: it goes on)
 Times `t` are clock seconds (`Clock.now()`). Every reply event carries its `reply_id`.
 """
 
@@ -121,7 +122,8 @@ class ReplyCancelled:
     t: float
     reply_id: int
     heard: str  # the visible text actually played before the cancel (what the history keeps)
-    reason: str = "barge-in"
+    reason: str = "barge-in"  # or "continuation": the user had only paused; the reply is withdrawn (history
+    # keeps neither it nor the first piece alone: both pieces are answered as one utterance)
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,15 @@ class PlaybackResumed:
     reply_id: int
 
 
+@dataclass(frozen=True)
+class Backchannel:
+    t: float
+    reply_id: int  # the reply that went on
+    speech_s: float  # how long the user spoke ("mm-hm", "yeah")
+
+
 OutEvent = (
     UserSpeechStarted | UserSpeechEnded | StateDecided | ReplyStarted | TextDelta | AudioOut | ReplyFinished
-    | ReplyCancelled | PlaybackPaused | PlaybackResumed
+    | ReplyCancelled | PlaybackPaused | PlaybackResumed | Backchannel
 )
 TERMINAL = (ReplyFinished, ReplyCancelled)

@@ -14,8 +14,23 @@ reply; the other one listens. Flow (reference/duplex-design.md):
       history keeps only that), its unplayed audio and text are dropped, and the listener's reply starts: its
       decode steps stream TextDelta -> clause TTS -> AudioOut, paced by the clock.
   * A reply ends with exactly one terminal event: ReplyFinished (all of it played) or ReplyCancelled.
+Turn-taking beyond a fixed VAD hangover (reference/duplex-design.md, issue 13):
+  * Speculation: at the user's first short silence (the VAD's SpeechPaused, `VADConfig.pause_ms`) the listening
+    role already encodes and prefills the utterance so far, reads the state token and decodes the first phrase,
+    held back. Speech again (SpeechResumed) discards it without a trace (no event, nothing in the history; the
+    role's cache keeps only rows a later prompt reuses exactly). The VAD's end of the segment commits it.
+  * The model's state token is the turn signal: once the held-back reply's state says "answer" (`<1>`/`<3>`), the
+    turn ends after `commit_silence_ms` of silence instead of the VAD's `min_silence_ms`; `<2>` (not for us) waits
+    for the full hangover and is dropped.
+  * Backchannels: user speech shorter than `backchannel_s` over our reply ("mm-hm", "yeah") pauses playback for its
+    length only: at its first short silence playback goes on, nothing lost, and it never reaches the model
+    (Backchannel event). Longer speech is a barge-in as above.
+  * Pauses: when the user speaks again within `continuation_s` of the start of our reply, before
+    `continuation_words` words of it were heard, the user had only paused: the reply is withdrawn
+    (ReplyCancelled reason "continuation", nothing of it in the history) and both pieces are answered as one.
 The scheduler (`_pick`) keeps at least `low_water_s` of reply audio queued, then serves the listener, then the
-reply's TTS and decode up to `high_water_s` of queued audio. The mic passes an echo front end
+reply's TTS and decode up to `high_water_s` of queued audio. With `vita.speech.tts.SpeechWorker` the phrases are
+rendered on their own thread and the "tts" unit only collects them. The mic passes an echo front end
 (`vita.speech.echo`) fed with our own playback, so our voice leaking back does not pause or interrupt us.
 
 Stage timestamps (for `vita bench duplex`): `stages` maps an utterance id to {stage: clock time} for the stages
@@ -33,6 +48,7 @@ import numpy as np
 from vita.duplex.events import (
     AudioIn,
     AudioOut,
+    Backchannel,
     Clock,
     InEvent,
     OutEvent,
@@ -53,11 +69,21 @@ from vita.duplex.roles import Job, ReplyEngine
 from vita.processor import Audio, Image, Part, Turn
 from vita.speech.echo import GateConfig, MicFrontEnd
 from vita.speech.tts import StreamingTTS
-from vita.speech.vad import SAMPLE_RATE, SpeechDiscarded, SpeechEnded, SpeechStarted, StreamingVAD, VADConfig
+from vita.speech.vad import (
+    SAMPLE_RATE,
+    SpeechDiscarded,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    StreamingVAD,
+    VADConfig,
+)
 from vita.tokens import STATE_NOT_QUERY
 
 STAGES = ("vad_end", "features", "prefill", "state", "first_text", "first_tts", "first_audio")
-# vad_end: the VAD closed the utterance (or text arrived); features: processor + media encoders done (embeddings);
+# vad_end: the turn was committed (the VAD closed the utterance, early when the state token allowed it, or text
+# arrived); features: processor + media encoders done (embeddings); (speculative work stamps these before vad_end)
 # prefill: the prompt's last chunk ran; state: the state token was read; first_text: first visible text of the
 # reply; first_tts: its first clause synthesized; first_audio: its first samples released to the speaker
 MAX_STAGE_RECORDS = 256
@@ -72,6 +98,13 @@ class SessionConfig:
     resume_delay_s: float = 0.4  # after a dropped utterance, silence before playback resumes (the user may go on)
     lead_s: float = 0.0  # head start handed to the transport's jitter buffer at a reply's first audio
     camera_window_s: float = 1.0  # a camera frame newer than this joins the utterance
+    speculative: bool = True  # start the reply at the user's first short silence, held back until the commit
+    speculative_words: int = 3  # words the held-back reply decodes ahead (the first phrase)
+    commit_silence_ms: float = 250.0  # silence that ends the turn once the held-back state says "answer" (0: off)
+    backchannel_s: float = 0.6  # user speech shorter than this over our reply never stops it ...
+    backchannel_resume_s: float = 0.08  # ... playback goes on this long into its first short silence
+    continuation_s: float = 2.5  # the user speaks again this soon after our reply started ...
+    continuation_words: int = 3  # ... with fewer words of it heard: they had paused; answer both pieces as one
     vad: VADConfig = field(default_factory=VADConfig)
     gate: GateConfig = field(default_factory=GateConfig)
 
@@ -89,6 +122,8 @@ class _Listen:
     role: int
     job: Job
     utterance: Utterance
+    speculative: bool = False  # started at a short silence, not committed yet
+    held: str = ""  # visible text decoded ahead of the commit
 
 
 @dataclass
@@ -99,6 +134,7 @@ class _Reply:
     utterance: Utterance
     text: str = ""  # visible text emitted so far
     text_closed: bool = False  # the TTS was told that no more text comes
+    t_started: float = 0.0
 
 
 def _to_16k(pcm: np.ndarray, rate: int) -> np.ndarray:
@@ -132,6 +168,9 @@ class Session:
         self._last_role = 0
         self._resume_at: float | None = None  # playback resumes then, if the user stays silent
         self._mic_t0 = float("inf")  # clock time of the first mic sample (aligns the echo reference)
+        self._over_reply: int | None = None  # the reply that was active when the user's current segment started
+        self._continues: _Reply | None = None  # a reply the current segment may turn out to continue (a pause)
+        self._bc_resume_at: float | None = None  # playback goes on then (a backchannel's short silence held)
         self._ids = {"reply": 0, "utterance": 0}
         self.stages: dict[int, dict[str, float]] = {}  # utterance id -> stage -> clock time (see STAGES)
 
@@ -163,6 +202,12 @@ class Session:
         """True when `tick()` would do a unit of work now (a driver may sleep or feed audio otherwise)."""
         return self._pick() is not None
 
+    @property
+    def waiting_for_speech(self) -> bool:
+        """The reply's speech is being rendered off this thread (`SpeechWorker`) and nothing else is to do: a driver
+        may block in `tts.wait()` for it."""
+        return self.reply is not None and self.tts.pending and not self.tts.ready and not self.has_work
+
     # ---- input -------------------------------------------------------------------------------------------------
     def feed(self, event: InEvent) -> list[OutEvent]:
         events: list[OutEvent] = []
@@ -172,6 +217,7 @@ class Session:
             self._mic_t0 = min(self._mic_t0, self.clock.now() - seen / SAMPLE_RATE)
             for ev in self.vad.step(self.frontend.step(event.pcm)):
                 self._on_vad(ev, events)
+            self._commit_early(events)
         elif isinstance(event, VideoFrame):
             self._frames.append((self.clock.now() if event.t is None else event.t, event.image))
         elif isinstance(event, TextIn):
@@ -214,30 +260,108 @@ class Session:
         return events
 
     def _on_vad(self, ev, events: list[OutEvent]) -> None:
-        now = self.clock.now()
+        now, r, cfg = self.clock.now(), self.reply, self.config
         if isinstance(ev, SpeechStarted):
             events.append(UserSpeechStarted(now))
-            self._resume_at = None
-            if self.reply is not None and not self.playout.paused:
+            self._resume_at = self._bc_resume_at = None
+            self._over_reply = r.id if r is not None else None
+            self._continues = None
+            if r is not None:
+                heard = len(self.playout.heard_text().split())
+                if r.utterance.audio is not None and now - r.t_started < cfg.continuation_s \
+                        and heard < cfg.continuation_words:
+                    self._continues = r
+                if not self.playout.paused:
+                    self.playout.pause(now)
+                    events.append(PlaybackPaused(now, r.id))
+        elif isinstance(ev, SpeechPaused):
+            if self._backchannel(ev.speech_s):
+                if r is not None and self.playout.paused:  # a short sound over our reply: go on very soon
+                    self._bc_resume_at = now + cfg.backchannel_resume_s
+            elif cfg.speculative and (self.listening is None or self.listening.speculative):
+                self._drop_speculation()
+                audio = self._continued(ev.audio)
+                self._listen(self._utterance(self._parts(audio), audio), events, speculative=True)
+        elif isinstance(ev, SpeechResumed):
+            self._bc_resume_at = None
+            self._drop_speculation()  # the user goes on: what was prepared is discarded without a trace
+            if r is not None and not self.playout.paused and self._over_reply == r.id:
                 self.playout.pause(now)
-                events.append(PlaybackPaused(now, self.reply.id))
+                events.append(PlaybackPaused(now, r.id))
         elif isinstance(ev, SpeechDiscarded):
+            self._drop_speculation()
             self._maybe_resume(events)
         elif isinstance(ev, SpeechEnded):
-            parts: list[Part] = []
-            if self._frames and self._frames[-1][0] >= now - self.config.camera_window_s:
-                parts.append(Image(self._frames[-1][1]))
-            parts.append(Audio(ev.audio, SAMPLE_RATE))
-            utt = self._utterance(parts, ev.audio)
-            events.append(UserSpeechEnded(now, utt.id, ev.duration))
+            if self._backchannel(ev.speech_s):
+                self._drop_speculation()
+                assert r is not None
+                events.append(Backchannel(now, r.id, ev.speech_s))
+                if self.playout.paused and self._can_resume():
+                    self.playout.resume(now)
+                    events.append(PlaybackResumed(now, r.id))
+                return
+            audio = self._continued(ev.audio)
+            if self._continues is not None and self._continues is r:  # the user had paused: one utterance
+                self._cancel_reply(events, reason="continuation")
+            self._continues = None
+            lst = self.listening
+            if lst is not None and lst.speculative and len(lst.utterance.audio) == len(audio):
+                lst.speculative = False  # commit: the held-back work is this utterance's
+                utt = lst.utterance
+                events.append(UserSpeechEnded(now, utt.id, ev.duration))
+                self._stamp(utt.id, "vad_end")
+                if lst.job.state_resolved or lst.job.done:
+                    self._decide(events)
+                return
+            self._drop_speculation()
+            utt = self._utterance(self._parts(audio), audio)
+            events.append(UserSpeechEnded(now, utt.id, len(audio) / SAMPLE_RATE))
             self._stamp(utt.id, "vad_end")
             self._listen(utt, events)
+
+    def _backchannel(self, speech_s: float) -> bool:
+        """Speech that started over the still active reply and is shorter than `backchannel_s` (unless the reply has
+        barely begun: then even a short piece continues the user's turn)."""
+        r = self.reply
+        return (r is not None and self._over_reply == r.id and speech_s < self.config.backchannel_s
+                and self._continues is not r)
+
+    def _continued(self, audio: np.ndarray) -> np.ndarray:
+        """The user's audio, after the audio of the reply's question when this segment continues it (a pause)."""
+        r = self._continues
+        if r is None or r is not self.reply or r.utterance.audio is None:
+            return audio
+        return np.concatenate([r.utterance.audio, np.zeros(int(0.3 * SAMPLE_RATE), np.float32), audio])
+
+    def _parts(self, audio: np.ndarray) -> list[Part]:
+        parts: list[Part] = []
+        if self._frames and self._frames[-1][0] >= self.clock.now() - self.config.camera_window_s:
+            parts.append(Image(self._frames[-1][1]))
+        parts.append(Audio(audio, SAMPLE_RATE))
+        return parts
+
+    def _drop_speculation(self) -> None:
+        lst = self.listening
+        if lst is not None and lst.speculative:
+            lst.job.cancel()
+            self.listening = None
+            self.stages.pop(lst.utterance.id, None)
+
+    def _commit_early(self, events: list[OutEvent]) -> None:
+        """The held-back reply says "answer" and the user has been silent `commit_silence_ms`: end the turn now."""
+        lst, cfg = self.listening, self.config
+        if lst is None or not lst.speculative or not cfg.commit_silence_ms or not self.vad.in_speech:
+            return
+        answer = lst.job.state_resolved and lst.job.state != STATE_NOT_QUERY
+        if answer and self.vad.silence_ms >= cfg.commit_silence_ms and not self._backchannel(self.vad.speech_s):
+            for ev in self.vad.end_now():
+                self._on_vad(ev, events)
 
     def _utterance(self, parts: list[Part], audio: np.ndarray | None) -> Utterance:
         self._ids["utterance"] += 1
         return Utterance(self._ids["utterance"], parts, audio, self.clock.now())
 
-    def _listen(self, utt: Utterance, events: list[OutEvent]) -> None:
+    def _listen(self, utt: Utterance, events: list[OutEvent], *, speculative: bool = False) -> None:
         if self.listening is not None:  # still deciding on the previous piece: hear both as one utterance
             prev = self.listening.utterance
             self.listening.job.cancel()
@@ -247,13 +371,17 @@ class Session:
                 utt = Utterance(utt.id, parts, audio, utt.t_end)
         role = 1 - self.reply.role if self.reply is not None else self._last_role
         job = self.engine.start(self.caches[role], self._prompt(utt), donor=self.caches[1 - role])
-        self.listening = _Listen(role, job, utt)
+        self.listening = _Listen(role, job, utt, speculative=speculative)
 
     def _prompt(self, utt: Utterance) -> list[Turn]:
-        turns = list(self.history[-self.config.history_turns :])
+        history = self.history
+        continuing = self.reply is not None and self._continues is self.reply
+        if continuing and history and history[-1].role == "user":
+            history = history[:-1]  # the utterance holds that first piece already; the reply is withdrawn
+        turns = list(history[-self.config.history_turns :])
         while turns and turns[0].role != "user":
             turns.pop(0)
-        if self.reply is not None:
+        if self.reply is not None and not continuing:
             heard = self.playout.heard_text()
             if heard.strip():
                 turns.append(Turn("assistant", self.reply.job.raw_text(len(heard))))
@@ -263,30 +391,45 @@ class Session:
     def _pick(self) -> str | None:
         r, lst = self.reply, self.listening
         speak = r is not None and not r.job.done
-        tts = r is not None and self.tts.pending
+        tts = r is not None and self.tts.ready
         starving = r is not None and not self.playout.paused and self.playout.buffered_s < self.config.low_water_s
         if starving and (tts or speak):
             return "tts" if tts else "speak"
-        if lst is not None:
+        if lst is not None and not self._held(lst):
             return "listen"
         if r is None or self.playout.buffered_s >= self.config.high_water_s:
             return None
         return "tts" if tts else "speak" if speak else None
+
+    def _held(self, lst: _Listen) -> bool:
+        """A speculative reply that has decoded its first phrase (or said `<2>`, or ended) waits for the commit."""
+        job = lst.job
+        if not lst.speculative or not job.state_resolved:
+            return False
+        return job.done or job.state == STATE_NOT_QUERY or len(lst.held.split()) >= self.config.speculative_words
 
     def tick(self) -> list[OutEvent]:
         events: list[OutEvent] = []
         unit = self._pick()
         if unit == "listen":
             assert self.listening is not None
-            job, uid = self.listening.job, self.listening.utterance.id
+            lst = self.listening
+            job, uid = lst.job, lst.utterance.id
             delta = job.step()
             phase = getattr(job, "phase", None)  # ReplyJob's; a test double may have none
             if phase in ("prefill", "decode", "done"):
                 self._stamp(uid, "features")
             if phase in ("decode", "done"):
                 self._stamp(uid, "prefill")
-            if job.state_resolved or job.done:
-                self._decide(delta, events)
+            if job.state_resolved:
+                self._stamp(uid, "state")
+            lst.held += delta
+            if delta.strip():
+                self._stamp(uid, "first_text")
+            if not lst.speculative and (job.state_resolved or job.done):
+                self._decide(events)
+            elif lst.speculative and job.state_resolved:
+                self._commit_early(events)
         elif unit == "speak":
             assert self.reply is not None
             self._text(self.reply.job.step(), events)
@@ -299,13 +442,11 @@ class Session:
         self._release(events)
         return events
 
-    def _decide(self, delta: str, events: list[OutEvent]) -> None:
+    def _decide(self, events: list[OutEvent]) -> None:
         lst, now = self.listening, self.clock.now()
         assert lst is not None
         self.listening = None
         job = lst.job
-        if job.state_resolved:
-            self._stamp(lst.utterance.id, "state")
         answered = job.state != STATE_NOT_QUERY and not (job.done and not job.visible_text.strip())
         events.append(StateDecided(now, lst.utterance.id, job.state, lst.role, answered))
         if not answered:
@@ -316,7 +457,7 @@ class Session:
             self._cancel_reply(events)
         self.history.append(Turn("user", [p for p in lst.utterance.parts if not isinstance(p, Image)]))
         self._ids["reply"] += 1
-        self.reply = _Reply(self._ids["reply"], lst.role, job, lst.utterance)
+        self.reply = _Reply(self._ids["reply"], lst.role, job, lst.utterance, t_started=now)
         self._last_role = lst.role
         self.tts.cancel()
         self.playout.reset(now)
@@ -324,7 +465,7 @@ class Session:
         if self.vad.in_speech:  # the user already talks again: start silent
             self.playout.pause(now)
             events.append(PlaybackPaused(now, self.reply.id))
-        self._text(delta, events)
+        self._text(lst.held, events)
 
     def _text(self, delta: str, events: list[OutEvent]) -> None:
         r = self.reply
@@ -339,16 +480,19 @@ class Session:
             self.tts.end_of_text()
             r.text_closed = True
 
-    def _cancel_reply(self, events: list[OutEvent]) -> None:
+    def _cancel_reply(self, events: list[OutEvent], reason: str = "barge-in") -> None:
         r, now = self.reply, self.clock.now()
         assert r is not None
         r.job.cancel()
         self.tts.cancel()
         heard = self.playout.heard_text()
         self.playout.reset(now)
-        if heard.strip():
+        if reason == "continuation":  # the user had paused: neither the reply nor the first piece alone stays
+            if self.history and self.history[-1].role == "user":
+                self.history.pop()
+        elif heard.strip():
             self.history.append(Turn("assistant", r.job.raw_text(len(heard))))
-        events.append(ReplyCancelled(now, r.id, heard.strip()))
+        events.append(ReplyCancelled(now, r.id, heard.strip(), reason))
         self.reply = None
 
     def _can_resume(self) -> bool:
@@ -364,6 +508,11 @@ class Session:
         r, now = self.reply, self.clock.now()
         if r is None:
             return
+        if self._bc_resume_at is not None and now >= self._bc_resume_at:
+            self._bc_resume_at = None
+            if self.playout.paused:
+                self.playout.resume(now)
+                events.append(PlaybackResumed(now, r.id))
         if self._resume_at is not None and now >= self._resume_at:
             self._resume_at = None
             if self._can_resume():

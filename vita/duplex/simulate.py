@@ -6,7 +6,9 @@ The run feeds the mic in 20 ms chunks. Time is a virtual clock (`SimClock`) that
 far, so events and stage stamps made at the end of a long unit of work carry its cost. Latencies then include
 this machine's compute (VAD, encoders, prefill, decode, TTS) while the audio still arrives at real-time pace.
 With `compute_time=False` every tick takes no time: the figures are algorithmic (VAD hangover, scheduling) and
-deterministic. A scenario's `echo_gain` leaks our playback back into the mic.
+deterministic. When the session renders speech on its own thread (`vita.speech.tts.SpeechWorker`) and has nothing
+else to do, the run waits for it in wall time, which the clock counts. A scenario's `echo_gain` leaks our playback
+back into the mic.
 
 Metrics (true times from the script, not from the VAD):
     response latency   first reply audio - true end of a query
@@ -18,9 +20,9 @@ Metrics (true times from the script, not from the VAD):
     miss               a query got no reply audio within 3 s of its end; rate = misses / queries
     success-interrupt  a query over our playback cancelled the old reply and got reply audio (rate over barge-ins)
     success-reply      that reply's text is the one scripted for the barge-in question (rate over barge-ins)
-    stages             per answered query: vad_end (VAD end - true end), then each stage's time since the
-                       previous one (features/encoder, prefill, state token, first text, first TTS chunk, first
-                       audio); see `vita.duplex.session.STAGES`
+    stages             per answered query: vad_end (turn committed - true end), then each stage's time since the
+                       previous one, clipped at 0 (features/encoder, prefill, state token, first text, first TTS
+                       chunk, first audio); see `vita.duplex.session.STAGES`
 """
 
 from __future__ import annotations
@@ -138,9 +140,19 @@ def run(
             chunk += gain * speaker[i - d : i - d + n]
         evs = list(session.feed(AudioIn(chunk)))
         # work fills the time until the next chunk arrives (a tick that overruns delays the next feed)
+        until = t_chunk + n / RATE
         for _ in range(ticks_per_chunk):
-            if not session.has_work or (compute_time and clock.t >= t_chunk + n / RATE):
+            if compute_time and clock.t >= until:
                 break
+            if not session.has_work:
+                # speech rendered on its own thread (SpeechWorker): its wall time is the reply's time too
+                if not (compute_time and getattr(session, "waiting_for_speech", False)):
+                    break
+                clock.begin()
+                session.tts.wait(max(until - clock.t, 0.0))
+                clock.end()
+                if not session.has_work:
+                    break
             if compute_time:
                 clock.begin()
             got = session.tick()
@@ -230,11 +242,13 @@ def _score(res: Result, scenario: Scenario, *, echo: bool) -> None:
 
 
 def _stages(res: Result, stamps: dict[str, float], true_end: float) -> None:
+    """Each stage's time after the previous one, clipped at 0: work done speculatively before the turn was
+    committed (features, prefill, state, first text) costs nothing after it."""
     prev = true_end
     for stage in STAGES:
         if stage in stamps:
-            res.stages[stage].append(stamps[stage] - prev)
-            prev = stamps[stage]
+            res.stages[stage].append(max(stamps[stage] - prev, 0.0))
+            prev = max(prev, stamps[stage])
 
 
 def _ms(xs: Sequence[float], q: float) -> float | None:

@@ -2,7 +2,9 @@
 
 Two layers, both with the house streaming shape `reset()` / `step(pcm) -> ...` and any input chunk size:
     SileroModel    pcm [N] float32 16 kHz -> one speech probability per complete 512-sample (32 ms) window
-    StreamingVAD   pcm [N] -> typed events: SpeechStarted(t), SpeechEnded(t, audio), SpeechDiscarded(t)
+    StreamingVAD   pcm [N] -> typed events: SpeechStarted(t), SpeechEnded(t, audio), SpeechDiscarded(t), and
+                   inside a segment SpeechPaused(t, audio) after a first short silence (`pause_ms`: the moment a
+                   turn-taker may start work speculatively) and SpeechResumed(t) when speech comes back before the end
 
 The model runs in onnxruntime (`silero_vad.onnx`, one intra-op thread). The file is located with
 `importlib.util.find_spec`, which does NOT execute `silero_vad/__init__.py`: importing that package calls
@@ -93,6 +95,7 @@ class SpeechStarted:
 class SpeechEnded:
     t: float  # stream time where the speech ended (end of the last speech window)
     audio: np.ndarray  # [N] float32 16 kHz: pre-roll + utterance + end pad
+    speech_s: float = 0.0  # span of the speech, first to last speech window
 
     @property
     def duration(self) -> float:
@@ -104,7 +107,19 @@ class SpeechDiscarded:
     t: float  # a started segment ended shorter than min_utterance_ms: nothing to answer
 
 
-VADEvent = SpeechStarted | SpeechEnded | SpeechDiscarded
+@dataclass(frozen=True)
+class SpeechPaused:
+    t: float  # stream time where the speech paused (end of the last speech window)
+    audio: np.ndarray  # [N] float32 16 kHz: the segment so far, as SpeechEnded would give it if it ended here
+    speech_s: float  # span of the segment's speech so far (first to last speech window)
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    t: float  # speech came back inside the segment after a SpeechPaused
+
+
+VADEvent = SpeechStarted | SpeechEnded | SpeechDiscarded | SpeechPaused | SpeechResumed
 
 
 @dataclass
@@ -113,6 +128,7 @@ class VADConfig:
     end_threshold: float = 0.35  # windows below count as silence (hysteresis)
     onset_windows: int = 1  # consecutive windows >= start_threshold before SpeechStarted
     min_silence_ms: float = 500.0  # silence that ends an utterance
+    pause_ms: float = 160.0  # a first short silence inside a segment: SpeechPaused (0: never)
     pre_roll_ms: float = 200.0  # audio kept before the first speech window (the first syllable)
     end_pad_ms: float = 100.0  # audio kept after the last speech window
     min_utterance_ms: float = 250.0  # shorter segments (speech windows span) are discarded
@@ -138,10 +154,25 @@ class StreamingVAD:
         self._first = 0  # index of the first speech window
         self._last = 0  # index of the last window above end_threshold
         self._silence = 0  # consecutive silent windows inside a segment
+        self._paused = False  # SpeechPaused was emitted for the current silence run
 
     @property
     def in_speech(self) -> bool:
         return self._in_speech
+
+    @property
+    def silence_ms(self) -> float:
+        """Silence at the end of the open segment so far (0 outside a segment)."""
+        return self._silence * WINDOW * 1000 / SAMPLE_RATE if self._in_speech else 0.0
+
+    @property
+    def speech_s(self) -> float:
+        """Span of the open segment's speech so far, first to last speech window (0 outside a segment)."""
+        return (self._last + 1 - self._first) * WINDOW / SAMPLE_RATE if self._in_speech else 0.0
+
+    def end_now(self) -> list[VADEvent]:
+        """Close the open segment here (a turn-taker decided the turn is over before `min_silence_ms`)."""
+        return self._end() if self._in_speech else []
 
     def _t(self, window_index: int) -> float:
         return window_index * WINDOW / SAMPLE_RATE
@@ -157,7 +188,7 @@ class StreamingVAD:
 
     def discard(self) -> None:
         """Drop the open segment, if any, without an event (a client cleared its input buffer)."""
-        self._in_speech, self._onset, self._speech = False, 0, []
+        self._in_speech, self._onset, self._speech, self._paused = False, 0, [], False
 
     def flush(self) -> list[VADEvent]:
         """End of stream: close an open segment (the incomplete last window is not scored)."""
@@ -178,31 +209,44 @@ class StreamingVAD:
             self._first = idx - cfg.onset_windows + 1
             self._last = idx
             self._silence = 0
+            self._paused = False
             self._speech = [self._history.copy()]  # pre-roll + the onset windows
             self._history = np.zeros(0, dtype=np.float32)
             return [SpeechStarted(self._t(self._first))]
         self._speech.append(w)
+        events: list[VADEvent] = []
         if p >= cfg.end_threshold:
+            if self._paused:
+                events.append(SpeechResumed(self._t(idx)))
+                self._paused = False
             self._last, self._silence = idx, 0
         else:
             self._silence += 1
         silent_ms = self._silence * WINDOW * 1000 / SAMPLE_RATE
         too_long = (idx - self._first + 1) * WINDOW / SAMPLE_RATE >= cfg.max_utterance_s
         if silent_ms >= cfg.min_silence_ms or too_long:
-            return self._end()
-        return []
+            return events + self._end()
+        if cfg.pause_ms and not self._paused and silent_ms >= cfg.pause_ms:
+            self._paused = True
+            events.append(SpeechPaused(self._t(self._last + 1), self._segment_audio(), self.speech_s))
+        return events
+
+    def _segment_audio(self) -> np.ndarray:
+        """The open segment's audio [N], cut `end_pad_ms` after its last speech window."""
+        audio = np.concatenate(self._speech)
+        trailing = (self._n - 1 - self._last) * WINDOW  # samples after the last speech window
+        pad = int(self.config.end_pad_ms * SAMPLE_RATE / 1000)
+        return audio[: len(audio) - max(trailing - pad, 0)]
 
     def _end(self) -> list[VADEvent]:
         cfg = self.config
-        audio = np.concatenate(self._speech)
+        whole = np.concatenate(self._speech)
         keep = int(cfg.pre_roll_ms * SAMPLE_RATE / 1000) + WINDOW * cfg.onset_windows
-        self._history = audio[-keep:].copy()  # pre-roll for a segment that starts right after this one
-        trailing = (self._n - 1 - self._last) * WINDOW  # samples after the last speech window
-        pad = int(cfg.end_pad_ms * SAMPLE_RATE / 1000)
-        audio = audio[: len(audio) - max(trailing - pad, 0)]
+        self._history = whole[-keep:].copy()  # pre-roll for a segment that starts right after this one
+        audio = self._segment_audio()
         t_end = self._t(self._last + 1)
         span_ms = (self._last + 1 - self._first) * WINDOW * 1000 / SAMPLE_RATE
-        self._in_speech, self._onset, self._speech = False, 0, []
+        self._in_speech, self._onset, self._speech, self._paused = False, 0, [], False
         if span_ms < cfg.min_utterance_ms:
             return [SpeechDiscarded(t_end)]
-        return [SpeechEnded(t_end, audio)]
+        return [SpeechEnded(t_end, audio, span_ms / 1000)]
