@@ -39,7 +39,12 @@ stamp stage3
 rm -rf "$OUT/parts" "$OUT/vita-mini"
 $VITA mini pack --run "$OUT/stage3" --out "$OUT/parts"
 $VITA mini assemble --parts "$OUT/parts" --out "$OUT/vita-mini"
-$VITA eval --manifest "$VITA_MINI_DATA/eval/all.jsonl" --model "$OUT/vita-mini" --max-new-tokens 24 --quiet \
+$VITA eval --manifest "$VITA_MINI_DATA/eval/all.jsonl" --model "$OUT/vita-mini" --max-new-tokens 48 --quiet \
     --out "$OUT/eval.json" > "$OUT/eval.md"
+# real human speech (evaluation only; vita.training.real_speech says where it comes from)
+if $PY -m vita.training.real_speech --out "$VITA_MINI_DATA/eval"; then
+    $VITA eval --manifest "$VITA_MINI_DATA/eval/real_speech.jsonl" --model "$OUT/vita-mini" --max-new-tokens 48 \
+        --quiet --out "$OUT/eval_real_speech.json" > "$OUT/eval_real_speech.md"
+fi
 stamp done
 awk 'NR==1{t0=$2} {printf "%-9s %6.1f min\n", $1, ($2-t0)/60}' "$OUT/times.txt"
