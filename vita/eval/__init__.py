@@ -3,6 +3,7 @@
 `load_manifest(path)` validates the cases, `evaluate(model, manifest)` runs them and returns the report dict,
 `render_markdown(report)` formats it; `vita eval --manifest FILE` is the command (`vita.eval.run`; also
 `python -m vita.eval`). Metric definitions are in `vita.eval.metrics`, the manifest format in `vita.eval.manifest`.
+The paper's public benchmarks in their released formats (`vita eval BENCH --data PATH`) are `vita.eval.bench`.
 """
 
 from vita.eval.manifest import Case, Manifest, load_manifest

@@ -18,8 +18,9 @@ Prompt (VLMEvalKit `vlmeval/dataset/videomme.py`, FRAMES_TMPL_NOSUB / FRAMES_TMP
     best answer to the following multiple-choice question based on the video. Respond with only the letter
     (A, B, C, or D) of the correct option.\\nQuestion: {question}\\n{A. ..}\\n{B. ..}\\n{C. ..}\\n{D. ..}\\nAnswer:
     (the prompt ends "Answer: ", with one space after the colon)
-Score: `extract.videomme_letter` (Video-MME's extract_characters_regex) equal to the answer; accuracy overall
-and by duration, domain and task type.
+Score: the letter `extract.videomme_letter` reads (Video-MME's extract_characters_regex); when it reads none,
+VLMEvalKit's fallback in exact-matching mode: `extract.infer_choice` over the options' texts (so "left" picks
+"A. Left"); right when equal to the answer. Accuracy overall and by duration, domain and task type.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 
 from vita.errors import EvalError
 from vita.eval.bench.core import Benchmark, Figure, Item, Options, Score, check_data, pct
-from vita.eval.bench.extract import videomme_letter
+from vita.eval.bench.extract import infer_choice, videomme_letter
 from vita.eval.bench.image_mcq import accuracy_tables
 
 HEAD = "These are the frames of a video. "
@@ -91,6 +92,16 @@ def subtitle_text(cues: list[tuple[float, float, str]], times: list[float] | Non
         if text.strip():
             picked.append(text)
     return "\n".join(picked)
+
+
+def option_texts(options: list[str]) -> dict[str, str]:
+    """{"A": "Left", ...} from ["A. Left", ...] (VLMEvalKit extract_option: the text after "A.", stripped)."""
+    out = {}
+    for i, line in enumerate(options):
+        letter = "ABCDEFGH"[i]
+        at = line.find(f"{letter}.")
+        out[letter] = line[at + 2:].strip(". \n") if at >= 0 else line.strip()
+    return out
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -155,7 +166,8 @@ class VideoMME(Benchmark):
             opts = [str(o) for o in rec["options"]]
             prompt = HEAD + sub_block + ASK + f"Question: {rec['question']}\n" + "\n".join(opts) + "\nAnswer: "
             items.append(Item(str(rec["question_id"]), prompt, video=video,
-                              meta={"answer": str(rec["answer"]).strip(), "duration": rec.get("duration", ""),
+                              meta={"answer": str(rec["answer"]).strip(), "choices": option_texts(opts),
+                                    "duration": rec.get("duration", ""),
                                     "domain": rec.get("domain", ""), "task_type": rec.get("task_type", ""),
                                     "subtitles": options.subtitles}))
         return items
@@ -163,12 +175,13 @@ class VideoMME(Benchmark):
     def score(self, items: Sequence[Item], replies: Mapping[str, str]) -> Score:
         rows, groups = [], {"duration": {}, "domain": {}, "task_type": {}}  # type: ignore[var-annotated]
         for it in items:
-            got = videomme_letter(replies.get(it.id, ""))
+            reply = replies.get(it.id, "")
+            got = videomme_letter(reply) or infer_choice(reply, it.meta["choices"])
             ok = got == it.meta["answer"]
             for g in groups:
                 groups[g].setdefault(it.meta[g], []).append(ok)
             rows.append({"id": it.id, "duration": it.meta["duration"], "expected": it.meta["answer"],
-                         "extracted": got, "correct": ok, "reply": replies.get(it.id, "")})
+                         "extracted": got, "correct": ok, "reply": reply})
         n_ok = sum(r["correct"] for r in rows)
         metrics, tables = accuracy_tables(groups)
         subs = bool(items and items[0].meta["subtitles"])
