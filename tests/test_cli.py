@@ -59,7 +59,7 @@ def bad_inputs(tmp_path):
     empty_wav = tmp_path / "empty.wav"
     sf.write(empty_wav, np.zeros(0, dtype=np.float32), 16000, subtype="PCM_16")
     truncated_wav = tmp_path / "truncated.wav"
-    truncated_wav.write_bytes((EXAMPLES / "question.wav").read_bytes()[:30])
+    truncated_wav.write_bytes((EXAMPLES / "emoji_question.wav").read_bytes()[:30])
     return {
         "truncated image": (["--image", str(truncated_png)], "truncated.png"),
         "corrupt image": (["--image", str(corrupt_png)], "corrupt.png"),
@@ -102,5 +102,5 @@ def test_8khz_or_stereo_audio(capsys, tmp_path, rate, channels):
 
 def test_more_placeholders_than_media(capsys):
     rc, out, err = _run(capsys, "generate", "--model", "tiny-random", "--prompt", "<image><image> what?",
-                        "--image", str(EXAMPLES / "shapes.png"))
+                        "--image", str(EXAMPLES / "emoji.png"))
     assert rc == 2 and "more <image> placeholders than image inputs" in err

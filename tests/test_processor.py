@@ -22,8 +22,8 @@ def model():
 
 
 def test_all_modalities_in_one_turn(model):
-    turn = Turn("user", [Image(EXAMPLES / "shapes.png"), Video(EXAMPLES / "moving_dot.mp4"), "\nWhat happens?",
-                         Audio(EXAMPLES / "question.wav")])
+    turn = Turn("user", [Image(EXAMPLES / "emoji.png"), Video(EXAMPLES / "moving_dot.mp4"), "\nWhat happens?",
+                         Audio(EXAMPLES / "emoji_question.wav")])
     inputs = model.processor([turn])
     per_tile = model.config.vision.tokens_per_tile
     n_tiles = inputs.pixel_values.shape[0]
@@ -39,9 +39,9 @@ def test_all_modalities_in_one_turn(model):
 
 def test_media_across_turns_keep_their_order(model):
     turns = [
-        Turn("user", [Image(EXAMPLES / "shapes.png"), "\nWhat is this?"]),
+        Turn("user", [Image(EXAMPLES / "emoji.png"), "\nWhat is this?"]),
         Turn("assistant", "<3>Shapes."),
-        Turn("user", [Audio(EXAMPLES / "question.wav")]),
+        Turn("user", [Audio(EXAMPLES / "emoji_question.wav")]),
     ]
     inputs = model.processor(turns)
     ids = inputs.token_ids[0].tolist()
@@ -52,17 +52,17 @@ def test_media_across_turns_keep_their_order(model):
 
 
 def test_explicit_markers_place_media(model):
-    turn = Turn("user", ["Compare <image> with <image>.", Image(EXAMPLES / "shapes.png"),
-                         Image(EXAMPLES / "shapes.png")])
+    turn = Turn("user", ["Compare <image> with <image>.", Image(EXAMPLES / "emoji.png"),
+                         Image(EXAMPLES / "emoji.png")])
     inputs = model.processor([turn])
     assert inputs.prompt.count("Compare <image>") == 1 and inputs.prompt.endswith(".</s>\nbot:")
 
 
 def test_marker_and_media_counts_must_agree(model):
     with pytest.raises(PromptError, match="more <audio> placeholders"):
-        model.processor([Turn("user", ["<audio><audio>", Audio(EXAMPLES / "question.wav")])])
+        model.processor([Turn("user", ["<audio><audio>", Audio(EXAMPLES / "emoji_question.wav")])])
     with pytest.raises(PromptError, match="2 image input"):
-        model.processor([Turn("user", ["<image>", Image(EXAMPLES / "shapes.png"), Image(EXAMPLES / "shapes.png")])])
+        model.processor([Turn("user", ["<image>", Image(EXAMPLES / "emoji.png"), Image(EXAMPLES / "emoji.png")])])
 
 
 def test_raw_pcm_needs_a_rate(model):

@@ -12,13 +12,15 @@ import time
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-CASES = [  # title, inputs, expected state, expected answer
-    ("image + spoken question", dict(images=[EXAMPLES / "shapes.png"], audio=EXAMPLES / "question.wav"), "<1>",
-     "blue"),
+CASES = [  # title, inputs, expected state, expected answer (None: any; "" silence; else words the answer must hold)
+    ("image + spoken question", dict(images=[EXAMPLES / "emoji.png"], audio=EXAMPLES / "emoji_question.wav"), "<1>",
+     "lollipop"),
+    ("image + typed question", dict(text="What word is written?", images=[EXAMPLES / "sign.png"]), "<3>", "stranger"),
     ("video + typed question", dict(text="Which way does the dot move?", video=EXAMPLES / "moving_dot.mp4"), "<3>",
      "left"),
+    ("spoken question", dict(audio=EXAMPLES / "capital_question.wav"), "<1>", "Stockholm"),
     ("noise clip (expect silence)", dict(audio=EXAMPLES / "noise.wav"), "<2>", ""),
-    ("typed text question", dict(text="What is the capital of France? Answer in one word."), "<3>", None),
+    ("typed text question", dict(text="What is the capital of France?"), "<3>", "Paris"),
 ]
 
 
@@ -28,14 +30,19 @@ def main(model_name: str = "vita-mini") -> int:
     t0 = time.perf_counter()
     model = load(model_name)
     print(f"model: {model_name}, loaded in {time.perf_counter() - t0:.1f} s")
+    right = 0
     for title, kwargs, state, answer in CASES:
         t1 = time.perf_counter()
-        reply = model.generate(**kwargs, max_new_tokens=24, seed=0)
+        reply = model.generate(**kwargs, max_new_tokens=32, seed=0)
+        ok = reply.state == state and (answer is None or (answer.lower() in reply.text.lower() if answer
+                                                          else not reply.text))
+        right += ok
         expected = f"   (expected: state {state}" + ("" if answer is None else f", answer {answer!r}") + ")"
         print(f"\n== {title}")
-        print(f"   state: {reply.state or 'none'}   answer: {reply.text!r}   time: {time.perf_counter() - t1:.2f} s")
+        print(f"   state: {reply.state or 'none'}   answer: {reply.text!r}   time: {time.perf_counter() - t1:.2f} s"
+              f"   {'right' if ok else 'WRONG'}")
         print(expected)
-    print(f"\ntotal {time.perf_counter() - t0:.1f} s")
+    print(f"\n{right} of {len(CASES)} right; total {time.perf_counter() - t0:.1f} s")
     return 0
 
 
