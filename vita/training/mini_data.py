@@ -8,8 +8,8 @@
                                   noise -> "<2>"; noisy spoken questions -> "<1>")
     out/train/media/              images/*.png, videos/*.mp4, speech/*.wav, negatives/audio/*.wav
     out/{train,eval}/speech.jsonl every clip written: transcript, voice (by name), augmentation tag
-    out/eval/{image,video,chat,asr,negatives}.jsonl   `vita eval` manifests (media under out/eval/media/); all.jsonl
-                                  holds every case; asr cases are grouped asr/clean, asr/noisy, asr/telephone
+    out/eval/{image,naming,video,chat,asr,negatives}.jsonl   `vita eval` manifests (media under out/eval/media/);
+                                  all.jsonl holds every case; asr cases are grouped asr/clean, asr/noisy, asr/telephone
     out/manifest.json             counts per stage and task, text sources, voices (train / eval), augmentation,
                                   sha256 per file
 
@@ -26,7 +26,8 @@ for eval; an eval item whose file bytes equal a training file is redrawn, and th
 video hash is in train. Image and video answers are one to three words or a number (`vita eval` exact match); chat
 is answered in full sentences: templated prompts of `vita.training.mini_chat` with exact answers (arithmetic,
 capitals) or the unmodified SmolLM2-135M's own (shipped in `recipes/mini/chat_answers.jsonl`, generated for any
-prompt missing there), and eval chat and noisy spoken queries are scored on the answer's end ("is 56", match "contains").
+prompt missing there), and eval chat and noisy spoken queries are scored on the answer's end ("is 56", match
+"contains").
 Image tasks are drawn by the weighted cycle `TASK_WEIGHTS` (naming needs many renders of its 404 concepts); eval
 measures every task on the same number of cases, grouped by task, subgroup (emoji style, text vocabulary) and input.
 Run: `vita data mini --out DIR [--small]`.
@@ -61,7 +62,7 @@ DEFAULT_SIZES: dict[str, int] = {
     "image_typed": 3600, "image_spoken": 1800, "video_typed": 600, "video_spoken": 300,
     "chat_typed": 400, "chat_spoken": 200, "negatives": 900,
     "eval_image_typed": 135, "eval_image_spoken": 135, "eval_video": 60, "eval_chat": 40, "eval_asr": 60,
-    "eval_negatives": 60,
+    "eval_negatives": 60, "eval_naming": 120,
 }
 # how often each image task is drawn (a deterministic cycle, `_task`): open-vocabulary naming needs many renders of
 # its 404 concepts, the closed tasks few
@@ -73,7 +74,7 @@ SMALL_SIZES: dict[str, int] = {
     "image_typed": 9, "image_spoken": 6, "video_typed": 3, "video_spoken": 3,
     "chat_typed": 4, "chat_spoken": 2, "negatives": 9,
     "eval_image_typed": 9, "eval_image_spoken": 6, "eval_video": 4, "eval_chat": 4, "eval_asr": 6,
-    "eval_negatives": 6,
+    "eval_negatives": 6, "eval_naming": 4,
 }
 SHIPPED_CHAT_ANSWERS = Path(__file__).resolve().parents[2] / "recipes" / "mini" / "chat_answers.jsonl"
 ASR_PROMPT = "Transcribe the speech."
@@ -323,11 +324,23 @@ def _asr_plan(seed: int, i: int) -> tuple[str, Plan | None]:
     return condition, None
 
 
+def naming_cases(media: _Split, n: int) -> list[dict[str, Any]]:
+    """Open-vocabulary naming: `n` typed questions about held-out renders of emoji concepts seen in training (other
+    backgrounds and scales, and line drawings, `ImageItem.subgroup`), grouped naming/<subgroup>."""
+    cases = []
+    for i in range(n):
+        rel, it = media.image("naming", i, "emoji")
+        cases.append({"id": f"naming-{i}", "image": rel, "answer": it.answer, "text": it.question,
+                      "expect_state": "<3>", "group": f"naming/{it.subgroup}"})
+    return cases
+
+
 def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], corpus: Corpus, pool: VoicePool,
           counts: Counter[str]) -> tuple[dict[str, Path], _Split]:
     media = _Split(root, seed, 1, forbidden)
     voices = _Voices(root, seed, 1, pool, None, corpus)
     cases: dict[str, list[dict[str, Any]]] = {k: [] for k in ("image", "video", "chat", "asr", "negatives")}
+    cases["naming"] = naming_cases(media, sizes["eval_naming"])
 
     for i in range(sizes["eval_image_typed"] + sizes["eval_image_spoken"]):
         task = IMAGE_TASKS[i % len(IMAGE_TASKS)]  # evenly: every task measured on the same number of cases
