@@ -63,3 +63,24 @@ def test_wenetspeech_jsonl_cer(tmp_path, fake):
     (d / "data.list").write_text('{"key": "x", "wav": "nope.wav", "txt": "好"}\n')
     with pytest.raises(EvalError, match="audio file not found"):
         get("wenetspeech").load(d, Options())
+
+
+def test_resume_after_the_data_folder_moved(tmp_path, fake):
+    split = tmp_path / "a" / "dev-clean"
+    chapter = split / "84" / "121123"
+    chapter.mkdir(parents=True)
+    (chapter / "84-121123.trans.txt").write_text("84-121123-0000 GO DO YOU HEAR\n84-121123-0001 BUT IN LESS\n")
+    for uid in ("84-121123-0000", "84-121123-0001"):
+        _tone(chapter / f"{uid}.flac")
+    first = fake(lambda audio, **_: "go do you hear")
+    run_benchmark(get("librispeech"), split, first, out_dir=tmp_path / "o", model_name="m", options=Options(limit=1))
+    moved = tmp_path / "b" / "dev-clean"
+    (tmp_path / "b").mkdir()
+    split.rename(moved)
+    model = fake(lambda audio, **_: "but in less")
+    r = run_benchmark(get("librispeech"), moved, model, out_dir=tmp_path / "o", model_name="m")
+    assert len(model.calls) == 1 and r["headline"][0]["value"] == 0.0  # only the new item ran; both right
+    assert r["headline"][0]["paper"][0]["value"] == 7.57
+    (moved / "84" / "121123" / "84-121123-0000.flac").write_bytes(b"other audio")
+    with pytest.raises(EvalError, match="different prompt or media"):
+        run_benchmark(get("librispeech"), moved, fake(lambda **_: ""), out_dir=tmp_path / "o", model_name="m")

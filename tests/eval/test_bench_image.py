@@ -205,3 +205,35 @@ def test_ocrbench_tsv_and_json(tmp_path, fake):
                                                      "type": "Regular Text Recognition"}]))
     rj = _run("ocrbench", jdir, fake(lambda text, **_: "hello"), tmp_path / "j")
     assert rj["headline"][0]["value"] == 1
+
+
+def test_mmbench_limit_keeps_whole_groups(tmp_path, fake):
+    rows = [[q + k * 1_000_000, f"Q{q}?", "", "a", "b", "", "", "AB"[k], "c", "l", RED if k == 0 else str(q), "dev"]
+            for k in range(2) for q in range(3)]  # main rows first, copies after (as released)
+    path = _tsv(tmp_path / "mmb.tsv", MMB_HEADER, rows)
+    from vita.eval.bench.runner import load_items
+
+    items = load_items(get("mmbench"), path, Options(limit=2))
+    assert [i.id for i in items] == ["0", "1", "1000000", "1000001"]
+
+
+def test_hallusionbench_original_json(tmp_path, fake):
+    (tmp_path / "hallusion_bench" / "VD" / "ocr").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "hallusion_bench" / "VD" / "ocr" / "0_0.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "hallusion_bench" / "VD" / "ocr" / "0_1.png")
+
+    def q(cat, sub, s, f, qid, gt, fig):
+        return {"category": cat, "subcategory": sub, "visual_input": "1" if fig else "0", "set_id": s,
+                "figure_id": f, "question_id": qid, "question": f"{cat}-{sub}-{s}-{f}-{qid}?", "gt_answer": gt,
+                "gt_answer_details": "", "filename": fig}
+    recs = [q("VD", "ocr", "0", "0", "0", "1", "./hallusion_bench/VD/ocr/0_0.png"),
+            q("VD", "ocr", "0", "1", "0", "0", "./hallusion_bench/VD/ocr/0_1.png"),
+            q("VS", "ocr", "0", "0", "0", "1", None)]  # same subcategory and ids, other category, no figure
+    (tmp_path / "HallusionBench.json").write_text(json.dumps(recs))
+    items = get("hallusionbench").load(tmp_path, Options())
+    assert [i.id for i in items] == ["VD_ocr_0_0_0", "VD_ocr_0_1_0", "VS_ocr_0_0_0"] and items[2].images == []
+    r = _run("hallusionbench", tmp_path, fake(lambda text, **_: "Yes"), tmp_path)
+    s = r["metrics"]["splits"]["Overall"]
+    # right: VD fig 0 (yes), VS (yes); wrong: VD fig 1 (no). Figures (VD,0,0) ok, (VD,0,1) not, (VS,0,0) ok -> 2/3;
+    # questions (VD,0,q0) over both figures not all right, (VS,0,q0) right -> 1/2
+    assert (s["aAcc"], s["fAcc"], s["qAcc"]) == pytest.approx((200 / 3, 200 / 3, 50))

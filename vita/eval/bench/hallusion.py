@@ -1,11 +1,17 @@
 """HallusionBench: yes/no questions on original and edited figures; question, figure and pair accuracies.
 
-Format: VLMEvalKit's released `HallusionBench.tsv` (`vita.eval.bench.tsv`): columns index, image (base64; empty
+Formats accepted:
+  - the original release (tianyi-lab/HallusionBench): `HallusionBench.json`, a list of {"category", "subcategory",
+    "visual_input" ("0": asked without a figure), "set_id", "figure_id", "question_id", "question", "gt_answer"
+    ("1" yes / "0" no), "filename" (the figure, relative to the JSON's folder, e.g. "./hallusion_bench/VD/
+    illusion/0_0.png")}; figures and questions are keyed by category AND subcategory, as its own scorer does;
+  - VLMEvalKit's released `HallusionBench.tsv` (`vita.eval.bench.tsv`): columns index, image (base64; empty
 for the questions asked without a figure), question, answer (Yes/No), category (VD visual dependent / VS visual
 supplement), l2-category (chart, table, map, OCR, illusion, math, figure, video, ...). Each index is an
 underscore-joined id whose 4th, 5th and 6th fields are set_id, figure_id and question_id (VLMEvalKit
 `utils/yorn.py` Hallusion_rating: `index.split('_')[3:6]`); explicit set_id / figure_id / question_id columns,
-when present, are used instead.
+when present, are used instead. Figures and questions are keyed by l2-category (not category), as VLMEvalKit
+does.
 Prompt: the figure (if any), then the question as released (VLMEvalKit adds nothing for this benchmark).
 Score (VLMEvalKit Hallusion_rating, exact matching with `extract.yes_no`):
     aAcc  right questions / questions;
@@ -19,11 +25,12 @@ convention; VLMEvalKit's function itself prints the three].
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from vita.errors import EvalError
-from vita.eval.bench.core import Benchmark, Figure, Item, Options, Score, Table, check_data, pct
+from vita.eval.bench.core import Benchmark, Figure, Item, MediaRef, Options, Score, Table, check_data, pct
 from vita.eval.bench.extract import yes_no
 from vita.eval.bench.tsv import read_tsv, row_images
 
@@ -41,8 +48,8 @@ def rates(rows: Sequence[Mapping]) -> dict[str, float | None]:
     figs: dict[tuple, list[bool]] = {}
     qs: dict[tuple, list[bool]] = {}
     for r in rows:
-        figs.setdefault((r["l2"], r["set"], r["figure"]), []).append(r["correct"])
-        qs.setdefault((r["l2"], r["set"], r["question"]), []).append(r["correct"])
+        figs.setdefault((r["key"], r["set"], r["figure"]), []).append(r["correct"])
+        qs.setdefault((r["key"], r["set"], r["question"]), []).append(r["correct"])
     a = pct(sum(r["correct"] for r in rows), len(rows))
     f = pct(sum(all(v) for v in figs.values()), len(figs))
     q = pct(sum(all(v) for v in qs.values()), len(qs))
@@ -52,12 +59,46 @@ def rates(rows: Sequence[Mapping]) -> dict[str, float | None]:
 
 class HallusionBench(Benchmark):
     name, title, max_new_tokens = "hallusionbench", "HallusionBench (aAcc / fAcc / qAcc)", 32
-    source = "VLMEvalKit HallusionBench.tsv and Hallusion_rating (exact matching); vita.eval.bench.hallusion"
+    source = ("HallusionBench.json (original) or VLMEvalKit HallusionBench.tsv; Hallusion_rating (exact matching); "
+              "vita.eval.bench.hallusion")
     prompt_doc = "[<image>\\n]{question as released}"
 
     def load(self, data: Path, options: Options) -> list[Item]:
-        check_data(data, "HallusionBench TSV")
-        path = data if data.is_file() else next(iter(sorted(data.glob("*.tsv"))), data / "HallusionBench.tsv")
+        check_data(data, "HallusionBench data")
+        if data.is_dir():
+            found = sorted(data.glob("*.tsv")) or sorted(data.glob("HallusionBench.json"))
+            if not found:
+                raise EvalError(f"{data}: no HallusionBench .tsv or HallusionBench.json")
+            data = found[0]
+        return self._json(data) if data.suffix == ".json" else self._tsv(data)
+
+    def _json(self, path: Path) -> list[Item]:
+        records = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(records, list):
+            raise EvalError(f"{path}: expected a JSON list of questions")
+        items = []
+        for n, rec in enumerate(records):
+            where = f"{path}: item {n}"
+            try:
+                cat, sub, s, f, q = (str(rec[k]) for k in ("category", "subcategory", "set_id", "figure_id",
+                                                             "question_id"))
+                gt = str(rec["gt_answer"]).strip()
+            except KeyError as exc:
+                raise EvalError(f"{where}: missing {exc}") from None
+            if gt not in ("0", "1"):
+                raise EvalError(f"{where}: gt_answer must be '1' (yes) or '0' (no), got {gt!r}")
+            images: list[MediaRef] = []
+            if str(rec.get("visual_input", "1")) != "0" and rec.get("filename"):
+                image = path.parent / rec["filename"]
+                if not image.is_file():
+                    raise EvalError(f"{where}: figure not found: {image}")
+                images = [image]
+            items.append(Item(f"{cat}_{sub}_{s}_{f}_{q}", rec["question"], images,
+                              meta={"answer": "Yes" if gt == "1" else "No", "category": cat, "l2": sub,
+                                    "key": f"{cat}_{sub}", "set": s, "figure": f, "question": q}))
+        return items
+
+    def _tsv(self, path: Path) -> list[Item]:
         rows = read_tsv(path, ("index", "question", "answer", "category"))
         images = row_images(path, rows)
         items = []
@@ -67,17 +108,18 @@ class HallusionBench(Benchmark):
             if answer not in ("Yes", "No"):
                 raise EvalError(f"{where}: answer must be Yes or No, got {r['answer']!r}")
             s, f, q = _ids(r, where)
+            sub = r.get("l2-category") or r.get("subcategory", "")
             items.append(Item(r["index"], r["question"], images[r["index"]],
-                              meta={"answer": answer, "category": r["category"],
-                                    "l2": r.get("l2-category") or r.get("subcategory", ""), "set": s, "figure": f,
-                                    "question": q}))
+                              meta={"answer": answer, "category": r["category"], "l2": sub, "key": sub, "set": s,
+                                    "figure": f, "question": q}))
         return items
 
     def score(self, items: Sequence[Item], replies: Mapping[str, str]) -> Score:
         rows = []
         for it in items:
             got = yes_no(replies.get(it.id, ""))
-            rows.append({"id": it.id, "category": it.meta["category"], "l2": it.meta["l2"], "set": it.meta["set"],
+            rows.append({"id": it.id, "category": it.meta["category"], "l2": it.meta["l2"], "key": it.meta["key"],
+                         "set": it.meta["set"],
                          "figure": it.meta["figure"], "question": it.meta["question"], "expected": it.meta["answer"],
                          "extracted": got, "correct": got == it.meta["answer"], "reply": replies.get(it.id, "")})
         overall = rates(rows)

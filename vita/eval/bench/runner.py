@@ -67,17 +67,24 @@ class Progress:
             self.last_printed = self.done
 
 
+def _media_key(path: Path) -> bytes:
+    # the file's last two path parts and its size: stable when the data folder moves, changed by another file
+    size = path.stat().st_size if path.is_file() else -1
+    return f"{'/'.join(path.parts[-2:])}:{size}".encode()
+
+
 def prompt_sha(item: Item) -> str:
-    """What an item's prediction depends on: its prompt and its media (paths, or a digest of inline images)."""
+    """What an item's prediction depends on: its prompt and its media (a digest of inline images; for files the
+    last two path parts and the size, so that a benchmark folder can move between a run and its resumption)."""
     h = hashlib.sha256(item.prompt.encode("utf-8"))
     for ref in item.images:
         h.update(b"\0image:" + (hashlib.sha256(ref.data.encode()).digest() if isinstance(ref, B64Image)
-                                else str(ref).encode()))
+                                else _media_key(ref)))
     videos = item.video if isinstance(item.video, list) else [item.video] if item.video is not None else []
     for v in videos:
-        h.update(b"\0video:" + str(v).encode())
+        h.update(b"\0video:" + _media_key(v))
     if item.audio is not None:
-        h.update(b"\0audio:" + str(item.audio).encode())
+        h.update(b"\0audio:" + _media_key(item.audio))
     return h.hexdigest()[:16]
 
 
@@ -121,8 +128,13 @@ def load_items(bench: Benchmark, data: Path, options: Options) -> list[Item]:
         if item.id in seen:
             raise EvalError(f"{data}: item id {item.id!r} appears twice")
         seen.add(item.id)
-    if options.limit is not None:
-        items = items[: options.limit]
+    if options.limit is not None:  # the first N items, counting a group (MMBench's copies) as one
+        keep: set[Any] = set()
+        for item in items:
+            if len(keep) == options.limit:
+                break
+            keep.add(item.meta.get("group", item.id))
+        items = [it for it in items if it.meta.get("group", it.id) in keep]
     if not items:
         raise EvalError(f"{data}: no {bench.name} items found")
     return items
