@@ -67,7 +67,7 @@ def test_train_files_read_without_skips(built, name: str) -> None:
 
 def test_eval_manifests_load(built) -> None:
     root, info = built
-    assert set(info["eval"]) == {"image", "video", "chat", "asr", "negatives", "all"}
+    assert set(info["eval"]) == {"image", "naming", "video", "chat", "asr", "negatives", "all"}
     sizes = {}
     for name, rel in info["eval"].items():
         manifest = load_manifest(root / rel, skip_bad=True)
