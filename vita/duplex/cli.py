@@ -17,7 +17,8 @@ runs the scripted scenarios (`vita.duplex.scenarios`: the built-in six, or those
 response and stop latency (p50 / p90, ms), false-trigger and miss rates, success-interrupt / success-reply rates,
 a per-stage breakdown, and the RSS of two active roles over one (`vita.duplex.memory`, a fresh subprocess).
 `--json` prints one object with exactly the keys response_ms_p50, response_ms_p90, stop_ms_p50, stop_ms_p90,
-false_trigger_rate, miss_rate, rss_two_roles_over_one, scenarios (rows, each naming the model) and stages.
+false_trigger_rate, miss_rate, rss_two_roles_over_one, scenarios (rows, each naming the model) and stages, plus
+`public` with `--public`: Full-Duplex-Bench v1 per task, v1.5 behaviours, FD-Bench (`vita.bench.duplex_public`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def add_bench_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.A
     p.add_argument("--no-compute-time", action="store_true",
                    help="count no compute time (deterministic; latencies are then algorithmic only)")
     p.add_argument("--no-rss", action="store_true", help="skip the RSS measurement (rss_two_roles_over_one: null)")
+    p.add_argument("--public", action="store_true",
+                   help="also the public benchmarks (Full-Duplex-Bench v1 / v1.5 behaviours, FD-Bench) on scenario "
+                        "sets built offline (vita.bench.duplex_public); JSON key 'public'")
+    p.add_argument("--per-family", type=int, default=4, help="--public: scenarios per family")
+    p.add_argument("--free", action="store_true",
+                   help="no teacher forcing: a trained model decides its state tokens and answers")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_bench)
@@ -69,32 +76,55 @@ def add_bench_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.A
 
 
 def bench(model_name: str, scenarios: list | None = None, *, setup: str = "auto", compute_time: bool = True,
-          rss: bool = True, model=None, synth=None) -> dict:
+          rss: bool = True, model=None, synth=None, public: bool = False, public_n: int = 4,
+          free: bool = False) -> dict:
     """Run the scenarios (default: built-in) on `model_name` (or the already loaded `model`, a `Vita`; `synth`:
-    a loaded `PiperSynth`); the `--json` report object."""
+    a loaded `PiperSynth`); the `--json` report object. `public`: also the public benchmarks' sets
+    (`vita.bench.duplex_public`, `public_n` per family) under the key "public". `free`: no teacher forcing (a
+    trained model decides its states and answers)."""
     from vita.api import load
     from vita.duplex import simulate
     from vita.duplex.memory import measure_rss_ratio
-    from vita.duplex.roles import Engine
     from vita.duplex.scenarios import builtin_scenarios
-    from vita.duplex.session import Session, SessionConfig
-    from vita.speech.echo import GateConfig
-    from vita.speech.tts import PiperSynth, SpeechWorker, StreamingTTS
+    from vita.speech.tts import PiperSynth
 
     model = model if model is not None else load(model_name)
     synth = synth if synth is not None else PiperSynth()
     scenarios = scenarios if scenarios is not None else builtin_scenarios(synth)
     if compute_time:
         _warm_up(model, synth)
+    results, setups = _run_all(model, synth, scenarios, setup=setup, compute_time=compute_time, free=free)
+    ratio = measure_rss_ratio(model_name)["ratio"] if rss else None
+    rep = simulate.report(results, rss_ratio=ratio, model=model_name)
+    for r, s in zip(rep["scenarios"], setups, strict=True):
+        r["setup"] = s
+    if public:
+        from vita.bench import duplex_public
+
+        cases = duplex_public.build_cases(synth, duplex_public.espeak_voice(), n=public_n)
+        got, _ = _run_all(model, synth, [c.scenario for c in cases], setup=setup, compute_time=compute_time,
+                          free=free)
+        rep["public"] = {"model": model_name, "forced": not free, "per_family": public_n,
+                         **duplex_public.score(cases, got)}
+    return rep
+
+
+def _run_all(model, synth, scenarios: list, *, setup: str, compute_time: bool, free: bool) -> tuple[list, list]:
+    from vita.duplex import simulate
+    from vita.duplex.roles import Engine
+    from vita.duplex.session import Session, SessionConfig
+    from vita.speech.echo import GateConfig
+    from vita.speech.tts import SpeechWorker, StreamingTTS
+
     results, setups = [], []
     for sc in scenarios:
         echo = {"auto": sc.echo_gain, "headphones": 0.0, "speaker": sc.echo_gain or 0.5}[setup]
         gate = GateConfig() if echo > 0 else GateConfig(enabled=False)
-
         sessions: list = []
 
         def make(scenario, clock, gate=gate, sessions=sessions):
-            engine = Engine(model, max_new_tokens=256, forcing=simulate.ScenarioForcing(scenario, clock))
+            forcing = None if free else simulate.ScenarioForcing(scenario, clock)
+            engine = Engine(model, max_new_tokens=256, forcing=forcing)
             # with compute time, speech renders on its own thread (as served); without, inline (deterministic)
             tts = SpeechWorker(synth) if compute_time else StreamingTTS(synth)
             sessions.append(Session(engine, tts, clock=clock, config=SessionConfig(gate=gate)))
@@ -105,11 +135,7 @@ def bench(model_name: str, scenarios: list | None = None, *, setup: str = "auto"
             if isinstance(s.tts, SpeechWorker):
                 s.tts.close()
         setups.append("speaker" if echo > 0 else "headphones")
-    ratio = measure_rss_ratio(model_name)["ratio"] if rss else None
-    rep = simulate.report(results, rss_ratio=ratio, model=model_name)
-    for r, s in zip(rep["scenarios"], setups, strict=True):
-        r["setup"] = s
-    return rep
+    return results, setups
 
 
 def _warm_up(model, synth) -> None:
@@ -131,11 +157,17 @@ def run_bench(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     scenarios = load_scenario_file(args.scenarios) if args.scenarios else None  # file errors before the model
-    rep = bench(args.model, scenarios, setup=args.setup, compute_time=not args.no_compute_time, rss=not args.no_rss)
+    rep = bench(args.model, scenarios, setup=args.setup, compute_time=not args.no_compute_time, rss=not args.no_rss,
+                public=args.public, public_n=args.per_family, free=args.free)
     if args.json:
         print(json.dumps(rep))
     else:
         print(simulate.markdown(rep, model=args.model, compute_time=not args.no_compute_time))
+        if "public" in rep:
+            from vita.bench.duplex_public import markdown
+
+            print()
+            print(markdown(rep["public"], label=args.model + ("" if args.free else " (scripted replies)")))
     return 0
 
 

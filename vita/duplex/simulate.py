@@ -90,6 +90,7 @@ class Result:
     silent_at: list[float] = field(default_factory=list)  # when the speaker fell silent after each pause
     speaker: np.ndarray | None = None  # [N] what the speaker played, on the mic timeline
     stamps: dict[int, dict[str, float]] = field(default_factory=dict)  # the session's stage stamps
+    placed: list[tuple[int, int, int]] = field(default_factory=list)  # (reply id, speaker sample, samples) played
 
 
 class ScenarioForcing:
@@ -164,6 +165,7 @@ def run(
                 seg = e.pcm[: max(len(speaker) - at, 0)]
                 speaker[at : at + len(seg)] = seg
                 spk_end = at + len(seg)
+                res.placed.append((e.reply_id, at, len(seg)))
             elif isinstance(e, PlaybackPaused):  # silent once what the speaker already holds has played
                 res.silent_at.append(max(e.t, spk_end / RATE))
         res.events += evs

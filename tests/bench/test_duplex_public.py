@@ -1,0 +1,73 @@
+"""`vita bench duplex --public`: FDB's takeover rule, our words on the timeline, and the report on tiny weights
+(no compute time: deterministic)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("piper")
+
+from vita.bench.duplex_public import build_cases, espeak_voice, takeover, words_said  # noqa: E402
+from vita.duplex.events import ReplyFinished, TextDelta  # noqa: E402
+from vita.duplex.simulate import Result  # noqa: E402
+
+
+def test_takeover_rule_one_second_or_more_than_three_words():
+    w = [(1.0, 1.2, "a"), (1.3, 1.5, "b"), (1.6, 1.8, "c")]
+    assert takeover(w, 0.0) == (0, 1.0)  # 3 words in 0.8 s: not a takeover
+    assert takeover([*w, (1.85, 1.9, "d")], 0.0)[0] == 1  # a fourth word
+    assert takeover([(1.0, 1.1, "a"), (1.9, 2.05, "b")], 0.0)[0] == 1  # spans >= 1 s
+    assert takeover(w, 1.25, 1.55) == (0, 1.3) and takeover(w, 5.0) == (0, None)
+
+
+def test_words_are_placed_on_what_the_speaker_played():
+    res = Result("x")
+    res.events = [TextDelta(0.0, 1, "one two "), TextDelta(0.0, 1, "three four"),
+                  ReplyFinished(1.0, 1, "one two three four")]
+    res.placed = [(1, 16000, 8000), (1, 32000, 8000)]  # 0.5 s at 1.0 s, then 0.5 s at 2.0 s (a pause between)
+    words = words_said(res)
+    assert [w for _, _, w in words] == ["one", "two", "three", "four"]
+    assert words[0][0] == pytest.approx(1.0) and words[-1][1] == pytest.approx(2.5)
+    assert all(a < b for a, b, _ in words) and words[3][0] >= 2.0 - 1e-9  # "four" (chars 14-18 of 18) after it
+
+
+@pytest.fixture(scope="module")
+def report():
+    from vita.duplex.cli import bench
+
+    return bench("tiny-random", scenarios=[], compute_time=False, rss=False, public=True, public_n=2)["public"]
+
+
+def test_public_report_shape_and_ranges(report):
+    assert set(report) == {"model", "forced", "per_family", "fdb_v1", "fdb_v1_5", "fd_bench"}
+    v1 = report["fdb_v1"]
+    assert set(v1) == {"pause", "backchannel", "turn_taking", "interruption"}
+    for task in v1.values():
+        assert task["n"] == 2 and 0.0 <= task["tor"] <= 1.0
+    assert v1["turn_taking"]["tor"] == 1.0 and v1["interruption"]["tor"] == 1.0  # scripted answers are given
+    assert 0.0 < v1["turn_taking"]["latency_s"] < 1.0 and v1["interruption"]["relevance"] is None  # no judge
+    for fam in report["fdb_v1_5"].values():
+        assert fam["n"] == 2 and fam["judge"] is None
+        assert fam["c_resume"] + fam["c_respond"] + fam["c_unknown"] == pytest.approx(1.0)
+    assert report["fdb_v1_5"]["user_backchannel"]["c_resume"] == 1.0  # "yeah" never stops us
+    fd = report["fd_bench"]
+    assert fd["rounds"] == 6 and fd["interruptions"] >= 1 and 0.0 <= fd["srr"] <= 1.0
+    assert fd["ird_ms_median"] is not None and fd["ird_ms_median"] < 1000
+
+
+def test_scenario_sets_are_built_offline_and_deterministic(piper_16k):
+    other = espeak_voice()
+    a = build_cases(piper_16k, other, n=1)
+    b = build_cases(piper_16k, other, n=1)
+    assert [c.family for c in a] == ["turn_taking", "pause", "interruption", "backchannel", "user_backchannel",
+                                     "talking_to_others", "background_speech", "fd_bench"]
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x.scenario.mic(), y.scenario.mic())
+
+
+@pytest.fixture(scope="module")
+def piper_16k():
+    from vita.speech.tts import PiperSynth
+
+    return PiperSynth(out_rate=16000)
