@@ -94,12 +94,35 @@ class _UsageError(Exception):
     pass
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (`vita generate: error: ...`), without the usage
+    block; subcommand parsers are of the same class."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    value = int(text)
+    if not -(2**63) <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"must fit in 64 bits (-2**63 .. 2**64-1), got {text[:40]}")
+    return value
+
+
 def _usage(message: str) -> _UsageError:
     return _UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vita", description="VITA: omni-modal LLM (video, image, text, speech).")
+    p = _Parser(prog="vita", description="VITA: omni-modal LLM (video, image, text, speech).")
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="answer one turn over text, images, a video and/or a spoken question")
@@ -108,13 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--video", help="video file")
     g.add_argument("--audio", help="audio file (wav, flac, ogg, mp3; resampled to 16 kHz mono)")
     g.add_argument("--prompt", help="typed question")
-    g.add_argument("--max-new-tokens", type=int, default=256)
+    g.add_argument("--max-new-tokens", type=positive_int, default=256)
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     g.add_argument("--top-k", type=int, default=0, help="0 = off")
     g.add_argument("--top-p", type=float, default=1.0, help="1.0 = off")
-    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--seed", type=seed_int, default=None)
     g.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    g.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    g.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     g.add_argument("--vision-tower", help="InternViT folder (default: as named in the official config)")
     g.add_argument("--audio-encoder", help="audio-encoder folder (default: as named in the official config)")
     g.add_argument("--strict-audio", action="store_true", help="refuse audio that is not 16 kHz mono (no resampling)")
@@ -133,9 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = bsub.add_parser("decode", help="prefill and decode tokens/s vs the memory-bandwidth bound")
     d.add_argument("--model", default="smollm2-135m-random", help="preset name or model directory")
     d.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
-    d.add_argument("--prompt-len", type=int, default=None)
-    d.add_argument("--new-tokens", type=int, default=None)
-    d.add_argument("--threads", type=int, default=None)
+    d.add_argument("--prompt-len", type=positive_int, default=None)
+    d.add_argument("--new-tokens", type=positive_int, default=None)
+    d.add_argument("--threads", type=positive_int, default=None)
     d.add_argument("--no-compile", action="store_true", help="eager decode step (no torch.compile)")
     d.add_argument("--no-native", action="store_true", help="the module's decode step, not the native whole step")
     d.add_argument("--no-transformers", action="store_true", help="skip the transformers comparison")
@@ -182,7 +205,18 @@ def main(argv: list[str] | None = None) -> int:
         return run_command(lambda: args.func(args))
     except _UsageError as exc:
         parser.error(str(exc))
+    except (OSError, UnicodeDecodeError, OverflowError) as exc:  # unreadable / binary files, out-of-range values
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: `PermissionError: [Errno 13] Permission denied: 'x.wav'`."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, UnicodeDecodeError):
+        text = f"a file is not UTF-8 text ({text})"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 if __name__ == "__main__":

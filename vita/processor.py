@@ -21,7 +21,7 @@ from vita.media.audio import load_audio
 from vita.media.fbank import fbank, num_llm_tokens
 from vita.media.image import preprocess_image
 from vita.media.logmel import log_mel_unclamped
-from vita.media.prompt import Message, Modality, expand_placeholders, render, tokenize_with_placeholders
+from vita.media.prompt import Message, Modality, expand_placeholders, render_with_spans, tokenize_with_placeholders
 from vita.media.video import load_video
 from vita.tokenizer import Tokenizer
 from vita.tokens import (
@@ -181,8 +181,8 @@ class Processor:
         kinds: set[str] = set()
         messages = [Message(t.role, self.render_message(t.content, pixels, fbanks, kinds)) for t in turns]  # type: ignore[arg-type]
         modality: Modality = "video" if "video" in kinds else "image" if "image" in kinds else "lang"
-        prompt = render(messages, template=self.config.template, modality=modality, system=system)
-        ids = tokenize_with_placeholders(self.tokenizer, prompt)
+        prompt, spans = render_with_spans(messages, template=self.config.template, modality=modality, system=system)
+        ids = tokenize_with_placeholders(self.tokenizer, prompt, spans)  # message text never forms special tokens
         pixel_values = torch.cat(pixels) if pixels else None
         counts: dict[int, list[int]] = {}
         if pixel_values is not None:

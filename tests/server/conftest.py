@@ -118,6 +118,7 @@ def text_part(text: str) -> dict:
 def make_app(engine: Engine, **kw):
     from vita.server.app import create_app
 
+    kw.setdefault("allowed_hosts", ["testserver"])  # Starlette's TestClient sends Host: testserver
     return create_app(engine, model_id=MODEL, **kw)
 
 

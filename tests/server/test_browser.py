@@ -97,7 +97,7 @@ def open_page(server, wav: Path):
     page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
     page.goto(f"{server.url}/?api_key={KEY}&camera=1")
-    assert page.url.endswith(f"/static/index.html?api_key={KEY}&camera=1")
+    assert page.url.endswith(f"/static/index.html?camera=1#api_key={KEY}")  # the key only in the fragment
     page.click("#start")
     page.wait_for_function("window.vitaReady === true", timeout=10_000)
 

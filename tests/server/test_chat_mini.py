@@ -11,10 +11,10 @@ from vita.server.engine import Engine
 @pytest.fixture(scope="module")
 def mini_client(kit):
     import vita
-
     from vita.server.app import create_app
 
-    return kit.client(create_app(Engine(vita.load("vita-mini")), model_id="vita-mini"))
+    return kit.client(create_app(Engine(vita.load("vita-mini")), model_id="vita-mini",
+                                 allowed_hosts=["testserver"]))
 
 
 def test_engine_audio_rate_from_whisper_front_end():

@@ -310,6 +310,236 @@ def test_healthz_answers_while_big_media_are_processed(server):
     assert watch.slowest_health < 0.2, watch.slowest_health
 
 
+# ------------------------------------------------------------------------------------------- (d) web-facing
+
+
+def test_host_and_origin_allow_lists_without_a_key(model, kit):
+    import httpx
+    from websockets.sync.client import connect
+
+    app = kit.make_app(Engine(model), allowed_origins=["https://app.example"])
+    with kit.LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=30) as client:
+        assert client.get("/healthz").status_code == 200  # Host 127.0.0.1:port
+        assert client.get("/v1/models", headers={"Host": "localhost:8000"}).status_code == 200
+        assert client.get("/v1/models", headers={"Host": "[::1]:8000"}).status_code == 200
+        for host in ["evil.example", "evil.example:8000", "127.0.0.1.nip.io", "localhost.evil.example"]:
+            r = client.get("/v1/models", headers={"Host": host})  # DNS rebinding
+            assert r.status_code == 403 and "--allow-host" in r.json()["error"]["message"], host
+        for origin, ok in [("http://localhost:3000", True), ("http://127.0.0.1:8000", True), ("null", False),
+                           ("https://evil.example", False), ("https://app.example", True),
+                           ("http://localhost.evil.example", False), ("file://", False)]:
+            r = client.get("/v1/models", headers={"Origin": origin})
+            assert (r.status_code == 200) == ok, (origin, r.text)
+            if not ok:
+                assert r.json()["error"]["code"] == "forbidden_origin" and "--allow-origin" in r.text
+        with pytest.raises(Exception, match="403"):  # a web page on another origin cannot open the socket
+            connect(f"ws://127.0.0.1:{live.port}/v1/realtime", origin="https://evil.example", open_timeout=10)
+        with connect(f"ws://127.0.0.1:{live.port}/v1/realtime", origin=f"http://127.0.0.1:{live.port}",
+                     open_timeout=10) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "session.created"
+
+
+def test_api_key_in_query_is_never_logged_nor_redirected(model, kit, capfd):
+    import logging
+
+    from vita.server.app import _RedactKeys
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:1", "GET", "/v1/realtime?model=m&api_key=s3cret&x=1", "1.1", 101), None)
+    _RedactKeys().filter(record)
+    assert "s3cret" not in record.getMessage() and "api_key=***" in record.getMessage()
+    app = kit.make_app(Engine(model), api_key="s3cret")
+    client = kit.client(app)
+    r = client.get("/?api_key=s3cret&camera=1", follow_redirects=False)
+    assert r.headers["location"] == "/static/index.html?camera=1#api_key=s3cret"  # the fragment: never sent
+    import httpx
+
+    with kit.LiveServer(app) as live:  # uvicorn's own log lines (its loggers do not propagate: read the output)
+        for name in ("uvicorn.access", "uvicorn.error"):
+            logging.getLogger(name).setLevel(logging.INFO)
+        capfd.readouterr()
+        httpx.get(f"{live.url}/?api_key=s3cret", timeout=10)
+        from websockets.sync.client import connect
+
+        with connect(f"ws://127.0.0.1:{live.port}/v1/realtime?api_key=s3cret", open_timeout=10) as ws:
+            ws.recv(timeout=10)
+    out = capfd.readouterr()
+    text = out.out + out.err
+    assert "/?api_key=***" in text and "realtime?api_key=***" in text and "s3cret" not in text
+
+
+PRIVATE = ["http://127.0.0.1:{port}/x.png", "http://127.1:{port}/x.png", "http://2130706433:{port}/x.png",
+           "http://0x7f.0.0.1:{port}/x.png", "http://0177.0.0.1:{port}/x.png", "http://[::1]:{port}/x.png",
+           "http://[::ffff:127.0.0.1]:{port}/x.png", "http://localhost:{port}/x.png", "http://0.0.0.0:{port}/x",
+           "http://10.0.0.1/x", "http://192.168.1.1/x", "http://169.254.169.254/latest/meta-data/",
+           "http://100.64.0.1/x", "http://[fe80::1]/x", "http://224.0.0.1/x", "http://[64:ff9b::7f00:1]/x",
+           "http://[2002:7f00:1::]/x", "http://[fc00::1]/x", "https://127.0.0.1:{port}/x"]
+
+
+def test_remote_fetcher_blocks_private_addresses_with_one_generic_message(model, kit):
+    import http.server
+    import threading
+
+    from vita.server import fetch
+
+    class Png(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(png_strip(8, 8))
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Png)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    port = httpd.server_address[1]
+    messages = set()
+    for url in PRIVATE:
+        with pytest.raises(fetch.FetchError) as exc:
+            fetch.fetch(url.format(port=port), deadline=time.monotonic() + 5, max_bytes=1 << 20)
+        messages.add(str(exc.value))
+    with pytest.raises(fetch.FetchError) as exc:  # a closed port: the same words as an open one
+        fetch.fetch("http://127.0.0.1:1/x", deadline=time.monotonic() + 5, max_bytes=1 << 20)
+    messages.add(str(exc.value))
+    assert len(messages) == 1, messages
+    for bad in ["ftp://example.com/x", "file:///etc/passwd", "http:///x", "gopher://x/"]:
+        with pytest.raises(fetch.FetchError):
+            fetch.fetch(bad, deadline=time.monotonic() + 5, max_bytes=1 << 20)
+    app = kit.make_app(Engine(model), allow_remote_media=True)
+    with kit.LiveServer(app) as live:
+        err = refused(live, "remote-loopback", chat(image_remote(f"http://127.1:{port}/x.png")), code="fetch_failed")
+        assert "127" not in err["message"].split("'")[-1]  # the reason is not echoed
+    httpd.shutdown()
+
+
+def image_remote(url: str) -> dict:
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def test_remote_fetcher_no_redirects_total_deadline_byte_budget(model, kit, monkeypatch):
+    """Against a local server (the address check is relaxed for 127.0.0.1 here): redirects are failures, a server
+    dripping one byte at a time is cut at the total deadline, and a body over the budget is cut."""
+    import http.server
+    import threading
+
+    from vita.server import fetch
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):  # noqa: N802
+            if self.path == "/redirect":
+                self.send_response(302)
+                self.send_header("Location", "ftp://example.com/x.png")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif self.path == "/drip":
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for _ in range(100):
+                    self.wfile.write(b"X")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            elif self.path == "/huge":
+                self.send_response(200)
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    for _ in range(200):
+                        self.wfile.write(bytes(1 << 16))
+            else:
+                data = png_strip(8, 8)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    import contextlib
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    httpd.handle_error = lambda *a: None  # the cut-off /huge and /drip connections
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    monkeypatch.setattr(fetch, "is_public", lambda address: address == "127.0.0.1")
+    assert fetch.fetch(f"{base}/ok.png", deadline=time.monotonic() + 5, max_bytes=1 << 20)[0] == "image/png"
+    for path, budget in [("/redirect", 1 << 20), ("/drip", 1 << 20), ("/huge", 1 << 20)]:
+        t = time.monotonic()
+        with pytest.raises(fetch.FetchError):
+            fetch.fetch(base + path, deadline=time.monotonic() + 1.0, max_bytes=budget)
+        assert time.monotonic() - t < 1.5, path
+    app = kit.make_app(Engine(model), allow_remote_media=True, limits=Limits(max_remote_media_seconds=0.8))
+    with kit.LiveServer(app) as live:
+        import httpx
+
+        r = httpx.post(f"{live.url}/v1/chat/completions", json=chat(image_remote(f"{base}/ok.png")), timeout=30)
+        assert r.status_code == 200, r.text
+        t = time.monotonic()
+        r = httpx.post(f"{live.url}/v1/chat/completions", json=chat(image_remote(f"{base}/drip")), timeout=30)
+        took = time.monotonic() - t
+        assert r.status_code == 400 and r.json()["error"]["code"] == "fetch_failed" and took < 1.5, (r.text, took)
+        assert "--max-remote-media-seconds 0.8" in r.json()["error"]["message"]
+    httpd.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------ (e) smaller
+
+
+@pytest.mark.parametrize("seed", [2**64, -(2**63) - 1, 10**30])
+def test_seed_out_of_64_bits_is_a_400(server, seed):
+    err = refused(server, f"seed-{seed}", chat({"type": "text", "text": "hi"}, seed=seed))
+    assert err["param"] == "seed"
+
+
+def test_disconnect_mid_upload_logs_no_traceback(server, capfd):
+    import socket
+
+    capfd.readouterr()
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 1000000\r\n\r\n" + b'{"model": "' + b"x" * 5000)
+    time.sleep(0.3)
+    sock.close()
+    time.sleep(0.5)
+    out = capfd.readouterr()
+    assert "Traceback" not in out.out + out.err and "ERROR" not in out.out + out.err
+    import httpx
+
+    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+
+
+def test_abandoned_non_streaming_request_stops_generating(model, kit):
+    """A non-streaming client that goes away: the cancel event is set and generation stops within a token."""
+    import socket
+    import threading
+
+    class Slow(kit.ScriptedEngine):
+        def token_ids(self, inputs, params):
+            self.started.set()
+            for i in self.vita.tokenizer.encode(self.script, add_special_tokens=False) * 100:
+                self.produced = getattr(self, "produced", 0) + 1
+                time.sleep(0.01)
+                yield i
+
+    engine = Slow(model, "<1> " + "word " * 50)
+    with kit.LiveServer(kit.make_app(engine)) as live:
+        body = json.dumps(chat({"type": "text", "text": "hi"}, max_tokens=2000)).encode()
+        sock = socket.create_connection(("127.0.0.1", live.port))
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        assert engine.started.wait(10)
+        time.sleep(0.3)
+        sock.close()  # gone
+        time.sleep(1.0)
+        n = engine.produced
+        time.sleep(0.5)
+        assert engine.produced == n < 1000, n  # stopped, well before max_tokens
+        assert live.server.started and threading.active_count() > 0
+
+
 def test_print_figures(capsys):
     """Run last (-s shows it): the figures of every case above."""
     with capsys.disabled():

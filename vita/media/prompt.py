@@ -69,36 +69,69 @@ def render(
 
     `system` overrides the template's modality-dependent system prompt; a leading `system` message does too.
     """
+    return render_with_spans(messages, template=template, modality=modality, system=system,
+                             add_generation_prompt=add_generation_prompt)[0]
+
+
+def render_with_spans(
+    messages: Sequence[Message],
+    *,
+    template: str = "mixtral_two",
+    modality: Modality = "lang",
+    system: str | None = None,
+    add_generation_prompt: bool = True,
+) -> tuple[str, list[tuple[int, int]]]:
+    """`render`, plus the character spans of the prompt that came from message contents and the system prompt:
+    text that is never to be read as template markers (see `tokenize_with_placeholders`)."""
     if messages and messages[0].role == "system":
         system, messages = messages[0].content, messages[1:]
     for m in messages:
         if m.role not in ("user", "assistant"):
             raise PromptError(f"message role must be 'user' or 'assistant' after the system prompt, got {m.role!r}")
+    pieces: list[tuple[str, bool]] = []  # (text, from a message)
     if template == "mixtral_two":
-        text = "system:" + (SYSTEM_PROMPTS[modality] if system is None else system) + "</s>"
+        pieces += [("system:", False), (SYSTEM_PROMPTS[modality] if system is None else system, True), ("</s>", False)]
         for m in messages:
-            text += "\n" + ("user" if m.role == "user" else "bot") + ":" + m.content + "</s>"
-        return text + ("\nbot:" if add_generation_prompt else "")
-    if template == "chatml":
-        text = ""
+            role = "user" if m.role == "user" else "bot"
+            pieces += [(f"\n{role}:", False), (m.content, True), ("</s>", False)]
+        pieces.append(("\nbot:" if add_generation_prompt else "", False))
+    elif template == "chatml":
         if system is not None:
-            text += f"<|im_start|>system\n{system}<|im_end|>\n"
+            pieces += [("<|im_start|>system\n", False), (system, True), ("<|im_end|>\n", False)]
         for m in messages:
-            text += f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n"
-        return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
-    if template == "plain":
-        return "".join(m.content for m in messages)
-    raise PromptError(f"unknown template {template!r} (known: mixtral_two, chatml, plain)")
+            pieces += [(f"<|im_start|>{m.role}\n", False), (m.content, True), ("<|im_end|>\n", False)]
+        pieces.append(("<|im_start|>assistant\n" if add_generation_prompt else "", False))
+    elif template == "plain":
+        pieces += [(m.content, True) for m in messages]
+    else:
+        raise PromptError(f"unknown template {template!r} (known: mixtral_two, chatml, plain)")
+    text, spans = "", []
+    for piece, user in pieces:
+        if user and piece:
+            spans.append((len(text), len(text) + len(piece)))
+        text += piece
+    return text, spans
 
 
 _MARKER = re.compile(f"({re.escape(IMAGE_PLACEHOLDER)}|{re.escape(AUDIO_PLACEHOLDER)})")
 _SENTINEL = {IMAGE_PLACEHOLDER: IMAGE_TOKEN_ID, AUDIO_PLACEHOLDER: AUDIO_TOKEN_ID}
 
 
-def tokenize_with_placeholders(tokenizer: Tokenizer, prompt: str) -> list[int]:
-    """Token ids with one sentinel per `<image>` / `<audio>` marker, tokenized chunk by chunk as the official code."""
+def tokenize_with_placeholders(tokenizer: Tokenizer, prompt: str,
+                               plain: Sequence[tuple[int, int]] = ()) -> list[int]:
+    """Token ids with one sentinel per `<image>` / `<audio>` marker, tokenized chunk by chunk as the official code.
+
+    plain: character spans of `prompt` holding message text (`render_with_spans`): a special token written there
+    (`</s>`, `<|im_start|>`) is encoded as text, never as the special token (no forged turns).
+    """
     parts = _MARKER.split(prompt)  # text, marker, text, marker, ..., text
-    chunks = [tokenizer.encode(part) for part in parts[0::2]]
+    chunks, pos = [], 0
+    for k, part in enumerate(parts):
+        if k % 2 == 0:
+            end = pos + len(part)
+            local = [(max(a, pos) - pos, min(b, end) - pos) for a, b in plain if a < end and pos < b]
+            chunks.append(tokenizer.encode(part, plain=local))
+        pos += len(part)
     markers = parts[1::2]
     bos = tokenizer.bos_id
     drop = 1 if chunks[0] and bos is not None and chunks[0][0] == bos else 0

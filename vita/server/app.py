@@ -26,6 +26,7 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -36,9 +37,10 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from vita.errors import VitaError
 from vita.processor import ModelInputs
@@ -68,17 +70,64 @@ class ServerState:
     speech: audio_out.SpeechOut = field(default_factory=audio_out.SpeechOut)
     worker: ModelWorker | None = None
     started: int = field(default_factory=lambda: int(time.time()))
+    allowed_hosts: tuple[str, ...] = ()  # beyond loopback, in the no-key mode ("*": any)
+    allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.worker is None:
             self.worker = ModelWorker(self.limits.max_queued)
 
+    def web_refusal(self, headers: Any) -> str | None:
+        """Without an API key the server trusts the machine it runs on, so only loopback may reach it: a Host
+        header that is not loopback is DNS rebinding, an Origin that is not loopback is some web page driving the
+        user's browser. None when allowed (always, with a key: then the key decides)."""
+        if self.api_key is not None:
+            return None
+        host = headers.get("host") or ""
+        if not (host_is_loopback(host) or _listed(_split_host(host.strip()), self.allowed_hosts)):
+            return f"Host {host[:80]!r} is not allowed without an API key (loopback only; see --allow-host)"
+        origin = headers.get("origin")
+        if origin is not None and not (origin_is_loopback(origin) or _listed(origin, self.allowed_origins)):
+            return f"Origin {origin[:80]!r} is not allowed without an API key (loopback only; see --allow-origin)"
+        return None
+
+
+def _split_host(host: str) -> str:
+    """'127.0.0.1:8000' -> '127.0.0.1', '[::1]:8000' -> '::1', 'localhost' -> 'localhost'."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def host_is_loopback(host: str) -> bool:
+    from vita.server.cli import is_loopback
+
+    name = _split_host(host.strip().lower())
+    return bool(name) and is_loopback(name)
+
+
+def origin_is_loopback(origin: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and parts.hostname is not None and host_is_loopback(parts.hostname)
+
+
+def _listed(value: str, allowed: tuple[str, ...]) -> bool:
+    return "*" in allowed or value.lower().rstrip("/") in {a.lower().rstrip("/") for a in allowed}
+
 
 def create_app(engine: Engine, *, model_id: str, limits: Limits | None = None, api_key: str | None = None,
                allow_remote_media: bool = False, speech: audio_out.SpeechOut | None = None,
-               realtime: RealtimeConfig | None = None) -> FastAPI:
+               realtime: RealtimeConfig | None = None, allowed_hosts: tuple[str, ...] | list[str] = (),
+               allowed_origins: tuple[str, ...] | list[str] = ()) -> FastAPI:
     state = ServerState(engine, model_id, limits or Limits(), api_key, allow_remote_media,
-                        speech or audio_out.SpeechOut())
+                        speech or audio_out.SpeechOut(), allowed_hosts=tuple(allowed_hosts),
+                        allowed_origins=tuple(allowed_origins))
+    redact_keys_in_logs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -89,15 +138,7 @@ def create_app(engine: Engine, *, model_id: str, limits: Limits | None = None, a
     app.state.vita = state
     _install_errors(app)
 
-    @app.middleware("http")
-    async def auth(request: Request, call_next):
-        path = request.url.path
-        is_open = path in OPEN_PATHS or path.startswith(STATIC_PREFIX)
-        if state.api_key is not None and not is_open and not authorized(request.headers.get("authorization"),
-                                                                         state.api_key):
-            return _error(APIError(401, "invalid or missing API key: send 'Authorization: Bearer <key>'",
-                                   code="invalid_api_key"), headers={"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
+    app.add_middleware(_Guard, state=state)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -118,6 +159,9 @@ def create_app(engine: Engine, *, model_id: str, limits: Limits | None = None, a
             return await _chat(state, request)
         except APIError:
             raise
+        except ClientDisconnect:  # gone mid-upload: nobody to answer, nothing wrong with the server
+            log.info("POST /v1/chat/completions: the client disconnected before its body was read")
+            return Response(status_code=400)
         except Exception:  # noqa: BLE001 - logged here, answered as a plain 500 (no traceback to the client)
             log.exception("unhandled error in POST /v1/chat/completions")
             return _error(INTERNAL)
@@ -127,6 +171,32 @@ def create_app(engine: Engine, *, model_id: str, limits: Limits | None = None, a
     return app
 
 
+class _Guard:
+    """Host/Origin allow-lists and the API key, for every HTTP request (a plain ASGI middleware: the route keeps
+    the server's own `receive`, so a client's disconnect is seen by `Request.is_disconnected`)."""
+
+    def __init__(self, app: Any, state: ServerState) -> None:
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            from starlette.datastructures import Headers
+
+            headers, path = Headers(scope=scope), scope["path"]
+            refusal = self.state.web_refusal(headers)
+            response = None
+            if refusal is not None:
+                response = _error(APIError(403, refusal, code="forbidden_origin"))
+            elif self.state.api_key is not None and not (path in OPEN_PATHS or path.startswith(STATIC_PREFIX)) \
+                    and not authorized(headers.get("authorization"), self.state.api_key):
+                response = _error(APIError(401, "invalid or missing API key: send 'Authorization: Bearer <key>'",
+                                           code="invalid_api_key"), headers={"WWW-Authenticate": "Bearer"})
+            if response is not None:
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _mount_page(app: FastAPI) -> None:
     """The browser page: `GET /` -> /static/index.html, and the static files under /static/."""
     from fastapi.responses import RedirectResponse
@@ -134,10 +204,36 @@ def _mount_page(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False)
     async def index(request: Request) -> RedirectResponse:
-        query = request.url.query  # e.g. ?api_key=...&camera=1 is read by the page
-        return RedirectResponse(STATIC_PREFIX + "index.html" + (f"?{query}" if query else ""))
+        # e.g. ?api_key=...&camera=1 is read by the page; the key moves to the fragment, which browsers never send
+        # to a server (so no later request or log line carries it)
+        from urllib.parse import urlencode
+
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "api_key"]
+        key = request.query_params.get("api_key")
+        target = STATIC_PREFIX + "index.html" + (f"?{urlencode(query)}" if query else "")
+        return RedirectResponse(target + (f"#{urlencode({'api_key': key})}" if key else ""))
 
     app.mount(STATIC_PREFIX.rstrip("/"), StaticFiles(directory=STATIC_DIR), name="static")
+
+
+class _RedactKeys(logging.Filter):
+    """Rewrites `api_key=<key>` in log records (uvicorn logs each request line with its query) as `api_key=***`."""
+
+    pattern = re.compile(r"(api_key=)[^&\s\"']*", re.I)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.pattern.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = self.pattern.sub(r"\1***", record.msg)
+        return True
+
+
+def redact_keys_in_logs() -> None:
+    for name in ("uvicorn.access", "uvicorn.error", "uvicorn"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactKeys) for f in logger.filters):
+            logger.addFilter(_RedactKeys())
 
 
 def authorized(header: str | None, key: str) -> bool:

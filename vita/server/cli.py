@@ -1,13 +1,16 @@
 """`vita serve`: the OpenAI-compatible HTTP API on uvicorn.
 
     vita serve [--model DIR|PRESET] [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--allow-remote-media]
+               [--allow-host NAME] [--allow-origin ORIGIN]
                [--max-request-bytes N] [--max-audio-seconds S] [--max-image-pixels N] [--max-images N]
                [--max-frames N] [--max-audio-clips N] [--max-new-tokens N] [--max-queued N]
                [--max-realtime-sessions N] [--max-realtime-frame-bytes N] [--max-realtime-buffer-seconds S]
 
 Binds loopback by default. Any other host requires an API key (`--api-key` or `VITA_API_KEY`), then checked on
-every request. `add_parser(subparsers)` is wired by `vita.cli`; `main(argv)` runs it alone. Importing this module
-imports neither FastAPI nor torch.
+every request. Without a key only loopback Host headers and browser Origins are served (DNS rebinding, other web
+pages): `--allow-host` / `--allow-origin` extend the lists. `?api_key=` never reaches the logs.
+`add_parser(subparsers)` is wired by `vita.cli`; `main(argv)` runs it alone. Importing this module imports neither
+FastAPI nor torch.
 """
 
 from __future__ import annotations
@@ -51,8 +54,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--host", default="127.0.0.1", help="bind address (non-loopback needs an API key)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $VITA_API_KEY)")
-    p.add_argument("--allow-remote-media", action="store_true", help="fetch http(s) image/video URLs (off: data "
-                   "URLs only)")
+    p.add_argument("--allow-remote-media", action="store_true", help="fetch http(s) image/video URLs of public "
+                   "addresses (off: data URLs only)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="without an API key, accept this Host header besides loopback names (repeat; '*': any)")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="without an API key, accept this browser Origin (e.g. https://app.example) besides "
+                   "loopback pages (repeat; '*': any)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--vision-tower", help="InternViT folder (default: as named in the official config)")
@@ -66,6 +74,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be in 0..65535, got {args.port}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     key = resolve_api_key(args.host, args.api_key)
     try:
         limits = limits_mod.from_args(args)
@@ -87,7 +99,8 @@ def serve(args: argparse.Namespace) -> int:
     model = load(args.model, dtype=args.dtype, vision_tower=args.vision_tower, audio_encoder=args.audio_encoder)
     name = args.model_name or Path(args.model.rstrip("/")).name
     app = create_app(Engine(model, max_new_tokens=limits.max_new_tokens), model_id=name, limits=limits, api_key=key,
-                     allow_remote_media=args.allow_remote_media)
+                     allow_remote_media=args.allow_remote_media, allowed_hosts=args.allow_host,
+                     allowed_origins=args.allow_origin)
     print(f"vita serve: model {name!r} on http://{args.host}:{args.port}/v1 "
           f"({'API key required' if key else 'no API key: loopback only'})", file=sys.stderr)
     # uvicorn closes a websocket (1009) on a frame over ws_max_size: above our cap, so the cap gets an error event
@@ -97,7 +110,9 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vita")
+    from vita.cli import _Parser
+
+    parser = _Parser(prog="vita")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return run_command(lambda: args.func(args))

@@ -32,7 +32,7 @@ class Limits:
     max_queued: int = field(default=8, metadata={"help": "requests waiting behind the running one (429 above)"})
     max_realtime_sessions: int = field(default=4, metadata={"help": "open /v1/realtime sessions (close 1013 above)"})
     max_realtime_sessions_per_client: int = field(default=4, metadata={
-        "help": "open /v1/realtime sessions per client address"})
+        "help": "open /v1/realtime sessions per client address (loopback clients share one address: not counted)"})
     max_realtime_idle_seconds: float = field(default=300.0, metadata={
         "help": "a realtime session with no client frame and nothing to do for this long is closed"})
     max_realtime_outbox_events: int = field(default=1024, metadata={

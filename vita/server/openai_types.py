@@ -111,7 +111,7 @@ class ChatRequest(_Strict):
     top_p: float | None = Field(default=None, gt=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**64)  # what a torch.Generator takes
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     modalities: list[Literal["text", "audio"]] | None = None

@@ -70,6 +70,7 @@ from vita.duplex.session import Session, SessionConfig
 from vita.errors import PromptError
 from vita.media.prompt import SYSTEM_PROMPTS
 from vita.processor import Audio, Image, Part, Turn
+from vita.server.cli import is_loopback
 from vita.server.errors import APIError
 from vita.server.realtime_events import (
     OUTPUT_RATE,
@@ -203,6 +204,11 @@ class Hub:
         return any(hmac.compare_digest(c.encode(), key.encode()) for c in candidates if c)
 
     async def serve(self, ws: WebSocket) -> None:
+        refusal = self.state.web_refusal(ws.headers)
+        if refusal is not None:  # a web page on another origin (or DNS rebinding): refused before accept
+            log.info("realtime connection refused: %s", refusal)
+            await ws.close(code=1008, reason=refusal[:120])
+            return
         if not self.authorized(ws):
             await ws.close(code=1008, reason="invalid or missing API key")
             return
@@ -216,7 +222,7 @@ class Hub:
         refusal = None
         if self.active >= cap:
             refusal = f"{self.active} realtime sessions are open (--max-realtime-sessions {cap}); retry later"
-        elif self.per_client[client] >= per_client:
+        elif self.per_client[client] >= per_client and not is_loopback(client):  # loopback: one address for all
             refusal = (f"this client has {self.per_client[client]} realtime sessions open "
                        f"(--max-realtime-sessions-per-client {per_client}); retry later")
         if refusal is not None:

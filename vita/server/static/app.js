@@ -9,6 +9,8 @@ import { b64FromBytes, INPUT_RATE, int16FromB64, Mic, Player } from "./audio.js"
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
+// the key comes in the fragment (never sent to the server, so never logged); an older ?api_key= link still works
+const fragment = new URLSearchParams(location.hash.slice(1));
 
 window.vitaState = "idle";
 window.vitaReady = false;
@@ -157,7 +159,7 @@ function onPlaybackIdle(responseId) {
 
 // ---- connect / disconnect --------------------------------------------------------------------------------------
 function apiKey() {
-  return $("key").value.trim() || params.get("api_key") || "";
+  return $("key").value.trim() || fragment.get("api_key") || params.get("api_key") || "";
 }
 
 async function start() {
@@ -254,6 +256,6 @@ $("ask").onsubmit = (ev) => {
   window.vitaSendText(text, $("attach").checked);
   $("text").value = "";
 };
-if (params.get("api_key")) $("key").value = params.get("api_key");
+if (fragment.get("api_key") || params.get("api_key")) $("key").value = fragment.get("api_key") || params.get("api_key");
 if (params.get("camera") === "1") $("camera").checked = true;
 if (params.get("autostart") === "1") start();
