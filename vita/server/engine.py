@@ -160,13 +160,18 @@ class Engine:
                 yield TextEvent(tail)
                 yield from _speak(tts, tail)
             if tts is not None and not silent and finish != "cancelled":
-                tts.end_of_text()
-                yield from _speak(tts, "")
+                for chunk in tts.flush():  # the rest of the text; waits for a SpeechWorker's thread
+                    if chunk.pcm.size:
+                        yield AudioEvent(chunk.pcm, chunk.text, chunk.sample_rate)
+            elif tts is not None:
+                tts.cancel()  # nothing more of a cancelled or silent reply is rendered
         text = "" if silent else stream.visible_text.strip()
         yield DoneEvent(stream.state, text, finish, int(inputs.token_ids.shape[1]), len(stream.ids))
 
 
 def _speak(tts, delta: str) -> Iterator[AudioEvent]:
+    """Push the text; hand out the phrases ready now (all of them for a `StreamingTTS`, which renders here; those
+    finished so far for a `SpeechWorker`, which renders on its own thread while decoding goes on)."""
     if tts is None:
         return
     if delta:
