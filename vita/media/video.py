@@ -135,6 +135,8 @@ def read_video_frames(
             if not rate:
                 raise MediaError(f"video {what}: frame rate unknown")
             num_frames = stream.frames
+            if stream.codec_context is None:
+                raise MediaError(f"video {what}: unsupported or unknown video codec")
             check_pixels(stream.codec_context.width, stream.codec_context.height)  # the header's frame size
         rate = float(rate)
         if max_seconds is not None and num_frames > 0 and num_frames / rate > max_seconds:
