@@ -35,6 +35,28 @@ def ref_index(ref_root: Path) -> dict:
     return json.loads((ref_root / "cases" / "index.json").read_text())
 
 
+# Folder names and sizes of a fixture set come from its own files, never from the set we happen to ship: the
+# reference tests must pass unchanged on any set recorded the same way (other names, sizes, seeds).
+
+
+@pytest.fixture(scope="session")
+def ref_config(ref_root: Path) -> dict:
+    """The official `checkpoint/config.json` of the fixture set."""
+    return json.loads((ref_root / "checkpoint" / "config.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def ref_vision_dir(ref_root: Path, ref_config: dict) -> Path:
+    """The InternViT folder `mm_vision_tower` names (relative to the checkpoint, as the capture ran)."""
+    return ref_root / "checkpoint" / ref_config["mm_vision_tower"]
+
+
+@pytest.fixture(scope="session")
+def ref_audio_dir(ref_root: Path, ref_config: dict) -> Path:
+    """The audio-encoder folder `mm_audio_encoder` names (train.yaml, global_cmvn, maybe final.pt)."""
+    return ref_root / "checkpoint" / ref_config["mm_audio_encoder"]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     """One intra-op thread for the whole suite: the tests run tiny models, whose ops are far slower with two

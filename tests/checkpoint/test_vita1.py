@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -44,12 +45,17 @@ def _copy_checkpoint(ref_root: Path, tmp_path: Path) -> Path:
     return dst
 
 
+def _shard_bytes(tensors: dict[str, torch.Tensor]) -> int:
+    """A shard size that splits this checkpoint into at least four files, whatever its size."""
+    return sum(t.numel() * t.element_size() for t in tensors.values()) // 4
+
+
 def test_sharded_checkpoint_loads_identically(ref_root, ref_index, case, tmp_path):
     c, gold = case
     ckpt = _copy_checkpoint(ref_root, tmp_path)
     tensors = load_file(str(ckpt / "model.safetensors"))
     (ckpt / "model.safetensors").unlink()
-    files = write_tensors(ckpt, tensors, max_shard_bytes=200_000)
+    files = write_tensors(ckpt, tensors, max_shard_bytes=_shard_bytes(tensors))
     assert len(files) > 2 and (ckpt / "model.safetensors.index.json").is_file()
     logits = _logits(vita.load(str(ckpt)), ref_root, ref_index, c)
     torch.testing.assert_close(logits, gold["logits"], atol=1e-4, rtol=0)
@@ -59,23 +65,24 @@ def test_missing_shard_is_named(ref_root, tmp_path):
     ckpt = _copy_checkpoint(ref_root, tmp_path)
     tensors = load_file(str(ckpt / "model.safetensors"))
     (ckpt / "model.safetensors").unlink()
-    files = write_tensors(ckpt, tensors, max_shard_bytes=200_000)
+    files = write_tensors(ckpt, tensors, max_shard_bytes=_shard_bytes(tensors))
     files[1].unlink()
     with pytest.raises(CheckpointError, match=files[1].name):
         vita.load(str(ckpt))
 
 
 @pytest.mark.parametrize("problem", ["missing", "misshaped", "unknown"])
-def test_bad_tensor_is_named(ref_root, tmp_path, problem):
+def test_bad_tensor_is_named(ref_root, ref_config, tmp_path, problem):
     ckpt = _copy_checkpoint(ref_root, tmp_path)
     tensors = load_file(str(ckpt / "model.safetensors"))
-    name = "model.layers.1.self_attn.k_proj.weight"
+    last = ref_config["num_hidden_layers"] - 1
+    name = f"model.layers.{last}.self_attn.k_proj.weight"
     if problem == "missing":
         del tensors[name]
-        expect = "missing tensor 'llm.layers.1.attention.wk.weight'"
+        expect = f"missing tensor 'llm.layers.{last}.attention.wk.weight'"
     elif problem == "misshaped":
         tensors[name] = torch.zeros(3, 3)
-        expect = "llm.layers.1.attention.wk.weight' has shape \\(3, 3\\)"
+        expect = f"llm.layers.{last}.attention.wk.weight' has shape \\(3, 3\\)"
     else:
         tensors["model.layers.0.self_attn.extra.weight"] = torch.zeros(2)
         expect = "model.layers.0.self_attn.extra.weight"
@@ -92,24 +99,24 @@ def test_truncated_safetensors_is_a_clear_error(ref_root, tmp_path):
         vita.load(str(ckpt))
 
 
-def test_missing_vision_folder_names_the_paths(ref_root, tmp_path):
+def test_missing_vision_folder_names_the_paths(ref_root, ref_vision_dir, tmp_path):
     ckpt = _copy_checkpoint(ref_root, tmp_path)
-    shutil.rmtree(ckpt / "InternViT-tiny-112px")
-    with pytest.raises(CheckpointError, match="vision tower .* not found .*InternViT-tiny-112px"):
+    shutil.rmtree(ckpt / ref_vision_dir.name)
+    with pytest.raises(CheckpointError, match=f"vision tower .* not found .*{re.escape(ref_vision_dir.name)}"):
         vita.load(str(ckpt))
     # An explicit path fixes it.
-    m = vita.load(str(ckpt), vision_tower=str(ref_root / "checkpoint" / "InternViT-tiny-112px"))
+    m = vita.load(str(ckpt), vision_tower=str(ref_vision_dir))
     assert m.model.vision is not None
 
 
-def test_final_pt_used_when_checkpoint_has_no_audio(ref_root, ref_index, case, tmp_path):
+def test_final_pt_used_when_checkpoint_has_no_audio(ref_root, ref_index, ref_audio_dir, case, tmp_path):
     c, gold = case
     ckpt = _copy_checkpoint(ref_root, tmp_path)
     tensors = load_file(str(ckpt / "model.safetensors"))
     prefix = "model.audio_encoder."
     audio = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
     save_file({k: v for k, v in tensors.items() if not k.startswith(prefix)}, str(ckpt / "model.safetensors"))
-    torch.save(audio, ckpt / "audio-encoder-tiny" / "final.pt")
+    torch.save(audio, ckpt / ref_audio_dir.name / "final.pt")
     logits = _logits(vita.load(str(ckpt)), ref_root, ref_index, c)
     torch.testing.assert_close(logits, gold["logits"], atol=1e-4, rtol=0)
 

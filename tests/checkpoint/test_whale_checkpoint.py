@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,14 @@ from vita.models.whale import WhaleEncoder
 
 
 @pytest.fixture(scope="module")
-def audio_dir(ref_root: Path) -> Path:
-    return ref_root / "checkpoint" / "audio-encoder-tiny"
+def audio_dir(ref_audio_dir: Path) -> Path:
+    return ref_audio_dir
+
+
+@pytest.fixture(scope="module")
+def llm_width(ref_config: dict) -> int:
+    """The LLM width of the fixture's main config (what the adapter projects to)."""
+    return int(ref_config["hidden_size"])
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +46,8 @@ def official_audio(ref_root: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def shapes(audio_dir: Path) -> dict[str, torch.Size]:
-    return audio_state_shapes(*audio_config_from_train_yaml(audio_dir / "train.yaml", llm_hidden_size=64))
+def shapes(audio_dir: Path, llm_width: int) -> dict[str, torch.Size]:
+    return audio_state_shapes(*audio_config_from_train_yaml(audio_dir / "train.yaml", llm_hidden_size=llm_width))
 
 
 def _yaml_variant(tmp_path: Path, audio_dir: Path, edit) -> Path:
@@ -55,15 +62,25 @@ def _yaml_variant(tmp_path: Path, audio_dir: Path, edit) -> Path:
 
 
 @pytest.mark.reference
-def test_train_yaml_to_configs(audio_dir, ref_index):
+def test_train_yaml_to_configs(audio_dir, ref_index, llm_width):
     assert (audio_dir / "train.yaml").read_text() == ref_index["configs"]["audio_train_yaml"]
-    audio, adapter = audio_config_from_train_yaml(audio_dir / "train.yaml", llm_hidden_size=64)
-    assert (audio.input_dim, audio.hidden_size, audio.num_heads) == (80, 64, 4)
-    assert (audio.intermediate_size, audio.num_layers, audio.layer_norm_eps) == (256, 2, 1e-5)
+    tree = yaml.safe_load((audio_dir / "train.yaml").read_text())  # expected values, read independently
+    tfm = tree["encoder_conf"]["para_conf"]["transformer"]
+    fbank_conf, rate = tree["dataset_conf"]["fbank_conf"], tree["dataset_conf"]["resample_conf"]["resample_rate"]
+    hidden, model_conf = tfm["transformer-attention-dim"], tree["model_conf"]
+    audio, adapter = audio_config_from_train_yaml(audio_dir / "train.yaml", llm_hidden_size=llm_width)
+    assert (audio.input_dim, audio.hidden_size, audio.num_heads) == (
+        tree["input_dim"], hidden, tfm["transformer-attention-heads"])
+    assert (audio.intermediate_size, audio.num_layers, audio.layer_norm_eps) == (
+        tfm["transformer-linear-units"], tfm["transformer-num-blocks"], 1e-5)  # torch's LayerNorm default
     fb = audio.fbank
-    assert (fb.sample_rate, fb.num_mel_bins, fb.frame_length, fb.frame_shift, fb.dither) == (16000, 80, 400, 160, 0.0)
-    assert adapter == AudioAdapterConfig(input_size=64, output_size=64, conv_size=128, kernel_size=5, norm_eps=1e-3)
-    assert audio_config_from_train_yaml(audio_dir / "train.yaml")[1].output_size == 64  # llm_embed_dim from YAML
+    assert (fb.sample_rate, fb.num_mel_bins, fb.frame_length, fb.frame_shift, fb.dither) == (
+        rate, fbank_conf["num_mel_bins"], rate * fbank_conf["frame_length"] // 1000,
+        rate * fbank_conf["frame_shift"] // 1000, fbank_conf["dither"])
+    assert adapter == AudioAdapterConfig(input_size=hidden, output_size=llm_width, conv_size=2 * hidden,
+                                         kernel_size=model_conf["kernel_size"], norm_eps=1e-3)
+    # without the main config, the width comes from the YAML's llm_embed_dim
+    assert audio_config_from_train_yaml(audio_dir / "train.yaml")[1].output_size == model_conf["llm_embed_dim"]
 
 
 UNSUPPORTED = {
@@ -88,9 +105,13 @@ UNSUPPORTED = {
         "abs-enc",
     ),
     "cnn adapter": (lambda t: t["model_conf"].update({"adpter_type": "cnn"}), "adpter_type 'cnn'"),
-    "two-conv adapter": (lambda t: t["model_conf"].update({"llm_embed_dim": 512}), "two-conv"),
+    "two-conv adapter": (
+        lambda t: t["model_conf"].update({"llm_embed_dim": 4 * t["model_conf"]["enc_out_dim"] + 1}), "two-conv"
+    ),
     "odd widths": (
-        lambda t: t["encoder_conf"]["para_conf"]["subsampling"].update({"subsampling-output-dim": 32}),
+        lambda t: t["encoder_conf"]["para_conf"]["subsampling"].update(
+            {"subsampling-output-dim": t["encoder_conf"]["para_conf"]["subsampling"]["subsampling-output-dim"] // 2}
+        ),
         "subsampling-output-dim",
     ),
     "missing key": (
@@ -111,16 +132,17 @@ def test_unsupported_train_yaml_is_refused(tmp_path, audio_dir, case):
 
 
 @pytest.mark.reference
-def test_force_full_attention_and_llm_width_check(tmp_path, audio_dir):
+def test_force_full_attention_and_llm_width_check(tmp_path, audio_dir, llm_width):
     path = _yaml_variant(
         tmp_path,
         audio_dir,
         lambda t: t["encoder_conf"]["para_conf"]["transformer"].update({"transformer-chunk_size": 4}),
     )
     audio, _ = audio_config_from_train_yaml(path, force_full_attention=True)
-    assert audio.num_layers == 2
-    with pytest.raises(CheckpointError, match="llm_embed_dim 64 != LLM hidden size 4096"):
-        audio_config_from_train_yaml(audio_dir / "train.yaml", llm_hidden_size=4096)
+    tree = yaml.safe_load((audio_dir / "train.yaml").read_text())
+    assert audio.num_layers == tree["encoder_conf"]["para_conf"]["transformer"]["transformer-num-blocks"]
+    with pytest.raises(CheckpointError, match=f"llm_embed_dim {llm_width} != LLM hidden size {llm_width + 8}"):
+        audio_config_from_train_yaml(audio_dir / "train.yaml", llm_hidden_size=llm_width + 8)
     with pytest.raises(CheckpointError, match="not found"):
         audio_config_from_train_yaml(tmp_path / "missing.yaml")
 
@@ -129,7 +151,7 @@ def test_force_full_attention_and_llm_width_check(tmp_path, audio_dir):
 
 
 @pytest.mark.reference
-def test_keymap_covers_the_checkpoint_exactly(ref_root, official_audio, shapes):
+def test_keymap_covers_the_checkpoint_exactly(ref_root, audio_dir, official_audio, shapes):
     mapped = map_keys(official_audio, AUDIO_KEYMAP)
     check_state_dict(mapped, shapes)  # no missing, unexpected or mis-shaped tensor
     weights = load_file(ref_root / "checkpoint" / "model.safetensors")
@@ -138,7 +160,7 @@ def test_keymap_covers_the_checkpoint_exactly(ref_root, official_audio, shapes):
     )
     assert prefixed.keys() == mapped.keys()
     # The mapped state loads strictly into the modules the VitaModel holds as `audio_encoder` / `audio_adapter`.
-    audio, adapter = audio_config_from_train_yaml(ref_root / "checkpoint" / "audio-encoder-tiny" / "train.yaml")
+    audio, adapter = audio_config_from_train_yaml(audio_dir / "train.yaml")
     parent = torch.nn.Module()
     parent.audio_encoder, parent.audio_adapter = WhaleEncoder(audio), AudioAdapter(adapter)
     parent.load_state_dict(mapped, strict=True)
@@ -191,7 +213,7 @@ def test_final_pt_round_trip(tmp_path, official_audio, shapes):
 @pytest.mark.reference
 def test_final_pt_problems_are_named(tmp_path, official_audio, shapes):
     path = tmp_path / "final.pt"
-    name = "encoder.enc.1.encoders.1.feed_forward.w_1.weight"
+    name = sorted(k for k in official_audio if k.endswith("feed_forward.w_1.weight"))[-1]  # whatever the depth
 
     def attempt(state: dict[str, torch.Tensor], match: str, expected=shapes) -> None:
         torch.save(state, path)
@@ -201,8 +223,8 @@ def test_final_pt_problems_are_named(tmp_path, official_audio, shapes):
 
     attempt({**official_audio, "encoder.enc.1.extra.weight": torch.zeros(3)}, "encoder.enc.1.extra.weight")
     attempt({**official_audio, "encoder.enc.1.extra.weight": torch.zeros(3)}, "unknown.*extra", expected=None)
-    attempt({k: v for k, v in official_audio.items() if k != name}, f"missing tensor '{name}'")
-    attempt({**official_audio, name: torch.zeros(3, 64)}, rf"'{name}' has shape \(3, 64\)")
+    attempt({k: v for k, v in official_audio.items() if k != name}, f"missing tensor '{re.escape(name)}'")
+    attempt({**official_audio, name: torch.zeros(3, 5)}, rf"'{re.escape(name)}' has shape \(3, 5\)")
     path.write_bytes(b"definitely not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):
         load_final_pt(path)

@@ -37,8 +37,8 @@ def randomized(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def reference_models(ref_root: Path) -> tuple[InternViT, VisionProjector]:
-    tower = load_internvit(ref_root / "checkpoint" / "InternViT-tiny-112px")
+def reference_models(ref_root: Path, ref_vision_dir: Path) -> tuple[InternViT, VisionProjector]:
+    tower = load_internvit(ref_vision_dir)
     main = load_file(ref_root / "checkpoint" / "model.safetensors")
     state = map_keys({k: v for k, v in main.items() if k in PROJECTOR_KEYMAP}, PROJECTOR_KEYMAP)
     state = strip_prefix(state, PROJECTOR_PREFIX)

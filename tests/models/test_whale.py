@@ -28,10 +28,11 @@ def _subtree(state: dict[str, torch.Tensor], owner: str) -> dict[str, torch.Tens
 
 
 @pytest.fixture(scope="module")
-def official(ref_root: Path) -> tuple[WhaleEncoder, AudioAdapter]:
+def official(ref_root: Path, ref_config: dict, ref_audio_dir: Path) -> tuple[WhaleEncoder, AudioAdapter]:
     """Encoder and adapter built from the fixture's train.yaml and loaded from its model.safetensors."""
-    audio_dir = ref_root / "checkpoint" / "audio-encoder-tiny"
-    audio_cfg, adapter_cfg = audio_config_from_train_yaml(audio_dir / "train.yaml", llm_hidden_size=64)
+    audio_cfg, adapter_cfg = audio_config_from_train_yaml(
+        ref_audio_dir / "train.yaml", llm_hidden_size=ref_config["hidden_size"]
+    )
     weights = load_file(ref_root / "checkpoint" / "model.safetensors")
     state = map_keys(
         {k: v for k, v in weights.items() if k.startswith(OFFICIAL_AUDIO_PREFIX)}, audio_keymap(OFFICIAL_AUDIO_PREFIX)
