@@ -85,8 +85,26 @@ class Engine:
             raise bad_request(f"this model's context is {self.context} tokens; the messages have {chars} characters "
                               f"of text, at least {floor} tokens", "messages", code="context_length_exceeded")
 
+    def count_text_tokens(self, turns: list[Turn], chunk: int = 8192) -> None:
+        """Refuse text over the context while counting its tokens a chunk at a time: a long text is never tokenized
+        whole (one call of ~1 M characters holds the GIL for most of a second). A chunk boundary can split a merge,
+        adding at most one token per boundary, so those are taken off before comparing."""
+        texts = [p for t in turns for p in ([t.content] if isinstance(t.content, str) else t.content)
+                 if isinstance(p, str)]
+        if sum(map(len, texts)) <= self.context:
+            return
+        n = cuts = 0
+        for text in texts:
+            for i in range(0, len(text), chunk):
+                n += len(self.vita.tokenizer.encode(text[i:i + chunk], add_special_tokens=False))
+                cuts += 1
+                if n - cuts > self.context:
+                    raise bad_request(f"this model's context is {self.context} tokens; the messages' text has more "
+                                      f"than {n - cuts}", "messages", code="context_length_exceeded")
+
     def prepare(self, turns: list[Turn], params: Params) -> tuple[ModelInputs, Params]:
         """Turns -> model inputs, and the params with `max_new_tokens` resolved against the context left."""
+        self.count_text_tokens(turns)
         inputs = self.vita.processor(turns)
         used = inputs.token_ids.shape[1]
         left = self.context - used
