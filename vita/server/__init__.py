@@ -4,11 +4,13 @@
     errors.py        `APIError` and the OpenAI error shape `{"error": {message, type, param, code}}`
     openai_types.py  the chat-completions request schema (pydantic, strict)
     media.py         data URLs / base64 -> decoded images, video frames and 16 kHz audio, under the limits
+    fetch.py         remote media (`--allow-remote-media`): public addresses only, no redirects, one deadline
     chat.py          request -> `Turn`s + sampling params; reply events -> response / stream chunk bodies
     engine.py        the shared model: prompt building and the reply loop as typed events (state first)
     audio_out.py     speech out (Piper through `vita.speech.tts`) and its encodings
     worker.py        the one model thread and request admission (429 when the queue is full)
-    app.py           `create_app(...)`: routes, auth, error handlers
+    app.py           `create_app(...)`: routes, Host/Origin checks and auth, error handlers
+    realtime.py      `GET /v1/realtime`: a duplex session per websocket, bounded (`realtime_events.py`: wire types)
     cli.py           `vita serve` (`add_parser`, `main`)
 
 Importing this package imports neither FastAPI nor torch; `vita.server.app` does.

@@ -288,7 +288,7 @@ class Connection:
                 for task in (receiver, closer):
                     task.cancel()
             if self.close_reason is not None:
-                await self._close(self.close_reason)
+                await self._close(self.close_reason, code=1000 if self.close_reason.code == "idle_timeout" else 1008)
         finally:
             for task in (driver, sender):
                 if task is not None:
