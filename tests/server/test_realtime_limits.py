@@ -274,3 +274,38 @@ def test_long_spoken_conversation_keeps_answering_with_bounded_memory(make):
         # flat: turn 60 holds what turn 21 held (utterance lengths vary by a VAD window)
         assert sizes[-1][0] == sizes[20][0] and abs(sizes[-1][1] - sizes[20][1]) < 0.01 * sizes[20][1]
         assert sizes[-1][2:] <= (64, 256)
+
+
+def test_healthz_answers_while_a_session_decodes_a_big_image(model, kit):
+    """A 3.8 MP JPEG in a conversation item (a 4-5 MB frame): parsed and decoded off the event loop."""
+    import io
+
+    from PIL import Image
+    from websockets.sync.client import connect
+
+    from tests.server.test_hostile import FIGURES, Watch
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1600, 2400, 3), dtype=np.uint8)).save(buf, "JPEG",
+                                                                                                     quality=80)
+    frame = json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "say seen"},
+        {"type": "input_image", "image_url": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()}]}})
+    app = kit.make_app(Engine(model), realtime=RealtimeConfig(forcing=_forcing),
+                       speech=SpeechOut(factory=lambda: (lambda text: np.zeros(0, np.float32))))
+    with kit.LiveServer(app) as live, connect(f"ws://127.0.0.1:{live.port}/v1/realtime", max_size=None,
+                                              open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "session.created"
+        ws.send(json.dumps({"type": "session.update", "session": {"modalities": ["text"]}}))
+        ws.recv(timeout=10)
+        with Watch(live.url) as watch:
+            t = time.monotonic()
+            ws.send(frame)
+            ws.send(json.dumps({"type": "response.create"}))
+            while (event := json.loads(ws.recv(timeout=30)))["type"] != "response.done":
+                assert event["type"] != "error", event
+            took = time.monotonic() - t
+        FIGURES["realtime-item-3.8MP-jpeg"] = (took, watch.grew_mb, watch.slowest_health)
+        assert event["response"]["output"][0]["content"][0]["text"] == "seen"
+        assert watch.slowest_health < 0.2, watch.slowest_health
+        print(f"3.8 MP image item answered in {took * 1000:.0f} ms, /healthz <= {watch.slowest_health * 1000:.0f} ms")
