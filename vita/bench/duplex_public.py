@@ -95,8 +95,8 @@ def espeak_voice(variant: str = "en-us+f3", speed: int = 165) -> Voice:
     return say
 
 
-def _noise(rng: np.random.Generator, seconds: float, *, pink: bool) -> np.ndarray:
-    x = rng.normal(0, 1, int(seconds * RATE))
+def _noise(rng: np.random.Generator, samples: int, *, pink: bool) -> np.ndarray:
+    x = rng.normal(0, 1, samples)
     if pink:  # 1/f spectrum
         spec = np.fft.rfft(x)
         spec /= np.sqrt(np.maximum(np.arange(len(spec)), 1))
@@ -179,7 +179,7 @@ def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list
         s1 = Segment(lead, q, "query", reply)
         s2 = Segment(end + 2.0, q2, "query", q2reply)
         gap_at = s2.at + len(q2) / RATE + 6.0  # after the second answer
-        noise = _at_snr(_noise(rng, 1.0, pink=i % 2 == 0), _rms(q), snr)
+        noise = _at_snr(_noise(rng, RATE, pink=i % 2 == 0), _rms(q), snr)
         s_noise = Segment(gap_at, noise, "noise")
         s3 = Segment(gap_at + 3.5, q3, "query", q3reply)
         cases.append(Case("fd_bench", Scenario(f"fd-bench-{i}", [s1, s2, s_noise, s3], s3.at + len(q3) / RATE + 7.0),
@@ -189,7 +189,7 @@ def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list
 
 def _background(speech: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A distant voice (espeak-ng, low gain) in pink noise at 10 dB SNR: a television in the room."""
-    return (speech + _at_snr(_noise(rng, len(speech) / RATE, pink=True), _rms(speech), 10.0)).astype(np.float32)
+    return (speech + _at_snr(_noise(rng, len(speech), pink=True), _rms(speech), 10.0)).astype(np.float32)
 
 
 # ---- what we said, when -----------------------------------------------------------------------------------------

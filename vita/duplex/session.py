@@ -305,10 +305,16 @@ class Session:
                 self._cancel_reply(events, reason="continuation")
             self._continues = None
             lst = self.listening
-            if lst is not None and lst.speculative and len(lst.utterance.audio) == len(audio):
-                lst.speculative = False  # commit: the held-back work is this utterance's
+            if lst is not None and lst.speculative and self._frame_of(lst.utterance) is not self._latest_frame():
+                self._drop_speculation()  # a camera frame came after the snapshot: it belongs to this utterance
+                lst = None
+            if lst is not None and lst.speculative:
+                # commit: no speech came back since the snapshot (that drops it), so the held-back work is this
+                # utterance's; its audio is the snapshot's (the end pad may be a few ms shorter)
+                lst.speculative = False
                 utt = lst.utterance
-                events.append(UserSpeechEnded(now, utt.id, ev.duration))
+                assert utt.audio is not None
+                events.append(UserSpeechEnded(now, utt.id, len(utt.audio) / SAMPLE_RATE))
                 self._stamp(utt.id, "vad_end")
                 if lst.job.state_resolved or lst.job.done:
                     self._decide(events)
@@ -333,12 +339,19 @@ class Session:
             return audio
         return np.concatenate([r.utterance.audio, np.zeros(int(0.3 * SAMPLE_RATE), np.float32), audio])
 
-    def _parts(self, audio: np.ndarray) -> list[Part]:
-        parts: list[Part] = []
+    def _latest_frame(self) -> np.ndarray | None:
+        """The camera frame that joins an utterance ending now (None: none recent enough)."""
         if self._frames and self._frames[-1][0] >= self.clock.now() - self.config.camera_window_s:
-            parts.append(Image(self._frames[-1][1]))
-        parts.append(Audio(audio, SAMPLE_RATE))
-        return parts
+            return self._frames[-1][1]
+        return None
+
+    @staticmethod
+    def _frame_of(utt: Utterance) -> np.ndarray | None:
+        return next((p.source for p in utt.parts if isinstance(p, Image)), None)
+
+    def _parts(self, audio: np.ndarray) -> list[Part]:
+        frame = self._latest_frame()
+        return ([Image(frame)] if frame is not None else []) + [Audio(audio, SAMPLE_RATE)]
 
     def _drop_speculation(self) -> None:
         lst = self.listening

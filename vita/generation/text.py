@@ -56,7 +56,8 @@ class TextStream:
         if not self.state_resolved:
             head = self._text.lstrip()
             maybe_state = any(s.startswith(head) for s in STATE_TOKENS) or head == ""
-            if final or not maybe_state or head[:1] in STATE_TOKENS_V15:
+            whole = any(head.startswith(s) for s in STATE_TOKENS)  # no state token is a prefix of another
+            if final or whole or not maybe_state or head[:1] in STATE_TOKENS_V15:
                 self.state, _ = split_state(self._text)
                 self.state_resolved = True
             else:

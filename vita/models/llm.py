@@ -68,9 +68,10 @@ class Block(nn.Module):
         mask: torch.Tensor | None,
         input_pos: torch.Tensor | None,
         kv_cache: KVCache | None = None,
+        kv_len: int | None = None,
     ) -> torch.Tensor:
         h = x + self.attention(self.attention_norm(x), cos, sin, mask=mask, input_pos=input_pos,
-                               kv_cache=kv_cache)  # [B, L, D]
+                               kv_cache=kv_cache, kv_len=kv_len)  # [B, L, D]
         return h + self.feed_forward(self.ffn_norm(h))  # [B, L, D]
 
 
@@ -201,6 +202,7 @@ class LLM(nn.Module):
         x = self.embed(token_ids) if input_embeds is None else input_embeds  # [B, L, D]
         L = x.shape[1]
         kvs: list[KVCache | None] = [None] * len(self.layers)
+        kv_len = None
         if input_pos is not None:
             cache = cache if cache is not None else self.cache
             if cache is None:
@@ -210,6 +212,9 @@ class LLM(nn.Module):
             kvs = list(cache.layers)
             cos, sin = self._rope_cos[input_pos], self._rope_sin[input_pos]  # [L, Dh]
             mask = cache.mask[None, None, input_pos]  # [1, 1, L, S]: query at p sees cache positions <= p
+            if L > 1:  # a prefill attends to the positions up to its last one, not the whole (empty) cache
+                kv_len = int(input_pos[-1]) + 1  # positions increase: the last is the largest
+                mask = mask[..., :kv_len]  # [1, 1, L, kv_len]
         else:
             self._ensure_rope(L, x.device)
             cos, sin = self._rope_cos[:L], self._rope_sin[:L]  # [L, Dh]
@@ -226,7 +231,7 @@ class LLM(nn.Module):
                 cos, sin = self._segment_rope(segment_ids)  # [B, 1, L, Dh]
         cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # HF casts the float32 tables to the activation dtype
         for layer, kv in zip(self.layers, kvs, strict=True):
-            x = layer(x, cos, sin, mask, input_pos, kv)  # [B, L, D]
+            x = layer(x, cos, sin, mask, input_pos, kv, kv_len)  # [B, L, D]
         return self.norm(x)  # [B, L, D]
 
     def _segment_rope(self, segment_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -66,10 +66,12 @@ class Attention(nn.Module):
         mask: torch.Tensor | None = None,
         input_pos: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
+        kv_len: int | None = None,
     ) -> torch.Tensor:
         """x [B, L, D]; cos/sin [L, Dh]; mask: bool, broadcastable to [B, 1, L, S] (True = attend), or None for
         plain causal attention over the L new positions (uncached path); input_pos [L] for the cached path, over
-        `kv_cache` (the caller's) or else the module's own `self.kv_cache` (`LLM.setup_caches`)."""
+        `kv_cache` (the caller's) or else the module's own `self.kv_cache` (`LLM.setup_caches`); `kv_len`: attend to
+        the first kv_len cache positions only (a prefill never needs the empty rest; the mask must match)."""
         B, L, _ = x.shape
         q_size, kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         if self.wqkv is not None:
@@ -83,6 +85,8 @@ class Attention(nn.Module):
         cache = kv_cache if kv_cache is not None else self.kv_cache
         if cache is not None and input_pos is not None:
             k, v = cache.update(input_pos, k, v)  # [B, H_kv, S, Dh]
+            if kv_len is not None:
+                k, v = k[:, :, :kv_len], v[:, :, :kv_len]  # [B, H_kv, kv_len, Dh]
         y = _sdpa(q, k, v, mask, gqa=self.num_kv_heads != self.num_heads)  # [B, H, L, Dh]
         y = y.transpose(1, 2).reshape(B, L, q_size)  # [B, L, H*Dh]
         return project(self.wo, y)

@@ -128,7 +128,7 @@ class VADConfig:
     end_threshold: float = 0.35  # windows below count as silence (hysteresis)
     onset_windows: int = 1  # consecutive windows >= start_threshold before SpeechStarted
     min_silence_ms: float = 500.0  # silence that ends an utterance
-    pause_ms: float = 160.0  # a first short silence inside a segment: SpeechPaused (0: never)
+    pause_ms: float = 96.0  # a first short silence inside a segment: SpeechPaused (0: never)
     pre_roll_ms: float = 200.0  # audio kept before the first speech window (the first syllable)
     end_pad_ms: float = 100.0  # audio kept after the last speech window
     min_utterance_ms: float = 250.0  # shorter segments (speech windows span) are discarded
