@@ -248,6 +248,8 @@ def test_slow_reader_is_disconnected_with_bounded_memory(model, kit):
 def test_long_spoken_conversation_keeps_answering_with_bounded_memory(make):
     """60 turns of 20 s of 'speech' (a tone) each: every turn answered; the session's history stays within
     history_turns and the prompt within the cache (positions), whatever the number of turns."""
+    from tests.server.test_hostile import _rss_mb
+
     rate, chunk = 16000, 16000
     tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(20 * rate) / rate) * 32767).astype("<i2")
     speech = [base64.b64encode(tone[i:i + chunk].tobytes()).decode() for i in range(0, len(tone), chunk)]
@@ -258,7 +260,7 @@ def test_long_spoken_conversation_keeps_answering_with_bounded_memory(make):
                                                                                    "rate": 16000}}})
         recv(ws)
         (conn,) = client.app.state.vita_realtime.connections
-        sizes = []
+        sizes, rss = [], []
         for _turn in range(60):
             for data in [*speech, silence]:
                 ws.send_json({"type": "input_audio_buffer.append", "audio": data})
@@ -269,11 +271,16 @@ def test_long_spoken_conversation_keeps_answering_with_bounded_memory(make):
             held = sum(len(p.source) for t in s.history if not isinstance(t.content, str)
                        for p in t.content if hasattr(p, "source"))
             sizes.append((len(s.history), held, len(conn.states), len(s.stages)))
+            if _turn in (20, 59):
+                rss.append(_rss_mb())
         assert max(n for n, *_ in sizes) <= s.config.history_turns
         assert max(held for _, held, *_ in sizes) <= s.config.history_turns * 21 * rate  # samples of audio held
         # flat: turn 60 holds what turn 21 held (utterance lengths vary by a VAD window)
         assert sizes[-1][0] == sizes[20][0] and abs(sizes[-1][1] - sizes[20][1]) < 0.01 * sizes[20][1]
         assert sizes[-1][2:] <= (64, 256)
+        assert rss[1] - rss[0] < 50, rss  # the process, turns 21..60
+        print(f"60 turns x 20 s: history {sizes[-1][0]} turns, {sizes[-1][1] / 16000:.0f} s of audio held, "
+              f"RSS {rss[0]:.0f} -> {rss[1]:.0f} MB from turn 21 to 60")
 
 
 def test_healthz_answers_while_a_session_decodes_a_big_image(model, kit):
