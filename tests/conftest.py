@@ -57,6 +57,44 @@ def ref_audio_dir(ref_root: Path, ref_config: dict) -> Path:
     return ref_root / "checkpoint" / ref_config["mm_audio_encoder"]
 
 
+# -- the VITA-1.5 set (VITA15_REFERENCE_FIXTURES), same conventions --------------------------------------------------
+
+
+def reference15_root() -> Path:
+    """Fixture set recorded from the official VITA-1.5 code; `VITA15_REFERENCE_FIXTURES` overrides the default."""
+    raw = os.environ.get("VITA15_REFERENCE_FIXTURES", "../shared/fixtures/vita15_tiny")
+    path = Path(raw)
+    return path if path.is_absolute() else (REPO / path).resolve()
+
+
+@pytest.fixture(scope="session")
+def ref15_root() -> Path:
+    root = reference15_root()
+    if not (root / "cases" / "index.json").is_file():
+        pytest.skip(f"VITA-1.5 reference fixtures not found at {root} (set VITA15_REFERENCE_FIXTURES)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ref15_index(ref15_root: Path) -> dict:
+    return json.loads((ref15_root / "cases" / "index.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def ref15_config(ref15_root: Path) -> dict:
+    return json.loads((ref15_root / "checkpoint" / "config.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def ref15_vision_dir(ref15_root: Path, ref15_config: dict) -> Path:
+    return ref15_root / "checkpoint" / ref15_config["mm_vision_tower"]
+
+
+@pytest.fixture(scope="session")
+def ref15_audio_dir(ref15_root: Path, ref15_config: dict) -> Path:
+    return ref15_root / "checkpoint" / ref15_config["mm_audio_encoder"]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     """One intra-op thread for the whole suite: the tests run tiny models, whose ops are far slower with two

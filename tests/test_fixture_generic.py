@@ -1,7 +1,8 @@
 """The reference tests run unchanged on any fixture set recorded the same way (other folder names, sizes, seeds).
 
-Full proof: `python tests/rename_fixture.py SRC DST`, then the reference tests with the fixture variable pointing
-at DST (README, "Measured against the official code"). These checks run on every suite run.
+Both sets: VITA-1.0 (VITA_REFERENCE_FIXTURES) and VITA-1.5 (VITA15_REFERENCE_FIXTURES). Full proof: `python
+tests/rename_fixture.py SRC DST`, then the reference tests with the set's variable pointing at DST (README, "Measured
+against the official code"). These checks run on every suite run.
 """
 
 from __future__ import annotations
@@ -35,9 +36,17 @@ def _recorded_names(config: dict, index: dict) -> set[str]:
     return names
 
 
-def test_no_test_names_the_shipped_sets_files(ref_config, ref_index):
+@pytest.fixture(params=["ref", "ref15"])
+def fixture_set(request) -> tuple[Path, dict, dict]:
+    """(root, checkpoint config.json, cases/index.json) of the VITA-1.0 set, then of the VITA-1.5 set."""
+    prefix = request.param
+    return tuple(request.getfixturevalue(f"{prefix}_{name}") for name in ("root", "config", "index"))
+
+
+def test_no_test_names_the_shipped_sets_files(fixture_set):
     """Folder and input file names are read from the set's config.json / index.json, never written in a test."""
-    names = _recorded_names(ref_config, ref_index)
+    _, config, index = fixture_set
+    names = _recorded_names(config, index)
     offenders = [
         f"{path.relative_to(TESTS)}: {name}"
         for path in sorted(TESTS.rglob("*.py"))
@@ -47,11 +56,11 @@ def test_no_test_names_the_shipped_sets_files(ref_config, ref_index):
     assert not offenders, offenders
 
 
-def test_a_renamed_copy_loads_and_answers_the_same(ref_root, tmp_path):
+def test_a_renamed_copy_loads_and_answers_the_same(fixture_set, tmp_path):
     """A copy with every folder and input renamed loads through its own config.json and gives the same logits."""
-    rename = _rename_fixture()
+    root = fixture_set[0]
     copy = tmp_path / "renamed"
-    rename(ref_root, copy)
+    _rename_fixture()(root, copy)
     index = json.loads((copy / "cases" / "index.json").read_text())  # paths of the copy
     case = next((c for c in index["full_cases"] if c["kind"] == "image" and c["audio_index"] is None),
                 min(index["full_cases"], key=lambda c: c["spliced_length"]))

@@ -144,10 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help='print {"state", "text", "token_ids"} as JSON')
     g.set_defaults(func=_generate)
 
-    c = sub.add_parser("convert", help="convert a checkpoint between our layout and the official VITA-1.0 one")
+    c = sub.add_parser("convert", help="convert a checkpoint between our layout and the official VITA-1.0 / 1.5 ones")
     c.add_argument("src")
     c.add_argument("dst")
-    c.add_argument("--to", default="vita", choices=["vita", "vita1"])
+    c.add_argument("--to", default="vita", choices=["vita", "vita1", "vita15"])
     c.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"], help="default: keep the source's")
     c.set_defaults(func=_convert)
 

@@ -3,6 +3,7 @@
 | name | what | source |
 |---|---|---|
 | `vita-1.0` | Mixtral-8x7B + InternViT-300M + whale audio encoder (shapes only) | arXiv 2408.05211 |
+| `vita-1.5` | Qwen2.5-7B-Instruct + InternViT-300M + whale audio encoder (shapes only) | HF VITA-MLLM/VITA-1.5 config |
 | `tiny-random` | the same architecture at toy size with random weights, for tests and the demo | this file |
 | `smollm2-135m-random` | a random Llama shaped like SmolLM2-135M, text only (decode bench) | SmolLM2 config |
 
@@ -54,6 +55,17 @@ def vita_1_0() -> VitaConfig:
     return _vita(llm, VisionConfig(), AudioConfig(), template="mixtral_two", max_length=9100)
 
 
+def vita_1_5() -> VitaConfig:
+    """VITA-1.5's shapes: the release config.json (vocab 152064 rows; the official loader cuts them to the
+    tokenizer's 151665), ChatML template, 1.5's max length."""
+    llm = LLMConfig(
+        vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_layers=28, num_heads=28, num_kv_heads=4,
+        rms_norm_eps=1e-6, rope_theta=1e6, max_position_embeddings=32768, qkv_bias=True, bos_token_id=151643,
+        eos_token_id=151645, family="qwen2",
+    )
+    return _vita(llm, VisionConfig(), AudioConfig(), template="qwen2p5_instruct", max_length=6200)
+
+
 def tiny_random() -> VitaConfig:
     llm = LLMConfig(
         vocab_size=BYTE_VOCAB_SIZE, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -72,7 +84,9 @@ def smollm2_135m_random() -> VitaConfig:
     return VitaConfig(llm=llm, template="chatml", max_length=8192)
 
 
-PRESETS = {"vita-1.0": vita_1_0, "tiny-random": tiny_random, "smollm2-135m-random": smollm2_135m_random}
+PRESETS = {
+    "vita-1.0": vita_1_0, "vita-1.5": vita_1_5, "tiny-random": tiny_random, "smollm2-135m-random": smollm2_135m_random,
+}
 
 
 # name -> (Python package holding the file, file name, pip requirement). The package is located, never imported

@@ -69,6 +69,19 @@ def test_chatml_layout():
     assert text == "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"
 
 
+def test_qwen2p5_instruct_layout():
+    """VITA-1.5: ChatML around VITA's modality-dependent system prompt; a filled last message ends at <|im_end|>."""
+    msgs = [Message("user", "hi"), Message("assistant", "☜hello"), Message("user", "<audio>")]
+    sys = "<|im_start|>system\n" + SYSTEM_PROMPTS["lang"] + "<|im_end|>\n"
+    turns = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n☜hello<|im_end|>\n<|im_start|>user\n<audio>"
+    assert render(msgs, template="qwen2p5_instruct") == sys + turns + "<|im_end|>\n<|im_start|>assistant\n"
+    assert render(msgs, template="qwen2p5_instruct", add_generation_prompt=False) == sys + turns + "<|im_end|>"
+    video = render([Message("user", "q")], template="qwen2p5_instruct", modality="video")
+    assert SYSTEM_PROMPTS["video"] in video
+    assert render([Message("system", "S"), Message("user", "q")], template="qwen2p5_instruct").startswith(
+        "<|im_start|>system\nS<|im_end|>\n")
+
+
 def test_expand_placeholders_exact_counts():
     ids = [5, IMAGE_TOKEN_ID, IMAGE_TOKEN_ID, 6, AUDIO_TOKEN_ID, 7]
     out = expand_placeholders(ids, {IMAGE_TOKEN_ID: [3, 3], AUDIO_TOKEN_ID: [4]})

@@ -1,4 +1,4 @@
-"""`vita convert`: between our canonical layout and the official VITA-1.0 layout, tensor by tensor.
+"""`vita convert`: between our canonical layout and the official VITA-1.0 / VITA-1.5 layouts, tensor by tensor.
 
 Sources may also be a plain HF LLM directory or a GGUF file (`vita.checkpoint.gguf`; dequantized to float32).
 
@@ -46,6 +46,10 @@ def read_any(path: str | Path) -> tuple[VitaConfig, Mapping[str, torch.Tensor], 
         from vita.checkpoint.vita1 import read_vita1
 
         return read_vita1(path)
+    if str(raw.get("model_type", "")).lower() == "vita-qwen2":
+        from vita.checkpoint.vita15 import read_vita15
+
+        return read_vita15(path)
     from vita.checkpoint.hf_dir import config_from_hf_dir
     from vita.checkpoint.hf_llm import llm_keymap
     from vita.checkpoint.vita1 import _Renamed
@@ -97,4 +101,8 @@ def convert(src: str | Path, dst: str | Path, *, to: str = "vita", dtype: str | 
         from vita.checkpoint.vita1 import export_vita1
 
         return export_vita1(config, cast, tokenizer, dst)
-    raise CheckpointError(f"unknown target layout {to!r} (use 'vita' or 'vita1')")
+    if to == "vita15":
+        from vita.checkpoint.vita15 import export_vita15
+
+        return export_vita15(config, cast, tokenizer, dst)
+    raise CheckpointError(f"unknown target layout {to!r} (use 'vita', 'vita1' or 'vita15')")

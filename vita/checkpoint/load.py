@@ -3,6 +3,7 @@
 Layouts, recognised from `config.json`:
 - ours: `{"format": "vita", ...}` + `model.safetensors` (or shards) with our tensor names + `tokenizer.json`;
 - the official VITA-1.0 release (`model_type: vita-mixtral`), see `vita.checkpoint.vita1`;
+- the official VITA-1.5 release (`model_type: vita-Qwen2`), see `vita.checkpoint.vita15`;
 - a plain Hugging Face LLM directory (llama / mistral / mixtral / qwen2), loaded as a text-only model;
 - a GGUF file (or a directory holding exactly one, without config.json), text-only, see `vita.checkpoint.gguf`;
   `vita.presets.PACKAGED` names (e.g. `smollm2-135m`) resolve to such a file inside an installed package.
@@ -118,6 +119,10 @@ def load_model(
         from vita.checkpoint.vita1 import load_vita1
 
         return load_vita1(path, dtype=dtype, device=device, vision_tower=vision_tower, audio_encoder=audio_encoder)
+    if str(model_type).lower() == "vita-qwen2":
+        from vita.checkpoint.vita15 import load_vita15
+
+        return load_vita15(path, dtype=dtype, device=device, vision_tower=vision_tower, audio_encoder=audio_encoder)
     from vita.checkpoint.hf_dir import load_hf_llm_dir
 
     return load_hf_llm_dir(path, raw, dtype=dtype, device=device)

@@ -113,7 +113,7 @@ def official_keymap(config: VitaConfig) -> dict[str, str | None]:
     }
 
 
-class _Renamed(Mapping[str, torch.Tensor]):
+class RenamedView(Mapping[str, torch.Tensor]):
     """A lazy view: our name -> tensor read from the original source only when asked for."""
 
     def __init__(self) -> None:
@@ -156,9 +156,12 @@ class _Renamed(Mapping[str, torch.Tensor]):
         return len(self._src)
 
 
+_Renamed = RenamedView  # the name hf_dir and convert import
+
+
 def read_vita1(
     path: Path, *, vision_tower: str | Path | None = None, audio_encoder: str | Path | None = None
-) -> tuple[VitaConfig, _Renamed, Tokenizer]:
+) -> tuple[VitaConfig, RenamedView, Tokenizer]:
     """Config, a lazy renamed view of every tensor, and the tokenizer of an official VITA-1.0 directory."""
     source = str(path / "config.json")
     raw = json.loads((path / "config.json").read_text())
@@ -168,7 +171,7 @@ def read_vita1(
     config = config_from_vita1(raw, vision, audio_dir, source)
     tokenizer = Tokenizer.from_dir(path)
     reader = TensorReader.from_dir(path)
-    view = _Renamed()
+    view = RenamedView()
     view.add(reader, official_keymap(config), str(path))
     view.add(vision_state, {name: name for name in vision_state}, str(vision_dir))
     if not any(k.startswith(OFFICIAL_AUDIO_PREFIX) for k in reader):
@@ -238,12 +241,13 @@ def export_vita1(
     )
     (dst / "config.json").write_text(json.dumps(hf, indent=2) + "\n")
     tokenizer.save(dst)
-    _write_internvit(config, {map_key(n, folder_back): t for n, t in vision.items()}, dst / VISION_FOLDER)
-    _write_audio_folder(config, tensors, dst / AUDIO_FOLDER)
+    write_internvit_folder(config, {map_key(n, folder_back): t for n, t in vision.items()}, dst / VISION_FOLDER)
+    write_audio_folder(config, tensors, dst / AUDIO_FOLDER)
     return dst
 
 
-def _write_internvit(config: VitaConfig, state: Mapping[str, torch.Tensor], folder: Path) -> None:
+def write_internvit_folder(config: VitaConfig, state: Mapping[str, torch.Tensor], folder: Path) -> None:
+    """An InternViT folder (config.json, preprocessor_config.json, model.safetensors) of the tower in `state`."""
     v = config.vision
     folder.mkdir(parents=True, exist_ok=True)
     write_tensors(folder, state)
@@ -264,7 +268,8 @@ def _write_internvit(config: VitaConfig, state: Mapping[str, torch.Tensor], fold
     (folder / "preprocessor_config.json").write_text(json.dumps(pre, indent=2) + "\n")
 
 
-def _write_audio_folder(config: VitaConfig, tensors: Mapping[str, torch.Tensor], folder: Path) -> None:
+def write_audio_folder(config: VitaConfig, tensors: Mapping[str, torch.Tensor], folder: Path) -> None:
+    """An official audio-encoder folder (train.yaml, global_cmvn, final.pt) from our `audio_*` tensors."""
     a, ad = config.audio, config.audio_adapter
     folder.mkdir(parents=True, exist_ok=True)
     back = invert(AUDIO_KEYMAP)

@@ -118,6 +118,7 @@ def audio_config_from_train_yaml(
     llm_hidden_size: int | None = None,
     *,
     force_full_attention: bool = False,
+    always_single_conv: bool = False,
 ) -> tuple[AudioConfig, AudioAdapterConfig]:
     """Read the official `train.yaml` into (`AudioConfig`, `AudioAdapterConfig`).
 
@@ -126,6 +127,8 @@ def audio_config_from_train_yaml(
     force_full_attention: accept chunked-attention settings and run full attention anyway (what the vLLM port of
         VITA does). Without it such a YAML is refused: the official code then draws a random chunk mask on every
         call, which we do not reproduce.
+    always_single_conv: the VITA-1.5 adapter, which takes the single-conv branch whatever the widths (1.0 adds a
+        second conv when the LLM is wider than 4 x the encoder, which we do not implement).
 
     Raises `CheckpointError` for a missing file or key and for every architecture we do not implement.
     """
@@ -196,7 +199,8 @@ def audio_config_from_train_yaml(
     elif yaml_llm is not None and int(yaml_llm) != llm_hidden_size:
         raise CheckpointError(f"{src}: model_conf/llm_embed_dim {yaml_llm} != LLM hidden size {llm_hidden_size}")
     # The official adapter has a single conv only when 4 * encoder width >= LLM width; otherwise a second one.
-    _require(4 * hidden >= llm_hidden_size, src, f"LLM width {llm_hidden_size} > 4 x encoder width (two-conv adapter)")
+    _require(always_single_conv or 4 * hidden >= llm_hidden_size, src,
+             f"LLM width {llm_hidden_size} > 4 x encoder width (two-conv adapter)")
 
     fb = _get(tree, "dataset_conf/fbank_conf", src)
     fbank = FbankConfig(

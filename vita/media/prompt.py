@@ -5,6 +5,9 @@ Pipeline (ids are Python lists; L = prompt length before expansion, L' after):
              --tokenize_with_placeholders()--> ids [L] with one IMAGE_TOKEN_ID per tile, one AUDIO_TOKEN_ID per clip
              --expand_placeholders()--> ids [L'] where each sentinel is repeated to its exact feature count
 
+Templates: `mixtral_two` (VITA-1.0), `qwen2p5_instruct` (VITA-1.5: ChatML around the same modality-dependent
+system prompts), `chatml` (plain HF chat models), `plain`.
+
 Tokenization reproduces the official `tokenizer_image_audio_token`: the prompt is split at every marker, each
 text chunk is tokenized on its own with the normal tokenizer call (so later chunks get the SentencePiece dummy
 prefix), and BOS is kept only for the first chunk.
@@ -101,10 +104,19 @@ def render_with_spans(
         for m in messages:
             pieces += [(f"<|im_start|>{m.role}\n", False), (m.content, True), ("<|im_end|>\n", False)]
         pieces.append(("<|im_start|>assistant\n" if add_generation_prompt else "", False))
+    elif template == "qwen2p5_instruct":  # VITA-1.5: ChatML with VITA's modality-dependent system prompt
+        pieces += [("<|im_start|>system\n", False), (SYSTEM_PROMPTS[modality] if system is None else system, True),
+                   ("<|im_end|>\n", False)]
+        for m in messages:
+            pieces += [(f"<|im_start|>{m.role}\n", False), (m.content, True), ("<|im_end|>\n", False)]
+        if add_generation_prompt:
+            pieces.append(("<|im_start|>assistant\n", False))
+        elif messages:  # the official conversation ends a filled last message at <|im_end|>, without the newline
+            pieces[-1] = ("<|im_end|>", False)
     elif template == "plain":
         pieces += [(m.content, True) for m in messages]
     else:
-        raise PromptError(f"unknown template {template!r} (known: mixtral_two, chatml, plain)")
+        raise PromptError(f"unknown template {template!r} (known: mixtral_two, qwen2p5_instruct, chatml, plain)")
     text, spans = "", []
     for piece, user in pieces:
         if user and piece:
