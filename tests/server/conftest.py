@@ -157,6 +157,10 @@ class LiveServer:
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> LiveServer:
+        import gc
+
+        gc.collect()
+        gc.freeze()  # as `vita serve` does once its model is loaded: full collections skip what lives for good
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
