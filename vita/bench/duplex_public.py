@@ -33,8 +33,9 @@ people and the television with espeak-ng voices; noise is seeded white / pink no
 our own playback leaking back into the mic (the `speaker` setup).
 
 Every scenario is one `vita.duplex.scenarios.Scenario` run through `vita.duplex.simulate.run`, so the session is the
-one served; replies are teacher-forced by script (the engine's figures) unless `free=True` (a trained model decides
-its state tokens and answers: the addressee figures then measure the model).
+one served; replies are teacher-forced by script (the engine's figures) unless `free=True`: then only each
+scenario's first answer is (the one that later speech overlaps), and a trained model decides every later state
+token and answer, so the addressee figures (v1.5 behaviours, interruptions) measure the model.
 """
 
 from __future__ import annotations

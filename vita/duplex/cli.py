@@ -30,12 +30,15 @@ from dataclasses import asdict
 
 import numpy as np
 
+from vita.speech.voices import add_voice_argument  # issue 14
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("chat", help="terminal conversation over stdin (or a duplex run over a mic file)")
     p.add_argument("--model", default="vita-mini", help="model directory or preset")
     p.add_argument("--audio", action="append", default=[], help="ask this spoken question first (repeatable)")
-    p.add_argument("--speak", help="write the spoken answers to this wav (Piper voice, 16 kHz)")
+    p.add_argument("--speak", help="write the spoken answers to this wav (16 kHz; the voice: --voice)")
+    add_voice_argument(p)  # issue 14: the model's own VITA-1.5 voice beside Piper
     p.add_argument("--history-turns", type=int, default=6, help="turns of history kept in the prompt")
     p.add_argument("--max-seq-len", type=int, default=2048, help="KV cache positions (history + answer)")
     p.add_argument("--mic", help="duplex mode: a recorded mic file (any format; resampled to 16 kHz mono)")
@@ -68,7 +71,8 @@ def add_bench_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.A
                         "sets built offline (vita.bench.duplex_public); JSON key 'public'")
     p.add_argument("--per-family", type=int, default=4, help="--public: scenarios per family")
     p.add_argument("--free", action="store_true",
-                   help="no teacher forcing: a trained model decides its state tokens and answers")
+                   help="force only each scenario's first answer (the one later speech overlaps); a trained model "
+                        "decides every other state token and answer")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_bench)
@@ -80,8 +84,8 @@ def bench(model_name: str, scenarios: list | None = None, *, setup: str = "auto"
           free: bool = False) -> dict:
     """Run the scenarios (default: built-in) on `model_name` (or the already loaded `model`, a `Vita`; `synth`:
     a loaded `PiperSynth`); the `--json` report object. `public`: also the public benchmarks' sets
-    (`vita.bench.duplex_public`, `public_n` per family) under the key "public". `free`: no teacher forcing (a
-    trained model decides its states and answers)."""
+    (`vita.bench.duplex_public`, `public_n` per family) under the key "public". `free`: only each scenario's
+    first answer is forced; a trained model decides every other state and answer."""
     from vita.api import load
     from vita.duplex import simulate
     from vita.duplex.memory import measure_rss_ratio
@@ -123,7 +127,7 @@ def _run_all(model, synth, scenarios: list, *, setup: str, compute_time: bool, f
         sessions: list = []
 
         def make(scenario, clock, gate=gate, sessions=sessions):
-            forcing = None if free else simulate.ScenarioForcing(scenario, clock)
+            forcing = simulate.ScenarioForcing(scenario, clock, free=free)
             engine = Engine(model, max_new_tokens=256, forcing=forcing)
             # with compute time, speech renders on its own thread (as served); without, inline (deterministic)
             tts = SpeechWorker(synth) if compute_time else StreamingTTS(synth)
@@ -188,7 +192,8 @@ def run_mic(args: argparse.Namespace) -> int:
     from vita.duplex.session import Session, SessionConfig
     from vita.media.audio import load_audio
     from vita.speech.echo import GateConfig
-    from vita.speech.tts import PiperSynth, StreamingTTS
+    from vita.speech.tts import StreamingTTS
+    from vita.speech.voices import make_voice
 
     torch.set_num_threads(args.threads)
     model = load(args.model)
@@ -198,7 +203,8 @@ def run_mic(args: argparse.Namespace) -> int:
                     forcing=ScriptedReplies(args.script) if args.script else None)
     config = SessionConfig(gate=GateConfig(enabled=not args.headphones))
     clock = FakeClock()
-    session = Session(engine, StreamingTTS(PiperSynth(out_rate=args.rate)), clock=clock, config=config)
+    voice = make_voice(args.voice, model, args.model, args.rate)  # Piper, or the model's own (issue 14)
+    session = Session(engine, StreamingTTS(voice), clock=clock, config=config)
     out = np.zeros(int(len(mic) * args.rate / 16000) + args.rate, np.float32)
     n = 320  # 20 ms
     for i in range(0, len(mic), n):

@@ -28,15 +28,11 @@ from vita.errors import PromptError
 from vita.generation.loop import PromptCache, TextLoop, TokenLoop
 from vita.generation.sampling import GREEDY, SamplingConfig
 from vita.generation.text import TextStream
-from vita.models.llm import LLM
 from vita.processor import Turn
 
 
 class RoleCache(PromptCache):
     """One role's KV cache [1, H_kv, S, Dh] per layer over the shared LLM (a `PromptCache`)."""
-
-    def __init__(self, llm: LLM, max_seq_len: int) -> None:
-        super().__init__(llm, max_seq_len)
 
     @property
     def caches(self):

@@ -23,8 +23,8 @@ Turn-taking beyond a fixed VAD hangover (reference/duplex-design.md, issue 13):
     turn ends after `commit_silence_ms` of silence instead of the VAD's `min_silence_ms`; `<2>` (not for us) waits
     for the full hangover and is dropped.
   * Backchannels: user speech shorter than `backchannel_s` over our reply ("mm-hm", "yeah") pauses playback for its
-    length only: at its first short silence playback goes on, nothing lost, and it never reaches the model
-    (Backchannel event). Longer speech is a barge-in as above.
+    length only: after `backchannel_end_ms` of silence the segment ends, playback goes on, nothing lost, and it
+    never reaches the model (Backchannel event). Longer speech is a barge-in as above.
   * Pauses: when the user speaks again within `continuation_s` of the start of our reply, before
     `continuation_words` words of it were heard, the user had only paused: the reply is withdrawn
     (ReplyCancelled reason "continuation", nothing of it in the history) and both pieces are answered as one.
@@ -102,7 +102,7 @@ class SessionConfig:
     speculative_words: int = 3  # words the held-back reply decodes ahead (the first phrase)
     commit_silence_ms: float = 250.0  # silence that ends the turn once the held-back state says "answer" (0: off)
     backchannel_s: float = 0.6  # user speech shorter than this over our reply never stops it ...
-    backchannel_resume_s: float = 0.08  # ... playback goes on this long into its first short silence
+    backchannel_end_ms: float = 300.0  # ... it ends after this much silence (not the VAD's min_silence_ms)
     continuation_s: float = 2.5  # the user speaks again this soon after our reply started ...
     continuation_words: int = 3  # ... with fewer words of it heard: they had paused; answer both pieces as one
     vad: VADConfig = field(default_factory=VADConfig)
@@ -170,7 +170,6 @@ class Session:
         self._mic_t0 = float("inf")  # clock time of the first mic sample (aligns the echo reference)
         self._over_reply: int | None = None  # the reply that was active when the user's current segment started
         self._continues: _Reply | None = None  # a reply the current segment may turn out to continue (a pause)
-        self._bc_resume_at: float | None = None  # playback goes on then (a backchannel's short silence held)
         self._ids = {"reply": 0, "utterance": 0}
         self.stages: dict[int, dict[str, float]] = {}  # utterance id -> stage -> clock time (see STAGES)
 
@@ -263,7 +262,7 @@ class Session:
         now, r, cfg = self.clock.now(), self.reply, self.config
         if isinstance(ev, SpeechStarted):
             events.append(UserSpeechStarted(now))
-            self._resume_at = self._bc_resume_at = None
+            self._resume_at = None
             self._over_reply = r.id if r is not None else None
             self._continues = None
             if r is not None:
@@ -276,14 +275,12 @@ class Session:
                     events.append(PlaybackPaused(now, r.id))
         elif isinstance(ev, SpeechPaused):
             if self._backchannel(ev.speech_s):
-                if r is not None and self.playout.paused:  # a short sound over our reply: go on very soon
-                    self._bc_resume_at = now + cfg.backchannel_resume_s
+                pass  # a short sound over our reply: nothing to prepare (`_commit_early` ends it soon)
             elif cfg.speculative and (self.listening is None or self.listening.speculative):
                 self._drop_speculation()
                 audio = self._continued(ev.audio)
                 self._listen(self._utterance(self._parts(audio), audio), events, speculative=True)
         elif isinstance(ev, SpeechResumed):
-            self._bc_resume_at = None
             self._drop_speculation()  # the user goes on: what was prepared is discarded without a trace
             if r is not None and not self.playout.paused and self._over_reply == r.id:
                 self.playout.pause(now)
@@ -292,38 +289,43 @@ class Session:
             self._drop_speculation()
             self._maybe_resume(events)
         elif isinstance(ev, SpeechEnded):
-            if self._backchannel(ev.speech_s):
-                self._drop_speculation()
-                assert r is not None
-                events.append(Backchannel(now, r.id, ev.speech_s))
-                if self.playout.paused and self._can_resume():
-                    self.playout.resume(now)
-                    events.append(PlaybackResumed(now, r.id))
-                return
-            audio = self._continued(ev.audio)
-            if self._continues is not None and self._continues is r:  # the user had paused: one utterance
-                self._cancel_reply(events, reason="continuation")
-            self._continues = None
-            lst = self.listening
-            if lst is not None and lst.speculative and self._frame_of(lst.utterance) is not self._latest_frame():
-                self._drop_speculation()  # a camera frame came after the snapshot: it belongs to this utterance
-                lst = None
-            if lst is not None and lst.speculative:
-                # commit: no speech came back since the snapshot (that drops it), so the held-back work is this
-                # utterance's; its audio is the snapshot's (the end pad may be a few ms shorter)
-                lst.speculative = False
-                utt = lst.utterance
-                assert utt.audio is not None
-                events.append(UserSpeechEnded(now, utt.id, len(utt.audio) / SAMPLE_RATE))
-                self._stamp(utt.id, "vad_end")
-                if lst.job.state_resolved or lst.job.done:
-                    self._decide(events)
-                return
+            self._end_of_turn(ev, events)
+
+    def _end_of_turn(self, ev: SpeechEnded, events: list[OutEvent]) -> None:
+        """The VAD (or `_commit_early`) closed a segment: a backchannel, or an utterance to commit or to start."""
+        now, r = self.clock.now(), self.reply
+        if self._backchannel(ev.speech_s):
             self._drop_speculation()
-            utt = self._utterance(self._parts(audio), audio)
-            events.append(UserSpeechEnded(now, utt.id, len(audio) / SAMPLE_RATE))
+            assert r is not None
+            events.append(Backchannel(now, r.id, ev.speech_s))
+            if self.playout.paused and self._can_resume():
+                self.playout.resume(now)
+                events.append(PlaybackResumed(now, r.id))
+            return
+        audio = self._continued(ev.audio)
+        if self._continues is not None and self._continues is r:  # the user had paused: one utterance
+            self._cancel_reply(events, reason="continuation")
+        self._continues = None
+        lst = self.listening
+        if lst is not None and lst.speculative and self._frame_of(lst.utterance) is not self._latest_frame():
+            self._drop_speculation()  # a camera frame came after the snapshot: it belongs to this utterance
+            lst = None
+        if lst is not None and lst.speculative:
+            # commit: no speech came back since the snapshot (that drops it), so the held-back work is this
+            # utterance's; its audio is the snapshot's (the end pad may be a few ms shorter)
+            lst.speculative = False
+            utt = lst.utterance
+            assert utt.audio is not None
+            events.append(UserSpeechEnded(now, utt.id, len(utt.audio) / SAMPLE_RATE))
             self._stamp(utt.id, "vad_end")
-            self._listen(utt, events)
+            if lst.job.state_resolved or lst.job.done:
+                self._decide(events)
+            return
+        self._drop_speculation()
+        utt = self._utterance(self._parts(audio), audio)
+        events.append(UserSpeechEnded(now, utt.id, len(audio) / SAMPLE_RATE))
+        self._stamp(utt.id, "vad_end")
+        self._listen(utt, events)
 
     def _backchannel(self, speech_s: float) -> bool:
         """Speech that started over the still active reply and is shorter than `backchannel_s` (unless the reply has
@@ -361,8 +363,13 @@ class Session:
             self.stages.pop(lst.utterance.id, None)
 
     def _commit_early(self, events: list[OutEvent]) -> None:
-        """The held-back reply says "answer" and the user has been silent `commit_silence_ms`: end the turn now."""
-        lst, cfg = self.listening, self.config
+        """End the segment before the VAD's min_silence_ms: a backchannel after `backchannel_end_ms` of silence
+        (playback goes on), or a turn whose held-back reply says "answer" after `commit_silence_ms`."""
+        lst, cfg, vad = self.listening, self.config, self.vad
+        if vad.in_speech and self._backchannel(vad.speech_s) and vad.silence_ms >= cfg.backchannel_end_ms:
+            for ev in vad.end_now():
+                self._on_vad(ev, events)
+            return
         if lst is None or not lst.speculative or not cfg.commit_silence_ms or not self.vad.in_speech:
             return
         answer = lst.job.state_resolved and lst.job.state != STATE_NOT_QUERY
@@ -521,11 +528,6 @@ class Session:
         r, now = self.reply, self.clock.now()
         if r is None:
             return
-        if self._bc_resume_at is not None and now >= self._bc_resume_at:
-            self._bc_resume_at = None
-            if self.playout.paused:
-                self.playout.resume(now)
-                events.append(PlaybackResumed(now, r.id))
         if self._resume_at is not None and now >= self._resume_at:
             self._resume_at = None
             if self._can_resume():
