@@ -45,9 +45,9 @@ class TerminalChat:
         self.speech: list[np.ndarray] = []
         self.synth = None
         if args.speak:
-            from vita.speech.tts import PiperSynth
+            from vita.speech.voices import make_voice  # Piper, or the model's own (--voice, issue 14)
 
-            self.synth = PiperSynth(out_rate=SPEAK_RATE)
+            self.synth = make_voice(args.voice, self.vita, args.model, SPEAK_RATE)
 
     # ---- commands ----------------------------------------------------------------------------------------------
     def handle(self, line: str) -> bool:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from vita.errors import ConfigError, run_command
 from vita.server import limits as limits_mod
+from vita.speech.voices import add_voice_argument, resolve_voice, voice_factory  # issue 14
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -68,6 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--audio-encoder", help="audio-encoder folder (default: as named in the official config)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     limits_mod.add_arguments(p)
+    add_voice_argument(p)  # issue 14: the model's own VITA-1.5 voice beside Piper
     p.set_defaults(func=serve)
     return p
 
@@ -99,9 +101,14 @@ def serve(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model = load(args.model, dtype=args.dtype, vision_tower=args.vision_tower, audio_encoder=args.audio_encoder)
     name = args.model_name or Path(args.model.rstrip("/")).name
+    speech = None  # issue 14: None = the packaged Piper voice; the model's own VITA-1.5 voice when chosen
+    if resolve_voice(args.voice, args.model) == "vita15":
+        from vita.server.audio_out import SAMPLE_RATE, SpeechOut
+
+        speech = SpeechOut(voice_factory("vita15", model, args.model, SAMPLE_RATE))
     app = create_app(Engine(model, max_new_tokens=limits.max_new_tokens), model_id=name, limits=limits, api_key=key,
                      allow_remote_media=args.allow_remote_media, allowed_hosts=args.allow_host,
-                     allowed_origins=args.allow_origin)
+                     allowed_origins=args.allow_origin, speech=speech)
     # the model, tokenizer and app are here for good: a full garbage collection no longer walks them (each one took
     # 60-170 ms with the GIL held, a stall of the event loop and of every session)
     gc.collect()
