@@ -153,11 +153,13 @@ def test_convert_to_ours_and_back(ref15_root, ref15_index, case, tmp_path):
     assert json.loads((ours / "config.json").read_text())["format"] == "vita"
     canonical = vita.load(str(ours))
     assert canonical.config.template == "qwen2p5_instruct"
+    assert (ours / "vita_tts_ckpt" / "decoder" / "final.pt").is_file()  # the speech decoder travels along
     torch.testing.assert_close(_last_logits(canonical, ref15_root, ref15_index, c), gold["logits_tail"][-1],
                                atol=1e-4, rtol=0)
 
     back = convert(ours, tmp_path / "official", to="vita15")
     assert json.loads((back / "config.json").read_text())["model_type"] == "vita-Qwen2"
+    assert (back / "vita_tts_ckpt" / "codec" / "final.pt").is_file()
     original = load_file(str(ref15_root / "checkpoint" / "model.safetensors"))
     exported = dict(TensorReader.from_dir(back))
     assert set(exported) == set(original)

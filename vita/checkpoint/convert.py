@@ -9,6 +9,7 @@ after the same strict name/shape check a load does.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -96,13 +97,24 @@ def convert(src: str | Path, dst: str | Path, *, to: str = "vita", dtype: str | 
     check_shapes({n: tensor_shape(tensors, n) for n in tensors}, expected_shapes(config), source=str(src))
     cast = _Cast(tensors, resolve_dtype(dtype) if dtype else None)
     if to == "vita":
-        return save_canonical(config, cast, tokenizer, dst)
-    if to == "vita1":
+        out = save_canonical(config, cast, tokenizer, dst)
+    elif to == "vita1":
         from vita.checkpoint.vita1 import export_vita1
 
-        return export_vita1(config, cast, tokenizer, dst)
-    if to == "vita15":
+        out = export_vita1(config, cast, tokenizer, dst)
+    elif to == "vita15":
         from vita.checkpoint.vita15 import export_vita15
 
-        return export_vita15(config, cast, tokenizer, dst)
-    raise CheckpointError(f"unknown target layout {to!r} (use 'vita', 'vita1' or 'vita15')")
+        out = export_vita15(config, cast, tokenizer, dst)
+    else:
+        raise CheckpointError(f"unknown target layout {to!r} (use 'vita', 'vita1' or 'vita15')")
+    _copy_speech_decoder(Path(src), out)
+    return out
+
+
+def _copy_speech_decoder(src: Path, dst: Path) -> None:
+    """VITA-1.5's speech decoder (`vita_tts_ckpt/`, its own files) travels with the model, whatever the layout."""
+    from vita.checkpoint.vita15_tts import TTS_FOLDER
+
+    if src.is_dir() and (src / TTS_FOLDER).is_dir():
+        shutil.copytree(src / TTS_FOLDER, dst / TTS_FOLDER)
