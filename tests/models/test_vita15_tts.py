@@ -150,7 +150,7 @@ def test_voice_is_a_synthesizer(voice, tts, gold):
 
     chunks = StreamingTTS(voice, sample_rate=voice.out_rate).step("Sure, the red car is on the left side. ")
     chunks += StreamingTTS(voice, sample_rate=voice.out_rate).flush()
-    assert chunks and all(c.sample_rate == 24000 for c in chunks) and any(c.pcm.size for c in chunks)
+    assert chunks and all(c.sample_rate == voice.out_rate for c in chunks) and any(c.pcm.size for c in chunks)
 
 
 def test_quiet_cut_rule():
@@ -169,7 +169,7 @@ def test_streamed_audio_covers_every_code(voice, gold):
         segments = list(stream_audio(iter(codes), voice.codec, StreamConfig(chunk=chunk, padding=padding,
                                                                                threshold=10.0)))
         assert sum(x.shape[0] for x in segments) == len(codes) * voice.codec.config.samples_per_code
-        assert len(segments) > 1
+        assert len(segments) > 1 or len(codes) < chunk + padding  # a chunk was decoded before the end
 
 
 def test_missing_and_bad_files_are_named(ref15_root, tmp_path):
