@@ -72,3 +72,12 @@ def test_serve_speaks_with_the_models_voice(model, ckpt):
     assert r.status_code == 200, r.text
     pcm, rate = sf.read(io.BytesIO(base64.b64decode(r.json()["choices"][0]["message"]["audio"]["data"])))
     assert rate == SAMPLE_RATE and pcm.size > 0
+
+
+def test_voice_over_a_bf16_model(ckpt, model):
+    """The decoder reads the LLM's own table (no float32 copy of it) and runs in float32 whatever the LLM's dtype."""
+    half = vita.load(str(ckpt), dtype="bf16")
+    voice = make_voice("vita15", half, ckpt, 24000)
+    assert voice.synth.embeddings.data_ptr() == half.model.llm.tok_embeddings.weight.data_ptr()
+    pcm = voice("Sure, the red car is on the left side.")
+    assert pcm.dtype == np.float32 and pcm.size > 0

@@ -143,14 +143,15 @@ class Vita15Voice:
         if (folder / TTS_FOLDER).is_dir():
             folder = folder / TTS_FOLDER
         decoder, codec = load_tts_decoder(folder / "decoder"), load_codec(folder / "codec")
-        table = vita.model.llm.tok_embeddings.weight.detach().float()
+        table = vita.model.llm.tok_embeddings.weight.detach()  # shared with the LLM: no copy (2 GB at 7B)
         return cls(decoder, codec, table, vita.tokenizer, **kw)
 
     # ---- the parts ------------------------------------------------------------------------------------------
     def hidden(self, text: str) -> torch.Tensor:
         """The decoder's input for (prepared) text: embedding rows of its ids, cut to the decoder width [R, D]."""
         ids = self.tokenizer.encode(text)
-        rows = self.embeddings[torch.tensor(ids, dtype=torch.long)]  # [n, D_llm]
+        rows = self.embeddings[torch.tensor(ids, dtype=torch.long, device=self.embeddings.device)]  # [n, D_llm]
+        rows = rows.to("cpu", torch.float32)  # the decoder runs in float32 on the CPU
         return rows.reshape(-1, self.decoder.config.hidden_size)  # [n * D_llm / D, D]
 
     def codes(self, hidden: torch.Tensor, *, top_k: int | None = None, max_codes: int | None = None,
