@@ -110,6 +110,25 @@ def test_hub_id_folder_names_and_missing_folders(ref15_root, ref15_vision_dir, r
     assert vita.load(str(ckpt), vision_tower=str(ref15_vision_dir)).model.vision is not None
 
 
+def test_hub_ids_found_in_the_local_hub_cache(ref15_root, ref15_vision_dir, ref15_audio_dir, tmp_path, monkeypatch):
+    """Folders named by hub id and kept only in the Hugging Face cache (as `from_pretrained` leaves them)."""
+    ckpt = _copy(ref15_root, tmp_path)
+    cache = tmp_path / "hf-cache"
+    for repo, folder in (("OpenGVLab/Tower-X", ref15_vision_dir), ("VITA-MLLM/AudioEnc-X", ref15_audio_dir)):
+        shutil.move(ckpt / folder.name, cache / f"models--{repo.replace('/', '--')}" / "snapshots" / "0123abcd")
+    raw = json.loads((ckpt / "config.json").read_text())
+    raw.update(mm_vision_tower="OpenGVLab/Tower-X", mm_audio_encoder="VITA-MLLM/AudioEnc-X")
+    (ckpt / "config.json").write_text(json.dumps(raw))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    assert vita.load(str(ckpt)).model.audio_encoder is not None
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("HOME", str(tmp_path / "nohome"))
+    monkeypatch.delenv("HF_HOME", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    with pytest.raises(CheckpointError, match="vision tower .* not found"):
+        vita.load(str(ckpt))
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("audio_prompt_finetune", True, "audio_prompt_finetune"),
     ("audio_state_predictor_tuning", True, "state head"),

@@ -24,14 +24,16 @@ of `vita15_tiny` §2):
 - `resize_token_embeddings(len(tokenizer))` cuts the embedding and head rows to the tokenizer's length (152064 ->
   151665 for the release).
 The folder names in config.json are Hugging Face hub ids in the release ("OpenGVLab/InternViT-300M-448px"); they
-are looked for as given (inside / next to the checkpoint, or relative to the working directory) and by their last
-component, or given with `vision_tower=` / `audio_encoder=`.
+are looked for as given (inside / next to the checkpoint, or relative to the working directory), by their last
+component, and in the local Hugging Face hub cache (never downloaded), or given with `vision_tower=` /
+`audio_encoder=`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -77,10 +79,24 @@ def is_vita15(raw: Mapping[str, Any]) -> bool:
     return str(raw.get("model_type", "")).lower() == MODEL_TYPE.lower()
 
 
+def hub_cache_snapshots(repo_id: str) -> list[Path]:
+    """Snapshot folders of `repo_id` in the local Hugging Face hub cache (`HF_HUB_CACHE`, `HF_HOME/hub` or
+    ~/.cache/huggingface/hub), newest first. Nothing is downloaded."""
+    if repo_id.count("/") != 1:
+        return []
+    roots = [os.environ.get("HF_HUB_CACHE"), os.environ.get("HUGGINGFACE_HUB_CACHE"),
+             os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None,
+             os.path.join(os.path.expanduser("~"), ".cache", "huggingface", "hub")]
+    folder = "models--" + repo_id.replace("/", "--")
+    found = [snap for root in dict.fromkeys(r for r in roots if r)
+             for snap in (Path(root) / folder / "snapshots").glob("*") if snap.is_dir()]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
 def resolve_folder(checkpoint: Path, name: str | None, override: str | Path | None, what: str) -> Path:
     """The folder a config key names: the override; else the name (a relative path or a hub id like
     "OpenGVLab/InternViT-300M-448px") inside / next to the checkpoint or under the working directory, then its
-    last component inside / next to the checkpoint."""
+    last component inside / next to the checkpoint, then the hub id's snapshot in the local Hugging Face cache."""
     if override is not None:
         candidates = [Path(override)]
     elif not name:
@@ -89,7 +105,7 @@ def resolve_folder(checkpoint: Path, name: str | None, override: str | Path | No
         given = Path(name)
         candidates = [given] if given.is_absolute() else [checkpoint / given, checkpoint.parent / given, given]
         if len(given.parts) > 1 and not given.is_absolute():
-            candidates += [checkpoint / given.name, checkpoint.parent / given.name]
+            candidates += [checkpoint / given.name, checkpoint.parent / given.name, *hub_cache_snapshots(name)]
     for path in candidates:
         if path.is_dir():
             return path
