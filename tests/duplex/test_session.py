@@ -493,3 +493,29 @@ def test_pause_then_more_is_answered_as_one_utterance(tiny, voices, voice):
     audio = [p for p in session.history[0].content if not isinstance(p, Image)][0]
     assert len(audio.source) > len(q)  # both pieces (and the pause between them)
     assert [t.role for t in seen[-1]] == ["user"]  # the merged question alone: no first piece, no withdrawn reply
+
+
+def test_speech_rendered_on_its_own_thread_plays_the_same_audio(tiny, voices, voice):
+    """A `SpeechWorker` in place of the inline TTS: the same phrases, the same samples, in order; the session only
+    collects them (a driver waits in `tts.wait` when nothing else is to do)."""
+    from vita.speech.tts import SpeechWorker
+
+    played = {}
+    for threaded in (False, True):
+        session, clock = make(tiny, [ANSWER_1], synth=voice)
+        if threaded:
+            session.tts = SpeechWorker(voice, min_chars=8)
+            session.playout.rate = session.tts.sample_rate
+        run = Run(session, clock)
+        run.play(np.concatenate([silence(0.3), voices["question"], silence(0.5)]))
+        for _ in range(3000):
+            if not session.busy:
+                break
+            if session.waiting_for_speech:
+                session.tts.wait(1.0)
+            run.play(silence(0.02))
+        check_reply_invariants(run)
+        played[threaded] = np.concatenate([e.pcm for e in run.of(AudioOut)])
+        if threaded:
+            session.tts.close()
+    np.testing.assert_array_equal(played[True], played[False])

@@ -84,7 +84,12 @@ class PromptCache:
         self.append(donor.rows[:n])
 
     def truncate(self, n: int) -> None:
+        """Keep the first n cached positions (the rest is overwritten by the next prefill)."""
         self.length = min(self.length, n)
+
+    def reset(self) -> None:
+        """Forget every position (the K/V are not zeroed: positions beyond the length are never attended)."""
+        self.truncate(0)
 
     def append(self, rows: torch.Tensor) -> None:
         """Record the input rows [l, D] of the next l positions (their K/V were just written)."""
