@@ -421,7 +421,8 @@ def test_speculative_reply_is_discarded_without_a_trace(tiny, voices, voice):
     (ended,), (decided,), (started,) = run.of(UserSpeechEnded), run.of(StateDecided), run.of(ReplyStarted)
     assert decided.utterance_id == ended.utterance_id == started.utterance_id
     (fin,) = run.of(ReplyFinished)
-    assert fin.text == ANSWER_1[len("<1> "):]  # the discarded speculation's script (ANSWER_2) left nothing
+    assert fin.text == ANSWER_1[len("<1> "):]  # the discarded speculation's script (ANSWER_2) left nothing ...
+    assert audio_of(run, started.reply_id) == voice.samples(fin.text)  # ... not even speech rendered ahead
     assert [t.role for t in session.history] == ["user", "assistant"]
     audio = [p for p in session.history[0].content if not isinstance(p, Image)][0]
     assert len(audio.source) / RATE == pytest.approx(ended.duration)

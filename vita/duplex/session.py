@@ -124,6 +124,7 @@ class _Listen:
     utterance: Utterance
     speculative: bool = False  # started at a short silence, not committed yet
     held: str = ""  # visible text decoded ahead of the commit
+    rendering: bool = False  # the held text went to the TTS ahead of the commit (nothing else was speaking)
 
 
 @dataclass
@@ -242,6 +243,8 @@ class Session:
             reply_id = self.reply.id
             self._cancel_reply(events)
         elif self.listening is not None:
+            if self.listening.rendering:
+                self.tts.cancel()
             self.listening.job.cancel()
             self.listening = None
         return events, reply_id
@@ -358,6 +361,8 @@ class Session:
     def _drop_speculation(self) -> None:
         lst = self.listening
         if lst is not None and lst.speculative:
+            if lst.rendering:
+                self.tts.cancel()  # its speech was being rendered ahead: none of it is ever played
             lst.job.cancel()
             self.listening = None
             self.stages.pop(lst.utterance.id, None)
@@ -426,7 +431,8 @@ class Session:
         job = lst.job
         if not lst.speculative or not job.state_resolved:
             return False
-        return job.done or job.state == STATE_NOT_QUERY or len(lst.held.split()) >= self.config.speculative_words
+        # the first phrase is cut once the word after it has begun
+        return job.done or job.state == STATE_NOT_QUERY or len(lst.held.split()) > self.config.speculative_words
 
     def tick(self) -> list[OutEvent]:
         events: list[OutEvent] = []
@@ -446,6 +452,9 @@ class Session:
             lst.held += delta
             if delta.strip():
                 self._stamp(uid, "first_text")
+            if delta and lst.speculative and (lst.rendering or (self.reply is None and lst.held == delta)):
+                self.tts.push(delta)  # render the first phrase ahead (a SpeechWorker does it now, off this thread)
+                lst.rendering = True
             if not lst.speculative and (job.state_resolved or job.done):
                 self._decide(events)
             elif lst.speculative and job.state_resolved:
@@ -479,15 +488,16 @@ class Session:
         self._ids["reply"] += 1
         self.reply = _Reply(self._ids["reply"], lst.role, job, lst.utterance, t_started=now)
         self._last_role = lst.role
-        self.tts.cancel()
+        if not lst.rendering:
+            self.tts.cancel()
         self.playout.reset(now)
         events.append(ReplyStarted(now, self.reply.id, lst.utterance.id, lst.role))
         if self.vad.in_speech:  # the user already talks again: start silent
             self.playout.pause(now)
             events.append(PlaybackPaused(now, self.reply.id))
-        self._text(lst.held, events)
+        self._text(lst.held, events, speak=not lst.rendering)
 
-    def _text(self, delta: str, events: list[OutEvent]) -> None:
+    def _text(self, delta: str, events: list[OutEvent], *, speak: bool = True) -> None:
         r = self.reply
         assert r is not None
         if delta:
@@ -495,7 +505,8 @@ class Session:
                 self._stamp(r.utterance.id, "first_text")
             r.text += delta
             events.append(TextDelta(self.clock.now(), r.id, delta))
-            self.tts.push(delta)
+            if speak:  # (held text rendered ahead is in the TTS already)
+                self.tts.push(delta)
         if r.job.done and not r.text_closed:
             self.tts.end_of_text()
             r.text_closed = True
