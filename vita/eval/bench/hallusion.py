@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from vita.errors import EvalError
-from vita.eval.bench.core import Benchmark, Figure, Item, MediaRef, Options, Score, Table, check_data, pct
+from vita.eval.bench.core import Benchmark, Figure, Item, MediaRef, Options, Score, Table, pct, release_file
 from vita.eval.bench.extract import yes_no
 from vita.eval.bench.tsv import read_tsv, row_images
 
@@ -64,12 +64,7 @@ class HallusionBench(Benchmark):
     prompt_doc = "[<image>\\n]{question as released}"
 
     def load(self, data: Path, options: Options) -> list[Item]:
-        check_data(data, "HallusionBench data")
-        if data.is_dir():
-            found = sorted(data.glob("*.tsv")) or sorted(data.glob("HallusionBench.json"))
-            if not found:
-                raise EvalError(f"{data}: no HallusionBench .tsv or HallusionBench.json")
-            data = found[0]
+        data = release_file(data, "HallusionBench", "HallusionBench.json")
         return self._json(data) if data.suffix == ".json" else self._tsv(data)
 
     def _json(self, path: Path) -> list[Item]:

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from vita.errors import EvalError
-from vita.eval.bench.core import Benchmark, Figure, Item, Options, Score, Table, check_data
+from vita.eval.bench.core import Benchmark, Figure, Item, Options, Score, Table, release_file
 from vita.eval.bench.tsv import read_tsv, row_images
 
 RECOGNITION = ("Regular Text Recognition", "Irregular Text Recognition", "Artistic Text Recognition",
@@ -65,12 +65,7 @@ class OCRBench(Benchmark):
     prompt_doc = "<image>\\n{question as released}"
 
     def load(self, data: Path, options: Options) -> list[Item]:
-        check_data(data, "OCRBench data")
-        if data.is_dir():
-            found = sorted(data.glob("*.tsv")) or sorted(data.glob("OCRBench.json"))
-            if not found:
-                raise EvalError(f"{data}: no OCRBench .tsv or OCRBench.json")
-            data = found[0]
+        data = release_file(data, "OCRBench", "OCRBench.json")
         return self._json(data) if data.suffix == ".json" else self._tsv(data)
 
     def _tsv(self, path: Path) -> list[Item]:
