@@ -86,7 +86,7 @@ from vita.server.realtime_events import (
     parse_item,
     response_body,
 )
-from vita.speech.tts import StreamingTTS
+from vita.speech.tts import SpeechWorker
 from vita.speech.vad import StreamingVAD
 
 log = logging.getLogger("vita.server")
@@ -266,6 +266,7 @@ class Connection:
         self.resampler = Resampler(self.settings.input_rate)
         self.session: Session | None = None
         self.voice: _Voice | None = None
+        self.speech: SpeechWorker | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -296,6 +297,8 @@ class Connection:
                     with contextlib.suppress(BaseException):
                         await task
             self.session = None  # the in-flight tick batch (if any) holds the last reference
+            if self.speech is not None:
+                self.speech.close()
 
     def _build(self) -> Session:
         """On the model thread: role caches, VAD, echo front end, the voice."""
@@ -306,8 +309,10 @@ class Connection:
         self.voice = _Voice(synth)
         engine = _Roles(self.state.engine.vita, max_seq_len=self.config.max_seq_len,
                         max_new_tokens=self.config.max_new_tokens, forcing=self.config.forcing())
-        return Session(engine, StreamingTTS(self.voice, sample_rate=OUTPUT_RATE), clock=self.config.clock(),
-                       config=self.config.session(), vad=self.config.vad())
+        # phrases are rendered on the worker's own thread, never on the model thread (closed with the connection)
+        self.speech = SpeechWorker(self.voice, sample_rate=OUTPUT_RATE)
+        return Session(engine, self.speech, clock=self.config.clock(), config=self.config.session(),
+                       vad=self.config.vad())
 
     def send(self, event: dict[str, Any]) -> None:
         if self.closing.is_set():
