@@ -42,7 +42,7 @@ def _no_assembly(*args, **kwargs):
 def _logits(model, tokenizer) -> torch.Tensor:
     """Logits over a short prompt with an image and a spoken question: every part of the model takes part."""
     inputs = vita.Vita(model, tokenizer).inputs(
-        "What colour is the square?", images=[EXAMPLES / "shapes.png"], audio=EXAMPLES / "question.wav")
+        "What colour is the square?", images=[EXAMPLES / "emoji.png"], audio=EXAMPLES / "emoji_question.wav")
     with torch.inference_mode():
         return model(inputs.token_ids, inputs.pixel_values, inputs.fbanks)  # [1, L, V]
 

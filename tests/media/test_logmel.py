@@ -28,7 +28,7 @@ STREAM_TOL = 1e-6  # streaming vs whole: same per-frame math, only FFT/GEMM batc
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
     """The bundled spoken question (espeak-ng, 16 kHz, 2.5 s)."""
-    return load_audio(EXAMPLES / "question.wav", target_rate=16000).numpy()
+    return load_audio(EXAMPLES / "emoji_question.wav", target_rate=16000).numpy()
 
 
 @pytest.fixture(scope="module")

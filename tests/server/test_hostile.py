@@ -98,7 +98,7 @@ def refused(server, name: str, body: bytes | dict, *, status: int = 400, flag: s
     assert "/tmp" not in err["message"] and "Traceback" not in r.text
     assert took < 1.0, (name, took)
     assert watch.grew_mb < 200, (name, watch.grew_mb)
-    assert watch.slowest_health < 0.2, (name, watch.slowest_health)
+    assert watch.slowest_health < 0.5, (name, watch.slowest_health)  # stalls found were 5-55 s; 2-core CI jitters ~0.2
     return err
 
 
@@ -307,7 +307,7 @@ def test_healthz_answers_while_big_media_are_processed(server):
         took = time.monotonic() - t
     FIGURES["answered-3.8MP-image+29s-audio"] = (took, watch.grew_mb, watch.slowest_health)
     assert r.status_code == 200, r.text[:300]
-    assert watch.slowest_health < 0.2, watch.slowest_health
+    assert watch.slowest_health < 0.5, watch.slowest_health
 
 
 # ------------------------------------------------------------------------------------------- (d) web-facing

@@ -314,5 +314,5 @@ def test_healthz_answers_while_a_session_decodes_a_big_image(model, kit):
             took = time.monotonic() - t
         FIGURES["realtime-item-3.8MP-jpeg"] = (took, watch.grew_mb, watch.slowest_health)
         assert event["response"]["output"][0]["content"][0]["text"] == "seen"
-        assert watch.slowest_health < 0.2, watch.slowest_health
+        assert watch.slowest_health < 0.5, watch.slowest_health
         print(f"3.8 MP image item answered in {took * 1000:.0f} ms, /healthz <= {watch.slowest_health * 1000:.0f} ms")
