@@ -24,11 +24,22 @@ CASES = [  # title, inputs, expected state, expected answer (None: any; "" silen
 ]
 
 
-def main(model_name: str = "vita-mini") -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     from vita.api import load
+    from vita.errors import VitaError
+
+    parser = argparse.ArgumentParser(prog="python -m vita.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", default="vita-mini", help="model name or directory (default: vita-mini)")
+    model_name = parser.parse_args(argv).model
 
     t0 = time.perf_counter()
-    model = load(model_name)
+    try:
+        model = load(model_name)
+    except (VitaError, OSError) as e:
+        print(f"vita.demo: cannot load {model_name!r}: {e}", file=sys.stderr)
+        return 2
     print(f"model: {model_name}, loaded in {time.perf_counter() - t0:.1f} s")
     right = 0
     for title, kwargs, state, answer in CASES:
@@ -47,4 +58,4 @@ def main(model_name: str = "vita-mini") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:]))
+    sys.exit(main())
