@@ -18,6 +18,7 @@ def test_three_sessions_answer_their_own_questions_and_survive_a_disconnect():
                               "ok": True}
     assert res.spoken >= 3 and res.typed >= 3 and len(res.latency_ms) == res.spoken
     assert all(0 < ms < 30_000 for ms in res.latency_ms)
+    assert res.chat_status == {"200": len(res.chat_ms)} and len(res.chat_ms) >= 3  # chat interleaved: all 200
     assert res.ok and "leakage: none" in bench.report(res)
 
 

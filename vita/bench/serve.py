@@ -21,9 +21,10 @@ whichever comes first) minus the end of the user's speech (the time the client s
 sample). It includes the server VAD's end-of-speech silence (`silence_duration_ms`). Also shown: the same from
 the `speech_stopped` event's arrival, and typed latency (response.create sent -> first delta).
 
+Beside them, a `/v1/chat/completions` request (a short sum, 16 tokens at most) every 2 s must answer 200.
 Midway, one extra client asks for a long answer and vanishes (TCP abort) at its first audio delta; then
 `/healthz` must answer ok and a new session must answer; after the run no session may be left open on the server.
-Exit status 1 on any error event, timeout, leakage, or a failed disconnect check.
+Exit status 1 on any error event, timeout, leakage, a chat status other than 200, or a failed disconnect check.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -65,6 +67,8 @@ class BenchResult:
     latency_ms: list[float] = field(default_factory=list)  # end of speech -> first delta
     from_stopped_ms: list[float] = field(default_factory=list)  # speech_stopped arrival -> first delta
     typed_ms: list[float] = field(default_factory=list)
+    chat_ms: list[float] = field(default_factory=list)  # /v1/chat/completions interleaved: request -> response
+    chat_status: dict[str, int] = field(default_factory=dict)  # HTTP status -> count
     errors: list[str] = field(default_factory=list)
     leaks: list[str] = field(default_factory=list)
     disconnect: dict[str, Any] = field(default_factory=dict)
@@ -72,11 +76,13 @@ class BenchResult:
 
     @property
     def ok(self) -> bool:
-        return not self.errors and not self.leaks and bool(self.disconnect.get("ok")) and self.spoken > 0
+        chat_ok = bool(self.chat_status) and set(self.chat_status) == {"200"}
+        return not self.errors and not self.leaks and bool(self.disconnect.get("ok")) and self.spoken > 0 and chat_ok
 
     def summary(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("latency_ms", "from_stopped_ms", "typed_ms")}
-        for name in ("latency_ms", "from_stopped_ms", "typed_ms"):
+        timed = ("latency_ms", "from_stopped_ms", "typed_ms", "chat_ms")
+        out = {k: v for k, v in asdict(self).items() if k not in timed}
+        for name in timed:
             values = getattr(self, name)
             out[name] = {"p50": pct(values, 50), "p90": pct(values, 90), "max": max(values, default=None),
                          "n": len(values)}
@@ -303,6 +309,41 @@ async def disconnect_check(url: str, http: str, res: BenchResult) -> None:
     res.disconnect = out
 
 
+CHAT_EVERY_S = 2.0  # one interleaved chat request per this many seconds
+
+
+def _post_chat(http: str, model: str, n: int) -> tuple[int, float]:
+    body = json.dumps({"model": model, "max_tokens": 16, "messages": [
+        {"role": "user", "content": f"What is {n % 9 + 1} plus {n % 7 + 1}?"}]}).encode()
+    req = urllib.request.Request(f"{http}/v1/chat/completions", data=body,
+                                 headers={"content-type": "application/json"})
+    t = time.monotonic()
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            json.loads(r.read())
+            return r.status, (time.monotonic() - t) * 1000
+    except urllib.error.HTTPError as e:
+        return e.code, (time.monotonic() - t) * 1000
+
+
+async def chat_loop(http: str, deadline: float, res: BenchResult) -> None:
+    """`/v1/chat/completions` requests interleaved with the realtime sessions: every one must answer 200."""
+    n = 0
+    while time.monotonic() < deadline:
+        try:
+            status, ms = await asyncio.to_thread(_post_chat, http, res.model, n)
+        except OSError as exc:  # refused, reset, timed out
+            status, ms = 0, 0.0
+            res.errors.append(f"chat request {n}: {type(exc).__name__}: {exc}")
+        res.chat_status[str(status)] = res.chat_status.get(str(status), 0) + 1
+        if status == 200:
+            res.chat_ms.append(ms)
+        elif status:
+            res.errors.append(f"chat request {n}: HTTP {status}")
+        n += 1
+        await asyncio.sleep(CHAT_EVERY_S)
+
+
 async def warm_up(url: str) -> None:
     """One unmeasured typed answer: the first forward passes and Piper's first run are slow."""
     c = Client(url, "warm", 640, BenchResult(1, 0, ""))
@@ -329,6 +370,7 @@ async def drive(port: int, res: BenchResult, questions: list[np.ndarray], chunk:
         qs = questions[k % len(questions):] + questions[:k % len(questions)]
         tasks.append(asyncio.create_task(c.cycles(deadline, qs)))
     drivers = tasks[2::3]
+    chats = asyncio.create_task(chat_loop(http, deadline, res))
     await asyncio.sleep(res.seconds / 2)
     try:
         await asyncio.wait_for(disconnect_check(url, http, res), 60)
@@ -339,6 +381,7 @@ async def drive(port: int, res: BenchResult, questions: list[np.ndarray], chunk:
             await d
         except Exception as exc:  # noqa: BLE001 - a timeout or a dropped socket is one error of the run
             c.error(f"{type(exc).__name__}: {exc}")
+    await chats
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -397,6 +440,8 @@ def report(res: BenchResult) -> str:
         "end-of-speech silence)",
         f"  latency, speech_stopped -> first delta: p50 {stop['p50']} ms, p90 {stop['p90']} ms",
         f"  latency, typed (response.create -> first delta): p50 {typed['p50']} ms, p90 {typed['p90']} ms",
+        f"  chat completions interleaved: {sum(res.chat_status.values())} requests, statuses {res.chat_status}, "
+        f"p50 {s['chat_ms']['p50']} ms, p90 {s['chat_ms']['p90']} ms",
         f"  errors: {len(res.errors)}" + "".join(f"\n    {e}" for e in res.errors[:10]),
         f"  leakage: {'none' if not res.leaks else len(res.leaks)} ({res.spoken + res.typed} answers checked)"
         + "".join(f"\n    {e}" for e in res.leaks[:10]),
