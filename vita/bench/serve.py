@@ -332,7 +332,7 @@ async def chat_loop(http: str, deadline: float, res: BenchResult) -> None:
     while time.monotonic() < deadline:
         try:
             status, ms = await asyncio.to_thread(_post_chat, http, res.model, n)
-        except OSError as exc:  # refused, reset, timed out
+        except (OSError, ValueError) as exc:  # refused, reset, timed out, a body that is not JSON
             status, ms = 0, 0.0
             res.errors.append(f"chat request {n}: {type(exc).__name__}: {exc}")
         res.chat_status[str(status)] = res.chat_status.get(str(status), 0) + 1
