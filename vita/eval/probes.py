@@ -61,28 +61,22 @@ def records(data: Path, family: str, split: str) -> tuple[list[dict], Path]:
 
 
 def load_items(recs: list[dict], root: Path, family: str, options: list[str], processor) -> list[Item]:
+    """One Item per record, with the position and token at which the family's `options` first differ."""
     from vita.tokens import IGNORE_INDEX
     from vita.training.sample import build_sample
 
-    items = [Item(family, r["conversations"][-1]["value"], build_sample(processor, r, str(root), root)) for r in recs]
-    return _with_candidates(items, options, processor, root, recs, build_sample, IGNORE_INDEX)
-
-
-def _with_candidates(items, options, processor, root, recs, build_sample, ignore) -> list[Item]:
-    for item, rec in zip(items, recs, strict=True):
-        labels = []
-        for option in options:
-            r = json.loads(json.dumps(rec))
-            r["conversations"][-1]["value"] = option
-            s = build_sample(processor, r, "option", root)
-            labels.append([t for t in s.labels.tolist() if t != ignore])
+    items = []
+    for rec in recs:
+        image, question = rec["image"], rec["conversations"][0]["value"].removeprefix("<image>\n")
+        sample = build_sample(processor, rec, str(root), root)
+        labels = [[t for t in build_sample(processor, _record(image, question, o), "option", root).labels.tolist()
+                   if t != IGNORE_INDEX] for o in options]
         k = 0
         while all(len(lab) > k for lab in labels) and len({lab[k] for lab in labels}) == 1:
             k += 1
-        supervised = (item.sample.labels != ignore).nonzero().squeeze(1).tolist()
-        item.position = supervised[k] - 1
-        item.candidates = tuple(lab[k] if len(lab) > k else -1 for lab in labels)
-        item.options = tuple(options)
+        supervised = (sample.labels != IGNORE_INDEX).nonzero().squeeze(1).tolist()
+        items.append(Item(family, rec["conversations"][-1]["value"], sample, position=supervised[k] - 1,
+                          candidates=tuple(lab[k] if len(lab) > k else -1 for lab in labels), options=tuple(options)))
     return items
 
 
