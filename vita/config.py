@@ -211,11 +211,18 @@ class WhisperConfig:
 
 @dataclass
 class ProjectorConfig:
-    """Vision projector `mlp2x_gelu`: Linear(in -> out), exact GELU, Linear(out -> out)."""
+    """Vision projector `mlp2x_gelu`: Linear(in -> out), exact GELU, Linear(out -> out).
+
+    `input_norm`: standardise the tower features per channel first, (x - input_mean) / input_std, with two fixed
+    buffers measured on training images (`vita.training.feature_stats`). A training-time form only: it makes a
+    projector over a frozen tower learn several times faster (the tower's features share a large mean), and
+    `fold_input_norm` turns it back into the plain official MLP (the shipped vita-mini parts never carry it).
+    """
 
     input_size: int
     output_size: int
     kind: Literal["mlp2x_gelu"] = "mlp2x_gelu"
+    input_norm: bool = False
 
 
 @dataclass

@@ -28,7 +28,11 @@ if [ "$TOWER" = scratch ]; then
     STAGE1=('trainable={"*": false, "vision.*": true, "vision_projector.*": true}')
     stamp stage0
 else
-    export VITA_MINI_INIT=$OUT/skeleton
+    # the projector standardises the frozen tower's features with statistics of 512 training images (folded into
+    # fc1 by `vita mini pack`): vita.training.feature_stats says why
+    [ -f "$OUT/skeleton_std/config.json" ] || $PY -m vita.training.feature_stats --model "$OUT/skeleton" \
+        --data "$VITA_MINI_DATA/train/vision_align.json" --out "$OUT/skeleton_std"
+    export VITA_MINI_INIT=$OUT/skeleton_std
 fi
 $VITA train --recipe recipes/mini/stage1_vision_align.yaml --output "$OUT/stage1" "${STAGE1[@]}"
 stamp stage1

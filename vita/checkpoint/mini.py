@@ -32,6 +32,7 @@ entry removes the older entries built from the same files in the same dtype, the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -134,6 +135,8 @@ def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16")
         raise CheckpointError(f"{run_dir}: trained tensors outside the parts format: {', '.join(other[:5])}")
     target = resolve_dtype(dtype)
     config = VitaConfig.load(run_dir / "final" / "config.json")
+    if config.vision_projector is not None and config.vision_projector.input_norm:
+        kept, config = _fold_projector_norm(run_dir / "final", kept, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_tensors(out_dir, {n: t.to(target).contiguous() for n, t in sorted(kept.items())},
                   metadata={"format": PARTS_FORMAT})
@@ -148,6 +151,22 @@ def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16")
     }
     (out_dir / "parts.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return out_dir
+
+
+def _fold_projector_norm(final: Path, kept: dict[str, torch.Tensor], config: VitaConfig
+                         ) -> tuple[dict[str, torch.Tensor], VitaConfig]:
+    """Fold the projector's fixed input statistics (in `final`, not trained, so not in the checkpoint) into fc1:
+    the parts hold the plain official MLP."""
+    from vita.models.projector import fold_input_norm
+
+    reader = TensorReader.from_dir(final)
+    names = ("vision_projector.input_mean", "vision_projector.input_std")
+    missing = [n for n in names if n not in reader]
+    if missing:
+        raise CheckpointError(f"{final}: the config has input_norm but {', '.join(missing)} is missing")
+    folded = fold_input_norm({**kept, **{n: reader[n].float() for n in names}})
+    plain = dataclasses.replace(config.vision_projector, input_norm=False)
+    return folded, dataclasses.replace(config, vision_projector=plain)
 
 
 def read_parts(parts_dir: str | Path = PARTS_DIR, *, check_base: bool = True
