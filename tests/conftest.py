@@ -11,6 +11,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("VITA_DEVICE", "cpu")  # CLI commands default to auto (CUDA if present): the suite stays on CPU
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from vita.checkpoint.load import load_model
+from vita.devices import default_dtype, resolve_device
 from vita.generation.loop import PromptCache, TextLoop, TokenLoop, cache_with_room
 from vita.generation.sampling import SamplingConfig
 from vita.models.vita import VitaModel
@@ -115,12 +116,16 @@ class Vita:
 def load(
     path: str,
     *,
-    dtype: str | torch.dtype = "fp32",
+    dtype: str | torch.dtype | None = None,
     device: str | torch.device = "cpu",
     vision_tower: str | None = None,
     audio_encoder: str | None = None,
 ) -> Vita:
-    """Load a model directory (ours, the official VITA-1.0 layout, or a plain HF LLM) or a preset name."""
+    """Load a model directory (ours, the official VITA-1.0 layout, or a plain HF LLM) or a preset name.
+
+    `device`: cpu, cuda, cuda:N or auto (`vita.devices`); `dtype`: None is bf16 on CUDA and float32 on the CPU."""
+    device = resolve_device(device)
+    dtype = default_dtype(device) if dtype is None else dtype
     model, tokenizer = load_model(path, dtype=dtype, device=device, vision_tower=vision_tower,
                                   audio_encoder=audio_encoder)
     return Vita(model, tokenizer)

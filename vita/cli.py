@@ -19,6 +19,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def _generate(args: argparse.Namespace) -> int:
     import torch
 
+    from vita import devices
     from vita.api import load
     from vita.generation.sampling import SamplingConfig
 
@@ -26,8 +27,10 @@ def _generate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if not (args.prompt or args.image or args.video or args.audio):
         raise _usage("give at least one of --prompt, --image, --video, --audio")
+    device, dtype = devices.from_args(args)
     t0 = time.perf_counter()
-    model = load(args.model, dtype=args.dtype, vision_tower=args.vision_tower, audio_encoder=args.audio_encoder)
+    model = load(args.model, dtype=dtype, device=device, vision_tower=args.vision_tower,
+                 audio_encoder=args.audio_encoder)
     load_s = time.perf_counter() - t0
     model.processor.strict_audio = args.strict_audio
     inputs = model.inputs(args.prompt, images=args.image, video=args.video, audio=args.audio)
@@ -65,7 +68,12 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _bench_decode(args: argparse.Namespace) -> int:
+    from vita import devices
     from vita.bench.decode import main as bench_main
+
+    device, _ = devices.from_args(args)
+    if device.type == "cuda":  # vita.bench.decode measures the CPU (its bandwidth, its threads)
+        return _bench_decode_cuda(args, device)
 
     argv = ["--model", args.model, "--dtype", args.dtype]
     for flag in ("prompt_len", "new_tokens", "threads"):
@@ -81,6 +89,21 @@ def _bench_decode(args: argparse.Namespace) -> int:
     if args.json:
         argv.append("--json")
     return bench_main(argv) or 0
+
+
+def _bench_decode_cuda(args: argparse.Namespace, device) -> int:
+    from dataclasses import asdict
+
+    from vita.bench.decode import format_table
+    from vita.bench.decode_cuda import run_bench
+
+    if getattr(args, "quantize", None) or args.no_native:
+        raise _usage("--quantize and --no-native are CPU options; leave them out with --device cuda")
+    kw = {k: getattr(args, k) for k in ("prompt_len", "new_tokens") if getattr(args, k) is not None}
+    result = run_bench(args.model, device, dtype=args.dtype, compile=not args.no_compile,
+                       transformers=not args.no_transformers, **kw)
+    print(json.dumps(asdict(result)) if args.json else format_table(result))
+    return 0
 
 
 def _forward(module: str, argv: list[str]) -> int:
@@ -122,6 +145,8 @@ def _usage(message: str) -> _UsageError:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vita import devices
+
     p = _Parser(prog="vita", description="VITA: omni-modal LLM (video, image, text, speech).")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -136,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=int, default=0, help="0 = off")
     g.add_argument("--top-p", type=float, default=1.0, help="1.0 = off")
     g.add_argument("--seed", type=seed_int, default=None)
-    g.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    devices.add_arguments(g)
     g.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     g.add_argument("--vision-tower", help="InternViT folder (default: as named in the official config)")
     g.add_argument("--audio-encoder", help="audio-encoder folder (default: as named in the official config)")
@@ -163,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-native", action="store_true", help="the module's decode step, not the native whole step")
     d.add_argument("--no-transformers", action="store_true", help="skip the transformers comparison")
     d.add_argument("--json", action="store_true")
+    devices.add_arguments(d, dtype=False)  # --dtype above: bf16 on every device; cuda: vita.bench.decode_cuda
     d.set_defaults(func=_bench_decode)
 
     # sub-commands that live with their subsystem register themselves

@@ -27,20 +27,28 @@ CASES = [  # title, inputs, expected state, expected answer (None: any; "" silen
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from vita import devices
     from vita.api import load
     from vita.errors import VitaError
 
     parser = argparse.ArgumentParser(prog="python -m vita.demo", description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default="vita-mini", help="model name or directory (default: vita-mini)")
-    model_name = parser.parse_args(argv).model
+    devices.add_arguments(parser)
+    args = parser.parse_args(argv)
+    model_name = args.model
+    try:
+        device, dtype = devices.from_args(args)
+    except VitaError as e:
+        print(f"vita.demo: error: {e}", file=sys.stderr)
+        return 2
 
     t0 = time.perf_counter()
     try:
-        model = load(model_name)
+        model = load(model_name, device=device, dtype=dtype)
     except (VitaError, OSError) as e:
         print(f"vita.demo: cannot load {model_name!r}: {e}", file=sys.stderr)
         return 2
-    print(f"model: {model_name}, loaded in {time.perf_counter() - t0:.1f} s")
+    print(f"model: {model_name} ({dtype} on {device}), loaded in {time.perf_counter() - t0:.1f} s")
     right = 0
     for title, kwargs, state, answer in CASES:
         t1 = time.perf_counter()

@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from vita import devices
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 RATE = 16000
@@ -143,8 +145,10 @@ class Server:
         self.app.state.vita.worker.shutdown()
 
 
-def build_app(model_name: str, sessions: int, forcing: Callable[[], Any] = make_forcing) -> tuple[Any, Any]:
-    """The served app on `model_name` with forced replies, and a Piper voice at 16 kHz for the questions."""
+def build_app(model_name: str, sessions: int, forcing: Callable[[], Any] = make_forcing, *, device: Any = "cpu",
+              dtype: str | None = None) -> tuple[Any, Any]:
+    """The served app on `model_name` (on `device`, `vita.devices`) with forced replies, and a Piper voice at
+    16 kHz for the questions."""
     import vita
     from vita.server.app import create_app
     from vita.server.audio_out import SpeechOut
@@ -153,7 +157,7 @@ def build_app(model_name: str, sessions: int, forcing: Callable[[], Any] = make_
     from vita.server.realtime import RealtimeConfig
     from vita.speech.tts import PiperSynth
 
-    model = vita.load(model_name)
+    model = vita.load(model_name, device=device, dtype=dtype)
     voice = PiperSynth(out_rate=24000)
     app = create_app(Engine(model), model_id=model_name, limits=Limits(max_realtime_sessions=sessions + 2),
                      speech=SpeechOut(factory=lambda: voice), realtime=RealtimeConfig(forcing=forcing))
@@ -389,9 +393,9 @@ async def drive(port: int, res: BenchResult, questions: list[np.ndarray], chunk:
 
 
 def run(sessions: int = 8, seconds: float = 60.0, model: str = "vita-mini", chunk_ms: int = 40,
-        forcing: Callable[[], Any] = make_forcing) -> BenchResult:
+        forcing: Callable[[], Any] = make_forcing, *, device: Any = "cpu", dtype: str | None = None) -> BenchResult:
     """The bench; `forcing` (a per-connection factory) is replaceable, e.g. by a leaky one to test the check."""
-    app, synth = build_app(model, sessions, forcing)
+    app, synth = build_app(model, sessions, forcing, device=device, dtype=dtype)
     silence = np.zeros(RATE // 2, np.float32)
     questions = [(np.concatenate([silence, 0.5 * synth(q), 2 * silence]) * 32767).astype(np.int16)
                  for q in QUESTIONS]
@@ -458,8 +462,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="vita-mini", help="preset or model directory")
     p.add_argument("--chunk-ms", type=int, default=40, help="audio per input_audio_buffer.append")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    devices.add_arguments(p)
     args = p.parse_args(argv)
-    res = run(args.sessions, args.seconds, args.model, args.chunk_ms)
+    device, dtype = devices.from_args(args)
+    res = run(args.sessions, args.seconds, args.model, args.chunk_ms, device=device, dtype=dtype)
     print(json.dumps(res.summary()) if args.json else report(res))
     return 0 if res.ok else 1
 

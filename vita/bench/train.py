@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from vita import devices
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny" / "stage4_continual_task.yaml"
@@ -37,15 +39,16 @@ class TrainBench:
 
 
 def bench_samples_per_s(recipe: str | Path = DEFAULT_RECIPE, nproc: int = 1, *, steps: int = 12, warmup: int = 2,
-                        micro: int = 2, threads: int = 1) -> TrainBench:
-    """Run `recipe` for `steps` steps on `nproc` ranks and measure steady-state samples/s."""
+                        micro: int = 2, threads: int = 1, device: str | None = None) -> TrainBench:
+    """Run `recipe` for `steps` steps on `nproc` ranks (on `device`: cpu, cuda, auto; None: the run's default)
+    and measure steady-state samples/s."""
     from vita.training.launch import train_command, train_env
 
     overrides = [f"schedule.total_steps={steps}", "checkpoint.every=0", f"batch.micro_batch_size={micro}",
                  "batch.grad_accum=1", "batch.global_batch_size=null"]
     with tempfile.TemporaryDirectory(prefix="vita-bench-train-") as tmp:
         out = Path(tmp) / "run"
-        proc = subprocess.run(train_command(recipe, out, overrides, nproc=nproc, threads=threads),
+        proc = subprocess.run(train_command(recipe, out, overrides, nproc=nproc, threads=threads, device=device),
                               env=train_env(threads=threads), capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"training run failed ({nproc} ranks):\n{proc.stderr[-3000:]}")
@@ -67,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--micro", type=int, default=2, help="micro-batch per rank")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads per rank")
     p.add_argument("--json", action="store_true")
+    devices.add_arguments(p, dtype=False)  # each rank: cuda:LOCAL_RANK (NCCL) or the CPU (gloo)
     args = p.parse_args(argv)
-    kw = dict(steps=args.steps, warmup=args.warmup, micro=args.micro, threads=args.threads)
+    devices.from_args(args)  # a device this machine lacks fails here, not in every rank
+    kw = dict(steps=args.steps, warmup=args.warmup, micro=args.micro, threads=args.threads, device=args.device)
     one = bench_samples_per_s(args.recipe, 1, **kw)
     many = bench_samples_per_s(args.recipe, args.nproc, **kw)
     ratio = many.samples_per_s / one.samples_per_s

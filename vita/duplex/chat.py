@@ -32,10 +32,12 @@ SPEAK_RATE = 16000
 class TerminalChat:
     def __init__(self, args: argparse.Namespace) -> None:
         from vita.api import load
+        from vita.devices import from_args
         from vita.duplex.roles import Engine, ScriptedReplies
 
         self.args = args
-        self.vita = load(args.model)
+        device, dtype = from_args(args)
+        self.vita = load(args.model, device=device, dtype=dtype)
         self.engine = Engine(self.vita, max_seq_len=args.max_seq_len, max_new_tokens=args.max_new_tokens,
                              forcing=ScriptedReplies(args.script) if args.script else None)
         self.cache = self.engine.new_cache(adopt=True)

@@ -30,6 +30,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from vita import devices
 from vita.speech.voices import add_voice_argument  # issue 14
 
 
@@ -51,6 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--tail", type=float, default=10.0, help="duplex mode: seconds of silence appended")
     p.add_argument("--headphones", action="store_true", help="duplex mode: no echo front end (no AEC, no gate)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for batch-1 decode)")
+    devices.add_arguments(p)
     p.add_argument("--json", action="store_true", help="duplex mode: events as JSON lines")
     p.set_defaults(func=run_chat)
     return p
@@ -74,6 +76,7 @@ def add_bench_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.A
                    help="force only each scenario's first answer (the one later speech overlaps); a trained model "
                         "decides every other state token and answer")
     p.add_argument("--threads", type=int, default=1)
+    devices.add_arguments(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_bench)
     return p
@@ -81,18 +84,19 @@ def add_bench_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.A
 
 def bench(model_name: str, scenarios: list | None = None, *, setup: str = "auto", compute_time: bool = True,
           rss: bool = True, model=None, synth=None, public: bool = False, public_n: int = 4,
-          free: bool = False) -> dict:
+          free: bool = False, device: str = "cpu", dtype: str | None = None) -> dict:
     """Run the scenarios (default: built-in) on `model_name` (or the already loaded `model`, a `Vita`; `synth`:
     a loaded `PiperSynth`); the `--json` report object. `public`: also the public benchmarks' sets
     (`vita.bench.duplex_public`, `public_n` per family) under the key "public". `free`: only each scenario's
-    first answer is forced; a trained model decides every other state and answer."""
+    first answer is forced; a trained model decides every other state and answer. `device`, `dtype`: where
+    `model_name` is loaded (`vita.devices`); the RSS ratio is always measured on the CPU (host memory)."""
     from vita.api import load
     from vita.duplex import simulate
     from vita.duplex.memory import measure_rss_ratio
     from vita.duplex.scenarios import builtin_scenarios
     from vita.speech.tts import PiperSynth
 
-    model = model if model is not None else load(model_name)
+    model = model if model is not None else load(model_name, device=device, dtype=dtype)
     synth = synth if synth is not None else PiperSynth()
     scenarios = scenarios if scenarios is not None else builtin_scenarios(synth)
     if compute_time:
@@ -160,9 +164,10 @@ def run_bench(args: argparse.Namespace) -> int:
     from vita.duplex.scenarios import load_scenario_file
 
     torch.set_num_threads(args.threads)
+    device, dtype = devices.from_args(args)
     scenarios = load_scenario_file(args.scenarios) if args.scenarios else None  # file errors before the model
     rep = bench(args.model, scenarios, setup=args.setup, compute_time=not args.no_compute_time, rss=not args.no_rss,
-                public=args.public, public_n=args.per_family, free=args.free)
+                public=args.public, public_n=args.per_family, free=args.free, device=device, dtype=dtype)
     if args.json:
         print(json.dumps(rep))
     else:
@@ -176,6 +181,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_chat(args: argparse.Namespace) -> int:
+    devices.from_args(args)  # a device this machine lacks fails before any file is read
     if not args.mic:
         from vita.duplex.chat import run_terminal
 
@@ -196,7 +202,8 @@ def run_mic(args: argparse.Namespace) -> int:
     from vita.speech.voices import make_voice
 
     torch.set_num_threads(args.threads)
-    model = load(args.model)
+    device, dtype = devices.from_args(args)
+    model = load(args.model, device=device, dtype=dtype)
     mic = load_audio(args.mic).numpy().astype(np.float32)  # [N] 16 kHz
     mic = np.concatenate([mic, np.zeros(int(args.tail * 16000), np.float32)])
     engine = Engine(model, max_new_tokens=args.max_new_tokens,

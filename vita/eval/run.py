@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from vita import devices
 from vita.errors import EvalError, VitaError, run_command
 from vita.eval.manifest import MODALITIES, BadLine, Case, Manifest, load_manifest
 from vita.eval.metrics import CaseResult, summarize
@@ -131,13 +132,14 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad", action="store_true", help="count and skip bad manifest lines / unusable media")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    devices.add_arguments(p)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no per-case progress lines on stderr")
     bench_cli.add_arguments(p)
 
 
 def _run(args: argparse.Namespace) -> int:
+    devices.from_args(args)  # a device this machine lacks fails before any data is read
     if getattr(args, "bench", None):
         from vita.eval.bench import cli as bench_cli
 
@@ -158,7 +160,8 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     sampling = SamplingConfig(temperature=args.temperature)
     t0 = time.perf_counter()
-    model = load(args.model, dtype=args.dtype)
+    device, dtype = devices.from_args(args)
+    model = load(args.model, dtype=dtype, device=device)
     progress = None if args.quiet else sys.stderr
     if progress is not None:
         print(f"loaded {args.model} in {time.perf_counter() - t0:.2f} s; {len(manifest.cases)} cases", file=progress)

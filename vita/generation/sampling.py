@@ -61,5 +61,10 @@ def sample(
     if config.greedy:
         return logits.argmax(dim=-1)
     probs = filter_logits(logits, config).softmax(dim=-1)  # [B, V]
-    race = torch.empty_like(probs).exponential_(1.0, generator=generator)  # [B, V] ~ Exp(1)
+    if generator is not None and generator.device != probs.device:  # a seeded CPU generator, CUDA logits: the
+        # same noise as on the CPU (so a seed gives the same draws on every device), then moved
+        race = torch.empty(probs.shape, dtype=probs.dtype, device=generator.device).exponential_(
+            1.0, generator=generator).to(probs.device)  # [B, V] ~ Exp(1)
+    else:
+        race = torch.empty_like(probs).exponential_(1.0, generator=generator)  # [B, V] ~ Exp(1)
     return (probs / race).argmax(dim=-1)

@@ -22,6 +22,7 @@ import os
 import sys
 from pathlib import Path
 
+from vita import devices
 from vita.errors import ConfigError, run_command
 from vita.server import limits as limits_mod
 from vita.speech.voices import add_voice_argument, resolve_voice, voice_factory  # issue 14
@@ -63,7 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="without an API key, accept this browser Origin (e.g. https://app.example) besides "
                    "loopback pages (repeat; '*': any)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    devices.add_arguments(p)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--vision-tower", help="InternViT folder (default: as named in the official config)")
     p.add_argument("--audio-encoder", help="audio-encoder folder (default: as named in the official config)")
@@ -82,6 +83,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     key = resolve_api_key(args.host, args.api_key)
+    device, dtype = devices.from_args(args)
     try:
         limits = limits_mod.from_args(args)
     except ValueError as exc:
@@ -99,7 +101,8 @@ def serve(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load(args.model, dtype=args.dtype, vision_tower=args.vision_tower, audio_encoder=args.audio_encoder)
+    model = load(args.model, dtype=dtype, device=device, vision_tower=args.vision_tower,
+                 audio_encoder=args.audio_encoder)
     name = args.model_name or Path(args.model.rstrip("/")).name
     speech = None  # issue 14: None = the packaged Piper voice; the model's own VITA-1.5 voice when chosen
     if resolve_voice(args.voice, args.model) == "vita15":

@@ -24,6 +24,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from vita.errors import TrainingError
+
 
 @dataclass
 class World:
@@ -41,14 +43,22 @@ class World:
         return dist.is_available() and dist.is_initialized()
 
 
-def init_world() -> World:
-    """Read the torchrun environment; start the process group when launched by torchrun."""
+def init_world(device: torch.device | None = None) -> World:
+    """Read the torchrun environment; start the process group when launched by torchrun.
+
+    `device` (`vita.devices.resolve_device`): None is CUDA if present, else the CPU. Under torchrun a CUDA device
+    means `cuda:LOCAL_RANK` (NCCL) and the CPU means gloo."""
+    use_cuda = torch.cuda.is_available() if device is None else device.type == "cuda"
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-        return World(device=device)
+        if device is not None and device.type == "cuda" and device.index is not None:
+            torch.cuda.set_device(device)
+        return World(device=device if device is not None else torch.device("cuda" if use_cuda else "cpu"))
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise TrainingError(f"LOCAL_RANK {local_rank} but this machine has {torch.cuda.device_count()} CUDA "
+                                "device(s): launch at most that many ranks per node, or pass --device cpu")
         torch.cuda.set_device(local_rank)
         device, backend = torch.device("cuda", local_rank), "nccl"
     else:

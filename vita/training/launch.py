@@ -22,9 +22,12 @@ def free_port() -> int:
 
 
 def train_command(recipe: str | Path, output: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
-                  nproc: int = 1, threads: int | None = 1, quiet: bool = True) -> list[str]:
-    """argv for one training run; nproc > 1 goes through torchrun (`torch.distributed.run`, standalone)."""
+                  nproc: int = 1, threads: int | None = 1, quiet: bool = True, device: str | None = None) -> list[str]:
+    """argv for one training run; nproc > 1 goes through torchrun (`torch.distributed.run`, standalone).
+    `device`: the run's `--device` (None: its default, CUDA if present)."""
     args = ["--recipe", str(recipe), "--output", str(output)]
+    if device:
+        args += ["--device", device]
     if threads:
         args += ["--threads", str(threads)]
     if quiet:

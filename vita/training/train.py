@@ -40,6 +40,7 @@ import yaml  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.checkpoint import checkpoint as activation_checkpoint  # noqa: E402
 
+from vita import devices  # noqa: E402
 from vita.errors import TrainingError, run_command  # noqa: E402
 from vita.models.vita import VitaModel  # noqa: E402
 from vita.tokens import IGNORE_INDEX  # noqa: E402
@@ -154,7 +155,7 @@ def _sync_context(module: nn.Module, sync: bool):
 
 
 def train(recipe_path: str | Path, output: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
-          quiet: bool = False) -> Path:
+          quiet: bool = False, device: torch.device | None = None) -> Path:
     """Run (or resume) a recipe into `output`; returns `output / "final"`.
 
     Args:
@@ -162,8 +163,10 @@ def train(recipe_path: str | Path, output: str | Path, overrides: list[str] | tu
         output: run directory; rerunning with the same one resumes from its newest checkpoint.
         overrides: `dotted.key=value` changes to the recipe.
         quiet: no progress bar or log lines (metrics are still written).
+        device: where to train (`vita.devices`); None: CUDA if present, else the CPU. Under torchrun a CUDA device
+            means cuda:LOCAL_RANK on every rank.
     """
-    world = dist_utils.init_world()
+    world = dist_utils.init_world(device)
     try:
         return _run(load_recipe(recipe_path, list(overrides)), Path(output), world, quiet=quiet)
     finally:
@@ -367,13 +370,15 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="run directory (rerun the same command to resume)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads per rank")
+    devices.add_arguments(p, dtype=False)  # the dtypes are the recipe's: model.dtype=bf16, precision=bf16
     p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. optim.lr=1e-4")
 
 
 def _command(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    train(args.recipe, args.output, args.overrides, quiet=args.quiet)
+    device, _ = devices.from_args(args)
+    train(args.recipe, args.output, args.overrides, quiet=args.quiet, device=device)
     return 0
 
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vita import devices
 from vita.errors import EvalError
 
 
@@ -73,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     progress = None if args.quiet else sys.stderr
     t0 = time.perf_counter()
-    model = load(args.model, dtype=args.dtype)
+    device, dtype = devices.from_args(args)
+    model = load(args.model, dtype=dtype, device=device)
     if progress is not None:
         print(f"loaded {args.model} in {time.perf_counter() - t0:.2f} s; {len(items)} {bench.name} items",
               file=progress)

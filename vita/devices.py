@@ -1,0 +1,112 @@
+"""Where a model runs: the `--device` and `--dtype` of every command that loads a model, resolved in one place.
+
+    --device cpu | cuda | cuda:N | auto    (default: $VITA_DEVICE, else auto = the first CUDA device if there is
+                                            one, else the CPU)
+    --dtype  fp32 | bf16 | fp16            (default: bf16 on CUDA (fp16 on cards without bf16), the command's own
+                                            default on the CPU, fp32 for most)
+
+A device that this machine does not have is a `DeviceError` that names the request and lists what there is
+(`--device cuda: CUDA is not available (torch 2.13.0+cpu is a CPU-only build); this machine has: cpu`), which
+the CLI prints as one line with exit status 2.
+
+torch is imported on first use, so that building the CLI's parsers stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING
+
+from vita.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+DEVICE_ENV = "VITA_DEVICE"  # the default of --device when the flag is not given
+DTYPE_NAMES = ("fp32", "bf16", "fp16")
+
+
+class DeviceError(ConfigError):
+    """A requested device is malformed or not present on this machine."""
+
+
+def available() -> list[str]:
+    """The devices a model can be placed on here: `cpu`, then `cuda:0` .. `cuda:N-1`."""
+    return ["cpu", *(f"cuda:{i}" for i in range(cuda_count()))]
+
+
+def cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_device(spec: str | torch.device | None = None) -> torch.device:
+    """`cpu`, `cuda`, `cuda:N` or `auto` (None: $VITA_DEVICE, else auto) -> a concrete `torch.device` with an index
+    for CUDA (`cuda` is the current CUDA device), so that devices compare equal to those of the model's tensors."""
+    import torch
+
+    if spec is None:
+        spec = os.environ.get(DEVICE_ENV) or "auto"
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    text = spec.strip().lower()
+    if text == "auto":
+        return torch.device("cuda", torch.cuda.current_device()) if cuda_count() else torch.device("cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    kind, colon, index = text.partition(":")
+    if kind != "cuda" or (colon and not index.isdigit()):
+        raise DeviceError(f"--device {spec!r}: not a device; use cpu, cuda, cuda:N or auto")
+    count = cuda_count()
+    if count == 0:
+        raise DeviceError(f"--device {spec}: CUDA is not available ({_why_no_cuda()}); "
+                          f"this machine has: {', '.join(available())}")
+    if not index:
+        return torch.device("cuda", torch.cuda.current_device())
+    if int(index) >= count:
+        raise DeviceError(f"--device {spec}: there is no CUDA device {int(index)} ({count} found); "
+                          f"this machine has: {', '.join(available())}")
+    return torch.device("cuda", int(index))
+
+
+def _why_no_cuda() -> str:
+    import torch
+
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a build without CUDA"
+    return f"torch {torch.__version__} has CUDA {torch.version.cuda} but finds no usable GPU or driver"
+
+
+def default_dtype(device: torch.device, cpu_default: str = "fp32") -> str:
+    """bf16 on CUDA (fp16 where the card has no bf16), else `cpu_default`."""
+    import torch
+
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return cpu_default
+
+
+def resolve(device: str | torch.device | None, dtype: str | None, *, cpu_dtype: str = "fp32") -> tuple[
+        torch.device, str]:
+    """The (device, dtype name) a command runs with; `dtype` None means the device's default."""
+    where = resolve_device(device)
+    return where, dtype if dtype is not None else default_dtype(where, cpu_dtype)
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, dtypes: tuple[str, ...] = DTYPE_NAMES,
+                  cpu_dtype: str = "fp32", dtype: bool = True) -> None:
+    """Add `--device` (and unless `dtype` is False, `--dtype`) to a command's parser; read them back with
+    `from_args`. `cpu_dtype`: the command's dtype on the CPU when --dtype is not given."""
+    parser.add_argument("--device", default=None, metavar="DEVICE",
+                        help=f"cpu, cuda, cuda:N or auto (default: ${DEVICE_ENV}, else auto: CUDA if present)")
+    if dtype:
+        parser.add_argument("--dtype", default=None, choices=list(dtypes),
+                            help=f"weights and activations (default: bf16 on CUDA, {cpu_dtype} on the CPU)")
+    parser.set_defaults(cpu_dtype=cpu_dtype)
+
+
+def from_args(args: argparse.Namespace) -> tuple[torch.device, str]:
+    """The resolved (device, dtype name) of a namespace parsed by a parser given `add_arguments`."""
+    return resolve(args.device, getattr(args, "dtype", None), cpu_dtype=args.cpu_dtype)
