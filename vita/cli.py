@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_bench_decode)
 
     # sub-commands that live with their subsystem register themselves
+    from vita.checkpoint import download as download_cmd
     from vita.checkpoint import mini_cli
     from vita.duplex import cli as duplex_cli
     from vita.eval import run as eval_run
@@ -209,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     duplex_cli.add_bench_parser(bsub)
     train_cmd.add_parser(sub)
     mini_cli.add_parser(sub)
+    download_cmd.add_parser(sub)
     serve_cli.add_parser(sub)
     t = bsub.add_parser("train", help="training samples/s on 1 and N ranks (tiny recipe), and the scaling ratio",
                         add_help=False)
