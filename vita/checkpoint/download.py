@@ -341,7 +341,7 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     folder = download(args.model, args.dir, endpoint=args.endpoint, verify=args.verify, progress=progress)
-    print(f"{args.model} ready in {folder.parent if folder.parent != folder else folder}")
+    print(f"{args.model}: complete and verified in {folder.parent}")
     print(f"load it with: vita generate --model {folder} ...")
     return 0
 
