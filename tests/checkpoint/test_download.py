@@ -100,6 +100,7 @@ class Mirror:
         self.drop: dict[str, int] = {}  # "repo/path" -> close the connection once the body reaches this offset
         self.corrupt: set[str] = set()  # "repo/path": next GET flips one byte
         self.hidden: set[str] = set()  # listed, but resolve answers 404 EntryNotFound
+        self.busy: set[str] = set()  # "repo/path": next GET answers 503
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
@@ -195,6 +196,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not head:
             with m.lock:
                 m.requests.append(("GET", name, rng))
+                busy = name in m.busy
+                m.busy.discard(name)
+            if busy:
+                self._error(503, "ServiceUnavailable", "try again later")
+                return
         status = 200
         if rng and (match := re.fullmatch(r"bytes=(\d+)-(\d*)", rng)):
             start = int(match.group(1))
@@ -323,7 +329,7 @@ def test_interrupted_download_resumes_without_refetching_bytes(mirror1, tmp_path
     cut = size // 2 + 12345
     mirror1.drop[BIG] = cut
     msgs: list[str] = []
-    with pytest.raises(DownloadError, match=r"VITA_ckpt/model\.safetensors: connection lost after \d+ of \d+ bytes"
+    with pytest.raises(DownloadError, match=r"VITA_ckpt/model\.safetensors: interrupted after \d+ of \d+ bytes"
                        r".*run the command again to resume") as err:
         download("vita-1.0", tmp_path, endpoint=mirror1.url, retries=0, log=msgs.append)
     assert "\n" not in str(err.value)
@@ -342,14 +348,18 @@ def test_interrupted_download_resumes_without_refetching_bytes(mirror1, tmp_path
     assert any("resuming at" in m for m in msgs)
 
 
-def test_dropped_connection_is_resumed_within_the_run(mirror1, tmp_path):
+def test_dropped_connection_and_busy_server_are_resumed_within_the_run(mirror1, tmp_path):
     size = len(mirror1.repos["VITA-MLLM/VITA"]["files"]["VITA_ckpt/model.safetensors"])
     mirror1.drop[BIG] = 1000
+    tower = "OpenGVLab/InternViT-300M-448px/model.safetensors"
+    mirror1.busy.add(tower)
     msgs: list[str] = []
     download("vita-1.0", tmp_path, endpoint=mirror1.url, retry_wait=0, log=msgs.append)
     assert mirror1.get_requests(BIG) == [None, "bytes=1000-"]
     assert mirror1.sent[BIG] == size
-    assert any("connection lost at 1000 of" in m for m in msgs)
+    assert mirror1.get_requests(tower) == [None, None]  # a 503 is tried again (nothing was kept: from 0)
+    assert any(m.startswith(f"{tower}: interrupted at 0 of") and "503 Service Unavailable" in m for m in msgs)
+    assert any("model.safetensors: interrupted at 1000 of" in m for m in msgs)
 
 
 # -- corruption ------------------------------------------------------------------------------------------------
@@ -409,6 +419,7 @@ def test_unreachable_endpoint_is_one_line(tmp_path, capsys):
     url = f"http://127.0.0.1:{port}"
     with pytest.raises(DownloadError, match=rf"cannot reach {re.escape(url)} \(.*\): check the network"):
         download("vita-1.0", tmp_path / "a", endpoint=url)
+    assert not (tmp_path / "a").exists()  # a failed start leaves nothing behind
     assert main(["download", "vita-1.0", "--dir", str(tmp_path / "b"), "--endpoint", url]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: cannot reach {url}") and "\n" not in err and "Traceback" not in err

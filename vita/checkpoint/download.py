@@ -44,6 +44,7 @@ from vita.errors import CheckpointError
 
 MANIFEST = "vita-download.json"
 PARTIAL_DIR = ".vita-download"
+LISTING_TIMEOUT = 30.0  # seconds per request (huggingface_hub waits forever by default)
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,8 @@ def list_files(rel: Release, endpoint: str, token: str | bool | None) -> dict[st
             key = (piece.repo, piece.revision)
             if key not in infos:
                 with hub_errors(endpoint, f"{piece.repo}@{piece.revision}"):
-                    infos[key] = api.model_info(piece.repo, revision=piece.revision, files_metadata=True)
+                    infos[key] = api.model_info(piece.repo, revision=piece.revision, files_metadata=True,
+                                                  timeout=LISTING_TIMEOUT)
             info = infos[key]
             siblings = info.siblings or []
             chosen = {}
@@ -235,13 +237,13 @@ def download(
     root = Path(directory).expanduser() if directory is not None else default_dir(name)
     if root.exists() and not root.is_dir():
         raise CheckpointError(f"{root}: not a directory")
-    root.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(root, name)
     if manifest is not None and manifest.get("endpoint") and endpoint is None:
         endpoint = manifest["endpoint"]  # finish where it started (a mirror stays the mirror)
     endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
     if manifest is None:
         manifest = list_files(rel, endpoint, token)
+        root.mkdir(parents=True, exist_ok=True)  # only once the hub answered: a failed start leaves nothing
         write_manifest(root, manifest)
 
     todo = []

@@ -8,7 +8,8 @@
   huggingface_hub's;
 - the complete file is checked against the hub's metadata: its size, and its sha256 (LFS files) or git blob
   sha1 (small files). A mismatch is named, the bytes are dropped and the file is fetched again once;
-- a lost connection is retried (from where it stopped) `retries` times, then reported with what is kept.
+- a lost connection (or a 429 / 5xx answer) is retried from where it stopped, `retries` times in a row without
+  progress, then reported with what is kept.
 
 Every failure is a `DownloadError` (a `CheckpointError`: the CLI prints it as one line): endpoint unreachable,
 repository / revision / file missing, HTTP errors, disk full.
@@ -167,15 +168,17 @@ def fetch(
         if have < remote.size:
             try:
                 received += _get(url, headers, partial, have, remote.size, progress)
-            except (httpx2.TransportError, _ShortBody) as exc:
+            except (httpx2.TransportError, _ShortBody, HfHubHTTPError) as exc:
+                if isinstance(exc, HfHubHTTPError) and not _transient(exc):
+                    raise
                 kept = partial.stat().st_size if partial.exists() else 0
                 if kept > have:
                     drops = 0  # progress was made: the retry budget is per stall, as in huggingface_hub
                 drops += 1
                 if drops > retries:
-                    raise DownloadError(f"{remote.name}: connection lost after {kept} of {remote.size} bytes "
+                    raise DownloadError(f"{remote.name}: interrupted after {kept} of {remote.size} bytes "
                                         f"({_reason(exc)}); run the command again to resume") from None
-                log(f"{remote.name}: connection lost at {kept} of {remote.size} bytes; resuming")
+                log(f"{remote.name}: interrupted at {kept} of {remote.size} bytes ({_reason(exc)}); resuming")
                 time.sleep(retry_wait)
                 continue
         problem = checksum_problem(partial, remote)
@@ -188,6 +191,12 @@ def fetch(
         refetched = True
     partial.replace(dest)
     return received
+
+
+def _transient(exc: HfHubHTTPError) -> bool:
+    """A 429 or 5xx answer: worth another try, like a dropped connection."""
+    status = exc.response.status_code if exc.response is not None else 0
+    return status == 429 or status >= 500
 
 
 class _ShortBody(Exception):
