@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 from vita.bench.decode import DecodeBench, bench_vita, weight_bytes_per_token
+from vita.generation.generate import decode_step_kind
 from vita.models.llm import LLM
 
 
@@ -111,7 +112,7 @@ def run_bench(model: str, device: torch.device, *, dtype: str = "bf16", prompt_l
         threads=torch.get_num_threads(), prompt_len=prompt_len, new_tokens=new_tokens, compiled=compile,
         prefill_tok_s=prefill_tok_s,
         decode_tok_s=decode_tok_s, weight_bytes=weight_bytes, bandwidth_gb_s=bandwidth / 1e9, bound_tok_s=bound,
-        fraction_of_bound=decode_tok_s / bound, decode_step="compiled" if compile else "eager", gemv="cuBLAS",
+        fraction_of_bound=decode_tok_s / bound, decode_step=decode_step_kind(llm, compile), gemv="cuBLAS",
         transformers_decode_tok_s=hf_tok_s,
         speedup_vs_transformers=None if hf_tok_s is None else decode_tok_s / hf_tok_s,
     )
