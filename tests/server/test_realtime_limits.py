@@ -270,7 +270,7 @@ def test_long_spoken_conversation_keeps_answering_with_bounded_memory(make):
             s = conn.session
             held = sum(len(p.source) for t in s.history if not isinstance(t.content, str)
                        for p in t.content if hasattr(p, "source"))
-            sizes.append((len(s.history), held, len(conn.states), len(s.stages)))
+            sizes.append((len(s.history), held, len(conn.out.states), len(s.stages)))
             if _turn in (20, 59):
                 rss.append(_rss_mb())
         assert max(n for n, *_ in sizes) <= s.config.history_turns

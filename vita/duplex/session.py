@@ -203,6 +203,17 @@ class Session:
         return self._pick() is not None
 
     @property
+    def next_unit(self) -> str | None:
+        """The unit `tick()` would run now: "listen" (deciding or speculating on a turn), "speak", "tts" or None; a
+        driver sharing one model between sessions may serve "listen" first (the user is waiting for it)."""
+        return self._pick()
+
+    @property
+    def speculating(self) -> bool:
+        """A turn is being prepared ahead of its end (invisible to the transport until the commit)."""
+        return self.listening is not None and self.listening.speculative
+
+    @property
     def waiting_for_speech(self) -> bool:
         """The reply's speech is being rendered off this thread (`SpeechWorker`) and nothing else is to do: a driver
         may block in `tts.wait()` for it."""
@@ -242,12 +253,30 @@ class Session:
         if self.reply is not None:
             reply_id = self.reply.id
             self._cancel_reply(events)
-        elif self.listening is not None:
+        else:
+            self.drop_utterance()
+        return events, reply_id
+
+    def clear_input(self) -> list[OutEvent]:
+        """Drop the open (uncommitted) utterance and whatever was prepared for it, without a trace."""
+        events: list[OutEvent] = []
+        self.vad.discard()
+        self._drop_speculation()
+        self._continues = None
+        self._maybe_resume(events)
+        return events
+
+    def drop_utterance(self) -> None:
+        """Drop the utterance being decided or speculated on (its job failed: the transport reports why)."""
+        if self.listening is not None:
             if self.listening.rendering:
                 self.tts.cancel()
             self.listening.job.cancel()
             self.listening = None
-        return events, reply_id
+
+    def set_vad(self, config: VADConfig) -> None:
+        """New VAD settings (thresholds, silences) from the next audio on; an open segment keeps its audio."""
+        self.vad.config = config
 
     def _ask(self, parts: list[Part], events: list[OutEvent]) -> None:
         utt = self._utterance(parts, None)

@@ -8,9 +8,11 @@
     chat.py          request -> `Turn`s + sampling params; reply events -> response / stream chunk bodies
     engine.py        the shared model: prompt building and the reply loop as typed events (state first)
     audio_out.py     speech out (Piper through `vita.speech.tts`) and its encodings
-    worker.py        the one model thread and request admission (429 when the queue is full)
+    worker.py        the one model thread (urgent jobs first) and request admission (429 when the queue is full)
     app.py           `create_app(...)`: routes, Host/Origin checks and auth, error handlers
     realtime.py      `GET /v1/realtime`: a duplex session per websocket, bounded (`realtime_events.py`: wire types)
+    realtime_roles.py, realtime_emit.py, realtime_stats.py   its model side (role caches, prompts that fit),
+                     session events -> server events, where a turn's time goes
     cli.py           `vita serve` (`add_parser`, `main`)
 
 Importing this package imports neither FastAPI nor torch; `vita.server.app` does.

@@ -23,10 +23,22 @@ audio; if the model answers it the old reply ends `cancelled` (barge-in) and a n
 Audio out is paced like a speaker (`Playout`, with a `lead_s` head start for the client's jitter buffer), so the
 server knows what was heard when the user barges in.
 
-Model work: each connection's driver task feeds its session on the event loop (VAD and echo gate, no model) and
-submits `session.tick()` batches (<= `tick_budget_s`) to the server's single model worker, so chat requests and
-realtime sessions never run the model concurrently. Each session owns two `RoleCache`s of its own (never the
-LLM's default cache, which chat requests reuse).
+Turn-taking with server VAD is the duplex session's (`vita.duplex.session`): at the user's first short silence the
+session already encodes the utterance, prefills it, reads the state token and decodes the first phrase, emitting
+nothing; the VAD's end of speech (or 250 ms of silence once the state says "answer") commits it, and the
+speech_stopped, response.created and first deltas go out at once; speech again discards it without a trace (no
+event, nothing in the history, the role cache keeps only rows a later prompt reuses exactly). While a turn is only
+speculated on, nothing is active for the client: `response.cancel` is refused as usual, a prompt that does not fit
+is reported at the commit, `input_audio_buffer.clear` drops the speculation with the audio.
+
+Work off the event loop, bounded per session: each connection's driver task feeds its session's audio (echo gate,
+VAD) on the hub's audio threads and submits `session.tick()` batches (<= `tick_budget_s`) to the server's single
+model worker, so chat requests and realtime sessions never run the model concurrently. A batch deciding or
+speculating on a user's turn (`Session.next_unit == "listen"`) is submitted URGENT (ahead of the other sessions'
+decode steps and of chat requests; `turn_budget_s`), everything else NORMAL. Each session owns two `RoleCache`s
+of its own (never the LLM's default cache, which chat requests reuse). The model side of a connection (role
+caches, prompts bounded by positions, the voice) is in `realtime_roles.py`; session events -> server events in
+`realtime_emit.py`; a connection's finished turns leave their stage times in `Hub.stages` (`realtime_stats.py`).
 
 Auth (with an API key): `Authorization: Bearer <key>`, or, for browsers (which cannot set headers), the query
 parameter `?api_key=<key>` or the subprotocol `openai-insecure-api-key.<key>` (offered next to `realtime`, which
@@ -53,45 +65,44 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
 from starlette.websockets import WebSocket
 
 from vita.duplex import events as ev
-from vita.duplex.roles import Engine as RoleEngine
-from vita.duplex.roles import Forcing, ReplyJob, RoleCache
+from vita.duplex.roles import Forcing
 from vita.duplex.session import Session, SessionConfig
 from vita.errors import PromptError
-from vita.media.prompt import SYSTEM_PROMPTS
-from vita.processor import Audio, Image, Part, Turn
+from vita.processor import Image, Part
 from vita.server.cli import is_loopback
 from vita.server.errors import APIError
+from vita.server.realtime_emit import Emitter
 from vita.server.realtime_events import (
     OUTPUT_RATE,
+    RATE,
     RealtimeError,
     Resampler,
     Settings,
     decode_pcm16,
-    encode_pcm16,
     error_event,
     field_of,
     new_id,
     parse_frame,
     parse_item,
-    response_body,
 )
+from vita.server.realtime_roles import BoundedRoles, Voice
+from vita.server.worker import NORMAL, URGENT
 from vita.speech.tts import SpeechWorker
 from vita.speech.vad import StreamingVAD
 
 log = logging.getLogger("vita.server")
-RATE = 16000
 KEY_PROTOCOL = "openai-insecure-api-key."
+MAX_STAGE_RECORDS = 4096  # finished turns' stage times kept by a hub (`Hub.stages`)
 
 
 @dataclass
@@ -103,86 +114,8 @@ class RealtimeConfig:
     max_new_tokens: int = 512
     max_seq_len: int = 2048
     tick_budget_s: float = 0.02  # model work per worker submission (then audio is fed again)
-
-
-class _Roles(RoleEngine):
-    """Role caches of their own: the LLM's default cache belongs to chat requests (they would overwrite it).
-    Jobs trim the history by positions (`_BoundedJob`)."""
-
-    def new_cache(self, *, adopt: bool = False) -> RoleCache:
-        return super().new_cache(adopt=False)
-
-    def start(self, cache: RoleCache, turns: Sequence[Turn], donor: RoleCache | None = None) -> ReplyJob:
-        script = self.forcing(turns) if self.forcing is not None else None
-        return _BoundedJob(self.vita, cache, turns, max_new_tokens=self.max_new_tokens, sampling=self.sampling,
-                           prefill_chunk=self.prefill_chunk, script=script, system=self.system,
-                           generator=self.generator, donor=donor)
-
-
-class _BoundedJob(ReplyJob):
-    """A reply job whose prompt always fits its cache: before embedding (on the model thread) the oldest exchanges
-    are dropped until system + history + the new utterance leave room for a reply (an estimate from text tokens
-    and audio lengths, never below the real count). An utterance that cannot fit even alone is a `PromptError`."""
-
-    def _embed(self) -> None:
-        size = self.cache.max_seq_len
-        reserve = min(self.max_new_tokens, size // 4)
-        self.turns = fit_turns(self.vita, self.turns, self.system, size - reserve)
-        super()._embed()
-
-
-def _turn_positions(vita: Any, turn: Turn) -> int:
-    """An upper estimate of a turn's prompt positions: its text tokens, audio adapter frames and image tiles."""
-    parts = [turn.content] if isinstance(turn.content, str) else turn.content
-    n = 8  # role name, separators, end marker
-    for p in parts:
-        if isinstance(p, str):
-            n += len(vita.tokenizer.encode(p, add_special_tokens=False))
-        elif isinstance(p, Audio):
-            samples = len(p.source) * RATE / (p.sample_rate or RATE)
-            n += vita.processor.audio_tokens(math.ceil(samples / 160)) + 1  # 10 ms feature frames
-        elif isinstance(p, Image):
-            vision = vita.config.vision
-            n += (vision.max_tiles + 1) * vision.tokens_per_tile if vision is not None else 0
-    return n
-
-
-def fit_turns(vita: Any, turns: list[Turn], system: str | None, budget: int) -> list[Turn]:
-    """The newest turns (starting with a user turn) whose positions, with the system prompt's, fit `budget`."""
-    used = len(vita.tokenizer.encode(system if system is not None else SYSTEM_PROMPTS["video"])) + 8
-    sizes = [_turn_positions(vita, t) for t in turns]
-    used += sizes[-1]
-    if used > budget:
-        raise PromptError(f"the instructions and this utterance need about {used} positions; the session has "
-                          f"{budget} (a shorter utterance or shorter instructions fit)")
-    start = len(turns) - 1
-    while start > 0 and used + sizes[start - 1] <= budget:
-        start -= 1
-        used += sizes[start]
-    while start < len(turns) - 1 and turns[start].role != "user":
-        start += 1
-    return turns[start:]
-
-
-class _Voice:
-    """The shared synthesizer at 24 kHz, silent (no samples) while the session's modalities are text only."""
-
-    out_rate = OUTPUT_RATE
-
-    def __init__(self, synth: Callable[[str], np.ndarray] | None) -> None:
-        self.synth, self.enabled = synth, synth is not None
-
-    def __call__(self, text: str) -> np.ndarray:
-        return self.synth(text) if self.enabled and self.synth is not None else np.zeros(0, np.float32)
-
-
-@dataclass
-class _Response:
-    id: str
-    item_id: str
-    state: str | None
-    audio: bool
-    text: str = ""
+    turn_budget_s: float = 0.05  # the same for an URGENT submission (a turn being decided or speculated on)
+    audio_threads: int = 2  # the hub's threads feeding sessions' audio (echo gate, VAD) off the event loop
 
 
 class Hub:
@@ -192,6 +125,15 @@ class Hub:
         self.state, self.config, self.active = state, config, 0
         self.connections: set[Connection] = set()  # open ones (tests and metrics look at them)
         self.per_client: Counter[str] = Counter()  # open sessions per client address
+        self.stages: deque[dict[str, float]] = deque(maxlen=MAX_STAGE_RECORDS)  # closed sessions' turns (stats)
+        self._audio: ThreadPoolExecutor | None = None
+
+    @property
+    def audio(self) -> ThreadPoolExecutor:
+        """Threads that feed sessions' audio (echo gate, VAD): never the event loop, never the model thread."""
+        if self._audio is None:
+            self._audio = ThreadPoolExecutor(self.config.audio_threads, thread_name_prefix="vita-audio")
+        return self._audio
 
     def authorized(self, ws: WebSocket) -> bool:
         from vita.server.app import authorized
@@ -255,18 +197,15 @@ class Connection:
         self.fed = 0  # 16 kHz samples fed to the session
         self.pending: list[Part] = []  # conversation items waiting for response.create
         self.pending_items = 0
-        self.awaiting = False  # a response.create is being decided (no response.created yet)
         self.closing = asyncio.Event()  # set with `close_reason` to end the connection (slow reader)
         self.close_reason: RealtimeError | None = None
-        self.responses: dict[int, _Response] = {}  # session reply id -> wire response
-        self.states: dict[int, str | None] = {}  # utterance id -> state token
-        self.client_cancelled: set[int] = set()
-        self.item_id: str | None = None  # the input item being spoken
-        self.last_item: str | None = None
+        self.out = Emitter(self.settings, self.send)  # session events -> server events, response bookkeeping
         self.resampler = Resampler(self.settings.input_rate)
         self.session: Session | None = None
-        self.voice: _Voice | None = None
+        self.voice: Voice | None = None
         self.speech: SpeechWorker | None = None
+        self.closed = False  # the connection is gone: a tick batch still running stops at its next tick
+        self._utterances: dict[int, int] = {}  # reply id -> utterance id (stage records at the reply's end)
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -296,6 +235,7 @@ class Connection:
                     task.cancel()
                     with contextlib.suppress(BaseException):
                         await task
+            self.closed = True
             self.session = None  # the in-flight tick batch (if any) holds the last reference
             if self.speech is not None:
                 self.speech.close()
@@ -306,9 +246,9 @@ class Connection:
             synth = self.state.speech.streaming().synth
         except APIError:
             synth = None  # the speech extra is missing: text only
-        self.voice = _Voice(synth)
-        engine = _Roles(self.state.engine.vita, max_seq_len=self.config.max_seq_len,
-                        max_new_tokens=self.config.max_new_tokens, forcing=self.config.forcing())
+        self.voice = Voice(synth)
+        engine = BoundedRoles(self.state.engine.vita, max_seq_len=self.config.max_seq_len,
+                              max_new_tokens=self.config.max_new_tokens, forcing=self.config.forcing())
         # phrases are rendered on the worker's own thread, never on the model thread (closed with the connection)
         self.speech = SpeechWorker(self.voice, sample_rate=OUTPUT_RATE)
         return Session(engine, self.speech, clock=self.config.clock(), config=self.config.session(),
@@ -415,7 +355,7 @@ class Connection:
             elif kind == "input_audio_buffer.append":
                 self._append(field_of(obj, "audio", str, param="audio", required=True))
             elif kind == "response.create":
-                if self.responses or self.awaiting:
+                if self.out.active:
                     raise RealtimeError("a response is in progress: wait for its response.done (or send "
                                         "response.cancel) before response.create",
                                         code="conversation_already_has_active_response")
@@ -423,7 +363,7 @@ class Connection:
                     raise RealtimeError("nothing to respond to: create a user item first (spoken input is "
                                         "answered by the server VAD)", code="no_pending_input")
                 self._post(("respond", self.pending))
-                self.pending, self.pending_items, self.awaiting = [], 0, True
+                self.pending, self.pending_items, self.out.awaiting = [], 0, True
             else:  # input_audio_buffer.commit / .clear, response.cancel: decided by the driver
                 self._post((kind, eid))
         except RealtimeError as err:
@@ -471,28 +411,43 @@ class Connection:
     async def _drive(self) -> None:
         s = self.session
         assert s is not None
+        loop = asyncio.get_running_loop()
         failures = 0
         while True:
             out: list = []
             try:
                 while self.inbox:
-                    self._apply(self.inbox.popleft(), out)
+                    action = self.inbox.popleft()
+                    if action[0] != "audio":
+                        self._apply(action, out)
+                        continue
+                    chunks = [action[1]]  # the audio that came meanwhile: fed on an audio thread, chunk by chunk
+                    while self.inbox and self.inbox[0][0] == "audio":
+                        chunks.append(self.inbox.popleft()[1])
+                    self.buffered -= sum(map(len, chunks))
+                    out += await loop.run_in_executor(self.hub.audio, self._feed, s, chunks)
                 if s.has_work:
-                    out += await self.state.worker.call(self._work, s)
+                    urgent = s.next_unit == "listen"
+                    out += await self.state.worker.call(self._work, s, urgent,
+                                                        priority=URGENT if urgent else NORMAL)
                 elif s.busy:
                     out += s.tick()  # no unit of work: only releases playback (no model)
                 failures = 0
                 if len(s.history) > s.config.history_turns:  # the session reads only these: drop the rest
                     del s.history[: len(s.history) - s.config.history_turns]
             except PromptError as exc:  # the utterance cannot fit: the client's to fix, not an internal error
-                self.send(error_event(RealtimeError(str(exc), code="context_length_exceeded")))
-                s.listening, self.awaiting = None, False
+                speculative = s.speculating
+                s.drop_utterance()
+                if not speculative:  # a speculation is redone at the commit, which reports it (once)
+                    self.send(error_event(RealtimeError(str(exc), code="context_length_exceeded")))
+                    self.out.awaiting = False
             except Exception:  # noqa: BLE001 - one broken reply must not end the connection
                 log.exception("realtime tick failed")
                 failures += 1
                 self.send(error_event(RealtimeError("internal error while answering (the server log has the "
                                                     "details)", code="server_error", type="server_error")))
-                s.listening, self.awaiting = None, False
+                s.drop_utterance()
+                self.out.awaiting = False
                 out += s.cancel()[0]  # the speaking reply, if any
                 if failures >= 3:  # not one broken reply: the worker itself (server shutting down)
                     self._emit(out)
@@ -504,27 +459,34 @@ class Connection:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), 0.02 if s.busy else None)
 
-    def _work(self, s: Session) -> list:
-        """On the model thread: ticks until no work is left or the budget is spent."""
-        out, end = [], time.monotonic() + self.config.tick_budget_s
-        while True:
+    def _work(self, s: Session, urgent: bool) -> list:
+        """On the model thread: ticks until no work is left or the budget is spent (an URGENT batch also ends when
+        the turn's work is done: the rest waits its turn behind the other sessions)."""
+        budget = self.config.turn_budget_s if urgent else self.config.tick_budget_s
+        out, end = [], time.monotonic() + budget
+        while not self.closed:
             out += s.tick()
-            if not s.has_work or time.monotonic() > end:
-                return out
+            if not s.has_work or time.monotonic() > end or (urgent and s.next_unit != "listen"):
+                break
+        return out
+
+    def _feed(self, s: Session, chunks: list) -> list:
+        """On an audio thread (the driver awaits it: nothing else touches the session meanwhile)."""
+        out: list = []
+        for pcm in chunks:
+            self.fed += len(pcm)
+            out += s.feed(ev.AudioIn(pcm))
+        return out
 
     def _apply(self, action: tuple, out: list) -> None:
+        """A client action other than audio, on the event loop (cheap: no model, no audio)."""
         s, kind = self.session, action[0]
         assert s is not None
-        if kind == "audio":
-            self.buffered -= len(action[1])
-            self.fed += len(action[1])
-            out += s.feed(ev.AudioIn(action[1]))
-        elif kind == "settings":
+        if kind == "settings":
             st = self.settings
-            s.vad.config = replace(s.vad.config, start_threshold=st.threshold,
-                                   end_threshold=max(st.threshold - 0.15, 0.01),
-                                   min_silence_ms=float(st.silence_duration_ms),
-                                   pre_roll_ms=float(st.prefix_padding_ms))
+            s.set_vad(replace(s.vad.config, start_threshold=st.threshold,
+                              end_threshold=max(st.threshold - 0.15, 0.01),
+                              min_silence_ms=float(st.silence_duration_ms), pre_roll_ms=float(st.prefix_padding_ms)))
             s.engine.system = st.instructions
             if self.voice is not None:
                 self.voice.enabled = "audio" in st.modalities and self.voice.synth is not None
@@ -536,62 +498,30 @@ class Connection:
                                                     code="input_audio_buffer_commit_empty", event_id=action[1])))
             out += s.end_of_input()
         elif kind == "input_audio_buffer.clear":
-            s.vad.discard()
-            self.item_id = None
+            out += s.clear_input()
+            self.out.item_id = None
             self.send({"type": "input_audio_buffer.cleared", "event_id": new_id("event")})
         elif kind == "response.cancel":
-            self.awaiting = False
-            if s.reply is not None or s.listening is not None:
+            self.out.awaiting = False
+            if s.reply is not None or (s.listening is not None and not s.speculating):
                 events, reply_id = s.cancel()
                 if reply_id is not None:
-                    self.client_cancelled.add(reply_id)
+                    self.out.client_cancelled.add(reply_id)
                 out += events
-            else:
+            else:  # (a turn only speculated on is not a response: the client cannot see it)
                 self.send(error_event(RealtimeError("there is no active response to cancel",
                                                     code="response_cancel_not_active", event_id=action[1])))
 
     # ---- session events -> server events -----------------------------------------------------------------------
     def _emit(self, out: list) -> None:
-        for e in out:
-            base = {"event_id": new_id("event")}
-            if isinstance(e, ev.UserSpeechStarted):
-                self.item_id = new_id("item")
-                self.send({"type": "input_audio_buffer.speech_started", **base, "item_id": self.item_id,
-                           "audio_start_ms": self.fed * 1000 // RATE})
-            elif isinstance(e, ev.UserSpeechEnded):
-                item, self.item_id = self.item_id or new_id("item"), None
-                self.send({"type": "input_audio_buffer.speech_stopped", **base, "item_id": item,
-                           "audio_end_ms": self.fed * 1000 // RATE})
-                self.send({"type": "input_audio_buffer.committed", "event_id": new_id("event"), "item_id": item,
-                           "previous_item_id": self.last_item})
-                self.last_item = item
-            elif isinstance(e, ev.StateDecided):
-                self.awaiting = False
-                self.states[e.utterance_id] = e.state
-                if len(self.states) > 64:  # utterances never answered leave their entry
-                    del self.states[next(iter(self.states))]
-            elif isinstance(e, ev.ReplyStarted):
-                r = _Response(new_id("resp"), new_id("item"), self.states.pop(e.utterance_id, None),
-                              "audio" in self.settings.modalities)
-                self.responses[e.reply_id] = r
-                self.send({"type": "response.created", **base,
-                           "response": response_body(r.id, r.item_id, "in_progress", state=r.state)})
-            elif isinstance(e, ev.TextDelta) and (r := self.responses.get(e.reply_id)):
-                r.text += e.text
-                kind = "response.audio_transcript.delta" if r.audio else "response.text.delta"
-                self.send({"type": kind, **base, "response_id": r.id, "item_id": r.item_id, "output_index": 0,
-                           "content_index": 0, "delta": e.text})
-            elif isinstance(e, ev.AudioOut) and (r := self.responses.get(e.reply_id)) and r.audio and len(e.pcm):
-                self.send({"type": "response.audio.delta", **base, "response_id": r.id, "item_id": r.item_id,
-                           "output_index": 0, "content_index": 0, "delta": encode_pcm16(e.pcm)})
-            elif isinstance(e, ev.TERMINAL) and (r := self.responses.pop(e.reply_id, None)):
-                done = isinstance(e, ev.ReplyFinished)
-                reason = None if done else ("client_cancelled" if e.reply_id in self.client_cancelled
-                                            else "turn_detected")
-                self.client_cancelled.discard(e.reply_id)
-                self.send({"type": "response.done", **base, "response": response_body(
-                    r.id, r.item_id, "completed" if done else "cancelled", state=r.state,
-                    text=e.text if done else e.heard, audio=r.audio, reason=reason)})
+        self.out.emit(out, self.fed)
+        s = self.session
+        for e in out:  # a reply's end: its turn's stage times go to the hub (`vita bench serve` reads them)
+            if isinstance(e, ev.ReplyStarted):
+                self._utterances[e.reply_id] = e.utterance_id
+            elif isinstance(e, ev.TERMINAL) and (uid := self._utterances.pop(e.reply_id, None)) is not None \
+                    and s is not None and uid in s.stages:
+                self.hub.stages.append(dict(s.stages[uid]))
 
 
 def mount(app: Any, state: Any, config: RealtimeConfig | None = None) -> Hub:

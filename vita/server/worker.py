@@ -3,25 +3,37 @@
     worker = ModelWorker(max_queued=8)
     ticket = worker.admit()                       # 429 when 1 running + max_queued waiting are already admitted
     value = await worker.call(fn, *args)          # run fn on the model thread, await its result
+    value = await worker.call(fn, priority=URGENT)  # ahead of every NORMAL job still waiting
     events = worker.stream(produce)               # start produce(cancel) on the model thread now; async-iterate
     ticket.release()                              # idempotent; pass it as on_done to release when a job ends
 
-Jobs run one at a time in submission order (one model, one KV cache). A stream's `cancel` event is set when its
-consumer stops iterating (client gone), and the producer checks it between tokens. The realtime websocket can
-share the same worker, so chat requests and duplex sessions never touch the model at the same time.
+Jobs run one at a time (one model): URGENT ones first, then NORMAL ones, each class in submission order. The
+realtime sessions submit their turn work (a user waiting for the end of their turn to be answered) as URGENT and
+everything else (decoding a reply whose audio is already queued, chat requests) as NORMAL, so with many sessions a
+turn never queues behind the others' decode steps. Each realtime submission is bounded (`tick_budget_s`), so the
+URGENT class cannot starve the rest for long. A stream's `cancel` event is set when its consumer stops iterating
+(client gone), and the producer checks it between tokens. The realtime websocket shares the same worker, so chat
+requests and duplex sessions never touch the model at the same time.
+
+`waits` keeps the latest queueing delays (priority, seconds from submit to start) for `vita bench serve`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import threading
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from vita.server.errors import APIError
 
 T = TypeVar("T")
+URGENT, NORMAL = 0, 1  # job priorities (lower runs first)
 
 
 class Ticket:
@@ -39,9 +51,14 @@ class Ticket:
 class ModelWorker:
     def __init__(self, max_queued: int = 8) -> None:
         self.max_queued = max_queued
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vita-model")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # admission
         self._admitted = 0
+        self._cond = threading.Condition()  # the queue below
+        self._queue: list[tuple[int, int, float, Future, Callable[..., Any], tuple]] = []  # a heap
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None  # started by the first job
+        self._closed = False
+        self.waits: deque[tuple[int, float]] = deque(maxlen=4096)  # (priority, seconds queued), newest last
 
     @property
     def admitted(self) -> int:
@@ -56,21 +73,56 @@ class ModelWorker:
             self._admitted += 1
         return Ticket(self)
 
-    def submit(self, fn: Callable[..., T], *args: Any, on_done: Callable[[Future], None] | None = None) -> Future:
-        future = self._executor.submit(fn, *args)
+    def submit(self, fn: Callable[..., T], *args: Any, on_done: Callable[[Future], None] | None = None,
+               priority: int = NORMAL) -> Future:
+        future: Future = Future()
         if on_done is not None:
             future.add_done_callback(on_done)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the model worker is shut down")
+            heapq.heappush(self._queue, (priority, next(self._order), time.monotonic(), future, fn, args))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="vita-model", daemon=True)
+                self._thread.start()
+            self._cond.notify()
         return future
 
-    async def call(self, fn: Callable[..., T], *args: Any, on_done: Callable[[Future], None] | None = None) -> T:
-        return await asyncio.wrap_future(self.submit(fn, *args, on_done=on_done))
+    async def call(self, fn: Callable[..., T], *args: Any, on_done: Callable[[Future], None] | None = None,
+                   priority: int = NORMAL) -> T:
+        return await asyncio.wrap_future(self.submit(fn, *args, on_done=on_done, priority=priority))
 
     def stream(self, produce: Callable[[threading.Event], Iterator[T]], *,
                on_done: Callable[[Future], None] | None = None) -> EventStream[T]:
         return EventStream(self, produce, on_done)
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Cancel the jobs still waiting; the running one finishes (its thread then ends)."""
+        with self._cond:
+            self._closed = True
+            waiting, self._queue = self._queue, []
+            self._cond.notify_all()
+        for job in waiting:
+            job[3].cancel()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                priority, _, queued, future, fn, args = heapq.heappop(self._queue)
+            if not future.set_running_or_notify_cancel():
+                continue
+            self.waits.append((priority, time.monotonic() - queued))
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+            del fn, args, future  # the job's references (a closed session's) go now, not at the next job
 
 
 class EventStream(AsyncIterator[T]):
