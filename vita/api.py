@@ -120,12 +120,18 @@ def load(
     device: str | torch.device = "cpu",
     vision_tower: str | None = None,
     audio_encoder: str | None = None,
+    quantize: str | None = None,
 ) -> Vita:
     """Load a model directory (ours, the official VITA-1.0 layout, or a plain HF LLM) or a preset name.
 
-    `device`: cpu, cuda, cuda:N or auto (`vita.devices`); `dtype`: None is bf16 on CUDA and float32 on the CPU."""
+    `device`: cpu, cuda, cuda:N or auto (`vita.devices`); `dtype`: None is bf16 on CUDA and float32 on the CPU;
+    `quantize`: "int8" or "int4" quantizes the LLM's weights after loading (`vita.checkpoint.quantized`)."""
     device = resolve_device(device)
     dtype = default_dtype(device) if dtype is None else dtype
     model, tokenizer = load_model(path, dtype=dtype, device=device, vision_tower=vision_tower,
                                   audio_encoder=audio_encoder)
+    if quantize is not None:
+        from vita.checkpoint.quantized import quantize_model_
+
+        quantize_model_(model, quantize)
     return Vita(model, tokenizer)

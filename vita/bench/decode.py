@@ -12,6 +12,10 @@ The same weights also run through `transformers`' `generate` (greedy, its defaul
 process, so the speed-up is measured side by side on the same machine state. Both sides are timed the same way,
 from the arrival time of each new token in one run: prefill tok/s = L / (first token - start), decode tok/s =
 (N - 1) / (last token - first token); each figure is the best of a few runs (noise only slows a run down).
+
+`--quantize int8 [int4]` adds weight-only quantized copies of the model (`vita.nn.quant`) and llama.cpp's Q4_1 of
+SmolLM2-135M, all timed interleaved round by round with the float model (`vita.bench.decode_quant`); the JSON then
+carries one entry per variant in `variants` (tok/s, bytes per token, bound, fraction, speed-up vs llama.cpp).
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ class DecodeBench:
     gemv: str = "torch.mv"  # the one-row bf16 kernel of the module path: "native" (vita.nn.native) or "torch.mv"
     transformers_decode_tok_s: float | None = None
     speedup_vs_transformers: float | None = None
+    variants: list[dict] | None = None  # --quantize: the float model and each quantized copy, interleaved
+    llama_cpp_decode_tok_s: float | None = None  # --quantize: llama.cpp Q4_1 of SmolLM2-135M, same rounds
+    llama_cpp: str | None = None  # what ran as llama.cpp, or why it did not
 
 
 def copy_bandwidth(nbytes: int = 1 << 30, repeats: int = 5) -> float:
@@ -68,17 +75,11 @@ def copy_bandwidth(nbytes: int = 1 << 30, repeats: int = 5) -> float:
 
 
 def weight_bytes_per_token(llm: LLM) -> int:
-    """Bytes of weights one decode step reads (see the module docstring)."""
-    cfg = llm.config
-    total = 0
-    for name, p in llm.named_parameters():
-        n = p.numel() * p.element_size()
-        if name == "tok_embeddings.weight":
-            n = n if cfg.tie_word_embeddings else cfg.hidden_size * p.element_size()  # tied: the head reads it all
-        elif ".feed_forward.experts." in name:
-            n = n * cfg.num_experts_per_tok // cfg.num_experts  # only the routed experts run
-        total += n
-    return total
+    """Bytes of weights one decode step reads (see the module docstring; quantized weights count their packed
+    bytes and scales)."""
+    from vita.bench.decode_quant import weight_bytes_per_token as count
+
+    return count(llm)
 
 
 def _rates(times: list[float], t0: float, prompt_len: int) -> tuple[float, float]:
@@ -165,6 +166,7 @@ def run_bench(
     transformers: bool = True,
     repeats: int = 3,
     native: bool = True,
+    quantize: list[str] | None = None,
 ) -> DecodeBench:
     from vita.checkpoint.load import load_model
 
@@ -184,9 +186,30 @@ def run_bench(
             hf_tok_s = bench_transformers(llm, prompt, new_tokens, repeats=repeats)
         except ImportError:
             print("transformers is not installed: skipping the comparison", file=sys.stderr)
-    llm.fuse_()  # after the transformers copy, which reads the unfused parameters
-    prefill_tok_s, decode_tok_s = bench_vita(llm, prompt, new_tokens, compile=compile, repeats=repeats,
-                                               native=native)
+    variants = llama_tok_s = llama_note = None
+    if quantize:
+        from vita.bench.decode_quant import bench_interleaved, open_llama_cpp, quantized_copies
+
+        copies = quantized_copies(llm, quantize)  # before fusing: the quantizer reads the separate projections
+        llm.fuse_()
+        llama, llama_note = open_llama_cpp(model, torch.get_num_threads(), prompt_len + new_tokens + 8)
+        rates, llama_tok_s = bench_interleaved({dtype: llm, **copies}, prompt, new_tokens, compile=compile,
+                                               native=native, repeats=repeats, llama=llama)
+        prefill_tok_s, decode_tok_s = rates[dtype]
+        variants = []
+        from vita.generation.generate import decode_step_kind
+
+        for name, m in {dtype: llm, **copies}.items():
+            nbytes = weight_bytes_per_token(m)
+            tok_s = rates[name][1]
+            variants.append({"weights": name, "decode_tok_s": tok_s, "weight_bytes": nbytes,
+                             "bound_tok_s": bandwidth / nbytes, "fraction_of_bound": tok_s * nbytes / bandwidth,
+                             "decode_step": decode_step_kind(m, compile, native),
+                             "speedup_vs_llama_cpp": None if llama_tok_s is None else tok_s / llama_tok_s})
+    else:
+        llm.fuse_()  # after the transformers copy, which reads the unfused parameters
+        prefill_tok_s, decode_tok_s = bench_vita(llm, prompt, new_tokens, compile=compile, repeats=repeats,
+                                                 native=native)
     bound = bandwidth / weight_bytes
     from vita.generation.generate import decode_step_kind
     from vita.nn.native import native_gemv
@@ -198,6 +221,7 @@ def run_bench(
         decode_step=decode_step_kind(llm, compile, native), gemv="native" if native_gemv() is not None else "torch.mv",
         transformers_decode_tok_s=hf_tok_s,
         speedup_vs_transformers=None if hf_tok_s is None else decode_tok_s / hf_tok_s,
+        variants=variants, llama_cpp_decode_tok_s=llama_tok_s, llama_cpp=llama_note,
     )
 
 
@@ -214,6 +238,13 @@ def format_table(r: DecodeBench) -> str:
     if r.transformers_decode_tok_s is not None:
         rows.append(("transformers generate", f"{r.transformers_decode_tok_s:.1f} tok/s"))
         rows.append(("speed-up vs transformers", f"{r.speedup_vs_transformers:.2f}x"))
+    if r.variants is not None:
+        llama = f"{r.llama_cpp_decode_tok_s:.1f} tok/s" if r.llama_cpp_decode_tok_s is not None else "-"
+        rows.append(("llama.cpp Q4_1", f"{llama} ({r.llama_cpp})"))
+        for v in r.variants:
+            vs = "" if v["speedup_vs_llama_cpp"] is None else f", {v['speedup_vs_llama_cpp']:.2f}x llama.cpp"
+            rows.append((f"decode {v['weights']}", f"{v['decode_tok_s']:.1f} tok/s, {v['weight_bytes'] / 1e6:.1f} MB"
+                         f"/token, bound {v['bound_tok_s']:.1f} tok/s ({100 * v['fraction_of_bound']:.0f} %){vs}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -228,11 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-transformers", action="store_true")
     p.add_argument("--no-native", action="store_true", help="the module's decode step, not the native whole step")
+    p.add_argument("--quantize", nargs="+", choices=["int8", "int4"], default=None,
+                   help="also time int8 / int4 weights and llama.cpp Q4_1, interleaved with the float model")
+    p.add_argument("--repeats", type=int, default=3, help="rounds; each figure is the best round")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     result = run_bench(
         args.model, dtype=args.dtype, prompt_len=args.prompt_len, new_tokens=args.new_tokens, threads=args.threads,
         compile=not args.no_compile, transformers=not args.no_transformers, native=not args.no_native,
+        quantize=args.quantize, repeats=args.repeats,
     )
     print(json.dumps(asdict(result)) if args.json else format_table(result))
     return 0

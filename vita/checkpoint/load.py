@@ -48,20 +48,27 @@ def materialize(
     device: str | torch.device = "cpu",
     source: str = "checkpoint",
     keep_fp32: Callable[[str], bool] | None = None,
+    prepare: Callable[[VitaModel], object] | None = None,
 ) -> VitaModel:
     """Build the model on meta and assign every tensor of `tensors` (our names) after a strict check.
 
     `tensors` may be lazy (a `TensorReader` or a mapping view): each tensor is read, cast and placed in turn.
-    Tensors for which `keep_fp32(name)` is true stay in float32 (e.g. normalisation statistics).
+    Tensors for which `keep_fp32(name)` is true stay in float32 (e.g. normalisation statistics). `prepare` reshapes
+    the meta model before the check (e.g. swaps in quantized layers); the quantized weights and scales it adds
+    keep the dtype stored in the file.
     """
     with torch.device("meta"):
         model = VitaModel(config)
+        if prepare is not None:
+            prepare(model)
     expected = {name: t.shape for name, t in model.state_dict().items()}
+    stored = {name for name in expected if name.endswith((".qweight", ".scale"))} if prepare is not None else set()
     check_shapes({name: tensor_shape(tensors, name) for name in tensors}, expected, source=source)
     state = {}
     for name in expected:
         t = tensors[name]
         target = torch.float32 if (keep_fp32 and keep_fp32(name)) or not t.is_floating_point() else dtype
+        target = t.dtype if name in stored else target
         state[name] = t.to(device=device, dtype=target if t.is_floating_point() else t.dtype)
     model.load_state_dict(state, strict=True, assign=True)
     _finish(model, device)
@@ -133,8 +140,13 @@ def load_canonical(path: Path, *, dtype: torch.dtype, device: str | torch.device
         config = VitaConfig.load(path / "config.json")
     except TypeError as exc:  # unknown or missing field in a nested config
         raise CheckpointError(f"{path / 'config.json'}: {exc}") from None
+    from vita.checkpoint.quantized import quantize_model_, read_quantization
+
+    spec = read_quantization(path)
+    prepare = None if spec is None else (
+        lambda m: quantize_model_(m, spec["bits"], head=spec["head"], group=spec["group"]))
     model = materialize(config, TensorReader.from_dir(path), dtype=dtype, device=device, source=str(path),
-                        keep_fp32=keeps_fp32)
+                        keep_fp32=keeps_fp32, prepare=prepare)
     return model, Tokenizer.from_dir(path)
 
 

@@ -1,14 +1,15 @@
 """The whole batch-1 decode step in one native call (`vita_native::decode_step`, `vita/nn/csrc/decode_step.cpp`).
 
-For a dense Llama / Mistral / Qwen2 model in bf16 or float32 on an AVX2 CPU, `generate` steps through this instead
+For a dense Llama / Mistral / Qwen2 model in bf16 or float32 on an AVX2 CPU, with float weights or weight-only int8 /
+int4 ones (`vita.nn.quant`: every projection and the head quantized alike; `vita_native::decode_step_quant`), `generate` steps through this instead
 of the module (eager or inductor-compiled): one C++ call runs all layers and the head, with the threads meeting at
 barriers rather than launching ~400 small ops (see the C++ file for why and for its numerics). It reads the same
 parameters (without fusing or copying them: the model stays trainable) and writes the same KV cache as the module
 path, so prefill (module path) and decode (here) mix freely.
 
 `NativeStep.unsupported(llm)` says why a model cannot use it (None when it can): MoE layers, a dtype other than
-bf16 or float32, a device other than the CPU, adapters (LoRA) on a projection, or no native library on this
-machine. The step is built over one batch-1 KV cache, the caller's `StaticCache` (`llm.new_cache(S)`) or else the
+bf16 or float32, a device other than the CPU, adapters (LoRA) on a projection, quantized projections with a float
+head, or no native library on this machine. The step is built over one batch-1 KV cache, the caller's `StaticCache` (`llm.new_cache(S)`) or else the
 model's default one (`setup_caches(1, S)` first); it must be rebuilt when that cache is replaced. Steps over two
 caches of one model (the two duplex roles) share the parameters: only the cache pointers differ.
 """
@@ -21,6 +22,7 @@ from torch import nn
 from vita.models.llm import LLM
 from vita.nn import native
 from vita.nn.kv_cache import StaticCache
+from vita.nn.quant import QuantLinear, quantization_of
 
 
 class NativeStep:
@@ -33,10 +35,19 @@ class NativeStep:
             return "MoE layers"
         if llm.dtype not in (torch.bfloat16, torch.float32) or llm.device.type != "cpu":
             return f"{llm.dtype} on {llm.device} (only bf16 or float32 on the CPU)"
+        quant = quantization_of(llm)
+        kind = nn.Linear if quant is None else QuantLinear
         for layer in llm.layers:
             attn, ffn = layer.attention, layer.feed_forward
-            if any(type(m) is not nn.Linear for m in (attn.wq, attn.wk, attn.wv, attn.wo, ffn.w1, ffn.w2, ffn.w3)):
-                return "adapters on a projection (merge them first)"
+            projections = (attn.wq, attn.wk, attn.wv, attn.wo, ffn.w1, ffn.w2, ffn.w3)
+            if any(type(m) is not kind for m in projections):
+                return ("adapters on a projection (merge them first)" if quant is None
+                        else "mixed float and quantized projections")
+            if quant is not None and any((m.bits, m.group) != (quant["bits"], quant["group"]) for m in projections):
+                return "projections quantized with different bit widths or groups"
+        if quant is not None and not (quant["head"] and (llm.output.bits, llm.output.group)
+                                      == (quant["bits"], quant["group"])):
+            return "quantized projections with a float head (quantize the head too)"
         if native.native_decode_step() is None:
             return "no native library on this machine (see vita.nn.native)"
         return None
@@ -48,19 +59,32 @@ class NativeStep:
         if reason is not None:
             raise ValueError(f"the native decode step cannot run this model: {reason}")
         cfg = llm.config
-        self._op = native.native_decode_step()
+        quant = quantization_of(llm)
+        self.quantization = quant
         self._layers: list[torch.Tensor] = []
+        self._scales: list[torch.Tensor] = []  # quantized: 7 per layer (wq, wk, wv, wo, w1, w3, w2)
         self._caches: list[torch.Tensor] = []
         no_bias = torch.empty(0, dtype=llm.dtype)
         assert cache is not None
+
+        def weight(m: nn.Module) -> torch.Tensor:
+            return m.weight if quant is None else m.qweight
+
         for layer, kv in zip(llm.layers, cache.layers, strict=True):  # the module's own parameters: nothing copied
             attn, ffn = layer.attention, layer.feed_forward
             biases = [no_bias] * 3 if attn.wq.bias is None else [attn.wq.bias, attn.wk.bias, attn.wv.bias]
-            self._layers += [layer.attention_norm.weight, attn.wq.weight, attn.wk.weight, attn.wv.weight, *biases,
-                             attn.wo.weight, layer.ffn_norm.weight, ffn.w1.weight, ffn.w3.weight, ffn.w2.weight]
+            self._layers += [layer.attention_norm.weight, weight(attn.wq), weight(attn.wk), weight(attn.wv), *biases,
+                             weight(attn.wo), layer.ffn_norm.weight, weight(ffn.w1), weight(ffn.w3), weight(ffn.w2)]
+            if quant is not None:
+                self._scales += [m.scale for m in (attn.wq, attn.wk, attn.wv, attn.wo, ffn.w1, ffn.w3, ffn.w2)]
             self._caches += [kv.k_cache, kv.v_cache]
         self._embed = llm.tok_embeddings.weight
-        self._head = llm.output.weight if llm.output is not None else llm.tok_embeddings.weight
+        if quant is None:
+            self._op = native.native_decode_step()
+            self._head = llm.output.weight if llm.output is not None else llm.tok_embeddings.weight
+        else:
+            self._op = native.native_decode_step_quant()
+            self._head, self._head_scale, self._group = llm.output.qweight, llm.output.scale, quant["group"]
         self._norm = llm.norm.weight
         cos, sin = llm.rope
         if cos.shape[0] < cache.max_seq_len:
@@ -72,6 +96,11 @@ class NativeStep:
 
     @torch.no_grad()
     def __call__(self, token: int, pos: int) -> torch.Tensor:
-        logits = self._op(token, pos, self._embed, self._layers, self._caches, self._cos, self._sin, self._norm,
-                          self._head, *self._heads, self._eps)  # [V]
+        if self.quantization is None:
+            logits = self._op(token, pos, self._embed, self._layers, self._caches, self._cos, self._sin, self._norm,
+                              self._head, *self._heads, self._eps)  # [V]
+        else:
+            logits = self._op(token, pos, self._embed, self._layers, self._scales, self._caches, self._cos,
+                              self._sin, self._norm, self._head, self._head_scale, *self._heads, self._eps,
+                              self._group)  # [V]
         return logits.view(1, self.vocab_size)  # [1, V]

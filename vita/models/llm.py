@@ -39,7 +39,7 @@ from vita.config import LLMConfig
 from vita.errors import ConfigError
 from vita.nn.attention import Attention
 from vita.nn.kv_cache import KVCache, StaticCache
-from vita.nn.linear import linear
+from vita.nn.linear import linear, project
 from vita.nn.mlp import FeedForward
 from vita.nn.moe import MoE
 from vita.nn.norm import RMSNorm
@@ -184,7 +184,7 @@ class LLM(nn.Module):
         """Final-normed hidden [B, L, D] -> logits [B, L, V]."""
         if self.output is None:
             return linear(hidden, self.tok_embeddings.weight)
-        return linear(hidden, self.output.weight)
+        return project(self.output, hidden)  # an nn.Linear, or a quantized head (`vita.nn.quant`)
 
     def hidden_states(
         self,

@@ -1,8 +1,10 @@
 """Native CPU kernels: C++ sources in `vita/nn/csrc`, compiled with the system C++ compiler into a PyTorch op library.
 
-Two ops in one library, `vita_native`, for batch-1 decoding on AVX2 CPUs: `gemv_bf16` (`csrc/gemv_bf16.cpp`, one
-bf16 matrix-vector product) and `decode_step` (`csrc/decode_step.cpp`, a whole dense Llama-family decode step in bf16
-or float32; `vita.generation.native_step`). `make setup` builds the library (`python -m vita.nn.native`, ~20 s);
+Ops in one library, `vita_native`, for batch-1 decoding on AVX2 CPUs: `gemv_bf16` (`csrc/gemv_bf16.cpp`, one
+bf16 matrix-vector product), `gemv_q8` / `gemv_q4` (`csrc/gemv_quant.cpp`, weight-only int8 / int4 products, the
+formats of `vita.nn.quant`) and `decode_step` /
+`decode_step_quant` (`csrc/decode_step.cpp`, a whole dense Llama-family decode step in bf16 or float32, with dense
+or quantized weights; `vita.generation.native_step`). `make setup` builds the library (`python -m vita.nn.native`, ~20 s);
 otherwise the first call that needs it does. It is cached under `$VITA_NATIVE_CACHE` (default
 `~/.cache/vita/native`), keyed by the sources and headers, the torch version and the flags, so a changed source or
 torch never loads a stale build.
@@ -28,7 +30,7 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = (CSRC / "gemv_bf16.cpp", CSRC / "decode_step.cpp")
+SOURCES = (CSRC / "gemv_bf16.cpp", CSRC / "gemv_quant.cpp", CSRC / "decode_step.cpp")
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-std=c++20", "-shared", "-fPIC", "-w"]  # compile and link
 
 
@@ -136,6 +138,19 @@ def native_decode_step() -> Callable[..., torch.Tensor] | None:
     return torch.ops.vita_native.decode_step.default if available() else None
 
 
+def native_quant_gemv(bits: int) -> Callable[..., torch.Tensor] | None:
+    """`vita_native::gemv_q8` (q, scale, x) for bits 8 or `gemv_q4` (q, scale, x, group) for bits 4, or None where
+    the library is unavailable (formats: `vita.nn.quant`)."""
+    if not available():
+        return None
+    return torch.ops.vita_native.gemv_q8.default if bits == 8 else torch.ops.vita_native.gemv_q4.default
+
+
+def native_decode_step_quant() -> Callable[..., torch.Tensor] | None:
+    """The `vita_native::decode_step_quant` op (see `vita.generation.native_step`), or None where unavailable."""
+    return torch.ops.vita_native.decode_step_quant.default if available() else None
+
+
 def _load() -> bool:
     if os.environ.get("VITA_NATIVE_KERNELS", "1") == "0" or not cpu_has("avx2", "fma"):
         return False
@@ -148,12 +163,18 @@ def _load() -> bool:
     global _fake_registered
     if not _fake_registered:  # shapes for torch.compile's tracing; once per process
         torch.library.register_fake("vita_native::gemv_bf16")(_gemv_shape)
+        torch.library.register_fake("vita_native::gemv_q8")(_quant_gemv_shape)
+        torch.library.register_fake("vita_native::gemv_q4")(_quant_gemv_shape)
         _fake_registered = True
     return True
 
 
 def _gemv_shape(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return weight.new_empty(weight.shape[0])
+
+
+def _quant_gemv_shape(q: torch.Tensor, scale: torch.Tensor, x: torch.Tensor, *group: int) -> torch.Tensor:
+    return x.new_empty(q.shape[0])
 
 
 def main() -> int:

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "bf16_gemv.h"
+#include "quant_gemv.h"
 
 namespace {
 
@@ -47,8 +48,8 @@ template <typename E> inline E from_f(float f) {
 template <typename E> inline float rnd(float f) {
   if constexpr (std::is_same_v<E, float>) return f; else return round_bf16(f);
 }
-template <typename E> inline void split(const float* x, int64_t K, float* x_split) {
-  if constexpr (std::is_same_v<E, uint16_t>) split_even_odd(x, K, x_split);
+template <typename E, typename W = const E*> inline void split(const float* x, int64_t K, float* x_split) {
+  if constexpr (std::is_same_v<E, uint16_t> && std::is_same_v<W, const E*>) split_even_odd(x, K, x_split);
 }
 
 template <typename E> const E* ptr(const at::Tensor& t) { return reinterpret_cast<const E*>(t.data_ptr()); }
@@ -62,27 +63,47 @@ void check(const at::Tensor& t, at::ScalarType dtype, const char* what, std::vec
 
 constexpr int64_t kPerLayer = 12;
 
-template <typename E>
+// W, the view of one weight matrix: `const E*` (dense rows), Q8Rows or Q4Rows (quant_gemv.h)
+template <typename W>
 struct Part {  // one matrix of a stack of GEMVs over the same input
-  const E* w;
+  W w;
   int64_t rows;
 };
 
-template <typename E>
+template <typename E, typename W>
 struct Layer {
   const E* attn_norm;
-  Part<E> qkv[3];
+  Part<W> qkv[3];
   const E* bias[3];
-  const E *wo, *ffn_norm;
-  Part<E> gate_up[2];
-  const E* w2;
+  W wo;
+  const E* ffn_norm;
+  Part<W> gate_up[2];
+  W w2;
   E *k_cache, *v_cache;
 };
 
+// The view of weight matrix `w` [rows, cols] (and its scales for a quantized W), checked.
+template <typename E, typename W>
+W matrix(const at::Tensor& w, const at::Tensor* scale, int64_t rows, int64_t cols, int64_t group, const char* what) {
+  if constexpr (std::is_same_v<W, const E*>) {
+    check(w, kDtype<E>, what, {rows, cols});
+    return ptr<E>(w);
+  } else if constexpr (std::is_same_v<W, Q8Rows>) {
+    check(w, at::kChar, what, {rows, cols});
+    check(*scale, at::kFloat, what, {rows});
+    return Q8Rows{ptr<int8_t>(w), ptr<float>(*scale)};
+  } else {
+    TORCH_CHECK(cols % group == 0, "decode_step: ", what, ": K = ", cols, " is not a multiple of the group ", group);
+    check(w, at::kByte, what, {rows, cols / 2});
+    check(*scale, at::kBFloat16, what, {rows, cols / group});
+    return Q4Rows{ptr<uint8_t>(w), ptr<uint16_t>(*scale), group};
+  }
+}
+
 // Thread t of nt: its share of the rows of the stacked matrices parts[0..P) (global row r of the stack is row
 // r - offset of the part holding it), store(global row, sum).
-template <typename E, typename Store>
-void gemv_stack(const Part<E>* parts, int P, int64_t K, int t, int nt, const float* x_split, const float* x,
+template <typename W, typename Store>
+void gemv_stack(const Part<W>* parts, int P, int64_t K, int t, int nt, const float* x_split, const float* x,
                 Store store) {
   int64_t N = 0;
   for (int p = 0; p < P; ++p) N += parts[p].rows;
@@ -117,11 +138,13 @@ void rope(float* h, const float* c, const float* s, int64_t Dh) {
   }
 }
 
-template <typename E>
+// scales: for a quantized W, 7 per layer (wq, wk, wv, wo, w1, w3, w2) and head_scale; unused (empty) when dense
+template <typename E, typename W>
 at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed, at::TensorList layers,
-                            at::TensorList caches, const at::Tensor& cos, const at::Tensor& sin,
-                            const at::Tensor& norm, const at::Tensor& head, int64_t num_heads, int64_t num_kv_heads,
-                            double eps) {
+                            at::TensorList scales, at::TensorList caches, const at::Tensor& cos, const at::Tensor& sin,
+                            const at::Tensor& norm, const at::Tensor& head, const at::Tensor& head_scale,
+                            int64_t num_heads, int64_t num_kv_heads, double eps, int64_t group) {
+  constexpr bool dense = std::is_same_v<W, const E*>;
   TORCH_CHECK(embed.dim() == 2, "decode_step: embed must be [V, D]");
   const int64_t D = embed.size(1), L = int64_t(layers.size()) / kPerLayer;
   TORCH_CHECK(L > 0 && int64_t(layers.size()) == kPerLayer * L, "decode_step: expected ", kPerLayer,
@@ -132,8 +155,10 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
                   sin.scalar_type() == at::kFloat && sin.is_contiguous(),
               "decode_step: cos/sin must be contiguous float32 [S, Dh] tables");
   const int64_t Dh = cos.size(1), Q = num_heads * Dh, KV = num_kv_heads * Dh, QKV = Q + 2 * KV;
-  const int64_t I = layers[11].dim() == 2 ? layers[11].size(1) : 0, S = caches[0].dim() == 4 ? caches[0].size(2) : 0;
-  const int64_t V = head.dim() == 2 ? head.size(0) : 0, group = num_heads / num_kv_heads;
+  TORCH_CHECK(dense || int64_t(scales.size()) == 7 * L, "decode_step: expected 7 scales per layer, got ",
+              scales.size());
+  const int64_t I = layers[9].dim() == 2 ? layers[9].size(0) : 0, S = caches[0].dim() == 4 ? caches[0].size(2) : 0;
+  const int64_t V = head.dim() == 2 ? head.size(0) : 0, heads_per_kv = num_heads / num_kv_heads;
   TORCH_CHECK(Dh % 2 == 0 && I > 0 && S > 0, "decode_step: bad head width, MLP width or cache length");
   TORCH_CHECK(0 <= pos && pos < S && pos < cos.size(0), "decode_step: position ", pos, " outside the cache (",
               S, ") or the RoPE tables (", cos.size(0), ")");
@@ -141,37 +166,34 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
               embed.size(0), ")");
   check(embed, kDtype<E>, "embed", {embed.size(0), D});
   check(norm, kDtype<E>, "norm", {D});
-  check(head, kDtype<E>, "head", {V, D});
+  const W head_w = matrix<E, W>(head, &head_scale, V, D, group, "head");
   const bool bias = layers[4].numel() > 0;
-  std::vector<Layer<E>> ls(L);
+  std::vector<Layer<E, W>> ls(L);
   for (int64_t l = 0; l < L; ++l) {
     const at::Tensor* t = layers.data() + kPerLayer * l;
+    const at::Tensor* sc = dense ? nullptr : scales.data() + 7 * l;
+    const auto mat = [&](int i, int64_t rows, int64_t cols, const char* what) {
+      return matrix<E, W>(t[i], dense ? nullptr : sc + (i == 7 ? 3 : i < 4 ? i - 1 : i - 5), rows, cols, group, what);
+    };
     check(t[0], kDtype<E>, "attention_norm", {D});
-    check(t[1], kDtype<E>, "wq", {Q, D});
-    check(t[2], kDtype<E>, "wk", {KV, D});
-    check(t[3], kDtype<E>, "wv", {KV, D});
     for (int i = 0; i < 3; ++i) {
       TORCH_CHECK((t[4 + i].numel() > 0) == bias, "decode_step: q/k/v biases given for some projections only");
       if (bias) check(t[4 + i], kDtype<E>, i == 0 ? "bq" : i == 1 ? "bk" : "bv", {i == 0 ? Q : KV});
     }
-    check(t[7], kDtype<E>, "wo", {D, Q});
     check(t[8], kDtype<E>, "ffn_norm", {D});
-    check(t[9], kDtype<E>, "w1", {I, D});
-    check(t[10], kDtype<E>, "w3", {I, D});
-    check(t[11], kDtype<E>, "w2", {D, I});
     check(caches[2 * l], kDtype<E>, "k_cache", {1, num_kv_heads, S, Dh});
     check(caches[2 * l + 1], kDtype<E>, "v_cache", {1, num_kv_heads, S, Dh});
-    Layer<E>& ly = ls[l];
+    Layer<E, W>& ly = ls[l];
     ly.attn_norm = ptr<E>(t[0]);
-    ly.qkv[0] = {ptr<E>(t[1]), Q};
-    ly.qkv[1] = {ptr<E>(t[2]), KV};
-    ly.qkv[2] = {ptr<E>(t[3]), KV};
+    ly.qkv[0] = {mat(1, Q, D, "wq"), Q};
+    ly.qkv[1] = {mat(2, KV, D, "wk"), KV};
+    ly.qkv[2] = {mat(3, KV, D, "wv"), KV};
     for (int i = 0; i < 3; ++i) ly.bias[i] = bias ? ptr<E>(t[4 + i]) : nullptr;
-    ly.wo = ptr<E>(t[7]);
+    ly.wo = mat(7, D, Q, "wo");
     ly.ffn_norm = ptr<E>(t[8]);
-    ly.gate_up[0] = {ptr<E>(t[9]), I};
-    ly.gate_up[1] = {ptr<E>(t[10]), I};
-    ly.w2 = ptr<E>(t[11]);
+    ly.gate_up[0] = {mat(9, I, D, "w1"), I};
+    ly.gate_up[1] = {mat(10, I, D, "w3"), I};
+    ly.w2 = mat(11, D, I, "w2");
     ly.k_cache = const_cast<E*>(ptr<E>(caches[2 * l]));
     ly.v_cache = const_cast<E*>(ptr<E>(caches[2 * l + 1]));
   }
@@ -185,7 +207,7 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
   }
   const E* row = ptr<E>(embed) + token * D;
   for (int64_t i = 0; i < D; ++i) x[i] = to_f(row[i]);
-  at::Tensor logits = at::empty({V}, head.options());
+  at::Tensor logits = at::empty({V}, embed.options());  // the model dtype (head may be quantized)
   auto* logit_bits = reinterpret_cast<E*>(logits.data_ptr());
   const float scale = 1.f / std::sqrt(float(Dh));
   const float feps = float(eps);
@@ -195,17 +217,17 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
   {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
     // this thread's rows of an N-row GEMV over xs (split) / src (plain), stored by `store`
-    auto gemv = [&](const E* w, int64_t N, int64_t K, const float* src, auto store) {
+    auto gemv = [&](const W& w, int64_t N, int64_t K, const float* src, auto store) {
       gemv_rows(w, N * t / nt, N * (t + 1) / nt, K, xs.data(), src, store);
     };
     const auto rounded = [](float* out) { return [out](int64_t n, float v) { out[n] = rnd<E>(v); }; };
 
     for (int64_t l = 0; l < L; ++l) {
-      const Layer<E>& ly = ls[l];
+      const Layer<E, W>& ly = ls[l];
 #pragma omp single
       {
         rms_norm(x.data(), ly.attn_norm, D, feps, xn.data());
-        split<E>(xn.data(), D, xs.data());
+        split<E, W>(xn.data(), D, xs.data());
       }
       if (bias) {
         gemv_stack(ly.qkv, 3, D, t, nt, xs.data(), xn.data(), [&](int64_t n, float v) {
@@ -230,8 +252,8 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
 #pragma omp for schedule(static)
       for (int64_t h = 0; h < num_heads; ++h) {
         const float* q = qkv.data() + h * Dh;
-        const E* kc = ly.k_cache + (h / group) * S * Dh;
-        const E* vc = ly.v_cache + (h / group) * S * Dh;
+        const E* kc = ly.k_cache + (h / heads_per_kv) * S * Dh;
+        const E* vc = ly.v_cache + (h / heads_per_kv) * S * Dh;
         float* sc = scores.data() + h * T;
         float best = -INFINITY;
         for (int64_t j = 0; j < T; ++j) {
@@ -251,14 +273,14 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
         for (int64_t i = 0; i < Dh; ++i) o[i] = rnd<E>(o[i]);
       }
 #pragma omp single
-      split<E>(att.data(), Q, xs.data());
+      split<E, W>(att.data(), Q, xs.data());
       gemv(ly.wo, D, Q, att.data(), rounded(proj.data()));
 #pragma omp barrier
 #pragma omp single
       {
         for (int64_t i = 0; i < D; ++i) x[i] = rnd<E>(x[i] + proj[i]);
         rms_norm(x.data(), ly.ffn_norm, D, feps, xn.data());
-        split<E>(xn.data(), D, xs.data());
+        split<E, W>(xn.data(), D, xs.data());
       }
       gemv_stack(ly.gate_up, 2, D, t, nt, xs.data(), xn.data(), rounded(gu.data()));
 #pragma omp barrier
@@ -268,7 +290,7 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
           const float g = gu[i];
           act[i] = rnd<E>(g / (1.f + std::exp(-g)) * gu[I + i]);
         }
-        split<E>(act.data(), I, xs.data());
+        split<E, W>(act.data(), I, xs.data());
       }
       gemv(ly.w2, D, I, act.data(), rounded(proj.data()));
 #pragma omp barrier
@@ -278,9 +300,9 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
 #pragma omp single
     {
       rms_norm(x.data(), ptr<E>(norm), D, feps, xn.data());
-      split<E>(xn.data(), D, xs.data());
+      split<E, W>(xn.data(), D, xs.data());
     }
-    gemv(ptr<E>(head), V, D, xn.data(), [logit_bits](int64_t n, float v) { logit_bits[n] = from_f<E>(v); });
+    gemv(head_w, V, D, xn.data(), [logit_bits](int64_t n, float v) { logit_bits[n] = from_f<E>(v); });
   }
   return logits;
 }
@@ -290,8 +312,34 @@ at::Tensor decode_step(int64_t token, int64_t pos, const at::Tensor& embed, at::
                        const at::Tensor& head, int64_t num_heads, int64_t num_kv_heads, double eps) {
   const auto dtype = embed.scalar_type();
   TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kFloat, "decode_step: bf16 or float32 weights, got ", dtype);
-  const auto impl = dtype == at::kFloat ? &decode_step_impl<float> : &decode_step_impl<uint16_t>;
-  return impl(token, pos, embed, layers, caches, cos, sin, norm, head, num_heads, num_kv_heads, eps);
+  const auto impl = dtype == at::kFloat ? &decode_step_impl<float, const float*>
+                                        : &decode_step_impl<uint16_t, const uint16_t*>;
+  return impl(token, pos, embed, layers, {}, caches, cos, sin, norm, head, at::Tensor(), num_heads, num_kv_heads,
+              eps, 0);
+}
+
+// The same step over weight-only quantized matrices (int8 head: int8 everywhere; uint8 head: packed int4).
+at::Tensor decode_step_quant(int64_t token, int64_t pos, const at::Tensor& embed, at::TensorList layers,
+                             at::TensorList scales, at::TensorList caches, const at::Tensor& cos,
+                             const at::Tensor& sin, const at::Tensor& norm, const at::Tensor& head,
+                             const at::Tensor& head_scale, int64_t num_heads, int64_t num_kv_heads, double eps,
+                             int64_t group) {
+  const auto dtype = embed.scalar_type(), wtype = head.scalar_type();
+  TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kFloat, "decode_step_quant: bf16 or float32 embeddings, got ",
+              dtype);
+  TORCH_CHECK(wtype == at::kChar || wtype == at::kByte, "decode_step_quant: int8 or packed int4 (uint8) weights, got ",
+              wtype);
+  TORCH_CHECK(wtype == at::kChar || (group > 0 && group % 32 == 0), "decode_step_quant: int4 group ", group,
+              " is not a positive multiple of 32");
+  using Impl = at::Tensor (*)(int64_t, int64_t, const at::Tensor&, at::TensorList, at::TensorList, at::TensorList,
+                              const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                              const at::Tensor&, int64_t, int64_t, double, int64_t);
+  const Impl impl = dtype == at::kFloat ? (wtype == at::kChar ? &decode_step_impl<float, Q8Rows>
+                                                              : &decode_step_impl<float, Q4Rows>)
+                                        : (wtype == at::kChar ? &decode_step_impl<uint16_t, Q8Rows>
+                                                              : &decode_step_impl<uint16_t, Q4Rows>);
+  return impl(token, pos, embed, layers, scales, caches, cos, sin, norm, head, head_scale, num_heads, num_kv_heads,
+              eps, group);
 }
 
 }  // namespace
@@ -299,5 +347,11 @@ at::Tensor decode_step(int64_t token, int64_t pos, const at::Tensor& embed, at::
 TORCH_LIBRARY_FRAGMENT(vita_native, m) {
   m.def("decode_step(int token, int pos, Tensor embed, Tensor[] layers, Tensor(a!)[] caches, Tensor cos, "
         "Tensor sin, Tensor norm, Tensor head, int num_heads, int num_kv_heads, float eps) -> Tensor");
+  m.def("decode_step_quant(int token, int pos, Tensor embed, Tensor[] layers, Tensor[] scales, "
+        "Tensor(a!)[] caches, Tensor cos, Tensor sin, Tensor norm, Tensor head, Tensor head_scale, int num_heads, "
+        "int num_kv_heads, float eps, int group) -> Tensor");
 }
-TORCH_LIBRARY_IMPL(vita_native, CPU, m) { m.impl("decode_step", &decode_step); }
+TORCH_LIBRARY_IMPL(vita_native, CPU, m) {
+  m.impl("decode_step", &decode_step);
+  m.impl("decode_step_quant", &decode_step_quant);
+}

@@ -1,0 +1,192 @@
+"""Weight-only int8 / int4 quantization (`vita.nn.quant`), its native kernels and the quantized decode step."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from vita.config import LLMConfig
+from vita.generation.generate import decode_one_token, generate_all, prefill
+from vita.generation.native_step import NativeStep
+from vita.models.llm import LLM
+from vita.nn import native
+from vita.nn.quant import QuantLinear, dequantize, quantize_int4, quantize_int8, quantize_llm_
+
+needs_native = pytest.mark.skipif(
+    not native.cpu_has("avx2", "fma") or native._compiler() is None, reason="needs an AVX2/FMA CPU and a C++ compiler"
+)
+PROMPT = torch.tensor([[5, 17, 33, 2, 81, 40, 9, 60, 11]])
+
+
+def _llm(*, tied: bool = False, bias: bool = False, hidden: int = 64, inter: int = 96, seed: int = 0) -> LLM:
+    torch.manual_seed(seed)
+    cfg = LLMConfig(vocab_size=211, hidden_size=hidden, intermediate_size=inter, num_layers=3, num_heads=4,
+                    num_kv_heads=2, max_position_embeddings=128, qkv_bias=bias, tie_word_embeddings=tied,
+                    family="qwen2" if bias else "llama")
+    llm = LLM(cfg).eval()
+    with torch.no_grad():
+        llm.tok_embeddings.weight.mul_(8)  # decisive logits
+    return llm
+
+
+def test_int8_error_is_at_most_half_a_step_per_row():
+    w = torch.randn(37, 100) * torch.linspace(0.1, 3, 37)[:, None]
+    q, scale = quantize_int8(w)
+    assert q.dtype == torch.int8 and scale.shape == (37,) and int(q.abs().max()) <= 127
+    err = (dequantize(q, scale, 8) - w).abs()
+    assert (err <= scale[:, None] / 2 + 1e-6).all()
+    assert torch.equal(q.abs().amax(dim=1), torch.full((37,), 127, dtype=torch.int8))  # the row's range is used
+
+
+def test_int4_error_is_at_most_half_a_step_per_group():
+    w = torch.randn(5, 128)
+    q, scale = quantize_int4(w, 32)
+    assert q.shape == (5, 64) and q.dtype == torch.uint8 and scale.shape == (5, 4) and scale.dtype == torch.bfloat16
+    deq = dequantize(q, scale, 4)
+    step = scale.float().repeat_interleave(32, dim=1)  # [5, 128]
+    assert ((deq - w).abs() <= step / 2 + 2e-2 * w.abs()).all()  # bf16 scales add <= 0.4 % of the value
+
+
+def test_int4_packing_puts_weight_j_and_j_plus_16_in_one_byte():
+    w = torch.arange(-16, 16, dtype=torch.float32).view(1, 32) * 0.25  # block max 3.75 -> scale 3.75/7
+    q, scale = quantize_int4(w, 32)
+    lo, hi = q[0] & 0x0F, q[0] >> 4
+    expect = torch.round(w[0] / scale.float()[0, 0]).clamp(-7, 7).long() + 8
+    assert torch.equal(lo.long(), expect[:16]) and torch.equal(hi.long(), expect[16:])
+
+
+def test_bad_inputs_are_clear_errors():
+    with pytest.raises(ValueError, match="K divisible by the group size 32"):
+        quantize_int4(torch.randn(4, 40))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        quantize_int4(torch.randn(4, 64), group=48)
+    with pytest.raises(ValueError, match="float weight matrix"):
+        quantize_int8(torch.zeros(3, 4, 5))
+    with pytest.raises(ValueError, match="bits must be 8 or 4"):
+        QuantLinear(8, 8, 3)
+    moe = LLM(LLMConfig(vocab_size=50, hidden_size=32, intermediate_size=32, num_layers=1, num_heads=2,
+                        num_kv_heads=1, num_experts=2, num_experts_per_tok=1, family="mixtral"))
+    with pytest.raises(ValueError, match="MoE"):
+        quantize_llm_(moe, 8)
+    llm = _llm(inter=80)
+    with pytest.raises(ValueError, match="80 inputs, not a multiple of the int4 group"):
+        quantize_llm_(llm, 4)
+    fused = _llm().fuse_()
+    with pytest.raises(ValueError, match="fused"):
+        quantize_llm_(fused, 8)
+
+
+@needs_native
+@pytest.mark.parametrize("shape", [(70, 100), (129, 1536), (3, 33), (256, 64)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_native_int8_gemv_matches_the_dequantized_product(shape, dtype):
+    torch.manual_seed(1)
+    N, K = shape
+    layer = QuantLinear.from_linear(torch.randn(N, K), 8)
+    x = torch.randn(K).to(dtype)
+    ref = layer.dequantize() @ x.float()  # [N] float32
+    out = native.native_quant_gemv(8)(layer.qweight, layer.scale, x)
+    assert out.dtype == dtype and out.shape == (N,)
+    tol = 1e-4 * K ** 0.5 if dtype == torch.float32 else 0
+    torch.testing.assert_close(out, ref.to(dtype), atol=tol, rtol=1e-5 if dtype == torch.float32 else 0)
+
+
+@needs_native
+@pytest.mark.parametrize("shape,group", [((70, 128), 32), ((129, 1536), 32), ((5, 192), 64)])
+def test_native_int4_gemv_matches_the_dequantized_product(shape, group):
+    torch.manual_seed(2)
+    N, K = shape
+    layer = QuantLinear.from_linear(torch.randn(N, K), 4, group=group)
+    x = torch.randn(K)
+    out = native.native_quant_gemv(4)(layer.qweight, layer.scale, x, group)
+    torch.testing.assert_close(out, layer.dequantize() @ x, atol=1e-4 * K ** 0.5, rtol=1e-5)
+
+
+@needs_native
+def test_native_gemv_refuses_wrong_shapes():
+    layer = QuantLinear.from_linear(torch.randn(8, 64), 8)
+    with pytest.raises(RuntimeError, match="expected x of shape"):
+        native.native_quant_gemv(8)(layer.qweight, layer.scale, torch.randn(63))
+    with pytest.raises(RuntimeError, match="scale must be float32"):
+        native.native_quant_gemv(8)(layer.qweight, layer.scale.double(), torch.randn(64))
+
+
+def test_quant_linear_prefill_is_the_dequantized_float32_product():
+    lin = nn.Linear(64, 48, bias=True)
+    q = QuantLinear.from_linear(lin, 8)
+    x = torch.randn(2, 5, 64)
+    torch.testing.assert_close(q(x), torch.nn.functional.linear(x, q.dequantize(), lin.bias))
+
+
+def _steps(llm: LLM, native_step: bool) -> list[torch.Tensor]:
+    """float32 logits of 6 teacher-forced decode steps after PROMPT (native whole step or the module path)."""
+    llm.setup_caches(1, 64)
+    prefill(llm, token_ids=PROMPT, input_pos=torch.arange(PROMPT.shape[1]))
+    step = NativeStep(llm) if native_step else None
+    out = []
+    for i, tok in enumerate([3, 44, 7, 120, 9, 61]):
+        pos = PROMPT.shape[1] + i
+        logits = step(tok, pos) if step else decode_one_token(llm, torch.tensor([[tok]]), torch.tensor([pos]))[1]
+        out.append(logits.float().view(-1))
+    return out
+
+
+@needs_native
+@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kw", [{}, {"tied": True}, {"bias": True}])
+def test_native_quantized_step_matches_the_module_path(bits, dtype, kw):
+    llm = quantize_llm_(_llm(**kw).to(dtype), bits)
+    with torch.inference_mode():
+        ours = _steps(llm, native_step=True)
+        ref = _steps(copy.deepcopy(llm), native_step=False)
+    for a, b in zip(ours, ref, strict=True):
+        # float32: summation order only; bf16: a bf16 rounding here or there along the step (a few bf16 steps of
+        # the largest logit)
+        atol = 1e-3 if dtype == torch.float32 else 2e-2 * float(b.abs().max())
+        torch.testing.assert_close(a, b, atol=atol, rtol=1e-3 if dtype == torch.float32 else 0)
+
+
+@needs_native
+def test_int8_greedy_ids_equal_float_on_a_tiny_model():
+    """Per-row int8 moves logits by well under the margins of this (decisive) tiny model: same 12 greedy ids."""
+    llm = _llm()
+    ref = generate_all(llm, token_ids=PROMPT, max_new_tokens=12, compile=False).token_ids
+    q = generate_all(quantize_llm_(copy.deepcopy(llm), 8), token_ids=PROMPT, max_new_tokens=12,
+                     compile=False).token_ids
+    assert q == ref
+
+
+def test_native_step_refuses_a_float_head_with_quantized_layers():
+    llm = quantize_llm_(_llm(), 8, head=False)
+    assert "float head" in NativeStep.unsupported(llm)
+
+
+def test_quantize_save_load_round_trip(tmp_path):
+    from vita.checkpoint.load import load_model
+    from vita.checkpoint.quantized import quantize_checkpoint
+
+    from vita import presets
+    from vita.checkpoint.convert import save_canonical
+    from vita.config import VitaConfig
+    from vita.models.vita import VitaModel
+
+    torch.manual_seed(0)
+    cfg = VitaConfig(llm=_llm(tied=True).config)
+    model = VitaModel(cfg).eval()
+    save_canonical(cfg, model.state_dict(), presets.byte_tokenizer(), tmp_path / "src")
+    out = quantize_checkpoint(tmp_path / "src", tmp_path / "q4", bits=4, dtype="fp32")
+    assert json.loads((out / "quantization.json").read_text()) == {"bits": 4, "group": 32, "head": True}
+    loaded, _ = load_model(out, dtype="bf16")
+    q = loaded.llm.layers[0].attention.wq
+    assert type(q) is QuantLinear and q.bits == 4 and q.scale.dtype == torch.bfloat16
+    assert loaded.llm.tok_embeddings.weight.dtype == torch.bfloat16
+    expect = quantize_llm_(copy.deepcopy(model.llm), 4)
+    assert torch.equal(q.qweight, expect.layers[0].attention.wq.qweight)
+    assert torch.equal(loaded.llm.output.qweight, expect.output.qweight)
+    with pytest.raises(Exception, match="not empty"):
+        quantize_checkpoint(tmp_path / "src", tmp_path / "q4", bits=8)

@@ -1,0 +1,85 @@
+"""Quantized checkpoints: `vita quantize SRC DST --bits 8|4` and loading them back (`vita.load`, `load_model`).
+
+A quantized checkpoint is our canonical layout (`config.json` with `"format": "vita"`, `model.safetensors`,
+`tokenizer.json`) plus `quantization.json` = {"bits": 8|4, "group": G, "head": true|false}. The LLM's projections
+(and the head, when "head") are stored as `<name>.qweight` (int8, or packed int4 as uint8) and `<name>.scale`
+(float32 per row, or bf16 per group) in the formats of `vita.nn.quant`; every other tensor (embeddings, norms, the
+media towers and projectors) stays float in the dtype the checkpoint was written in. For a tied model with a
+quantized head, `output.qweight` / `output.scale` are a quantized copy of the embedding matrix (the embedding itself
+stays float for the lookup). The config is the source's, unchanged: the quantization is a property of the stored
+tensors, which is why it lives in its own file.
+
+Load-time quantization (`vita.load(..., quantize="int8")`, `--quantize` on the CLI) runs the same quantizer on a
+float model after loading (`quantize_model_`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vita.errors import CheckpointError, ConfigError
+from vita.models.vita import VitaModel
+from vita.nn.quant import GROUP, quantization_of, quantize_llm_
+
+QUANT_FILE = "quantization.json"
+MODES = {"int8": 8, "int4": 4}
+
+
+def bits_of(mode: str | int | None) -> int | None:
+    """"int8" / "int4" / 8 / 4 -> bits; None or "none" -> None; anything else is a ConfigError naming it."""
+    if mode is None or mode == "none":
+        return None
+    if isinstance(mode, int) and mode in (4, 8):
+        return mode
+    if isinstance(mode, str) and mode in MODES:
+        return MODES[mode]
+    raise ConfigError(f"unknown quantization {mode!r}; use int8 or int4")
+
+
+def quantize_model_(model: VitaModel, mode: str | int, *, head: bool = True, group: int = GROUP) -> VitaModel:
+    """Quantize `model`'s LLM in place (see `vita.nn.quant.quantize_llm_`); a ConfigError names why it cannot."""
+    bits = bits_of(mode)
+    if bits is None:
+        return model
+    try:
+        quantize_llm_(model.llm, bits, head=head, group=group)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return model
+
+
+def read_quantization(path: Path) -> dict | None:
+    """The checkpoint's quantization.json, checked (None when the checkpoint is not quantized)."""
+    file = Path(path) / QUANT_FILE
+    if not file.is_file():
+        return None
+    try:
+        spec = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{file}: invalid JSON ({exc})") from None
+    if not isinstance(spec, dict) or set(spec) != {"bits", "group", "head"} or spec["bits"] not in (4, 8) \
+            or not isinstance(spec["group"], int) or not isinstance(spec["head"], bool):
+        raise CheckpointError(f"{file}: expected {{\"bits\": 8|4, \"group\": int, \"head\": bool}}, got {spec!r}")
+    return spec
+
+
+def quantize_checkpoint(src: str | Path, dst: str | Path, *, bits: int, dtype: str = "bf16", head: bool = True,
+                        group: int = GROUP) -> Path:
+    """Load `src` (any layout `vita.load` reads) in `dtype`, quantize its LLM to `bits`, write our layout to `dst`."""
+    from vita.checkpoint.convert import save_canonical
+    from vita.checkpoint.load import load_model
+
+    dst = Path(dst)
+    if dst.exists() and any(dst.iterdir()):
+        raise CheckpointError(f"{dst}: destination exists and is not empty (refusing to overwrite)")
+    if bits not in (4, 8):
+        raise ConfigError(f"--bits must be 8 or 4, got {bits}")
+    model, tokenizer = load_model(src, dtype=dtype)
+    if quantization_of(model.llm) is not None:
+        raise CheckpointError(f"{src}: already quantized")
+    quantize_model_(model, bits, head=head, group=group)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    out = save_canonical(model.config, state, tokenizer, dst)
+    (out / QUANT_FILE).write_text(json.dumps({"bits": bits, "group": group, "head": head}) + "\n")
+    return out
