@@ -30,7 +30,7 @@ def _generate(args: argparse.Namespace) -> int:
     device, dtype = devices.from_args(args)
     t0 = time.perf_counter()
     model = load(args.model, dtype=dtype, device=device, vision_tower=args.vision_tower,
-                 audio_encoder=args.audio_encoder)
+                 audio_encoder=args.audio_encoder, quantize=args.quantize)
     load_s = time.perf_counter() - t0
     model.processor.strict_audio = args.strict_audio
     inputs = model.inputs(args.prompt, images=args.image, video=args.video, audio=args.audio)
@@ -55,6 +55,15 @@ def _generate(args: argparse.Namespace) -> int:
         print(f"[state {reply.state or 'none'} | {len(reply.token_ids)} tokens | finish {reply.finish_reason} | "
               f"load {load_s:.2f} s | prompt {inputs.token_ids.shape[1]} tokens | generate {gen_s:.2f} s]",
               file=sys.stderr)
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from vita.checkpoint.quantized import quantize_checkpoint
+
+    t0 = time.perf_counter()
+    out = quantize_checkpoint(args.src, args.dst, bits=args.bits, dtype=args.dtype, head=not args.float_head)
+    print(f"wrote {out} (int{args.bits} weights) in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -88,6 +97,8 @@ def _bench_decode(args: argparse.Namespace) -> int:
         argv.append("--no-native")
     if args.json:
         argv.append("--json")
+    if args.quantize:
+        argv += ["--quantize", *args.quantize]
     return bench_main(argv) or 0
 
 
@@ -166,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vision-tower", help="InternViT folder (default: as named in the official config)")
     g.add_argument("--audio-encoder", help="audio-encoder folder (default: as named in the official config)")
     g.add_argument("--strict-audio", action="store_true", help="refuse audio that is not 16 kHz mono (no resampling)")
+    g.add_argument("--quantize", choices=["int8", "int4"], default=None, help="quantize the LLM's weights at load")
     g.add_argument("--json", action="store_true", help='print {"state", "text", "token_ids"} as JSON')
     g.set_defaults(func=_generate)
 
@@ -175,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--to", default="vita", choices=["vita", "vita1", "vita15"])
     c.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"], help="default: keep the source's")
     c.set_defaults(func=_convert)
+
+    q = sub.add_parser("quantize", help="write a copy of a model with int8 or int4 LLM weights (vita.nn.quant)")
+    q.add_argument("src", help="any model vita.load reads (directory, .gguf, preset)")
+    q.add_argument("dst")
+    q.add_argument("--bits", type=int, required=True, choices=[8, 4])
+    q.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"], help="of the tensors left in float")
+    q.add_argument("--float-head", action="store_true", help="keep the output head in float")
+    q.set_defaults(func=_quantize)
 
     b = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = b.add_subparsers(dest="bench", required=True)
@@ -187,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-compile", action="store_true", help="eager decode step (no torch.compile)")
     d.add_argument("--no-native", action="store_true", help="the module's decode step, not the native whole step")
     d.add_argument("--no-transformers", action="store_true", help="skip the transformers comparison")
+    d.add_argument("--quantize", nargs="+", choices=["int8", "int4"], default=None,
+                   help="also time int8 / int4 weights and llama.cpp Q4_1, interleaved with the float model")
     d.add_argument("--json", action="store_true")
     devices.add_arguments(d, dtype=False)  # --dtype above: bf16 on every device; cuda: vita.bench.decode_cuda
     d.set_defaults(func=_bench_decode)
