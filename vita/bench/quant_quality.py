@@ -1,4 +1,4 @@
-"""`vita bench quant`: how far int8 / int4 weights move a model's predictions from its bf16 ones.
+"""`python -m vita.bench.quant_quality`: how far int8 / int4 weights move a model's predictions from its bf16 ones.
 
 For each text of a small packaged set (`TEXTS`: twenty short passages of plain prose and question-and-answer pairs
 written for this check, not taken from any evaluation set), the bf16 model's next-token distribution p at every
@@ -97,7 +97,7 @@ def measure(model: str = "smollm2-135m", *, modes: tuple[str, ...] = ("int8", "i
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="vita bench quant", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m vita.bench.quant_quality", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
