@@ -98,16 +98,23 @@ from vita.server.realtime_events import (
 from vita.server.realtime_roles import BoundedRoles, Voice
 from vita.server.worker import NORMAL, URGENT
 from vita.speech.tts import SpeechWorker
-from vita.speech.vad import StreamingVAD
+from vita.speech.vad import StreamingVAD, VADConfig
 
 log = logging.getLogger("vita.server")
 KEY_PROTOCOL = "openai-insecure-api-key."
 MAX_STAGE_RECORDS = 4096  # finished turns' stage times kept by a hub (`Hub.stages`)
 
 
+def session_config(**vad: Any) -> SessionConfig:
+    """The server's duplex session settings. The VAD keeps as much audio after the speech as the pause that starts
+    a speculation has heard (96 ms), so a committed speculation's utterance is, sample for sample, the one the end of
+    speech gives (with the VAD's 100 ms it would lack the last 4 ms)."""
+    return SessionConfig(lead_s=0.2, vad=VADConfig(**{"end_pad_ms": VADConfig().pause_ms, **vad}))
+
+
 @dataclass
 class RealtimeConfig:
-    session: Callable[[], SessionConfig] = field(default=lambda: SessionConfig(lead_s=0.2))
+    session: Callable[[], SessionConfig] = session_config
     clock: Callable[[], ev.Clock] = ev.MonotonicClock
     forcing: Callable[[], Forcing | None] = field(default=lambda: None)  # tests: scripted replies per connection
     vad: Callable[[], StreamingVAD | None] = field(default=lambda: None)  # tests: a VAD of their own (None: Silero)

@@ -1,0 +1,356 @@
+"""Speculative turns on `/v1/realtime` (server VAD): prepared at the user's first short silence, invisible until the
+commit, identical to the turn computed at the end of speech, discarded without a trace when speech resumes.
+
+Tiny random weights; a VAD that calls a 32 ms window speech when its RMS is over 0.01 (a tone is speech, zeros are
+silence), so pauses are exact. VAD: pause (speculation) after 96 ms of silence, commit after 250 ms once the state
+says "answer", end of speech after 300 ms. Spoken turns force only the state token `<1>` and then decode freely
+(the text depends on every prompt row and cache entry), typed "say X" is answered X. Each scenario runs on a
+speculative session and on one with `speculative=False`; events (ids and times aside), text, history and the
+role cache must be the same (the server's VAD keeps a 96 ms end pad, what the pause has heard:
+`realtime.session_config`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from vita.duplex.roles import Script  # noqa: E402
+from vita.server import realtime_roles  # noqa: E402
+from vita.server.audio_out import SpeechOut  # noqa: E402
+from vita.server.engine import Engine  # noqa: E402
+from vita.server.realtime import RealtimeConfig, session_config  # noqa: E402
+from vita.speech.echo import GateConfig  # noqa: E402
+from vita.speech.vad import SileroModel, StreamingVAD  # noqa: E402
+
+RATE = 16000
+
+
+class EnergyModel(SileroModel):
+    """A VAD 'model': a window is speech when its RMS is over 0.01."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def window(self, x: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(x * x)) > 0.01)
+
+
+def tone(seconds: float, hz: float = 220.0) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.3 * np.sin(2 * np.pi * hz * t) * 32767).astype("<i2")
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), "<i2")
+
+
+def synth(text: str) -> np.ndarray:
+    """A deterministic 'voice': 0.1 s of tone per word at 24 kHz."""
+    return (0.1 * np.sin(0.05 * np.arange(2400 * max(len(text.split()), 1)))).astype(np.float32)
+
+
+class Forcing:
+    """Per connection: "say X" -> "<1> X"; a spoken turn -> "<1>" then free decoding. Keeps every prompt seen."""
+
+    def __init__(self) -> None:
+        self.prompts: list = []
+
+    def __call__(self, turns):
+        self.prompts.append(list(turns))
+        content = turns[-1].content
+        for part in [content] if isinstance(content, str) else content:
+            if isinstance(part, str) and part.startswith("say "):
+                return Script("<1> " + part[4:])
+        return Script("<1>", complete=False)
+
+
+@pytest.fixture(scope="module")
+def make(model, kit):
+    def build(*, speculative: bool):
+        forcings: list[Forcing] = []
+
+        def forcing():
+            forcings.append(Forcing())
+            return forcings[-1]
+
+        session = replace(session_config(min_silence_ms=300), lead_s=0.0, gate=GateConfig(enabled=False),
+                          speculative=speculative)
+        vad = session.vad
+        config = RealtimeConfig(
+            forcing=forcing, max_new_tokens=8, session=lambda: session,
+            vad=lambda: StreamingVAD(vad, model=EnergyModel()))
+        app = kit.make_app(Engine(model), realtime=config, speech=SpeechOut(factory=lambda: synth))
+        from fastapi.testclient import TestClient
+
+        client = TestClient(app)
+        client.forcings = forcings
+        return client
+    return build
+
+
+def recv(ws, timeout: float = 20.0) -> dict:
+    import anyio
+
+    async def get():
+        with anyio.fail_after(timeout):
+            return await ws._send_rx.receive()
+
+    msg = ws.portal.call(get)
+    assert msg["type"] == "websocket.send", msg
+    return json.loads(msg["text"])
+
+
+def until(ws, kind: str, timeout: float = 30.0) -> list[dict]:
+    out, end = [], time.monotonic() + timeout
+    while not out or out[-1]["type"] != kind:
+        out.append(recv(ws, max(end - time.monotonic(), 0.1)))
+    return out
+
+
+def nothing_for(ws, seconds: float) -> None:
+    """No server event arrives within `seconds`."""
+    with pytest.raises(TimeoutError):
+        event = recv(ws, seconds)
+        raise AssertionError(f"unexpected event {event['type']}: {event}")
+
+
+def send(ws, pcm: np.ndarray, chunk: int = 640) -> None:
+    for i in range(0, len(pcm), chunk):
+        ws.send_json({"type": "input_audio_buffer.append",
+                      "audio": base64.b64encode(pcm[i:i + chunk].tobytes()).decode()})
+
+
+def opened(ws, modalities: list[str]) -> None:
+    assert recv(ws)["type"] == "session.created"
+    ws.send_json({"type": "session.update", "session": {
+        "modalities": modalities, "input_audio_format": {"type": "audio/pcm", "rate": RATE}}})
+    assert recv(ws)["type"] == "session.updated"
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.005)
+
+
+def normal(events: list[dict]) -> list:
+    """Events without ids and times; consecutive deltas of one kind joined (their chunking follows the clock)."""
+    out: list = []
+    for e in events:
+        kind = e["type"]
+        if kind.endswith(".delta"):
+            value = base64.b64decode(e["delta"]) if kind == "response.audio.delta" else e["delta"]
+            if out and out[-1][0] == kind:
+                out[-1] = (kind, out[-1][1] + value)
+            else:
+                out.append((kind, value))
+        elif kind == "response.done":
+            r = e["response"]
+            out.append((kind, r["status"], r["vita_state"], json.dumps(r["output"][0]["content"])))
+        elif kind == "response.created":
+            out.append((kind, e["response"]["vita_state"]))
+        else:
+            out.append((kind,))
+    return out
+
+
+def turn_state(client) -> dict:
+    """What the turn left in the session: history (text, audio samples) and the role caches' valid contents."""
+    (conn,) = client.app.state.vita_realtime.connections
+    s = conn.session
+    wait_for(lambda: not s.busy)
+    history = []
+    for t in s.history:
+        parts = [t.content] if isinstance(t.content, str) else t.content
+        history.append((t.role, [p if isinstance(p, str) else np.asarray(p.source).copy() for p in parts]))
+    caches = []
+    for c in s.caches:
+        n = c.length
+        caches.append((n, c.rows.clone(), [(layer.k_cache[..., :n, :].clone(), layer.v_cache[..., :n, :].clone())
+                                           for layer in c.caches]))
+    return {"history": history, "caches": caches, "stages": dict(s.stages)}
+
+
+def assert_same_turn(a: dict, b: dict) -> None:
+    assert len(a["history"]) == len(b["history"])
+    for (role_a, parts_a), (role_b, parts_b) in zip(a["history"], b["history"], strict=True):
+        assert role_a == role_b and len(parts_a) == len(parts_b)
+        for x, y in zip(parts_a, parts_b, strict=True):
+            assert (x == y) if isinstance(x, str) else np.array_equal(x, y)
+    for (n_a, rows_a, kv_a), (n_b, rows_b, kv_b) in zip(a["caches"], b["caches"], strict=True):
+        assert n_a == n_b
+        torch.testing.assert_close(rows_a, rows_b, rtol=0, atol=1e-5)
+        for (k_a, v_a), (k_b, v_b) in zip(kv_a, kv_b, strict=True):
+            torch.testing.assert_close(k_a, k_b, rtol=0, atol=1e-5)
+            torch.testing.assert_close(v_a, v_b, rtol=0, atol=1e-5)
+
+
+def speculation_held(client) -> bool:
+    (conn,) = client.app.state.vita_realtime.connections
+    s = conn.session
+    return s is not None and s.speculating and s.listening.job.state_resolved and s.next_unit != "listen"
+
+
+def spoken_turn(client, pieces: list[np.ndarray], modalities: list[str]) -> tuple[list[dict], dict]:
+    """Speak `pieces`: after each but the last (each ends in a 160 ms pause), wait until a speculative session has
+    its turn prepared and held back, and check that nothing reached the client meanwhile."""
+    speculative = client.app.state.vita_realtime.config.session().speculative
+    with client.websocket_connect("/v1/realtime") as ws:
+        opened(ws, modalities)
+        events = []
+        for i, piece in enumerate(pieces):
+            send(ws, piece)
+            if i == 0:
+                events.append(recv(ws))
+                assert events[-1]["type"] == "input_audio_buffer.speech_started"
+            if i < len(pieces) - 1:
+                if speculative:
+                    wait_for(lambda: speculation_held(client))
+                nothing_for(ws, 0.15)  # prepared, held back: not one event
+        events += until(ws, "response.done")
+        return events, turn_state(client)
+
+
+@pytest.mark.parametrize("modalities", [["text"], ["audio", "text"]])
+def test_committed_speculation_equals_the_turn_computed_at_the_end(make, modalities):
+    """The turn prepared in the pause and committed at the end of speech is the turn computed after it: the same
+    events, text, audio, history and role caches; and it was prepared (state token and first text) before the commit."""
+    pieces = [np.concatenate([silence(0.2), tone(0.8), silence(0.16)]), silence(0.6)]
+    with make(speculative=True) as a:
+        events_a, state_a = spoken_turn(a, pieces, modalities)
+    with make(speculative=False) as b:
+        events_b, state_b = spoken_turn(b, pieces, modalities)
+    assert normal(events_a) == normal(events_b)
+    kinds = [e[0] for e in normal(events_a)]
+    assert kinds[:4] == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+                         "input_audio_buffer.committed", "response.created"] and kinds[-1] == "response.done"
+    assert any(k.endswith("transcript.delta") or k.endswith("text.delta") for k in kinds)
+    assert_same_turn(state_a, state_b)
+    (stages,) = state_a["stages"].values()
+    assert stages["state"] < stages["vad_end"] and stages["first_text"] < stages["vad_end"]
+    assert [len(f.prompts) for f in a.forcings] == [1] == [len(f.prompts) for f in b.forcings]
+    (record,) = a.app.state.vita_realtime.stages  # the hub keeps the finished turn's stage times
+    assert record["state"] < record["vad_end"]
+
+
+def test_discarded_speculation_leaves_no_trace(make):
+    """Speech after the pause: what was prepared is dropped (no event, nothing in the history, the caches as after
+    the same speech answered without speculation) and the whole utterance is answered once."""
+    pieces = [np.concatenate([silence(0.2), tone(0.6), silence(0.16)]), np.concatenate([tone(0.4), silence(0.6)])]
+    with make(speculative=True) as a:
+        events_a, state_a = spoken_turn(a, pieces, ["text"])
+    with make(speculative=False) as b:
+        events_b, state_b = spoken_turn(b, pieces, ["text"])
+    assert normal(events_a) == normal(events_b)
+    assert [e["type"] for e in events_a].count("response.created") == 1
+    assert_same_turn(state_a, state_b)
+    (forcing,) = a.forcings
+    assert len(forcing.prompts) == 2  # prepared at each pause: the first discarded, the second committed
+    first, last = (p[-1].content[-1].source for p in (forcing.prompts[0], forcing.prompts[-1]))
+    assert len(last) > len(first) + 0.4 * RATE  # the answer heard both pieces
+    (audio,) = [p for role, parts in state_a["history"] for p in parts if role == "user"]
+    assert np.array_equal(audio, last)
+
+
+@pytest.fixture
+def blocked(monkeypatch):
+    """The first prefill step of a reply job blocks on the model thread until released (a speculation mid-work)."""
+    gate = {"armed": True, "steps_after_release": 0, "jobs": []}
+    entered, release = threading.Event(), threading.Event()
+    step = realtime_roles.BoundedJob.step
+
+    def blocking(self):
+        if self not in gate["jobs"]:
+            gate["jobs"].append(self)
+        if release.is_set() and self is gate["jobs"][0]:
+            gate["steps_after_release"] += 1
+        if gate["armed"] and self.phase == "prefill":
+            gate["armed"] = False
+            entered.set()
+            release.wait(20)
+        return step(self)
+
+    monkeypatch.setattr(realtime_roles.BoundedJob, "step", blocking)
+    gate["entered"], gate["release"] = entered, release
+    yield gate
+    release.set()
+
+
+def test_speech_resuming_mid_speculation(make, blocked):
+    """The user goes on while the speculation is mid-prefill on the model thread: the job is cancelled once its step
+    returns, nothing leaks, and the answer is the one computed for the whole utterance without speculation."""
+    pieces = [np.concatenate([silence(0.2), tone(0.6), silence(0.16)]), np.concatenate([tone(0.4), silence(0.6)])]
+    with make(speculative=True) as a, a.websocket_connect("/v1/realtime") as ws:
+        opened(ws, ["text"])
+        send(ws, pieces[0])
+        assert recv(ws)["type"] == "input_audio_buffer.speech_started"
+        assert blocked["entered"].wait(10)
+        send(ws, pieces[1])  # speech resumes while the speculative job is blocked mid-prefill
+        nothing_for(ws, 0.2)
+        blocked["release"].set()
+        events_a = [{"type": "input_audio_buffer.speech_started"}] + until(ws, "response.done")
+        state_a = turn_state(a)
+    first = blocked["jobs"][0]
+    assert first.finish_reason == "cancelled"
+    with make(speculative=False) as b:
+        events_b, state_b = spoken_turn(b, pieces, ["text"])
+    assert normal(events_a) == normal(events_b)
+    assert_same_turn(state_a, state_b)
+
+
+def test_session_closed_mid_speculation(make, blocked, caplog):
+    """The client leaves while its speculation runs on the model thread: the connection is gone at once, the job
+    gets no further step, nothing is logged as failed, and the server answers the next session."""
+    with make(speculative=True) as client:
+        hub = client.app.state.vita_realtime
+        with client.websocket_connect("/v1/realtime") as ws:
+            opened(ws, ["text"])
+            send(ws, np.concatenate([silence(0.2), tone(0.6), silence(0.16)]))
+            assert recv(ws)["type"] == "input_audio_buffer.speech_started"
+            assert blocked["entered"].wait(10)
+        wait_for(lambda: hub.active == 0, 5)  # while the model thread is still blocked in its step
+        blocked["release"].set()
+        time.sleep(0.2)
+        assert blocked["steps_after_release"] <= 1  # the step that was running returns; no further tick
+        with client.websocket_connect("/v1/realtime") as ws:
+            opened(ws, ["text"])
+            ws.send_json({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                                                                       "content": [{"type": "input_text",
+                                                                                    "text": "say Yes."}]}})
+            ws.send_json({"type": "response.create"})
+            done = until(ws, "response.done")[-1]
+        assert done["response"]["status"] == "completed"
+        assert done["response"]["output"][0]["content"][0]["text"] == "Yes."
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_speculation_is_not_a_response(make):
+    """While a turn is only speculated on, the client has no response: response.cancel is refused as without
+    speculation (and the speculation survives), input_audio_buffer.clear drops it with the audio."""
+    with make(speculative=True) as client, client.websocket_connect("/v1/realtime") as ws:
+        opened(ws, ["text"])
+        send(ws, np.concatenate([silence(0.2), tone(0.6), silence(0.16)]))
+        assert recv(ws)["type"] == "input_audio_buffer.speech_started"
+        wait_for(lambda: speculation_held(client))
+        ws.send_json({"type": "response.cancel", "event_id": "c1"})
+        err = recv(ws)
+        assert err["type"] == "error" and err["error"]["code"] == "response_cancel_not_active"
+        (conn,) = client.app.state.vita_realtime.connections
+        assert conn.session.speculating
+        ws.send_json({"type": "input_audio_buffer.clear"})
+        assert recv(ws)["type"] == "input_audio_buffer.cleared"
+        wait_for(lambda: not conn.session.busy, 5)
+        assert not conn.session.speculating and conn.session.history == [] and not conn.session.stages
+        send(ws, silence(0.6))
+        nothing_for(ws, 0.3)  # the cleared speech is never answered
