@@ -19,7 +19,10 @@ response id this socket never saw created.
 Latency (spoken questions) = first response delta (`response.audio.delta` or the transcript / text delta,
 whichever comes first) minus the end of the user's speech (the time the client sent the question's last voiced
 sample). It includes the server VAD's end-of-speech silence (`silence_duration_ms`). Also shown: the same from
-the `speech_stopped` event's arrival, and typed latency (response.create sent -> first delta).
+the `speech_stopped` event's arrival, and typed latency (response.create sent -> first delta). The server's side
+(`vita.server.realtime_stats`): each finished turn's stages (features, prefill, state token, first text, first TTS
+phrase, first audio) in ms from its commit, negative when done speculatively before it, and the model worker's
+queueing delays (urgent: a turn being decided or speculated on; normal: decode steps, chat requests).
 
 Beside them, a `/v1/chat/completions` request (a short sum, 16 tokens at most) every 2 s must answer 200.
 Midway, one extra client asks for a long answer and vanishes (TCP abort) at its first audio delta; then
@@ -75,6 +78,7 @@ class BenchResult:
     leaks: list[str] = field(default_factory=list)
     disconnect: dict[str, Any] = field(default_factory=dict)
     load: list[float] = field(default_factory=list)  # 1-min load average before and after (others' CPU use)
+    stages: dict[str, Any] = field(default_factory=dict)  # the server's view: where a turn's time goes
 
     @property
     def ok(self) -> bool:
@@ -395,6 +399,8 @@ async def drive(port: int, res: BenchResult, questions: list[np.ndarray], chunk:
 def run(sessions: int = 8, seconds: float = 60.0, model: str = "vita-mini", chunk_ms: int = 40,
         forcing: Callable[[], Any] = make_forcing, *, device: Any = "cpu", dtype: str | None = None) -> BenchResult:
     """The bench; `forcing` (a per-connection factory) is replaceable, e.g. by a leaky one to test the check."""
+    from vita.server import realtime_stats
+
     app, synth = build_app(model, sessions, forcing, device=device, dtype=dtype)
     silence = np.zeros(RATE // 2, np.float32)
     questions = [(np.concatenate([silence, 0.5 * synth(q), 2 * silence]) * 32767).astype(np.int16)
@@ -418,6 +424,7 @@ def run(sessions: int = 8, seconds: float = 60.0, model: str = "vita-mini", chun
         while hub.active and time.monotonic() < end:  # every session is gone, the aborted one too
             time.sleep(0.05)
         res.disconnect["all_closed"] = hub.active == 0
+        res.stages = realtime_stats.breakdown(hub)
         res.disconnect["ok"] = bool(res.disconnect.get("ok")) and hub.active == 0
     res.load.append(os.getloadavg()[0])
     return res
@@ -451,6 +458,10 @@ def report(res: BenchResult) -> str:
         + "".join(f"\n    {e}" for e in res.leaks[:10]),
         f"  disconnect mid-answer: {'ok' if res.disconnect.get('ok') else 'FAILED'} {res.disconnect}",
     ]
+    if res.stages:
+        from vita.server import realtime_stats
+
+        lines.append(realtime_stats.report(res.stages))
     return "\n".join(lines)
 
 

@@ -43,7 +43,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from vita.errors import VitaError
-from vita.processor import ModelInputs
 from vita.server import audio_out, chat
 from vita.server.engine import AudioEvent, DoneEvent, Engine, Params
 from vita.server.errors import INTERNAL, APIError, bad_request, error_body, limit_exceeded
@@ -265,11 +264,11 @@ async def _chat(state: ServerState, request: Request):
         ticket.release()
         raise
     completion = chat.Completion(state.model_id, audio_format=audio_format)
-    if not streaming:
-        cancel = threading.Event()
-        job = asyncio.ensure_future(state.worker.call(_collect, state.engine, inputs, params, tts, audio_format,
-                                                      cancel, on_done=ticket.release))
-        await _until_done_or_gone(job, request, cancel)
+    if not streaming:  # the reply runs in slices on the model thread (realtime turns go in between), gathered here
+        events = state.worker.stream(lambda cancel: state.engine.reply(inputs, params, cancel, tts),
+                                     on_done=ticket.release)
+        job = asyncio.ensure_future(_collect(events, audio_format))
+        await _until_done_or_gone(job, request, events.cancel)
         return JSONResponse(completion.body(*job.result()))
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     events = state.worker.stream(lambda cancel: state.engine.reply(inputs, params, cancel, tts),
@@ -302,18 +301,18 @@ async def _until_done_or_gone(job: asyncio.Future, request: Request, cancel: thr
             return
 
 
-def _collect(engine: Engine, inputs: ModelInputs, params: Params, tts, audio_format: str | None,
-             cancel: threading.Event):
+async def _collect(events, audio_format: str | None):
+    """A whole reply from its event stream: the done event and the encoded audio (encoded on a thread)."""
     pcm: list[np.ndarray] = []
     done = None
-    for event in engine.reply(inputs, params, cancel, tts):
+    async for event in events:
         if isinstance(event, AudioEvent):
             pcm.append(event.pcm)
         elif isinstance(event, DoneEvent):
             done = event
     audio = None
     if audio_format and pcm:
-        audio = audio_out.encode(np.concatenate(pcm), audio_format)
+        audio = await asyncio.to_thread(audio_out.encode, np.concatenate(pcm), audio_format)
     return done, audio
 
 

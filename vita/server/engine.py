@@ -6,7 +6,10 @@ so a streamed answer can carry it in its first chunk. Events, in order: StateEve
 interleaved when speech out is on), DoneEvent.
 A `<2>` state (not a query: stay silent) ends the reply at once with no text and no audio.
 
-Every method runs on the model thread (`vita.server.worker`); nothing here is thread-safe on its own.
+Every method runs on the model thread (`vita.server.worker`); nothing here is thread-safe on its own. A reply in
+flight holds a KV cache of its own (taken from a small pool, given back when it ends), so replies may interleave
+on that thread: the worker runs a chat reply in slices between the realtime sessions' work. No thread state is
+left set across a yield (inference mode is entered per forward, not around the generator).
 `token_ids` is the one seam tests override to teacher-force a reply on random weights.
 """
 
@@ -70,7 +73,7 @@ class Engine:
         self.vita = vita
         self.max_new_tokens = max_new_tokens  # the server's cap, used when a request gives none
         self.context = min(vita.config.max_length, vita.model.llm.config.max_position_embeddings)
-        self.cache: PromptCache | None = None  # chat requests' KV cache (one at a time: the model thread's)
+        self.free: list[PromptCache] = []  # chat replies' KV caches not in use (a reply in flight holds its own)
 
     @property
     def audio_rate(self) -> int:
@@ -119,22 +122,28 @@ class Engine:
     def token_ids(self, inputs: ModelInputs, params: Params) -> Iterator[int]:
         """Generated ids, one at a time (a stop id ends it and is not yielded), as in `Vita.stream`."""
         model = self.vita.model
-        embeds = model.embed(inputs.token_ids.to(model.device), inputs.pixel_values, inputs.fbanks)  # [1, L, D]
+        with torch.inference_mode():
+            embeds = model.embed(inputs.token_ids.to(model.device), inputs.pixel_values, inputs.fbanks)  # [1, L, D]
         gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
         max_new = params.max_new_tokens or 0
-        if self.cache is not None and self.cache.max_seq_len < embeds.shape[1] + max_new + 1:
-            self.cache = None  # free the old one before allocating the next
-        self.cache = cache_with_room(self.cache, model.llm, embeds.shape[1] + max_new + 1)
-        self.cache.truncate(0)  # a cold prefill: the same bits as `Vita.generate`
-        return iter(TokenLoop(model.llm, self.cache, embeds, max_new_tokens=max_new, sampling=params.sampling,
-                              generator=gen, stop_ids=self.vita.tokenizer.stop_ids))
+        cache = self._take(embeds.shape[1] + max_new + 1)
+        try:
+            cache.truncate(0)  # a cold prefill: the same bits as `Vita.generate`
+            yield from TokenLoop(model.llm, cache, embeds, max_new_tokens=max_new, sampling=params.sampling,
+                                 generator=gen, stop_ids=self.vita.tokenizer.stop_ids)
+        finally:
+            if len(self.free) < 2:  # kept for the next replies (two: one in flight beside the one queued)
+                self.free.append(cache)
+
+    def _take(self, needed: int) -> PromptCache:
+        """A free cache with room for `needed` positions, or a new one (a smaller free one is dropped first)."""
+        cache = self.free.pop() if self.free else None
+        if cache is not None and cache.max_seq_len < needed:
+            cache = None  # freed before the next is allocated
+        return cache_with_room(cache, self.vita.model.llm, needed)
 
     def reply(self, inputs: ModelInputs, params: Params, cancel: threading.Event, tts=None) -> Iterator[Event]:
         """Events of one reply. `tts`: a `vita.speech.tts.StreamingTTS` to speak the text clause by clause."""
-        with torch.inference_mode():
-            yield from self._reply(inputs, params, cancel, tts)
-
-    def _reply(self, inputs: ModelInputs, params: Params, cancel: threading.Event, tts) -> Iterator[Event]:
         ids = self.token_ids(inputs, params)
         try:
             yield from self._decode(ids, inputs, params, cancel, tts)

@@ -433,6 +433,8 @@ class Connection:
                         chunks.append(self.inbox.popleft()[1])
                     self.buffered -= sum(map(len, chunks))
                     out += await loop.run_in_executor(self.hub.audio, self._feed, s, chunks)
+                self._emit(out)  # now: a commit's response and first deltas never wait for the model worker
+                out = []
                 if s.has_work:
                     urgent = s.next_unit == "listen"
                     out += await self.state.worker.call(self._work, s, urgent,

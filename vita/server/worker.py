@@ -4,16 +4,17 @@
     ticket = worker.admit()                       # 429 when 1 running + max_queued waiting are already admitted
     value = await worker.call(fn, *args)          # run fn on the model thread, await its result
     value = await worker.call(fn, priority=URGENT)  # ahead of every NORMAL job still waiting
-    events = worker.stream(produce)               # start produce(cancel) on the model thread now; async-iterate
+    events = worker.stream(produce)               # run produce(cancel) on the model thread, in slices; async-iterate
     ticket.release()                              # idempotent; pass it as on_done to release when a job ends
 
 Jobs run one at a time (one model): URGENT ones first, then NORMAL ones, each class in submission order. The
 realtime sessions submit their turn work (a user waiting for the end of their turn to be answered) as URGENT and
 everything else (decoding a reply whose audio is already queued, chat requests) as NORMAL, so with many sessions a
 turn never queues behind the others' decode steps. Each realtime submission is bounded (`tick_budget_s`), so the
-URGENT class cannot starve the rest for long. A stream's `cancel` event is set when its consumer stops iterating
-(client gone), and the producer checks it between tokens. The realtime websocket shares the same worker, so chat
-requests and duplex sessions never touch the model at the same time.
+URGENT class cannot starve the rest for long; a stream (a chat reply) runs in slices of `slice_s` (NORMAL jobs,
+each at the back of the queue), so it never holds the model for longer either. A stream's `cancel` event is set
+when its consumer stops iterating (client gone), and the producer checks it between tokens. The realtime websocket
+shares the same worker, so chat requests and duplex sessions never touch the model at the same time.
 
 `waits` keeps the latest queueing delays (priority, seconds from submit to start) for `vita bench serve`.
 """
@@ -49,8 +50,8 @@ class Ticket:
 
 
 class ModelWorker:
-    def __init__(self, max_queued: int = 8) -> None:
-        self.max_queued = max_queued
+    def __init__(self, max_queued: int = 8, *, slice_s: float = 0.05) -> None:
+        self.max_queued, self.slice_s = max_queued, slice_s
         self._lock = threading.Lock()  # admission
         self._admitted = 0
         self._cond = threading.Condition()  # the queue below
@@ -94,7 +95,7 @@ class ModelWorker:
 
     def stream(self, produce: Callable[[threading.Event], Iterator[T]], *,
                on_done: Callable[[Future], None] | None = None) -> EventStream[T]:
-        return EventStream(self, produce, on_done)
+        return EventStream(self, produce, on_done, self.slice_s)
 
     def shutdown(self) -> None:
         """Cancel the jobs still waiting; the running one finishes (its thread then ends)."""
@@ -126,15 +127,33 @@ class ModelWorker:
 
 
 class EventStream(AsyncIterator[T]):
-    """Items of `produce(cancel)` (run on the model thread, started at once) delivered to the event loop."""
+    """Items of `produce(cancel)` delivered to the event loop. The producer runs on the model thread a slice at a time
+    (items for up to `slice_s` seconds per worker job, then the job is queued again behind the others), so it must
+    leave no thread state set across its yields (an `inference_mode` block around a `yield` would stay on for the
+    jobs in between). `future` is done when the producer has ended (`on_done` is called then)."""
 
     def __init__(self, worker: ModelWorker, produce: Callable[[threading.Event], Iterator[T]],
-                 on_done: Callable[[Future], None] | None) -> None:
+                 on_done: Callable[[Future], None] | None, slice_s: float) -> None:
         self.cancel = threading.Event()
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._finished = False
-        self.future = worker.submit(self._run, produce, on_done=on_done)
+        self._worker, self._produce, self._slice_s = worker, produce, slice_s
+        self._items: Iterator[T] | None = None
+        self.future: Future = Future()
+        if on_done is not None:
+            self.future.add_done_callback(on_done)
+        self._next_slice()
+
+    def _next_slice(self) -> None:
+        try:
+            self._worker.submit(self._slice).add_done_callback(self._dropped)
+        except RuntimeError as exc:  # the worker is shut down
+            self._end(("error", exc))
+
+    def _dropped(self, job: Future) -> None:
+        if job.cancelled():  # the worker shut down with this slice waiting
+            self._end(("error", RuntimeError("the model worker is shut down")))
 
     def _put(self, kind: str, value: Any) -> None:
         try:
@@ -142,21 +161,31 @@ class EventStream(AsyncIterator[T]):
         except RuntimeError:  # the loop is gone (server shutting down): nobody is listening
             self.cancel.set()
 
-    def _run(self, produce: Callable[[threading.Event], Iterator[T]]) -> None:
-        items = produce(self.cancel)
+    def _slice(self) -> None:
+        end = time.monotonic() + self._slice_s
         try:
-            for item in items:
-                self._put("item", item)
-                if self.cancel.is_set():
-                    break
+            if self._items is None:
+                self._items = self._produce(self.cancel)
+            while not self.cancel.is_set():
+                self._put("item", next(self._items))
+                if time.monotonic() > end:
+                    self._next_slice()
+                    return
+        except StopIteration:
+            pass
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which decides
-            self._put("error", exc)
-        else:
-            self._put("end", None)
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()  # here, on the model thread: a generator's context managers (inference_mode) are per thread
+            self._end(("error", exc))
+            return
+        self._end(("end", None))
+
+    def _end(self, message: tuple[str, Any]) -> None:
+        if self.future.done():
+            return
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()  # on the model thread (or at shutdown, where nothing runs there any more)
+        self._put(*message)
+        self.future.set_result(None)
 
     def __aiter__(self) -> EventStream[T]:
         return self
