@@ -7,10 +7,11 @@ position is compared with the quantized model's q over the same tokens (teacher-
     KL(p || q) = sum_v p_v (log p_v - log q_v)     averaged over every position of every text (nats)
     greedy agreement = share of positions where argmax p == argmax q
 
-Variants: int8 and int4 (group 32), each with the output head quantized and with the head left in bf16 (for a tied
-model the head is the embedding matrix, a large share of the bytes read per token). The quantized layers run the
-module path (dequantized weights, float32 sums): the same weights and, within float rounding, the same products as
-the native decode step.
+Variants: int8 and int4 (group 32), each with the output head quantized (int8 for both) and with the head left in
+bf16 (for a tied model the head is the embedding matrix, a large share of the bytes read per token). The quantized
+layers run the module path (dequantized weights, float32 sums). Where the native library is available, each fully
+quantized variant is also run token by token through the native decode step ("int8 native step", ...), whose integer
+kernels also round each GEMV's input to int16: that is what `generate` decodes with.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import sys
 from dataclasses import asdict, dataclass
 
 import torch
+
+from vita.generation.native_step import NativeStep
+from vita.models.llm import LLM
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -92,8 +96,24 @@ def measure(model: str = "smollm2-135m", *, modes: tuple[str, ...] = ("int8", "i
             kl, eq = torch.cat(kls), torch.cat(same)
             results.append(QuantQuality(model, mode if head else f"{mode} (bf16 head)", int(kl.numel()),
                                         float(kl.mean()), float(kl.max()), float(eq.float().mean())))
+            if head and NativeStep.unsupported(variant) is None:
+                kls, same = [], []
+                for x, ref in zip(ids, reference, strict=True):
+                    kl, eq = kl_and_agreement(ref, native_logits(variant, x[0].tolist()))
+                    kls.append(kl)
+                    same.append(eq)
+                kl, eq = torch.cat(kls), torch.cat(same)
+                results.append(QuantQuality(model, f"{mode} native step", int(kl.numel()), float(kl.mean()),
+                                            float(kl.max()), float(eq.float().mean())))
             del variant
     return results
+
+
+def native_logits(llm: LLM, ids: list[int]) -> torch.Tensor:
+    """Logits [L, V] of `ids` teacher-forced one token at a time through the native decode step."""
+    llm.setup_caches(1, len(ids))
+    step = NativeStep(llm)
+    return torch.cat([step(tok, pos) for pos, tok in enumerate(ids)])  # [L, V]
 
 
 def main(argv: list[str] | None = None) -> int:

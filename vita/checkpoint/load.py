@@ -62,7 +62,8 @@ def materialize(
         if prepare is not None:
             prepare(model)
     expected = {name: t.shape for name, t in model.state_dict().items()}
-    stored = {name for name in expected if name.endswith((".qweight", ".scale"))} if prepare is not None else set()
+    quantized = (".qweight", ".scale", ".offset")
+    stored = {name for name in expected if name.endswith(quantized)} if prepare is not None else set()
     check_shapes({name: tensor_shape(tensors, name) for name in tensors}, expected, source=source)
     state = {}
     for name in expected:

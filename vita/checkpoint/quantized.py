@@ -1,9 +1,10 @@
 """Quantized checkpoints: `vita quantize SRC DST --bits 8|4` and loading them back (`vita.load`, `load_model`).
 
 A quantized checkpoint is our canonical layout (`config.json` with `"format": "vita"`, `model.safetensors`,
-`tokenizer.json`) plus `quantization.json` = {"bits": 8|4, "group": G, "head": true|false}. The LLM's projections
-(and the head, when "head") are stored as `<name>.qweight` (int8, or packed int4 as uint8) and `<name>.scale`
-(float32 per row, or bf16 per group) in the formats of `vita.nn.quant`; every other tensor (embeddings, norms, the
+`tokenizer.json`) plus `quantization.json` = {"version": 2, "bits": 8|4, "group": G, "head": true|false}. The LLM's
+projections are stored as `<name>.qweight` (int8, or packed int4 as uint8) and `<name>.scale` (float32 per row, or
+float16 per group with a float16 `<name>.offset` per group) in the formats of `vita.nn.quant`, and the head, when
+"head", in int8 whatever the bits; every other tensor (embeddings, norms, the
 media towers and projectors) stays float in the dtype the checkpoint was written in. For a tied model with a
 quantized head, `output.qweight` / `output.scale` are a quantized copy of the embedding matrix (the embedding itself
 stays float for the lookup). The config is the source's, unchanged: the quantization is a property of the stored
@@ -23,6 +24,7 @@ from vita.models.vita import VitaModel
 from vita.nn.quant import GROUP, quantization_of, quantize_llm_
 
 QUANT_FILE = "quantization.json"
+VERSION = 2  # 1 (no "version" key): symmetric int4 with bf16 scales and an int4 head, no longer read
 MODES = {"int8": 8, "int4": 4}
 
 
@@ -58,9 +60,13 @@ def read_quantization(path: Path) -> dict | None:
         spec = json.loads(file.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{file}: invalid JSON ({exc})") from None
-    if not isinstance(spec, dict) or set(spec) != {"bits", "group", "head"} or spec["bits"] not in (4, 8) \
+    if isinstance(spec, dict) and spec.get("version", 1) != VERSION:
+        raise CheckpointError(f"{file}: quantization format version {spec.get('version', 1)}, this vita reads "
+                              f"version {VERSION}; quantize the float checkpoint again with `vita quantize`")
+    if not isinstance(spec, dict) or set(spec) != {"version", "bits", "group", "head"} or spec["bits"] not in (4, 8) \
             or not isinstance(spec["group"], int) or not isinstance(spec["head"], bool):
-        raise CheckpointError(f"{file}: expected {{\"bits\": 8|4, \"group\": int, \"head\": bool}}, got {spec!r}")
+        raise CheckpointError(f"{file}: expected {{\"version\": {VERSION}, \"bits\": 8|4, \"group\": int, "
+                              f"\"head\": bool}}, got {spec!r}")
     return spec
 
 
@@ -81,5 +87,5 @@ def quantize_checkpoint(src: str | Path, dst: str | Path, *, bits: int, dtype: s
     quantize_model_(model, bits, head=head, group=group)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     out = save_canonical(model.config, state, tokenizer, dst)
-    (out / QUANT_FILE).write_text(json.dumps({"bits": bits, "group": group, "head": head}) + "\n")
+    (out / QUANT_FILE).write_text(json.dumps({"version": VERSION, "bits": bits, "group": group, "head": head}) + "\n")
     return out

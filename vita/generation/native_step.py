@@ -1,17 +1,18 @@
 """The whole batch-1 decode step in one native call (`vita_native::decode_step`, `vita/nn/csrc/decode_step.cpp`).
 
-For a dense Llama / Mistral / Qwen2 model in bf16 or float32 on an AVX2 CPU, with float weights or weight-only int8 /
-int4 ones (`vita.nn.quant`: every projection and the head quantized alike; `vita_native::decode_step_quant`), `generate` steps through this instead
-of the module (eager or inductor-compiled): one C++ call runs all layers and the head, with the threads meeting at
-barriers rather than launching ~400 small ops (see the C++ file for why and for its numerics). It reads the same
-parameters (without fusing or copying them: the model stays trainable) and writes the same KV cache as the module
-path, so prefill (module path) and decode (here) mix freely.
+For a dense Llama / Mistral / Qwen2 model in bf16 or float32 on an AVX2 CPU, with float weights or weight-only int8
+/ int4 ones (`vita.nn.quant`: every projection quantized alike, the head int8; `vita_native::decode_step_quant`),
+`generate` steps through this instead of the module (eager or inductor-compiled): one C++ call runs all layers and
+the head, with the threads meeting at barriers rather than launching ~400 small ops (see the C++ file for why and
+for its numerics). It reads the same parameters (without fusing or copying them: the model stays trainable) and
+writes the same KV cache as the module path, so prefill (module path) and decode (here) mix freely.
 
-`NativeStep.unsupported(llm)` says why a model cannot use it (None when it can): MoE layers, a dtype other than
-bf16 or float32, a device other than the CPU, adapters (LoRA) on a projection, quantized projections with a float
-head, or no native library on this machine. The step is built over one batch-1 KV cache, the caller's `StaticCache` (`llm.new_cache(S)`) or else the
-model's default one (`setup_caches(1, S)` first); it must be rebuilt when that cache is replaced. Steps over two
-caches of one model (the two duplex roles) share the parameters: only the cache pointers differ.
+`NativeStep.unsupported(llm)` says why a model cannot use it (None when it can): MoE layers, a dtype other than bf16
+or float32, a device other than the CPU, adapters (LoRA) on a projection, quantized projections with a float head,
+or no native library on this machine. The step is built over one batch-1 KV cache, the caller's `StaticCache`
+(`llm.new_cache(S)`) or else the model's default one (`setup_caches(1, S)` first); it must be rebuilt when that
+cache is replaced. Steps over two caches of one model (the two duplex roles) share the parameters: only the cache
+pointers differ.
 """
 
 from __future__ import annotations
@@ -45,9 +46,8 @@ class NativeStep:
                         else "mixed float and quantized projections")
             if quant is not None and any((m.bits, m.group) != (quant["bits"], quant["group"]) for m in projections):
                 return "projections quantized with different bit widths or groups"
-        if quant is not None and not (quant["head"] and (llm.output.bits, llm.output.group)
-                                      == (quant["bits"], quant["group"])):
-            return "quantized projections with a float head (quantize the head too)"
+        if quant is not None and not (quant["head"] and llm.output.bits == 8):
+            return "quantized projections with a float head (quantize the head too: int8)"
         if native.native_decode_step() is None:
             return "no native library on this machine (see vita.nn.native)"
         return None
@@ -63,6 +63,7 @@ class NativeStep:
         self.quantization = quant
         self._layers: list[torch.Tensor] = []
         self._scales: list[torch.Tensor] = []  # quantized: 7 per layer (wq, wk, wv, wo, w1, w3, w2)
+        self._offsets: list[torch.Tensor] = []  # int4: likewise
         self._caches: list[torch.Tensor] = []
         no_bias = torch.empty(0, dtype=llm.dtype)
         assert cache is not None
@@ -76,7 +77,9 @@ class NativeStep:
             self._layers += [layer.attention_norm.weight, weight(attn.wq), weight(attn.wk), weight(attn.wv), *biases,
                              weight(attn.wo), layer.ffn_norm.weight, weight(ffn.w1), weight(ffn.w3), weight(ffn.w2)]
             if quant is not None:
-                self._scales += [m.scale for m in (attn.wq, attn.wk, attn.wv, attn.wo, ffn.w1, ffn.w3, ffn.w2)]
+                mats = (attn.wq, attn.wk, attn.wv, attn.wo, ffn.w1, ffn.w3, ffn.w2)
+                self._scales += [m.scale for m in mats]
+                self._offsets += [m.offset for m in mats if m.offset is not None]
             self._caches += [kv.k_cache, kv.v_cache]
         self._embed = llm.tok_embeddings.weight
         if quant is None:
@@ -100,7 +103,7 @@ class NativeStep:
             logits = self._op(token, pos, self._embed, self._layers, self._caches, self._cos, self._sin, self._norm,
                               self._head, *self._heads, self._eps)  # [V]
         else:
-            logits = self._op(token, pos, self._embed, self._layers, self._scales, self._caches, self._cos,
-                              self._sin, self._norm, self._head, self._head_scale, *self._heads, self._eps,
-                              self._group)  # [V]
+            logits = self._op(token, pos, self._embed, self._layers, self._scales, self._offsets, self._caches,
+                              self._cos, self._sin, self._norm, self._head, self._head_scale, *self._heads,
+                              self._eps, self._group)  # [V]
         return logits.view(1, self.vocab_size)  # [1, V]

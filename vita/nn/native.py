@@ -1,15 +1,14 @@
 """Native CPU kernels: C++ sources in `vita/nn/csrc`, compiled with the system C++ compiler into a PyTorch op library.
 
-Ops in one library, `vita_native`, for batch-1 decoding on AVX2 CPUs: `gemv_bf16` (`csrc/gemv_bf16.cpp`, one
-bf16 matrix-vector product), `gemv_q8` / `gemv_q4` (`csrc/gemv_quant.cpp`, weight-only int8 / int4 products, the
-formats of `vita.nn.quant`) and `decode_step` /
-`decode_step_quant` (`csrc/decode_step.cpp`, a whole dense Llama-family decode step in bf16 or float32, with dense
-or quantized weights; `vita.generation.native_step`). `make setup` builds the library (`python -m vita.nn.native`, ~20 s);
-otherwise the first call that needs it does. It is cached under `$VITA_NATIVE_CACHE` (default
-`~/.cache/vita/native`), keyed by the sources and headers, the torch version and the flags, so a changed source or
-torch never loads a stale build.
+Ops in one library, `vita_native`, for batch-1 decoding on AVX2 CPUs: `gemv_bf16` (`csrc/gemv_bf16.cpp`, one bf16
+matrix-vector product), `gemv_q8` / `gemv_q4` (`csrc/gemv_quant.cpp`, weight-only int8 / int4 products, the formats
+of `vita.nn.quant`) and `decode_step` / `decode_step_quant` (`csrc/decode_step.cpp`, a whole dense Llama-family
+decode step in bf16 or float32, with dense or quantized weights; `vita.generation.native_step`). `make setup` builds
+the library (`python -m vita.nn.native`, ~20 s); otherwise the first call that needs it does. It is cached under
+`$VITA_NATIVE_CACHE` (default `~/.cache/vita/native`), keyed by the sources and headers, the torch version and the
+flags, so a changed source or torch never loads a stale build.
 
-Where it cannot be used — no AVX2/FMA, no compiler, a failed build, `VITA_NATIVE_KERNELS=0` — `native_gemv()` and
+Where it cannot be used — no AVX2/FMA/F16C, no compiler, a failed build, `VITA_NATIVE_KERNELS=0` — `native_gemv()` and
 `native_decode_step()` return None (with one warning saying why, unless disabled on purpose) and callers fall back
 to PyTorch's ops (`torch.mv`, the compiled module).
 """
@@ -31,7 +30,7 @@ import torch
 
 CSRC = Path(__file__).parent / "csrc"
 SOURCES = (CSRC / "gemv_bf16.cpp", CSRC / "gemv_quant.cpp", CSRC / "decode_step.cpp")
-FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-std=c++20", "-shared", "-fPIC", "-w"]  # compile and link
+FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-std=c++20", "-shared", "-fPIC", "-w"]  # compile and link
 
 
 def cpu_has(*flags: str) -> bool:
@@ -139,8 +138,8 @@ def native_decode_step() -> Callable[..., torch.Tensor] | None:
 
 
 def native_quant_gemv(bits: int) -> Callable[..., torch.Tensor] | None:
-    """`vita_native::gemv_q8` (q, scale, x) for bits 8 or `gemv_q4` (q, scale, x, group) for bits 4, or None where
-    the library is unavailable (formats: `vita.nn.quant`)."""
+    """`vita_native::gemv_q8` (q, scale, x) for bits 8 or `gemv_q4` (q, scale, offset, x, group) for bits 4, or None
+    where the library is unavailable (formats: `vita.nn.quant`)."""
     if not available():
         return None
     return torch.ops.vita_native.gemv_q8.default if bits == 8 else torch.ops.vita_native.gemv_q4.default
@@ -152,7 +151,7 @@ def native_decode_step_quant() -> Callable[..., torch.Tensor] | None:
 
 
 def _load() -> bool:
-    if os.environ.get("VITA_NATIVE_KERNELS", "1") == "0" or not cpu_has("avx2", "fma"):
+    if os.environ.get("VITA_NATIVE_KERNELS", "1") == "0" or not cpu_has("avx2", "fma", "f16c"):
         return False
     try:
         torch.ops.load_library(str(build()))
@@ -173,14 +172,16 @@ def _gemv_shape(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return weight.new_empty(weight.shape[0])
 
 
-def _quant_gemv_shape(q: torch.Tensor, scale: torch.Tensor, x: torch.Tensor, *group: int) -> torch.Tensor:
+def _quant_gemv_shape(q: torch.Tensor, scale: torch.Tensor, *rest: torch.Tensor | int) -> torch.Tensor:
+    x = rest[0] if len(rest) == 1 else rest[1]  # gemv_q8 (q, scale, x); gemv_q4 (q, scale, offset, x, group)
+    assert isinstance(x, torch.Tensor)
     return x.new_empty(q.shape[0])
 
 
 def main() -> int:
     """`python -m vita.nn.native`: build the kernels now (what `make setup` runs) and say where they are."""
-    if not cpu_has("avx2", "fma"):
-        print("vita.nn.native: this CPU has no AVX2/FMA; nothing to build (PyTorch's ops are used)")
+    if not cpu_has("avx2", "fma", "f16c"):
+        print("vita.nn.native: this CPU lacks AVX2/FMA/F16C; nothing to build (PyTorch's ops are used)")
         return 0
     try:
         path = build()

@@ -1,5 +1,7 @@
 // One whole batch-1 decode step of a dense Llama / Mistral / Qwen2 model in bf16 or float32 on AVX2 CPUs, in one
-// call.
+// call; `decode_step_quant` is the same step over weight-only int8 / int4 matrices (quant_gemv.h), whose GEMVs
+// read each stage's input quantized once to int16 (so their results differ from the float products by that
+// rounding, ~1e-5 of the largest activation, on top of the weights' own).
 //
 // `vita_native::decode_step(int token, int pos, Tensor embed, Tensor[] layers, Tensor[] caches, Tensor cos,
 //  Tensor sin, Tensor norm, Tensor head, int num_heads, int num_kv_heads, float eps) -> Tensor logits [V]`
@@ -48,9 +50,30 @@ template <typename E> inline E from_f(float f) {
 template <typename E> inline float rnd(float f) {
   if constexpr (std::is_same_v<E, float>) return f; else return round_bf16(f);
 }
-template <typename E, typename W = const E*> inline void split(const float* x, int64_t K, float* x_split) {
-  if constexpr (std::is_same_v<E, uint16_t> && std::is_same_v<W, const E*>) split_even_odd(x, K, x_split);
-}
+
+// The input of the current GEMV stage, prepared once by one thread for every thread's rows: dense bf16 rows read x
+// in even/odd order (split_even_odd), quantized rows read it as int16 with its group sums (quantize_input).
+template <typename E, typename W>
+struct Input {
+  static constexpr bool dense = std::is_same_v<W, const E*>;
+  std::vector<float> split;
+  std::vector<int16_t> q;
+  std::vector<float> sums;
+  int64_t group;
+  const float* x = nullptr;
+  QInput in{};
+  Input(int64_t widest, int64_t group) : split(widest), q(widest), sums(widest), group(group) {}
+  void prepare(const float* src, int64_t K) {
+    x = src;
+    if constexpr (!dense) in = quantize_input(src, K, q.data(), sums.data(), group);
+    else if constexpr (std::is_same_v<E, uint16_t>) split_even_odd(src, K, split.data());
+  }
+  template <typename Store>
+  void rows(const W& w, int64_t n0, int64_t n1, int64_t K, Store store) const {
+    if constexpr (dense) gemv_rows(w, n0, n1, K, split.data(), x, store);
+    else gemv_rows(w, n0, n1, K, in, store);
+  }
+};
 
 template <typename E> const E* ptr(const at::Tensor& t) { return reinterpret_cast<const E*>(t.data_ptr()); }
 
@@ -82,9 +105,10 @@ struct Layer {
   E *k_cache, *v_cache;
 };
 
-// The view of weight matrix `w` [rows, cols] (and its scales for a quantized W), checked.
+// The view of weight matrix `w` [rows, cols] (and its scales and offsets for a quantized W), checked.
 template <typename E, typename W>
-W matrix(const at::Tensor& w, const at::Tensor* scale, int64_t rows, int64_t cols, int64_t group, const char* what) {
+W matrix(const at::Tensor& w, const at::Tensor* scale, const at::Tensor* offset, int64_t rows, int64_t cols,
+         int64_t group, const char* what) {
   if constexpr (std::is_same_v<W, const E*>) {
     check(w, kDtype<E>, what, {rows, cols});
     return ptr<E>(w);
@@ -95,16 +119,16 @@ W matrix(const at::Tensor& w, const at::Tensor* scale, int64_t rows, int64_t col
   } else {
     TORCH_CHECK(cols % group == 0, "decode_step: ", what, ": K = ", cols, " is not a multiple of the group ", group);
     check(w, at::kByte, what, {rows, cols / 2});
-    check(*scale, at::kBFloat16, what, {rows, cols / group});
-    return Q4Rows{ptr<uint8_t>(w), ptr<uint16_t>(*scale), group};
+    check(*scale, at::kHalf, what, {rows, cols / group});
+    check(*offset, at::kHalf, what, {rows, cols / group});
+    return Q4Rows{ptr<uint8_t>(w), ptr<uint16_t>(*scale), ptr<uint16_t>(*offset), group};
   }
 }
 
 // Thread t of nt: its share of the rows of the stacked matrices parts[0..P) (global row r of the stack is row
 // r - offset of the part holding it), store(global row, sum).
-template <typename W, typename Store>
-void gemv_stack(const Part<W>* parts, int P, int64_t K, int t, int nt, const float* x_split, const float* x,
-                Store store) {
+template <typename E, typename W, typename Store>
+void gemv_stack(const Part<W>* parts, int P, int64_t K, int t, int nt, const Input<E, W>& in, Store store) {
   int64_t N = 0;
   for (int p = 0; p < P; ++p) N += parts[p].rows;
   const int64_t lo = N * t / nt, hi = N * (t + 1) / nt;
@@ -112,7 +136,7 @@ void gemv_stack(const Part<W>* parts, int P, int64_t K, int t, int nt, const flo
   for (int p = 0; p < P; ++p) {
     const int64_t a = std::max(lo, offset), b = std::min(hi, offset + parts[p].rows);
     if (a < b) {
-      gemv_rows(parts[p].w, a - offset, b - offset, K, x_split, x, [&](int64_t n, float v) { store(n + offset, v); });
+      in.rows(parts[p].w, a - offset, b - offset, K, [&](int64_t n, float v) { store(n + offset, v); });
     }
     offset += parts[p].rows;
   }
@@ -138,12 +162,14 @@ void rope(float* h, const float* c, const float* s, int64_t Dh) {
   }
 }
 
-// scales: for a quantized W, 7 per layer (wq, wk, wv, wo, w1, w3, w2) and head_scale; unused (empty) when dense
+// scales: for a quantized W, 7 per layer (wq, wk, wv, wo, w1, w3, w2); offsets likewise for int4 (empty for int8);
+// both unused (empty) when dense. The head of a quantized model is int8 whatever W (head_scale: its row scales).
 template <typename E, typename W>
 at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed, at::TensorList layers,
-                            at::TensorList scales, at::TensorList caches, const at::Tensor& cos, const at::Tensor& sin,
-                            const at::Tensor& norm, const at::Tensor& head, const at::Tensor& head_scale,
-                            int64_t num_heads, int64_t num_kv_heads, double eps, int64_t group) {
+                            at::TensorList scales, at::TensorList offsets, at::TensorList caches,
+                            const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& norm,
+                            const at::Tensor& head, const at::Tensor& head_scale, int64_t num_heads, int64_t num_kv_heads, double eps, int64_t group) {
+  constexpr bool q4 = std::is_same_v<W, Q4Rows>;
   constexpr bool dense = std::is_same_v<W, const E*>;
   TORCH_CHECK(embed.dim() == 2, "decode_step: embed must be [V, D]");
   const int64_t D = embed.size(1), L = int64_t(layers.size()) / kPerLayer;
@@ -157,6 +183,8 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
   const int64_t Dh = cos.size(1), Q = num_heads * Dh, KV = num_kv_heads * Dh, QKV = Q + 2 * KV;
   TORCH_CHECK(dense || int64_t(scales.size()) == 7 * L, "decode_step: expected 7 scales per layer, got ",
               scales.size());
+  TORCH_CHECK(!q4 || int64_t(offsets.size()) == 7 * L, "decode_step: expected 7 int4 offsets per layer, got ",
+              offsets.size());
   const int64_t I = layers[9].dim() == 2 ? layers[9].size(0) : 0, S = caches[0].dim() == 4 ? caches[0].size(2) : 0;
   const int64_t V = head.dim() == 2 ? head.size(0) : 0, heads_per_kv = num_heads / num_kv_heads;
   TORCH_CHECK(Dh % 2 == 0 && I > 0 && S > 0, "decode_step: bad head width, MLP width or cache length");
@@ -166,14 +194,17 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
               embed.size(0), ")");
   check(embed, kDtype<E>, "embed", {embed.size(0), D});
   check(norm, kDtype<E>, "norm", {D});
-  const W head_w = matrix<E, W>(head, &head_scale, V, D, group, "head");
+  using H = std::conditional_t<dense, W, Q8Rows>;
+  const H head_w = matrix<E, H>(head, &head_scale, nullptr, V, D, group, "head");
   const bool bias = layers[4].numel() > 0;
   std::vector<Layer<E, W>> ls(L);
   for (int64_t l = 0; l < L; ++l) {
     const at::Tensor* t = layers.data() + kPerLayer * l;
     const at::Tensor* sc = dense ? nullptr : scales.data() + 7 * l;
+    const at::Tensor* of = q4 ? offsets.data() + 7 * l : nullptr;
     const auto mat = [&](int i, int64_t rows, int64_t cols, const char* what) {
-      return matrix<E, W>(t[i], dense ? nullptr : sc + (i == 7 ? 3 : i < 4 ? i - 1 : i - 5), rows, cols, group, what);
+      const int j = i == 7 ? 3 : i < 4 ? i - 1 : i - 5;  // index among wq, wk, wv, wo, w1, w3, w2
+      return matrix<E, W>(t[i], dense ? nullptr : sc + j, q4 ? of + j : nullptr, rows, cols, group, what);
     };
     check(t[0], kDtype<E>, "attention_norm", {D});
     for (int i = 0; i < 3; ++i) {
@@ -199,7 +230,8 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
   }
 
   const int64_t T = pos + 1, widest = std::max({D, Q, I});
-  std::vector<float> x(D), xn(std::max(D, Q)), xs(widest), qkv(QKV), att(Q), gu(2 * I), act(I), proj(D), c(Dh),
+  Input<E, W> in(widest, group);
+  std::vector<float> x(D), xn(std::max(D, Q)), qkv(QKV), att(Q), gu(2 * I), act(I), proj(D), c(Dh),
       s(Dh), scores(num_heads * T);
   for (int64_t i = 0; i < Dh; ++i) {
     c[i] = rnd<E>(cos.data_ptr<float>()[pos * Dh + i]);
@@ -216,10 +248,8 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
 #pragma omp parallel num_threads(threads)
   {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-    // this thread's rows of an N-row GEMV over xs (split) / src (plain), stored by `store`
-    auto gemv = [&](const W& w, int64_t N, int64_t K, const float* src, auto store) {
-      gemv_rows(w, N * t / nt, N * (t + 1) / nt, K, xs.data(), src, store);
-    };
+    // this thread's rows of an N-row GEMV over the prepared input `in`, stored by `store`
+    auto gemv = [&](const W& w, int64_t N, int64_t K, auto store) { in.rows(w, N * t / nt, N * (t + 1) / nt, K, store); };
     const auto rounded = [](float* out) { return [out](int64_t n, float v) { out[n] = rnd<E>(v); }; };
 
     for (int64_t l = 0; l < L; ++l) {
@@ -227,16 +257,16 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
 #pragma omp single
       {
         rms_norm(x.data(), ly.attn_norm, D, feps, xn.data());
-        split<E, W>(xn.data(), D, xs.data());
+        in.prepare(xn.data(), D);
       }
       if (bias) {
-        gemv_stack(ly.qkv, 3, D, t, nt, xs.data(), xn.data(), [&](int64_t n, float v) {
+        gemv_stack(ly.qkv, 3, D, t, nt, in, [&](int64_t n, float v) {
           const float b = n < Q ? to_f(ly.bias[0][n])
                           : n < Q + KV ? to_f(ly.bias[1][n - Q]) : to_f(ly.bias[2][n - Q - KV]);
           qkv[n] = rnd<E>(rnd<E>(v) + b);
         });
       } else {
-        gemv_stack(ly.qkv, 3, D, t, nt, xs.data(), xn.data(), rounded(qkv.data()));
+        gemv_stack(ly.qkv, 3, D, t, nt, in, rounded(qkv.data()));
       }
 #pragma omp barrier
 #pragma omp single
@@ -273,16 +303,16 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
         for (int64_t i = 0; i < Dh; ++i) o[i] = rnd<E>(o[i]);
       }
 #pragma omp single
-      split<E, W>(att.data(), Q, xs.data());
-      gemv(ly.wo, D, Q, att.data(), rounded(proj.data()));
+      in.prepare(att.data(), Q);
+      gemv(ly.wo, D, Q, rounded(proj.data()));
 #pragma omp barrier
 #pragma omp single
       {
         for (int64_t i = 0; i < D; ++i) x[i] = rnd<E>(x[i] + proj[i]);
         rms_norm(x.data(), ly.ffn_norm, D, feps, xn.data());
-        split<E, W>(xn.data(), D, xs.data());
+        in.prepare(xn.data(), D);
       }
-      gemv_stack(ly.gate_up, 2, D, t, nt, xs.data(), xn.data(), rounded(gu.data()));
+      gemv_stack(ly.gate_up, 2, D, t, nt, in, rounded(gu.data()));
 #pragma omp barrier
 #pragma omp single
       {
@@ -290,9 +320,9 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
           const float g = gu[i];
           act[i] = rnd<E>(g / (1.f + std::exp(-g)) * gu[I + i]);
         }
-        split<E, W>(act.data(), I, xs.data());
+        in.prepare(act.data(), I);
       }
-      gemv(ly.w2, D, I, act.data(), rounded(proj.data()));
+      gemv(ly.w2, D, I, rounded(proj.data()));
 #pragma omp barrier
 #pragma omp single
       for (int64_t i = 0; i < D; ++i) x[i] = rnd<E>(x[i] + proj[i]);
@@ -300,9 +330,11 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
 #pragma omp single
     {
       rms_norm(x.data(), ptr<E>(norm), D, feps, xn.data());
-      split<E, W>(xn.data(), D, xs.data());
+      in.prepare(xn.data(), D);
     }
-    gemv(head_w, V, D, xn.data(), [logit_bits](int64_t n, float v) { logit_bits[n] = from_f<E>(v); });
+    const auto store_logit = [logit_bits](int64_t n, float v) { logit_bits[n] = from_f<E>(v); };
+    if constexpr (dense) gemv(head_w, V, D, store_logit);
+    else gemv_rows(head_w, V * t / nt, V * (t + 1) / nt, D, in.in, store_logit);
   }
   return logits;
 }
@@ -314,17 +346,18 @@ at::Tensor decode_step(int64_t token, int64_t pos, const at::Tensor& embed, at::
   TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kFloat, "decode_step: bf16 or float32 weights, got ", dtype);
   const auto impl = dtype == at::kFloat ? &decode_step_impl<float, const float*>
                                         : &decode_step_impl<uint16_t, const uint16_t*>;
-  return impl(token, pos, embed, layers, {}, caches, cos, sin, norm, head, at::Tensor(), num_heads, num_kv_heads,
+  return impl(token, pos, embed, layers, {}, {}, caches, cos, sin, norm, head, at::Tensor(), num_heads, num_kv_heads,
               eps, 0);
 }
 
-// The same step over weight-only quantized matrices (int8 head: int8 everywhere; uint8 head: packed int4).
+// The same step over weight-only quantized matrices (int8 layers, or packed int4 (uint8) layers with offsets; the
+// head int8 either way).
 at::Tensor decode_step_quant(int64_t token, int64_t pos, const at::Tensor& embed, at::TensorList layers,
-                             at::TensorList scales, at::TensorList caches, const at::Tensor& cos,
-                             const at::Tensor& sin, const at::Tensor& norm, const at::Tensor& head,
-                             const at::Tensor& head_scale, int64_t num_heads, int64_t num_kv_heads, double eps,
-                             int64_t group) {
-  const auto dtype = embed.scalar_type(), wtype = head.scalar_type();
+                             at::TensorList scales, at::TensorList offsets, at::TensorList caches,
+                             const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& norm,
+                             const at::Tensor& head, const at::Tensor& head_scale, int64_t num_heads, int64_t num_kv_heads, double eps, int64_t group) {
+  TORCH_CHECK(layers.size() > 1, "decode_step_quant: no layers");
+  const auto dtype = embed.scalar_type(), wtype = layers[1].scalar_type();
   TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kFloat, "decode_step_quant: bf16 or float32 embeddings, got ",
               dtype);
   TORCH_CHECK(wtype == at::kChar || wtype == at::kByte, "decode_step_quant: int8 or packed int4 (uint8) weights, got ",
@@ -332,14 +365,13 @@ at::Tensor decode_step_quant(int64_t token, int64_t pos, const at::Tensor& embed
   TORCH_CHECK(wtype == at::kChar || (group > 0 && group % 32 == 0), "decode_step_quant: int4 group ", group,
               " is not a positive multiple of 32");
   using Impl = at::Tensor (*)(int64_t, int64_t, const at::Tensor&, at::TensorList, at::TensorList, at::TensorList,
-                              const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                              const at::Tensor&, int64_t, int64_t, double, int64_t);
+                              at::TensorList, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                              const at::Tensor&, const at::Tensor&, int64_t, int64_t, double, int64_t);
   const Impl impl = dtype == at::kFloat ? (wtype == at::kChar ? &decode_step_impl<float, Q8Rows>
                                                               : &decode_step_impl<float, Q4Rows>)
                                         : (wtype == at::kChar ? &decode_step_impl<uint16_t, Q8Rows>
                                                               : &decode_step_impl<uint16_t, Q4Rows>);
-  return impl(token, pos, embed, layers, scales, caches, cos, sin, norm, head, head_scale, num_heads, num_kv_heads,
-              eps, group);
+  return impl(token, pos, embed, layers, scales, offsets, caches, cos, sin, norm, head, head_scale, num_heads, num_kv_heads, eps, group);
 }
 
 }  // namespace
@@ -348,8 +380,8 @@ TORCH_LIBRARY_FRAGMENT(vita_native, m) {
   m.def("decode_step(int token, int pos, Tensor embed, Tensor[] layers, Tensor(a!)[] caches, Tensor cos, "
         "Tensor sin, Tensor norm, Tensor head, int num_heads, int num_kv_heads, float eps) -> Tensor");
   m.def("decode_step_quant(int token, int pos, Tensor embed, Tensor[] layers, Tensor[] scales, "
-        "Tensor(a!)[] caches, Tensor cos, Tensor sin, Tensor norm, Tensor head, Tensor head_scale, int num_heads, "
-        "int num_kv_heads, float eps, int group) -> Tensor");
+        "Tensor[] offsets, Tensor(a!)[] caches, Tensor cos, Tensor sin, Tensor norm, Tensor head, Tensor head_scale, "
+        "int num_heads, int num_kv_heads, float eps, int group) -> Tensor");
 }
 TORCH_LIBRARY_IMPL(vita_native, CPU, m) {
   m.impl("decode_step", &decode_step);
