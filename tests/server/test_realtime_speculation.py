@@ -25,7 +25,7 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from vita.duplex.roles import Script  # noqa: E402
-from vita.server import realtime_roles  # noqa: E402
+from vita.server import realtime_roles, realtime_stats  # noqa: E402
 from vita.server.audio_out import SpeechOut  # noqa: E402
 from vita.server.engine import Engine  # noqa: E402
 from vita.server.realtime import RealtimeConfig, session_config  # noqa: E402
@@ -240,8 +240,13 @@ def test_committed_speculation_equals_the_turn_computed_at_the_end(make, modalit
     (stages,) = state_a["stages"].values()
     assert stages["state"] < stages["vad_end"] and stages["first_text"] < stages["vad_end"]
     assert [len(f.prompts) for f in a.forcings] == [1] == [len(f.prompts) for f in b.forcings]
-    (record,) = a.app.state.vita_realtime.stages  # the hub keeps the finished turn's stage times
-    assert record["state"] < record["vad_end"]
+    hub = a.app.state.vita_realtime
+    (record,) = hub.stages  # the hub keeps the finished turn's stage times: a spoken turn, prepared ahead
+    assert record["spoken"] == 1.0 and record["state"] < record["vad_end"]
+    summary = realtime_stats.breakdown(hub)
+    assert summary["spoken"]["turns"] == 1 and summary["typed"]["turns"] == 0
+    assert summary["spoken"]["stages"]["state"]["before_commit"] == 1.0
+    assert "spoken turns" in realtime_stats.report(summary)
 
 
 def test_discarded_speculation_leaves_no_trace(make):

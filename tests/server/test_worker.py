@@ -103,3 +103,15 @@ def test_interleaved_chat_replies_equal_the_same_replies_one_at_a_time(model, ki
             together = list(pool.map(lambda b: http.post("/v1/chat/completions", json=b).json(), bodies * 2))
     assert [r["choices"][0]["message"]["content"] for r in together] == alone * 2
     assert flight["replies"] == 4 and flight["max"] == 2  # two replies were in flight at once
+
+
+def test_jobs_run_with_the_workers_torch_threads():
+    import torch
+
+    worker = ModelWorker()
+    default = worker.submit(torch.get_num_threads).result(10)
+    worker.threads = 1
+    assert worker.submit(torch.get_num_threads).result(10) == 1
+    worker.threads = None
+    assert worker.submit(torch.get_num_threads).result(10) == default
+    worker.shutdown()

@@ -92,6 +92,7 @@ def serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from vita.server.app import create_app
+        from vita.server.realtime import RealtimeConfig
     except ImportError as exc:
         raise ConfigError(f"`vita serve` needs the serve extra (pip install 'vita[serve]'): {exc}") from exc
     import torch
@@ -111,7 +112,8 @@ def serve(args: argparse.Namespace) -> int:
         speech = SpeechOut(voice_factory("vita15", model, args.model, SAMPLE_RATE))
     app = create_app(Engine(model, max_new_tokens=limits.max_new_tokens), model_id=name, limits=limits, api_key=key,
                      allow_remote_media=args.allow_remote_media, allowed_hosts=args.allow_host,
-                     allowed_origins=args.allow_origin, speech=speech)
+                     allowed_origins=args.allow_origin, speech=speech,
+                     realtime=RealtimeConfig(model_threads=args.threads) if args.threads else None)
     # the model, tokenizer and app are here for good: a full garbage collection no longer walks them (each one took
     # 60-170 ms with the GIL held, a stall of the event loop and of every session)
     gc.collect()

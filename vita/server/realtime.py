@@ -65,6 +65,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -123,6 +124,9 @@ class RealtimeConfig:
     tick_budget_s: float = 0.02  # model work per worker submission (then audio is fed again)
     turn_budget_s: float = 0.05  # the same for an URGENT submission (a turn being decided or speculated on)
     audio_threads: int = 2  # the hub's threads feeding sessions' audio (echo gate, VAD) off the event loop
+    # torch threads of the model worker while realtime sessions are open: one core left to their audio work
+    # (`ModelWorker.threads`; None: unchanged). `vita serve --threads N` sets N.
+    model_threads: int | None = field(default_factory=lambda: max(1, (os.cpu_count() or 1) - 1))
 
 
 class Hub:
@@ -180,6 +184,7 @@ class Hub:
             return
         self.active += 1
         self.per_client[client] += 1
+        self.state.worker.threads = self.config.model_threads
         conn = Connection(self, ws)
         self.connections.add(conn)
         try:
@@ -188,6 +193,8 @@ class Hub:
             self.connections.discard(conn)
             self.active -= 1
             self.per_client[client] -= 1
+            if not self.active:
+                self.state.worker.threads = None
             if not self.per_client[client]:
                 del self.per_client[client]
 
@@ -213,6 +220,7 @@ class Connection:
         self.speech: SpeechWorker | None = None
         self.closed = False  # the connection is gone: a tick batch still running stops at its next tick
         self._utterances: dict[int, int] = {}  # reply id -> utterance id (stage records at the reply's end)
+        self._spoken: deque[int] = deque(maxlen=64)  # ids of the latest spoken utterances (the rest were typed)
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -526,11 +534,13 @@ class Connection:
         self.out.emit(out, self.fed)
         s = self.session
         for e in out:  # a reply's end: its turn's stage times go to the hub (`vita bench serve` reads them)
-            if isinstance(e, ev.ReplyStarted):
+            if isinstance(e, ev.UserSpeechEnded):
+                self._spoken.append(e.utterance_id)
+            elif isinstance(e, ev.ReplyStarted):
                 self._utterances[e.reply_id] = e.utterance_id
             elif isinstance(e, ev.TERMINAL) and (uid := self._utterances.pop(e.reply_id, None)) is not None \
                     and s is not None and uid in s.stages:
-                self.hub.stages.append(dict(s.stages[uid]))
+                self.hub.stages.append({"spoken": float(uid in self._spoken), **s.stages[uid]})
 
 
 def mount(app: Any, state: Any, config: RealtimeConfig | None = None) -> Hub:

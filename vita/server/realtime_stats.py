@@ -1,12 +1,13 @@
 """Where a realtime turn's time goes: the stage times of finished turns and the model worker's queueing delays.
 
-    breakdown(hub) -> {"turns": n, "stages": {stage: {"p50", "p90", "before_commit"}}, "queue": {...}}
+    breakdown(hub) -> {"spoken" | "typed": {"turns": n, "stages": {stage: {"p50", "p90", "before_commit"}}},
+                       "queue": {"urgent" | "normal": {"n", "p50", "p90"}}}
 
 Stages are the duplex session's (`vita.duplex.session.STAGES`), in ms relative to the turn's commit (`vad_end`: the
 VAD's end of speech, or the early commit once the speculated state said "answer"); a negative time was done
-speculatively before the commit, and `before_commit` is the fraction of turns for which it was. Typed items count
-too (their `vad_end` is the `response.create`). Queue: seconds from submission to start on the model thread, per
-priority (`vita.server.worker`: urgent = a turn being decided or speculated on).
+speculatively before the commit, and `before_commit` is the fraction of turns for which it was. Typed items are
+counted apart (their `vad_end` is the `response.create`). Queue: seconds from submission to start on the model
+thread, per priority (`vita.server.worker`: urgent = a turn being decided or speculated on).
 """
 
 from __future__ import annotations
@@ -23,28 +24,41 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
-def breakdown(hub: Any) -> dict[str, Any]:
-    """Stage times of the turns `hub` (a `realtime.Hub`) saw finish, and its model worker's queueing delays."""
-    records = [r for r in list(hub.stages) if "vad_end" in r]
+def _stages(records: list[dict[str, float]]) -> dict[str, Any]:
     stages: dict[str, Any] = {}
     for name in STAGES[1:]:
         rel = [1000 * (r[name] - r["vad_end"]) for r in records if name in r]
         if rel:
             stages[name] = {"p50": _pct(rel, 50), "p90": _pct(rel, 90),
                             "before_commit": round(sum(t < 0 for t in rel) / len(rel), 2)}
+    return stages
+
+
+def breakdown(hub: Any) -> dict[str, Any]:
+    """Stage times of the turns `hub` (a `realtime.Hub`) saw finish, spoken and typed apart, and its model worker's
+    queueing delays."""
+    records = [r for r in list(hub.stages) if "vad_end" in r]
+    spoken = [r for r in records if r.get("spoken")]
+    typed = [r for r in records if not r.get("spoken")]
     queue: dict[str, Any] = {}
     waits = list(hub.state.worker.waits)
     for label, urgent in (("urgent", True), ("normal", False)):
         ms = [1000 * w for p, w in waits if (p == URGENT) == urgent]
         queue[label] = {"n": len(ms), "p50": _pct(ms, 50), "p90": _pct(ms, 90)}
-    return {"turns": len(records), "stages": stages, "queue": queue}
+    return {"spoken": {"turns": len(spoken), "stages": _stages(spoken)},
+            "typed": {"turns": len(typed), "stages": _stages(typed)}, "queue": queue}
 
 
 def report(summary: dict[str, Any]) -> str:
     """`breakdown`'s summary as lines for a terminal."""
-    parts = [f"{name} {v['p50']:+.0f}/{v['p90']:+.0f} ({v['before_commit']:.0%} before)"
-             for name, v in summary["stages"].items()]
+    lines = []
+    for kind in ("spoken", "typed"):
+        part = summary[kind]
+        stages = ", ".join(f"{name} {v['p50']:+.0f}/{v['p90']:+.0f} ({v['before_commit']:.0%} before)"
+                           for name, v in part["stages"].items())
+        lines.append(f"  {kind} turns, stages in ms from the commit p50/p90 (n={part['turns']}; negative: done "
+                     f"speculatively): {stages}")
     q = summary["queue"]
-    return (f"  stages, ms from the commit p50/p90 ({summary['turns']} turns; negative: done speculatively): "
-            + ", ".join(parts) + f"\n  model worker queueing p50/p90: urgent {q['urgent']['p50']}/{q['urgent']['p90']}"
-            f" ms (n={q['urgent']['n']}), normal {q['normal']['p50']}/{q['normal']['p90']} ms (n={q['normal']['n']})")
+    lines.append(f"  model worker queueing p50/p90: urgent {q['urgent']['p50']}/{q['urgent']['p90']} ms "
+                 f"(n={q['urgent']['n']}), normal {q['normal']['p50']}/{q['normal']['p90']} ms (n={q['normal']['n']})")
+    return "\n".join(lines)

@@ -16,6 +16,10 @@ each at the back of the queue), so it never holds the model for longer either. A
 when its consumer stops iterating (client gone), and the producer checks it between tokens. The realtime websocket
 shares the same worker, so chat requests and duplex sessions never touch the model at the same time.
 
+`threads`: torch's intra-op threads for the jobs, set on the model thread before each one (None: the count the
+process had). The realtime hub lowers it while sessions are open: their audio work (VAD, echo gate, TTS, the event
+loop) needs a core, and the native decode step's threads meet at barriers, so one of them preempted stalls the
+step (vita-mini on 2 cores beside one busy process: 17 ms a token on 1 thread, 370-730 ms on 2).
 `waits` keeps the latest queueing delays (priority, seconds from submit to start) for `vita bench serve`.
 """
 
@@ -59,6 +63,7 @@ class ModelWorker:
         self._order = itertools.count()
         self._thread: threading.Thread | None = None  # started by the first job
         self._closed = False
+        self.threads: int | None = None  # torch intra-op threads for the jobs (None: the process's count)
         self.waits: deque[tuple[int, float]] = deque(maxlen=4096)  # (priority, seconds queued), newest last
 
     @property
@@ -107,6 +112,9 @@ class ModelWorker:
             job[3].cancel()
 
     def _run(self) -> None:
+        import torch
+
+        default = torch.get_num_threads()
         while True:
             with self._cond:
                 while not self._queue and not self._closed:
@@ -117,6 +125,8 @@ class ModelWorker:
             if not future.set_running_or_notify_cancel():
                 continue
             self.waits.append((priority, time.monotonic() - queued))
+            if torch.get_num_threads() != (self.threads or default):
+                torch.set_num_threads(self.threads or default)  # this thread's (OpenMP's are per thread)
             try:
                 result = fn(*args)
             except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
