@@ -11,6 +11,7 @@
     worker.py        the one model thread (urgent jobs first) and request admission (429 when the queue is full)
     app.py           `create_app(...)`: routes, Host/Origin checks and auth, error handlers
     realtime.py      `GET /v1/realtime`: a duplex session per websocket, bounded (`realtime_events.py`: wire types)
+    realtime_connection.py  one connection: transport and the driver of its duplex session
     realtime_roles.py, realtime_emit.py, realtime_stats.py   its model side (role caches, prompts that fit),
                      session events -> server events, where a turn's time goes
     cli.py           `vita serve` (`add_parser`, `main`)

@@ -1,0 +1,399 @@
+"""One `/v1/realtime` connection: its transport (receive, validate, send with a bounded outbox) and the driver that
+alone touches its duplex session.
+
+    client frames --_receive--> validated events --_handle / _post--> inbox (audio, actions)
+    inbox --_drive--> audio fed on the hub's audio threads (echo gate, VAD); other actions applied on the loop
+          --> session events emitted at once (a commit's response and first deltas never wait for the model)
+          --> `session.tick()` batches on the model worker: URGENT while the session decides or speculates on a
+              turn (`Session.next_unit == "listen"`, up to `turn_budget_s`), NORMAL otherwise (`tick_budget_s`)
+    session events --Emitter (`realtime_emit.py`)--> server events --outbox--> _send_loop
+
+Everything the session does happens in one task (`_drive`): it awaits each audio batch and each model batch, so
+the session is never touched by two threads at once. A connection that closes stops its in-flight model batch at
+the next tick (`closed`); its finished turns' stage times go to `Hub.stages`. The endpoint (config, auth,
+admission) is `realtime.py`, which documents the wire protocol and the limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket
+
+from vita.duplex import events as ev
+from vita.duplex.session import Session
+from vita.errors import PromptError
+from vita.processor import Image, Part
+from vita.server.errors import APIError
+from vita.server.realtime_emit import Emitter
+from vita.server.realtime_events import (
+    OUTPUT_RATE,
+    RATE,
+    RealtimeError,
+    Resampler,
+    Settings,
+    decode_pcm16,
+    error_event,
+    field_of,
+    new_id,
+    parse_frame,
+    parse_item,
+)
+from vita.server.realtime_roles import BoundedRoles, Voice
+from vita.server.worker import NORMAL, URGENT
+from vita.speech.tts import SpeechWorker
+
+if TYPE_CHECKING:
+    from vita.server.realtime import Hub
+
+log = logging.getLogger("vita.server")
+
+
+class Connection:
+    def __init__(self, hub: Hub, ws: WebSocket) -> None:
+        self.hub, self.ws, self.state, self.config = hub, ws, hub.state, hub.config
+        self.limits = self.state.limits
+        self.settings = Settings(self.state.model_id)
+        self.outbox: asyncio.Queue[dict | None] = asyncio.Queue()
+        self.inbox: deque[tuple] = deque()
+        self.wake = asyncio.Event()
+        self.buffered = 0  # 16 kHz samples received, not yet fed
+        self.fed = 0  # 16 kHz samples fed to the session
+        self.pending: list[Part] = []  # conversation items waiting for response.create
+        self.pending_items = 0
+        self.closing = asyncio.Event()  # set with `close_reason` to end the connection (slow reader)
+        self.close_reason: RealtimeError | None = None
+        self.out = Emitter(self.settings, self.send)  # session events -> server events, response bookkeeping
+        self.resampler = Resampler(self.settings.input_rate)
+        self.session: Session | None = None
+        self.voice: Voice | None = None
+        self.speech: SpeechWorker | None = None
+        self.closed = False  # the connection is gone: a tick batch still running stops at its next tick
+        self._utterances: dict[int, int] = {}  # reply id -> utterance id (stage records at the reply's end)
+        self._spoken: deque[int] = deque(maxlen=64)  # ids of the latest spoken utterances (the rest were typed)
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        sender = asyncio.create_task(self._send_loop())
+        driver: asyncio.Task | None = None
+        try:
+            self.session = await self.state.worker.call(self._build)
+            if self.voice is None or self.voice.synth is None:
+                self.settings.modalities = ("text",)
+            vad = self.session.vad.config  # the server's VAD settings until a session.update changes them
+            self.settings.threshold, self.settings.silence_duration_ms = vad.start_threshold, int(vad.min_silence_ms)
+            self.settings.prefix_padding_ms = int(vad.pre_roll_ms)
+            self.send({"type": "session.created", "event_id": new_id("event"), "session": self.settings.wire()})
+            driver = asyncio.create_task(self._drive())
+            receiver = asyncio.create_task(self._receive())
+            closer = asyncio.create_task(self.closing.wait())
+            try:
+                await asyncio.wait({receiver, closer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (receiver, closer):
+                    task.cancel()
+            if self.close_reason is not None:
+                await self._close(self.close_reason, code=1000 if self.close_reason.code == "idle_timeout" else 1008)
+        finally:
+            for task in (driver, sender):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+            self.closed = True
+            self.session = None  # the in-flight tick batch (if any) holds the last reference
+            if self.speech is not None:
+                self.speech.close()
+
+    def _build(self) -> Session:
+        """On the model thread: role caches, VAD, echo front end, the voice."""
+        try:
+            synth = self.state.speech.streaming().synth
+        except APIError:
+            synth = None  # the speech extra is missing: text only
+        self.voice = Voice(synth)
+        engine = BoundedRoles(self.state.engine.vita, max_seq_len=self.config.max_seq_len,
+                              max_new_tokens=self.config.max_new_tokens, forcing=self.config.forcing())
+        # phrases are rendered on the worker's own thread, never on the model thread (closed with the connection)
+        self.speech = SpeechWorker(self.voice, sample_rate=OUTPUT_RATE)
+        return Session(engine, self.speech, clock=self.config.clock(), config=self.config.session(),
+                       vad=self.config.vad())
+
+    def send(self, event: dict[str, Any]) -> None:
+        if self.closing.is_set():
+            return
+        cap = self.limits.max_realtime_outbox_events
+        if self.outbox.qsize() >= cap:  # the client does not read: drop it rather than buffer without bound
+            self.close_reason = RealtimeError(
+                f"the client is not reading: {cap} server events are waiting (--max-realtime-outbox-events {cap})",
+                code="slow_consumer")
+            self.closing.set()
+            return
+        self.outbox.put_nowait(event)
+
+    async def _close(self, err: RealtimeError, code: int = 1008) -> None:
+        """Best effort: the error event, then a close frame (each given a second: the socket may be stuck)."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.send_json(error_event(err)), 1.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code=code, reason=err.code), 1.0)
+
+    async def _send_loop(self) -> None:
+        while (event := await self.outbox.get()) is not None:
+            try:
+                await self.ws.send_json(event)
+            except Exception:  # noqa: BLE001 - the client is gone; the receive loop sees the disconnect
+                return
+
+    # ---- client events -----------------------------------------------------------------------------------------
+    async def _receive(self) -> None:
+        idle = self.limits.max_realtime_idle_seconds
+        while True:
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), idle)
+            except TimeoutError:
+                s = self.session
+                if (s is not None and s.busy) or self.inbox or not self.outbox.empty():
+                    continue
+                self.close_reason = RealtimeError(f"no client event for {idle:g} s (--max-realtime-idle-seconds "
+                                                  f"{idle:g}): closing the session", code="idle_timeout")
+                self.closing.set()
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            try:
+                text = message.get("text")
+                if text is not None and len(text) > 1 << 16:  # a large frame is parsed off the event loop
+                    obj = await asyncio.to_thread(self._parse, message)
+                else:
+                    obj = self._parse(message)
+                if obj["type"] == "conversation.item.create":
+                    await self._create_item(obj)
+                else:
+                    self._handle(obj)
+            except RealtimeError as err:
+                self.send(error_event(err))
+            except Exception:  # noqa: BLE001 - a bug on one event must not end the connection
+                log.exception("realtime event failed")
+                self.send(error_event(RealtimeError("internal error (the server log has the details)",
+                                                    code="server_error", type="server_error")))
+
+    def _parse(self, message: dict[str, Any]) -> dict[str, Any]:
+        from vita.server.app import count_json_values
+
+        text = message.get("text")
+        if text is not None:
+            try:
+                count_json_values(text, self.limits.max_json_values, "the frame")
+            except APIError as exc:
+                raise RealtimeError(exc.message, code="limit_exceeded") from None
+        return parse_frame(message, self.limits.max_realtime_frame_bytes)
+
+    async def _create_item(self, obj: dict[str, Any]) -> None:
+        """conversation.item.create: bounded pending items and images; images decoded on a thread."""
+        eid = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
+        try:
+            cap = self.limits.max_realtime_pending_items
+            if self.pending_items >= cap:
+                raise RealtimeError(f"{self.pending_items} items are waiting for response.create "
+                                    f"(--max-realtime-pending-items {cap})", code="limit_exceeded", param="item")
+            item = field_of(obj, "item", dict, param="item", required=True)
+            content = item.get("content")
+            images = sum(isinstance(c, dict) and c.get("type") == "input_image" for c in content) \
+                if isinstance(content, list) else 0
+            waiting = sum(isinstance(p, Image) for p in self.pending)
+            if waiting + images > self.limits.max_images:
+                raise RealtimeError(f"{waiting + images} images would wait for response.create (--max-images "
+                                    f"{self.limits.max_images})", code="limit_exceeded", param="item.content")
+            parts = await asyncio.to_thread(parse_item, item, self.limits)
+        except RealtimeError as err:
+            err.event_id = err.event_id or eid
+            raise
+        self.pending += parts
+        self.pending_items += 1
+
+    def _handle(self, obj: dict[str, Any]) -> None:
+        kind, eid = obj["type"], obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
+        try:
+            if kind == "session.update":
+                self._update(obj)
+            elif kind == "input_audio_buffer.append":
+                self._append(field_of(obj, "audio", str, param="audio", required=True))
+            elif kind == "response.create":
+                if self.out.active:
+                    raise RealtimeError("a response is in progress: wait for its response.done (or send "
+                                        "response.cancel) before response.create",
+                                        code="conversation_already_has_active_response")
+                if not self.pending:
+                    raise RealtimeError("nothing to respond to: create a user item first (spoken input is "
+                                        "answered by the server VAD)", code="no_pending_input")
+                self._post(("respond", self.pending))
+                self.pending, self.pending_items, self.out.awaiting = [], 0, True
+            else:  # input_audio_buffer.commit / .clear, response.cancel: decided by the driver
+                self._post((kind, eid))
+        except RealtimeError as err:
+            err.event_id = err.event_id or eid
+            raise
+
+    def _post(self, action: tuple) -> None:
+        self.inbox.append(action)
+        self.wake.set()
+
+    def _update(self, obj: dict[str, Any]) -> None:
+        session, cap = obj.get("session"), self.limits.max_realtime_instructions_chars
+        text = session.get("instructions") if isinstance(session, dict) else None
+        if isinstance(text, str) and len(text) > cap:
+            raise RealtimeError(f"session.instructions has {len(text)} characters > "
+                                f"--max-realtime-instructions-chars {cap}", code="limit_exceeded",
+                                param="session.instructions")
+        rate = self.settings.input_rate
+        self.settings.update(obj)
+        if "audio" in self.settings.modalities and (self.voice is None or self.voice.synth is None):
+            self.settings.modalities = ("text",)
+            raise RealtimeError("audio output unavailable (install the speech extra)", code="audio_unavailable",
+                                param="session.modalities")
+        if self.settings.input_rate != rate:
+            self.resampler = Resampler(self.settings.input_rate)
+        self._post(("settings",))
+        self.send({"type": "session.updated", "event_id": new_id("event"), "session": self.settings.wire()})
+
+    def _append(self, data: str) -> None:
+        cap = self.limits.max_realtime_buffer_seconds
+        claimed = len(data) * 3 // 8 / self.settings.input_rate  # seconds, from the base64 length alone
+        if (self.buffered / RATE) + claimed > cap + 0.1:
+            raise RealtimeError(f"{self.buffered / RATE:.1f} s of audio are waiting and this append holds "
+                                f"{claimed:.1f} s (--max-realtime-buffer-seconds {cap}): this append was dropped; "
+                                "send audio in real time", code="buffer_full", param="audio")
+        pcm = self.resampler(decode_pcm16(data))
+        if (self.buffered + len(pcm)) / RATE > cap:
+            raise RealtimeError(f"{self.buffered / RATE:.1f} s of audio are waiting to be processed "
+                                f"(--max-realtime-buffer-seconds {cap}): this append was dropped; send audio in "
+                                "real time", code="buffer_full", param="audio")
+        self.buffered += len(pcm)
+        self._post(("audio", pcm))
+
+    # ---- the driver: the only code that touches the session ----------------------------------------------------
+    async def _drive(self) -> None:
+        s = self.session
+        assert s is not None
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            out: list = []
+            try:
+                while self.inbox:
+                    action = self.inbox.popleft()
+                    if action[0] != "audio":
+                        self._apply(action, out)
+                        continue
+                    chunks = [action[1]]  # the audio that came meanwhile: fed on an audio thread, chunk by chunk
+                    while self.inbox and self.inbox[0][0] == "audio":
+                        chunks.append(self.inbox.popleft()[1])
+                    self.buffered -= sum(map(len, chunks))
+                    out += await loop.run_in_executor(self.hub.audio, self._feed, s, chunks)
+                self._emit(out)  # now: a commit's response and first deltas never wait for the model worker
+                out = []
+                if s.has_work:
+                    urgent = s.next_unit == "listen"
+                    out += await self.state.worker.call(self._work, s, urgent,
+                                                        priority=URGENT if urgent else NORMAL)
+                elif s.busy:
+                    out += s.tick()  # no unit of work: only releases playback (no model)
+                failures = 0
+                if len(s.history) > s.config.history_turns:  # the session reads only these: drop the rest
+                    del s.history[: len(s.history) - s.config.history_turns]
+            except PromptError as exc:  # the utterance cannot fit: the client's to fix, not an internal error
+                speculative = s.speculating
+                s.drop_utterance()
+                if not speculative:  # a speculation is redone at the commit, which reports it (once)
+                    self.send(error_event(RealtimeError(str(exc), code="context_length_exceeded")))
+                    self.out.awaiting = False
+            except Exception:  # noqa: BLE001 - one broken reply must not end the connection
+                log.exception("realtime tick failed")
+                failures += 1
+                self.send(error_event(RealtimeError("internal error while answering (the server log has the "
+                                                    "details)", code="server_error", type="server_error")))
+                s.drop_utterance()
+                self.out.awaiting = False
+                out += s.cancel()[0]  # the speaking reply, if any
+                if failures >= 3:  # not one broken reply: the worker itself (server shutting down)
+                    self._emit(out)
+                    await self.ws.close(code=1011)
+                    return
+            self._emit(out)
+            if not s.has_work and not self.inbox:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), 0.02 if s.busy else None)
+
+    def _work(self, s: Session, urgent: bool) -> list:
+        """On the model thread: ticks until no work is left or the budget is spent (an URGENT batch also ends when
+        the turn's work is done: the rest waits its turn behind the other sessions)."""
+        budget = self.config.turn_budget_s if urgent else self.config.tick_budget_s
+        out, end = [], time.monotonic() + budget
+        while not self.closed:
+            out += s.tick()
+            if not s.has_work or time.monotonic() > end or (urgent and s.next_unit != "listen"):
+                break
+        return out
+
+    def _feed(self, s: Session, chunks: list) -> list:
+        """On an audio thread (the driver awaits it: nothing else touches the session meanwhile)."""
+        out: list = []
+        for pcm in chunks:
+            self.fed += len(pcm)
+            out += s.feed(ev.AudioIn(pcm))
+        return out
+
+    def _apply(self, action: tuple, out: list) -> None:
+        """A client action other than audio, on the event loop (cheap: no model, no audio)."""
+        s, kind = self.session, action[0]
+        assert s is not None
+        if kind == "settings":
+            st = self.settings
+            s.set_vad(replace(s.vad.config, start_threshold=st.threshold,
+                              end_threshold=max(st.threshold - 0.15, 0.01),
+                              min_silence_ms=float(st.silence_duration_ms), pre_roll_ms=float(st.prefix_padding_ms)))
+            s.engine.system = st.instructions
+            if self.voice is not None:
+                self.voice.enabled = "audio" in st.modalities and self.voice.synth is not None
+        elif kind == "respond":
+            out += s.ask(list(action[1]))
+        elif kind == "input_audio_buffer.commit":
+            if not s.vad.in_speech:
+                self.send(error_event(RealtimeError("no speech is open in the input audio buffer",
+                                                    code="input_audio_buffer_commit_empty", event_id=action[1])))
+            out += s.end_of_input()
+        elif kind == "input_audio_buffer.clear":
+            out += s.clear_input()
+            self.out.item_id = None
+            self.send({"type": "input_audio_buffer.cleared", "event_id": new_id("event")})
+        elif kind == "response.cancel":
+            self.out.awaiting = False
+            if s.reply is not None or (s.listening is not None and not s.speculating):
+                events, reply_id = s.cancel()
+                if reply_id is not None:
+                    self.out.client_cancelled.add(reply_id)
+                out += events
+            else:  # (a turn only speculated on is not a response: the client cannot see it)
+                self.send(error_event(RealtimeError("there is no active response to cancel",
+                                                    code="response_cancel_not_active", event_id=action[1])))
+
+    # ---- session events -> server events -----------------------------------------------------------------------
+    def _emit(self, out: list) -> None:
+        self.out.emit(out, self.fed)
+        s = self.session
+        for e in out:  # a reply's end: its turn's stage times go to the hub (`vita bench serve` reads them)
+            if isinstance(e, ev.UserSpeechEnded):
+                self._spoken.append(e.utterance_id)
+            elif isinstance(e, ev.ReplyStarted):
+                self._utterances[e.reply_id] = e.utterance_id
+            elif isinstance(e, ev.TERMINAL) and (uid := self._utterances.pop(e.reply_id, None)) is not None \
+                    and s is not None and uid in s.stages:
+                self.hub.stages.append({"spoken": float(uid in self._spoken), **s.stages[uid]})
