@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel on this machine; nothing later may replace it
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,train,speech,serve,vision,download]'
+	$(BIN)/pip install -q -e '.[test,train,speech,serve,vision,download,bench]'
 	command -v espeak-ng >/dev/null || (apt-get update -qq && apt-get install -y -qq espeak-ng) || echo 'espeak-ng not installed (needs root + apt): vita data mini falls back to Piper eval voices'
 	# vita data mini's speech text (vita/training/mini_text.py): WordNet examples, fortune cookies, a word list
 	test -f /usr/share/wordnet/data.noun -a -f /usr/share/games/fortunes/people -a -f /usr/share/games/fortunes/riddles -a -f /usr/share/dict/american-english || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base fortunes-min fortunes wamerican) || echo 'wordnet-base / fortunes-min / fortunes / wamerican not installed (needs root + apt): vita data mini cannot build its speech text'

@@ -36,3 +36,37 @@ def test_json_report_has_the_documented_keys(capsys):
     assert report["decode_tok_s"] > 0 and report["bound_tok_s"] > 0 and report["weight_bytes"] > 0
     assert report["speedup_vs_transformers"] > 0
     assert report["gemv"] in ("native", "torch.mv") and report["decode_step"] in ("native", "eager")  # fp32
+
+
+def test_quantized_bytes_count_packed_weights_scales_and_offsets():
+    from vita.nn.quant import quantize_llm_
+
+    llm = quantize_llm_(LLM(_cfg(hidden_size=32, tie_word_embeddings=True)), 4)
+    per_layer = 2 * 2 * 32 * 4  # two layers' two norms, float32
+    for m in (*(getattr(layer.attention, n) for n in ("wq", "wk", "wv", "wo") for layer in llm.layers),
+              *(getattr(layer.feed_forward, n) for n in ("w1", "w2", "w3") for layer in llm.layers)):
+        per_layer += m.qweight.numel() + 2 * m.scale.numel() + 2 * m.offset.numel()  # nibbles, float16 scale/offset
+    head = 100 * 32 + 4 * 100  # int8 head (tied: a quantized copy of the embedding) and its float32 row scales
+    assert weight_bytes_per_token(llm) == per_layer + 4 * 32 + 4 * 32 + head  # + final norm + one embedding row
+
+
+def test_quantized_report_has_every_variant_and_the_acceptance_figures(capsys, monkeypatch):
+    import types
+
+    import vita.bench.decode as bench
+    import vita.checkpoint.load as load
+
+    dense = LLM(_cfg(hidden_size=64, intermediate_size=96, vocab_size=300, tie_word_embeddings=True))
+    monkeypatch.setattr(load, "load_model", lambda *a, **k: (types.SimpleNamespace(llm=dense), None))
+    monkeypatch.setattr(bench, "copy_bandwidth", lambda: 20e9)
+    main(["--model", "dense-stand-in", "--dtype", "fp32", "--prompt-len", "8", "--new-tokens", "4", "--no-compile",
+          "--no-transformers", "--quantize", "int8", "int4", "--repeats", "1", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert [v["weights"] for v in report["variants"]] == ["fp32", "int8", "int4"]
+    for v in report["variants"]:
+        assert v["decode_tok_s"] > 0 and 0 < v["fraction_of_bound"] and v["speedup_vs_float"] > 0
+    assert report["variants"][0]["speedup_vs_float"] == 1.0
+    assert report["llama_cpp"].startswith("not compared") and report["llama_cpp_decode_tok_s"] is None
+    a = report["acceptance"]
+    assert a["int8_vs_llama_cpp"] is None and a["int8_vs_llama_cpp_ok"] is None
+    assert a["int8_fraction_of_bound"] == report["variants"][1]["fraction_of_bound"]

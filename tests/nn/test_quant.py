@@ -189,9 +189,10 @@ def test_native_quantized_step_matches_the_module_path(bits, dtype, kw):
         ours = _steps(llm, native_step=True)
         ref = _steps(copy.deepcopy(llm), native_step=False)
     for a, b in zip(ours, ref, strict=True):
-        # float32: summation order only; bf16: a bf16 rounding here or there along the step (a few bf16 steps of
-        # the largest logit)
-        atol = 1e-3 if dtype == torch.float32 else 2e-2 * float(b.abs().max())
+        # float32: summation order and the int16 rounding of each GEMV's input (1/65534 of its largest entry, in
+        # both paths but not at the same points); bf16: a bf16 rounding here or there along the step (a few bf16
+        # steps of the largest logit)
+        atol = 3e-3 if dtype == torch.float32 else 2e-2 * float(b.abs().max())
         torch.testing.assert_close(a, b, atol=atol, rtol=1e-3 if dtype == torch.float32 else 0)
 
 

@@ -15,7 +15,8 @@ from the arrival time of each new token in one run: prefill tok/s = L / (first t
 
 `--quantize int8 [int4]` adds weight-only quantized copies of the model (`vita.nn.quant`) and llama.cpp's Q4_1 of
 SmolLM2-135M, all timed interleaved round by round with the float model (`vita.bench.decode_quant`); the JSON then
-carries one entry per variant in `variants` (tok/s, bytes per token, bound, fraction, speed-up vs llama.cpp).
+carries one entry per variant in `variants` (tok/s, bytes per token, bound, fraction, speed-ups vs llama.cpp and vs
+the float model) and, with int8, issue 15's speed criteria in `acceptance`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class DecodeBench:
     variants: list[dict] | None = None  # --quantize: the float model and each quantized copy, interleaved
     llama_cpp_decode_tok_s: float | None = None  # --quantize: llama.cpp Q4_1 of SmolLM2-135M, same rounds
     llama_cpp: str | None = None  # what ran as llama.cpp, or why it did not
+    acceptance: dict | None = None  # --quantize int8: issue 15's speed criteria (`decode_quant.acceptance`)
 
 
 def copy_bandwidth(nbytes: int = 1 << 30, repeats: int = 5) -> float:
@@ -186,9 +188,15 @@ def run_bench(
             hf_tok_s = bench_transformers(llm, prompt, new_tokens, repeats=repeats)
         except ImportError:
             print("transformers is not installed: skipping the comparison", file=sys.stderr)
-    variants = llama_tok_s = llama_note = None
+    variants = llama_tok_s = llama_note = accept = None
     if quantize:
-        from vita.bench.decode_quant import bench_interleaved, open_llama_cpp, quantized_copies
+        from vita.bench.decode_quant import (
+            acceptance,
+            bench_interleaved,
+            open_llama_cpp,
+            quantized_copies,
+            variant_rows,
+        )
 
         copies = quantized_copies(llm, quantize)  # before fusing: the quantizer reads the separate projections
         llm.fuse_()
@@ -196,16 +204,9 @@ def run_bench(
         rates, llama_tok_s = bench_interleaved({dtype: llm, **copies}, prompt, new_tokens, compile=compile,
                                                native=native, repeats=repeats, llama=llama)
         prefill_tok_s, decode_tok_s = rates[dtype]
-        variants = []
-        from vita.generation.generate import decode_step_kind
-
-        for name, m in {dtype: llm, **copies}.items():
-            nbytes = weight_bytes_per_token(m)
-            tok_s = rates[name][1]
-            variants.append({"weights": name, "decode_tok_s": tok_s, "weight_bytes": nbytes,
-                             "bound_tok_s": bandwidth / nbytes, "fraction_of_bound": tok_s * nbytes / bandwidth,
-                             "decode_step": decode_step_kind(m, compile, native),
-                             "speedup_vs_llama_cpp": None if llama_tok_s is None else tok_s / llama_tok_s})
+        variants = variant_rows({dtype: llm, **copies}, rates, dtype, bandwidth, llama_tok_s, compile=compile,
+                                native=native)
+        accept = acceptance(variants)
     else:
         llm.fuse_()  # after the transformers copy, which reads the unfused parameters
         prefill_tok_s, decode_tok_s = bench_vita(llm, prompt, new_tokens, compile=compile, repeats=repeats,
@@ -221,7 +222,7 @@ def run_bench(
         decode_step=decode_step_kind(llm, compile, native), gemv="native" if native_gemv() is not None else "torch.mv",
         transformers_decode_tok_s=hf_tok_s,
         speedup_vs_transformers=None if hf_tok_s is None else decode_tok_s / hf_tok_s,
-        variants=variants, llama_cpp_decode_tok_s=llama_tok_s, llama_cpp=llama_note,
+        variants=variants, llama_cpp_decode_tok_s=llama_tok_s, llama_cpp=llama_note, acceptance=accept,
     )
 
 
@@ -242,9 +243,17 @@ def format_table(r: DecodeBench) -> str:
         llama = f"{r.llama_cpp_decode_tok_s:.1f} tok/s" if r.llama_cpp_decode_tok_s is not None else "-"
         rows.append(("llama.cpp Q4_1", f"{llama} ({r.llama_cpp})"))
         for v in r.variants:
-            vs = "" if v["speedup_vs_llama_cpp"] is None else f", {v['speedup_vs_llama_cpp']:.2f}x llama.cpp"
+            vs = f", {v['speedup_vs_float']:.2f}x {r.dtype}"
+            vs += "" if v["speedup_vs_llama_cpp"] is None else f", {v['speedup_vs_llama_cpp']:.2f}x llama.cpp"
             rows.append((f"decode {v['weights']}", f"{v['decode_tok_s']:.1f} tok/s, {v['weight_bytes'] / 1e6:.1f} MB"
                          f"/token, bound {v['bound_tok_s']:.1f} tok/s ({100 * v['fraction_of_bound']:.0f} %){vs}"))
+    if r.acceptance is not None:
+        a = r.acceptance
+        ok = {True: "met", False: "NOT met", None: "not measured"}
+        vs = "-" if a["int8_vs_llama_cpp"] is None else f"{a['int8_vs_llama_cpp']:.2f}x"
+        rows.append(("int8 >= 2.0x llama.cpp", f"{vs}: {ok[a['int8_vs_llama_cpp_ok']]}"))
+        rows.append(("int8 >= 75 % of its bound", f"{100 * a['int8_fraction_of_bound']:.0f} %: "
+                                                   f"{ok[a['int8_fraction_ok']]}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

@@ -37,6 +37,7 @@ class VariantDecode:
     fraction_of_bound: float
     decode_step: str  # "native", "compiled" or "eager"
     speedup_vs_llama_cpp: float | None = None
+    speedup_vs_float: float | None = None  # against the float model of the same run
 
 
 class LlamaCpp:
@@ -70,7 +71,7 @@ def open_llama_cpp(model: str, threads: int, ctx: int) -> tuple[LlamaCpp | None,
         gguf = str(presets.packaged_file("smollm2-135m"))
         return LlamaCpp(gguf, threads, ctx), f"xllamacpp, {gguf.rsplit('/', 1)[-1]}"
     except ImportError:
-        return None, "unavailable: xllamacpp is not installed (pip install xllamacpp)"
+        return None, "unavailable: xllamacpp is not installed (pip install -e '.[bench]')"
     except Exception as exc:  # a missing GGUF package or a failed model load: report, do not fail the bench
         return None, f"unavailable: {type(exc).__name__}: {exc}"
 
@@ -80,7 +81,8 @@ def weight_bytes_per_token(llm: LLM) -> int:
     the embedding is also the head, only the routed experts of a MoE."""
     cfg = llm.config
     total = 0
-    tensors = [*llm.named_parameters(), *((n, b) for n, b in llm.named_buffers() if n.endswith((".qweight", ".scale")))]
+    quantized = (".qweight", ".scale", ".offset")
+    tensors = [*llm.named_parameters(), *((n, b) for n, b in llm.named_buffers() if n.endswith(quantized))]
     for name, p in tensors:
         n = p.numel() * p.element_size()
         if name == "tok_embeddings.weight":
@@ -108,7 +110,7 @@ def bench_interleaved(llms: dict[str, LLM], prompt: torch.Tensor, new_tokens: in
     best = {name: (0.0, 0.0) for name in llms}
     best_llama = None
     with torch.inference_mode():
-        for name, llm in llms.items():
+        for llm in llms.values():
             run(llm)  # warm-up: compiles, allocates the cache
         if llama is not None:
             llama.decode_tok_s(ids, new_tokens)
@@ -120,6 +122,36 @@ def bench_interleaved(llms: dict[str, LLM], prompt: torch.Tensor, new_tokens: in
                 r = llama.decode_tok_s(ids, new_tokens)
                 best_llama = r if best_llama is None else max(best_llama, r)
     return best, best_llama
+
+
+def variant_rows(models: dict[str, LLM], rates: dict[str, tuple[float, float]], float_name: str, bandwidth: float,
+                 llama_tok_s: float | None, *, compile: bool, native: bool) -> list[dict]:
+    """One `VariantDecode` (as a dict) per timed model: tok/s, bytes, bound, ratios to llama.cpp and to float."""
+    from dataclasses import asdict
+
+    from vita.generation.generate import decode_step_kind
+
+    rows = []
+    for name, m in models.items():
+        nbytes, tok_s = weight_bytes_per_token(m), rates[name][1]
+        rows.append(asdict(VariantDecode(
+            weights=name, decode_tok_s=tok_s, weight_bytes=nbytes, bound_tok_s=bandwidth / nbytes,
+            fraction_of_bound=tok_s * nbytes / bandwidth, decode_step=decode_step_kind(m, compile, native),
+            speedup_vs_llama_cpp=None if llama_tok_s is None else tok_s / llama_tok_s,
+            speedup_vs_float=tok_s / rates[float_name][1])))
+    return rows
+
+
+def acceptance(variants: list[dict]) -> dict | None:
+    """Issue 15's speed criteria for int8, read off one run: >= 2.0x llama.cpp Q4_1, >= 75 % of the int8 bandwidth
+    bound (the logit KL < 0.01 is `python -m vita.bench.quant_quality`'s)."""
+    int8 = next((v for v in variants if v["weights"] == "int8"), None)
+    if int8 is None:
+        return None
+    vs_llama = int8["speedup_vs_llama_cpp"]
+    return {"int8_vs_llama_cpp": vs_llama, "int8_vs_llama_cpp_ok": None if vs_llama is None else vs_llama >= 2.0,
+            "int8_fraction_of_bound": int8["fraction_of_bound"], "int8_fraction_ok": int8["fraction_of_bound"] >= 0.75,
+            "int8_vs_float": int8["speedup_vs_float"]}
 
 
 def quantized_copies(llm: LLM, modes: list[str]) -> dict[str, LLM]:

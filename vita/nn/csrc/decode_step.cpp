@@ -142,6 +142,36 @@ void gemv_stack(const Part<W>* parts, int P, int64_t K, int t, int nt, const Inp
   }
 }
 
+// 8 cache entries (bf16 bits or float32) as float32
+inline __m256 load8(const uint16_t* p) {
+  return _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+
+// sum_i q[i] * k[i] over one head (n floats against n cache entries)
+template <typename E>
+inline float dot(const float* q, const E* k, int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load8(k + i + 8), a1);
+  }
+  float s = hsum(_mm256_add_ps(a0, a1));
+  for (; i < n; ++i) s += q[i] * to_f(k[i]);
+  return s;
+}
+
+// o[i] += p * v[i] over one head
+template <typename E>
+inline void axpy(float p, const E* v, float* o, int64_t n) {
+  const __m256 pv = _mm256_set1_ps(p);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, _mm256_fmadd_ps(pv, load8(v + i), _mm256_loadu_ps(o + i)));
+  for (; i < n; ++i) o[i] += p * to_f(v[i]);
+}
+
 // out = weight * (x / rms(x)), rounded as `vita.nn.norm.RMSNorm` rounds in E
 template <typename E>
 void rms_norm(const float* x, const E* weight, int64_t D, float eps, float* out) {
@@ -287,19 +317,14 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
         float* sc = scores.data() + h * T;
         float best = -INFINITY;
         for (int64_t j = 0; j < T; ++j) {
-          float dot = 0.f;
-          for (int64_t i = 0; i < Dh; ++i) dot += q[i] * to_f(kc[j * Dh + i]);
-          sc[j] = dot * scale;
+          sc[j] = dot(q, kc + j * Dh, Dh) * scale;
           best = std::max(best, sc[j]);
         }
         float total = 0.f;
         for (int64_t j = 0; j < T; ++j) total += (sc[j] = std::exp(sc[j] - best));
         float* o = att.data() + h * Dh;
         std::fill(o, o + Dh, 0.f);
-        for (int64_t j = 0; j < T; ++j) {
-          const float p = sc[j] / total;
-          for (int64_t i = 0; i < Dh; ++i) o[i] += p * to_f(vc[j * Dh + i]);
-        }
+        for (int64_t j = 0; j < T; ++j) axpy(sc[j] / total, vc + j * Dh, o, Dh);
         for (int64_t i = 0; i < Dh; ++i) o[i] = rnd<E>(o[i]);
       }
 #pragma omp single

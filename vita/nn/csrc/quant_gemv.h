@@ -60,10 +60,22 @@ struct QInput {
 
 // Quantize x [K] into q [K] (and, for group > 0, its group sums into sums [K / group]); the view of both.
 inline QInput quantize_input(const float* x, int64_t K, int16_t* q, float* sums, int64_t group) {
-  float amax = 0.f;
-  for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[k]));
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 vmax = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) vmax = _mm256_max_ps(vmax, _mm256_and_ps(_mm256_loadu_ps(x + k), abs_mask));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  float amax = std::max(_mm_cvtss_f32(m4), _mm_cvtss_f32(_mm_movehdup_ps(m4)));
+  for (; k < K; ++k) amax = std::max(amax, std::fabs(x[k]));
   const float scale = amax > 0.f ? amax / 32767.f : 1.f, inv = 1.f / scale;
-  for (int64_t k = 0; k < K; ++k) q[k] = int16_t(std::lrintf(std::min(32767.f, std::max(-32767.f, x[k] * inv))));
+  const __m256 vinv = _mm256_set1_ps(inv);
+  for (k = 0; k + 16 <= K; k += 16) {  // round to nearest even (the default mode), saturate to int16
+    const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k), vinv));
+    const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + k + 8), vinv));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + k), _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xd8));
+  }
+  for (; k < K; ++k) q[k] = int16_t(std::lrintf(std::min(32767.f, std::max(-32767.f, x[k] * inv))));
   if (group > 0) {
     for (int64_t g = 0; g < K / group; ++g) {
       float s = 0.f;
