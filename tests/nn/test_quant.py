@@ -240,3 +240,34 @@ def test_quantize_save_load_round_trip(tmp_path):
     (out / "quantization.json").write_text('{"bits": 4, "group": 32, "head": true}')  # version 1: symmetric int4
     with pytest.raises(CheckpointError, match="version 1, this vita reads version 2"):
         load_model(out)
+
+
+@pytest.mark.parametrize("argv", [["generate", "--model", "m", "--prompt", "hi"], ["eval", "--manifest", "x.jsonl",
+                                  "--model", "m"], ["chat", "--model", "m"], ["serve", "--model", "m"]])
+def test_every_generating_command_takes_quantize(argv):
+    from vita import cli
+
+    parser = cli.build_parser()
+    assert parser.parse_args([*argv, "--quantize", "int4"]).quantize == "int4"
+    assert parser.parse_args(argv).quantize is None
+    with pytest.raises(SystemExit):
+        parser.parse_args([*argv, "--quantize", "int3"])
+
+
+def test_chat_loads_the_model_quantized(monkeypatch):
+    """`vita chat` passes --quantize to `vita.load` (the load itself is stubbed: only the hand-over is checked)."""
+    import vita.api
+    from vita import cli
+    from vita.duplex.chat import TerminalChat
+
+    seen = {}
+
+    def fake_load(*a, **k):
+        seen.update(k)
+        raise RuntimeError("stop after the load")
+
+    monkeypatch.setattr(vita.api, "load", fake_load)
+    args = cli.build_parser().parse_args(["chat", "--model", "m", "--quantize", "int8", "--device", "cpu"])
+    with pytest.raises(RuntimeError, match="stop after the load"):
+        TerminalChat(args)
+    assert seen["quantize"] == "int8"

@@ -37,7 +37,7 @@ class TerminalChat:
 
         self.args = args
         device, dtype = from_args(args)
-        self.vita = load(args.model, device=device, dtype=dtype)
+        self.vita = load(args.model, device=device, dtype=dtype, quantize=args.quantize)
         self.engine = Engine(self.vita, max_seq_len=args.max_seq_len, max_new_tokens=args.max_new_tokens,
                              forcing=ScriptedReplies(args.script) if args.script else None)
         self.cache = self.engine.new_cache(adopt=True)

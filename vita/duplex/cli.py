@@ -53,6 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--headphones", action="store_true", help="duplex mode: no echo front end (no AEC, no gate)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for batch-1 decode)")
     devices.add_arguments(p)
+    p.add_argument("--quantize", choices=["int8", "int4"], default=None,
+                   help="quantize the LLM's weights at load (vita.nn.quant; int4: groups of 32 with an int8 head)")
     p.add_argument("--json", action="store_true", help="duplex mode: events as JSON lines")
     p.set_defaults(func=run_chat)
     return p
@@ -203,7 +205,7 @@ def run_mic(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     device, dtype = devices.from_args(args)
-    model = load(args.model, device=device, dtype=dtype)
+    model = load(args.model, device=device, dtype=dtype, quantize=args.quantize)
     mic = load_audio(args.mic).numpy().astype(np.float32)  # [N] 16 kHz
     mic = np.concatenate([mic, np.zeros(int(args.tail * 16000), np.float32)])
     engine = Engine(model, max_new_tokens=args.max_new_tokens,

@@ -134,6 +134,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     devices.add_arguments(p)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--quantize", choices=["int8", "int4"], default=None,
+                   help="quantize the LLM's weights at load (vita.nn.quant; int4: groups of 32 with an int8 head)")
     p.add_argument("--quiet", action="store_true", help="no per-case progress lines on stderr")
     bench_cli.add_arguments(p)
 
@@ -161,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     sampling = SamplingConfig(temperature=args.temperature)
     t0 = time.perf_counter()
     device, dtype = devices.from_args(args)
-    model = load(args.model, dtype=dtype, device=device)
+    model = load(args.model, dtype=dtype, device=device, quantize=args.quantize)
     progress = None if args.quiet else sys.stderr
     if progress is not None:
         print(f"loaded {args.model} in {time.perf_counter() - t0:.2f} s; {len(manifest.cases)} cases", file=progress)

@@ -66,6 +66,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    "loopback pages (repeat; '*': any)")
     devices.add_arguments(p)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--quantize", choices=["int8", "int4"], default=None,
+                   help="quantize the LLM's weights at load (vita.nn.quant; int4: groups of 32 with an int8 head)")
     p.add_argument("--vision-tower", help="InternViT folder (default: as named in the official config)")
     p.add_argument("--audio-encoder", help="audio-encoder folder (default: as named in the official config)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -103,7 +105,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load(args.model, dtype=dtype, device=device, vision_tower=args.vision_tower,
-                 audio_encoder=args.audio_encoder)
+                 audio_encoder=args.audio_encoder, quantize=args.quantize)
     name = args.model_name or Path(args.model.rstrip("/")).name
     speech = None  # issue 14: None = the packaged Piper voice; the model's own VITA-1.5 voice when chosen
     if resolve_voice(args.voice, args.model) == "vita15":
