@@ -85,7 +85,7 @@ def _bench_decode(args: argparse.Namespace) -> int:
         return _bench_decode_cuda(args, device)
 
     argv = ["--model", args.model, "--dtype", args.dtype]
-    for flag in ("prompt_len", "new_tokens", "threads"):
+    for flag in ("prompt_len", "new_tokens", "threads", "repeats"):
         value = getattr(args, flag)
         if value is not None:
             argv += [f"--{flag.replace('_', '-')}", str(value)]
@@ -209,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-transformers", action="store_true", help="skip the transformers comparison")
     d.add_argument("--quantize", nargs="+", choices=["int8", "int4"], default=None,
                    help="also time int8 / int4 weights and llama.cpp Q4_1, interleaved with the float model")
+    d.add_argument("--repeats", type=positive_int, default=None, help="rounds (default 3); each figure is the best")
     d.add_argument("--json", action="store_true")
     devices.add_arguments(d, dtype=False)  # --dtype above: bf16 on every device; cuda: vita.bench.decode_cuda
     d.set_defaults(func=_bench_decode)
