@@ -57,15 +57,14 @@ template <typename E, typename W>
 struct Input {
   static constexpr bool dense = std::is_same_v<W, const E*>;
   std::vector<float> split;
-  std::vector<int16_t> q;
-  std::vector<float> sums;
+  QWork work;
   int64_t group;
   const float* x = nullptr;
   QInput in{};
-  Input(int64_t widest, int64_t group) : split(widest), q(widest), sums(widest), group(group) {}
+  Input(int64_t widest, int64_t group) : split(widest), work(dense ? 0 : widest), group(group) {}
   void prepare(const float* src, int64_t K) {
     x = src;
-    if constexpr (!dense) in = quantize_input(src, K, q.data(), sums.data(), group);
+    if constexpr (!dense) in = quantize_input(src, K, group, work);
     else if constexpr (std::is_same_v<E, uint16_t>) split_even_odd(src, K, split.data());
   }
   template <typename Store>
@@ -260,7 +259,7 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
   }
 
   const int64_t T = pos + 1, widest = std::max({D, Q, I});
-  Input<E, W> in(widest, group);
+  Input<E, W> in(widest, std::is_same_v<W, Q4Rows> ? group : 0);
   std::vector<float> x(D), xn(std::max(D, Q)), qkv(QKV), att(Q), gu(2 * I), act(I), proj(D), c(Dh),
       s(Dh), scores(num_heads * T);
   for (int64_t i = 0; i < Dh; ++i) {

@@ -32,9 +32,8 @@ std::vector<float> widen(const at::Tensor& x) {
 template <typename M>
 at::Tensor run(const M& m, int64_t N, int64_t K, const at::Tensor& x, int64_t group) {
   const std::vector<float> xf = widen(x);
-  std::vector<int16_t> xq(K);
-  std::vector<float> sums(group > 0 ? K / group : 0);
-  const QInput in = quantize_input(xf.data(), K, xq.data(), sums.data(), group);
+  QWork work(K);
+  const QInput in = quantize_input(xf.data(), K, group, work);
   at::Tensor out = at::empty({N}, x.options());
   const bool bf16 = x.scalar_type() == at::kBFloat16;
   auto* out_f = bf16 ? nullptr : out.data_ptr<float>();
