@@ -10,14 +10,15 @@
 // FMAs. Measured on this project's AVX-512 EPYC VM, one thread, same process (49152 x 576 / 1536 x 576 / 576 x 1536
 // int8; many copies so the weights stream from memory): float widening 1.14-1.21 ms / 37-39 us / 32-36 us,
 // int16 vpmaddwd 0.76-0.84 ms / 23-24 us / 24-26 us, the same with a 64-weight body and a software prefetch 8 KiB
-// ahead 0.57-0.58 ms / 18 us / 18 us (~48 GB/s against ~56 GB/s of plain reading). int8 activations with
-// vpmaddubsw or AVX-VNNI (vpdpbusd, vpdpwssd) measured no faster than int16 vpmaddwd once the prefetch is in, and
-// would lose precision (int8) or need a runtime CPU dispatch (VNNI); the prefetch distance plateaus from 6 KiB.
+// ahead 0.57-0.58 ms / 18 us / 18 us (~48 GB/s against ~56 GB/s of plain reading). Without the prefetch, int8
+// activations per block of 32 with vpmaddubsw or AVX-VNNI vpdpbusd, and AVX-VNNI vpdpwssd on int16, measured
+// 0.69-0.75 ms / 20-22 us / 23-25 us: no better than vpmaddwd with it, and they would lose precision (int8) or need
+// a run-time CPU dispatch (VNNI). The prefetch distance plateaus from 6 KiB.
 //
 // int8: each int32 lane sums K / 32 products (|q x| <= 127 * 32767), exact for up to 8192 columns; the lanes are
 // added in float (their total would not fit), longer rows in 8192-column chunks. int4: w = nibble * d + m per group,
 // so sum_k w x = sum_g d_g sum_k nibble x + sum_g m_g sum_(k in g) x: the first term is integer per block, the
-// second uses the group sums of x computed once per product.
+// second uses the group sums of x computed once per product (the int4 kernel: above `q4_rows`).
 //
 // AVX2 + FMA + F16C (the int4 scales and offsets are float16, as in GGUF's Q4_1).
 #pragma once
