@@ -197,7 +197,8 @@ template <typename E, typename W>
 at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed, at::TensorList layers,
                             at::TensorList scales, at::TensorList offsets, at::TensorList caches,
                             const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& norm,
-                            const at::Tensor& head, const at::Tensor& head_scale, int64_t num_heads, int64_t num_kv_heads, double eps, int64_t group) {
+                            const at::Tensor& head, const at::Tensor& head_scale, int64_t num_heads,
+                            int64_t num_kv_heads, double eps, int64_t group) {
   constexpr bool q4 = std::is_same_v<W, Q4Rows>;
   constexpr bool dense = std::is_same_v<W, const E*>;
   TORCH_CHECK(embed.dim() == 2, "decode_step: embed must be [V, D]");
@@ -278,7 +279,9 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
   {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
     // this thread's rows of an N-row GEMV over the prepared input `in`, stored by `store`
-    auto gemv = [&](const W& w, int64_t N, int64_t K, auto store) { in.rows(w, N * t / nt, N * (t + 1) / nt, K, store); };
+    auto gemv = [&](const W& w, int64_t N, int64_t K, auto store) {
+      in.rows(w, N * t / nt, N * (t + 1) / nt, K, store);
+    };
     const auto rounded = [](float* out) { return [out](int64_t n, float v) { out[n] = rnd<E>(v); }; };
 
     for (int64_t l = 0; l < L; ++l) {
@@ -379,7 +382,8 @@ at::Tensor decode_step(int64_t token, int64_t pos, const at::Tensor& embed, at::
 at::Tensor decode_step_quant(int64_t token, int64_t pos, const at::Tensor& embed, at::TensorList layers,
                              at::TensorList scales, at::TensorList offsets, at::TensorList caches,
                              const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& norm,
-                             const at::Tensor& head, const at::Tensor& head_scale, int64_t num_heads, int64_t num_kv_heads, double eps, int64_t group) {
+                             const at::Tensor& head, const at::Tensor& head_scale, int64_t num_heads,
+                             int64_t num_kv_heads, double eps, int64_t group) {
   TORCH_CHECK(layers.size() > 1, "decode_step_quant: no layers");
   const auto dtype = embed.scalar_type(), wtype = layers[1].scalar_type();
   TORCH_CHECK(dtype == at::kBFloat16 || dtype == at::kFloat, "decode_step_quant: bf16 or float32 embeddings, got ",
@@ -395,7 +399,8 @@ at::Tensor decode_step_quant(int64_t token, int64_t pos, const at::Tensor& embed
                                                               : &decode_step_impl<float, Q4Rows>)
                                         : (wtype == at::kChar ? &decode_step_impl<uint16_t, Q8Rows>
                                                               : &decode_step_impl<uint16_t, Q4Rows>);
-  return impl(token, pos, embed, layers, scales, offsets, caches, cos, sin, norm, head, head_scale, num_heads, num_kv_heads, eps, group);
+  return impl(token, pos, embed, layers, scales, offsets, caches, cos, sin, norm, head, head_scale, num_heads,
+              num_kv_heads, eps, group);
 }
 
 }  // namespace

@@ -204,7 +204,8 @@ inline void q4_rows(const Q4Rows& m, int64_t n0, int64_t n1, int64_t K, const QI
       const __m128i l4 = _mm_set1_epi8(0x0f);
       const __m256i w0 = _mm256_cvtepu8_epi16(_mm_and_si128(v, l4));
       const __m256i w1 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), l4));
-      const __m256i t = _mm256_add_epi32(_mm256_madd_epi16(w0, ld(x.q + 32 * b)), _mm256_madd_epi16(w1, ld(x.q + 32 * b + 16)));
+      const __m256i t =
+          _mm256_add_epi32(_mm256_madd_epi16(w0, ld(x.q + 32 * b)), _mm256_madd_epi16(w1, ld(x.q + 32 * b + 16)));
       s += float(hsum_i32(t)) * _cvtsh_ss(d[b / per_group]);
     }
     s *= x.scale;
