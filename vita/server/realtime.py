@@ -35,11 +35,12 @@ Work off the event loop, bounded per session: each connection's driver task feed
 VAD) on the hub's audio threads and submits `session.tick()` batches (<= `tick_budget_s`) to the server's single
 model worker, so chat requests and realtime sessions never run the model concurrently. A batch deciding or
 speculating on a user's turn (`Session.next_unit == "listen"`) is submitted URGENT (ahead of the other sessions'
-decode steps and of chat requests; `turn_budget_s`), everything else NORMAL. Each session owns two `RoleCache`s
-of its own (never the LLM's default cache, which chat requests reuse). The model side of a connection (role
-caches, prompts bounded by positions, the voice) is in `realtime_roles.py`; session events -> server events in
-`realtime_emit.py`; one connection's transport and driver in `realtime_connection.py`; its finished turns leave
-their stage times in `Hub.stages` (`realtime_stats.py`). This file: the endpoint (config, auth, admission).
+decode steps and of chat requests; up to its state token in one batch, `turn_max_s`), everything else NORMAL.
+Each session owns two `RoleCache`s of its own (never the LLM's default cache, which chat requests reuse). The
+model side of a connection (role caches, prompts bounded by positions, the voice) is in `realtime_roles.py`;
+session events -> server events in `realtime_emit.py`; one connection's transport and driver in
+`realtime_connection.py`; its finished turns leave their stage times in `Hub.stages` (`realtime_stats.py`). This
+file: the endpoint (config, auth, admission).
 
 Auth (with an API key): `Authorization: Bearer <key>`, or, for browsers (which cannot set headers), the query
 parameter `?api_key=<key>` or the subprotocol `openai-insecure-api-key.<key>` (offered next to `realtime`, which
@@ -103,7 +104,8 @@ class RealtimeConfig:
     max_new_tokens: int = 512
     max_seq_len: int = 2048
     tick_budget_s: float = 0.02  # model work per worker submission (then audio is fed again)
-    turn_budget_s: float = 0.05  # the same for an URGENT submission (a turn being decided or speculated on)
+    turn_budget_s: float = 0.05  # an URGENT submission (a turn being decided or speculated on) once its state is read
+    turn_max_s: float = 0.3  # ... and before: the state token is what the commit waits for
     audio_threads: int = 2  # the hub's threads feeding sessions' audio (echo gate, VAD) off the event loop
     # torch threads of the model worker while realtime sessions are open: one core left to their audio work
     # (`ModelWorker.threads`; None: unchanged). `vita serve --threads N` sets N.

@@ -333,13 +333,19 @@ class Connection:
                     await asyncio.wait_for(self.wake.wait(), 0.02 if s.busy else None)
 
     def _work(self, s: Session, urgent: bool) -> list:
-        """On the model thread: ticks until no work is left or the budget is spent (an URGENT batch also ends when
-        the turn's work is done: the rest waits its turn behind the other sessions)."""
+        """On the model thread: ticks until no work is left or the budget is spent. An URGENT batch goes on until the
+        turn's state token is read (what the commit waits for: features, prefill, one step), for at most
+        `turn_max_s`, else `turn_budget_s`; it ends when the turn's work is done (the rest waits its turn)."""
+        t0 = time.monotonic()
         budget = self.config.turn_budget_s if urgent else self.config.tick_budget_s
-        out, end = [], time.monotonic() + budget
+        out: list = []
         while not self.closed:
             out += s.tick()
-            if not s.has_work or time.monotonic() > end or (urgent and s.next_unit != "listen"):
+            if not s.has_work or (urgent and s.next_unit != "listen"):
+                break
+            lst, spent = s.listening, time.monotonic() - t0
+            deciding = urgent and lst is not None and not lst.job.state_resolved
+            if spent > (self.config.turn_max_s if deciding else budget):
                 break
         return out
 
