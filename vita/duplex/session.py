@@ -209,6 +209,12 @@ class Session:
         return self._pick()
 
     @property
+    def turn_pending(self) -> bool:
+        """The user waits on us: a turn is being decided or speculated on, or its reply has shown no text yet."""
+        return self.listening is not None or (self.reply is not None and not self.reply.text
+                                              and not self.reply.job.done)
+
+    @property
     def speculating(self) -> bool:
         """A turn is being prepared ahead of its end (invisible to the transport until the commit)."""
         return self.listening is not None and self.listening.speculative

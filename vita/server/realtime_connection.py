@@ -4,8 +4,8 @@ alone touches its duplex session.
     client frames --_receive--> validated events --_handle / _post--> inbox (audio, actions)
     inbox --_drive--> audio fed on the hub's audio threads (echo gate, VAD); other actions applied on the loop
           --> session events emitted at once (a commit's response and first deltas never wait for the model)
-          --> `session.tick()` batches on the model worker: URGENT while the session decides or speculates on a
-              turn (`Session.next_unit == "listen"`, up to `turn_budget_s`), NORMAL otherwise (`tick_budget_s`)
+          --> `session.tick()` batches on the model worker: URGENT while the user waits on a turn (decided,
+              speculated on, or its reply without text yet: `Session.turn_pending`), NORMAL otherwise
     session events --Emitter (`realtime_emit.py`)--> server events --outbox--> _send_loop
 
 Everything the session does happens in one task (`_drive`): it awaits each audio batch and each model batch, so
@@ -300,7 +300,7 @@ class Connection:
                 self._emit(out)  # now: a commit's response and first deltas never wait for the model worker
                 out = []
                 if s.has_work:
-                    urgent = s.next_unit == "listen"
+                    urgent = s.turn_pending
                     out += await self.state.worker.call(self._work, s, urgent,
                                                         priority=URGENT if urgent else NORMAL)
                 elif s.busy:
@@ -335,13 +335,14 @@ class Connection:
     def _work(self, s: Session, urgent: bool) -> list:
         """On the model thread: ticks until no work is left or the budget is spent. An URGENT batch goes on until the
         turn's state token is read (what the commit waits for: features, prefill, one step), for at most
-        `turn_max_s`, else `turn_budget_s`; it ends when the turn's work is done (the rest waits its turn)."""
+        `turn_max_s`, else `turn_budget_s`; it ends when the user no longer waits (the reply's first text is out:
+        the rest waits its turn behind the other sessions)."""
         t0 = time.monotonic()
         budget = self.config.turn_budget_s if urgent else self.config.tick_budget_s
         out: list = []
         while not self.closed:
             out += s.tick()
-            if not s.has_work or (urgent and s.next_unit != "listen"):
+            if not s.has_work or (urgent and not s.turn_pending):
                 break
             lst, spent = s.listening, time.monotonic() - t0
             deciding = urgent and lst is not None and not lst.job.state_resolved
