@@ -112,7 +112,7 @@ def bench_vita(llm: LLM, prompt: torch.Tensor, new_tokens: int, *, compile: bool
         return _best_rates(run, prompt.shape[1], repeats)
 
 
-class _Clock:
+class ArrivalClock:
     """A transformers streamer that only notes when each new token arrives (its first `put` is the prompt)."""
 
     def __init__(self) -> None:
@@ -128,24 +128,31 @@ class _Clock:
         pass
 
 
-def bench_transformers(llm: LLM, prompt: torch.Tensor, new_tokens: int, *, repeats: int) -> float:
-    """Decode tok/s of `transformers` generate (greedy) on the same weights, or raise ImportError."""
+def transformers_copy(llm: LLM):
+    """`transformers`' model class over the same weights, on `llm`'s device and dtype, or raise ImportError.
+
+    Made through an on-disk HF checkpoint, so transformers applies its own layout conversions (e.g. fused experts).
+    """
     import transformers
 
     from vita.checkpoint.hf_llm import llm_config_to_hf, llm_export_keymap
     from vita.checkpoint.keymap import map_keys
 
-    # through an on-disk HF checkpoint, so transformers applies its own layout conversions (e.g. fused experts)
     with tempfile.TemporaryDirectory() as tmp:
         hf_cfg = llm_config_to_hf(llm.config)
         (Path(tmp) / "config.json").write_text(json.dumps(hf_cfg))
         state = map_keys(llm.state_dict(), llm_export_keymap(llm.config, prefix=""), source="bench model")
-        save_file({k: v.contiguous() for k, v in state.items()}, str(Path(tmp) / "model.safetensors"))
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(Path(tmp) / "model.safetensors"))
         cls = getattr(transformers, hf_cfg["architectures"][0])
-        model = cls.from_pretrained(tmp, dtype=llm.dtype).eval()
+        return cls.from_pretrained(tmp, dtype=llm.dtype).to(llm.device).eval()
+
+
+def bench_transformers(llm: LLM, prompt: torch.Tensor, new_tokens: int, *, repeats: int) -> float:
+    """Decode tok/s of `transformers` generate (greedy) on the same weights, or raise ImportError."""
+    model = transformers_copy(llm)
 
     def run() -> tuple[list[float], float]:
-        clock = _Clock()
+        clock = ArrivalClock()
         t0 = time.perf_counter()
         model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                        pad_token_id=0, streamer=clock)

@@ -12,15 +12,9 @@ Never run on a GPU yet in this repository (no GPU where it was written): `tests/
 
 from __future__ import annotations
 
-import json
-import tempfile
-import time
-from pathlib import Path
-
 import torch
-from safetensors.torch import save_file
 
-from vita.bench.decode import DecodeBench, bench_vita, weight_bytes_per_token
+from vita.bench.decode import ArrivalClock, DecodeBench, bench_vita, transformers_copy, weight_bytes_per_token
 from vita.generation.generate import decode_step_kind
 from vita.models.llm import LLM
 
@@ -43,36 +37,9 @@ def cuda_copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, repeats: in
     return 2 * nbytes / best
 
 
-class ArrivalClock:
-    """A transformers streamer that notes when each new token arrives (its first `put` is the prompt)."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.prompt_seen = False
-
-    def put(self, value: torch.Tensor) -> None:
-        if self.prompt_seen:
-            self.times.append(time.perf_counter())
-        self.prompt_seen = True
-
-    def end(self) -> None:
-        pass
-
-
 def transformers_decode_tok_s(llm: LLM, prompt: torch.Tensor, new_tokens: int, *, repeats: int) -> float:
     """Decode tok/s of transformers' greedy `generate` on the same weights and device; ImportError without it."""
-    import transformers
-
-    from vita.checkpoint.hf_llm import llm_config_to_hf, llm_export_keymap
-    from vita.checkpoint.keymap import map_keys
-
-    with tempfile.TemporaryDirectory() as tmp:
-        hf_cfg = llm_config_to_hf(llm.config)
-        (Path(tmp) / "config.json").write_text(json.dumps(hf_cfg))
-        state = map_keys(llm.state_dict(), llm_export_keymap(llm.config, prefix=""), source="bench model")
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(Path(tmp) / "model.safetensors"))
-        cls = getattr(transformers, hf_cfg["architectures"][0])
-        model = cls.from_pretrained(tmp, dtype=llm.dtype).to(llm.device).eval()
+    model = transformers_copy(llm)
     best = 0.0
     with torch.inference_mode():
         for i in range(repeats + 1):  # the first run warms up
