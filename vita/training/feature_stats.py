@@ -80,8 +80,8 @@ def standardize(model_dir: Path, data: Path, out_dir: Path, images: int = 512) -
     mean, std = feature_stats(vm.model, config, paths)
     new = dataclasses.replace(config, vision_projector=dataclasses.replace(config.vision_projector, input_norm=True))
     reader = TensorReader.from_dir(model_dir)
-    tensors = {name: reader[name] for name in reader if not name.startswith((PREFIX + "input_mean", PREFIX + "input_std"))}
-    tensors[PREFIX + "input_mean"], tensors[PREFIX + "input_std"] = mean, std
+    tensors = {name: reader[name] for name in reader}
+    tensors[PREFIX + "input_mean"], tensors[PREFIX + "input_std"] = mean, std  # set, or replaced if already there
     save_canonical(new, tensors, vm.tokenizer, out_dir)
     shared = float(mean.square().sum() / (std.square().sum() + mean.square().sum()))
     return {"images": len(paths), "channels": int(mean.numel()), "shared_mean_energy": round(shared, 3),
