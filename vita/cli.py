@@ -59,7 +59,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from vita.checkpoint.quantized import quantize_checkpoint
+    from vita.checkpoint.load import quantize_checkpoint
 
     t0 = time.perf_counter()
     out = quantize_checkpoint(args.src, args.dst, bits=args.bits, dtype=args.dtype, head=not args.float_head)
@@ -216,11 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     # sub-commands that live with their subsystem register themselves
     from vita.checkpoint import download as download_cmd
-    from vita.checkpoint import mini_cli
     from vita.duplex import cli as duplex_cli
     from vita.eval import run as eval_run
     from vita.server import cli as serve_cli
-    from vita.training import mini_data, negatives, vocab
+    from vita.training import mini_cli, mini_data, negatives, vocab
     from vita.training import train as train_cmd
 
     data = sub.add_parser("data", help="build training data (vita-mini sets, non-awakening negatives)")

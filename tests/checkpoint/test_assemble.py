@@ -21,8 +21,9 @@ from PIL import Image
 import vita
 from vita.api import Reply
 from vita.checkpoint import assemble
-from vita.checkpoint.assemble import MINI_VISION, SCRATCH_VISION, assemble_mini, untrained_parts
+from vita.checkpoint.assemble import MINI_VISION, SCRATCH_VISION, untrained_parts
 from vita.checkpoint.io import TensorReader
+from vita.checkpoint.mini import assemble_mini
 from vita.config import VitaConfig
 from vita.errors import CheckpointError, VitaError
 from vita.tokens import AUDIO_TOKEN_ID, IMAGE_TOKEN_ID

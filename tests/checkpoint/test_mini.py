@@ -12,8 +12,9 @@ import torch
 
 from vita.checkpoint.io import TensorReader
 from vita.checkpoint.load import load_model
-from vita.checkpoint.mini import PARTS_DIR, _Merged, pack_parts, read_parts
+from vita.checkpoint.mini import PARTS_DIR, _Merged, read_parts
 from vita.errors import CheckpointError
+from vita.training.mini_parts import pack_parts
 from vita.training.train import train
 
 TINY = Path(__file__).resolve().parents[2] / "recipes" / "tiny"

@@ -218,8 +218,7 @@ def test_native_step_refuses_a_float_head_with_quantized_layers():
 def test_quantize_save_load_round_trip(tmp_path):
     from vita import presets
     from vita.checkpoint.convert import save_canonical
-    from vita.checkpoint.load import load_model
-    from vita.checkpoint.quantized import quantize_checkpoint
+    from vita.checkpoint.load import load_model, quantize_checkpoint
     from vita.config import VitaConfig
     from vita.errors import CheckpointError
     from vita.models.vita import VitaModel

@@ -15,10 +15,11 @@ from PIL import Image
 import vita
 from vita.checkpoint.convert import save_canonical
 from vita.checkpoint.load import load_model
-from vita.checkpoint.mini import pack_parts, read_parts
+from vita.checkpoint.mini import read_parts
 from vita.errors import VitaError
 from vita.media.image import preprocess_image
 from vita.training.feature_stats import image_paths, main, standardize
+from vita.training.mini_parts import pack_parts
 from vita.training.train import train
 
 TINY = Path(__file__).resolve().parents[2] / "recipes" / "tiny"

@@ -1,4 +1,5 @@
-"""`assemble_mini`: the untrained vita-mini skeleton, built from packaged pretrained parts plus seeded random ones.
+"""The vita-mini skeleton: packaged pretrained parts plus seeded random ones (`vita.checkpoint.mini.assemble_mini`
+writes it, `mini_tensors` reads it).
 
 | part | weights | source |
 |---|---|---|
@@ -37,7 +38,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vita.checkpoint.convert import save_canonical
 from vita.checkpoint.dinov2 import dinov2_config
 from vita.config import AudioAdapterConfig, ProjectorConfig, VisionConfig, VitaConfig, WhisperConfig
 from vita.errors import CheckpointError
@@ -45,8 +45,8 @@ from vita.models.audio_adapter import AudioAdapter
 from vita.models.projector import VisionProjector
 from vita.models.vision import InternViT, VisionEmbeddings, VisionLayer
 
-__all__ = ["MINI_VISION", "SCRATCH_VISION", "WHISPER_REQUIREMENT", "assemble_mini", "mini_config",
-           "pretrained_tower", "untrained_parts", "whisper_folder"]
+__all__ = ["MINI_VISION", "SCRATCH_VISION", "WHISPER_REQUIREMENT", "mini_config", "pretrained_tower",
+           "untrained_parts", "whisper_folder"]
 
 MINI_VISION = dinov2_config(112)
 SCRATCH_VISION = VisionConfig(image_size=112, patch_size=14, hidden_size=192, num_heads=3, intermediate_size=768,
@@ -129,24 +129,3 @@ def untrained_parts(config: VitaConfig, seed: int = 0) -> dict[str, torch.Tensor
     for prefix, module in parts:
         _init_module(prefix, module, gen, out)
     return out
-
-
-def _refuse_nonempty(out_dir: Path) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise CheckpointError(f"{out_dir}: destination exists and is not an empty directory (refusing to overwrite)")
-
-
-def assemble_mini(out_dir: str | Path, *, vision: VisionConfig | None = None, seed: int = 0,
-                  dtype: str | torch.dtype = "fp32", parts: str | Path | None = None) -> Path:
-    """Write the untrained vita-mini skeleton (see the module docstring) to `out_dir`, which must be new or empty.
-
-    `vision` overrides `MINI_VISION` (a tower other than the packaged DINOv2-S is random, e.g. `SCRATCH_VISION`);
-    `seed` fixes every random tensor; `dtype` is the
-    stored dtype (fp32, bf16, fp16). Missing packaged parts raise CheckpointError naming the package to install.
-    `parts`: a trained-parts folder (`vita.checkpoint.mini`) instead of the random parts: the trained vita-mini.
-    """
-    from vita.checkpoint.mini import mini_tensors
-
-    _refuse_nonempty(Path(out_dir))
-    config, tensors, tokenizer = mini_tensors(parts, dtype=dtype, vision=vision, seed=seed)
-    return save_canonical(config, tensors, tokenizer, out_dir)

@@ -17,7 +17,7 @@ import torch
 
 from vita.checkpoint.io import TensorReader, write_tensors
 from vita.checkpoint.keymap import check_shapes
-from vita.checkpoint.load import keeps_fp32, resolve_dtype, tensor_shape
+from vita.checkpoint.materialize import keeps_fp32, resolve_dtype, tensor_shape
 from vita.config import VitaConfig
 from vita.errors import CheckpointError
 from vita.models.vita import VitaModel

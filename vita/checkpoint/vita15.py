@@ -53,7 +53,7 @@ from vita.checkpoint.internvit import (
 )
 from vita.checkpoint.io import TensorReader, write_tensors
 from vita.checkpoint.keymap import invert, map_key
-from vita.checkpoint.load import keeps_fp32, materialize
+from vita.checkpoint.materialize import keeps_fp32, materialize
 from vita.checkpoint.vita1 import RenamedView, write_audio_folder, write_internvit_folder
 from vita.checkpoint.whale import (
     OFFICIAL_AUDIO_PREFIX,

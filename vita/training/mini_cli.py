@@ -4,7 +4,8 @@
     vita mini pack --run RUN_DIR --out PARTS_DIR [--dtype fp16|fp32]
 
 `assemble` writes our canonical layout (what `recipes/mini` stage 1 starts from when `--untrained`; the shipped
-vita-mini otherwise). `pack` writes the parts folder that `vita/assets/mini` holds (see `vita.checkpoint.mini`).
+vita-mini otherwise). `pack` writes the parts folder that `vita/assets/mini` holds (see `vita.checkpoint.mini`,
+`vita.training.mini_parts`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 
 
 def _assemble(args: argparse.Namespace) -> int:
-    from vita.checkpoint.assemble import MINI_VISION, SCRATCH_VISION, assemble_mini
-    from vita.checkpoint.mini import PARTS_DIR
+    from vita.checkpoint.assemble import MINI_VISION, SCRATCH_VISION
+    from vita.checkpoint.mini import PARTS_DIR, assemble_mini
 
     t0 = time.perf_counter()
     parts = None if args.untrained else (args.parts or PARTS_DIR)
@@ -29,7 +30,8 @@ def _assemble(args: argparse.Namespace) -> int:
 
 
 def _pack(args: argparse.Namespace) -> int:
-    from vita.checkpoint.mini import pack_parts, sha256_file
+    from vita.checkpoint.mini import sha256_file
+    from vita.training.mini_parts import pack_parts
 
     out = pack_parts(args.run, args.out, dtype=args.dtype)
     for f in sorted(out.iterdir()):

@@ -1,0 +1,98 @@
+"""Packing a finished `recipes/mini` run into vita-mini's parts folder (`vita mini pack`).
+
+The parts format, and assembling vita-mini from it, are `vita.checkpoint.mini`'s: this module only writes them from
+a training run's output (its last checkpoint, its `final/` config and its resolved recipe), which is why it lives
+with training and the checkpoint package never imports training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vita.checkpoint.io import TensorReader, write_tensors
+from vita.checkpoint.materialize import resolve_dtype
+from vita.checkpoint.mini import (
+    LORA_FACTOR,
+    PARTS_FILE,
+    PARTS_FORMAT,
+    TRAINED_PREFIXES,
+    base_files,
+    sha256_file,
+)
+from vita.config import VisionConfig, VitaConfig
+from vita.errors import CheckpointError
+from vita.models.projector import fold_input_norm
+from vita.training.checkpointing import latest_checkpoint, load_checkpoint
+
+__all__ = ["pack_parts"]
+
+
+def _base_manifest(vision: VisionConfig | None) -> dict[str, dict[str, str]]:
+    out = {}
+    for package, path in base_files(vision).items():
+        try:
+            ver = version(package)
+        except PackageNotFoundError:
+            ver = "unknown"
+        out[package] = {"version": ver, "file": path.name, "sha256": sha256_file(path)}
+    return out
+
+
+def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16") -> Path:
+    """Write the parts of a finished `recipes/mini` stage-3 run (`vita train --output run_dir`) to `out_dir`.
+
+    The tensors are the run's trainable state at its last checkpoint (LoRA factors unmerged), the config is the
+    one of `run_dir/final`, and the LoRA scale comes from the run's resolved recipe.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    latest = latest_checkpoint(run_dir)
+    if latest is None or not (run_dir / "final" / "config.json").is_file():
+        raise CheckpointError(f"{run_dir}: not a finished training run (needs checkpoints/ and final/)")
+    restored = load_checkpoint(latest)
+    recipe = restored.meta.get("recipe", {})
+    lora = recipe.get("lora")
+    if not lora:
+        raise CheckpointError(f"{run_dir}: the run has no LoRA adapters; the parts format stores LoRA factors")
+    state = restored.model_state
+    kept = {n: t for n, t in state.items() if n.startswith(TRAINED_PREFIXES) or LORA_FACTOR.match(n)}
+    other = sorted(set(state) - set(kept))
+    if other:
+        raise CheckpointError(f"{run_dir}: trained tensors outside the parts format: {', '.join(other[:5])}")
+    target = resolve_dtype(dtype)
+    config = VitaConfig.load(run_dir / "final" / "config.json")
+    if config.vision_projector is not None and config.vision_projector.input_norm:
+        kept, config = _fold_projector_norm(run_dir / "final", kept, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_tensors(out_dir, {n: t.to(target).contiguous() for n, t in sorted(kept.items())},
+                  metadata={"format": PARTS_FORMAT})
+    manifest: dict[str, Any] = {
+        "format": PARTS_FORMAT, "version": 1,
+        "config": config.to_dict(),
+        "lora_scale": float(lora["alpha"]) / int(lora["r"]),
+        "dtype": dtype,
+        "base": _base_manifest(config.vision),
+        "files": {PARTS_FILE: sha256_file(out_dir / PARTS_FILE)},
+        "run": {"recipe": recipe.get("name", ""), "steps": restored.progress.step, "seed": recipe.get("seed")},
+    }
+    (out_dir / "parts.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return out_dir
+
+
+def _fold_projector_norm(final: Path, kept: dict[str, torch.Tensor], config: VitaConfig
+                         ) -> tuple[dict[str, torch.Tensor], VitaConfig]:
+    """Fold the projector's fixed input statistics (in `final`, not trained, so not in the checkpoint) into fc1:
+    the parts hold the plain official MLP."""
+    reader = TensorReader.from_dir(final)
+    names = ("vision_projector.input_mean", "vision_projector.input_std")
+    missing = [n for n in names if n not in reader]
+    if missing:
+        raise CheckpointError(f"{final}: the config has input_norm but {', '.join(missing)} is missing")
+    folded = fold_input_norm({**kept, **{n: reader[n].float() for n in names}})
+    plain = dataclasses.replace(config.vision_projector, input_norm=False)
+    return folded, dataclasses.replace(config, vision_projector=plain)
