@@ -128,15 +128,6 @@ class _UsageError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad command line in one line (`vita generate: error: ...`), without the usage
-    block; subcommand parsers are of the same class."""
-
-    def error(self, message: str):  # type: ignore[override]
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -157,8 +148,9 @@ def _usage(message: str) -> _UsageError:
 
 def build_parser() -> argparse.ArgumentParser:
     from vita import devices
+    from vita.errors import CommandParser
 
-    p = _Parser(prog="vita", description="VITA: omni-modal LLM (video, image, text, speech).")
+    p = CommandParser(prog="vita", description="VITA: omni-modal LLM (video, image, text, speech).")
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="answer one turn over text, images, a video and/or a spoken question")

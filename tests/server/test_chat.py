@@ -282,10 +282,11 @@ def test_auth(model, kit):
 def test_cli_requires_key_off_loopback(monkeypatch, capsys):
     from vita.errors import ConfigError
     from vita.server import cli
+    from vita.server.auth import is_loopback
 
     monkeypatch.delenv("VITA_API_KEY", raising=False)
-    assert cli.is_loopback("127.0.0.1") and cli.is_loopback("::1") and cli.is_loopback("localhost")
-    assert not cli.is_loopback("0.0.0.0") and not cli.is_loopback("192.168.1.2") and not cli.is_loopback("example")
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2") and not is_loopback("example")
     assert cli.resolve_api_key("127.0.0.1", None) is None
     with pytest.raises(ConfigError, match="requires an API key"):
         cli.resolve_api_key("0.0.0.0", None)

@@ -23,7 +23,6 @@ browser page attach to the same
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import re
@@ -44,9 +43,10 @@ from starlette.requests import ClientDisconnect
 
 from vita.errors import VitaError
 from vita.server import audio_out, chat
+from vita.server.auth import authorized, host_is_loopback, origin_is_loopback, split_host
 from vita.server.engine import AudioEvent, DoneEvent, Engine, Params
 from vita.server.errors import INTERNAL, APIError, bad_request, error_body, limit_exceeded
-from vita.server.limits import Limits
+from vita.server.limits import Limits, count_json_values
 from vita.server.media import MediaDecoder
 from vita.server.openai_types import ROLES, ChatRequest, check_supported
 from vita.server.realtime import RealtimeConfig
@@ -83,36 +83,12 @@ class ServerState:
         if self.api_key is not None:
             return None
         host = headers.get("host") or ""
-        if not (host_is_loopback(host) or _listed(_split_host(host.strip()), self.allowed_hosts)):
+        if not (host_is_loopback(host) or _listed(split_host(host.strip()), self.allowed_hosts)):
             return f"Host {host[:80]!r} is not allowed without an API key (loopback only; see --allow-host)"
         origin = headers.get("origin")
         if origin is not None and not (origin_is_loopback(origin) or _listed(origin, self.allowed_origins)):
             return f"Origin {origin[:80]!r} is not allowed without an API key (loopback only; see --allow-origin)"
         return None
-
-
-def _split_host(host: str) -> str:
-    """'127.0.0.1:8000' -> '127.0.0.1', '[::1]:8000' -> '::1', 'localhost' -> 'localhost'."""
-    if host.startswith("["):
-        return host[1:].split("]", 1)[0]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-def host_is_loopback(host: str) -> bool:
-    from vita.server.cli import is_loopback
-
-    name = _split_host(host.strip().lower())
-    return bool(name) and is_loopback(name)
-
-
-def origin_is_loopback(origin: str) -> bool:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(origin)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and parts.hostname is not None and host_is_loopback(parts.hostname)
 
 
 def _listed(value: str, allowed: tuple[str, ...]) -> bool:
@@ -233,11 +209,6 @@ def redact_keys_in_logs() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _RedactKeys) for f in logger.filters):
             logger.addFilter(_RedactKeys())
-
-
-def authorized(header: str | None, key: str) -> bool:
-    scheme, _, token = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
 
 
 # ------------------------------------------------------------------------------------------------- chat route
@@ -367,15 +338,6 @@ async def read_body(request: Request, max_bytes: int) -> bytearray:
     if not body:
         raise bad_request("empty request body: send a JSON object")
     return body
-
-
-def count_json_values(data: bytes | bytearray | str, cap: int, what: str) -> None:
-    """Refuse, before parsing, a body with more than `cap` JSON values (',', '{', '[' counted, strings included:
-    a crude but C-speed bound on what json.loads and validation would build and walk)."""
-    n = data.count("," if isinstance(data, str) else b",") + data.count("{" if isinstance(data, str) else b"{") \
-        + data.count("[" if isinstance(data, str) else b"[")
-    if n > cap:
-        raise limit_exceeded(f"{what} has {n} JSON separators (',', '{{', '[') > --max-json-values {cap}")
 
 
 def decode_json(body: bytes | bytearray) -> Any:

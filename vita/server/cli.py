@@ -17,26 +17,15 @@ from __future__ import annotations
 
 import argparse
 import gc
-import ipaddress
 import os
 import sys
 from pathlib import Path
 
 from vita import devices
-from vita.errors import ConfigError, run_command
+from vita.errors import CommandParser, ConfigError, run_command
 from vita.server import limits as limits_mod
+from vita.server.auth import is_loopback
 from vita.speech.voices import add_voice_argument, resolve_voice, voice_factory  # issue 14
-
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a hostname: it may resolve anywhere
 
 
 def resolve_api_key(host: str, api_key: str | None) -> str | None:
@@ -129,9 +118,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vita.cli import _Parser
-
-    parser = _Parser(prog="vita")
+    parser = CommandParser(prog="vita")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return run_command(lambda: args.func(args))

@@ -79,7 +79,7 @@ from starlette.websockets import WebSocket
 from vita.duplex import events as ev
 from vita.duplex.roles import Forcing
 from vita.duplex.session import SessionConfig
-from vita.server.cli import is_loopback
+from vita.server.auth import authorized, is_loopback
 from vita.server.realtime_connection import Connection
 from vita.server.realtime_events import RealtimeError, error_event
 from vita.speech.vad import StreamingVAD, VADConfig
@@ -131,8 +131,6 @@ class Hub:
         return self._audio
 
     def authorized(self, ws: WebSocket) -> bool:
-        from vita.server.app import authorized
-
         key = self.state.api_key
         if key is None or authorized(ws.headers.get("authorization"), key):
             return True

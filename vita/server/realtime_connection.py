@@ -31,6 +31,7 @@ from vita.duplex.session import Session
 from vita.errors import PromptError
 from vita.processor import Image, Part
 from vita.server.errors import APIError
+from vita.server.limits import count_json_values
 from vita.server.realtime_emit import Emitter
 from vita.server.realtime_events import (
     OUTPUT_RATE,
@@ -185,8 +186,6 @@ class Connection:
                                                     code="server_error", type="server_error")))
 
     def _parse(self, message: dict[str, Any]) -> dict[str, Any]:
-        from vita.server.app import count_json_values
-
         text = message.get("text")
         if text is not None:
             try:
