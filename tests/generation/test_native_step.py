@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from vita.config import LLMConfig
-from vita.generation.generate import decode_one_token, decode_step_kind, generate_all, prefill
+from vita.generation.generate import decode_step_kind, generate_all
 from vita.generation.native_step import NativeStep
+from vita.generation.steps import decode_one_token, prefill
 from vita.models.llm import LLM
 from vita.nn import native
 

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from vita.config import LLMConfig
-from vita.generation.generate import decode_one_token, generate_all, prefill
+from vita.generation.generate import generate_all
 from vita.generation.native_step import NativeStep
+from vita.generation.steps import decode_one_token, prefill
 from vita.models.llm import LLM
 from vita.nn import native
 from vita.nn.quant import QuantLinear, dequantize, quantize_int4, quantize_int8, quantize_llm_

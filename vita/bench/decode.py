@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from vita.bench.decode_quant import arrival_rates, weight_bytes_per_token
 from vita.models.llm import LLM
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -76,22 +77,9 @@ def copy_bandwidth(nbytes: int = 1 << 30, repeats: int = 5) -> float:
     return 2 * nbytes / best
 
 
-def weight_bytes_per_token(llm: LLM) -> int:
-    """Bytes of weights one decode step reads (see the module docstring; quantized weights count their packed
-    bytes and scales)."""
-    from vita.bench.decode_quant import weight_bytes_per_token as count
-
-    return count(llm)
-
-
-def _rates(times: list[float], t0: float, prompt_len: int) -> tuple[float, float]:
-    """(prefill tok/s, decode tok/s) from the start time and the time each new token arrived."""
-    return prompt_len / (times[0] - t0), (len(times) - 1) / (times[-1] - times[0])
-
-
 def _best_rates(run: Callable[[], tuple[list[float], float]], prompt_len: int, repeats: int) -> tuple[float, float]:
     """The best prefill and the best decode rate over `repeats` runs (noise only ever slows a run down)."""
-    rates = [_rates(*run(), prompt_len) for _ in range(repeats)]
+    rates = [arrival_rates(*run(), prompt_len) for _ in range(repeats)]
     return max(r[0] for r in rates), max(r[1] for r in rates)
 
 

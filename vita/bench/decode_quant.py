@@ -76,6 +76,12 @@ def open_llama_cpp(model: str, threads: int, ctx: int) -> tuple[LlamaCpp | None,
         return None, f"unavailable: {type(exc).__name__}: {exc}"
 
 
+def arrival_rates(times: list[float], t0: float, prompt_len: int) -> tuple[float, float]:
+    """(prefill tok/s, decode tok/s) from the start time and the time each new token arrived (`vita.bench.decode`
+    times every side this way)."""
+    return prompt_len / (times[0] - t0), (len(times) - 1) / (times[-1] - times[0])
+
+
 def weight_bytes_per_token(llm: LLM) -> int:
     """Bytes of weights one decode step reads: float parameters and quantized buffers, one embedding row unless
     the embedding is also the head, only the routed experts of a MoE."""
@@ -96,7 +102,6 @@ def weight_bytes_per_token(llm: LLM) -> int:
 def bench_interleaved(llms: dict[str, LLM], prompt: torch.Tensor, new_tokens: int, *, compile: bool, native: bool,
                       repeats: int, llama: LlamaCpp | None) -> tuple[dict[str, tuple[float, float]], float | None]:
     """({variant: (best prefill tok/s, best decode tok/s)}, best llama.cpp decode tok/s or None), rounds interleaved."""
-    from vita.bench.decode import _rates
     from vita.generation.generate import generate
 
     def run(llm: LLM) -> tuple[float, float]:
@@ -104,7 +109,7 @@ def bench_interleaved(llms: dict[str, LLM], prompt: torch.Tensor, new_tokens: in
         times = [time.perf_counter() for _ in generate(llm, token_ids=prompt, max_new_tokens=new_tokens,
                                                         compile=compile, native=native)]
         assert len(times) == new_tokens, "bench prompts have no stop ids, so every step must produce a token"
-        return _rates(times, t0, prompt.shape[1])
+        return arrival_rates(times, t0, prompt.shape[1])
 
     ids = prompt[0].tolist()
     best = {name: (0.0, 0.0) for name in llms}

@@ -33,6 +33,7 @@ import torch
 
 from vita.generation.native_step import NativeStep
 from vita.generation.sampling import GREEDY, SamplingConfig, sample
+from vita.generation.steps import compiled_decode_one_token, decode_one_token
 from vita.generation.text import TextStream
 from vita.models.llm import LLM
 from vita.nn.kv_cache import StaticCache
@@ -172,8 +173,6 @@ class TokenLoop:
         self._native = cache.native_step() if native else None
         self._step_fn = None
         if self._native is None:
-            from vita.generation.generate import compiled_decode_one_token, decode_one_token
-
             self._step_fn = compiled_decode_one_token() if compile else decode_one_token
         with torch.inference_mode():  # every write to a cache happens in inference mode (a cache made in it or not)
             self._embeds = embeds.to(llm.device, llm.dtype)
