@@ -19,6 +19,7 @@ import pytest
 pytest.importorskip("piper")
 pytest.importorskip("onnxruntime")
 
+from tests.server.realtime_helpers import recv, send_audio, until  # noqa: E402
 from vita.duplex.roles import Script, ScriptedReplies  # noqa: E402
 from vita.duplex.session import SessionConfig  # noqa: E402
 from vita.server.audio_out import SpeechOut  # noqa: E402
@@ -84,26 +85,6 @@ def make(model, piper24, kit):
     return build
 
 
-def recv(ws, timeout: float = 20.0) -> dict:
-    import anyio
-
-    async def get():
-        with anyio.fail_after(timeout):
-            return await ws._send_rx.receive()
-
-    msg = ws.portal.call(get)
-    assert msg["type"] == "websocket.send", msg
-    return json.loads(msg["text"])
-
-
-def until(ws, kind: str, n: int = 1, timeout: float = 30.0) -> list[dict]:
-    """Events up to and including the n-th of `kind`."""
-    out, end = [], time.monotonic() + timeout
-    while sum(e["type"] == kind for e in out) < n:
-        out.append(recv(ws, max(end - time.monotonic(), 0.1)))
-    return out
-
-
 def of(events: list[dict], kind: str) -> list[dict]:
     return [e for e in events if e["type"] == kind]
 
@@ -115,12 +96,6 @@ def text_item(ws, text: str, image: str | None = None) -> None:
     ws.send_json({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
                                                                "content": content}})
     ws.send_json({"type": "response.create"})
-
-
-def send_audio(ws, pcm: np.ndarray, chunk: int = 480) -> None:
-    for i in range(0, len(pcm), chunk):
-        ws.send_json({"type": "input_audio_buffer.append",
-                      "audio": base64.b64encode(pcm[i:i + chunk].astype("<i2").tobytes()).decode()})
 
 
 def connect(client, **kw):

@@ -18,6 +18,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.server.realtime_helpers import EnergyModel, opened, recv, until
 from vita.duplex.roles import Script
 from vita.duplex.session import SessionConfig
 from vita.server.audio_out import SpeechOut
@@ -25,17 +26,7 @@ from vita.server.engine import Engine
 from vita.server.limits import Limits
 from vita.server.realtime import RealtimeConfig
 from vita.speech.echo import GateConfig
-from vita.speech.vad import SileroModel, StreamingVAD, VADConfig
-
-
-class EnergyModel(SileroModel):
-    """A VAD 'model' that calls a window speech when its RMS is over 0.01."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def window(self, x: np.ndarray) -> float:
-        return float(np.sqrt(np.mean(x * x)) > 0.01)
+from vita.speech.vad import StreamingVAD, VADConfig
 
 
 def _forcing():
@@ -65,37 +56,12 @@ def make(model, kit):
     return build
 
 
-def recv(ws, timeout: float = 20.0) -> dict:
-    import anyio
-
-    async def get():
-        with anyio.fail_after(timeout):
-            return await ws._send_rx.receive()
-
-    msg = ws.portal.call(get)
-    assert msg["type"] == "websocket.send", msg
-    return json.loads(msg["text"])
-
-
-def until(ws, kind: str, timeout: float = 30.0) -> list[dict]:
-    out, end = [], time.monotonic() + timeout
-    while not out or out[-1]["type"] != kind:
-        out.append(recv(ws, max(end - time.monotonic(), 0.1)))
-    return out
-
-
 def item(ws, text: str, images: int = 0, kit=None) -> None:
     content = [{"type": "input_text", "text": text}]
     if images:
         content += [{"type": "input_image", "image_url": kit.data_url(kit.png(), "image/png")}] * images
     ws.send_json({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
                                                                "content": content}})
-
-
-def opened(ws) -> None:
-    assert recv(ws)["type"] == "session.created"
-    ws.send_json({"type": "session.update", "session": {"modalities": ["text"]}})
-    assert recv(ws)["type"] == "session.updated"
 
 
 def test_response_create_while_a_response_is_active(make):

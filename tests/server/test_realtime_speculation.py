@@ -24,25 +24,17 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
+from tests.server.realtime_helpers import EnergyModel, opened, recv, send_audio, until  # noqa: E402
 from vita.duplex.roles import Script  # noqa: E402
 from vita.server import realtime_roles, realtime_stats  # noqa: E402
 from vita.server.audio_out import SpeechOut  # noqa: E402
 from vita.server.engine import Engine  # noqa: E402
 from vita.server.realtime import RealtimeConfig, session_config  # noqa: E402
 from vita.speech.echo import GateConfig  # noqa: E402
-from vita.speech.vad import SileroModel, StreamingVAD  # noqa: E402
+from vita.speech.vad import StreamingVAD  # noqa: E402
 
 RATE = 16000
-
-
-class EnergyModel(SileroModel):
-    """A VAD 'model': a window is speech when its RMS is over 0.01."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def window(self, x: np.ndarray) -> float:
-        return float(np.sqrt(np.mean(x * x)) > 0.01)
+CHUNK = 640  # samples per append: 40 ms
 
 
 def tone(seconds: float, hz: float = 220.0) -> np.ndarray:
@@ -98,43 +90,11 @@ def make(model, kit):
     return build
 
 
-def recv(ws, timeout: float = 20.0) -> dict:
-    import anyio
-
-    async def get():
-        with anyio.fail_after(timeout):
-            return await ws._send_rx.receive()
-
-    msg = ws.portal.call(get)
-    assert msg["type"] == "websocket.send", msg
-    return json.loads(msg["text"])
-
-
-def until(ws, kind: str, timeout: float = 30.0) -> list[dict]:
-    out, end = [], time.monotonic() + timeout
-    while not out or out[-1]["type"] != kind:
-        out.append(recv(ws, max(end - time.monotonic(), 0.1)))
-    return out
-
-
 def nothing_for(ws, seconds: float) -> None:
     """No server event arrives within `seconds`."""
     with pytest.raises(TimeoutError):
         event = recv(ws, seconds)
         raise AssertionError(f"unexpected event {event['type']}: {event}")
-
-
-def send(ws, pcm: np.ndarray, chunk: int = 640) -> None:
-    for i in range(0, len(pcm), chunk):
-        ws.send_json({"type": "input_audio_buffer.append",
-                      "audio": base64.b64encode(pcm[i:i + chunk].tobytes()).decode()})
-
-
-def opened(ws, modalities: list[str]) -> None:
-    assert recv(ws)["type"] == "session.created"
-    ws.send_json({"type": "session.update", "session": {
-        "modalities": modalities, "input_audio_format": {"type": "audio/pcm", "rate": RATE}}})
-    assert recv(ws)["type"] == "session.updated"
 
 
 def wait_for(predicate, timeout: float = 10.0) -> None:
@@ -207,10 +167,10 @@ def spoken_turn(client, pieces: list[np.ndarray], modalities: list[str]) -> tupl
     its turn prepared and held back, and check that nothing reached the client meanwhile."""
     speculative = client.app.state.vita_realtime.config.session().speculative
     with client.websocket_connect("/v1/realtime") as ws:
-        opened(ws, modalities)
+        opened(ws, modalities, RATE)
         events = []
         for i, piece in enumerate(pieces):
-            send(ws, piece)
+            send_audio(ws, piece, CHUNK)
             if i == 0:
                 events.append(recv(ws))
                 assert events[-1]["type"] == "input_audio_buffer.speech_started"
@@ -297,11 +257,11 @@ def test_speech_resuming_mid_speculation(make, blocked):
     returns, nothing leaks, and the answer is the one computed for the whole utterance without speculation."""
     pieces = [np.concatenate([silence(0.2), tone(0.6), silence(0.16)]), np.concatenate([tone(0.4), silence(0.6)])]
     with make(speculative=True) as a, a.websocket_connect("/v1/realtime") as ws:
-        opened(ws, ["text"])
-        send(ws, pieces[0])
+        opened(ws, ["text"], RATE)
+        send_audio(ws, pieces[0], CHUNK)
         assert recv(ws)["type"] == "input_audio_buffer.speech_started"
         assert blocked["entered"].wait(10)
-        send(ws, pieces[1])  # speech resumes while the speculative job is blocked mid-prefill
+        send_audio(ws, pieces[1], CHUNK)  # speech resumes while the speculative job is blocked mid-prefill
         nothing_for(ws, 0.2)
         blocked["release"].set()
         events_a = [{"type": "input_audio_buffer.speech_started"}] + until(ws, "response.done")
@@ -320,8 +280,8 @@ def test_session_closed_mid_speculation(make, blocked, caplog):
     with make(speculative=True) as client:
         hub = client.app.state.vita_realtime
         with client.websocket_connect("/v1/realtime") as ws:
-            opened(ws, ["text"])
-            send(ws, np.concatenate([silence(0.2), tone(0.6), silence(0.16)]))
+            opened(ws, ["text"], RATE)
+            send_audio(ws, np.concatenate([silence(0.2), tone(0.6), silence(0.16)]), CHUNK)
             assert recv(ws)["type"] == "input_audio_buffer.speech_started"
             assert blocked["entered"].wait(10)
         wait_for(lambda: hub.active == 0, 5)  # while the model thread is still blocked in its step
@@ -329,7 +289,7 @@ def test_session_closed_mid_speculation(make, blocked, caplog):
         time.sleep(0.2)
         assert blocked["steps_after_release"] <= 1  # the step that was running returns; no further tick
         with client.websocket_connect("/v1/realtime") as ws:
-            opened(ws, ["text"])
+            opened(ws, ["text"], RATE)
             ws.send_json({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
                                                                        "content": [{"type": "input_text",
                                                                                     "text": "say Yes."}]}})
@@ -344,8 +304,8 @@ def test_speculation_is_not_a_response(make):
     """While a turn is only speculated on, the client has no response: response.cancel is refused as without
     speculation (and the speculation survives), input_audio_buffer.clear drops it with the audio."""
     with make(speculative=True) as client, client.websocket_connect("/v1/realtime") as ws:
-        opened(ws, ["text"])
-        send(ws, np.concatenate([silence(0.2), tone(0.6), silence(0.16)]))
+        opened(ws, ["text"], RATE)
+        send_audio(ws, np.concatenate([silence(0.2), tone(0.6), silence(0.16)]), CHUNK)
         assert recv(ws)["type"] == "input_audio_buffer.speech_started"
         wait_for(lambda: speculation_held(client))
         ws.send_json({"type": "response.cancel", "event_id": "c1"})
@@ -357,5 +317,5 @@ def test_speculation_is_not_a_response(make):
         assert recv(ws)["type"] == "input_audio_buffer.cleared"
         wait_for(lambda: not conn.session.busy, 5)
         assert not conn.session.speculating and conn.session.history == [] and not conn.session.stages
-        send(ws, silence(0.6))
+        send_audio(ws, silence(0.6), CHUNK)
         nothing_for(ws, 0.3)  # the cleared speech is never answered
