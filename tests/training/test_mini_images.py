@@ -15,20 +15,11 @@ import pytest
 import vita
 from vita.eval.normalize import normalize_answer
 from vita.training import mini_emoji
+from vita.training.mini_canvas import SIZES
 from vita.training.mini_emoji import CONCEPTS, has_line_glyph, plural, with_article
-from vita.training.mini_images import (
-    IMAGE_TASKS,
-    PHOTOS,
-    SIZES,
-    TEXT_FONTS,
-    _emoji_style,
-    emoji_item,
-    is_held_out_text,
-    line_split,
-    make_image,
-    text_font_paths,
-    text_words,
-)
+from vita.training.mini_emoji_images import _emoji_style, emoji_item, line_split
+from vita.training.mini_images import IMAGE_TASKS, PHOTOS, make_image
+from vita.training.mini_text_images import TEXT_FONTS, is_held_out_text, text_font_paths, text_words
 
 FONT_TASKS = ("emoji", "scene", "text")
 

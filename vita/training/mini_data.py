@@ -50,8 +50,9 @@ from typing import Any
 import numpy as np
 
 from vita.training.augment import DEFAULT_AUGMENT, NOISES, SNRS_DB, AugmentConfig, Plan, draw_plan, tag_ops
+from vita.training.mini_canvas import NUMBER_WORDS, ImageItem
 from vita.training.mini_chat import ChatPrompt, chat_prompts, chat_records, reference_answers
-from vita.training.mini_images import IMAGE_TASKS, NUMBER_WORDS, ImageItem, make_image
+from vita.training.mini_images import IMAGE_TASKS, make_image
 from vita.training.mini_speech import Clip, Speaker, VoicePool, eval_pool, train_pool
 from vita.training.mini_text import Corpus, antonym_question, load_corpus
 from vita.training.mini_videos import VIDEO_TASKS, VideoItem, make_video, write_video
