@@ -176,7 +176,7 @@ def test_slow_reader_is_disconnected_with_bounded_memory(model, kit):
     `slow_consumer` when it can still be written, then close), instead of buffering without bound."""
     import threading
 
-    from tests.server.test_hostile import _rss_mb
+    from tests.server.hostile_helpers import rss_mb
 
     limits = Limits(max_realtime_outbox_events=64)
     app = kit.make_app(Engine(model), limits=limits, realtime=RealtimeConfig(forcing=_forcing),
@@ -193,13 +193,13 @@ def test_slow_reader_is_disconnected_with_bounded_memory(model, kit):
                     sock.sendall(junk)
                     sent[0] += 16
 
-        base, t0 = _rss_mb(), time.monotonic()
+        base, t0 = rss_mb(), time.monotonic()
         threading.Thread(target=flood, daemon=True).start()
         while not hub.active and time.monotonic() - t0 < 5:
             time.sleep(0.01)
         peak = base
         while hub.active and time.monotonic() - t0 < 20:
-            peak = max(peak, _rss_mb())
+            peak = max(peak, rss_mb())
             time.sleep(0.01)
         took = time.monotonic() - t0
         stop.set()
@@ -214,7 +214,7 @@ def test_slow_reader_is_disconnected_with_bounded_memory(model, kit):
 def test_long_spoken_conversation_keeps_answering_with_bounded_memory(make):
     """60 turns of 20 s of 'speech' (a tone) each: every turn answered; the session's history stays within
     history_turns and the prompt within the cache (positions), whatever the number of turns."""
-    from tests.server.test_hostile import _rss_mb
+    from tests.server.hostile_helpers import rss_mb
 
     rate, chunk = 16000, 16000
     tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(20 * rate) / rate) * 32767).astype("<i2")
@@ -238,7 +238,7 @@ def test_long_spoken_conversation_keeps_answering_with_bounded_memory(make):
                        for p in t.content if hasattr(p, "source"))
             sizes.append((len(s.history), held, len(conn.out.states), len(s.stages)))
             if _turn in (20, 59):
-                rss.append(_rss_mb())
+                rss.append(rss_mb())
         assert max(n for n, *_ in sizes) <= s.config.history_turns
         assert max(held for _, held, *_ in sizes) <= s.config.history_turns * 21 * rate  # samples of audio held
         # flat: turn 60 holds what turn 21 held (utterance lengths vary by a VAD window)
@@ -256,7 +256,7 @@ def test_healthz_answers_while_a_session_decodes_a_big_image(model, kit):
     from PIL import Image
     from websockets.sync.client import connect
 
-    from tests.server.test_hostile import FIGURES, Watch
+    from tests.server.hostile_helpers import FIGURES, Watch
 
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (1600, 2400, 3), dtype=np.uint8)).save(buf, "JPEG",
