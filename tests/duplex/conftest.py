@@ -41,3 +41,11 @@ def voices(piper, tmp_path_factory) -> dict[str, np.ndarray]:
         sf.write(folder / f"{name}.wav", pcm, RATE)
         out[name] = pcm
     return out
+
+
+@pytest.fixture(scope="module")
+def voice(piper):
+    """Piper replies memoized per clause (`session_harness.Voice`), one memo per test module."""
+    from tests.duplex.session_harness import Voice
+
+    return Voice(piper)
