@@ -3,7 +3,7 @@ canonical layout (`load_canonical`).
 
 The model is built on the meta device and every tensor is assigned from the (memory-mapped, or lazily mapped)
 source after a strict name and shape check, so peak memory is about one copy of the weights in the target dtype.
-This module imports no format: the formats import it, and `vita.checkpoint.load` dispatches between them.
+This module imports no format reader: the readers import it, and `vita.checkpoint.load` dispatches between them.
 """
 
 from __future__ import annotations
