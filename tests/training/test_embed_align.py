@@ -1,0 +1,119 @@
+"""vita.training.embed_align: the projector and the audio adapter pre-aligned onto the LLM's token embeddings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import vita
+from vita.checkpoint.convert import save_canonical
+from vita.checkpoint.load import load_model
+from vita.training.embed_align import (
+    EmbeddingScorer,
+    audio_error_rate,
+    main,
+    spoken_text,
+    vision_recall,
+)
+
+
+def test_scorer_ranks_an_embedding_row_first_and_blank_at_column_zero() -> None:
+    torch.manual_seed(0)
+    emb = torch.randn(50, 8)
+    vocab = [3, 7, 11, 20]
+    scorer = EmbeddingScorer(emb, vocab, blank=True)
+    scores = scorer(torch.stack([emb[7], emb[20], emb.mean(0)]))  # [3, 1 + 4]
+    assert scores.shape == (3, 5)
+    assert scores.argmax(-1).tolist() == [scorer.index[7], scorer.index[20], 0]  # the blank centre is the mean row
+    assert scorer.index == {3: 1, 7: 2, 11: 3, 20: 4}
+    assert EmbeddingScorer(emb, vocab, blank=False).index[3] == 0
+
+
+def test_metrics_count_errors_and_hits() -> None:
+    # greedy CTC: repeats collapse, blanks (0) drop: [5, 5, 0, 6, 0, 6] -> [5, 6, 6] vs target [5, 6]: one insertion
+    assert audio_error_rate([(torch.tensor([5, 5, 0, 6, 0, 6]), torch.tensor([5, 6]))]) == pytest.approx(0.5)
+    assert audio_error_rate([(torch.tensor([0, 5, 0, 6]), torch.tensor([5, 6]))]) == 0.0
+    # caption tokens 4 and 9: only 4 is some token's nearest entry
+    assert vision_recall([(torch.tensor([4, 4, 2]), torch.tensor([4, 9]))]) == pytest.approx(0.5)
+
+
+def test_reply_text_drops_the_state_token() -> None:
+    rec = {"conversations": [{"from": "human", "value": "x"}, {"from": "gpt", "value": "<3>Hello there."}]}
+    assert spoken_text(rec, "r", "vision") == "Hello there."
+    with pytest.raises(vita.errors.DataError, match="no assistant reply"):
+        spoken_text({"conversations": [{"from": "human", "value": "x"}]}, "r", "vision")
+
+
+def _data(root: Path, n: int) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    words = ["red", "blue", "green", "cat", "dog", "sun"]
+    vis, aud = [], []
+    for i in range(n):
+        arr = np.full((48, 48, 3), (i * 40 % 255, 90, 200 - i * 10), np.uint8)
+        Image.fromarray(arr).save(root / f"im{i}.png")
+        caption = f"A {words[i % 6]} thing."
+        vis.append({"image": f"im{i}.png", "conversations": [{"from": "human", "value": "<image>\n"},
+                                                              {"from": "gpt", "value": caption}]})
+        t = np.arange(16000 + 800 * i) / 16000
+        sf.write(root / f"a{i}.wav", (0.2 * np.sin(2 * np.pi * (200 + 50 * i) * t)
+                                      + 0.01 * rng.standard_normal(t.shape)).astype(np.float32), 16000)
+        said = f"<3>{words[i % 6]} {words[(i + 1) % 6]}"
+        aud.append({"audio": f"a{i}.wav", "conversations": [{"from": "human", "value": "Transcribe.<audio>"},
+                                                             {"from": "gpt", "value": said}]})
+    (root / "vision.json").write_text(json.dumps(vis))
+    (root / "audio.json").write_text(json.dumps(aud))
+    return root / "vision.json", root / "audio.json"
+
+
+@pytest.fixture(scope="module")
+def aligned(tmp_path_factory) -> tuple[Path, list[Path]]:
+    root = tmp_path_factory.mktemp("ea")
+    vision, audio = _data(root, 24)
+    vm = vita.load("tiny-random")
+    save_canonical(vm.model.config, vm.model.state_dict(), vm.tokenizer, root / "base")
+    outs = []
+    for name in ("a", "b"):
+        args = ["--model", str(root / "base"), "--vision", str(vision), "--audio", str(audio),
+                "--out", str(root / name), "--epochs", "6"]
+        assert main(args) == 0
+        outs.append(root / name)
+    return root, outs
+
+
+def test_alignment_learns_and_touches_only_the_two_parts(aligned) -> None:
+    root, (out, _) = aligned
+    summary = json.loads((out / "embed_align.json").read_text())
+    for kind in ("audio", "vision"):
+        epochs = summary[kind]["epochs"]
+        assert epochs[-1]["train_loss"] < epochs[0]["train_loss"] - 0.05, (kind, epochs)
+        assert summary[kind]["held_out"] == 1 and summary[kind]["train"] == 23
+    base, _ = load_model(root / "base")
+    new, _ = load_model(out)
+    before, after = base.state_dict(), new.state_dict()
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("vision_projector.", "audio_adapter.")) for k in changed)
+    assert {k.split(".")[0] for k in changed} == {"vision_projector", "audio_adapter"}
+
+
+def test_alignment_is_reproducible(aligned) -> None:
+    _, (a, b) = aligned
+    first, second = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_cli_refuses_a_non_empty_output_and_missing_data(aligned, tmp_path, capsys) -> None:
+    root, (out, _) = aligned
+    assert main(["--model", str(root / "base"), "--vision", str(root / "vision.json"), "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["--model", str(root / "base"), "--out", str(tmp_path / "x")]) == 2
+    assert main(["--model", str(root / "base"), "--audio", str(tmp_path / "nope.json"),
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "cannot read the training data" in capsys.readouterr().err
