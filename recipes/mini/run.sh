@@ -22,6 +22,7 @@ stamp start
 [ -f "$OUT/skeleton/config.json" ] || $VITA mini assemble --untrained --tower "$TOWER" --out "$OUT/skeleton"
 stamp prepared
 STAGE1=()
+STAGE2=()
 if [ "$TOWER" = scratch ]; then
     $PY -m vita.training.tower_pretrain --init "$OUT/skeleton" --data "$VITA_MINI_DATA/train/vision_align.json" \
         --out "$OUT/tower" --epochs 10
@@ -35,12 +36,23 @@ elif [ "${VITA_MINI_INPUT_NORM:-0}" = 1 ]; then
     [ -f "$OUT/skeleton_std/config.json" ] || $PY -m vita.training.feature_stats --model "$OUT/skeleton" \
         --data "$VITA_MINI_DATA/train/vision_align.json" --out "$OUT/skeleton_std"
     export VITA_MINI_INIT=$OUT/skeleton_std
+elif [ "${VITA_MINI_EMBED_ALIGN:-1}" = 1 ]; then
+    # the projector and the audio adapter first learn to write the LLM's own token embeddings (CTC on transcripts,
+    # caption words for images: vita.training.embed_align); stages 1 and 2 then refine them at a lower rate
+    [ -f "$OUT/aligned/config.json" ] || $PY -m vita.training.embed_align --model "$OUT/skeleton" \
+        --vision "$VITA_MINI_DATA/train/vision_align.json" \
+        --audio "$VITA_MINI_DATA/train/audio_align.json" "$VITA_MINI_DATA/train/instruct.json" \
+        --out "$OUT/aligned" --epochs "${VITA_MINI_ALIGN_EPOCHS:-8}" --cache "$OUT/tower_cache" | tee "$OUT/aligned.log"
+    export VITA_MINI_INIT=$OUT/aligned
+    STAGE1=(optim.lr=3.0e-4 schedule.total_steps=200)
+    STAGE2=(optim.lr=3.0e-4 schedule.total_steps=120)
+    stamp aligned
 else
     export VITA_MINI_INIT=$OUT/skeleton
 fi
 $VITA train --recipe recipes/mini/stage1_vision_align.yaml --output "$OUT/stage1" "${STAGE1[@]}"
 stamp stage1
-$VITA train --recipe recipes/mini/stage2_audio_align.yaml --output "$OUT/stage2"
+$VITA train --recipe recipes/mini/stage2_audio_align.yaml --output "$OUT/stage2" "${STAGE2[@]}"
 stamp stage2
 $VITA train --recipe recipes/mini/stage3_instruct.yaml --output "$OUT/stage3"
 stamp stage3

@@ -269,6 +269,15 @@ def _cosine(step: int, total: int) -> float:
     return min(1.0, (step + 1) / warm) * 0.5 * (1.0 + math.cos(math.pi * min(step / total, 1.0)))
 
 
+def _batches(items: list[Item], batch: int, gen: torch.Generator) -> list[list[Item]]:
+    """A shuffled epoch in batches of similar length (little padding: a video has 16x an image's rows), the batches
+    themselves in random order."""
+    order = torch.randperm(len(items), generator=gen).tolist()
+    order.sort(key=lambda j: items[j].features.shape[0])  # stable: equal lengths keep their random order
+    chunks = [order[i:i + batch] for i in range(0, len(order), batch)]
+    return [[items[j] for j in chunks[c]] for c in torch.randperm(len(chunks), generator=gen).tolist()]
+
+
 def fit(part: nn.Module, scorer: EmbeddingScorer, items: list[Item], loss_fn, metric, *, epochs: int,
         batch: int, lr: float, seed: int, log) -> dict:
     """AdamW over `part` and the scorer's own parameters, cosine LR; returns held-out figures per epoch."""
@@ -283,9 +292,7 @@ def fit(part: nn.Module, scorer: EmbeddingScorer, items: list[Item], loss_fn, me
     for epoch in range(epochs):
         t0, total = time.perf_counter(), 0.0
         part.train()
-        order = torch.randperm(len(train), generator=gen).tolist()
-        for i in range(0, len(order), batch):
-            chunk = [train[j] for j in order[i:i + batch]]
+        for chunk in _batches(train, batch, gen):
             loss, _ = loss_fn(part, scorer, chunk, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
