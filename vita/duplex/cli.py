@@ -227,7 +227,7 @@ def run_mic(args: argparse.Namespace) -> int:
                 seg = e.pcm[: max(len(out) - at, 0)]
                 out[at : at + len(seg)] += seg
             _print(e, args.json)
-        if i > len(mic) - int(args.tail * 16000) and not session.busy and not session.vad.in_speech:
+        if i > len(mic) - int(args.tail * 16000) and not session.busy and not session.user_speaking:
             break
     if args.out:
         import soundfile as sf

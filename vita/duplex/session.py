@@ -1,7 +1,8 @@
 """The duplex session: a pure state machine over typed events (no sockets, threads or sleeps), on a given clock.
 
-    feed(AudioIn | VideoFrame | TextIn) -> events     cheap: echo gate, VAD, pause/resume, playback release
-    tick() -> events                                  ONE bounded unit of model/TTS work, then playback release
+    feed(InEvent) -> events     cheap: echo gate, VAD, pause/resume, playback release; queries (TextIn, Ask) and
+                                control (Commit, Clear, Cancel, DropTurn, Configure) are input events too
+    tick() -> events            ONE bounded unit of model/TTS work, then playback release
 
 Two roles share the weights; each owns a KV cache (`roles.RoleCache`). The speaking role decodes the current
 reply; the other one listens. Flow (reference/duplex-design.md):
@@ -46,10 +47,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vita.duplex.events import (
+    Ask,
     AudioIn,
     AudioOut,
     Backchannel,
+    Cancel,
+    Clear,
     Clock,
+    Commit,
+    Configure,
+    DropTurn,
     InEvent,
     OutEvent,
     PlaybackPaused,
@@ -225,76 +232,79 @@ class Session:
         may block in `tts.wait()` for it."""
         return self.reply is not None and self.tts.pending and not self.tts.ready and not self.has_work
 
+    @property
+    def user_speaking(self) -> bool:
+        """The VAD holds an open speech segment (what a `Commit` would close)."""
+        return self.vad.in_speech
+
+    @property
+    def responding(self) -> bool:
+        """A reply is active or a committed turn is being decided: what a `Cancel` stops (a turn only speculated on
+        is invisible to the transport)."""
+        return self.reply is not None or (self.listening is not None and not self.listening.speculative)
+
+    @property
+    def deciding(self) -> bool:
+        """A turn (committed or speculated on) whose state token is not read yet."""
+        return self.listening is not None and not self.listening.job.state_resolved
+
+    @property
+    def vad_config(self) -> VADConfig:
+        """The VAD settings in force (`Configure` replaces them)."""
+        return self.vad.config
+
     # ---- input -------------------------------------------------------------------------------------------------
     def feed(self, event: InEvent) -> list[OutEvent]:
+        """Apply one input event (`vita.duplex.events`): returns the events it caused, playback due now included."""
         events: list[OutEvent] = []
         if isinstance(event, AudioIn):
             # the clock time of mic sample 0: feeding late (a backlog) only makes the estimate larger, so keep the min
-            seen = self.frontend.mic_pos + len(self.frontend._pending) + len(event.pcm)
+            seen = self.frontend.received + len(event.pcm)
             self._mic_t0 = min(self._mic_t0, self.clock.now() - seen / SAMPLE_RATE)
             for ev in self.vad.step(self.frontend.step(event.pcm)):
                 self._on_vad(ev, events)
             self._commit_early(events)
         elif isinstance(event, VideoFrame):
             self._frames.append((self.clock.now() if event.t is None else event.t, event.image))
-        elif isinstance(event, TextIn):
-            self._ask([event.text], events)
+        elif isinstance(event, (TextIn, Ask)):
+            utt = self._utterance([event.text] if isinstance(event, TextIn) else list(event.parts), None)
+            self._stamp(utt.id, "vad_end")
+            self._listen(utt, events)
+        elif isinstance(event, Commit):
+            for ev in self.vad.flush():
+                self._on_vad(ev, events)
+        elif isinstance(event, Clear):
+            self.vad.discard()
+            self._drop_speculation()
+            self._continues = None
+            self._maybe_resume(events)
+        elif isinstance(event, Cancel):
+            if self.reply is not None:
+                self._cancel_reply(events)
+            else:
+                self._drop_turn()
+        elif isinstance(event, DropTurn):
+            self._drop_turn()
+        elif isinstance(event, Configure):
+            self.vad.config = event.vad
+            self.engine.system = event.system
         else:
             raise TypeError(f"unknown input event {type(event).__name__}")
         self._release(events)
+        self._trim_history()
         return events
 
-    def ask(self, parts: list[Part]) -> list[OutEvent]:
-        """A typed query with optional images (`str` and `Image` parts), answered like `feed(TextIn(...))`."""
-        events: list[OutEvent] = []
-        self._ask(parts, events)
-        self._release(events)
-        return events
+    def _trim_history(self) -> None:
+        """Only the latest `history_turns` turns are ever read: the rest is dropped (a long session stays bounded)."""
+        if len(self.history) > self.config.history_turns:
+            del self.history[: len(self.history) - self.config.history_turns]
 
-    def cancel(self) -> tuple[list[OutEvent], int | None]:
-        """Stop what the session is doing: the speaking reply (history keeps what was heard) or, failing that,
-        the utterance being decided. Returns the events and the id of the cancelled reply (None if none spoke)."""
-        events: list[OutEvent] = []
-        reply_id = None
-        if self.reply is not None:
-            reply_id = self.reply.id
-            self._cancel_reply(events)
-        else:
-            self.drop_utterance()
-        return events, reply_id
-
-    def clear_input(self) -> list[OutEvent]:
-        """Drop the open (uncommitted) utterance and whatever was prepared for it, without a trace."""
-        events: list[OutEvent] = []
-        self.vad.discard()
-        self._drop_speculation()
-        self._continues = None
-        self._maybe_resume(events)
-        return events
-
-    def drop_utterance(self) -> None:
-        """Drop the utterance being decided or speculated on (its job failed: the transport reports why)."""
+    def _drop_turn(self) -> None:
         if self.listening is not None:
             if self.listening.rendering:
                 self.tts.cancel()
             self.listening.job.cancel()
             self.listening = None
-
-    def set_vad(self, config: VADConfig) -> None:
-        """New VAD settings (thresholds, silences) from the next audio on; an open segment keeps its audio."""
-        self.vad.config = config
-
-    def _ask(self, parts: list[Part], events: list[OutEvent]) -> None:
-        utt = self._utterance(parts, None)
-        self._stamp(utt.id, "vad_end")
-        self._listen(utt, events)
-
-    def end_of_input(self) -> list[OutEvent]:
-        """The mic stream ended: close an open utterance."""
-        events: list[OutEvent] = []
-        for ev in self.vad.flush():
-            self._on_vad(ev, events)
-        return events
 
     def _on_vad(self, ev, events: list[OutEvent]) -> None:
         now, r, cfg = self.clock.now(), self.reply, self.config
@@ -504,6 +514,7 @@ class Session:
                 if len(chunk.pcm) and self.reply is not None:
                     self._stamp(self.reply.utterance.id, "first_tts")
         self._release(events)
+        self._trim_history()
         return events
 
     def _decide(self, events: list[OutEvent]) -> None:

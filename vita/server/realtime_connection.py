@@ -87,7 +87,7 @@ class Connection:
             self.session = await self.state.worker.call(self._build)
             if self.voice is None or self.voice.synth is None:
                 self.settings.modalities = ("text",)
-            vad = self.session.vad.config  # the server's VAD settings until a session.update changes them
+            vad = self.session.vad_config  # the server's VAD settings until a session.update changes them
             self.settings.threshold, self.settings.silence_duration_ms = vad.start_threshold, int(vad.min_silence_ms)
             self.settings.prefix_padding_ms = int(vad.pre_roll_ms)
             self.send({"type": "session.created", "event_id": new_id("event"), "session": self.settings.wire()})
@@ -305,11 +305,9 @@ class Connection:
                 elif s.busy:
                     out += s.tick()  # no unit of work: only releases playback (no model)
                 failures = 0
-                if len(s.history) > s.config.history_turns:  # the session reads only these: drop the rest
-                    del s.history[: len(s.history) - s.config.history_turns]
             except PromptError as exc:  # the utterance cannot fit: the client's to fix, not an internal error
                 speculative = s.speculating
-                s.drop_utterance()
+                out += s.feed(ev.DropTurn())
                 if not speculative:  # a speculation is redone at the commit, which reports it (once)
                     self.send(error_event(RealtimeError(str(exc), code="context_length_exceeded")))
                     self.out.awaiting = False
@@ -318,9 +316,9 @@ class Connection:
                 failures += 1
                 self.send(error_event(RealtimeError("internal error while answering (the server log has the "
                                                     "details)", code="server_error", type="server_error")))
-                s.drop_utterance()
+                out += s.feed(ev.DropTurn())
                 self.out.awaiting = False
-                out += s.cancel()[0]  # the speaking reply, if any
+                out += s.feed(ev.Cancel())  # the speaking reply, if any
                 if failures >= 3:  # not one broken reply: the worker itself (server shutting down)
                     self._emit(out)
                     await self.ws.close(code=1011)
@@ -343,9 +341,8 @@ class Connection:
             out += s.tick()
             if not s.has_work or (urgent and not s.turn_pending):
                 break
-            lst, spent = s.listening, time.monotonic() - t0
-            deciding = urgent and lst is not None and not lst.job.state_resolved
-            if spent > (self.config.turn_max_s if deciding else budget):
+            deciding = urgent and s.deciding
+            if time.monotonic() - t0 > (self.config.turn_max_s if deciding else budget):
                 break
         return out
 
@@ -363,29 +360,27 @@ class Connection:
         assert s is not None
         if kind == "settings":
             st = self.settings
-            s.set_vad(replace(s.vad.config, start_threshold=st.threshold,
-                              end_threshold=max(st.threshold - 0.15, 0.01),
-                              min_silence_ms=float(st.silence_duration_ms), pre_roll_ms=float(st.prefix_padding_ms)))
-            s.engine.system = st.instructions
+            vad = replace(s.vad_config, start_threshold=st.threshold, end_threshold=max(st.threshold - 0.15, 0.01),
+                          min_silence_ms=float(st.silence_duration_ms), pre_roll_ms=float(st.prefix_padding_ms))
+            out += s.feed(ev.Configure(vad, st.instructions))
             if self.voice is not None:
                 self.voice.enabled = "audio" in st.modalities and self.voice.synth is not None
         elif kind == "respond":
-            out += s.ask(list(action[1]))
+            out += s.feed(ev.Ask(tuple(action[1])))
         elif kind == "input_audio_buffer.commit":
-            if not s.vad.in_speech:
+            if not s.user_speaking:
                 self.send(error_event(RealtimeError("no speech is open in the input audio buffer",
                                                     code="input_audio_buffer_commit_empty", event_id=action[1])))
-            out += s.end_of_input()
+            out += s.feed(ev.Commit())
         elif kind == "input_audio_buffer.clear":
-            out += s.clear_input()
+            out += s.feed(ev.Clear())
             self.out.item_id = None
             self.send({"type": "input_audio_buffer.cleared", "event_id": new_id("event")})
         elif kind == "response.cancel":
             self.out.awaiting = False
-            if s.reply is not None or (s.listening is not None and not s.speculating):
-                events, reply_id = s.cancel()
-                if reply_id is not None:
-                    self.out.client_cancelled.add(reply_id)
+            if s.responding:
+                events = s.feed(ev.Cancel())
+                self.out.client_cancelled.update(e.reply_id for e in events if isinstance(e, ev.ReplyCancelled))
                 out += events
             else:  # (a turn only speculated on is not a response: the client cannot see it)
                 self.send(error_event(RealtimeError("there is no active response to cancel",
