@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 
 from vita.duplex.scenarios import ScenarioError, load_scenario_file
-from vita.duplex.session import STAGES, SessionConfig
+from vita.duplex.session import SessionConfig
+from vita.duplex.stages import STAGES
 from vita.speech.vad import SAMPLE_RATE, WINDOW, VADConfig
 
 KEYS = {"response_ms_p50", "response_ms_p90", "stop_ms_p50", "stop_ms_p90", "false_trigger_rate", "miss_rate",

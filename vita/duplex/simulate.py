@@ -22,7 +22,7 @@ Metrics (true times from the script, not from the VAD):
     success-reply      that reply's text is the one scripted for the barge-in question (rate over barge-ins)
     stages             per answered query: vad_end (turn committed - true end), then each stage's time since the
                        previous one, clipped at 0 (features/encoder, prefill, state token, first text, first TTS
-                       chunk, first audio); see `vita.duplex.session.STAGES`
+                       chunk, first audio); see `vita.duplex.stages.STAGES`
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from vita.duplex.events import (
 )
 from vita.duplex.roles import Script
 from vita.duplex.scenarios import RATE, Scenario, Segment, builtin_scenarios
-from vita.duplex.session import STAGES
+from vita.duplex.stages import STAGES
 from vita.processor import Turn
 
 standard_scenarios = builtin_scenarios  # the earlier name
