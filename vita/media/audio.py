@@ -24,9 +24,9 @@ from torch.nn import functional as F
 from vita.config import FbankConfig
 from vita.errors import MediaError
 
-__all__ = ["AudioSource", "AudioTooLong", "MAX_RATE", "MIN_RATE", "TARGET_RATE", "load_audio", "resample"]
+__all__ = ["AudioSource", "AudioTooLong", "MAX_RATE", "MIN_RATE", "SAMPLE_RATE", "load_audio", "resample"]
 
-TARGET_RATE = 16000
+SAMPLE_RATE = 16000  # Hz: every waveform the models, the VAD and the duplex session see
 AudioSource = str | Path | bytes | bytearray | np.ndarray | torch.Tensor
 
 # File signatures libsndfile handles; anything else goes to PyAV.
@@ -329,7 +329,7 @@ def load_audio(
     sample_rate: int | None = None,
     *,
     require_rate: int | None = None,
-    target_rate: int = TARGET_RATE,
+    target_rate: int = SAMPLE_RATE,
     name: str | None = None,
     max_seconds: float | None = None,
 ) -> torch.Tensor:

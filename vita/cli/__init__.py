@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # sub-commands that live with their subsystem register themselves
     from vita.checkpoint import download as download_cmd
-    from vita.duplex import cli as duplex_cli
+    from vita.cli import bench as bench_cli
+    from vita.cli import chat as chat_cli
     from vita.eval import run as eval_run
     from vita.server import cli as serve_cli
     from vita.training import mini_cli, mini_data, negatives, vocab
@@ -220,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     mini_data.add_parser(data_sub)
     vocab.add_parser(sub)
     eval_run.add_parser(sub)
-    duplex_cli.add_parser(sub)
-    duplex_cli.add_bench_parser(bsub)
+    chat_cli.add_parser(sub)
+    bench_cli.add_duplex_parser(bsub)
     train_cmd.add_parser(sub)
     mini_cli.add_parser(sub)
     download_cmd.add_parser(sub)
@@ -259,7 +260,3 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, UnicodeDecodeError):
         text = f"a file is not UTF-8 text ({text})"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-if __name__ == "__main__":
-    sys.exit(main())
