@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from vita.config import SAMPLE_RATE
+
 if TYPE_CHECKING:
     from vita.processor import Part
     from vita.speech.vad import VADConfig
@@ -147,7 +149,7 @@ class AudioOut:
     t: float
     reply_id: int
     pcm: np.ndarray = field(repr=False)  # [N] float32 at sample_rate: play now
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
 
 
 @dataclass(frozen=True)

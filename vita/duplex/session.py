@@ -28,6 +28,7 @@ from collections import deque
 
 import numpy as np
 
+from vita.config import SAMPLE_RATE
 from vita.duplex.events import (
     Ask,
     AudioIn,
@@ -67,11 +68,11 @@ from vita.duplex.turn_taking import (
     pick,
     prompt,
 )
+from vita.media.audio import resample
 from vita.processor import Audio, Image, Part, Turn
 from vita.speech.echo import MicFrontEnd
 from vita.speech.tts import StreamingTTS
 from vita.speech.vad import (
-    SAMPLE_RATE,
     SpeechDiscarded,
     SpeechEnded,
     SpeechPaused,
@@ -81,14 +82,6 @@ from vita.speech.vad import (
     VADConfig,
 )
 from vita.tokens import STATE_NOT_QUERY
-
-
-def _to_16k(pcm: np.ndarray, rate: int) -> np.ndarray:
-    """Rough resampling for the echo reference (levels only)."""
-    if rate == SAMPLE_RATE or len(pcm) == 0:
-        return pcm
-    n = max(int(round(len(pcm) * SAMPLE_RATE / rate)), 1)
-    return np.interp(np.linspace(0, len(pcm) - 1, n), np.arange(len(pcm)), pcm).astype(np.float32)
 
 
 class Session:
@@ -496,7 +489,7 @@ class Session:
             events.append(AudioOut(now, r.id, pcm, self.playout.rate))
             self._stamp(r.utterance.id, "first_audio")
             at = int((now - self._mic_t0) * SAMPLE_RATE) if self._mic_t0 < float("inf") else None
-            self.frontend.play(_to_16k(pcm, self.playout.rate), at=at)  # the mic records it from now on
+            self.frontend.play(resample(pcm, self.playout.rate, SAMPLE_RATE), at=at)  # the mic records it from now on
         if r.text_closed and not self.tts.pending and self.playout.buffered == 0:
             self.history.append(Turn("assistant", r.job.raw_text()))
             events.append(ReplyFinished(now, r.id, r.text.strip()))

@@ -98,9 +98,9 @@ def serve(args: argparse.Namespace) -> int:
     name = args.model_name or Path(args.model.rstrip("/")).name
     speech = None  # issue 14: None = the packaged Piper voice; the model's own VITA-1.5 voice when chosen
     if resolve_voice(args.voice, args.model) == "vita15":
-        from vita.server.audio_out import SAMPLE_RATE, SpeechOut
+        from vita.server.audio_out import OUTPUT_RATE, SpeechOut
 
-        speech = SpeechOut(voice_factory("vita15", model, args.model, SAMPLE_RATE))
+        speech = SpeechOut(voice_factory("vita15", model, args.model, OUTPUT_RATE))
     app = create_app(Engine(model, max_new_tokens=limits.max_new_tokens), model_id=name, limits=limits, api_key=key,
                      allow_remote_media=args.allow_remote_media, allowed_hosts=args.allow_host,
                      allowed_origins=args.allow_origin, speech=speech,

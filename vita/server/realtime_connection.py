@@ -24,20 +24,21 @@ from collections import deque
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from starlette.websockets import WebSocket
 
+from vita.config import SAMPLE_RATE
 from vita.duplex import events as ev
 from vita.duplex.session import Session
 from vita.errors import PromptError
+from vita.media.audio import StreamResampler
 from vita.processor import Image, Part
 from vita.server.errors import APIError
 from vita.server.limits import count_json_values
 from vita.server.realtime_emit import Emitter
 from vita.server.realtime_events import (
     OUTPUT_RATE,
-    RATE,
     RealtimeError,
-    Resampler,
     Settings,
     decode_pcm16,
     error_event,
@@ -71,7 +72,7 @@ class Connection:
         self.closing = asyncio.Event()  # set with `close_reason` to end the connection (slow reader)
         self.close_reason: RealtimeError | None = None
         self.out = Emitter(self.settings, self.send)  # session events -> server events, response bookkeeping
-        self.resampler = Resampler(self.settings.input_rate)
+        self.resampler = StreamResampler(self.settings.input_rate)  # -> 16 kHz
         self.session: Session | None = None
         self.voice: Voice | None = None
         self.speech: SpeechWorker | None = None
@@ -258,20 +259,20 @@ class Connection:
             raise RealtimeError("audio output unavailable (install the speech extra)", code="audio_unavailable",
                                 param="session.modalities")
         if self.settings.input_rate != rate:
-            self.resampler = Resampler(self.settings.input_rate)
+            self.resampler = StreamResampler(self.settings.input_rate)
         self._post(("settings",))
         self.send({"type": "session.updated", "event_id": new_id("event"), "session": self.settings.wire()})
 
     def _append(self, data: str) -> None:
         cap = self.limits.max_realtime_buffer_seconds
         claimed = len(data) * 3 // 8 / self.settings.input_rate  # seconds, from the base64 length alone
-        if (self.buffered / RATE) + claimed > cap + 0.1:
-            raise RealtimeError(f"{self.buffered / RATE:.1f} s of audio are waiting and this append holds "
+        if (self.buffered / SAMPLE_RATE) + claimed > cap + 0.1:
+            raise RealtimeError(f"{self.buffered / SAMPLE_RATE:.1f} s of audio are waiting and this append holds "
                                 f"{claimed:.1f} s (--max-realtime-buffer-seconds {cap}): this append was dropped; "
                                 "send audio in real time", code="buffer_full", param="audio")
-        pcm = self.resampler(decode_pcm16(data))
-        if (self.buffered + len(pcm)) / RATE > cap:
-            raise RealtimeError(f"{self.buffered / RATE:.1f} s of audio are waiting to be processed "
+        pcm = self.resampler(decode_pcm16(data).astype(np.float32) / 32768.0)
+        if (self.buffered + len(pcm)) / SAMPLE_RATE > cap:
+            raise RealtimeError(f"{self.buffered / SAMPLE_RATE:.1f} s of audio are waiting to be processed "
                                 f"(--max-realtime-buffer-seconds {cap}): this append was dropped; send audio in "
                                 "real time", code="buffer_full", param="audio")
         self.buffered += len(pcm)

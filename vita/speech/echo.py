@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vita.config import SAMPLE_RATE
 from vita.speech.vad import as_float_pcm
 
-SAMPLE_RATE = 16000
 FRAME = 160  # 10 ms
 _SILENT_DB = -120.0
 

@@ -25,10 +25,10 @@ from typing import Any, Literal
 import numpy as np
 import soundfile as sf
 
+from vita.config import SAMPLE_RATE
 from vita.errors import DataError, run_command
 from vita.media.audio import load_audio
 
-RATE = 16000
 GENERATED = ("white", "pink", "babble")
 KINDS = ("query", "chatter", "noise")
 PEAK = 0.99
@@ -162,7 +162,7 @@ class NoiseBank:
         if len(others) >= 2:
             picks = rng.choice(others, size=talkers, replace=len(others) < talkers)
             return _unit_rms(sum(_unit_rms(_loop_crop(self.speech[i], n, rng)) for i in picks))
-        t = np.arange(n) / RATE
+        t = np.arange(n) / SAMPLE_RATE
         voices = [pink_noise(n, rng) * (1 + np.sin(2 * np.pi * rng.uniform(3, 6) * t + rng.uniform(0, 6.3)))
                   for _ in range(talkers)]
         return _unit_rms(sum(voices))
@@ -218,7 +218,7 @@ def generate_negatives(cfg: NegativesConfig) -> Path:
     for i, kind in enumerate(plan):
         rel = f"audio/{i:05d}_{kind}.wav"
         if kind == "noise":
-            n = int(round(rng.uniform(*cfg.noise_seconds) * RATE))
+            n = int(round(rng.uniform(*cfg.noise_seconds) * SAMPLE_RATE))
             noise, name = bank.draw(n, rng)
             level = float(rng.uniform(*cfg.noise_level_db))
             wave = noise * 10 ** (level / 20)
@@ -236,7 +236,7 @@ def generate_negatives(cfg: NegativesConfig) -> Path:
             reply = entry.answer if kind == "query" else ""
             records.append(_record(i, kind, rel, reply or "", noise=name, snr_db=round(snr, 3), gain=round(gain, 6),
                                    text=entry.text, speech=str(entry.audio)))
-        sf.write(str(cfg.out_dir / rel), wave.astype(np.float32), RATE, subtype="PCM_16")
+        sf.write(str(cfg.out_dir / rel), wave.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
     out = cfg.out_dir / f"negatives.{cfg.format}"
     if cfg.format == "json":
         out.write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
