@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -36,8 +35,6 @@ from safetensors.torch import save_file
 
 from vita.bench.decode_quant import arrival_rates, weight_bytes_per_token
 from vita.models.llm import LLM
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @dataclass

@@ -10,7 +10,6 @@ the session's listener does) and runs a reply on it, and reads VmRSS again. It p
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -63,8 +62,7 @@ def measure_rss_ratio(model: str = "tiny-random", *, dtype: str = "fp32", max_se
     settings = {"model": model, "dtype": dtype, "max_seq_len": max_seq_len, "new_tokens": new_tokens,
                 "threads": threads}
     cmd = [sys.executable, "-m", "vita.bench.rss", json.dumps(settings)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)  # offline: `vita/__init__.py`
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise VitaError(f"RSS measurement for {model} failed: {tail}")

@@ -55,8 +55,6 @@ import numpy as np
 from vita import devices
 from vita.config import SAMPLE_RATE
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 QUESTIONS = ("What is the weather like today?", "Can you tell me a short story?", "How far away is the moon?")
 MARK = re.compile(r"Mark (?P<tag>s\d+-[0-9a-f]+) cycle (?P<n>\d+)")
 LONG = "The weather today is sunny and warm, with a light breeze from the west. " * 4
