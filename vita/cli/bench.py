@@ -1,21 +1,53 @@
-"""`vita bench duplex` (the other `vita bench` commands: `vita.cli`).
+"""`vita bench decode | duplex | train | serve`: benchmarks that print figures.
 
-    vita bench duplex [--model M] [--scenarios FILE] [--setup auto|headphones|speaker] [--no-compute-time] [--json]
-
-runs `vita.bench.duplex.bench` and prints its report (markdown, or one JSON object with `--json`).
+    vita bench decode   prefill and decode tokens/s vs the memory-bandwidth bound (`vita.bench.decode.run_bench`;
+                        `--device cuda`: `vita.bench.decode_cuda`)
+    vita bench duplex   the scripted duplex scenarios (`vita.bench.duplex.bench`): latencies, false triggers, misses
+    vita bench train    forwarded to `vita.bench.train` (its own parser owns the flags and --help)
+    vita bench serve    forwarded to `vita.bench.serve` (likewise)
+Each prints markdown, or one JSON object with `--json`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 
 from vita import devices
+from vita.cli.args import UsageError, add_model_arguments, positive_int
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    b = subparsers.add_parser("bench", help="benchmarks that print figures")
+    bsub = b.add_subparsers(dest="bench", required=True)
+    d = bsub.add_parser("decode", help="prefill and decode tokens/s vs the memory-bandwidth bound")
+    add_model_arguments(d, default="smollm2-135m-random", help="preset name or model directory", quantize=False,
+                        dtype=False, threads_help="torch threads (default: torch's choice)")
+    d.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])  # bf16 on every device (not vita.devices')
+    d.add_argument("--prompt-len", type=positive_int, default=None)
+    d.add_argument("--new-tokens", type=positive_int, default=None)
+    d.add_argument("--no-compile", action="store_true", help="eager decode step (no torch.compile)")
+    d.add_argument("--no-native", action="store_true", help="the module's decode step, not the native whole step")
+    d.add_argument("--no-transformers", action="store_true", help="skip the transformers comparison")
+    d.add_argument("--quantize", nargs="+", choices=["int8", "int4"], default=None,
+                   help="also time int8 / int4 weights and llama.cpp Q4_1, interleaved with the float model")
+    d.add_argument("--repeats", type=positive_int, default=None, help="rounds (default 3); each figure is the best")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=run_decode)
+    add_duplex_parser(bsub)
+    t = bsub.add_parser("train", help="training samples/s on 1 and N ranks (tiny recipe), and the scaling ratio",
+                        add_help=False)
+    t.set_defaults(func=lambda a: forward("vita.bench.train", a.extra), takes_extra=True)
+    s = bsub.add_parser("serve", help="N concurrent realtime sessions in real time: latency p50/p90, errors, leakage",
+                        add_help=False)
+    s.set_defaults(func=lambda a: forward("vita.bench.serve", a.extra), takes_extra=True)
+    return b
 
 
 def add_duplex_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = bench_subparsers.add_parser("duplex", help="scripted duplex scenarios: latencies, false triggers, misses")
-    p.add_argument("--model", default="vita-mini", help="model directory or preset")
+    add_model_arguments(p, default="vita-mini", help="model directory or preset", threads=1, quantize=False)
     p.add_argument("--scenarios", help="JSON scenario file (schema: vita.duplex.scenarios); default: built-in")
     p.add_argument("--setup", default="auto", choices=("auto", "headphones", "speaker"),
                    help="auto: each scenario's own (echo only where it has an echo gain); speaker: every "
@@ -30,8 +62,6 @@ def add_duplex_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.
     p.add_argument("--free", action="store_true",
                    help="force only each scenario's first answer (the one later speech overlaps); a trained model "
                         "decides every other state token and answer")
-    p.add_argument("--threads", type=int, default=1)
-    devices.add_arguments(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_duplex)
     return p
@@ -59,3 +89,37 @@ def run_duplex(args: argparse.Namespace) -> int:
             print()
             print(markdown(rep["public"], label=args.model + ("" if args.free else " (scripted replies)")))
     return 0
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    from vita.bench.decode import format_table, run_bench
+
+    device, _ = devices.from_args(args)
+    if device.type == "cuda":  # vita.bench.decode measures the CPU (its bandwidth, its threads)
+        return _decode_cuda(args, device)
+
+    result = run_bench(args.model, dtype=args.dtype, prompt_len=args.prompt_len or 64, new_tokens=args.new_tokens or 64,
+                       threads=args.threads, compile=not args.no_compile, transformers=not args.no_transformers,
+                       native=not args.no_native, quantize=args.quantize, repeats=args.repeats or 3)
+    print(json.dumps(asdict(result)) if args.json else format_table(result))
+    return 0
+
+
+def _decode_cuda(args: argparse.Namespace, device) -> int:
+    from vita.bench.decode import format_table
+    from vita.bench.decode_cuda import run_bench
+
+    if getattr(args, "quantize", None) or args.no_native:
+        raise UsageError("--quantize and --no-native are CPU options; leave them out with --device cuda")
+    kw = {k: getattr(args, k) for k in ("prompt_len", "new_tokens") if getattr(args, k) is not None}
+    result = run_bench(args.model, device, dtype=args.dtype, compile=not args.no_compile,
+                       transformers=not args.no_transformers, **kw)
+    print(json.dumps(asdict(result)) if args.json else format_table(result))
+    return 0
+
+
+def forward(module: str, argv: list[str]) -> int:
+    """Hand the remaining arguments to a module's own `main(argv)` (its parser owns the flags and --help)."""
+    import importlib
+
+    return importlib.import_module(module).main(argv) or 0

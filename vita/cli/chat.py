@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from vita import devices
+from vita.cli.args import add_model_arguments
 from vita.errors import MediaError, PromptError, VitaError
 from vita.media.audio import SAMPLE_RATE
 from vita.speech.voices import add_voice_argument  # issue 14
@@ -45,7 +46,8 @@ SPEAK_RATE = SAMPLE_RATE
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("chat", help="terminal conversation over stdin (or a duplex run over a mic file)")
-    p.add_argument("--model", default="vita-mini", help="model directory or preset")
+    add_model_arguments(p, default="vita-mini", help="model directory or preset", threads=1,
+                        threads_help="torch threads (1 is fastest for batch-1 decode)")
     p.add_argument("--audio", action="append", default=[], help="ask this spoken question first (repeatable)")
     p.add_argument("--speak", help="write the spoken answers to this wav (16 kHz; the voice: --voice)")
     add_voice_argument(p)  # issue 14: the model's own VITA-1.5 voice beside Piper
@@ -61,10 +63,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--tail", type=float, default=10.0, help="duplex mode: seconds of silence appended")
     p.add_argument("--headphones", action="store_true", help="duplex mode: no echo front end (no AEC, no gate)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for batch-1 decode)")
-    devices.add_arguments(p)
-    p.add_argument("--quantize", choices=["int8", "int4"], default=None,
-                   help="quantize the LLM's weights at load (vita.nn.quant; int4: groups of 32 with an int8 head)")
     p.add_argument("--json", action="store_true", help="duplex mode: events as JSON lines")
     p.set_defaults(func=run_chat)
     return p
