@@ -17,10 +17,9 @@ from vita.cli.args import UsageError
 
 def build_parser() -> argparse.ArgumentParser:
     from vita.checkpoint import download as download_cmd
-    from vita.cli import bench, chat, checkpoint, generate
+    from vita.cli import bench, chat, checkpoint, generate, serve
     from vita.errors import CommandParser
     from vita.eval import run as eval_run
-    from vita.server import cli as serve_cli
     from vita.training import mini_cli, mini_data, negatives, vocab
     from vita.training import train as train_cmd
 
@@ -39,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_parser(sub)
     mini_cli.add_parser(sub)
     download_cmd.add_parser(sub)
-    serve_cli.add_parser(sub)
+    serve.add_parser(sub)
     return p
 
 

@@ -1,6 +1,7 @@
 """What the `vita` commands share on their command lines: the model a command loads, and small value types.
 
     add_model_arguments   --model, --threads, --device / --dtype (`vita.devices`), --quantize
+    add_voice_argument    --voice: the packaged Piper voice or the model's own VITA-1.5 speech decoder
     positive_int, seed_int   argparse types
     UsageError            a command line that parses but makes no sense (reported like an argparse error)
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from vita import devices
+from vita.speech.voices import VOICES
 
 QUANTIZE_HELP = "quantize the LLM's weights at load (vita.nn.quant; int4: groups of 32 with an int8 head)"
 
@@ -47,3 +49,9 @@ def add_model_arguments(p: argparse.ArgumentParser, *, default: str | None,
     devices.add_arguments(p, dtype=dtype)
     if quantize:
         p.add_argument("--quantize", choices=["int8", "int4"], default=None, help=QUANTIZE_HELP)
+
+
+def add_voice_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--voice", default="auto", choices=VOICES,
+                        help="who speaks: the packaged Piper voice, or the model's own VITA-1.5 speech decoder "
+                        "(auto: the model's own when its directory has vita_tts_ckpt/)")

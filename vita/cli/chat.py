@@ -36,10 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from vita import devices
-from vita.cli.args import add_model_arguments
+from vita.cli.args import add_model_arguments, add_voice_argument
 from vita.errors import MediaError, PromptError, VitaError
 from vita.media.audio import SAMPLE_RATE
-from vita.speech.voices import add_voice_argument  # issue 14
 
 SPEAK_RATE = SAMPLE_RATE
 
