@@ -18,8 +18,8 @@ from vita.cli.args import UsageError
 def build_parser() -> argparse.ArgumentParser:
     from vita.checkpoint import download as download_cmd
     from vita.cli import bench, chat, checkpoint, generate, serve
+    from vita.cli import eval as eval_cmd
     from vita.errors import CommandParser
-    from vita.eval import run as eval_run
     from vita.training import mini_cli, mini_data, negatives, vocab
     from vita.training import train as train_cmd
 
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     negatives.add_parser(data_sub)
     mini_data.add_parser(data_sub)
     vocab.add_parser(sub)
-    eval_run.add_parser(sub)
+    eval_cmd.add_parser(sub)
     chat.add_parser(sub)
     train_cmd.add_parser(sub)
     mini_cli.add_parser(sub)
