@@ -16,7 +16,6 @@ from vita.cli.args import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vita.checkpoint import download as download_cmd
     from vita.cli import bench, chat, checkpoint, generate, serve
     from vita.cli import eval as eval_cmd
     from vita.errors import CommandParser
@@ -37,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_parser(sub)
     train_cmd.add_parser(sub)
     mini_cli.add_parser(sub)
-    download_cmd.add_parser(sub)
+    checkpoint.add_download_parser(sub)
     serve.add_parser(sub)
     return p
 
