@@ -16,10 +16,9 @@ from vita.cli.args import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vita.cli import bench, chat, checkpoint, generate, serve
+    from vita.cli import bench, chat, checkpoint, data, generate, mini, serve
     from vita.cli import eval as eval_cmd
     from vita.errors import CommandParser
-    from vita.training import mini_cli, mini_data, negatives, vocab
     from vita.training import train as train_cmd
 
     p = CommandParser(prog="vita", description="VITA: omni-modal LLM (video, image, text, speech).")
@@ -27,15 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_parser(sub)
     checkpoint.add_parsers(sub)
     bench.add_parser(sub)
-    data = sub.add_parser("data", help="build training data (vita-mini sets, non-awakening negatives)")
-    data_sub = data.add_subparsers(dest="data", required=True)
-    negatives.add_parser(data_sub)
-    mini_data.add_parser(data_sub)
-    vocab.add_parser(sub)
+    data.add_parsers(sub)
+    data.add_vocab_parser(sub)
     eval_cmd.add_parser(sub)
     chat.add_parser(sub)
     train_cmd.add_parser(sub)
-    mini_cli.add_parser(sub)
+    mini.add_parser(sub)
     checkpoint.add_download_parser(sub)
     serve.add_parser(sub)
     return p

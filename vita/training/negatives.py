@@ -16,7 +16,6 @@ used and the source `speech` file, so the SNR can be measured back from the writ
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from vita.config import SAMPLE_RATE
-from vita.errors import DataError, run_command
+from vita.errors import DataError
 from vita.media.audio import load_audio
 
 GENERATED = ("white", "pink", "babble")
@@ -243,56 +242,3 @@ def generate_negatives(cfg: NegativesConfig) -> Path:
     else:
         out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     return out
-
-
-# -- command line -----------------------------------------------------------------------------------------------------
-
-
-def _pair(text: str) -> tuple[float, float]:
-    parts = [float(x) for x in text.split(",")]
-    if len(parts) not in (1, 2):
-        raise argparse.ArgumentTypeError(f"expected A or A,B, got {text!r}")
-    return (parts[0], parts[-1])
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("manifest", type=Path, help='JSONL of {"audio", "text", "answer"?, "is_query"?}')
-    p.add_argument("out_dir", type=Path, help="output folder (audio/ and negatives.jsonl)")
-    p.add_argument("--num", type=int, default=None, help="number of samples (default: from the manifest size)")
-    p.add_argument("--ratio", default="0.5,0.3,0.2", help="query,chatter,noise shares (default 0.5,0.3,0.2)")
-    p.add_argument("--snr", type=_pair, default=(5.0, 20.0), help="SNR dB, fixed or LO,HI (default 5,20)")
-    p.add_argument("--noise-level", type=_pair, default=(-35.0, -20.0), help="pure-noise RMS dBFS, or LO,HI")
-    p.add_argument("--noise-seconds", type=_pair, default=(0.5, 2.0), help="pure-noise duration s, or LO,HI")
-    p.add_argument("--noise", type=Path, action="append", default=[], help="noise file (repeatable)")
-    p.add_argument("--generated", default=",".join(GENERATED), help="generated noise kinds (white,pink,babble)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--format", choices=("jsonl", "json"), default="jsonl")
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        ratio = tuple(float(x) for x in args.ratio.split(","))
-    except ValueError:
-        raise DataError(f"negatives: --ratio must be three numbers, got {args.ratio!r}") from None
-    cfg = NegativesConfig(
-        args.manifest, args.out_dir, num_samples=args.num, ratio=ratio, snr_db=args.snr,  # type: ignore[arg-type]
-        noise_level_db=args.noise_level, noise_seconds=args.noise_seconds, noise_files=args.noise,
-        generated=tuple(x for x in args.generated.split(",") if x), seed=args.seed, format=args.format,
-    )
-    print(generate_negatives(cfg))
-    return 0
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the `negatives` subcommand (for `vita data negatives ...`); it sets `func`."""
-    p = subparsers.add_parser("negatives", help="write non-awakening training samples (queries, chatter, noise)")
-    _add_arguments(p)
-    p.set_defaults(func=_run)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vita data negatives", description=__doc__.splitlines()[0])
-    _add_arguments(parser)
-    args = parser.parse_args(argv)
-    return run_command(lambda: _run(args))
