@@ -60,18 +60,18 @@ def test_serve_speaks_with_the_models_voice(model, ckpt):
     from fastapi.testclient import TestClient
 
     from vita.server.app import create_app
-    from vita.server.audio_out import SAMPLE_RATE, SpeechOut
+    from vita.server.audio_out import OUTPUT_RATE, SpeechOut
     from vita.server.engine import Engine
 
     app = create_app(Engine(model, max_new_tokens=8), model_id="vita15",
-                     speech=SpeechOut(voice_factory("vita15", model, ckpt, SAMPLE_RATE)))
+                     speech=SpeechOut(voice_factory("vita15", model, ckpt, OUTPUT_RATE)))
     with TestClient(app, base_url="http://127.0.0.1") as client:
         r = client.post("/v1/chat/completions", json={
             "model": "vita15", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8,
             "modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}})
     assert r.status_code == 200, r.text
     pcm, rate = sf.read(io.BytesIO(base64.b64decode(r.json()["choices"][0]["message"]["audio"]["data"])))
-    assert rate == SAMPLE_RATE and pcm.size > 0
+    assert rate == OUTPUT_RATE and pcm.size > 0
 
 
 def test_voice_over_a_bf16_model(ckpt, model):

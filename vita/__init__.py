@@ -2,6 +2,8 @@
 
 import os as _os
 
+# the environment defaults of every vita process, set once here (every `vita.*` import runs this first): a hub id
+# given by mistake must not hang on the network (`vita download` lifts it for its own calls)
 _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from vita.errors import ConfigError
 
+SAMPLE_RATE = 16000  # Hz: the audio every model, the VAD and the duplex session take (other rates are resampled)
+
 
 @dataclass
 class LLMConfig:
@@ -112,7 +114,7 @@ class VisionConfig:
 class FbankConfig:
     """Kaldi-compatible log-mel filterbank (povey window, pre-emphasis 0.97, DC removal, snip_edges)."""
 
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     num_mel_bins: int = 80
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
@@ -163,7 +165,7 @@ class LogMelConfig:
     `chunk_seconds` is Whisper's fixed input window (30 s = 3000 frames); see `vita.media.logmel`.
     """
 
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     num_mel_bins: int = 80
     n_fft: int = 400
     hop_length: int = 160

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from vita.config import VitaConfig
+from vita.config import SAMPLE_RATE, VitaConfig
 from vita.errors import MediaError, PromptError
 from vita.media.audio import load_audio
 from vita.media.fbank import fbank, num_llm_tokens
@@ -117,8 +117,8 @@ class Processor:
         feats = fbank(wave, audio.fbank)  # [T, 80]
         if feats.shape[0] < MIN_AUDIO_FRAMES:
             raise MediaError(
-                f"audio {_name(part.source)}: too short ({wave.shape[0] / 16000:.3f} s); the encoder needs at least "
-                f"{MIN_AUDIO_FRAMES} frames (about 0.085 s)"
+                f"audio {_name(part.source)}: too short ({wave.shape[0] / SAMPLE_RATE:.3f} s); the encoder needs at "
+                f"least {MIN_AUDIO_FRAMES} frames (about 0.085 s)"
             )
         return feats
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from vita.bench.decode import main, weight_bytes_per_token
+from vita.bench.decode import weight_bytes_per_token
+from vita.cli import main as vita_main
 from vita.config import LLMConfig
 from vita.models.llm import LLM
 
@@ -27,8 +28,8 @@ def test_weight_bytes_count_what_one_step_reads():
 
 
 def test_json_report_has_the_documented_keys(capsys):
-    main(["--model", "tiny-random", "--dtype", "fp32", "--prompt-len", "8", "--new-tokens", "4", "--no-compile",
-          "--json"])
+    vita_main(["bench", "decode", "--device", "cpu", "--model", "tiny-random", "--dtype", "fp32", "--prompt-len", "8",
+               "--new-tokens", "4", "--no-compile", "--json"])
     report = json.loads(capsys.readouterr().out)
     for key in ("decode_tok_s", "prefill_tok_s", "bound_tok_s", "weight_bytes", "bandwidth_gb_s",
                 "transformers_decode_tok_s", "speedup_vs_transformers"):
@@ -59,8 +60,9 @@ def test_quantized_report_has_every_variant_and_the_acceptance_figures(capsys, m
     dense = LLM(_cfg(hidden_size=64, intermediate_size=96, vocab_size=300, tie_word_embeddings=True))
     monkeypatch.setattr(load, "load_model", lambda *a, **k: (types.SimpleNamespace(llm=dense), None))
     monkeypatch.setattr(bench, "copy_bandwidth", lambda: 20e9)
-    main(["--model", "dense-stand-in", "--dtype", "fp32", "--prompt-len", "8", "--new-tokens", "4", "--no-compile",
-          "--no-transformers", "--quantize", "int8", "int4", "--repeats", "1", "--json"])
+    vita_main(["bench", "decode", "--device", "cpu", "--model", "dense-stand-in", "--dtype", "fp32", "--prompt-len",
+               "8", "--new-tokens", "4", "--no-compile", "--no-transformers", "--quantize", "int8", "int4", "--repeats",
+               "1", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert [v["weights"] for v in report["variants"]] == ["fp32", "int8", "int4"]
     for v in report["variants"]:

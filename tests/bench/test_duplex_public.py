@@ -34,7 +34,7 @@ def test_words_are_placed_on_what_the_speaker_played():
 
 @pytest.fixture(scope="module")
 def report():
-    from vita.duplex.cli import bench
+    from vita.bench.duplex import bench
 
     return bench("tiny-random", scenarios=[], compute_time=False, rss=False, public=True, public_n=2)["public"]
 

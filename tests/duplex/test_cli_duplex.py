@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vita.duplex.cli import add_parser
+from vita.cli.chat import add_parser
 
 
 def test_chat_over_a_mic_file(tiny, voices, tmp_path, capsys):

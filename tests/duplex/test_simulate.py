@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 
 from vita.duplex.scenarios import ScenarioError, load_scenario_file
-from vita.duplex.session import STAGES, SessionConfig
+from vita.duplex.session import SessionConfig
+from vita.duplex.stages import STAGES
 from vita.speech.vad import SAMPLE_RATE, WINDOW, VADConfig
 
 KEYS = {"response_ms_p50", "response_ms_p90", "stop_ms_p50", "stop_ms_p90", "false_trigger_rate", "miss_rate",
@@ -100,7 +101,7 @@ GOOD = {"scenarios": [{"name": "file-question", "duration": 4.5, "clips": [
 
 
 def test_a_good_scenario_file_runs(clips, tiny, piper):
-    from vita.duplex.cli import bench
+    from vita.bench.duplex import bench
 
     (sc,) = load_scenario_file(_write(clips, GOOD))
     assert sc.segments[0].reply == "<1> It is sunny." and sc.segments[0].kind == "query"
@@ -161,7 +162,7 @@ def test_bad_scenario_file_on_the_command_line_is_one_line(clips, capsys):
                                                      ("smollm2-135m-random", "bf16", 384)])
 def test_rss_two_roles_over_one(model, dtype, seq):
     """A fresh process: one role through a reply, VmRSS; the second role's cache and a reply, VmRSS again."""
-    from vita.duplex.memory import measure_rss_ratio
+    from vita.bench.rss import measure_rss_ratio
 
     m = measure_rss_ratio(model, dtype=dtype, max_seq_len=seq, new_tokens=8)
     assert m["model"] == model and m["max_seq_len"] == seq and m["kv_cache_mb"] > 0

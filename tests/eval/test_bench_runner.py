@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from vita.cli.eval import main
 from vita.errors import EvalError, MediaError
 from vita.eval.bench import get
 from vita.eval.bench.core import Options
 from vita.eval.bench.runner import run_benchmark
-from vita.eval.run import main
 
 N = 40
 

@@ -13,10 +13,11 @@ from PIL import Image
 
 import vita
 from vita.api import Reply
+from vita.cli.eval import add_parser, main
 from vita.errors import EvalError
 from vita.eval.manifest import load_manifest
 from vita.eval.report import render_markdown
-from vita.eval.run import add_parser, evaluate, main
+from vita.eval.run import evaluate
 
 TOP_KEYS = {"state_accuracy", "rejection_rate", "miss_rate", "answer_accuracy", "wer", "confusion", "cases",
             "groups", "n"}

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from vita.errors import MediaError
-from vita.media.audio import load_audio, resample
+from vita.media.audio import StreamResampler, load_audio, resample
 
 TONES = ((440.0, 0.3), (1000.0, 0.2), (2000.0, 0.1))  # well inside every band we resample through
 
@@ -263,3 +263,19 @@ def test_resampler_keeps_leading_dims_and_identity():
     x = torch.randn(2, 3, 1000)
     assert resample(x, 48000, 16000).shape == (2, 3, 334)
     assert torch.equal(resample(x, 16000, 16000), x)
+
+
+@pytest.mark.parametrize("rates", [(24000, 16000), (22050, 16000), (8000, 16000), (16000, 16000), (44101, 16000)])
+def test_stream_resampler_equals_the_whole_stream_resampled(rates):
+    """Chunks of any size: the concatenated output is `resample` of the whole input, less a short held-back tail."""
+    rng = np.random.default_rng(7)
+    x = (0.3 * rng.standard_normal(rates[0])).astype(np.float32)  # 1 s
+    stream, out, i = StreamResampler(*rates), [], 0
+    while i < len(x):
+        n = int(rng.integers(1, 3000))
+        out.append(stream(x[i : i + n]))
+        i += n
+    y, whole = np.concatenate(out), resample(x, *rates)
+    assert len(whole) - 40 <= len(y) <= len(whole)  # at most the outputs waiting for their future taps
+    assert np.abs(y - whole[: len(y)]).max() <= 1e-5
+

@@ -262,7 +262,7 @@ def test_chat_loads_the_model_quantized(monkeypatch):
     """`vita chat` passes --quantize to `vita.load` (the load itself is stubbed: only the hand-over is checked)."""
     import vita.api
     from vita import cli
-    from vita.duplex.chat import TerminalChat
+    from vita.cli.chat import TerminalChat
 
     seen = {}
 

@@ -280,23 +280,23 @@ def test_auth(model, kit):
 
 
 def test_cli_requires_key_off_loopback(monkeypatch, capsys):
+    from vita.cli import main
     from vita.errors import ConfigError
-    from vita.server import cli
-    from vita.server.auth import is_loopback
+    from vita.server.auth import is_loopback, resolve_api_key
 
     monkeypatch.delenv("VITA_API_KEY", raising=False)
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2") and not is_loopback("example")
-    assert cli.resolve_api_key("127.0.0.1", None) is None
+    assert resolve_api_key("127.0.0.1", None) is None
     with pytest.raises(ConfigError, match="requires an API key"):
-        cli.resolve_api_key("0.0.0.0", None)
-    assert cli.resolve_api_key("0.0.0.0", "k") == "k"
+        resolve_api_key("0.0.0.0", None)
+    assert resolve_api_key("0.0.0.0", "k") == "k"
     monkeypatch.setenv("VITA_API_KEY", "from-env")
-    assert cli.resolve_api_key("0.0.0.0", None) == "from-env"
+    assert resolve_api_key("0.0.0.0", None) == "from-env"
     monkeypatch.delenv("VITA_API_KEY")
-    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2  # refused before loading anything
+    assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2  # refused before loading anything
     assert "requires an API key" in capsys.readouterr().err
-    assert cli.main(["serve", "--max-images", "0"]) == 2
+    assert main(["serve", "--max-images", "0"]) == 2
 
 
 def test_errors_never_leak(model, kit):

@@ -8,13 +8,13 @@ import threading
 import numpy as np
 import pytest
 
+from vita.media.audio import resample
 from vita.speech.tts import (
     JoinConfig,
     PiperSynth,
     SpeechWorker,
     StreamingTTS,
     join_trim,
-    resample,
     speakable,
     split_clauses,
     split_phrases,

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from vita.config import SAMPLE_RATE as RATE
 from vita.training.augment import (
     NOISES,
-    RATE,
     AugmentConfig,
     Plan,
     add_noise,

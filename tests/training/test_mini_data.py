@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from vita.cli.data import add_mini_data_parser as add_parser
 from vita.eval.manifest import load_manifest
 from vita.presets import byte_tokenizer, preset
 from vita.processor import Processor
 from vita.tokens import STATE_NOT_QUERY, STATE_QUERY_AUDIO, STATE_QUERY_TEXT
 from vita.training.augment import Plan
 from vita.training.data import DataConfig, DataStats, SourceConfig, iter_samples
-from vita.training.mini_data import DEFAULT_SIZES, add_parser, build_mini_data
+from vita.training.mini_data import DEFAULT_SIZES, build_mini_data
 from vita.training.mini_speech import Speaker, voice_from_name
 from vita.training.mini_text import missing_packages
 from vita.training.sample import parse_record

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from vita.cli import main as vita_main
+from vita.cli.data import add_negatives_parser as add_parser
 from vita.errors import DataError
 from vita.presets import byte_tokenizer, preset
 from vita.processor import Processor
@@ -17,9 +19,7 @@ from vita.tokens import IGNORE_INDEX
 from vita.training.data import DataConfig, iter_samples
 from vita.training.negatives import (
     NegativesConfig,
-    add_parser,
     generate_negatives,
-    main,
     mix_at_snr,
     pink_noise,
     split_counts,
@@ -141,10 +141,12 @@ def test_errors_and_cli(manifest: Path, tmp_path: Path, capsys) -> None:
     bad.write_text(json.dumps({"audio": "s0.wav"}) + "\n" + json.dumps({"audio": "gone.wav"}) + "\n")
     with pytest.raises(DataError, match=f"{bad}:2: missing audio file"):
         generate_negatives(NegativesConfig(bad, tmp_path / "o"))
-    assert main([str(manifest), str(tmp_path / "cli"), "--num", "5", "--snr", "12", "--format", "json"]) == 0
+    assert vita_main(["data", "negatives", str(manifest), str(tmp_path / "cli"), "--num", "5", "--snr", "12",
+                      "--format", "json"]) == 0
     data = json.loads((tmp_path / "cli" / "negatives.json").read_text())
     assert len(data) == 5 and all(r.get("snr_db", 12.0) == 12.0 for r in data)
-    assert main([str(bad), str(tmp_path / "cli2")]) == 2 and "missing audio file" in capsys.readouterr().err
+    assert vita_main(["data", "negatives", str(bad), str(tmp_path / "cli2")]) == 2
+    assert "missing audio file" in capsys.readouterr().err
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
     add_parser(sub)

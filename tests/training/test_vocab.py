@@ -11,9 +11,10 @@ from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
 import vita
 from vita.checkpoint.io import TensorReader
+from vita.cli import main
 from vita.presets import byte_tokenizer
 from vita.tokenizer import Tokenizer
-from vita.training.vocab import Corpus, VocabError, extend_tokenizer, extend_vocab, main, words_from_corpus
+from vita.training.vocab import Corpus, VocabError, extend_tokenizer, extend_vocab, words_from_corpus
 
 transformers = pytest.importorskip("transformers")
 

@@ -21,14 +21,12 @@ the float model) and, with int8, issue 15's speed criteria in `acceptance`.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,8 +34,6 @@ from safetensors.torch import save_file
 
 from vita.bench.decode_quant import arrival_rates, weight_bytes_per_token
 from vita.models.llm import LLM
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @dataclass
@@ -251,31 +247,3 @@ def format_table(r: DecodeBench) -> str:
                                                    f"{ok[a['int8_fraction_ok']]}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="vita bench decode", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="smollm2-135m-random")
-    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])
-    p.add_argument("--prompt-len", type=int, default=64)
-    p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--no-compile", action="store_true")
-    p.add_argument("--no-transformers", action="store_true")
-    p.add_argument("--no-native", action="store_true", help="the module's decode step, not the native whole step")
-    p.add_argument("--quantize", nargs="+", choices=["int8", "int4"], default=None,
-                   help="also time int8 / int4 weights and llama.cpp Q4_1, interleaved with the float model")
-    p.add_argument("--repeats", type=int, default=3, help="rounds; each figure is the best round")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-    result = run_bench(
-        args.model, dtype=args.dtype, prompt_len=args.prompt_len, new_tokens=args.new_tokens, threads=args.threads,
-        compile=not args.no_compile, transformers=not args.no_transformers, native=not args.no_native,
-        quantize=args.quantize, repeats=args.repeats,
-    )
-    print(json.dumps(asdict(result)) if args.json else format_table(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

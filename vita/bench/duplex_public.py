@@ -46,10 +46,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vita.config import SAMPLE_RATE
 from vita.duplex.events import ReplyCancelled, ReplyFinished, ReplyStarted, TextDelta, UserSpeechEnded
-from vita.duplex.scenarios import LONG, RATE, Scenario, Segment
+from vita.duplex.scenarios import LONG, Scenario, Segment
 from vita.duplex.simulate import Result
-from vita.speech.tts import resample
+from vita.media.audio import resample
 
 Voice = Callable[[str], np.ndarray]  # text -> [N] float32 16 kHz
 
@@ -91,7 +92,7 @@ def espeak_voice(variant: str = "en-us+f3", speed: int = 165) -> Voice:
         wav = subprocess.run(["espeak-ng", "-v", variant, "-s", str(speed), "--stdout", text], capture_output=True,
                              check=True).stdout
         pcm, rate = sf.read(io.BytesIO(wav), dtype="float32")
-        return resample(pcm, rate, RATE)
+        return resample(pcm, rate, SAMPLE_RATE)
 
     return say
 
@@ -135,7 +136,7 @@ def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list
         q = say(text)
         seg = Segment(lead, q, "query", reply)
         end = seg.speech_span()[1]
-        cases.append(Case("turn_taking", Scenario(f"turn-taking-{i}", [seg], lead + len(q) / RATE + 7.0),
+        cases.append(Case("turn_taking", Scenario(f"turn-taking-{i}", [seg], lead + len(q) / SAMPLE_RATE + 7.0),
                           {"turn_end": end}))
         # pause handling: the question in two renderings with a 0.5-1.5 s pause between them
         words = text.split()
@@ -143,8 +144,8 @@ def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list
         head, tail = say(" ".join(words[:k])), say(" ".join(words[k:]))
         pause = 0.5 + (i / max(n - 1, 1))
         h = Segment(lead, head, "query", reply)
-        t = Segment(lead + len(head) / RATE + pause, tail, "query", reply)
-        cases.append(Case("pause", Scenario(f"pause-{i}", [h, t], t.at + len(tail) / RATE + 7.0),
+        t = Segment(lead + len(head) / SAMPLE_RATE + pause, tail, "query", reply)
+        cases.append(Case("pause", Scenario(f"pause-{i}", [h, t], t.at + len(tail) / SAMPLE_RATE + 7.0),
                           {"pause_start": h.speech_span()[1], "turn_end": t.speech_span()[1], "pause_s": pause}))
         # user interruption: a second question 2.5 s into our answer
         itext, ireply = INTERRUPTIONS[i % len(INTERRUPTIONS)]
@@ -152,14 +153,14 @@ def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list
         at = end + 2.5
         bseg = Segment(at, b, "query", ireply)
         on, off = bseg.speech_span()
-        cases.append(Case("interruption", Scenario(f"interruption-{i}", [seg, bseg], at + len(b) / RATE + 7.0),
+        cases.append(Case("interruption", Scenario(f"interruption-{i}", [seg, bseg], at + len(b) / SAMPLE_RATE + 7.0),
                           {"onset": on, "end": off}))
         # backchannel (FDB v1): a monologue with short gaps; nothing in it asks for a reply
         parts, t0, segs = MONOLOGUE, lead, []
         for j, sentence in enumerate(parts):
             pcm = say(sentence)
             segs.append(Segment(t0, pcm, "query", reply if j == len(parts) - 1 else "<1> Mm, I see."))
-            t0 += len(pcm) / RATE + 0.4 + 0.3 * rng.random()
+            t0 += len(pcm) / SAMPLE_RATE + 0.4 + 0.3 * rng.random()
         cases.append(Case("backchannel", Scenario(f"backchannel-{i}", segs, t0 + 6.0),
                           {"start": segs[0].speech_span()[1], "turn_end": segs[-1].speech_span()[1]}))
         # v1.5 behaviours while we speak: a backchannel, talking to others, background speech
@@ -170,8 +171,9 @@ def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list
         ):
             over = Segment(end + 2.5, pcm, kind, "<2>" if kind == "chatter" else "")
             on, off = over.speech_span()
-            cases.append(Case(fam, Scenario(f"{fam.replace('_', '-')}-{i}", [seg, over], end + 2.5 + len(pcm) / RATE
-                                            + 8.0), {"onset": on, "end": off}))
+            length = end + 2.5 + len(pcm) / SAMPLE_RATE + 8.0
+            cases.append(Case(fam, Scenario(f"{fam.replace('_', '-')}-{i}", [seg, over], length),
+                              {"onset": on, "end": off}))
         # FD-Bench: three rounds; the second interrupts the first answer; noise in a gap before the third
         snr = (0.0, 10.0, 20.0)[i % 3]
         q2text, q2reply = INTERRUPTIONS[(i + 1) % len(INTERRUPTIONS)]
@@ -179,12 +181,12 @@ def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list
         q2, q3 = say(q2text), say(q3text)
         s1 = Segment(lead, q, "query", reply)
         s2 = Segment(end + 2.0, q2, "query", q2reply)
-        gap_at = s2.at + len(q2) / RATE + 6.0  # after the second answer
-        noise = _at_snr(_noise(rng, RATE, pink=i % 2 == 0), _rms(q), snr)
+        gap_at = s2.at + len(q2) / SAMPLE_RATE + 6.0  # after the second answer
+        noise = _at_snr(_noise(rng, SAMPLE_RATE, pink=i % 2 == 0), _rms(q), snr)
         s_noise = Segment(gap_at, noise, "noise")
         s3 = Segment(gap_at + 3.5, q3, "query", q3reply)
-        cases.append(Case("fd_bench", Scenario(f"fd-bench-{i}", [s1, s2, s_noise, s3], s3.at + len(q3) / RATE + 7.0),
-                          {"snr_db": snr}))
+        length = s3.at + len(q3) / SAMPLE_RATE + 7.0
+        cases.append(Case("fd_bench", Scenario(f"fd-bench-{i}", [s1, s2, s_noise, s3], length), {"snr_db": snr}))
     return cases
 
 
@@ -218,7 +220,7 @@ def words_said(res: Result) -> list[tuple[float, float, str]]:
 
         def when(k: float, pieces=pieces, starts=starts) -> float:  # played sample k -> timeline seconds
             j = min(int(np.searchsorted(starts, k, side="right")) - 1, len(pieces) - 1)
-            return (pieces[j][0] + (k - starts[j])) / RATE
+            return (pieces[j][0] + (k - starts[j])) / SAMPLE_RATE
 
         pos = 0
         for w in said.split():
@@ -237,7 +239,7 @@ def speech_segments(pcm: np.ndarray, *, merge_s: float, threshold: float = 0.5) 
     for i, p in enumerate(probs):
         if p < threshold:
             continue
-        a, b = i * WINDOW / RATE, (i + 1) * WINDOW / RATE
+        a, b = i * WINDOW / SAMPLE_RATE, (i + 1) * WINDOW / SAMPLE_RATE
         if segs and a - segs[-1][1] <= merge_s:
             segs[-1][1] = b
         else:
@@ -275,7 +277,7 @@ def score(cases: Sequence[Case], results: Sequence[Result]) -> dict:
     for case, res in zip(cases, results, strict=True):
         words = words_said(res)
         m, fam = case.marks, case.family
-        ours = speech_segments(res.speaker[: int(case.scenario.duration * RATE)], merge_s=0.5)
+        ours = speech_segments(res.speaker[: int(case.scenario.duration * SAMPLE_RATE)], merge_s=0.5)
         if fam == "turn_taking":
             tor, first = takeover(words, m["turn_end"])
             add(fam, "tor", tor)
@@ -322,7 +324,7 @@ def _behaviour(res: Result, m: dict) -> str:
     if new:
         return "C_RESPOND"
     cancelled = [e for e in res.events if isinstance(e, ReplyCancelled) and e.t >= m["onset"]]
-    later = [1 for r, at, n in res.placed if at / RATE > m["end"] and n > 0]
+    later = [1 for r, at, n in res.placed if at / SAMPLE_RATE > m["end"] and n > 0]
     return "C_RESUME" if not cancelled and later else "C_UNKNOWN"
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass
 
@@ -27,8 +26,6 @@ import torch
 
 from vita.generation.native_step import NativeStep
 from vita.models.llm import LLM
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TEXTS = (
     "The old lighthouse stood at the end of the harbour wall, and every evening its keeper climbed the spiral stairs.",

@@ -53,10 +53,8 @@ from typing import Any
 import numpy as np
 
 from vita import devices
+from vita.config import SAMPLE_RATE
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-RATE = 16000
 QUESTIONS = ("What is the weather like today?", "Can you tell me a short story?", "How far away is the moon?")
 MARK = re.compile(r"Mark (?P<tag>s\d+-[0-9a-f]+) cycle (?P<n>\d+)")
 LONG = "The weather today is sunny and warm, with a light breeze from the west. " * 4
@@ -165,7 +163,7 @@ def build_app(model_name: str, sessions: int, forcing: Callable[[], Any] = make_
     voice = PiperSynth(out_rate=24000)
     app = create_app(Engine(model), model_id=model_name, limits=Limits(max_realtime_sessions=sessions + 2),
                      speech=SpeechOut(factory=lambda: voice), realtime=RealtimeConfig(forcing=forcing))
-    return app, PiperSynth(out_rate=RATE)
+    return app, PiperSynth(out_rate=SAMPLE_RATE)
 
 
 class Client:
@@ -194,11 +192,11 @@ class Client:
             raise RuntimeError(f"expected session.created, got {first}")
         await self.ws.send(json.dumps({"type": "session.update", "session": {
             "instructions": f"You are bench session {self.tag}.",
-            "input_audio_format": {"type": "audio/pcm", "rate": RATE}}}))
+            "input_audio_format": {"type": "audio/pcm", "rate": SAMPLE_RATE}}}))
 
     async def mic(self) -> None:
         """Sends `chunk` samples per chunk period on the wall clock: queued speech, else silence."""
-        loop, period = asyncio.get_running_loop(), self.chunk / RATE
+        loop, period = asyncio.get_running_loop(), self.chunk / SAMPLE_RATE
         t0, i = loop.time(), 0
         while True:
             block, self.pending = self.pending[:self.chunk], self.pending[self.chunk:]
@@ -209,7 +207,7 @@ class Client:
             if self.speech_end is not None:
                 left, fut = self.speech_end
                 if left <= self.chunk:  # the last voiced sample went out with this block
-                    fut.set_result(now - (self.chunk - left) / RATE)
+                    fut.set_result(now - (self.chunk - left) / SAMPLE_RATE)
                     self.speech_end = None
                 else:
                     self.speech_end = (left - self.chunk, fut)
@@ -402,14 +400,15 @@ def run(sessions: int = 8, seconds: float = 60.0, model: str = "vita-mini", chun
     from vita.server import realtime_stats
 
     app, synth = build_app(model, sessions, forcing, device=device, dtype=dtype)
-    silence = np.zeros(RATE // 2, np.float32)
+    silence = np.zeros(SAMPLE_RATE // 2, np.float32)
     questions = [(np.concatenate([silence, 0.5 * synth(q), 2 * silence]) * 32767).astype(np.int16)
                  for q in QUESTIONS]
     res = BenchResult(sessions, seconds, model, load=[os.getloadavg()[0]])
     ctx = multiprocessing.get_context("spawn")  # the clients get a process (and a GIL) of their own
     mine, theirs = ctx.Pipe()
     with Server(app) as server:
-        clients = ctx.Process(target=_clients, args=(server.port, res, questions, RATE * chunk_ms // 1000, theirs),
+        chunk = SAMPLE_RATE * chunk_ms // 1000
+        clients = ctx.Process(target=_clients, args=(server.port, res, questions, chunk, theirs),
                               name="bench-clients", daemon=True)
         clients.start()
         try:

@@ -22,8 +22,6 @@ from pathlib import Path
 
 from vita import devices
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny" / "stage4_continual_task.yaml"
 
 

@@ -28,7 +28,6 @@ without any network call (`--verify` re-hashes them all). A file whose bytes cha
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -269,7 +268,7 @@ def download(
     write_manifest(root, manifest)
     _check_space(root, todo)
     total = sum(e["size"] for e in todo)
-    log(f"{name}: fetching {len(todo)} file(s), {_human(total)}, from {endpoint} into {root}")
+    log(f"{name}: fetching {len(todo)} file(s), {human_size(total)}, from {endpoint} into {root}")
     for entry in todo:
         _fetch_one(root, entry, endpoint, token, retries, retry_wait, log, progress)
         write_manifest(root, manifest)
@@ -306,7 +305,7 @@ def _fetch_one(root, entry, endpoint, token, retries, retry_wait, log, progress)
     url = hf_hub_url(remote.repo, remote.path, revision=entry["commit"], endpoint=endpoint)
     partial = _partial(root, entry)
     have = partial.stat().st_size if partial.exists() else 0
-    log(f"  {entry['local']}  {_human(remote.size)}" + (f"  (resuming at {_human(have)})" if have else ""))
+    log(f"  {entry['local']}  {human_size(remote.size)}" + (f"  (resuming at {human_size(have)})" if have else ""))
     report = (lambda done, size: progress(entry["local"], done, size)) if progress else None
     with online(), hub_errors(endpoint, remote.name):
         fetch(url, build_hf_headers(token=token), remote, partial, root / entry["local"], retries=retries,
@@ -318,10 +317,11 @@ def _check_space(root: Path, todo: Sequence[dict[str, Any]]) -> None:
     need = sum(e["size"] - (_partial(root, e).stat().st_size if _partial(root, e).exists() else 0) for e in todo)
     free = shutil.disk_usage(root).free
     if need > free:
-        raise CheckpointError(f"{root}: not enough disk space: {_human(need)} still to fetch, {_human(free)} free")
+        raise CheckpointError(f"{root}: not enough disk space: {human_size(need)} still to fetch, "
+                              f"{human_size(free)} free")
 
 
-def _human(n: int) -> str:
+def human_size(n: int) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
@@ -330,29 +330,3 @@ def _human(n: int) -> str:
 
 
 # -- command line -----------------------------------------------------------------------------------------------
-
-
-def _run(args: argparse.Namespace) -> int:
-    last = [0.0]
-
-    def progress(local: str, done: int, size: int) -> None:
-        if not sys.stderr.isatty() or (done < size and done - last[0] < size / 50):
-            return
-        last[0] = 0.0 if done >= size else done
-        print(f"\r    {100 * done / size:5.1f} %  {_human(done)} / {_human(size)}", end="\n" if done >= size else "",
-              file=sys.stderr, flush=True)
-
-    folder = download(args.model, args.dir, endpoint=args.endpoint, verify=args.verify, progress=progress)
-    print(f"{args.model}: complete and verified in {folder.parent}")
-    print(f"load it with: vita generate --model {folder} ...")
-    return 0
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("download", help="fetch and assemble an official VITA release from the Hugging Face hub")
-    p.add_argument("model", choices=list(RELEASES))
-    p.add_argument("--dir", type=Path, default=None, help="download folder (default: ~/.cache/vita/models/<model>)")
-    p.add_argument("--endpoint", default=None, help="hub endpoint (default: $HF_ENDPOINT, else huggingface.co)")
-    p.add_argument("--verify", action="store_true", help="re-hash every file already there (fetch the bad ones)")
-    p.set_defaults(func=_run)
-    return p

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from vita.checkpoint.keymap import check_state_dict, invert, map_key, map_keys
-from vita.config import AudioAdapterConfig, AudioConfig, FbankConfig
+from vita.config import SAMPLE_RATE, AudioAdapterConfig, AudioConfig, FbankConfig
 from vita.errors import CheckpointError
 
 __all__ = [
@@ -204,7 +204,7 @@ def audio_config_from_train_yaml(
 
     fb = _get(tree, "dataset_conf/fbank_conf", src)
     fbank = FbankConfig(
-        sample_rate=int(_get(tree, "dataset_conf/resample_conf/resample_rate", src, 16000)),
+        sample_rate=int(_get(tree, "dataset_conf/resample_conf/resample_rate", src, SAMPLE_RATE)),
         num_mel_bins=int(_get(fb, "num_mel_bins", src)),
         frame_length_ms=float(_get(fb, "frame_length", src, 25)),
         frame_shift_ms=float(_get(fb, "frame_shift", src, 10)),

@@ -1,6 +1,10 @@
 """Typed events in and out of a duplex `Session`, and the clock it reads (tests pass a `FakeClock`).
 
-In (transport -> session):   AudioIn (mic pcm), VideoFrame (camera), TextIn (a typed query)
+In (transport -> session):   media:      AudioIn (mic pcm), VideoFrame (camera)
+                             queries:    TextIn (typed text), Ask (text and images)
+                             control:    Commit (close the open utterance), Clear (drop it), Cancel (stop the
+                                         reply or the turn being decided), DropTurn (its job failed), Configure
+                                         (VAD settings, system prompt)
 Out (session -> transport):  user side:  UserSpeechStarted, UserSpeechEnded
                              decisions:  StateDecided
                              replies:    ReplyStarted, TextDelta, AudioOut, then exactly ONE of
@@ -14,9 +18,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+from vita.config import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from vita.processor import Part
+    from vita.speech.vad import VADConfig
 
 
 class Clock(Protocol):
@@ -60,7 +70,39 @@ class TextIn:
     text: str  # a typed query (answered like a spoken one; the model's state is `<3>`)
 
 
-InEvent = AudioIn | VideoFrame | TextIn
+@dataclass(frozen=True)
+class Ask:
+    parts: tuple[Part, ...]  # a typed query with optional images (`str` and `Image` parts), answered like TextIn
+
+
+@dataclass(frozen=True)
+class Commit:
+    """The mic stream ended (or the client commits): close the open utterance now."""
+
+
+@dataclass(frozen=True)
+class Clear:
+    """Drop the open (uncommitted) utterance and whatever was prepared for it, without a trace."""
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Stop the speaking reply (the history keeps what was heard) or, failing that, the turn being decided; a
+    cancelled reply ends with its ReplyCancelled."""
+
+
+@dataclass(frozen=True)
+class DropTurn:
+    """Drop the turn being decided or speculated on (its job failed: the transport reports why)."""
+
+
+@dataclass(frozen=True)
+class Configure:
+    vad: VADConfig  # from the next audio on (an open segment keeps its audio)
+    system: str | None  # the system prompt of the next turns (None: the default one)
+
+
+InEvent = AudioIn | VideoFrame | TextIn | Ask | Commit | Clear | Cancel | DropTurn | Configure
 
 
 # ---- out --------------------------------------------------------------------------------------------------------
@@ -107,7 +149,7 @@ class AudioOut:
     t: float
     reply_id: int
     pcm: np.ndarray = field(repr=False)  # [N] float32 at sample_rate: play now
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
 
 
 @dataclass(frozen=True)

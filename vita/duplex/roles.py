@@ -186,7 +186,10 @@ class Job(Protocol):
 
 
 class ReplyEngine(Protocol):
-    """What the session needs of an engine: a cache per role and jobs on them (`Engine`)."""
+    """What the session needs of an engine: a cache per role and jobs on them (`Engine`), and the system prompt of
+    the jobs it starts (`Configure` sets it)."""
+
+    system: str | None
 
     def new_cache(self, *, adopt: bool = False) -> RoleCache: ...
     def start(self, cache: RoleCache, turns: Sequence[Turn], donor: RoleCache | None = None) -> Job: ...

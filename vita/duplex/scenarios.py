@@ -44,10 +44,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from vita.config import SAMPLE_RATE
 from vita.errors import VitaError
 from vita.tokens import STATE_TOKENS
 
-RATE = 16000
 Kind = Literal["query", "chatter", "noise"]
 
 
@@ -91,9 +91,9 @@ class Scenario:
     echo_delay: float = 0.04  # ... this late
 
     def mic(self) -> np.ndarray:
-        x = np.zeros(int(self.duration * RATE), np.float32)
+        x = np.zeros(int(self.duration * SAMPLE_RATE), np.float32)
         for s in self.segments:
-            a = int(s.at * RATE)
+            a = int(s.at * SAMPLE_RATE)
             n = min(len(s.audio), len(x) - a)
             if n > 0:
                 x[a : a + n] += s.audio[:n]
@@ -106,11 +106,11 @@ LONG = ("<1> The weather today is sunny and warm, with a light breeze from the w
 
 def _bursts(rng: np.random.Generator, n: int, length: float = 0.15, std: float = 0.08, gap: float = 0.6):
     """n decaying noise bursts (door knocks, clatter) separated by `gap` s: [N] float32."""
-    k = int(length * RATE)
+    k = int(length * SAMPLE_RATE)
     env = np.exp(-np.arange(k) / (0.3 * k)).astype(np.float32)
-    out = np.zeros(int((n * (length + gap)) * RATE), np.float32)
+    out = np.zeros(int((n * (length + gap)) * SAMPLE_RATE), np.float32)
     for i in range(n):
-        a = int(i * (length + gap) * RATE)
+        a = int(i * (length + gap) * SAMPLE_RATE)
         out[a : a + k] = env * rng.normal(0, std, k).astype(np.float32)
     return out
 
@@ -121,11 +121,11 @@ def builtin_scenarios(voice: Callable[[str], np.ndarray]) -> list[Scenario]:
     barge = 0.5 * voice("Tell me a joke instead.")
     chatter = 0.5 * voice("Yes, I will call you back after lunch.")
     head, tail = 0.5 * voice("What is the weather like"), 0.5 * voice("in Paris today?")
-    paused = np.concatenate([head, np.zeros(int(0.3 * RATE), np.float32), tail])
+    paused = np.concatenate([head, np.zeros(int(0.3 * SAMPLE_RATE), np.float32), tail])
     rng = np.random.default_rng(0)
-    t_q = 0.5 + len(q) / RATE
+    t_q = 0.5 + len(q) / SAMPLE_RATE
     during = t_q + 2.5  # the answer plays by then
-    c_end = 0.5 + len(chatter) / RATE
+    c_end = 0.5 + len(chatter) / SAMPLE_RATE
     return [
         Scenario("question", [Segment(0.5, q, "query", LONG)], t_q + 8.0),
         Scenario("barge-in", [Segment(0.5, q, "query", LONG),
@@ -136,7 +136,7 @@ def builtin_scenarios(voice: Callable[[str], np.ndarray]) -> list[Scenario]:
         Scenario("noise", [Segment(0.3, _bursts(rng, 2), "noise"), Segment(2.0, q, "query", LONG),
                            Segment(2.0 + during, _bursts(rng, 3), "noise")], 2.0 + t_q + 8.0),
         Scenario("pause", [Segment(0.5, paused, "query", "<1> It is sunny in Paris today.")],
-                 0.5 + len(paused) / RATE + 6.0),
+                 0.5 + len(paused) / SAMPLE_RATE + 6.0),
         Scenario("echo", [Segment(0.5, q, "query", LONG)], t_q + 8.0, echo_gain=0.5),
     ]
 
@@ -199,7 +199,7 @@ def _clip(file: Path, where: str, obj: Any) -> Segment:
     if not path.is_file():
         raise _fail(file, f"{where}.audio", f"no such file: {path}")
     try:
-        pcm = load_audio(path, target_rate=RATE).numpy().astype(np.float32)
+        pcm = load_audio(path, target_rate=SAMPLE_RATE).numpy().astype(np.float32)
     except VitaError as exc:
         raise _fail(file, f"{where}.audio", str(exc)) from None
     if len(pcm) == 0:
@@ -236,7 +236,7 @@ def load_scenario_file(path: str | Path) -> list[Scenario]:
         if not isinstance(clips, list) or not clips:
             raise _fail(file, f"{where}.clips", "expected a non-empty list of clips")
         segments = [_clip(file, f"{where}.clips[{j}]", c) for j, c in enumerate(clips)]
-        last = max(seg.at + len(seg.audio) / RATE for seg in segments)
+        last = max(seg.at + len(seg.audio) / SAMPLE_RATE for seg in segments)
         duration = _number(file, f"{where}.duration", s["duration"], strict=True) if "duration" in s else last + 8.0
         if duration < last:
             raise _fail(file, f"{where}.duration", f"{duration:g} s ends before the last clip ({last:.2f} s)")

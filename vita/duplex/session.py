@@ -1,7 +1,8 @@
 """The duplex session: a pure state machine over typed events (no sockets, threads or sleeps), on a given clock.
 
-    feed(AudioIn | VideoFrame | TextIn) -> events     cheap: echo gate, VAD, pause/resume, playback release
-    tick() -> events                                  ONE bounded unit of model/TTS work, then playback release
+    feed(InEvent) -> events     cheap: echo gate, VAD, pause/resume, playback release; queries (TextIn, Ask) and
+                                control (Commit, Clear, Cancel, DropTurn, Configure) are input events too
+    tick() -> events            ONE bounded unit of model/TTS work, then playback release
 
 Two roles share the weights; each owns a KV cache (`roles.RoleCache`). The speaking role decodes the current
 reply; the other one listens. Flow (reference/duplex-design.md):
@@ -14,42 +15,31 @@ reply; the other one listens. Flow (reference/duplex-design.md):
       history keeps only that), its unplayed audio and text are dropped, and the listener's reply starts: its
       decode steps stream TextDelta -> clause TTS -> AudioOut, paced by the clock.
   * A reply ends with exactly one terminal event: ReplyFinished (all of it played) or ReplyCancelled.
-Turn-taking beyond a fixed VAD hangover (reference/duplex-design.md, issue 13):
-  * Speculation: at the user's first short silence (the VAD's SpeechPaused, `VADConfig.pause_ms`) the listening
-    role already encodes and prefills the utterance so far, reads the state token and decodes the first phrase,
-    held back. Speech again (SpeechResumed) discards it without a trace (no event, nothing in the history; the
-    role's cache keeps only rows a later prompt reuses exactly). The VAD's end of the segment commits it.
-  * The model's state token is the turn signal: once the held-back reply's state says "answer" (`<1>`/`<3>`), the
-    turn ends after `commit_silence_ms` of silence instead of the VAD's `min_silence_ms`; `<2>` (not for us) waits
-    for the full hangover and is dropped.
-  * Backchannels: user speech shorter than `backchannel_s` over our reply ("mm-hm", "yeah") pauses playback for its
-    length only: after `backchannel_end_ms` of silence the segment ends, playback goes on, nothing lost, and it
-    never reaches the model (Backchannel event). Longer speech is a barge-in as above.
-  * Pauses: when the user speaks again within `continuation_s` of the start of our reply, before
-    `continuation_words` words of it were heard, the user had only paused: the reply is withdrawn
-    (ReplyCancelled reason "continuation", nothing of it in the history) and both pieces are answered as one.
-The scheduler (`_pick`) keeps at least `low_water_s` of reply audio queued, then serves the listener, then the
-reply's TTS and decode up to `high_water_s` of queued audio. With `vita.speech.tts.SpeechWorker` the phrases are
-rendered on their own thread and the "tts" unit only collects them. The mic passes an echo front end
+Turn-taking beyond a fixed VAD hangover (speculation, the state token as turn signal, backchannels, pauses) and
+the scheduler are the policy of `vita.duplex.turn_taking`. The mic passes an echo front end
 (`vita.speech.echo`) fed with our own playback, so our voice leaking back does not pause or interrupt us.
 
-Stage timestamps (for `vita bench duplex`): `stages` maps an utterance id to {stage: clock time} for the stages
-in `STAGES`, each read from the session's clock when the session first sees the stage done (right after the unit
-of work that did it). Only the latest `MAX_STAGE_RECORDS` utterances are kept.
+Stage timestamps (for `vita bench duplex`): `stages` is a `vita.duplex.stages.StageLog`.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from vita.config import SAMPLE_RATE
 from vita.duplex.events import (
+    Ask,
     AudioIn,
     AudioOut,
     Backchannel,
+    Cancel,
+    Clear,
     Clock,
+    Commit,
+    Configure,
+    DropTurn,
     InEvent,
     OutEvent,
     PlaybackPaused,
@@ -65,12 +55,24 @@ from vita.duplex.events import (
     VideoFrame,
 )
 from vita.duplex.playout import Playout
-from vita.duplex.roles import Job, ReplyEngine
+from vita.duplex.roles import ReplyEngine
+from vita.duplex.stages import StageLog
+from vita.duplex.turn_taking import (
+    Listen,
+    Reply,
+    SessionConfig,
+    Utterance,
+    ends_early,
+    is_backchannel,
+    is_pause,
+    pick,
+    prompt,
+)
+from vita.media.audio import resample
 from vita.processor import Audio, Image, Part, Turn
-from vita.speech.echo import GateConfig, MicFrontEnd
+from vita.speech.echo import MicFrontEnd
 from vita.speech.tts import StreamingTTS
 from vita.speech.vad import (
-    SAMPLE_RATE,
     SpeechDiscarded,
     SpeechEnded,
     SpeechPaused,
@@ -80,70 +82,6 @@ from vita.speech.vad import (
     VADConfig,
 )
 from vita.tokens import STATE_NOT_QUERY
-
-STAGES = ("vad_end", "features", "prefill", "state", "first_text", "first_tts", "first_audio")
-# vad_end: the turn was committed (the VAD closed the utterance, early when the state token allowed it, or text
-# arrived); features: processor + media encoders done (embeddings); (speculative work stamps these before vad_end)
-# prefill: the prompt's last chunk ran; state: the state token was read; first_text: first visible text of the
-# reply; first_tts: its first clause synthesized; first_audio: its first samples released to the speaker
-MAX_STAGE_RECORDS = 256
-
-
-@dataclass
-class SessionConfig:
-    history_turns: int = 6  # completed turns kept in the prompt (the official demo keeps one exchange)
-    low_water_s: float = 0.5  # reply audio kept queued ahead of playback before listener work runs
-    high_water_s: float = 2.0  # no decode / TTS for the reply while this much audio is queued (saves the CPU for
-    # the listener, and wastes less work when a barge-in cancels the rest)
-    resume_delay_s: float = 0.4  # after a dropped utterance, silence before playback resumes (the user may go on)
-    lead_s: float = 0.0  # head start handed to the transport's jitter buffer at a reply's first audio
-    camera_window_s: float = 1.0  # a camera frame newer than this joins the utterance
-    speculative: bool = True  # start the reply at the user's first short silence, held back until the commit
-    speculative_words: int = 3  # words the held-back reply decodes ahead (the first phrase)
-    commit_silence_ms: float = 250.0  # silence that ends the turn once the held-back state says "answer" (0: off)
-    backchannel_s: float = 0.6  # user speech shorter than this over our reply never stops it ...
-    backchannel_end_ms: float = 300.0  # ... it ends after this much silence (not the VAD's min_silence_ms)
-    continuation_s: float = 2.5  # the user speaks again this soon after our reply started ...
-    continuation_words: int = 3  # ... with fewer words of it heard: they had paused; answer both pieces as one
-    vad: VADConfig = field(default_factory=VADConfig)
-    gate: GateConfig = field(default_factory=GateConfig)
-
-
-@dataclass
-class Utterance:
-    id: int
-    parts: list[Part]  # [Image?, Audio] or [text]
-    audio: np.ndarray | None  # [N] float32 16 kHz (None for typed text)
-    t_end: float
-
-
-@dataclass
-class _Listen:
-    role: int
-    job: Job
-    utterance: Utterance
-    speculative: bool = False  # started at a short silence, not committed yet
-    held: str = ""  # visible text decoded ahead of the commit
-    rendering: bool = False  # the held text went to the TTS ahead of the commit (nothing else was speaking)
-
-
-@dataclass
-class _Reply:
-    id: int
-    role: int
-    job: Job
-    utterance: Utterance
-    text: str = ""  # visible text emitted so far
-    text_closed: bool = False  # the TTS was told that no more text comes
-    t_started: float = 0.0
-
-
-def _to_16k(pcm: np.ndarray, rate: int) -> np.ndarray:
-    """Rough resampling for the echo reference (levels only)."""
-    if rate == SAMPLE_RATE or len(pcm) == 0:
-        return pcm
-    n = max(int(round(len(pcm) * SAMPLE_RATE / rate)), 1)
-    return np.interp(np.linspace(0, len(pcm) - 1, n), np.arange(len(pcm)), pcm).astype(np.float32)
 
 
 class Session:
@@ -163,22 +101,19 @@ class Session:
         self.caches = [engine.new_cache(adopt=True), engine.new_cache()]  # role 0, role 1: one set of weights
         self.history: list[Turn] = []
         self.playout = Playout(tts.sample_rate, lead_s=self.config.lead_s)
-        self.reply: _Reply | None = None  # the speaking role's reply
-        self.listening: _Listen | None = None  # the listening role's undecided utterance
+        self.reply: Reply | None = None  # the speaking role's reply
+        self.listening: Listen | None = None  # the listening role's undecided utterance
         self._frames: deque[tuple[float, np.ndarray]] = deque(maxlen=4)
         self._last_role = 0
         self._resume_at: float | None = None  # playback resumes then, if the user stays silent
         self._mic_t0 = float("inf")  # clock time of the first mic sample (aligns the echo reference)
         self._over_reply: int | None = None  # the reply that was active when the user's current segment started
-        self._continues: _Reply | None = None  # a reply the current segment may turn out to continue (a pause)
+        self._continues: Reply | None = None  # a reply the current segment may turn out to continue (a pause)
         self._ids = {"reply": 0, "utterance": 0}
-        self.stages: dict[int, dict[str, float]] = {}  # utterance id -> stage -> clock time (see STAGES)
+        self.stages = StageLog()  # utterance id -> stage -> clock time (`vita.duplex.stages.STAGES`)
 
     def _stamp(self, utterance_id: int, stage: str) -> None:
-        rec = self.stages.setdefault(utterance_id, {})
-        rec.setdefault(stage, self.clock.now())
-        if len(self.stages) > MAX_STAGE_RECORDS:
-            del self.stages[min(self.stages)]
+        self.stages.stamp(utterance_id, stage, self.clock.now())
 
     # ---- observers ---------------------------------------------------------------------------------------------
     @property
@@ -225,76 +160,79 @@ class Session:
         may block in `tts.wait()` for it."""
         return self.reply is not None and self.tts.pending and not self.tts.ready and not self.has_work
 
+    @property
+    def user_speaking(self) -> bool:
+        """The VAD holds an open speech segment (what a `Commit` would close)."""
+        return self.vad.in_speech
+
+    @property
+    def responding(self) -> bool:
+        """A reply is active or a committed turn is being decided: what a `Cancel` stops (a turn only speculated on
+        is invisible to the transport)."""
+        return self.reply is not None or (self.listening is not None and not self.listening.speculative)
+
+    @property
+    def deciding(self) -> bool:
+        """A turn (committed or speculated on) whose state token is not read yet."""
+        return self.listening is not None and not self.listening.job.state_resolved
+
+    @property
+    def vad_config(self) -> VADConfig:
+        """The VAD settings in force (`Configure` replaces them)."""
+        return self.vad.config
+
     # ---- input -------------------------------------------------------------------------------------------------
     def feed(self, event: InEvent) -> list[OutEvent]:
+        """Apply one input event (`vita.duplex.events`): returns the events it caused, playback due now included."""
         events: list[OutEvent] = []
         if isinstance(event, AudioIn):
             # the clock time of mic sample 0: feeding late (a backlog) only makes the estimate larger, so keep the min
-            seen = self.frontend.mic_pos + len(self.frontend._pending) + len(event.pcm)
+            seen = self.frontend.received + len(event.pcm)
             self._mic_t0 = min(self._mic_t0, self.clock.now() - seen / SAMPLE_RATE)
             for ev in self.vad.step(self.frontend.step(event.pcm)):
                 self._on_vad(ev, events)
             self._commit_early(events)
         elif isinstance(event, VideoFrame):
             self._frames.append((self.clock.now() if event.t is None else event.t, event.image))
-        elif isinstance(event, TextIn):
-            self._ask([event.text], events)
+        elif isinstance(event, (TextIn, Ask)):
+            utt = self._utterance([event.text] if isinstance(event, TextIn) else list(event.parts), None)
+            self._stamp(utt.id, "vad_end")
+            self._listen(utt, events)
+        elif isinstance(event, Commit):
+            for ev in self.vad.flush():
+                self._on_vad(ev, events)
+        elif isinstance(event, Clear):
+            self.vad.discard()
+            self._drop_speculation()
+            self._continues = None
+            self._maybe_resume(events)
+        elif isinstance(event, Cancel):
+            if self.reply is not None:
+                self._cancel_reply(events)
+            else:
+                self._drop_turn()
+        elif isinstance(event, DropTurn):
+            self._drop_turn()
+        elif isinstance(event, Configure):
+            self.vad.config = event.vad
+            self.engine.system = event.system
         else:
             raise TypeError(f"unknown input event {type(event).__name__}")
         self._release(events)
+        self._trim_history()
         return events
 
-    def ask(self, parts: list[Part]) -> list[OutEvent]:
-        """A typed query with optional images (`str` and `Image` parts), answered like `feed(TextIn(...))`."""
-        events: list[OutEvent] = []
-        self._ask(parts, events)
-        self._release(events)
-        return events
+    def _trim_history(self) -> None:
+        """Only the latest `history_turns` turns are ever read: the rest is dropped (a long session stays bounded)."""
+        if len(self.history) > self.config.history_turns:
+            del self.history[: len(self.history) - self.config.history_turns]
 
-    def cancel(self) -> tuple[list[OutEvent], int | None]:
-        """Stop what the session is doing: the speaking reply (history keeps what was heard) or, failing that,
-        the utterance being decided. Returns the events and the id of the cancelled reply (None if none spoke)."""
-        events: list[OutEvent] = []
-        reply_id = None
-        if self.reply is not None:
-            reply_id = self.reply.id
-            self._cancel_reply(events)
-        else:
-            self.drop_utterance()
-        return events, reply_id
-
-    def clear_input(self) -> list[OutEvent]:
-        """Drop the open (uncommitted) utterance and whatever was prepared for it, without a trace."""
-        events: list[OutEvent] = []
-        self.vad.discard()
-        self._drop_speculation()
-        self._continues = None
-        self._maybe_resume(events)
-        return events
-
-    def drop_utterance(self) -> None:
-        """Drop the utterance being decided or speculated on (its job failed: the transport reports why)."""
+    def _drop_turn(self) -> None:
         if self.listening is not None:
             if self.listening.rendering:
                 self.tts.cancel()
             self.listening.job.cancel()
             self.listening = None
-
-    def set_vad(self, config: VADConfig) -> None:
-        """New VAD settings (thresholds, silences) from the next audio on; an open segment keeps its audio."""
-        self.vad.config = config
-
-    def _ask(self, parts: list[Part], events: list[OutEvent]) -> None:
-        utt = self._utterance(parts, None)
-        self._stamp(utt.id, "vad_end")
-        self._listen(utt, events)
-
-    def end_of_input(self) -> list[OutEvent]:
-        """The mic stream ended: close an open utterance."""
-        events: list[OutEvent] = []
-        for ev in self.vad.flush():
-            self._on_vad(ev, events)
-        return events
 
     def _on_vad(self, ev, events: list[OutEvent]) -> None:
         now, r, cfg = self.clock.now(), self.reply, self.config
@@ -304,9 +242,7 @@ class Session:
             self._over_reply = r.id if r is not None else None
             self._continues = None
             if r is not None:
-                heard = len(self.playout.heard_text().split())
-                if r.utterance.audio is not None and now - r.t_started < cfg.continuation_s \
-                        and heard < cfg.continuation_words:
+                if is_pause(r, now, len(self.playout.heard_text().split()), cfg):
                     self._continues = r
                 if not self.playout.paused:
                     self.playout.pause(now)
@@ -366,11 +302,7 @@ class Session:
         self._listen(utt, events)
 
     def _backchannel(self, speech_s: float) -> bool:
-        """Speech that started over the still active reply and is shorter than `backchannel_s` (unless the reply has
-        barely begun: then even a short piece continues the user's turn)."""
-        r = self.reply
-        return (r is not None and self._over_reply == r.id and speech_s < self.config.backchannel_s
-                and self._continues is not r)
+        return is_backchannel(self.reply, self._over_reply, self._continues, speech_s, self.config)
 
     def _continued(self, audio: np.ndarray) -> np.ndarray:
         """The user's audio, after the audio of the reply's question when this segment continues it (a pause)."""
@@ -410,11 +342,8 @@ class Session:
             for ev in vad.end_now():
                 self._on_vad(ev, events)
             return
-        if lst is None or not lst.speculative or not cfg.commit_silence_ms or not self.vad.in_speech:
-            return
-        answer = lst.job.state_resolved and lst.job.state != STATE_NOT_QUERY
-        if answer and self.vad.silence_ms >= cfg.commit_silence_ms and not self._backchannel(self.vad.speech_s):
-            for ev in self.vad.end_now():
+        if ends_early(lst, vad, self._backchannel(vad.speech_s), cfg):
+            for ev in vad.end_now():
                 self._on_vad(ev, events)
 
     def _utterance(self, parts: list[Part], audio: np.ndarray | None) -> Utterance:
@@ -431,43 +360,18 @@ class Session:
                 utt = Utterance(utt.id, parts, audio, utt.t_end)
         role = 1 - self.reply.role if self.reply is not None else self._last_role
         job = self.engine.start(self.caches[role], self._prompt(utt), donor=self.caches[1 - role])
-        self.listening = _Listen(role, job, utt, speculative=speculative)
+        self.listening = Listen(role, job, utt, speculative=speculative)
 
     def _prompt(self, utt: Utterance) -> list[Turn]:
-        history = self.history
-        continuing = self.reply is not None and self._continues is self.reply
-        if continuing and history and history[-1].role == "user":
-            history = history[:-1]  # the utterance holds that first piece already; the reply is withdrawn
-        turns = list(history[-self.config.history_turns :])
-        while turns and turns[0].role != "user":
-            turns.pop(0)
-        if self.reply is not None and not continuing:
-            heard = self.playout.heard_text()
-            if heard.strip():
-                turns.append(Turn("assistant", self.reply.job.raw_text(len(heard))))
-        return [*turns, Turn("user", utt.parts)]
+        r = self.reply
+        continuing = r is not None and self._continues is r
+        heard = self.playout.heard_text() if r is not None and not continuing else ""
+        spoken = Turn("assistant", r.job.raw_text(len(heard))) if r is not None and heard.strip() else None
+        return prompt(self.history, utt, self.config.history_turns, withdrawn=continuing, heard=spoken)
 
     # ---- work --------------------------------------------------------------------------------------------------
     def _pick(self) -> str | None:
-        r, lst = self.reply, self.listening
-        speak = r is not None and not r.job.done
-        tts = r is not None and self.tts.ready
-        starving = r is not None and not self.playout.paused and self.playout.buffered_s < self.config.low_water_s
-        if starving and (tts or speak):
-            return "tts" if tts else "speak"
-        if lst is not None and not self._held(lst):
-            return "listen"
-        if r is None or self.playout.buffered_s >= self.config.high_water_s:
-            return None
-        return "tts" if tts else "speak" if speak else None
-
-    def _held(self, lst: _Listen) -> bool:
-        """A speculative reply that has decoded its first phrase (or said `<2>`, or ended) waits for the commit."""
-        job = lst.job
-        if not lst.speculative or not job.state_resolved:
-            return False
-        # the first phrase is cut once the word after it has begun
-        return job.done or job.state == STATE_NOT_QUERY or len(lst.held.split()) > self.config.speculative_words
+        return pick(self.reply, self.listening, self.playout, self.tts, self.config)
 
     def tick(self) -> list[OutEvent]:
         events: list[OutEvent] = []
@@ -504,6 +408,7 @@ class Session:
                 if len(chunk.pcm) and self.reply is not None:
                     self._stamp(self.reply.utterance.id, "first_tts")
         self._release(events)
+        self._trim_history()
         return events
 
     def _decide(self, events: list[OutEvent]) -> None:
@@ -521,7 +426,7 @@ class Session:
             self._cancel_reply(events)
         self.history.append(Turn("user", [p for p in lst.utterance.parts if not isinstance(p, Image)]))
         self._ids["reply"] += 1
-        self.reply = _Reply(self._ids["reply"], lst.role, job, lst.utterance, t_started=now)
+        self.reply = Reply(self._ids["reply"], lst.role, job, lst.utterance, t_started=now)
         self._last_role = lst.role
         if not lst.rendering:
             self.tts.cancel()
@@ -584,7 +489,7 @@ class Session:
             events.append(AudioOut(now, r.id, pcm, self.playout.rate))
             self._stamp(r.utterance.id, "first_audio")
             at = int((now - self._mic_t0) * SAMPLE_RATE) if self._mic_t0 < float("inf") else None
-            self.frontend.play(_to_16k(pcm, self.playout.rate), at=at)  # the mic records it from now on
+            self.frontend.play(resample(pcm, self.playout.rate, SAMPLE_RATE), at=at)  # the mic records it from now on
         if r.text_closed and not self.tts.pending and self.playout.buffered == 0:
             self.history.append(Turn("assistant", r.job.raw_text()))
             events.append(ReplyFinished(now, r.id, r.text.strip()))

@@ -22,7 +22,7 @@ Metrics (true times from the script, not from the VAD):
     success-reply      that reply's text is the one scripted for the barge-in question (rate over barge-ins)
     stages             per answered query: vad_end (turn committed - true end), then each stage's time since the
                        previous one, clipped at 0 (features/encoder, prefill, state token, first text, first TTS
-                       chunk, first audio); see `vita.duplex.session.STAGES`
+                       chunk, first audio); see `vita.duplex.stages.STAGES`
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vita.config import SAMPLE_RATE
 from vita.duplex.events import (
     AudioIn,
     AudioOut,
@@ -45,8 +46,8 @@ from vita.duplex.events import (
     UserSpeechEnded,
 )
 from vita.duplex.roles import Script
-from vita.duplex.scenarios import RATE, Scenario, Segment, builtin_scenarios
-from vita.duplex.session import STAGES
+from vita.duplex.scenarios import Scenario, Segment, builtin_scenarios
+from vita.duplex.stages import STAGES
 from vita.processor import Turn
 
 standard_scenarios = builtin_scenarios  # the earlier name
@@ -131,22 +132,22 @@ def run(
     clock = SimClock()
     session = make_session(scenario, clock)
     gain = scenario.echo_gain if echo_gain is None else echo_gain
-    d = int((scenario.echo_delay if echo_delay is None else echo_delay) * RATE)
+    d = int((scenario.echo_delay if echo_delay is None else echo_delay) * SAMPLE_RATE)
     n = 320  # 20 ms
-    mic = np.concatenate([scenario.mic(), np.zeros(int(tail * RATE), np.float32)])
+    mic = np.concatenate([scenario.mic(), np.zeros(int(tail * SAMPLE_RATE), np.float32)])
     mic = np.pad(mic, (0, -len(mic) % n))
-    speaker = np.zeros(len(mic) + RATE, np.float32)  # what was played, on the mic timeline
+    speaker = np.zeros(len(mic) + SAMPLE_RATE, np.float32)  # what was played, on the mic timeline
     spk_end = 0
     res = Result(scenario.name)
     for i in range(0, len(mic), n):
-        t_chunk = (i + n) / RATE  # the chunk is complete at this time
+        t_chunk = (i + n) / SAMPLE_RATE  # the chunk is complete at this time
         clock.t = max(clock.t, t_chunk)
         chunk = mic[i : i + n].copy()
         if gain and i - d >= 0:
             chunk += gain * speaker[i - d : i - d + n]
         evs = list(session.feed(AudioIn(chunk)))
         # work fills the time until the next chunk arrives (a tick that overruns delays the next feed)
-        until = t_chunk + n / RATE
+        until = t_chunk + n / SAMPLE_RATE
         for _ in range(ticks_per_chunk):
             if compute_time and clock.t >= until:
                 break
@@ -166,13 +167,13 @@ def run(
             evs += got
         for e in evs:
             if isinstance(e, AudioOut):  # the speaker plays samples back to back, from when they arrive
-                at = max(spk_end, int(e.t * RATE))
+                at = max(spk_end, int(e.t * SAMPLE_RATE))
                 seg = e.pcm[: max(len(speaker) - at, 0)]
                 speaker[at : at + len(seg)] = seg
                 spk_end = at + len(seg)
                 res.placed.append((e.reply_id, at, len(seg)))
             elif isinstance(e, PlaybackPaused):  # silent once what the speaker already holds has played
-                res.silent_at.append(max(e.t, spk_end / RATE))
+                res.silent_at.append(max(e.t, spk_end / SAMPLE_RATE))
         res.events += evs
     res.speaker = speaker
     res.stamps = {k: dict(v) for k, v in getattr(session, "stages", {}).items()}
@@ -206,7 +207,8 @@ def _score(res: Result, scenario: Scenario, *, echo: bool) -> None:
     for seg in scenario.segments:
         on, end, until = _window(seg, scenario.segments)
         spans.append((on, end))
-        spk = res.speaker[int(max(on - 0.3, 0) * RATE) : int(on * RATE)] if res.speaker is not None else []
+        before = slice(int(max(on - 0.3, 0) * SAMPLE_RATE), int(on * SAMPLE_RATE))
+        spk = res.speaker[before] if res.speaker is not None else []
         playing = bool(np.any(spk != 0))  # our voice was playing when this segment started
         if playing:
             silent = [t for t in res.silent_at if t >= on - 0.05]

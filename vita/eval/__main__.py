@@ -1,7 +1,7 @@
-"""`python -m vita.eval --manifest FILE ...`: the same as `vita eval`."""
+"""`python -m vita.eval --manifest FILE ...`: the same as `vita eval` (`vita.cli.eval`)."""
 
 import sys
 
-from vita.eval.run import main
+from vita.cli.eval import main
 
 sys.exit(main())

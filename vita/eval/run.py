@@ -1,7 +1,6 @@
-"""`vita eval`: run a model over a JSONL manifest and report state, answer and transcript metrics.
+"""`vita eval --manifest`: run a model over a JSONL manifest and report state, answer and transcript metrics.
 
-    vita eval --manifest cases.jsonl [--model DIR|PRESET] [--json] [--max-new-tokens N] [--out report.md]
-    vita eval BENCH --data PATH [--model M] [--shots K] [--subtitles] [--out-dir DIR]   (vita.eval.bench)
+    evaluate(model, manifest, ...) -> report     (the command line: `vita.cli.eval`)
 
 The model is loaded once and the cases run in manifest order with greedy decoding (unless --temperature is
 given); one progress line per case goes to stderr. Metric definitions: `vita.eval.metrics`; manifest format:
@@ -10,19 +9,14 @@ given); one progress line per case goes to stderr. Metric definitions: `vita.eva
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from vita import devices
-from vita.errors import EvalError, VitaError, run_command
+from vita.errors import EvalError, VitaError
 from vita.eval.manifest import MODALITIES, BadLine, Case, Manifest, load_manifest
 from vita.eval.metrics import CaseResult, summarize
-from vita.eval.report import render_markdown
 
 DEFAULT_MODEL = "vita-mini"  # the embedded default model (vita.checkpoint.mini)
 
@@ -117,87 +111,3 @@ def evaluate(model: Model, manifest: Manifest | str | Path, *, max_new_tokens: i
     report["skipped"] = [asdict(b) for b in sorted(skipped, key=lambda b: b.line)]
     report["n_skipped"] = len(skipped)
     return report
-
-
-# ---- command line -------------------------------------------------------------------------------------------
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    from vita.eval.bench import cli as bench_cli
-
-    p.add_argument("--manifest", help="JSONL file, one case per line (media relative to it)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model directory or preset (default {DEFAULT_MODEL})")
-    p.add_argument("--json", action="store_true", help="print the report as JSON instead of markdown")
-    p.add_argument("--max-new-tokens", type=int, default=256, action=bench_cli._Given,
-                   help="default 256 (a benchmark: its adapter's own default)")
-    p.add_argument("--out", help="also write the report here (JSON if the name ends in .json, else markdown)")
-    p.add_argument("--skip-bad", action="store_true", help="count and skip bad manifest lines / unusable media")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--seed", type=int, default=None)
-    devices.add_arguments(p)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--quantize", choices=["int8", "int4"], default=None,
-                   help="quantize the LLM's weights at load (vita.nn.quant; int4: groups of 32 with an int8 head)")
-    p.add_argument("--quiet", action="store_true", help="no per-case progress lines on stderr")
-    bench_cli.add_arguments(p)
-
-
-def _run(args: argparse.Namespace) -> int:
-    devices.from_args(args)  # a device this machine lacks fails before any data is read
-    if getattr(args, "bench", None):
-        from vita.eval.bench import cli as bench_cli
-
-        return bench_cli.run(args)
-    if not args.manifest:
-        raise EvalError("give a benchmark (vita eval BENCH --data PATH) or --manifest FILE")
-    if args.max_new_tokens < 1:
-        raise EvalError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    if args.out and not Path(args.out).resolve().parent.is_dir():
-        raise EvalError(f"{args.out}: the folder for the report does not exist")
-    manifest = load_manifest(args.manifest, skip_bad=args.skip_bad)  # fail on a bad manifest before loading
-    import torch
-
-    from vita.api import load
-    from vita.generation.sampling import SamplingConfig
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    sampling = SamplingConfig(temperature=args.temperature)
-    t0 = time.perf_counter()
-    device, dtype = devices.from_args(args)
-    model = load(args.model, dtype=dtype, device=device, quantize=args.quantize)
-    progress = None if args.quiet else sys.stderr
-    if progress is not None:
-        print(f"loaded {args.model} in {time.perf_counter() - t0:.2f} s; {len(manifest.cases)} cases", file=progress)
-    report = evaluate(model, manifest, max_new_tokens=args.max_new_tokens, sampling=sampling, seed=args.seed,
-                      skip_bad=args.skip_bad, progress=progress, model_name=args.model)
-    as_json = json.dumps(report, ensure_ascii=False, indent=2)
-    markdown = render_markdown(report)
-    if args.out:
-        try:
-            Path(args.out).write_text(as_json + "\n" if args.out.endswith(".json") else markdown, encoding="utf-8")
-        except OSError as exc:
-            raise EvalError(f"{args.out}: cannot write the report ({exc.strerror or exc})") from None
-    print(as_json if args.json else markdown, end="\n" if args.json else "")
-    return 0
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the `eval` subcommand on a `vita` sub-command parser; it sets `func`."""
-    p = subparsers.add_parser("eval", help="evaluate a model: a public benchmark (vita eval BENCH --data PATH) "
-                              "or a JSONL manifest (state, answers, WER)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(p)
-    p.set_defaults(func=_run)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`vita eval` on its own (argv without the word "eval"); errors print as one line, exit status 2."""
-    parser = argparse.ArgumentParser(prog="vita eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(parser)
-    args = parser.parse_args(argv)
-    return run_command(lambda: _run(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

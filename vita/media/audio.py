@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from vita.config import FbankConfig
+from vita.config import SAMPLE_RATE, FbankConfig
 from vita.errors import MediaError
 
-__all__ = ["AudioSource", "AudioTooLong", "MAX_RATE", "MIN_RATE", "TARGET_RATE", "load_audio", "resample"]
+__all__ = ["AudioSource", "AudioTooLong", "MAX_RATE", "MIN_RATE", "SAMPLE_RATE", "StreamResampler", "load_audio",
+           "resample"]
 
-TARGET_RATE = 16000
 AudioSource = str | Path | bytes | bytearray | np.ndarray | torch.Tensor
 
 # File signatures libsndfile handles; anything else goes to PyAV.
@@ -82,11 +82,8 @@ def _polyphase(up: int, down: int) -> tuple[torch.Tensor, int, int]:
     return phases.to(torch.float32), j_min, j_max
 
 
-def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
-    """Band-limited resampling of [..., N] from `orig_rate` to `new_rate` Hz -> float32 [..., ceil(N * new / orig)].
-
-    Polyphase FIR (Kaiser-windowed sinc); output sample m sits at input time m * down / up, with no delay.
-    """
+def _ratio(orig_rate: int, new_rate: int) -> tuple[int, int]:
+    """(up, down): the reduced rational resampling factor."""
     if orig_rate <= 0 or new_rate <= 0:
         raise ValueError(f"sample rates must be positive, got {orig_rate} -> {new_rate}")
     g = math.gcd(orig_rate, new_rate)
@@ -96,11 +93,26 @@ def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Ten
         # few thousand (a tempo change of a few samples per minute).
         ratio = Fraction(up, down).limit_denominator(1024)
         up, down = ratio.numerator, ratio.denominator
+    return up, down
+
+
+def resample(waveform: torch.Tensor | np.ndarray, orig_rate: int, new_rate: int) -> torch.Tensor | np.ndarray:
+    """Band-limited resampling of [..., N] from `orig_rate` to `new_rate` Hz -> float32 [..., ceil(N * new / orig)].
+
+    Polyphase FIR (Kaiser-windowed sinc); output sample m sits at input time m * down / up, with no delay. A numpy
+    array comes back as a numpy array (the one resampler of vita: files, TTS voices, echo references, training
+    augmentation; `StreamResampler` is its streaming form).
+    """
+    if isinstance(waveform, np.ndarray):
+        return resample(torch.from_numpy(np.asarray(waveform, dtype=np.float32)), orig_rate, new_rate).numpy()
+    up, down = _ratio(orig_rate, new_rate)
     if up == down:
         return waveform.clone()
     lead, n_in = waveform.shape[:-1], waveform.shape[-1]
-    x = waveform.reshape(-1, n_in).to(torch.float32)  # [B, N]
     n_out = -(-n_in * up // down)
+    if n_in == 0:
+        return torch.zeros(*lead, 0)
+    x = waveform.reshape(-1, n_in).to(torch.float32)  # [B, N]
     phases, j_min, j_max = _polyphase(up, down)  # [up, J]
     x = F.pad(x, (j_max, -j_min))  # [B, N + J - 1]: x_pad[n] = x[n - j_max]
     if up * (down + phases.shape[1]) <= _DENSE_RESAMPLE_LIMIT:
@@ -108,6 +120,38 @@ def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Ten
     else:
         y = _resample_gather(x, phases, up, down, n_out, j_min, j_max)
     return y.reshape(*lead, n_out)
+
+
+class StreamResampler:
+    """`resample` over a stream of mono float32 chunks: the output equals `resample` of the whole stream, less its
+    last few samples (each output waits for the |j_min| input samples after it: under 1 ms at common rates).
+
+    Keeps the input its next outputs need, from a multiple of `down` on, so that the phases line up.
+    """
+
+    def __init__(self, orig_rate: int, new_rate: int = SAMPLE_RATE) -> None:
+        self.up, self.down = _ratio(orig_rate, new_rate)
+        _, self._j_min, self._j_max = _polyphase(self.up, self.down) if self.up != self.down else (None, 0, 0)
+        self._buf = np.zeros(0, np.float32)
+        self._base = 0  # stream index of _buf[0]
+        self._emitted = 0  # output samples returned so far
+
+    def __call__(self, pcm: np.ndarray) -> np.ndarray:
+        pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        if self.up == self.down:
+            return pcm.copy()
+        up, down = self.up, self.down
+        self._buf = np.concatenate([self._buf, pcm])
+        last = self._base + len(self._buf) - 1 + self._j_min  # the last input index an output may centre on
+        ready = -(-(last + 1) * up // down) if last >= 0 else 0  # outputs m with m * down // up <= last
+        if ready <= self._emitted:
+            return np.zeros(0, np.float32)
+        first = self._base * up // down  # the buffer's output 0 (base is a multiple of down)
+        y = resample(self._buf, down, up)[self._emitted - first : ready - first]
+        self._emitted = ready
+        keep = max((ready * down // up - self._j_max) // down * down, self._base)  # the next output's first tap
+        self._buf, self._base = self._buf[keep - self._base :], keep
+        return y
 
 
 def _resample_conv(x: torch.Tensor, phases: torch.Tensor, up: int, down: int, n_out: int) -> torch.Tensor:
@@ -329,7 +373,7 @@ def load_audio(
     sample_rate: int | None = None,
     *,
     require_rate: int | None = None,
-    target_rate: int = TARGET_RATE,
+    target_rate: int = SAMPLE_RATE,
     name: str | None = None,
     max_seconds: float | None = None,
 ) -> torch.Tensor:

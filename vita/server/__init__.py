@@ -14,7 +14,8 @@
     realtime_connection.py  one connection: transport and the driver of its duplex session
     realtime_roles.py, realtime_emit.py, realtime_stats.py   its model side (role caches, prompts that fit),
                      session events -> server events, where a turn's time goes
-    cli.py           `vita serve` (`add_parser`, `main`)
+    auth.py          loopback checks and the API key (`resolve_api_key`, `authorized`)
+(the command line, `vita serve`, is `vita.cli.serve`)
 
 Importing this package imports neither FastAPI nor torch; `vita.server.app` does.
 """

@@ -9,7 +9,7 @@
                                 page and its files never need the key (the page sends it on the websocket)
 
 Every error is OpenAI's shape `{"error": {"message", "type", "param", "code"}}` (see `errors.py`); FastAPI's own
-422 validation errors become 400s. With an API key (required off loopback, see `cli.py`) every other request needs
+422 validation errors become 400s. With an API key (required off loopback, see `auth.py`) every other request needs
 `Authorization: Bearer <key>`. Model work runs on the model thread (`worker.py`); a request is admitted (or
 refused 429) before its media are decoded. Nothing costly runs on the event loop: the body is parsed and validated
 on a thread (after a C-speed count of its JSON values, `--max-json-values`, and before pydantic, the counts of

@@ -21,7 +21,7 @@ log = logging.getLogger("vita.server")
 
 FORMATS = ("wav", "flac", "mp3", "pcm16")
 STREAM_FORMATS = ("pcm16",)
-SAMPLE_RATE = 24000
+OUTPUT_RATE = 24000  # Hz: OpenAI's pcm16 rate (speech out; the realtime API's default input too)
 _SOUNDFILE = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "mp3": ("MP3", "MPEG_LAYER_III")}
 
 
@@ -33,7 +33,7 @@ def check_format(fmt: str, *, streaming: bool) -> None:
                           "audio.format", code="unsupported")
 
 
-def encode(pcm: np.ndarray, fmt: str, sample_rate: int = SAMPLE_RATE) -> bytes:
+def encode(pcm: np.ndarray, fmt: str, sample_rate: int = OUTPUT_RATE) -> bytes:
     """float32 mono pcm [N] in [-1, 1] -> the bytes of one file (or raw pcm16)."""
     pcm16 = (np.clip(pcm, -1.0, 1.0) * 32767.0).round().astype("<i2")  # [N]
     if fmt == "pcm16":
@@ -71,7 +71,7 @@ class SpeechOut:
         """A fresh `StreamingTTS` over the shared synthesizer."""
         from vita.speech.tts import StreamingTTS
 
-        return StreamingTTS(self._load(), sample_rate=SAMPLE_RATE)
+        return StreamingTTS(self._load(), sample_rate=OUTPUT_RATE)
 
     def _load(self) -> Callable[[str], np.ndarray]:
         with self._lock:
@@ -82,7 +82,7 @@ class SpeechOut:
                     else:
                         from vita.speech.tts import PiperSynth
 
-                        self._synth = PiperSynth(out_rate=SAMPLE_RATE)
+                        self._synth = PiperSynth(out_rate=OUTPUT_RATE)
                 except Exception as exc:  # noqa: BLE001 - any failure to load the voice means "no audio out"
                     log.exception("loading the TTS voice failed")
                     self._error = f"{type(exc).__name__}: {exc}"

@@ -1,6 +1,6 @@
 """Who may talk to `vita serve`: loopback names and addresses, and the API key (`Authorization: Bearer <key>`).
 
-Shared by the HTTP routes (`app.py`), the realtime websocket (`realtime.py`) and the command line (`cli.py`), so
+Shared by the HTTP routes (`app.py`), the realtime websocket (`realtime.py`) and the command line (`vita.cli.serve`), so
 none of them imports another for these checks.
 """
 
@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import os
+
+from vita.errors import ConfigError
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
@@ -47,3 +50,14 @@ def authorized(header: str | None, key: str) -> bool:
     """True when the `Authorization` header is `Bearer <key>` (compared in constant time)."""
     scheme, _, token = (header or "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
+
+
+def resolve_api_key(host: str, api_key: str | None) -> str | None:
+    """The key to require: --api-key, else $VITA_API_KEY; an error when binding off loopback without one."""
+    key = api_key if api_key is not None else os.environ.get("VITA_API_KEY") or None
+    if key is not None and not key.strip():
+        raise ConfigError("the API key is empty")
+    if key is None and not is_loopback(host):
+        raise ConfigError(f"binding to {host!r} (not a loopback address) requires an API key: pass --api-key KEY "
+                          "or set VITA_API_KEY")
+    return key

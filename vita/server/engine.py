@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from vita.api import Vita
+from vita.config import SAMPLE_RATE
 from vita.generation.loop import PromptCache, TokenLoop, cache_with_room
 from vita.generation.sampling import SamplingConfig
 from vita.generation.text import TextStream
@@ -78,7 +79,7 @@ class Engine:
     @property
     def audio_rate(self) -> int:
         audio = self.vita.config.audio
-        return audio.sample_rate if audio is not None else 16000
+        return audio.sample_rate if audio is not None else SAMPLE_RATE
 
     def check_text_length(self, chars: int) -> None:
         """Refuse, before tokenizing, `chars` characters of text that cannot fit the context: no token covers more

@@ -1,4 +1,4 @@
-"""Request limits of `vita serve`: one dataclass field per limit, one CLI flag per field.
+"""Request limits of `vita serve`: one dataclass field per limit, one CLI flag per field (`vita.cli.serve`).
 
 Every refusal names the limit (as its CLI flag) and the value that broke it, e.g.
 "request body is 40000000 bytes > --max-request-bytes 33554432".
@@ -6,7 +6,6 @@ Every refusal names the limit (as its CLI flag) and the value that broke it, e.g
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field, fields
 
 from vita.server.errors import limit_exceeded
@@ -56,19 +55,6 @@ class Limits:
 
 def flag(name: str) -> str:
     return name.replace("_", "-")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One `--max-...` option per `Limits` field, defaulting to the dataclass default."""
-    group = parser.add_argument_group("limits")
-    for f in fields(Limits):
-        kind = float if f.type in (float, "float") else int
-        group.add_argument(f"--{flag(f.name)}", type=kind, default=f.default,
-                           help=f"{f.metadata['help']} (default {f.default})")
-
-
-def from_args(args: argparse.Namespace) -> Limits:
-    return Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
 
 
 def count_json_values(data: bytes | bytearray | str, cap: int, what: str) -> None:

@@ -20,6 +20,7 @@ import time
 
 from PIL import Image as PILImage
 
+from vita.config import SAMPLE_RATE
 from vita.errors import MediaError
 from vita.media.audio import AudioTooLong, load_audio
 from vita.media.image import load_image
@@ -51,7 +52,7 @@ def decode_base64(data: str, param: str) -> bytes:
 class MediaDecoder:
     """Decodes one request's media, keeping count of what it has used against `Limits`."""
 
-    def __init__(self, limits: Limits, *, allow_remote: bool = False, audio_rate: int = 16000) -> None:
+    def __init__(self, limits: Limits, *, allow_remote: bool = False, audio_rate: int = SAMPLE_RATE) -> None:
         self.limits = limits
         self.allow_remote = allow_remote
         self.audio_rate = audio_rate

@@ -58,9 +58,10 @@ is kept to `SessionConfig.history_turns` turns and every prompt is trimmed by po
 the role cache; an utterance that cannot fit even alone is an error `context_length_exceeded`.
 A client that disconnects mid-answer drops its session; the worker finishes at most one tick batch for it.
 
-Session hooks: typed queries with images go to `Session.ask`, `response.cancel` to `Session.cancel`,
-`input_audio_buffer.clear` to `Session.clear_input` (the open segment and its speculation are dropped), turn
-detection settings to `Session.set_vad`.
+Session inputs (typed events, `vita.duplex.events`; the server never touches the session's state): typed queries
+with images are `Ask`, `input_audio_buffer.commit` is `Commit`, `input_audio_buffer.clear` is `Clear` (the open
+segment and its speculation are dropped), `response.cancel` is `Cancel`, turn detection settings and instructions
+are `Configure`.
 """
 
 from __future__ import annotations

@@ -24,20 +24,21 @@ from collections import deque
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from starlette.websockets import WebSocket
 
+from vita.config import SAMPLE_RATE
 from vita.duplex import events as ev
 from vita.duplex.session import Session
 from vita.errors import PromptError
+from vita.media.audio import StreamResampler
 from vita.processor import Image, Part
 from vita.server.errors import APIError
 from vita.server.limits import count_json_values
 from vita.server.realtime_emit import Emitter
 from vita.server.realtime_events import (
     OUTPUT_RATE,
-    RATE,
     RealtimeError,
-    Resampler,
     Settings,
     decode_pcm16,
     error_event,
@@ -71,7 +72,7 @@ class Connection:
         self.closing = asyncio.Event()  # set with `close_reason` to end the connection (slow reader)
         self.close_reason: RealtimeError | None = None
         self.out = Emitter(self.settings, self.send)  # session events -> server events, response bookkeeping
-        self.resampler = Resampler(self.settings.input_rate)
+        self.resampler = StreamResampler(self.settings.input_rate)  # -> 16 kHz
         self.session: Session | None = None
         self.voice: Voice | None = None
         self.speech: SpeechWorker | None = None
@@ -87,7 +88,7 @@ class Connection:
             self.session = await self.state.worker.call(self._build)
             if self.voice is None or self.voice.synth is None:
                 self.settings.modalities = ("text",)
-            vad = self.session.vad.config  # the server's VAD settings until a session.update changes them
+            vad = self.session.vad_config  # the server's VAD settings until a session.update changes them
             self.settings.threshold, self.settings.silence_duration_ms = vad.start_threshold, int(vad.min_silence_ms)
             self.settings.prefix_padding_ms = int(vad.pre_roll_ms)
             self.send({"type": "session.created", "event_id": new_id("event"), "session": self.settings.wire()})
@@ -258,20 +259,20 @@ class Connection:
             raise RealtimeError("audio output unavailable (install the speech extra)", code="audio_unavailable",
                                 param="session.modalities")
         if self.settings.input_rate != rate:
-            self.resampler = Resampler(self.settings.input_rate)
+            self.resampler = StreamResampler(self.settings.input_rate)
         self._post(("settings",))
         self.send({"type": "session.updated", "event_id": new_id("event"), "session": self.settings.wire()})
 
     def _append(self, data: str) -> None:
         cap = self.limits.max_realtime_buffer_seconds
         claimed = len(data) * 3 // 8 / self.settings.input_rate  # seconds, from the base64 length alone
-        if (self.buffered / RATE) + claimed > cap + 0.1:
-            raise RealtimeError(f"{self.buffered / RATE:.1f} s of audio are waiting and this append holds "
+        if (self.buffered / SAMPLE_RATE) + claimed > cap + 0.1:
+            raise RealtimeError(f"{self.buffered / SAMPLE_RATE:.1f} s of audio are waiting and this append holds "
                                 f"{claimed:.1f} s (--max-realtime-buffer-seconds {cap}): this append was dropped; "
                                 "send audio in real time", code="buffer_full", param="audio")
-        pcm = self.resampler(decode_pcm16(data))
-        if (self.buffered + len(pcm)) / RATE > cap:
-            raise RealtimeError(f"{self.buffered / RATE:.1f} s of audio are waiting to be processed "
+        pcm = self.resampler(decode_pcm16(data).astype(np.float32) / 32768.0)
+        if (self.buffered + len(pcm)) / SAMPLE_RATE > cap:
+            raise RealtimeError(f"{self.buffered / SAMPLE_RATE:.1f} s of audio are waiting to be processed "
                                 f"(--max-realtime-buffer-seconds {cap}): this append was dropped; send audio in "
                                 "real time", code="buffer_full", param="audio")
         self.buffered += len(pcm)
@@ -305,11 +306,9 @@ class Connection:
                 elif s.busy:
                     out += s.tick()  # no unit of work: only releases playback (no model)
                 failures = 0
-                if len(s.history) > s.config.history_turns:  # the session reads only these: drop the rest
-                    del s.history[: len(s.history) - s.config.history_turns]
             except PromptError as exc:  # the utterance cannot fit: the client's to fix, not an internal error
                 speculative = s.speculating
-                s.drop_utterance()
+                out += s.feed(ev.DropTurn())
                 if not speculative:  # a speculation is redone at the commit, which reports it (once)
                     self.send(error_event(RealtimeError(str(exc), code="context_length_exceeded")))
                     self.out.awaiting = False
@@ -318,9 +317,9 @@ class Connection:
                 failures += 1
                 self.send(error_event(RealtimeError("internal error while answering (the server log has the "
                                                     "details)", code="server_error", type="server_error")))
-                s.drop_utterance()
+                out += s.feed(ev.DropTurn())
                 self.out.awaiting = False
-                out += s.cancel()[0]  # the speaking reply, if any
+                out += s.feed(ev.Cancel())  # the speaking reply, if any
                 if failures >= 3:  # not one broken reply: the worker itself (server shutting down)
                     self._emit(out)
                     await self.ws.close(code=1011)
@@ -343,9 +342,8 @@ class Connection:
             out += s.tick()
             if not s.has_work or (urgent and not s.turn_pending):
                 break
-            lst, spent = s.listening, time.monotonic() - t0
-            deciding = urgent and lst is not None and not lst.job.state_resolved
-            if spent > (self.config.turn_max_s if deciding else budget):
+            deciding = urgent and s.deciding
+            if time.monotonic() - t0 > (self.config.turn_max_s if deciding else budget):
                 break
         return out
 
@@ -363,29 +361,27 @@ class Connection:
         assert s is not None
         if kind == "settings":
             st = self.settings
-            s.set_vad(replace(s.vad.config, start_threshold=st.threshold,
-                              end_threshold=max(st.threshold - 0.15, 0.01),
-                              min_silence_ms=float(st.silence_duration_ms), pre_roll_ms=float(st.prefix_padding_ms)))
-            s.engine.system = st.instructions
+            vad = replace(s.vad_config, start_threshold=st.threshold, end_threshold=max(st.threshold - 0.15, 0.01),
+                          min_silence_ms=float(st.silence_duration_ms), pre_roll_ms=float(st.prefix_padding_ms))
+            out += s.feed(ev.Configure(vad, st.instructions))
             if self.voice is not None:
                 self.voice.enabled = "audio" in st.modalities and self.voice.synth is not None
         elif kind == "respond":
-            out += s.ask(list(action[1]))
+            out += s.feed(ev.Ask(tuple(action[1])))
         elif kind == "input_audio_buffer.commit":
-            if not s.vad.in_speech:
+            if not s.user_speaking:
                 self.send(error_event(RealtimeError("no speech is open in the input audio buffer",
                                                     code="input_audio_buffer_commit_empty", event_id=action[1])))
-            out += s.end_of_input()
+            out += s.feed(ev.Commit())
         elif kind == "input_audio_buffer.clear":
-            out += s.clear_input()
+            out += s.feed(ev.Clear())
             self.out.item_id = None
             self.send({"type": "input_audio_buffer.cleared", "event_id": new_id("event")})
         elif kind == "response.cancel":
             self.out.awaiting = False
-            if s.reply is not None or (s.listening is not None and not s.speculating):
-                events, reply_id = s.cancel()
-                if reply_id is not None:
-                    self.out.client_cancelled.add(reply_id)
+            if s.responding:
+                events = s.feed(ev.Cancel())
+                self.out.client_cancelled.update(e.reply_id for e in events if isinstance(e, ev.ReplyCancelled))
                 out += events
             else:  # (a turn only speculated on is not a response: the client cannot see it)
                 self.send(error_event(RealtimeError("there is no active response to cancel",

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from vita.config import SAMPLE_RATE
 from vita.duplex import events as ev
-from vita.server.realtime_events import RATE, Settings, encode_pcm16, new_id, response_body
+from vita.server.realtime_events import Settings, encode_pcm16, new_id, response_body
 
 
 @dataclass
@@ -55,11 +56,11 @@ class Emitter:
             if isinstance(e, ev.UserSpeechStarted):
                 self.item_id = new_id("item")
                 self.send({"type": "input_audio_buffer.speech_started", **base, "item_id": self.item_id,
-                           "audio_start_ms": fed * 1000 // RATE})
+                           "audio_start_ms": fed * 1000 // SAMPLE_RATE})
             elif isinstance(e, ev.UserSpeechEnded):
                 item, self.item_id = self.item_id or new_id("item"), None
                 self.send({"type": "input_audio_buffer.speech_stopped", **base, "item_id": item,
-                           "audio_end_ms": fed * 1000 // RATE})
+                           "audio_end_ms": fed * 1000 // SAMPLE_RATE})
                 self.send({"type": "input_audio_buffer.committed", "event_id": new_id("event"), "item_id": item,
                            "previous_item_id": self.last_item})
                 self.last_item = item

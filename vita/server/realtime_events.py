@@ -1,7 +1,8 @@
 """Wire types of `GET /v1/realtime`: client-event parsing and validation, session settings, server-event bodies.
 
     parse_frame / field_of / parse_item   a client frame -> a validated event / field / prompt parts
-    decode_pcm16, Resampler, encode_pcm16 base64 pcm16 in (24 or 16 kHz -> 16 kHz float32) and out (24 kHz)
+    decode_pcm16, encode_pcm16            base64 pcm16 in (24 or 16 kHz; `vita.media.audio.StreamResampler` makes it
+                                          16 kHz float32) and out (24 kHz)
     Settings                              the session (`session.update` applied, `session.created` body)
     error_event, response_body            server event bodies
 
@@ -36,15 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from vita.config import SAMPLE_RATE
 from vita.processor import Part
+from vita.server.audio_out import OUTPUT_RATE
 from vita.server.errors import APIError
 from vita.server.limits import Limits
 from vita.server.media import MediaDecoder
 
-RATE = 16000  # the session's input rate
-
-INPUT_RATES = (16000, 24000)
-OUTPUT_RATE = 24000
+INPUT_RATES = (SAMPLE_RATE, OUTPUT_RATE)  # vendor 16 kHz (no resampling), or OpenAI's 24 kHz pcm16
 MODALITIES = (("text",), ("audio", "text"))
 CLIENT_EVENTS = ("session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
                  "input_audio_buffer.clear", "conversation.item.create", "response.create", "response.cancel")
@@ -152,29 +152,6 @@ def parse_item(item: dict[str, Any], limits: Limits) -> list[Part]:
     return parts
 
 
-class Resampler:
-    """Streaming pcm16 at `rate` -> float32 16 kHz (libswresample keeps its state between chunks)."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate, self._pts, self._rs = rate, 0, None
-        if rate != RATE:
-            import av
-
-            self._rs = av.AudioResampler(format="flt", layout="mono", rate=RATE)
-
-    def __call__(self, pcm16: np.ndarray) -> np.ndarray:
-        pcm = pcm16.astype(np.float32) / 32768.0
-        if self._rs is None or not len(pcm):
-            return pcm
-        import av
-
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="flt", layout="mono")
-        frame.sample_rate, frame.pts = self.rate, self._pts
-        self._pts += len(pcm)
-        out = [f.to_ndarray()[0] for f in self._rs.resample(frame)]
-        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
-
-
 def encode_pcm16(pcm: np.ndarray) -> str:
     """float32 [N] in [-1, 1] -> base64 pcm16 little-endian."""
     return base64.b64encode((np.clip(pcm, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()).decode()
@@ -189,7 +166,7 @@ class Settings:
     instructions: str | None = None
     voice: str = "joe"
     modalities: tuple[str, ...] = ("audio", "text")
-    input_rate: int = 24000
+    input_rate: int = OUTPUT_RATE
     threshold: float = 0.5
     prefix_padding_ms: int = 200
     silence_duration_ms: int = 500
@@ -238,7 +215,7 @@ class Settings:
         return {
             "id": self.id, "object": "realtime.session", "model": self.model, "modalities": list(self.modalities),
             "instructions": self.instructions or "", "voice": self.voice,
-            "input_audio_format": "pcm16" if self.input_rate == 24000 else {"type": "audio/pcm",
+            "input_audio_format": "pcm16" if self.input_rate == OUTPUT_RATE else {"type": "audio/pcm",
                                                                             "rate": self.input_rate},
             "output_audio_format": "pcm16",
             "turn_detection": {"type": "server_vad", "threshold": self.threshold,
@@ -250,7 +227,7 @@ class Settings:
 def _input_rate(fmt: Any) -> int:
     param = "session.input_audio_format"
     if fmt == "pcm16":
-        return 24000
+        return OUTPUT_RATE
     if isinstance(fmt, dict) and fmt.get("type") == "audio/pcm" and fmt.get("rate") in INPUT_RATES \
             and not isinstance(fmt.get("rate"), bool):
         return int(fmt["rate"])

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from vita.config import SAMPLE_RATE
 from vita.duplex.roles import Engine as RoleEngine
 from vita.duplex.roles import ReplyJob, RoleCache
 from vita.errors import PromptError
 from vita.media.prompt import SYSTEM_PROMPTS
 from vita.processor import Audio, Image, Turn
-from vita.server.realtime_events import OUTPUT_RATE, RATE
+from vita.server.realtime_events import OUTPUT_RATE
 
 
 class BoundedRoles(RoleEngine):
@@ -58,7 +59,7 @@ def _turn_positions(vita: Any, turn: Turn) -> int:
         if isinstance(p, str):
             n += len(vita.tokenizer.encode(p, add_special_tokens=False))
         elif isinstance(p, Audio):
-            samples = len(p.source) * RATE / (p.sample_rate or RATE)
+            samples = len(p.source) * SAMPLE_RATE / (p.sample_rate or SAMPLE_RATE)
             n += vita.processor.audio_tokens(math.ceil(samples / 160)) + 1  # 10 ms feature frames
         elif isinstance(p, Image):
             vision = vita.config.vision

@@ -3,7 +3,7 @@
     breakdown(hub) -> {"spoken" | "typed": {"turns": n, "stages": {stage: {"p50", "p90", "before_commit"}}},
                        "queue": {"urgent" | "normal": {"n", "p50", "p90"}}}
 
-Stages are the duplex session's (`vita.duplex.session.STAGES`), in ms relative to the turn's commit (`vad_end`: the
+Stages are the duplex session's (`vita.duplex.stages.STAGES`), in ms relative to the turn's commit (`vad_end`: the
 VAD's end of speech, or the early commit once the speculated state said "answer"); a negative time was done
 speculatively before the commit, and `before_commit` is the fraction of turns for which it was. Typed items are
 counted apart (their `vad_end` is the `response.create`). Queue: seconds from submission to start on the model
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vita.duplex.session import STAGES
+from vita.duplex.stages import STAGES
 from vita.server.worker import URGENT
 
 

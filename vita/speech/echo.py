@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vita.config import SAMPLE_RATE
 from vita.speech.vad import as_float_pcm
 
-SAMPLE_RATE = 16000
 FRAME = 160  # 10 ms
 _SILENT_DB = -120.0
 
@@ -102,6 +102,11 @@ class MicFrontEnd:
         if self.aec is not None:
             self.aec.reset()
 
+    @property
+    def received(self) -> int:
+        """Mic samples handed to `step` so far (consumed frames and the partial frame waiting)."""
+        return self.mic_pos + len(self._pending)
+
     # ---- reference ---------------------------------------------------------------------------------------------
     def play(self, pcm: np.ndarray, at: int | None = None) -> None:
         """Audio just sent to the speaker (16 kHz float). It starts at mic sample `at`, the mic position recorded at
@@ -110,7 +115,7 @@ class MicFrontEnd:
         if len(pcm) == 0:
             return
         end = self._ref_start + len(self._ref)
-        start = max(end, self.mic_pos + len(self._pending) if at is None else at)
+        start = max(end, self.received if at is None else at)
         if start > end:
             self._ref = np.concatenate([self._ref, np.zeros(start - end, np.float32)])
         self._ref = np.concatenate([self._ref, pcm])

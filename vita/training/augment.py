@@ -10,7 +10,7 @@ Operations, in this order (a talker in a room, noise around them, then the chann
                reaching -60 dB after `rt60` seconds, at `drr_db` direct-to-reverberant ratio; output at input RMS
     noise      white, pink (1/f power) or babble (4 other talkers of the same split) added at `snr_db`:
                SNR = 10 log10(mean(speech^2) / mean(noise^2)) over the clip (`vita.training.negatives.mix_at_snr`)
-    telephone  16 kHz -> 8 kHz -> 16 kHz (libswresample, `vita.speech.tts.resample`), band-pass 300-3400 Hz,
+    telephone  16 kHz -> 8 kHz -> 16 kHz (`vita.media.audio.resample`), band-pass 300-3400 Hz,
                8-bit mu-law (G.711) quantisation
     gain       `gain_db`
 A result louder than full scale is scaled down as a whole (this keeps the SNR). The SNR is set before the channel:
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vita.config import SAMPLE_RATE
 from vita.training.negatives import NoiseBank, mix_at_snr, pink_noise
 
-RATE = 16000
 PEAK = 0.99
 NOISES = ("white", "pink", "babble")
 SNRS_DB = (5.0, 10.0, 15.0, 20.0)  # the set SNRs; babble (speech under speech) uses the upper three only
@@ -121,18 +121,19 @@ def draw_plan(rng: np.random.Generator, cfg: AugmentConfig = DEFAULT_AUGMENT) ->
 
 
 def speed_perturb(pcm: np.ndarray, factor: float) -> np.ndarray:
-    """Faster and higher by `factor` (> 1) or slower and lower (< 1): resample to RATE / factor, play at RATE."""
-    from vita.speech.tts import resample
+    """Faster and higher by `factor` (> 1) or slower and lower (< 1): resample to SAMPLE_RATE / factor, play at
+    SAMPLE_RATE."""
+    from vita.media.audio import resample
 
-    return resample(pcm, RATE, int(round(RATE / factor))) if factor != 1.0 else pcm
+    return resample(pcm, SAMPLE_RATE, int(round(SAMPLE_RATE / factor))) if factor != 1.0 else pcm
 
 
 def room_impulse(rt60: float, drr_db: float, rng: np.random.Generator) -> np.ndarray:
     """Synthetic RIR [n]: 1 at t=0, then Gaussian noise decaying by 60 dB over rt60 s, its energy drr_db below."""
-    n = int(min(rt60 * 1.2, 1.0) * RATE)
-    t = np.arange(n) / RATE
+    n = int(min(rt60 * 1.2, 1.0) * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
     tail = rng.standard_normal(n) * np.exp(-6.907755 * t / rt60)  # ln(1000): amplitude -60 dB at rt60
-    tail[: int(0.002 * RATE)] = 0.0  # the first reflection comes ~2 ms after the direct path
+    tail[: int(0.002 * SAMPLE_RATE)] = 0.0  # the first reflection comes ~2 ms after the direct path
     tail *= np.sqrt(10 ** (-drr_db / 10) / max(float(np.sum(tail**2)), 1e-12))
     tail[0] = 1.0
     return tail
@@ -143,7 +144,8 @@ def reverberate(pcm: np.ndarray, rt60: float, drr_db: float, rng: np.random.Gene
     h = room_impulse(rt60, drr_db, rng)
     n = pcm.shape[0] + h.shape[0] - 1
     size = 1 << (n - 1).bit_length()
-    wet = np.fft.irfft(np.fft.rfft(pcm, size) * np.fft.rfft(h, size), size)[: pcm.shape[0] + int(rt60 / 2 * RATE)]
+    keep = pcm.shape[0] + int(rt60 / 2 * SAMPLE_RATE)
+    wet = np.fft.irfft(np.fft.rfft(pcm, size) * np.fft.rfft(h, size), size)[:keep]
     rms_in, rms_out = np.sqrt(np.mean(pcm.astype(np.float64) ** 2)), np.sqrt(np.mean(wet**2))
     return (wet * (rms_in / rms_out if rms_out > 0 else 1.0)).astype(np.float32)
 
@@ -151,7 +153,7 @@ def reverberate(pcm: np.ndarray, rt60: float, drr_db: float, rng: np.random.Gene
 def band_pass(pcm: np.ndarray, low: float = 300.0, high: float = 3400.0, edge: float = 100.0) -> np.ndarray:
     """Zero-phase band-pass in the frequency domain with raised-cosine edges `edge` Hz wide."""
     spectrum = np.fft.rfft(pcm.astype(np.float64))
-    f = np.fft.rfftfreq(pcm.shape[0], 1 / RATE)
+    f = np.fft.rfftfreq(pcm.shape[0], 1 / SAMPLE_RATE)
     gain = np.clip((f - (low - edge / 2)) / edge, 0, 1) * np.clip(((high + edge / 2) - f) / edge, 0, 1)
     gain = 0.5 - 0.5 * np.cos(np.pi * gain)
     return np.fft.irfft(spectrum * gain, n=pcm.shape[0]).astype(np.float32)
@@ -167,11 +169,11 @@ def mu_law(pcm: np.ndarray, mu: float = 255.0) -> np.ndarray:
 
 def telephone(pcm: np.ndarray) -> np.ndarray:
     """8 kHz narrow band: down to 8 kHz and back up, 300-3400 Hz, mu-law; the same length as the input."""
-    from vita.speech.tts import resample
+    from vita.media.audio import resample
 
     level = float(np.abs(pcm).max())
     scale = PEAK / level if level > PEAK else 1.0
-    narrow = resample(resample(pcm * scale, RATE, 8000), 8000, RATE)
+    narrow = resample(resample(pcm * scale, SAMPLE_RATE, 8000), 8000, SAMPLE_RATE)
     narrow = np.pad(narrow, (0, max(0, pcm.shape[0] - narrow.shape[0])))[: pcm.shape[0]]
     return mu_law(band_pass(narrow))
 

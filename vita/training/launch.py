@@ -40,8 +40,9 @@ def train_command(recipe: str | Path, output: str | Path, overrides: list[str] |
 
 
 def train_env(*, threads: int | None = 1) -> dict[str, str]:
-    """The environment for a launched run: offline, and `threads` intra-op threads per rank."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    """The environment for a launched run: `threads` intra-op threads per rank (offline as every vita process:
+    `vita/__init__.py`)."""
+    env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     return env

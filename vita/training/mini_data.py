@@ -35,7 +35,6 @@ Run: `vita data mini --out DIR [--small]`.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
@@ -441,41 +440,3 @@ def build_mini_data(out_dir: str | Path, *, seed: int = 0, sizes: dict[str, int]
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return dict(manifest, out_dir=str(root), manifest_path=str(root / "manifest.json"))
-
-
-def _run(args: argparse.Namespace) -> int:
-    info = build_mini_data(args.out, seed=args.seed, sizes="small" if args.small else None,
-                           augment=None if args.no_augment else DEFAULT_AUGMENT)
-    for key, value in info["counts"].items():
-        if key.count("/") == 1 or key.startswith(("train/speech/", "eval/speech/")):
-            print(f"{key}: {value}")
-    text = info["text"]
-    print(f"sentences: train {text['train_statements']} statements + {text['train_questions']} questions, eval "
-          f"{text['eval_statements']} + {text['eval_questions']}")
-    voices = info["voices"]
-    print(f"voices: {len(voices['train'])} train, {len(voices['eval'])} eval ({voices['note']})")
-    print(f"wrote {info['manifest_path']} in {info['wall_seconds']:.1f} s")
-    return 0
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the `mini` subcommand (for `vita data mini --out DIR [--seed S] [--small]`); it sets `func`."""
-    p = subparsers.add_parser("mini", help="build the vita-mini training and evaluation sets (offline)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (train/, eval/, manifest.json)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--small", action="store_true", help="the small preset (~50 train samples, ~30 eval cases)")
-    p.add_argument("--no-augment", action="store_true", help="no noise / reverb / telephone / gain / speed")
-    p.set_defaults(func=_run)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vita data mini", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(required=True)
-    add_parser(sub)
-    args = parser.parse_args(["mini", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -33,9 +33,9 @@ from typing import Any, Protocol
 import numpy as np
 import soundfile as sf
 
+from vita.config import SAMPLE_RATE
 from vita.training.augment import Plan, apply
 
-RATE = 16000
 TRAIN_VOICE = "piper:joe"
 PIPER_SPEEDS = (0.85, 0.95, 1.05, 1.15)  # length scales (> 1: slower); one loaded model each
 PIPER_PITCH = (0.92, 1.08)
@@ -72,7 +72,7 @@ def _piper(length_scale: float | None) -> Any:
     """One loaded Piper model per speed, shared by builds in the same process (loading takes ~0.5 s)."""
     from vita.speech.tts import PiperSynth
 
-    return PiperSynth(out_rate=RATE, length_scale=length_scale)
+    return PiperSynth(out_rate=SAMPLE_RATE, length_scale=length_scale)
 
 
 class PiperVoice:
@@ -87,9 +87,9 @@ class PiperVoice:
     def __call__(self, text: str) -> np.ndarray:
         pcm = self.synth(text)
         if self.pitch != 1.0:  # play the samples at pitch x the rate: higher and shorter
-            from vita.speech.tts import resample
+            from vita.media.audio import resample
 
-            pcm = resample(pcm, RATE, int(round(RATE / self.pitch)))
+            pcm = resample(pcm, SAMPLE_RATE, int(round(SAMPLE_RATE / self.pitch)))
         return np.asarray(pcm, dtype=np.float32)
 
 
@@ -101,7 +101,7 @@ class EspeakVoice:
         self.name = f"espeak-ng:{voice} s{speed} p{pitch}"
 
     def __call__(self, text: str) -> np.ndarray:
-        from vita.speech.tts import resample
+        from vita.media.audio import resample
 
         out = subprocess.run(["espeak-ng", "-v", self.voice, "-s", str(self.speed), "-p", str(self.pitch),
                               "-a", str(ESPEAK_AMPLITUDE), "--stdout", text],
@@ -109,7 +109,7 @@ class EspeakVoice:
         pcm, rate = sf.read(io.BytesIO(out), dtype="float32")
         if pcm.ndim > 1:
             pcm = pcm.mean(axis=1)
-        return resample(pcm, int(rate), RATE)
+        return resample(pcm, int(rate), SAMPLE_RATE)
 
 
 def espeak_available() -> bool:
@@ -223,7 +223,7 @@ class Speaker:
         if key in self.cache:
             return self.cache[key]
         pcm = np.clip(voice(text), -1.0, 1.0).astype(np.float32)
-        if pcm.size < RATE // 10:
+        if pcm.size < SAMPLE_RATE // 10:
             raise RuntimeError(f"{voice.name} produced no audio for {text!r}")
         if plan is not None and not plan.clean:
             pcm = np.clip(apply(pcm, plan, self.clean), -1.0, 1.0)
@@ -232,8 +232,8 @@ class Speaker:
         digest = hashlib.sha256((f"{voice.name}\n{text}" + (f"\n{tag}" if tag else "")).encode())
         rel = f"{self.sub}/{digest.hexdigest()[:16]}.wav"
         (self.root / self.sub).mkdir(parents=True, exist_ok=True)
-        sf.write(str(self.root / rel), pcm, RATE, subtype="PCM_16")
-        clip = Clip(rel, text, voice.name, round(pcm.size / RATE, 3), tag)
+        sf.write(str(self.root / rel), pcm, SAMPLE_RATE, subtype="PCM_16")
+        clip = Clip(rel, text, voice.name, round(pcm.size / SAMPLE_RATE, 3), tag)
         self.cache[key] = clip
         return clip
 

@@ -16,7 +16,6 @@ used and the source `speech` file, so the SNR can be measured back from the writ
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +24,10 @@ from typing import Any, Literal
 import numpy as np
 import soundfile as sf
 
-from vita.errors import DataError, run_command
+from vita.config import SAMPLE_RATE
+from vita.errors import DataError
 from vita.media.audio import load_audio
 
-RATE = 16000
 GENERATED = ("white", "pink", "babble")
 KINDS = ("query", "chatter", "noise")
 PEAK = 0.99
@@ -162,7 +161,7 @@ class NoiseBank:
         if len(others) >= 2:
             picks = rng.choice(others, size=talkers, replace=len(others) < talkers)
             return _unit_rms(sum(_unit_rms(_loop_crop(self.speech[i], n, rng)) for i in picks))
-        t = np.arange(n) / RATE
+        t = np.arange(n) / SAMPLE_RATE
         voices = [pink_noise(n, rng) * (1 + np.sin(2 * np.pi * rng.uniform(3, 6) * t + rng.uniform(0, 6.3)))
                   for _ in range(talkers)]
         return _unit_rms(sum(voices))
@@ -218,7 +217,7 @@ def generate_negatives(cfg: NegativesConfig) -> Path:
     for i, kind in enumerate(plan):
         rel = f"audio/{i:05d}_{kind}.wav"
         if kind == "noise":
-            n = int(round(rng.uniform(*cfg.noise_seconds) * RATE))
+            n = int(round(rng.uniform(*cfg.noise_seconds) * SAMPLE_RATE))
             noise, name = bank.draw(n, rng)
             level = float(rng.uniform(*cfg.noise_level_db))
             wave = noise * 10 ** (level / 20)
@@ -236,63 +235,10 @@ def generate_negatives(cfg: NegativesConfig) -> Path:
             reply = entry.answer if kind == "query" else ""
             records.append(_record(i, kind, rel, reply or "", noise=name, snr_db=round(snr, 3), gain=round(gain, 6),
                                    text=entry.text, speech=str(entry.audio)))
-        sf.write(str(cfg.out_dir / rel), wave.astype(np.float32), RATE, subtype="PCM_16")
+        sf.write(str(cfg.out_dir / rel), wave.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
     out = cfg.out_dir / f"negatives.{cfg.format}"
     if cfg.format == "json":
         out.write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     else:
         out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     return out
-
-
-# -- command line -----------------------------------------------------------------------------------------------------
-
-
-def _pair(text: str) -> tuple[float, float]:
-    parts = [float(x) for x in text.split(",")]
-    if len(parts) not in (1, 2):
-        raise argparse.ArgumentTypeError(f"expected A or A,B, got {text!r}")
-    return (parts[0], parts[-1])
-
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("manifest", type=Path, help='JSONL of {"audio", "text", "answer"?, "is_query"?}')
-    p.add_argument("out_dir", type=Path, help="output folder (audio/ and negatives.jsonl)")
-    p.add_argument("--num", type=int, default=None, help="number of samples (default: from the manifest size)")
-    p.add_argument("--ratio", default="0.5,0.3,0.2", help="query,chatter,noise shares (default 0.5,0.3,0.2)")
-    p.add_argument("--snr", type=_pair, default=(5.0, 20.0), help="SNR dB, fixed or LO,HI (default 5,20)")
-    p.add_argument("--noise-level", type=_pair, default=(-35.0, -20.0), help="pure-noise RMS dBFS, or LO,HI")
-    p.add_argument("--noise-seconds", type=_pair, default=(0.5, 2.0), help="pure-noise duration s, or LO,HI")
-    p.add_argument("--noise", type=Path, action="append", default=[], help="noise file (repeatable)")
-    p.add_argument("--generated", default=",".join(GENERATED), help="generated noise kinds (white,pink,babble)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--format", choices=("jsonl", "json"), default="jsonl")
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        ratio = tuple(float(x) for x in args.ratio.split(","))
-    except ValueError:
-        raise DataError(f"negatives: --ratio must be three numbers, got {args.ratio!r}") from None
-    cfg = NegativesConfig(
-        args.manifest, args.out_dir, num_samples=args.num, ratio=ratio, snr_db=args.snr,  # type: ignore[arg-type]
-        noise_level_db=args.noise_level, noise_seconds=args.noise_seconds, noise_files=args.noise,
-        generated=tuple(x for x in args.generated.split(",") if x), seed=args.seed, format=args.format,
-    )
-    print(generate_negatives(cfg))
-    return 0
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the `negatives` subcommand (for `vita data negatives ...`); it sets `func`."""
-    p = subparsers.add_parser("negatives", help="write non-awakening training samples (queries, chatter, noise)")
-    _add_arguments(p)
-    p.set_defaults(func=_run)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vita data negatives", description=__doc__.splitlines()[0])
-    _add_arguments(parser)
-    args = parser.parse_args(argv)
-    return run_command(lambda: _run(args))

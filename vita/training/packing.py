@@ -24,6 +24,7 @@ import soundfile as sf
 import torch
 from PIL import Image as PILImage
 
+from vita.config import SAMPLE_RATE
 from vita.errors import DataError
 from vita.media.audio import load_audio
 from vita.media.image import find_grid
@@ -60,7 +61,7 @@ def audio_seconds(path: Path) -> float:
     try:
         return float(sf.info(str(path)).duration)
     except Exception:  # not a soundfile format (e.g. mp3 via FFmpeg): decode once to measure
-        return load_audio(path).shape[0] / 16000
+        return load_audio(path).shape[0] / SAMPLE_RATE
 
 
 def _text_tokens(processor: Processor, turns: list[tuple[str, str]]) -> int:

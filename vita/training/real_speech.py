@@ -29,6 +29,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from vita.config import SAMPLE_RATE
 from vita.media.audio import load_audio
 
 ASR_PROMPT = "Transcribe the speech."
@@ -71,7 +72,7 @@ def write_manifest(out_dir: str | Path) -> tuple[Path | None, list[str]]:
             continue
         rel = f"media/real/{clip.name}.wav"
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(out / rel), load_audio(src).numpy(), 16000, subtype="PCM_16")  # 16 kHz mono, as eval reads
+        sf.write(str(out / rel), load_audio(src).numpy(), SAMPLE_RATE, subtype="PCM_16")  # 16 kHz mono, as eval reads
         cases.append({"id": f"real-{clip.name}", "audio": rel, "text": ASR_PROMPT, "expect_state": "<3>",
                       "transcript": clip.transcript, "group": f"real/{clip.name}"})
     if not cases:

@@ -23,9 +23,9 @@ import numpy as np
 import soundfile as sf
 from PIL import Image, ImageDraw
 
+from vita.config import SAMPLE_RATE
 from vita.training.negatives import NegativesConfig, generate_negatives
 
-RATE = 16000
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40)}
 BACKGROUNDS = {"white": (250, 250, 250), "black": (10, 10, 10), "grey": (128, 128, 128)}
 SHAPES = ("circle", "square", "triangle")
@@ -66,8 +66,8 @@ def draw_shape_on(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r
 
 def tone_clip(words: list[str], rng: np.random.Generator) -> np.ndarray:
     """Beeps (low / mid / high) and noise bursts ("hiss"), 0.15 s each with 0.05 s gaps, 0.05 s padding."""
-    gap = np.zeros(int(0.05 * RATE), dtype=np.float32)
-    t = np.arange(int(0.15 * RATE)) / RATE
+    gap = np.zeros(int(0.05 * SAMPLE_RATE), dtype=np.float32)
+    t = np.arange(int(0.15 * SAMPLE_RATE)) / SAMPLE_RATE
     ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)  # 10 ms fades: no clicks
     pieces = [gap]
     for word in words:
@@ -98,7 +98,7 @@ def _clips(root: Path, rng: np.random.Generator, n: int, prefix: str) -> list[tu
     for i in range(n):
         words = [str(w) for w in rng.choice([*TONES, "hiss"], size=int(rng.integers(2, 5)))]
         rel = f"audio/{prefix}{i:03d}.wav"
-        sf.write(str(root / rel), tone_clip(words, rng), RATE, subtype="PCM_16")
+        sf.write(str(root / rel), tone_clip(words, rng), SAMPLE_RATE, subtype="PCM_16")
         out.append((rel, words))
     return out
 

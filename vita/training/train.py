@@ -31,24 +31,21 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-import yaml  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.checkpoint import checkpoint as activation_checkpoint  # noqa: E402
-
-from vita import devices  # noqa: E402
-from vita.errors import TrainingError, run_command  # noqa: E402
-from vita.models.vita import VitaModel  # noqa: E402
-from vita.tokens import IGNORE_INDEX  # noqa: E402
-from vita.training import checkpointing as ckpt  # noqa: E402
-from vita.training import distributed as dist_utils  # noqa: E402
-from vita.training.distributed import World  # noqa: E402
-from vita.training.metrics import MetricsLog, ProgressBar, plot_loss, read_metrics  # noqa: E402
-from vita.training.recipe import Recipe, load_recipe  # noqa: E402
+from vita import devices
+from vita.errors import TrainingError, run_command
+from vita.models.vita import VitaModel
+from vita.tokens import IGNORE_INDEX
+from vita.training import checkpointing as ckpt
+from vita.training import distributed as dist_utils
+from vita.training.distributed import World
+from vita.training.metrics import MetricsLog, ProgressBar, plot_loss, read_metrics
+from vita.training.recipe import Recipe, load_recipe
 
 
 def touch(out: torch.Tensor, params) -> torch.Tensor:

@@ -42,10 +42,8 @@ Logits over the old ids are unchanged: old rows are copied and no other weight i
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -56,7 +54,7 @@ import torch
 from tokenizers import Tokenizer as _HFTokenizer
 from tokenizers import pre_tokenizers
 
-from vita.errors import VitaError, run_command
+from vita.errors import VitaError
 from vita.tokenizer import Tokenizer
 
 _WORDCHAR = r"[\p{L}\p{N}\p{M}]"
@@ -353,45 +351,3 @@ class _Overlay(Mapping[str, torch.Tensor]):
 
     def __len__(self) -> int:
         return len(self.base)
-
-
-# ---- command line -------------------------------------------------------------------------------------------------
-def _extend(args: argparse.Namespace) -> int:
-    words: Sequence[str] | Corpus = Corpus(args.corpus) if args.corpus else read_word_list(args.words)
-    ext = extend_vocab(args.model, words, args.output, max_new=args.max_new, min_freq=args.min_freq,
-                       pad_to_multiple=args.pad_to_multiple, bare_forms=not args.no_bare)
-    print(f"added {len(ext.added)} tokens (ids {ext.old_len}..{ext.old_len + len(ext.added) - 1}), "
-          f"skipped {len(ext.skipped)}; wrote {args.output} (details in vocab_extension.json)")
-    if ext.unreachable_old_tokens:
-        print(f"note: {len(ext.unreachable_old_tokens)} old vocabulary entries that the old merges never produced "
-              "now encode as themselves when a whole pre-token equals them", file=sys.stderr)
-    return 0
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register `vocab extend` on a `vita` sub-command parser."""
-    v = subparsers.add_parser("vocab", help="vocabulary extension (training step 1)")
-    vsub = v.add_subparsers(dest="vocab", required=True)
-    e = vsub.add_parser("extend", help="add words to the tokenizer and grow embeddings + head (mean init)")
-    e.add_argument("--model", required=True, help="model directory (any supported layout) or preset")
-    src = e.add_mutually_exclusive_group(required=True)
-    src.add_argument("--words", help="word list, one per line")
-    src.add_argument("--corpus", help="text corpus to mine frequent words/characters from")
-    e.add_argument("--max-new", type=int, default=None, help="add at most N tokens")
-    e.add_argument("--min-freq", type=int, default=2, help="corpus: minimum occurrences (default 2)")
-    e.add_argument("--pad-to-multiple", type=int, default=1, help="round the vocab size up (e.g. 64, 128)")
-    e.add_argument("--no-bare", action="store_true", help="byte-level: add only the ' word' form")
-    e.add_argument("--output", required=True, help="output directory (our canonical layout)")
-    e.set_defaults(func=_extend)
-    return v
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vita")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return run_command(lambda: args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

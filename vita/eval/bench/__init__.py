@@ -10,8 +10,8 @@
 
 Each adapter's module docstring names the format's origin, the exact prompt and the scoring rule. The shared
 machinery: `core` (the adapter contract), `store` (the resumable predictions file), `runner` (batches, progress,
-resume), `report` (JSON + markdown with the paper's figures from `paper`), `cli` (the command line), `table`
-(vita-mini's table on the hand-made samples of `samples`).
+resume), `report` (JSON + markdown with the paper's figures from `paper`), `table`
+(vita-mini's table on the hand-made samples of `samples`). The command line is `vita.cli.eval`.
 """
 
 from __future__ import annotations

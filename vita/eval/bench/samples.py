@@ -27,6 +27,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from vita.config import SAMPLE_RATE
+
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (40, 60, 220), "yellow": (230, 200, 30)}
 
 MMLU = [  # question, A, B, C, D, answer
@@ -201,7 +203,7 @@ def write_librispeech(root: Path) -> Path:
     lines = []
     for i, text in enumerate(SENTENCES):
         uid = f"9001-1-{i:04d}"
-        sf.write(chapter / f"{uid}.flac", voice(text), 16000)
+        sf.write(chapter / f"{uid}.flac", voice(text), SAMPLE_RATE)
         lines.append(f"{uid} {text.upper()}")
     (chapter / "9001-1.trans.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root / "synthetic-espeak"

@@ -1,6 +1,6 @@
 """Resident memory of the duplex engine with one role vs both roles active (one set of weights, a KV cache each).
 
-`measure_rss_ratio(model)` runs a fresh Python process (`python -m vita.duplex.memory`), so nothing else this
+`measure_rss_ratio(model)` runs a fresh Python process (`python -m vita.bench.rss SETTINGS_JSON`), so nothing else this
 process loaded counts. The child loads the model, runs role 0 through a reply (embed, prefill, decode) and reads
 VmRSS from /proc/self/status; then it creates role 1 (its own KV cache, taking the shared prefix from role 0 like
 the session's listener does) and runs a reply on it, and reads VmRSS again. It prints one JSON line:
@@ -9,9 +9,7 @@ the session's listener does) and runs a reply on it, and reads VmRSS again. It p
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import subprocess
 import sys
 
@@ -61,10 +59,10 @@ def _measure(model: str, dtype: str, max_seq_len: int, new_tokens: int, threads:
 def measure_rss_ratio(model: str = "tiny-random", *, dtype: str = "fp32", max_seq_len: int = 512,
                       new_tokens: int = 8, threads: int = 1, timeout: float = 300.0) -> dict:
     """Run the measurement in a fresh subprocess; returns its JSON object (`ratio` = two roles / one)."""
-    cmd = [sys.executable, "-m", "vita.duplex.memory", "--model", model, "--dtype", dtype,
-           "--max-seq-len", str(max_seq_len), "--new-tokens", str(new_tokens), "--threads", str(threads)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    settings = {"model": model, "dtype": dtype, "max_seq_len": max_seq_len, "new_tokens": new_tokens,
+                "threads": threads}
+    cmd = [sys.executable, "-m", "vita.bench.rss", json.dumps(settings)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)  # offline: `vita/__init__.py`
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise VitaError(f"RSS measurement for {model} failed: {tail}")
@@ -72,14 +70,9 @@ def measure_rss_ratio(model: str = "tiny-random", *, dtype: str = "fp32", max_se
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vita.duplex.memory", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="tiny-random")
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--max-seq-len", type=int, default=512, help="positions of each role's KV cache")
-    p.add_argument("--new-tokens", type=int, default=8)
-    p.add_argument("--threads", type=int, default=1)
-    a = p.parse_args(argv)
-    print(json.dumps(_measure(a.model, a.dtype, a.max_seq_len, a.new_tokens, a.threads)))
+    """The child process: one JSON object of `_measure`'s keyword arguments in, one JSON line out."""
+    settings = json.loads((sys.argv[1:] if argv is None else argv)[0])
+    print(json.dumps(_measure(**settings)))
     return 0
 
 

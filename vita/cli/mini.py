@@ -11,7 +11,6 @@ vita-mini otherwise). `pack` writes the parts folder that `vita/assets/mini` hol
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -57,16 +56,3 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     k.add_argument("--dtype", default="fp16", choices=["fp16", "fp32"])
     k.set_defaults(func=_pack)
     return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    from vita.errors import run_command
-
-    parser = argparse.ArgumentParser(prog="vita", description=__doc__.splitlines()[0])
-    add_parser(parser.add_subparsers(required=True))
-    args = parser.parse_args(["mini", *(sys.argv[1:] if argv is None else argv)])
-    return run_command(lambda: args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,39 +9,29 @@
 Binds loopback by default. Any other host requires an API key (`--api-key` or `VITA_API_KEY`), then checked on
 every request. Without a key only loopback Host headers and browser Origins are served (DNS rebinding, other web
 pages): `--allow-host` / `--allow-origin` extend the lists. `?api_key=` never reaches the logs.
-`add_parser(subparsers)` is wired by `vita.cli`; `main(argv)` runs it alone. Importing this module imports neither
-FastAPI nor torch.
+Importing this module imports neither FastAPI nor torch. The request limits are `vita.server.limits.Limits`, one
+`--max-...` flag per field.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from vita import devices
-from vita.errors import CommandParser, ConfigError, run_command
-from vita.server import limits as limits_mod
-from vita.server.auth import is_loopback
-from vita.speech.voices import add_voice_argument, resolve_voice, voice_factory  # issue 14
-
-
-def resolve_api_key(host: str, api_key: str | None) -> str | None:
-    """The key to require: --api-key, else $VITA_API_KEY; an error when binding off loopback without one."""
-    key = api_key if api_key is not None else os.environ.get("VITA_API_KEY") or None
-    if key is not None and not key.strip():
-        raise ConfigError("the API key is empty")
-    if key is None and not is_loopback(host):
-        raise ConfigError(f"binding to {host!r} (not a loopback address) requires an API key: pass --api-key KEY "
-                          "or set VITA_API_KEY")
-    return key
+from vita.cli.args import add_model_arguments, add_voice_argument
+from vita.errors import ConfigError
+from vita.server.auth import resolve_api_key
+from vita.server.limits import Limits, flag
+from vita.speech.voices import resolve_voice, voice_factory  # issue 14
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("serve", help="OpenAI-compatible HTTP API (chat completions) over one model")
-    p.add_argument("--model", default="vita-mini", help="model directory (any supported layout) or preset")
+    add_model_arguments(p, default="vita-mini")
     p.add_argument("--model-name", help="the id clients send as `model` (default: the --model name)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (non-loopback needs an API key)")
     p.add_argument("--port", type=int, default=8000)
@@ -53,30 +43,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="without an API key, accept this browser Origin (e.g. https://app.example) besides "
                    "loopback pages (repeat; '*': any)")
-    devices.add_arguments(p)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--quantize", choices=["int8", "int4"], default=None,
-                   help="quantize the LLM's weights at load (vita.nn.quant; int4: groups of 32 with an int8 head)")
     p.add_argument("--vision-tower", help="InternViT folder (default: as named in the official config)")
     p.add_argument("--audio-encoder", help="audio-encoder folder (default: as named in the official config)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    limits_mod.add_arguments(p)
+    group = p.add_argument_group("limits")
+    for f in fields(Limits):  # one `--max-...` option per `Limits` field, defaulting to the dataclass default
+        kind = float if f.type in (float, "float") else int
+        group.add_argument(f"--{flag(f.name)}", type=kind, default=f.default,
+                           help=f"{f.metadata['help']} (default {f.default})")
     add_voice_argument(p)  # issue 14: the model's own VITA-1.5 voice beside Piper
-    p.set_defaults(func=serve)
+    p.set_defaults(func=run)
     return p
 
 
-def serve(args: argparse.Namespace) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be in 0..65535, got {args.port}")
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     key = resolve_api_key(args.host, args.api_key)
     device, dtype = devices.from_args(args)
     try:
-        limits = limits_mod.from_args(args)
+        limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     try:
@@ -98,9 +84,9 @@ def serve(args: argparse.Namespace) -> int:
     name = args.model_name or Path(args.model.rstrip("/")).name
     speech = None  # issue 14: None = the packaged Piper voice; the model's own VITA-1.5 voice when chosen
     if resolve_voice(args.voice, args.model) == "vita15":
-        from vita.server.audio_out import SAMPLE_RATE, SpeechOut
+        from vita.server.audio_out import OUTPUT_RATE, SpeechOut
 
-        speech = SpeechOut(voice_factory("vita15", model, args.model, SAMPLE_RATE))
+        speech = SpeechOut(voice_factory("vita15", model, args.model, OUTPUT_RATE))
     app = create_app(Engine(model, max_new_tokens=limits.max_new_tokens), model_id=name, limits=limits, api_key=key,
                      allow_remote_media=args.allow_remote_media, allowed_hosts=args.allow_host,
                      allowed_origins=args.allow_origin, speech=speech,
@@ -115,14 +101,3 @@ def serve(args: argparse.Namespace) -> int:
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5,
                 ws_max_size=2 * limits.max_realtime_frame_bytes)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = CommandParser(prog="vita")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return run_command(lambda: args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
