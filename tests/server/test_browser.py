@@ -175,15 +175,15 @@ def test_spoken_question_is_answered_with_transcript_and_audio(kit, model, piper
         page, console, close = open_page(server, wav)
         try:
             assert page.evaluate("window.vitaSession.input_audio_format") == {"type": "audio/pcm", "rate": 16000}
-            page.wait_for_function("window.vitaState === 'speaking'", timeout=15_000)
+            page.wait_for_function("window.vitaState === 'speaking'", timeout=30_000)
             page.wait_for_function("window.transcript.some(m => m.role === 'assistant' && m.status === 'completed')"
-                                   " && window.vitaState === 'listening'", timeout=15_000)
+                                   " && window.vitaState === 'listening'", timeout=30_000)
             (answer,) = assistant(page)
             assert answer["text"] == SHORT[4:]
             row = page.locator("#transcript .msg.assistant")
             assert row.locator(".who").inner_text() == "vita:" and row.locator(".text").inner_text() == SHORT[4:]
             (ms,) = check_latencies(page, [answer])
-            assert ms < 15_000, timeline(page)
+            assert ms < 30_000, timeline(page)
             assert [m["text"] for m in page.evaluate("window.transcript") if m["role"] == "user"] == ["(spoken)"]
             pb = page.evaluate("window.playback")
             assert pb["chunksPlayed"] == pb["chunksScheduled"] > 0 and pb["stops"] == 0
@@ -195,7 +195,7 @@ def test_spoken_question_is_answered_with_transcript_and_audio(kit, model, piper
             page.wait_for_function("document.getElementById('video').videoWidth > 0", timeout=5_000)
             assert page.evaluate("window.vitaSendText('say I see a frame.', true)") is True
             page.wait_for_function("window.transcript.filter(m => m.role === 'assistant' && "
-                                   "m.status === 'completed').length === 2", timeout=15_000)
+                                   "m.status === 'completed').length === 2", timeout=30_000)
             assert assistant(page)[1]["text"] == "I see a frame."
             assert page.evaluate("window.vitaErrors") == [] and console == []
         finally:
@@ -211,7 +211,7 @@ def test_barge_in_stops_playback_at_once(kit, model, piper, tmp_path):
         try:
             page.wait_for_function("window.transcript.filter(m => m.role === 'assistant' && "
                                    "m.status === 'completed').length === 1 && window.vitaState === 'listening'",
-                                   timeout=25_000)
+                                   timeout=40_000)
             answers = assistant(page)
             assert len(answers) == 2, (answers, timeline(page))
             first, second = answers
@@ -262,13 +262,13 @@ def test_picked_image_goes_with_the_next_typed_question(kit, model, piper, tmp_p
             page.fill("#text", "say I see your picture.")
             page.click("#ask button[type=submit]")
             page.wait_for_function("window.transcript.some(m => m.role === 'assistant' && m.status === 'completed')",
-                                   timeout=15_000)
+                                   timeout=30_000)
             assert assistant(page)[0]["text"] == "I see your picture."
             asked = [m for m in page.evaluate("window.transcript") if m["role"] == "user"]
             assert asked == [{"role": "user", "id": None, "text": "say I see your picture. [image: cat.png]",
                               "status": "done", "image": "picked"}]
             (text, images), = seen
-            assert text == "say I see your picture." and len(images) == 1
+            assert text == "say I see your picture." and [im.size for im in images] == [(123, 77)]
             assert np.array_equal(np.asarray(images[0].convert("RGB")), np.asarray(PILImage.open(picture)))
             assert any(torch.equal(px, expected) for px in pixels)  # the model saw the picture's own pixels
             # sent once: the picker is empty again; picked and removed again -> nothing goes with the next question
@@ -281,7 +281,7 @@ def test_picked_image_goes_with_the_next_typed_question(kit, model, piper, tmp_p
             page.fill("#text", "say Nothing attached.")
             page.click("#ask button[type=submit]")
             page.wait_for_function("window.transcript.filter(m => m.role === 'assistant' && "
-                                   "m.status === 'completed').length === 2", timeout=15_000)
+                                   "m.status === 'completed').length === 2", timeout=30_000)
             assert seen[-1] == ("say Nothing attached.", [])
             assert page.evaluate("window.transcript")[-2]["image"] is None
             assert page.evaluate("window.vitaErrors") == [] and console == []
@@ -291,30 +291,39 @@ def test_picked_image_goes_with_the_next_typed_question(kit, model, piper, tmp_p
 
 METER = """setInterval(() => {
   const fill = document.getElementById('meter-fill');
-  if (fill && window.vitaReady) (window.meterWidths ??= []).push(parseFloat(fill.style.width || '0'));
+  if (fill && window.micLevels?.length) (window.meterWidths ??= []).push(parseFloat(fill.style.width || '0'));
 }, 20);"""
 
 
 @needs_chromium
 def test_phone_layout_and_the_moving_mic_meter(kit, model, piper, tmp_path):
-    wav = write_wav(tmp_path / "q.wav", 1.0, "What is the weather like today?", 4.0, synth=piper[1])
-    with serve(kit, model, piper, [SHORT]) as server:
+    wav = write_wav(tmp_path / "q.wav", 2.0, "What is the weather like today?", 4.0, synth=piper[1])
+    # "<2>": not a query, so no answer is in progress when the typed question below comes
+    with serve(kit, model, piper, ["<2>"] * 4) as server:
         page, console, close = open_page(server, wav, viewport={"width": 390, "height": 844}, init_script=METER)
         try:
-            page.wait_for_function("window.transcript.some(m => m.role === 'assistant' && m.status === 'completed')"
-                                   " && window.vitaState === 'listening'", timeout=20_000)
+            # the question has played: loud blocks, then a second of quiet ones (no need to wait for the answer)
+            page.wait_for_function("(() => { const m = window.micLevels, i = m.findLastIndex(x => x > 0.03);"
+                                   " return i > 0 && m.length - i > 25; })()", timeout=30_000)
             # the meter follows the mic: near empty in the silence, well up while the question plays, down again
-            widths = page.evaluate("window.meterWidths")
+            widths = page.evaluate("window.meterWidths")  # every 20 ms from the mic's first block
             peak = int(np.argmax(widths))
-            assert widths[peak] > 40 and min(widths[:peak]) < 10 and min(widths[peak:]) < 10, (widths, timeline(page))
-            assert page.get_attribute("#meter", "aria-valuenow") == str(round(widths[-1]))
+            assert widths[peak] > 40 and min(widths[:peak + 1]) < 10 and min(widths[peak:]) < 10, (widths,
+                                                                                                  timeline(page))
+            now = page.evaluate("[document.getElementById('meter-fill').style.width,"
+                                " document.getElementById('meter').getAttribute('aria-valuenow')]")
+            assert round(float(now[0].removesuffix("%"))) == int(now[1])
             assert page.locator("#meter").is_visible()
-            # one column, nothing wider than the screen
+            # one column, nothing wider than the screen; a long unbroken word wraps inside the transcript
+            page.fill("#text", "Look at https://example.com/" + "a" * 120)
+            page.click("#ask button[type=submit]")
+            page.wait_for_function("window.transcript.length >= 1")
             box = {k: page.locator(sel).bounding_box() for k, sel in
                    (("transcript", "#transcript"), ("video", "#video"), ("picker", ".pick"), ("ask", "#ask"))}
             width = page.evaluate("innerWidth")
             assert width == 390
             assert page.evaluate("document.scrollingElement.scrollWidth") <= width
+            assert page.eval_on_selector("#transcript", "e => e.scrollWidth <= e.clientWidth")
             assert box["transcript"]["width"] > 0.9 * width - 30
             assert box["video"]["y"] >= box["transcript"]["y"] + box["transcript"]["height"]  # below the transcript
             assert box["picker"]["y"] >= box["transcript"]["y"] + box["transcript"]["height"]
