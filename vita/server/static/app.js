@@ -11,6 +11,8 @@
 // The server has no speech recognizer (the model hears the audio itself), so a spoken turn is shown as "(spoken)".
 // Latency of a spoken turn starts when input_audio_buffer.speech_stopped arrives: the server VAD's silence before
 // it (turn_detection.silence_duration_ms, shorter when the turn was speculated on) is not counted.
+// A picked image goes with the next typed question only: the server takes images in conversation items (answered
+// on response.create), never with a spoken turn.
 
 import { b64FromBytes, INPUT_RATE, int16FromB64, Mic, Player } from "./audio.js";
 
