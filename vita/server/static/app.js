@@ -1,9 +1,18 @@
-// The vita voice page: mic -> /v1/realtime (16 kHz pcm16), live transcript, streamed playback, barge-in.
+// The vita voice page: mic -> /v1/realtime (16 kHz pcm16), live transcript, streamed playback, barge-in, a mic
+// level meter, per-reply latency, typed questions with the camera frame or a picked image.
 //
 // Test hooks on `window`: vitaState ("idle" | "connecting" | "listening" | "thinking" | "speaking" | "closed" |
 // "error"), vitaReady (true once the session is created and the mic streams), transcript ([{role, id, text,
-// status}]), playback (Player stats: chunksPlayed, stoppedAt, stops, ...), vitaEvents ([{type, t, ...}]: server
-// events with performance.now() times), micLevels (RMS per 40 ms block), vitaErrors, vitaSendText(text, withFrame).
+// status, image, latencyMs}]), playback (Player stats: chunksPlayed, stoppedAt, stops, ...), vitaEvents ([{type,
+// t, ...}]: server events with performance.now() times), micLevels (RMS per 40 ms block), vitaLatencies
+// ([{response_id, ms, from}]: end of the user's turn -> first sample of the reply played, from "speech_stopped" |
+// "committed" | "typed"), vitaErrors, vitaSendText(text, withFrame).
+//
+// The server has no speech recognizer (the model hears the audio itself), so a spoken turn is shown as "(spoken)".
+// Latency of a spoken turn starts when input_audio_buffer.speech_stopped arrives: the server VAD's silence before
+// it (turn_detection.silence_duration_ms, shorter when the turn was speculated on) is not counted.
+// A picked image goes with the next typed question only: the server takes images in conversation items (answered
+// on response.create), never with a spoken turn.
 
 import { b64FromBytes, INPUT_RATE, int16FromB64, Mic, Player } from "./audio.js";
 
@@ -18,14 +27,18 @@ window.transcript = [];
 window.vitaEvents = [];
 window.vitaErrors = [];
 window.micLevels = [];
+window.vitaLatencies = [];
 
 let ws = null;
 let mic = null;
 let videoStream = null;
 let thinkingTimer = null;
-const responses = new Map(); // response id -> {entry, done, status, audio}
+let turnEnd = null; // {t, from}: the end of the user's latest turn, for the next response's latency
+let picked = null; // {url, name}: the image file picked for the next typed question
+let meterLevel = 0; // percent shown by the mic meter
+const responses = new Map(); // response id -> {entry, done, status, audio, since}
 const dropped = new Set(); // cancelled responses: late deltas are ignored
-const player = new Player(onPlaybackIdle);
+const player = new Player(onPlaybackIdle, onFirstAudio);
 window.playback = player.stats;
 
 function setState(state) {
@@ -44,10 +57,33 @@ function render() {
   box.replaceChildren(...window.transcript.map((m) => {
     const row = document.createElement("div");
     row.className = `msg ${m.role} ${m.status || ""}`;
-    row.textContent = `${m.role === "user" ? "You" : "vita"}: ${m.text}`;
+    const who = span("who", m.role === "user" ? "You:" : "vita:");
+    const parts = [who, " ", span("text", m.text)];
+    if (m.latencyMs != null) {
+      const badge = span("latency", `${m.latencyMs} ms`);
+      badge.title = `${m.latencyMs} ms from the end of your turn to the first sound of this reply`;
+      parts.push(" ", badge);
+    }
+    row.replaceChildren(...parts);
     return row;
   }));
   box.scrollTop = box.scrollHeight;
+}
+
+function span(className, text) {
+  const el = document.createElement("span");
+  el.className = className;
+  el.textContent = text;
+  return el;
+}
+
+// The mic meter: RMS -> -60..0 dBFS -> 0..100 %, with a peak meter's release (6 points per 40 ms block)
+function showLevel(rms) {
+  const db = 20 * Math.log10(Math.max(rms, 1e-6));
+  const pct = Math.max(0, Math.min(100, ((db + 60) * 100) / 60));
+  meterLevel = Math.max(pct, meterLevel - 6);
+  $("meter-fill").style.width = `${meterLevel.toFixed(1)}%`;
+  $("meter").setAttribute("aria-valuenow", String(Math.round(meterLevel)));
 }
 
 function addEntry(entry) {
@@ -82,14 +118,17 @@ function onEvent(e) {
       break;
     case "input_audio_buffer.speech_stopped":
       $("talking").hidden = true;
+      turnEnd = { t: performance.now(), from: "speech_stopped" };
       break;
     case "input_audio_buffer.committed":
-      addEntry({ role: "user", id: e.item_id, text: "(spoken)", status: "done" });
+      if (!turnEnd) turnEnd = { t: performance.now(), from: "committed" };
+      addEntry({ role: "user", id: e.item_id, text: "(spoken)", status: "done", image: null });
       think();
       break;
     case "response.created": {
       const entry = addEntry({ role: "assistant", id: e.response.id, text: "", status: "in_progress" });
-      responses.set(e.response.id, { entry, done: false, audio: false });
+      responses.set(e.response.id, { entry, done: false, audio: false, since: turnEnd });
+      turnEnd = null;
       think();
       break;
     }
@@ -149,6 +188,16 @@ function think() {
   thinkingTimer = setTimeout(() => window.vitaState === "thinking" && setState("listening"), 5000);
 }
 
+// the first sample of a response is being played: its latency (end of the user's turn -> now)
+function onFirstAudio(responseId, at) {
+  const r = responses.get(responseId);
+  if (!r || !r.since || r.entry.latencyMs != null) return;
+  const ms = Math.max(0, Math.round(at - r.since.t));
+  r.entry.latencyMs = ms;
+  window.vitaLatencies.push({ response_id: responseId, ms, from: r.since.from });
+  render();
+}
+
 function onPlaybackIdle(responseId) {
   const r = responses.get(responseId);
   if (r && r.done) {
@@ -171,6 +220,7 @@ async function start() {
     await player.ensure(); // created in the click: browsers allow audio output after a gesture
     mic = new Mic((pcm, rms) => {
       window.micLevels.push(rms);
+      showLevel(rms);
       if (window.vitaReady) send({ type: "input_audio_buffer.append", audio: b64FromBytes(pcm) });
     });
     videoStream = await mic.start({ camera });
@@ -216,6 +266,8 @@ async function stop() {
   player.stop("user");
   if (mic) await mic.stop();
   mic = null;
+  meterLevel = 0;
+  showLevel(0);
   setState("closed");
 }
 
@@ -227,7 +279,7 @@ function fail(err) {
   $("start").disabled = false;
 }
 
-// ---- typed questions, optionally with the current camera frame ---------------------------------------------------
+// ---- typed questions, with a picked image file or else (optionally) the current camera frame --------------------
 function frame() {
   const video = $("video");
   if (!videoStream || !video.videoWidth) return null;
@@ -238,18 +290,77 @@ function frame() {
   return canvas.toDataURL("image/jpeg", 0.8);
 }
 
+// Sent as the file's own bytes when the server decodes the format and the image is not large; else re-encoded as
+// JPEG (at most MAX_SIDE pixels a side) by the browser, which decodes more formats than the server does.
+const SENT_AS_IS = ["image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"];
+const MAX_SIDE = 2048;
+const MAX_BYTES = 4 << 20;
+
+function readDataUrl(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
+async function imageUrl(file) {
+  const bitmap = await createImageBitmap(file); // throws when the browser cannot decode the file
+  try {
+    const side = Math.max(bitmap.width, bitmap.height);
+    if (SENT_AS_IS.includes(file.type) && file.size <= MAX_BYTES && side <= MAX_SIDE) return await readDataUrl(file);
+    const scale = Math.min(1, MAX_SIDE / side);
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+    canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    return canvas.toDataURL("image/jpeg", 0.9);
+  } finally {
+    bitmap.close();
+  }
+}
+
+async function pickImage() {
+  const file = $("image").files[0];
+  if (!file) return clearImage();
+  try {
+    picked = { url: await imageUrl(file), name: file.name };
+    $("thumb").src = picked.url;
+    $("preview").hidden = false;
+    $("error").textContent = "";
+  } catch (err) {
+    clearImage();
+    $("error").textContent = `${file.name}: not an image this browser can read`;
+  }
+}
+
+function clearImage() {
+  picked = null;
+  $("image").value = "";
+  $("thumb").removeAttribute("src");
+  $("preview").hidden = true;
+}
+
+// the picked image (then cleared) goes with the question, else the camera frame when `withFrame`
 window.vitaSendText = (text, withFrame = false) => {
   const content = [{ type: "input_text", text }];
-  const image = withFrame ? frame() : null;
+  const source = picked ? "picked" : withFrame ? "camera" : null;
+  const image = picked ? picked.url : withFrame ? frame() : null;
   if (image) content.push({ type: "input_image", image_url: image });
   send({ type: "conversation.item.create", item: { type: "message", role: "user", content } });
   send({ type: "response.create" });
-  addEntry({ role: "user", id: null, text: image ? `${text} [camera frame]` : text, status: "done" });
+  turnEnd = { t: performance.now(), from: "typed" };
+  const label = !image ? "" : source === "picked" ? ` [image: ${picked.name}]` : " [camera frame]";
+  addEntry({ role: "user", id: null, text: text + label, status: "done", image: image ? source : null });
+  if (picked) clearImage();
   return Boolean(image);
 };
 
 $("start").onclick = start;
 $("stop").onclick = stop;
+$("image").onchange = pickImage;
+$("clear-image").onclick = clearImage;
 $("ask").onsubmit = (ev) => {
   ev.preventDefault();
   const text = $("text").value.trim() || "What do you see?";

@@ -64,16 +64,19 @@ export class Mic {
 
 // Streamed playback: each delta is scheduled right after the previous one; `stop()` silences everything at once.
 export class Player {
-  constructor(onIdle) {
+  constructor(onIdle, onStart = () => {}) {
     this.onIdle = onIdle; // called when the last scheduled chunk has finished playing
+    this.onStart = onStart; // (responseId, performance.now() time): a response's first sample is being played
     this.ctx = null;
     this.sources = new Set();
     this.next = 0; // context time at which the next chunk starts
     this.active = null; // the response whose audio is playing (null once it is done and drained, or stopped)
+    // responses: response id -> {scheduled, played, firstAt, lastAt (performance.now() times of scheduling),
+    // startsAt (when its first sample plays), cutAt (when a stop cut its queued audio)}
     this.stats = {
       chunksReceived: 0, chunksScheduled: 0, chunksPlayed: 0, chunksStopped: 0, samplesScheduled: 0,
       secondsPlayed: 0, stops: 0, stoppedAt: null, stopReason: null, firstStartAt: null, lastStartAt: null,
-      playing: false, responseId: null, responses: {}, // response id -> {scheduled, played, firstAt, lastAt}
+      playing: false, responseId: null, responses: {},
     };
   }
 
@@ -110,9 +113,18 @@ export class Player {
     st.playing = true;
     st.responseId = responseId;
     this.active = responseId;
+    const first = !(responseId in st.responses);
     const per = (st.responses[responseId] ??= { scheduled: 0, played: 0, firstAt: nowMs, lastAt: nowMs });
     per.scheduled++;
     per.lastAt = nowMs;
+    if (first) {
+      // context time -> performance.now() time, plus the output latency the browser reports (0 when unknown)
+      const out = Number.isFinite(this.ctx.outputLatency) ? this.ctx.outputLatency : 0;
+      per.startsAt = nowMs + (at - now + out) * 1000;
+      setTimeout(() => {
+        if (per.cutAt === undefined || per.cutAt > per.startsAt) this.onStart(responseId, per.startsAt);
+      }, per.startsAt - nowMs);
+    }
     src.onended = () => {
       this.sources.delete(src);
       st.chunksPlayed++;
@@ -141,6 +153,8 @@ export class Player {
     this.sources.clear();
     this.next = 0;
     const st = this.stats;
+    const per = st.responses[st.responseId];
+    if (per && cut > 0 && per.cutAt === undefined) per.cutAt = performance.now();
     st.chunksStopped += cut;
     if (wasActive) {
       st.stops++;
