@@ -31,8 +31,8 @@ def expected_shapes(config: VitaConfig) -> dict[str, torch.Size]:
 
 
 def read_any(path: str | Path) -> tuple[VitaConfig, LazyTensors, Tokenizer]:
-    """(config, lazy tensors in our names, tokenizer) of a canonical, official VITA-1.0 or HF LLM directory,
-    or of a GGUF file (or a directory holding one)."""
+    """(config, lazy tensors in our names, tokenizer) of any layout `vita.checkpoint.sniff` recognises: ours, the
+    official VITA-1.0 / 1.5 releases, a plain HF LLM directory, a GGUF file (or a directory holding one)."""
     path = Path(path)
     layout = sniff(path)
     if layout.format == "gguf":
