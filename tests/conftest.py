@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from vita.nn import native as native_kernels
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("VITA_DEVICE", "cpu")  # CLI commands default to auto (CUDA if present): the suite stays on CPU
@@ -112,3 +114,21 @@ def _seed_and_dtype():
     default = torch.get_default_dtype()
     yield
     torch.set_default_dtype(default)
+
+
+@pytest.fixture(params=[False, True], ids=["module-step", "native-step"])
+def native(request) -> bool:
+    """`native=` for generate() / TokenLoop, both ways and explicitly: left out, it means "the native whole-step
+    kernel where this machine has one", and a test would run another path on another machine. True is skipped
+    where the native kernels cannot load here (`vita.nn.native.available`)."""
+    if request.param and not native_kernels.available():
+        pytest.skip("the native kernels are unavailable on this machine (vita.nn.native)")
+    return request.param
+
+
+@pytest.fixture
+def requires_native() -> None:
+    """For tests of the native kernels themselves (`pytest.mark.usefixtures("requires_native")`): skipped where
+    they cannot load here, whatever the reason (CPU, compiler, VITA_NATIVE_KERNELS=0, a failed build)."""
+    if not native_kernels.available():
+        pytest.skip("the native kernels are unavailable on this machine (vita.nn.native)")

@@ -10,6 +10,8 @@ import torch
 import vita
 from vita.errors import MediaError, PromptError
 from vita.media.fbank import num_llm_tokens
+from vita.media.image import find_grid, load_image, normalize, resize_bicubic
+from vita.media.video import load_video
 from vita.processor import Audio, Image, Turn, Video
 from vita.tokens import AUDIO_TOKEN_ID, IMAGE_TOKEN_ID
 
@@ -21,17 +23,42 @@ def model():
     return vita.load("tiny-random")
 
 
+def _dot_column(frame: torch.Tensor) -> float:
+    """Mean column of the pixels that stand out from the background in one normalized frame [3, S, S]."""
+    gray = frame.mean(0)  # [S, S]
+    away = (gray - gray.median()).abs()
+    return float(torch.nonzero(away > 0.5 * away.max())[:, 1].float().mean())
+
+
 def test_all_modalities_in_one_turn(model):
     turn = Turn("user", [Image(EXAMPLES / "emoji.png"), Video(EXAMPLES / "moving_dot.mp4"), "\nWhat happens?",
                          Audio(EXAMPLES / "emoji_question.wav")])
     inputs = model.processor([turn])
-    per_tile = model.config.vision.tokens_per_tile
-    n_tiles = inputs.pixel_values.shape[0]
+    cfg = model.config.vision
+    per_tile, S = cfg.tokens_per_tile, cfg.image_size
     assert inputs.modality == "video"
-    assert int((inputs.token_ids == IMAGE_TOKEN_ID).sum()) == n_tiles * per_tile
-    assert int((inputs.token_ids == AUDIO_TOKEN_ID).sum()) == num_llm_tokens(inputs.fbanks[0].shape[0])
-    # image tiles (grid + thumbnail) first, then 5 frames of the 5 s clip at 1 fps
-    assert n_tiles - 5 >= 1
+    # the image's tiles first, in InternVL order (the 2x2 grid row by row, then the thumbnail), built here by hand
+    img = load_image(EXAMPLES / "emoji.png")
+    cols, rows = find_grid(img.width, img.height, S, cfg.min_tiles, cfg.max_tiles)
+    assert (cols, rows) == (2, 2)
+    grid = resize_bicubic(img, (S * cols, S * rows))
+    tiles = [grid.crop((c * S, r * S, (c + 1) * S, (r + 1) * S)) for r in range(rows) for c in range(cols)]
+    image = normalize([*tiles, resize_bicubic(img, (S, S))], cfg)  # [5, 3, S, S]
+    # then the clip's frames in time order: the dot moves from right to left
+    frames = load_video(EXAMPLES / "moving_dot.mp4", cfg)  # [F, 3, S, S]
+    columns = [_dot_column(f) for f in frames]
+    assert len(columns) >= 4 and all(a > b + S / 8 for a, b in zip(columns, columns[1:], strict=False)), columns
+    assert torch.equal(inputs.pixel_values, torch.cat([image, frames]))
+    # the token ids in the same order: every tile's placeholders, the question, then the clip's
+    ids = inputs.token_ids[0]
+    image_at = torch.nonzero(ids == IMAGE_TOKEN_ID)[:, 0]
+    audio_at = torch.nonzero(ids == AUDIO_TOKEN_ID)[:, 0]
+    assert len(image_at) == (len(image) + len(frames)) * per_tile
+    assert int(image_at[-1] - image_at[0]) + 1 == len(image_at)  # one run: the image, then the video at once
+    assert len(audio_at) == num_llm_tokens(inputs.fbanks[0].shape[0]) and int(audio_at[0]) > int(image_at[-1]) + 1
+    question = model.tokenizer.encode("\nWhat happens?", add_special_tokens=False)
+    between = ids[int(image_at[-1]) + 1 : int(audio_at[0])].tolist()
+    assert any(between[i : i + len(question)] == question for i in range(len(between)))
     with torch.no_grad():
         embeds = model.model.embed(inputs.token_ids, inputs.pixel_values, inputs.fbanks)
     assert embeds.shape[:2] == inputs.token_ids.shape and torch.isfinite(embeds).all()

@@ -92,12 +92,14 @@ class Processor:
         return num_llm_tokens(num_frames, self.config.audio.kind if self.config.audio else "whale",
                               adapter.stride if adapter else 2)
 
-    def _image(self, source: Any) -> torch.Tensor:
+    def image_tiles(self, source: Any) -> torch.Tensor:
+        """One image -> its tiles [n_tiles, 3, S, S] in prompt order: the grid row by row, then any thumbnail."""
         if self.config.vision is None:
             raise PromptError("this model has no vision encoder: images and videos are not supported")
         return preprocess_image(source, self.config.vision)  # [n_tiles, 3, S, S]
 
-    def _video(self, source: Any) -> torch.Tensor:
+    def video_frames(self, source: Any) -> torch.Tensor:
+        """One video -> its sampled frames [n_frames, 3, S, S] in time order."""
         if self.config.vision is None:
             raise PromptError("this model has no vision encoder: images and videos are not supported")
         return load_video(source, self.config.vision)  # [n_frames, 3, S, S]
@@ -164,7 +166,7 @@ class Processor:
                 fbanks.append(self._audio(part))
                 out.append(AUDIO_PLACEHOLDER)
                 continue
-            tiles = self._image(part.source) if kind is Image else self._video(part.source)
+            tiles = self.image_tiles(part.source) if kind is Image else self.video_frames(part.source)
             kinds.add("image" if kind is Image else "video")
             pixels.append(tiles)
             out.append(IMAGE_PLACEHOLDER * tiles.shape[0])

@@ -1,13 +1,19 @@
-"""The decode benchmark's bookkeeping: bytes read per token, and a JSON report with every promised key."""
+"""The decode benchmark's bookkeeping: bytes read per token, and a JSON report whose figures are the measured
+ones and whose ratios follow from them."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from vita.bench.decode import weight_bytes_per_token
+from vita.bench.decode_quant import arrival_rates
+from vita.checkpoint.load import load_model
 from vita.cli import main as vita_main
 from vita.config import LLMConfig
 from vita.models.llm import LLM
+from vita.nn import native
 
 
 def _cfg(**kw) -> LLMConfig:
@@ -27,16 +33,43 @@ def test_weight_bytes_count_what_one_step_reads():
     assert weight_bytes_per_token(moe) == 4 * (2 * moe_layer + 16 + 16 + head)
 
 
-def test_json_report_has_the_documented_keys(capsys):
+def test_json_report_holds_the_measured_figures_and_their_ratios(capsys, monkeypatch):
+    pytest.importorskip("transformers")  # the report compares against transformers' generate
+    import vita.bench.decode as bench
+
+    timed = []  # (arrival times, start, prompt length, (prefill, decode) tok/s) of every timed run
+
+    def spy(times, t0, prompt_len):
+        rates = arrival_rates(times, t0, prompt_len)
+        timed.append((list(times), t0, prompt_len, rates))
+        return rates
+
+    monkeypatch.setattr(bench, "arrival_rates", spy)
     vita_main(["bench", "decode", "--device", "cpu", "--model", "tiny-random", "--dtype", "fp32", "--prompt-len", "8",
-               "--new-tokens", "4", "--no-compile", "--json"])
+               "--new-tokens", "4", "--no-compile", "--repeats", "2", "--json"])
     report = json.loads(capsys.readouterr().out)
     for key in ("decode_tok_s", "prefill_tok_s", "bound_tok_s", "weight_bytes", "bandwidth_gb_s",
                 "transformers_decode_tok_s", "speedup_vs_transformers"):
         assert key in report
-    assert report["decode_tok_s"] > 0 and report["bound_tok_s"] > 0 and report["weight_bytes"] > 0
-    assert report["speedup_vs_transformers"] > 0
-    assert report["gemv"] in ("native", "torch.mv") and report["decode_step"] in ("native", "eager")  # fp32
+    assert (report["prompt_len"], report["new_tokens"], report["compiled"]) == (8, 4, False)
+    # every run timed 4 tokens arriving one after the other, after the start; its rates are those arrival times'
+    assert len(timed) == 4  # transformers' two runs first, then ours (warm-ups are not timed)
+    for times, t0, prompt_len, (prefill, decode) in timed:
+        assert prompt_len == 8 and len(times) == 4 and t0 < times[0] < times[1] < times[2] < times[3]
+        assert prefill == 8 / (times[0] - t0) and decode == 3 / (times[-1] - times[0])
+    assert report["transformers_decode_tok_s"] == max(rates[1] for *_, rates in timed[:2])
+    assert report["prefill_tok_s"] == max(rates[0] for *_, rates in timed[2:])
+    assert report["decode_tok_s"] == max(rates[1] for *_, rates in timed[2:]) > 0
+    # the bound and the ratios follow from the figures the report gives
+    model, _ = load_model("tiny-random", dtype="fp32")
+    assert report["weight_bytes"] == weight_bytes_per_token(model.llm) > 0
+    assert report["bandwidth_gb_s"] > 0
+    assert report["bound_tok_s"] == pytest.approx(report["bandwidth_gb_s"] * 1e9 / report["weight_bytes"], rel=1e-12)
+    assert report["fraction_of_bound"] == pytest.approx(report["decode_tok_s"] / report["bound_tok_s"], rel=1e-12)
+    assert report["speedup_vs_transformers"] == pytest.approx(
+        report["decode_tok_s"] / report["transformers_decode_tok_s"], rel=1e-12)
+    assert report["decode_step"] == "eager"  # tiny-random is a MoE (no native step), not compiled
+    assert report["gemv"] == ("native" if native.available() else "torch.mv")
 
 
 def test_quantized_bytes_count_packed_weights_scales_and_offsets():

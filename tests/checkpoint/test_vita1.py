@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
 import vita
 from vita.checkpoint.convert import convert
+from vita.checkpoint.internvit import load_internvit_folder
 from vita.checkpoint.io import TensorReader, write_tensors
+from vita.checkpoint.vita1 import config_from_vita1, read_vita1
 from vita.errors import CheckpointError
 
 pytestmark = pytest.mark.reference
@@ -157,3 +160,39 @@ def test_half_precision_load_runs_every_path(ref_root, ref_index, case, dtype):
     assert torch.isfinite(logits).all()
     # Low precision changes digits, not the answer's first token on this case.
     assert (logits[-1] - gold["logits"][-1]).abs().max() < 0.5
+
+
+def _chunked_audio_folder(audio_dir: Path, tmp_path: Path) -> Path:
+    """A copy of `audio_dir` whose train.yaml asks for dynamic chunked attention."""
+    folder = tmp_path / "audio-chunked"
+    shutil.copytree(audio_dir, folder)
+    tree = yaml.safe_load((folder / "train.yaml").read_text())
+    tree["encoder_conf"]["para_conf"]["transformer"]["transformer-dynamic-chunks"] = True
+    (folder / "train.yaml").write_text(yaml.safe_dump(tree))
+    return folder
+
+
+def test_chunked_attention_runs_full_attention_with_a_warning(ref_config, ref_vision_dir, ref_audio_dir, tmp_path):
+    vision, _ = load_internvit_folder(ref_vision_dir)
+    plain = config_from_vita1(ref_config, vision, ref_audio_dir, "config.json")
+    with pytest.warns(UserWarning, match="chunked attention settings ignored, running full attention"):
+        chunked = config_from_vita1(ref_config, vision, _chunked_audio_folder(ref_audio_dir, tmp_path), "config.json")
+    assert chunked == plain
+
+
+def test_embeddings_longer_than_the_tokenizer_are_cut_to_it(ref_root, tmp_path):
+    """The official loader resizes the embeddings to len(tokenizer): extra rows are never read."""
+    ckpt = _copy_checkpoint(ref_root, tmp_path)
+    tensors = load_file(str(ckpt / "model.safetensors"))
+    rows = tensors["model.embed_tokens.weight"].shape[0]
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        tensors[name] = torch.cat([tensors[name], torch.randn(8, tensors[name].shape[1])])  # [rows + 8, D]
+    save_file(tensors, str(ckpt / "model.safetensors"))
+    raw = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps({**raw, "vocab_size": rows + 8}))
+    config, view, tokenizer = read_vita1(ckpt)
+    assert config.llm.vocab_size == len(tokenizer) == rows
+    for ours, theirs in (("llm.tok_embeddings.weight", "model.embed_tokens.weight"), ("llm.output.weight",
+                                                                                      "lm_head.weight")):
+        assert view.shape(ours) == (rows, tensors[theirs].shape[1])
+        assert torch.equal(view[ours], tensors[theirs][:rows])

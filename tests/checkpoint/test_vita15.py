@@ -16,7 +16,7 @@ import vita
 from vita import presets
 from vita.checkpoint.convert import convert
 from vita.checkpoint.io import TensorReader
-from vita.checkpoint.vita15 import read_vita15
+from vita.checkpoint.vita15 import config_from_vita15, read_vita15, vision_config_from_folder
 from vita.checkpoint.whale import audio_config_from_train_yaml
 from vita.errors import CheckpointError
 from vita.models.vita import VitaModel
@@ -212,3 +212,17 @@ def test_preset_has_the_release_shapes():
     assert config.vision_projector.input_size == 4096 and config.vision_projector.output_size == 3584
     assert config.audio_adapter.output_size == 3584 and config.audio.num_layers == 24
     assert config.template == "qwen2p5_instruct" and config.llm.qkv_bias
+
+
+def test_chunked_attention_runs_full_attention_with_a_warning(ref15_config, ref15_vision_dir, ref15_audio_dir,
+                                                              tmp_path):
+    folder = tmp_path / "audio-chunked"
+    shutil.copytree(ref15_audio_dir, folder)
+    tree = yaml.safe_load((folder / "train.yaml").read_text())
+    tree["encoder_conf"]["para_conf"]["transformer"]["transformer-chunk_size"] = 4
+    (folder / "train.yaml").write_text(yaml.safe_dump(tree))
+    vision, vocab = vision_config_from_folder(ref15_vision_dir), ref15_config["vocab_size"]
+    plain = config_from_vita15(ref15_config, vision, ref15_audio_dir, vocab, "config.json")
+    with pytest.warns(UserWarning, match="chunked attention settings ignored, running full attention"):
+        chunked = config_from_vita15(ref15_config, vision, folder, vocab, "config.json")
+    assert chunked == plain

@@ -1,4 +1,7 @@
-"""generate(): cached greedy == uncached greedy, stop ids / stop_fn / max tokens, and the sampling filters."""
+"""generate(): cached greedy == uncached greedy, stop ids / stop_fn / max tokens, and the sampling filters.
+
+Every test that decodes runs through both decode steps, the module path and the native whole step (the `native`
+fixture of tests/conftest.py), whatever the machine would pick by default."""
 
 from __future__ import annotations
 
@@ -38,28 +41,28 @@ PROMPT = torch.tensor([[5, 17, 33, 2, 81, 40, 9]])
 
 
 @pytest.mark.parametrize("moe,bias", [(False, False), (True, False), (False, True)])
-def test_cached_greedy_equals_uncached(moe, bias):
+def test_cached_greedy_equals_uncached(moe, bias, native):
     llm = _llm(moe, bias)
     expected = _uncached_greedy(llm, PROMPT, 24)
     assert len(set(expected)) > 3, "degenerate test model: the greedy path should not be one repeated token"
-    got = generate_all(llm, token_ids=PROMPT, max_new_tokens=24)
+    got = generate_all(llm, native=native, token_ids=PROMPT, max_new_tokens=24)
     assert got.token_ids == expected
     assert got.stop_reason == "max_new_tokens" and got.prompt_len == PROMPT.shape[1]
 
 
-def test_input_embeds_prompt_gives_the_same_tokens():
+def test_input_embeds_prompt_gives_the_same_tokens(native):
     llm = _llm()
     with torch.no_grad():
         embeds = llm.embed(PROMPT)  # [1, L, D]
-    a = generate_all(llm, token_ids=PROMPT, max_new_tokens=12).token_ids
-    b = generate_all(llm, input_embeds=embeds, max_new_tokens=12).token_ids
-    c = generate_all(llm, input_embeds=embeds[0], max_new_tokens=12).token_ids  # [L, D] accepted too
+    a = generate_all(llm, native=native, token_ids=PROMPT, max_new_tokens=12).token_ids
+    b = generate_all(llm, native=native, input_embeds=embeds, max_new_tokens=12).token_ids
+    c = generate_all(llm, native=native, input_embeds=embeds[0], max_new_tokens=12).token_ids  # [L, D] too
     assert a == b == c
 
 
-def test_generator_yields_each_token_as_it_is_chosen():
+def test_generator_yields_each_token_as_it_is_chosen(native):
     llm = _llm()
-    gen = generate(llm, token_ids=PROMPT, max_new_tokens=5)
+    gen = generate(llm, native=native, token_ids=PROMPT, max_new_tokens=5)
     seen = []
     while True:
         try:
@@ -70,35 +73,36 @@ def test_generator_yields_each_token_as_it_is_chosen():
     assert seen == result.token_ids and len(seen) == 5
 
 
-def test_stop_id_ends_generation_and_is_not_yielded():
+def test_stop_id_ends_generation_and_is_not_yielded(native):
     llm = _llm()
-    full = generate_all(llm, token_ids=PROMPT, max_new_tokens=24).token_ids
+    full = generate_all(llm, native=native, token_ids=PROMPT, max_new_tokens=24).token_ids
     stop = full[5]
     first = full.index(stop)
-    got = generate_all(llm, token_ids=PROMPT, max_new_tokens=24, stop_ids=[stop])
+    got = generate_all(llm, native=native, token_ids=PROMPT, max_new_tokens=24, stop_ids=[stop])
     assert got.token_ids == full[:first]
     assert got.stop_reason == "stop_id" and got.stop_id == stop
 
 
-def test_stop_fn_ends_after_the_token_that_satisfied_it():
+def test_stop_fn_ends_after_the_token_that_satisfied_it(native):
     llm = _llm()
-    full = generate_all(llm, token_ids=PROMPT, max_new_tokens=24).token_ids
-    got = generate_all(llm, token_ids=PROMPT, max_new_tokens=24, stop_fn=lambda ids: len(ids) == 4)
+    full = generate_all(llm, native=native, token_ids=PROMPT, max_new_tokens=24).token_ids
+    got = generate_all(llm, native=native, token_ids=PROMPT, max_new_tokens=24, stop_fn=lambda ids: len(ids) == 4)
     assert got.token_ids == full[:4] and got.stop_reason == "stop_fn"
 
 
-def test_max_new_tokens_zero_and_one():
+def test_max_new_tokens_zero_and_one(native):
     llm = _llm()
-    assert generate_all(llm, token_ids=PROMPT, max_new_tokens=0).token_ids == []
-    assert generate_all(llm, token_ids=PROMPT, max_new_tokens=1).token_ids == _uncached_greedy(llm, PROMPT, 1)
+    assert generate_all(llm, native=native, token_ids=PROMPT, max_new_tokens=0).token_ids == []
+    one = generate_all(llm, native=native, token_ids=PROMPT, max_new_tokens=1).token_ids
+    assert one == _uncached_greedy(llm, PROMPT, 1)
 
 
-def test_cache_reuse_across_calls_of_different_lengths():
+def test_cache_reuse_across_calls_of_different_lengths(native):
     llm = _llm()
     long_prompt = torch.randint(0, 97, (1, 70), generator=torch.Generator().manual_seed(3))
-    first = generate_all(llm, token_ids=PROMPT, max_new_tokens=10).token_ids
-    generate_all(llm, token_ids=long_prompt, max_new_tokens=10)  # grows the cache, leaves stale entries
-    assert generate_all(llm, token_ids=PROMPT, max_new_tokens=10).token_ids == first
+    first = generate_all(llm, native=native, token_ids=PROMPT, max_new_tokens=10).token_ids
+    generate_all(llm, native=native, token_ids=long_prompt, max_new_tokens=10)  # grows the cache, leaves stale ones
+    assert generate_all(llm, native=native, token_ids=PROMPT, max_new_tokens=10).token_ids == first
 
 
 def test_batched_prompt_is_refused():
@@ -106,22 +110,23 @@ def test_batched_prompt_is_refused():
         generate_all(_llm(), token_ids=PROMPT.repeat(2, 1), max_new_tokens=3)
 
 
-def test_sampling_is_reproducible_with_a_seeded_generator():
+def test_sampling_is_reproducible_with_a_seeded_generator(native):
     llm = _llm()
     cfg = SamplingConfig(temperature=1.0, top_k=20, top_p=0.9)
 
     def run(seed):
-        return generate_all(llm, token_ids=PROMPT, max_new_tokens=16, sampling=cfg,
+        return generate_all(llm, native=native, token_ids=PROMPT, max_new_tokens=16, sampling=cfg,
                             generator=torch.Generator().manual_seed(seed)).token_ids
 
     assert run(1) == run(1)
     assert run(1) != run(2)
 
 
-def test_top_k_one_is_greedy():
+def test_top_k_one_is_greedy(native):
     llm = _llm()
-    greedy = generate_all(llm, token_ids=PROMPT, max_new_tokens=12).token_ids
-    k1 = generate_all(llm, token_ids=PROMPT, max_new_tokens=12, sampling=SamplingConfig(temperature=0.7, top_k=1),
+    greedy = generate_all(llm, native=native, token_ids=PROMPT, max_new_tokens=12).token_ids
+    top1 = SamplingConfig(temperature=0.7, top_k=1)
+    k1 = generate_all(llm, native=native, token_ids=PROMPT, max_new_tokens=12, sampling=top1,
                       generator=torch.Generator().manual_seed(0)).token_ids
     assert k1 == greedy
 

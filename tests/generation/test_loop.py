@@ -1,5 +1,7 @@
 """The reply loop over caller-owned caches: equal to generate(), no cross-talk between caches over one set of weights,
-nothing after a cancel, the first id out of the prefill step, exact prefix reuse (own and donor)."""
+nothing after a cancel, the first id out of the prefill step, exact prefix reuse (own and donor).
+
+Tests that decode run through both decode steps (the `native` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -30,7 +32,6 @@ def _embeds(llm: LLM, ids: torch.Tensor) -> torch.Tensor:
         return llm.embed(ids[None])[0]  # [L, D]
 
 
-@pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize("chunk", [None, 3])
 def test_equals_generate_and_the_model_holds_no_cache(native, chunk):
     llm = _llm()
@@ -50,13 +51,14 @@ def test_native_step_is_used_where_the_model_allows_it():
     assert TokenLoop(llm, PromptCache(llm, 32), _embeds(llm, PROMPT), max_new_tokens=2, native=False)._native is None
 
 
-def test_two_caches_over_one_model_do_not_see_each_other():
+def test_two_caches_over_one_model_do_not_see_each_other(native):
     """Two loops stepped in turn (the duplex roles) give what each gives alone."""
     llm = _llm()
     other = torch.tensor([44, 8, 90, 13, 7])
-    alone = [list(TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, p), max_new_tokens=12)) for p in (PROMPT, other)]
-    a = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=12, prefill_chunk=4)
-    b = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, other), max_new_tokens=12, prefill_chunk=2)
+    alone = [list(TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, p), max_new_tokens=12, native=native))
+             for p in (PROMPT, other)]
+    a = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=12, native=native, prefill_chunk=4)
+    b = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, other), max_new_tokens=12, native=native, prefill_chunk=2)
     got: list[list[int]] = [[], []]
     while not (a.done and b.done):
         for i, loop in enumerate((a, b)):
@@ -74,10 +76,10 @@ def test_first_id_comes_out_of_the_last_prefill_step():
     assert outs[:2] == [None, None] and outs[2] is not None and loop.decode_steps == 0
 
 
-def test_nothing_runs_or_comes_out_after_cancel():
+def test_nothing_runs_or_comes_out_after_cancel(native):
     llm = _llm()
     tok = type("Tok", (), {"decode": staticmethod(lambda ids: " ".join(f"w{i}" for i in ids))})()
-    loop = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=30)
+    loop = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=30, native=native)
     reply = TextLoop(loop, tok, stop_strings=())
     text = "".join(reply.step() for _ in range(4))
     assert text
@@ -88,29 +90,31 @@ def test_nothing_runs_or_comes_out_after_cancel():
     assert loop.decode_steps == steps and loop.cache.length == length and loop.finish_reason == "cancelled"
 
 
-def test_stop_id_and_forced_ids():
+def test_stop_id_and_forced_ids(native):
     llm = _llm()
-    free = list(TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=10))
-    loop = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=10, stop_ids=[free[3]])
+    free = list(TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=10, native=native))
+    loop = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=10, native=native,
+                     stop_ids=[free[3]])
     assert list(loop) == free[: free.index(free[3])] and loop.stop_id == free[3] and loop.finish_reason == "stop"
-    forced = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=10, forced=[1, 2, 3])
+    forced = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=10, native=native,
+                       forced=[1, 2, 3])
     assert list(forced) == [1, 2, 3] and forced.finish_reason == "stop"
     assert forced.decode_steps == 3  # the forced ids ran through the model (their K/V are in the cache)
 
 
-def test_prefix_reuse_and_donor_copy_are_exact():
+def test_prefix_reuse_and_donor_copy_are_exact(native):
     llm = _llm()
-    first = TokenLoop(llm, (warm := PromptCache(llm, 96)), _embeds(llm, PROMPT), max_new_tokens=6)
+    first = TokenLoop(llm, (warm := PromptCache(llm, 96)), _embeds(llm, PROMPT), max_new_tokens=6, native=native)
     answer = list(first)
     follow = torch.cat([PROMPT, torch.tensor(answer[:-1]), torch.tensor([21, 22, 23])])
-    cold = TokenLoop(llm, PromptCache(llm, 96), _embeds(llm, follow), max_new_tokens=8)
-    reuse = TokenLoop(llm, warm, _embeds(llm, follow), max_new_tokens=8)
+    cold = TokenLoop(llm, PromptCache(llm, 96), _embeds(llm, follow), max_new_tokens=8, native=native)
+    reuse = TokenLoop(llm, warm, _embeds(llm, follow), max_new_tokens=8, native=native)
     assert reuse.reused == len(PROMPT) + len(answer) - 1 and cold.reused == 0
     expected = list(cold)
     assert list(reuse) == expected
     donor = PromptCache(llm, 96)
-    list(TokenLoop(llm, donor, _embeds(llm, follow), max_new_tokens=8))
-    copied = TokenLoop(llm, PromptCache(llm, 96), _embeds(llm, follow), max_new_tokens=8, donor=donor)
+    list(TokenLoop(llm, donor, _embeds(llm, follow), max_new_tokens=8, native=native))
+    copied = TokenLoop(llm, PromptCache(llm, 96), _embeds(llm, follow), max_new_tokens=8, native=native, donor=donor)
     assert copied.copied == copied.reused == len(follow) - 1
     assert list(copied) == expected
 

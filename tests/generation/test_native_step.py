@@ -13,11 +13,8 @@ from vita.generation.generate import decode_step_kind, generate_all
 from vita.generation.native_step import NativeStep
 from vita.generation.steps import decode_one_token, prefill
 from vita.models.llm import LLM
-from vita.nn import native
 
-pytestmark = pytest.mark.skipif(
-    not native.cpu_has("avx2", "fma") or native._compiler() is None, reason="needs an AVX2/FMA CPU and a C++ compiler"
-)
+pytestmark = pytest.mark.usefixtures("requires_native")
 
 PROMPT = torch.tensor([[5, 17, 33, 2, 81, 40, 9, 60, 11]])
 

@@ -39,5 +39,18 @@ def test_multibyte_characters_are_never_split():
 
 
 def test_partial_stop_string_is_held_then_released():
+    # one byte per id: "<" and "</" could still become "</s>", so they wait until " " rules it out
     stream, deltas = _run("a </ b")
-    assert "".join(deltas) == "a </ b"
+    assert deltas == ["a", " ", "", "", "</ ", "b", ""]
+    assert not stream.stopped and stream.visible_text == "a </ b"
+
+
+def test_held_back_prefix_is_dropped_when_the_stop_string_completes():
+    stream, deltas = _run("a </s> b")
+    assert deltas == ["a", " ", "", "", "", ""]  # nothing of "</s>" was shown, nothing after it is read
+    assert stream.stopped and stream.visible_text == "a"
+
+
+def test_held_back_prefix_is_released_when_the_ids_end():
+    _, deltas = _run("a </s")
+    assert deltas == ["a", " ", "", "", "", "</s"]

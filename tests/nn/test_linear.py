@@ -26,7 +26,9 @@ def test_prefill_rows_are_widened_and_rounded_once(widen):
     assert got.dtype == torch.bfloat16 and torch.equal(got, expected)
 
 
-def test_one_bf16_row_is_a_gemv(widen):
+def test_one_bf16_row_is_a_gemv(widen, native, monkeypatch):
+    if not native:
+        monkeypatch.setattr(gemv.native, "_loaded", False)  # as on a CPU without the native kernels
     x = torch.randn(1, 1, 64).bfloat16()
     w = torch.randn(48, 64).bfloat16()
     b = torch.randn(48).bfloat16()
@@ -34,6 +36,7 @@ def test_one_bf16_row_is_a_gemv(widen):
         got = gemv.linear(x, w, b)
         assert got.shape == (1, 1, 48)
         torch.testing.assert_close(got, F.linear(x, w, b), atol=2e-2, rtol=1e-2)  # bf16 rounding of the sum
+        assert (gemv.row_gemv() is not gemv.gemv) == native  # the native GEMV, else the torch.mv op
         assert torch.equal(gemv.linear(x, w), gemv.row_gemv()(w, x.reshape(-1)).view(1, 1, 48))
         compiled = torch.compile(lambda a, c, d: gemv.linear(a, c, d), fullgraph=True)
         assert torch.equal(compiled(x, w, b), got)  # an opaque op: inductor calls it, same bits

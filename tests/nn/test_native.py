@@ -3,6 +3,7 @@ accurate otherwise, the same bits on any thread count, usable inside a compiled 
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -11,8 +12,10 @@ import torch
 from vita.nn import linear as linear_mod
 from vita.nn import native
 
+# Not `native.available()`: on an AVX2 machine with a compiler the kernels must load, and `op` fails if they do not.
 needs_native = pytest.mark.skipif(
-    not native.cpu_has("avx2", "fma") or native._compiler() is None, reason="needs an AVX2/FMA CPU and a C++ compiler"
+    not native.cpu_has("avx2", "fma") or native._compiler() is None or os.environ.get("VITA_NATIVE_KERNELS") == "0",
+    reason="needs an AVX2/FMA CPU and a C++ compiler (and VITA_NATIVE_KERNELS not 0)",
 )
 
 SHAPES = [(1, 1), (3, 31), (64, 32), (65, 576), (130, 577), (960, 576), (576, 1536), (4099, 64)]
@@ -93,6 +96,7 @@ def fresh_state(monkeypatch, tmp_path):
     """native_gemv() undecided again, with its own cache folder; restored afterwards."""
     monkeypatch.setattr(native, "_loaded", None)
     monkeypatch.setenv("VITA_NATIVE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("VITA_NATIVE_KERNELS", raising=False)
     return tmp_path
 
 

@@ -17,10 +17,7 @@ from vita.models.llm import LLM
 from vita.nn import native
 from vita.nn.quant import QuantLinear, dequantize, quantize_int4, quantize_int8, quantize_llm_
 
-needs_native = pytest.mark.skipif(
-    not native.cpu_has("avx2", "fma", "f16c") or native._compiler() is None,
-    reason="needs an AVX2/FMA/F16C CPU and a C++ compiler",
-)
+needs_native = pytest.mark.usefixtures("requires_native")
 PROMPT = torch.tensor([[5, 17, 33, 2, 81, 40, 9, 60, 11]])
 
 
@@ -201,13 +198,12 @@ def test_native_quantized_step_matches_the_module_path(bits, dtype, kw):
         torch.testing.assert_close(a, b, atol=atol, rtol=1e-3 if dtype == torch.float32 else 0)
 
 
-@needs_native
-def test_int8_greedy_ids_equal_float_on_a_tiny_model():
+def test_int8_greedy_ids_equal_float_on_a_tiny_model(native):
     """Per-row int8 moves logits by well under the margins of this (decisive) tiny model: same 12 greedy ids."""
     llm = _llm()
-    ref = generate_all(llm, token_ids=PROMPT, max_new_tokens=12, compile=False).token_ids
+    ref = generate_all(llm, token_ids=PROMPT, max_new_tokens=12, compile=False, native=native).token_ids
     q = generate_all(quantize_llm_(copy.deepcopy(llm), 8), token_ids=PROMPT, max_new_tokens=12,
-                     compile=False).token_ids
+                     compile=False, native=native).token_ids
     assert q == ref
 
 

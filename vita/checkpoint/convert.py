@@ -8,7 +8,6 @@ after the same strict name/shape check a load does.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +16,9 @@ import torch
 
 from vita.checkpoint.io import TensorReader, write_tensors
 from vita.checkpoint.keymap import check_shapes
-from vita.checkpoint.materialize import keeps_fp32, resolve_dtype, tensor_shape
+from vita.checkpoint.lazy import LazyTensors, RenamedView, Tensors, tensor_shape
+from vita.checkpoint.materialize import keeps_fp32, resolve_dtype
+from vita.checkpoint.sniff import sniff
 from vita.config import VitaConfig
 from vita.errors import CheckpointError
 from vita.models.vita import VitaModel
@@ -29,42 +30,43 @@ def expected_shapes(config: VitaConfig) -> dict[str, torch.Size]:
         return {n: t.shape for n, t in VitaModel(config).state_dict().items()}
 
 
-def read_any(path: str | Path) -> tuple[VitaConfig, Mapping[str, torch.Tensor], Tokenizer]:
-    """(config, lazy tensors in our names, tokenizer) of a canonical, official VITA-1.0 or HF LLM directory,
-    or of a GGUF file (or a directory holding one)."""
-    from vita.checkpoint.gguf import gguf_file, read_gguf
-
+def read_any(path: str | Path) -> tuple[VitaConfig, LazyTensors, Tokenizer]:
+    """(config, lazy tensors in our names, tokenizer) of any layout `vita.checkpoint.sniff` recognises: ours, the
+    official VITA-1.0 / 1.5 releases, a plain HF LLM directory, a GGUF file (or a directory holding one)."""
     path = Path(path)
-    gguf = gguf_file(path) if path.exists() else None
-    if gguf is not None:
-        return read_gguf(gguf)
-    if not (path / "config.json").is_file():
-        raise CheckpointError(f"{path}: no config.json")
-    raw = json.loads((path / "config.json").read_text())
-    if raw.get("format") == "vita":
-        return VitaConfig.from_dict(raw), TensorReader.from_dir(path), Tokenizer.from_dir(path)
-    if raw.get("model_type") == "vita-mixtral":
+    layout = sniff(path)
+    if layout.format == "gguf":
+        from vita.checkpoint.gguf import read_gguf
+
+        return read_gguf(layout.path)
+    if layout.format == "vita":
+        return VitaConfig.from_dict(dict(layout.config)), TensorReader.from_dir(path), Tokenizer.from_dir(path)
+    if layout.format == "vita1":
         from vita.checkpoint.vita1 import read_vita1
 
         return read_vita1(path)
-    if str(raw.get("model_type", "")).lower() == "vita-qwen2":
+    if layout.format == "vita15":
         from vita.checkpoint.vita15 import read_vita15
 
         return read_vita15(path)
     from vita.checkpoint.hf_dir import config_from_hf_dir
     from vita.checkpoint.hf_llm import llm_keymap
-    from vita.checkpoint.vita1 import _Renamed
 
     tokenizer = Tokenizer.from_dir(path)
-    config = config_from_hf_dir(raw, tokenizer, str(path / "config.json"))
-    view = _Renamed()
+    config = config_from_hf_dir(layout.config, tokenizer, str(path / "config.json"))
+    view = RenamedView()
     view.add(TensorReader.from_dir(path), llm_keymap(config.llm), str(path))
     return config, view, tokenizer
 
 
 class _Cast(Mapping[str, torch.Tensor]):
-    def __init__(self, tensors: Mapping[str, torch.Tensor], dtype: torch.dtype | None) -> None:
+    """`tensors` read in `dtype` (None: as stored; CMVN statistics stay float32): a `LazyTensors` itself."""
+
+    def __init__(self, tensors: Tensors, dtype: torch.dtype | None) -> None:
         self.tensors, self.dtype = tensors, dtype
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tensor_shape(self.tensors, name)
 
     def __getitem__(self, name: str) -> torch.Tensor:
         t = self.tensors[name]
@@ -79,7 +81,7 @@ class _Cast(Mapping[str, torch.Tensor]):
         return len(self.tensors)
 
 
-def save_canonical(config: VitaConfig, tensors: Mapping[str, torch.Tensor], tokenizer: Tokenizer,
+def save_canonical(config: VitaConfig, tensors: Tensors, tokenizer: Tokenizer,
                    dst: str | Path) -> Path:
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)

@@ -203,7 +203,8 @@ def dequantize(tensor: Any, source: str) -> torch.Tensor:
 
 
 class GGUFTensors(Mapping[str, torch.Tensor]):
-    """A lazy view of a GGUF file in our names: shapes without reading data, each tensor dequantized on demand."""
+    """A lazy view of a GGUF file in our names (a `vita.checkpoint.lazy.LazyTensors`): shapes without reading data,
+    each tensor dequantized on demand."""
 
     def __init__(self, reader: Any, cfg: LLMConfig, arch: str, source: str) -> None:
         self.source, self.cfg = source, cfg

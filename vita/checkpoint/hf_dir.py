@@ -14,8 +14,8 @@ import torch
 
 from vita.checkpoint.hf_llm import hf_eos_token_ids, llm_config_from_hf, llm_keymap
 from vita.checkpoint.io import TensorReader
+from vita.checkpoint.lazy import RenamedView
 from vita.checkpoint.materialize import materialize
-from vita.checkpoint.vita1 import _Renamed
 from vita.config import VitaConfig
 from vita.errors import CheckpointError, ConfigError
 from vita.models.vita import VitaModel
@@ -38,7 +38,7 @@ def load_hf_llm_dir(
     config = config_from_hf_dir(raw, tokenizer, str(path / "config.json"))
     extra = [i for i in hf_eos_token_ids(raw) if i not in tokenizer.stop_ids]
     tokenizer.stop_ids = (*tokenizer.stop_ids, *extra)
-    view = _Renamed()
+    view = RenamedView()
     view.add(TensorReader.from_dir(path), llm_keymap(config.llm), str(path))
     model = materialize(config, view, dtype=dtype, device=device, source=str(path))
     return model, tokenizer

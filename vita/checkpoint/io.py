@@ -21,7 +21,8 @@ SINGLE_NAME = "model.safetensors"
 
 
 class TensorReader(Mapping[str, torch.Tensor]):
-    """A read-only mapping name -> tensor over one safetensors file or a sharded set with an index."""
+    """A read-only mapping name -> tensor over one safetensors file or a sharded set with an index (a
+    `vita.checkpoint.lazy.LazyTensors`: shapes come from the headers)."""
 
     def __init__(self, files: dict[str, Path]) -> None:
         self._where = files  # tensor name -> file holding it

@@ -1,6 +1,6 @@
 """Build a `VitaModel` from a checkpoint directory or a preset, strictly and with little memory.
 
-Layouts, recognised from `config.json`:
+Layouts, recognised by `vita.checkpoint.sniff` (mostly from `config.json`):
 - ours: `{"format": "vita", ...}` + `model.safetensors` (or shards) with our tensor names + `tokenizer.json`;
 - the official VITA-1.0 release (`model_type: vita-mixtral`), see `vita.checkpoint.vita1`;
 - the official VITA-1.5 release (`model_type: vita-Qwen2`), see `vita.checkpoint.vita15`;
@@ -25,6 +25,7 @@ import torch
 
 from vita.checkpoint.materialize import load_canonical, resolve_dtype
 from vita.checkpoint.quantized import QUANT_FILE, VERSION, quantize_model_
+from vita.checkpoint.sniff import sniff
 from vita.config import VitaConfig
 from vita.errors import CheckpointError, ConfigError
 from vita.models.vita import VitaModel
@@ -55,7 +56,7 @@ def load_model(
     if str(path) in presets.PRESETS:
         config = presets.preset(str(path))
         return random_model(config, dtype=dtype, device=device), presets.byte_tokenizer()
-    from vita.checkpoint.gguf import gguf_file, load_gguf
+    from vita.checkpoint.gguf import load_gguf
 
     if str(path) in presets.PACKAGED:
         return load_gguf(presets.packaged_file(str(path)), dtype=dtype, device=device)
@@ -67,29 +68,22 @@ def load_model(
     if not path.exists():
         known = ", ".join([*presets.PRESETS, *presets.PACKAGED, *presets.ASSEMBLED])
         raise CheckpointError(f"{path}: no such model directory (and not a preset name: {known})")
-    gguf = gguf_file(path)
-    if gguf is not None:
-        return load_gguf(gguf, dtype=dtype, device=device)
-    if not (path / "config.json").is_file():
-        raise CheckpointError(f"{path}: no config.json, so this is not a model directory")
-    try:
-        raw = json.loads((path / "config.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path / 'config.json'}: invalid JSON ({exc})") from None
-    if raw.get("format") == "vita":
+    layout = sniff(path)
+    if layout.format == "gguf":
+        return load_gguf(layout.path, dtype=dtype, device=device)
+    if layout.format == "vita":
         return load_canonical(path, dtype=dtype, device=device)
-    model_type = raw.get("model_type")
-    if model_type in ("vita-mixtral",):
+    if layout.format == "vita1":
         from vita.checkpoint.vita1 import load_vita1
 
         return load_vita1(path, dtype=dtype, device=device, vision_tower=vision_tower, audio_encoder=audio_encoder)
-    if str(model_type).lower() == "vita-qwen2":
+    if layout.format == "vita15":
         from vita.checkpoint.vita15 import load_vita15
 
         return load_vita15(path, dtype=dtype, device=device, vision_tower=vision_tower, audio_encoder=audio_encoder)
     from vita.checkpoint.hf_dir import load_hf_llm_dir
 
-    return load_hf_llm_dir(path, raw, dtype=dtype, device=device)
+    return load_hf_llm_dir(path, layout.config, dtype=dtype, device=device)
 
 
 def quantize_checkpoint(src: str | Path, dst: str | Path, *, bits: int, dtype: str = "bf16", head: bool = True,

@@ -8,13 +8,14 @@ This module imports no format reader: the readers import it, and `vita.checkpoin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from vita.checkpoint.io import TensorReader
 from vita.checkpoint.keymap import check_shapes
+from vita.checkpoint.lazy import Tensors, tensor_shape
 from vita.checkpoint.quantized import quantize_model_, read_quantization
 from vita.config import VitaConfig
 from vita.errors import CheckpointError, ConfigError
@@ -36,7 +37,7 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 def materialize(
     config: VitaConfig,
-    tensors: Mapping[str, torch.Tensor],
+    tensors: Tensors,
     *,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
@@ -46,7 +47,7 @@ def materialize(
 ) -> VitaModel:
     """Build the model on meta and assign every tensor of `tensors` (our names) after a strict check.
 
-    `tensors` may be lazy (a `TensorReader` or a mapping view): each tensor is read, cast and placed in turn.
+    `tensors` may be lazy (`vita.checkpoint.lazy.LazyTensors`): each tensor is read, cast and placed in turn.
     Tensors for which `keep_fp32(name)` is true stay in float32 (e.g. normalisation statistics). `prepare` reshapes
     the meta model before the check (e.g. swaps in quantized layers); the quantized weights and scales it adds
     keep the dtype stored in the file.
@@ -86,12 +87,6 @@ def load_canonical(path: Path, *, dtype: torch.dtype, device: str | torch.device
 def keeps_fp32(name: str) -> bool:
     """CMVN statistics stay float32 whatever the model dtype (fp16 cannot hold them precisely)."""
     return name.endswith(("cmvn.mean", "cmvn.istd"))
-
-
-def tensor_shape(tensors: Mapping[str, torch.Tensor], name: str) -> tuple[int, ...]:
-    if hasattr(tensors, "shape"):  # lazy readers know shapes without reading data
-        return tuple(tensors.shape(name))
-    return tuple(tensors[name].shape)
 
 
 def _finish(model: VitaModel, device: str | torch.device) -> None:

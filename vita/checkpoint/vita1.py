@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,13 @@ from vita.checkpoint.internvit import (
     load_internvit_folder,
 )
 from vita.checkpoint.io import TensorReader, write_tensors
-from vita.checkpoint.keymap import compile_pattern, invert, map_key
+from vita.checkpoint.keymap import invert, map_key
+from vita.checkpoint.lazy import RenamedView
 from vita.checkpoint.materialize import keeps_fp32, materialize
 from vita.checkpoint.whale import (
     AUDIO_KEYMAP,
     OFFICIAL_AUDIO_PREFIX,
+    ChunkedAttentionError,
     audio_config_from_train_yaml,
     audio_keymap,
     audio_state_shapes,
@@ -85,9 +87,7 @@ def config_from_vita1(raw: Mapping[str, Any], vision: VisionConfig, audio_dir: P
     train_yaml = audio_dir / "train.yaml"
     try:
         audio, adapter = audio_config_from_train_yaml(train_yaml, llm.hidden_size)
-    except CheckpointError as exc:
-        if "chunk" not in str(exc):
-            raise
+    except ChunkedAttentionError as exc:
         # The official HF code then draws a random chunk mask on every call (even in eval); its vLLM port, which
         # served the released demos, uses full attention. We follow the port, and say so.
         warnings.warn(f"{train_yaml}: chunked attention settings ignored, running full attention ({exc})",
@@ -113,52 +113,6 @@ def official_keymap(config: VitaConfig) -> dict[str, str | None]:
     }
 
 
-class RenamedView(Mapping[str, torch.Tensor]):
-    """A lazy view: our name -> tensor read from the original source only when asked for."""
-
-    def __init__(self) -> None:
-        self._src: dict[str, tuple[Mapping[str, torch.Tensor], str]] = {}
-        self._rows: dict[str, int] = {}  # vocabulary truncation (the official resize to len(tokenizer))
-
-    def add(self, source: Mapping[str, torch.Tensor], keymap: Mapping[str, str | None], label: str) -> None:
-        compiled = [(s, compile_pattern(s)) for s in keymap]
-        unknown = []
-        for key in source:
-            try:
-                ours = map_key(key, keymap, compiled)
-            except KeyError:
-                unknown.append(key)
-                continue
-            if ours is not None:
-                if ours in self._src:
-                    raise CheckpointError(f"{label}: two tensors map to '{ours}'")
-                self._src[ours] = (source, key)
-        if unknown:
-            raise CheckpointError(f"{label}: {len(unknown)} unknown tensor(s): {', '.join(sorted(unknown)[:10])}")
-
-    def truncate_rows(self, name: str, rows: int) -> None:
-        self._rows[name] = rows
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        source, key = self._src[name]
-        shape = source.shape(key) if isinstance(source, TensorReader) else tuple(source[key].shape)
-        return (min(shape[0], self._rows[name]), *shape[1:]) if name in self._rows else tuple(shape)
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        source, key = self._src[name]
-        t = source[key]
-        return t[: self._rows[name]] if name in self._rows else t
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._src)
-
-    def __len__(self) -> int:
-        return len(self._src)
-
-
-_Renamed = RenamedView  # the name hf_dir and convert import
-
-
 def read_vita1(
     path: Path, *, vision_tower: str | Path | None = None, audio_encoder: str | Path | None = None
 ) -> tuple[VitaConfig, RenamedView, Tokenizer]:
@@ -181,7 +135,7 @@ def read_vita1(
     # The official loader resizes the embeddings to len(tokenizer) (cutting rows when the tokenizer is smaller).
     n_tok = len(tokenizer)
     if n_tok < config.llm.vocab_size:
-        config.llm.vocab_size = n_tok
+        config = dataclasses.replace(config, llm=dataclasses.replace(config.llm, vocab_size=n_tok))
         for name in ("llm.tok_embeddings.weight", "llm.output.weight"):
             if name in view:
                 view.truncate_rows(name, n_tok)

@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from vita.checkpoint.hf_llm import llm_config_from_hf, llm_config_to_hf, llm_keymap
 from vita.checkpoint.internvit import (
@@ -53,10 +52,12 @@ from vita.checkpoint.internvit import (
 )
 from vita.checkpoint.io import TensorReader, write_tensors
 from vita.checkpoint.keymap import invert, map_key
+from vita.checkpoint.lazy import RenamedView
 from vita.checkpoint.materialize import keeps_fp32, materialize
-from vita.checkpoint.vita1 import RenamedView, write_audio_folder, write_internvit_folder
+from vita.checkpoint.vita1 import write_audio_folder, write_internvit_folder
 from vita.checkpoint.whale import (
     OFFICIAL_AUDIO_PREFIX,
+    ChunkedAttentionError,
     audio_config_from_train_yaml,
     audio_keymap,
     audio_state_shapes,
@@ -129,12 +130,6 @@ def vision_config_from_folder(folder: Path) -> VisionConfig:
                                         source=str(folder / "config.json"))
 
 
-def _train_yaml_wants_chunks(path: Path) -> bool:
-    tree = yaml.safe_load(path.read_text()) or {}
-    tfm = tree.get("encoder_conf", {}).get("para_conf", {}).get("transformer", {})
-    return tfm.get("transformer-dynamic-chunks", True) is not False or int(tfm.get("transformer-chunk_size", -1)) != -1
-
-
 def config_from_vita15(raw: Mapping[str, Any], vision: VisionConfig, audio_dir: Path, vocab_size: int,
                        source: str) -> VitaConfig:
     """Our `VitaConfig` from the official 1.5 config.json, the InternViT config and the audio folder.
@@ -161,9 +156,11 @@ def config_from_vita15(raw: Mapping[str, Any], vision: VisionConfig, audio_dir: 
             f"{source}: mm_hidden_size {raw['mm_hidden_size']} != 4 x InternViT hidden ({vision.output_size})"
         )
     train_yaml = audio_dir / "train.yaml"
-    audio, adapter = audio_config_from_train_yaml(train_yaml, llm.hidden_size, force_full_attention=True,
-                                                  always_single_conv=True)
-    if _train_yaml_wants_chunks(train_yaml):
+    try:
+        audio, adapter = audio_config_from_train_yaml(train_yaml, llm.hidden_size, always_single_conv=True)
+    except ChunkedAttentionError:
+        audio, adapter = audio_config_from_train_yaml(train_yaml, llm.hidden_size, force_full_attention=True,
+                                                      always_single_conv=True)
         # The official HF code then draws a random chunk mask on every call (even in eval); the vLLM port, which
         # served the demos, runs full attention. We follow the port, and say so.
         warnings.warn(f"{train_yaml}: chunked attention settings ignored, running full attention", stacklevel=2)

@@ -108,6 +108,11 @@ def _get(tree: Mapping[str, Any], path: str, source: str, default: Any = ...) ->
     return node
 
 
+class ChunkedAttentionError(CheckpointError):
+    """A train.yaml asks for chunked attention (dynamic chunks or a chunk size): refused unless the caller accepts
+    full attention instead (`force_full_attention`), as the official releases' vLLM port runs it."""
+
+
 def _require(ok: bool, source: str, message: str) -> None:
     if not ok:
         raise CheckpointError(f"{source}: unsupported whale configuration: {message}")
@@ -130,7 +135,8 @@ def audio_config_from_train_yaml(
     always_single_conv: the VITA-1.5 adapter, which takes the single-conv branch whatever the widths (1.0 adds a
         second conv when the LLM is wider than 4 x the encoder, which we do not implement).
 
-    Raises `CheckpointError` for a missing file or key and for every architecture we do not implement.
+    Raises `ChunkedAttentionError` for chunked attention without `force_full_attention`, `CheckpointError` for a
+    missing file or key and for every other architecture we do not implement.
     """
     path = Path(path)
     src = str(path)
@@ -175,13 +181,11 @@ def audio_config_from_train_yaml(
     _require(ffn == "linear", src, f"transformer-positionwise-layer-type '{ffn}' (only linear)")
     # The official default for dynamic chunks is true (a random chunk mask on every forward call, even in eval).
     dynamic, chunk = t("dynamic-chunks", True), int(t("chunk_size", -1))
-    if not force_full_attention:
-        _require(
-            dynamic is False and chunk == -1,
-            src,
-            f"transformer-dynamic-chunks {dynamic}, transformer-chunk_size {chunk}: only full attention is "
-            "implemented (dynamic-chunks false, chunk_size -1); pass force_full_attention=True to run full "
-            "attention anyway, as the vLLM port does",
+    if not force_full_attention and not (dynamic is False and chunk == -1):
+        raise ChunkedAttentionError(
+            f"{src}: unsupported whale configuration: transformer-dynamic-chunks {dynamic}, transformer-chunk_size "
+            f"{chunk}: only full attention is implemented (dynamic-chunks false, chunk_size -1); pass "
+            "force_full_attention=True to run full attention anyway, as the vLLM port does"
         )
     _require(_get(tree, "is_json_cmvn", src, True) is True, src, "is_json_cmvn false (only JSON global_cmvn)")
 

@@ -46,7 +46,7 @@ def load_images(data: Path, processor) -> tuple[torch.Tensor, list[list[str]]]:
     for r in records:
         if "image" not in r:
             continue
-        tiles = processor._image(data.parent / r["image"])  # [1, 3, S, S]: one tile per image for vita-mini
+        tiles = processor.image_tiles(data.parent / r["image"])  # [1, 3, S, S]: one tile per image for vita-mini
         pixels.append(tiles[:1])
         labels.append(caption_labels(r["conversations"][-1]["value"]))
     if not pixels:
