@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vita.errors import DataError, VitaError
+from vita.eval.metrics import levenshtein
 from vita.tokens import STATE_TOKENS
 
 COMMON_IDS = 8192  # the BPE's first (most frequent) ids are always in the scored vocabulary
@@ -233,22 +234,12 @@ def vision_loss(projector: nn.Module, scorer: EmbeddingScorer, batch: list[Item]
     return loss, pairs
 
 
-def _edit_distance(a: list[int], b: list[int]) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
-
-
 def audio_error_rate(pairs: list) -> float:
     """Greedy CTC decode (collapse repeats, drop blanks) vs the targets: token error rate."""
     errors = total = 0
     for best, target in pairs:
         seq = [int(t) for t in torch.unique_consecutive(best) if int(t) != 0]
-        errors += _edit_distance(seq, target.tolist())
+        errors += levenshtein(target.tolist(), seq)
         total += len(target)
     return errors / max(total, 1)
 
