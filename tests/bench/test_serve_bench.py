@@ -12,7 +12,7 @@ from vita.bench import serve as bench  # noqa: E402
 
 
 def test_three_sessions_answer_their_own_questions_and_survive_a_disconnect():
-    res = bench.run(sessions=3, seconds=8)
+    res = bench.run(sessions=3, seconds=12)  # chat replies take ~1.5 s beside three sessions: >= 3 needs the room
     assert res.errors == [] and res.leaks == []
     assert res.disconnect == {"healthz": {"status": "ok"}, "new_session": True, "all_closed": True,
                               "ok": True}
