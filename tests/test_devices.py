@@ -26,7 +26,7 @@ LOADS_A_MODEL = {  # argv that reaches the model load, given --device; none of t
 # these read and write files only: the weights never run, so where they would run does not arise
 FILES_ONLY = {"convert", "data negatives", "data mini", "vocab extend", "mini assemble", "mini pack",
               "download", "quantize"}  # the last two: issue 15 items 2 and 3, where present
-FORWARDED = {"bench train", "bench serve"}  # their own module's parser owns the flags (`vita.cli._forward`)
+FORWARDED = {"bench train", "bench serve"}  # their own parsers own the flags (`vita.cli.bench.train_main`, ...)
 
 
 def leaf_commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:

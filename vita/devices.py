@@ -5,6 +5,9 @@
     --dtype  fp32 | bf16 | fp16            (default: bf16 on CUDA (fp16 on cards without bf16), the command's own
                                             default on the CPU, fp32 for most)
 
+The flags themselves are added by `vita.cli.args.add_device_arguments` and read back with
+`vita.cli.args.device_from_args`, which calls `resolve`.
+
 A device that this machine does not have is a `DeviceError` that names the request and lists what there is
 (`--device cuda: CUDA is not available (torch 2.13.0+cpu is a CPU-only build); this machine has: cpu`), which
 the CLI prints as one line with exit status 2.
@@ -14,7 +17,6 @@ torch is imported on first use, so that building the CLI's parsers stays cheap.
 
 from __future__ import annotations
 
-import argparse
 import os
 from typing import TYPE_CHECKING
 
@@ -93,20 +95,3 @@ def resolve(device: str | torch.device | None, dtype: str | None, *, cpu_dtype: 
     """The (device, dtype name) a command runs with; `dtype` None means the device's default."""
     where = resolve_device(device)
     return where, dtype if dtype is not None else default_dtype(where, cpu_dtype)
-
-
-def add_arguments(parser: argparse.ArgumentParser, *, dtypes: tuple[str, ...] = DTYPE_NAMES,
-                  cpu_dtype: str = "fp32", dtype: bool = True) -> None:
-    """Add `--device` (and unless `dtype` is False, `--dtype`) to a command's parser; read them back with
-    `from_args`. `cpu_dtype`: the command's dtype on the CPU when --dtype is not given."""
-    parser.add_argument("--device", default=None, metavar="DEVICE",
-                        help=f"cpu, cuda, cuda:N or auto (default: ${DEVICE_ENV}, else auto: CUDA if present)")
-    if dtype:
-        parser.add_argument("--dtype", default=None, choices=list(dtypes),
-                            help=f"weights and activations (default: bf16 on CUDA, {cpu_dtype} on the CPU)")
-    parser.set_defaults(cpu_dtype=cpu_dtype)
-
-
-def from_args(args: argparse.Namespace) -> tuple[torch.device, str]:
-    """The resolved (device, dtype name) of a namespace parsed by a parser given `add_arguments`."""
-    return resolve(args.device, getattr(args, "dtype", None), cpu_dtype=args.cpu_dtype)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 
@@ -20,15 +19,6 @@ def run_command(command: Callable[[], int | None], *, prefix: str = "") -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-class CommandParser(argparse.ArgumentParser):
-    """argparse that reports a bad command line in one line (`vita generate: error: ...`), without the usage
-    block; subcommand parsers are of the same class."""
-
-    def error(self, message: str):  # type: ignore[override]
-        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
 
 
 class ConfigError(VitaError, ValueError):

@@ -25,7 +25,7 @@ stamp prepared
 STAGE1=()
 STAGE2=()
 if [ "$TOWER" = scratch ]; then
-    $PY -m vita.training.tower_pretrain --init "$OUT/skeleton" --data "$VITA_MINI_DATA/train/vision_align.json" \
+    $PY -m vita.cli.tools tower_pretrain --init "$OUT/skeleton" --data "$VITA_MINI_DATA/train/vision_align.json" \
         --out "$OUT/tower" --epochs 10
     export VITA_MINI_INIT=$OUT/tower
     STAGE1=('trainable={"*": false, "vision.*": true, "vision_projector.*": true}')
@@ -34,7 +34,7 @@ elif [ "${VITA_MINI_INPUT_NORM:-0}" = 1 ]; then
     # opt-in: the projector standardises the frozen tower's features with statistics of 512 training images (folded
     # into fc1 by `vita mini pack`; vita.training.feature_stats says why). Measured 2026-12-04: stage-1 loss ~0.1
     # lower, held-out image QA unchanged (19.3 % vs 20.4 %), rejection 95.2 % vs 88.1 %: not the shipped recipe.
-    [ -f "$OUT/skeleton_std/config.json" ] || $PY -m vita.training.feature_stats --model "$OUT/skeleton" \
+    [ -f "$OUT/skeleton_std/config.json" ] || $PY -m vita.cli.tools feature_stats --model "$OUT/skeleton" \
         --data "$VITA_MINI_DATA/train/vision_align.json" --out "$OUT/skeleton_std"
     export VITA_MINI_INIT=$OUT/skeleton_std
 elif [ "${VITA_MINI_EMBED_ALIGN:-0}" = 1 ]; then
@@ -42,7 +42,7 @@ elif [ "${VITA_MINI_EMBED_ALIGN:-0}" = 1 ]; then
     # transcripts, caption words for images: vita.training.embed_align); stages 1 and 2 then refine them at a lower
     # rate. Measured 2026-12-04 (runs/mini, 128 min): WER 84.6 % (shipped 112), rejection 90.5 % (88.1), answers
     # 26.3 % (24.5), image QA 19.3 / 22.2 % (20.0 / 20.7), `make demo` 2/6 (3/6): not the shipped recipe yet.
-    [ -f "$OUT/aligned/config.json" ] || $PY -m vita.training.embed_align --model "$OUT/skeleton" \
+    [ -f "$OUT/aligned/config.json" ] || $PY -m vita.cli.tools embed_align --model "$OUT/skeleton" \
         --vision "$VITA_MINI_DATA/train/vision_align.json" \
         --audio "$VITA_MINI_DATA/train/audio_align.json" "$VITA_MINI_DATA/train/instruct.json" \
         --out "$OUT/aligned" --epochs "${VITA_MINI_ALIGN_EPOCHS:-8}" --cache "$OUT/tower_cache" | tee "$OUT/aligned.log"
@@ -65,7 +65,7 @@ $VITA mini assemble --parts "$OUT/parts" --out "$OUT/vita-mini"
 $VITA eval --manifest "$VITA_MINI_DATA/eval/all.jsonl" --model "$OUT/vita-mini" --max-new-tokens 48 --quiet \
     --out "$OUT/eval.json" > "$OUT/eval.md"
 # real human speech (evaluation only; vita.training.real_speech says where it comes from)
-if $PY -m vita.training.real_speech --out "$VITA_MINI_DATA/eval"; then
+if $PY -m vita.cli.tools real_speech --out "$VITA_MINI_DATA/eval"; then
     $VITA eval --manifest "$VITA_MINI_DATA/eval/real_speech.jsonl" --model "$OUT/vita-mini" --max-new-tokens 48 \
         --quiet --out "$OUT/eval_real_speech.json" > "$OUT/eval_real_speech.md"
 fi

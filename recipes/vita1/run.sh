@@ -9,7 +9,7 @@ RUNS=${RUNS:-runs/vita1}
 NPROC=${NPROC:-8}
 here=$(dirname "$0")
 stage() {  # stage NAME [key=value ...]
-  python -m torch.distributed.run --nproc_per_node "$NPROC" -m vita.training.train \
+  python -m torch.distributed.run --nproc_per_node "$NPROC" -m vita.cli.train \
     --recipe "$here/$1.yaml" --output "$RUNS/$1" "${@:2}"
 }
 stage stage0_llm_bilingual

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from vita.cli import tools
 from vita.eval import probes
 
 
@@ -28,9 +29,9 @@ def test_standardized_is_the_projector_on_standardised_input() -> None:
 
 
 def test_cli_refuses_a_directory_that_is_not_mini_data(tmp_path, capsys) -> None:
-    assert probes.main(["--data", str(tmp_path)]) == 2
+    assert tools.probes(["--data", str(tmp_path)]) == 2
     assert "not a `vita data mini` output" in capsys.readouterr().err
-    assert probes.main(["--data", str(tmp_path), "--families", "smell"]) == 2
+    assert tools.probes(["--data", str(tmp_path), "--families", "smell"]) == 2
 
 
 def _colour_set(root) -> None:

@@ -53,7 +53,7 @@ def test_torchrun_one_process(cuda, tmp_path, report):
     recipe = REPO / "recipes" / "tiny" / "stage4_continual_task.yaml"
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), "-m", "vita.training.train", "--recipe", str(recipe), "--output",
+           "--master_port", str(free_port()), "-m", "vita.cli.train", "--recipe", str(recipe), "--output",
            str(out), "--device", cuda.type, "--threads", "1", "schedule.total_steps=2", "checkpoint.every=2"]
     proc = subprocess.run(cmd, env=train_env(threads=1), capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]

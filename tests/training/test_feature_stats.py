@@ -16,9 +16,10 @@ import vita
 from vita.checkpoint.convert import save_canonical
 from vita.checkpoint.load import load_model
 from vita.checkpoint.mini import read_parts
+from vita.cli.tools import feature_stats as main
 from vita.errors import VitaError
 from vita.media.image import preprocess_image
-from vita.training.feature_stats import image_paths, main, standardize
+from vita.training.feature_stats import image_paths, standardize
 from vita.training.mini_parts import pack_parts
 from vita.training.train import train
 

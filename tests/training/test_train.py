@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from vita.checkpoint.load import load_model
+from vita.cli.train import main
 from vita.errors import TrainingError
 from vita.training.launch import train_command, train_env
 from vita.training.recipe import load_recipe
-from vita.training.train import LossModule, main, train
+from vita.training.train import LossModule, train
 from vita.training.trainable import resolve_trainable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -192,7 +193,7 @@ def test_cli_errors_are_one_line(argv: list[str], message: str, tmp_path: Path, 
 def test_add_parser_registers_train(tmp_path: Path):
     import argparse
 
-    from vita.training.train import add_parser
+    from vita.cli.train import add_parser
 
     parser = argparse.ArgumentParser(prog="vita")
     add_parser(parser.add_subparsers(dest="command", required=True))

@@ -149,7 +149,7 @@ def variant_rows(models: dict[str, LLM], rates: dict[str, tuple[float, float]], 
 
 def acceptance(variants: list[dict]) -> dict | None:
     """Issue 15's speed criteria for int8, read off one run: >= 2.0x llama.cpp Q4_1, >= 75 % of the int8 bandwidth
-    bound (the logit KL < 0.01 is `python -m vita.bench.quant_quality`'s)."""
+    bound (the logit KL < 0.01 is `python -m vita.cli.tools quant_quality`'s)."""
     int8 = next((v for v in variants if v["weights"] == "int8"), None)
     if int8 is None:
         return None

@@ -1,4 +1,4 @@
-"""`python -m vita.bench.quant_quality`: how far int8 / int4 weights move a model's predictions from its bf16 ones.
+"""`python -m vita.cli.tools quant_quality`: how far int8 / int4 weights move a model's predictions from its bf16 ones.
 
 For each text of a small packaged set (`TEXTS`: twenty short passages of plain prose and question-and-answer pairs
 written for this check, not taken from any evaluation set), the bf16 model's next-token distribution p at every
@@ -16,11 +16,8 @@ kernels also round each GEMV's input to int16: that is what `generate` decodes w
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -111,22 +108,3 @@ def native_logits(llm: LLM, ids: list[int]) -> torch.Tensor:
     llm.setup_caches(1, len(ids))
     step = NativeStep(llm)
     return torch.cat([step(tok, pos) for pos, tok in enumerate(ids)])  # [L, V]
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vita.bench.quant_quality", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-    results = measure(args.model)
-    if args.json:
-        print(json.dumps([asdict(r) for r in results]))
-    else:
-        for r in results:
-            print(f"{r.variant:<18} KL {r.kl_nats:.5f} nats (max {r.kl_max:.4f}), greedy agreement "
-                  f"{100 * r.greedy_agreement:.1f} % over {r.positions} positions")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

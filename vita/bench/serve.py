@@ -1,6 +1,6 @@
 """`vita bench serve`: N concurrent `/v1/realtime` sessions speaking in real time to one `vita serve` process.
 
-    python -m vita.bench.serve [--sessions 8] [--seconds 60] [--model vita-mini] [--chunk-ms 40] [--json]
+    vita bench serve [--sessions 8] [--seconds 60] [--model vita-mini] [--chunk-ms 40] [--json]
 
 The server (the real app, uvicorn, server VAD and audio out through Piper) runs in this process on a thread of its
 own; the clients run on one asyncio loop in a spawned child process (its own GIL, no torch), each streaming 16 kHz
@@ -32,7 +32,6 @@ Exit status 1 on any error event, timeout, leakage, a chat status other than 200
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import json
@@ -41,7 +40,6 @@ import os
 import re
 import secrets
 import socket
-import sys
 import threading
 import time
 import urllib.error
@@ -52,7 +50,6 @@ from typing import Any
 
 import numpy as np
 
-from vita import devices
 from vita.config import SAMPLE_RATE
 
 QUESTIONS = ("What is the weather like today?", "Can you tell me a short story?", "How far away is the moon?")
@@ -462,23 +459,3 @@ def report(res: BenchResult) -> str:
 
         lines.append(realtime_stats.report(res.stages))
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="vita bench serve", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sessions", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--model", default="vita-mini", help="preset or model directory")
-    p.add_argument("--chunk-ms", type=int, default=40, help="audio per input_audio_buffer.append")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    devices.add_arguments(p)
-    args = p.parse_args(argv)
-    device, dtype = devices.from_args(args)
-    res = run(args.sessions, args.seconds, args.model, args.chunk_ms, device=device, dtype=dtype)
-    print(json.dumps(res.summary()) if args.json else report(res))
-    return 0 if res.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,9 @@
 """Training throughput: samples/s of the real loop with 1 and N ranks (torchrun, gloo on CPU), and the scaling.
 
-    python -m vita.bench.train [--recipe recipes/tiny/stage4_continual_task.yaml] [--nproc 2] [--steps 12] [--json]
+    vita bench train [--recipe recipes/tiny/stage4_continual_task.yaml] [--nproc 2] [--steps 12] [--json]
 
 Weak scaling: every rank keeps the same micro-batch (`--micro`, no accumulation), so N ranks process N times the
-samples per step; ideal scaling is a ratio of N. Each run is a full `vita.training.train` launch; samples/s is
+samples per step; ideal scaling is a ratio of N. Each run is a full `vita.cli.train` launch; samples/s is
 measured from `metrics.jsonl` after `--warmup` steps (start-up, first-step allocation and the checkpoint-free
 steady state are kept apart): samples / (time of the last step - time of the last warm-up step).
 On a machine with fewer free cores than ranks x threads the ratio measures contention, not the code.
@@ -11,16 +11,11 @@ On a machine with fewer free cores than ranks x threads the ratio measures conte
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import subprocess
-import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-
-from vita import devices
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny" / "stage4_continual_task.yaml"
 
@@ -56,35 +51,3 @@ def bench_samples_per_s(recipe: str | Path = DEFAULT_RECIPE, nproc: int = 1, *, 
     samples = sum(r["samples"] for r in timed)
     tokens = sum(r["tokens_per_s"] * r["samples"] / r["samples_per_s"] for r in timed)  # = sum of step tokens
     return TrainBench(str(recipe), nproc, micro, threads, steps, samples / elapsed, tokens / elapsed)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="vita bench train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", default=str(DEFAULT_RECIPE))
-    p.add_argument("--nproc", type=int, default=2, help="ranks of the scaled run (the baseline is 1)")
-    p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--micro", type=int, default=2, help="micro-batch per rank")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads per rank")
-    p.add_argument("--json", action="store_true")
-    devices.add_arguments(p, dtype=False)  # each rank: cuda:LOCAL_RANK (NCCL) or the CPU (gloo)
-    args = p.parse_args(argv)
-    devices.from_args(args)  # a device this machine lacks fails here, not in every rank
-    kw = dict(steps=args.steps, warmup=args.warmup, micro=args.micro, threads=args.threads, device=args.device)
-    one = bench_samples_per_s(args.recipe, 1, **kw)
-    many = bench_samples_per_s(args.recipe, args.nproc, **kw)
-    ratio = many.samples_per_s / one.samples_per_s
-    if args.json:
-        print(json.dumps({"runs": [asdict(one), asdict(many)], "scaling": ratio, "ideal": args.nproc}))
-        return 0
-    print(f"recipe {Path(args.recipe).name}: micro-batch {args.micro} per rank, {args.threads} thread(s) per rank, "
-          f"{args.steps} steps ({args.warmup} warm-up), {os.cpu_count()} CPU cores")
-    for r in (one, many):
-        print(f"  {r.nproc} rank(s): {r.samples_per_s:8.2f} samples/s   {r.tokens_per_s:10,.0f} tokens/s")
-    print(f"  scaling {args.nproc} vs 1 rank: x{ratio:.2f} (ideal x{args.nproc})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vita.cli.args import UsageError
+from vita.cli.args import CommandParser, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
     from vita.cli import bench, chat, checkpoint, data, generate, mini, serve
     from vita.cli import eval as eval_cmd
-    from vita.errors import CommandParser
-    from vita.training import train as train_cmd
+    from vita.cli import train as train_cmd
 
     p = CommandParser(prog="vita", description="VITA: omni-modal LLM (video, image, text, speech).")
     sub = p.add_subparsers(dest="command", required=True)

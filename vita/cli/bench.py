@@ -3,8 +3,10 @@
     vita bench decode   prefill and decode tokens/s vs the memory-bandwidth bound (`vita.bench.decode.run_bench`;
                         `--device cuda`: `vita.bench.decode_cuda`)
     vita bench duplex   the scripted duplex scenarios (`vita.bench.duplex.bench`): latencies, false triggers, misses
-    vita bench train    forwarded to `vita.bench.train` (its own parser owns the flags and --help)
-    vita bench serve    forwarded to `vita.bench.serve` (likewise)
+    vita bench train    training samples/s on 1 and N ranks (`vita.bench.train.bench_samples_per_s`)
+    vita bench serve    N concurrent realtime sessions (`vita.bench.serve.run`)
+`train` and `serve` parse their own arguments (`train_main`, `serve_main`: their own --help, usage errors in
+argparse's own format).
 Each prints markdown, or one JSON object with `--json`.
 """
 
@@ -12,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import asdict
+from pathlib import Path
 
-from vita import devices
-from vita.cli.args import UsageError, add_model_arguments, positive_int
+from vita.cli.args import UsageError, add_device_arguments, add_model_arguments, device_from_args, positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     d = bsub.add_parser("decode", help="prefill and decode tokens/s vs the memory-bandwidth bound")
     add_model_arguments(d, default="smollm2-135m-random", help="preset name or model directory", quantize=False,
                         dtype=False, threads_help="torch threads (default: torch's choice)")
-    d.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])  # bf16 on every device (not vita.devices')
+    d.add_argument("--dtype", default="bf16", choices=["bf16", "fp32"])  # bf16 on every device (its own default)
     d.add_argument("--prompt-len", type=positive_int, default=None)
     d.add_argument("--new-tokens", type=positive_int, default=None)
     d.add_argument("--no-compile", action="store_true", help="eager decode step (no torch.compile)")
@@ -38,10 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_duplex_parser(bsub)
     t = bsub.add_parser("train", help="training samples/s on 1 and N ranks (tiny recipe), and the scaling ratio",
                         add_help=False)
-    t.set_defaults(func=lambda a: forward("vita.bench.train", a.extra), takes_extra=True)
+    t.set_defaults(func=lambda a: train_main(a.extra), takes_extra=True)
     s = bsub.add_parser("serve", help="N concurrent realtime sessions in real time: latency p50/p90, errors, leakage",
                         add_help=False)
-    s.set_defaults(func=lambda a: forward("vita.bench.serve", a.extra), takes_extra=True)
+    s.set_defaults(func=lambda a: serve_main(a.extra), takes_extra=True)
     return b
 
 
@@ -75,7 +78,7 @@ def run_duplex(args: argparse.Namespace) -> int:
     from vita.duplex.scenarios import load_scenario_file
 
     torch.set_num_threads(args.threads)
-    device, dtype = devices.from_args(args)
+    device, dtype = device_from_args(args)
     scenarios = load_scenario_file(args.scenarios) if args.scenarios else None  # file errors before the model
     rep = bench(args.model, scenarios, setup=args.setup, compute_time=not args.no_compute_time, rss=not args.no_rss,
                 public=args.public, public_n=args.per_family, free=args.free, device=device, dtype=dtype)
@@ -94,7 +97,7 @@ def run_duplex(args: argparse.Namespace) -> int:
 def run_decode(args: argparse.Namespace) -> int:
     from vita.bench.decode import format_table, run_bench
 
-    device, _ = devices.from_args(args)
+    device, _ = device_from_args(args)
     if device.type == "cuda":  # vita.bench.decode measures the CPU (its bandwidth, its threads)
         return _decode_cuda(args, device)
 
@@ -118,8 +121,52 @@ def _decode_cuda(args: argparse.Namespace, device) -> int:
     return 0
 
 
-def forward(module: str, argv: list[str]) -> int:
-    """Hand the remaining arguments to a module's own `main(argv)` (its parser owns the flags and --help)."""
-    import importlib
+def train_main(argv: list[str] | None = None) -> int:
+    """`vita bench train`: samples/s of the real training loop with 1 and `--nproc` ranks, and the ratio."""
+    from vita.bench import train as bench_train
 
-    return importlib.import_module(module).main(argv) or 0
+    p = argparse.ArgumentParser(prog="vita bench train", description=bench_train.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", default=str(bench_train.DEFAULT_RECIPE))
+    p.add_argument("--nproc", type=int, default=2, help="ranks of the scaled run (the baseline is 1)")
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--micro", type=int, default=2, help="micro-batch per rank")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads per rank")
+    p.add_argument("--json", action="store_true")
+    add_device_arguments(p, dtype=False)  # each rank: cuda:LOCAL_RANK (NCCL) or the CPU (gloo)
+    args = p.parse_args(argv)
+    device_from_args(args)  # a device this machine lacks fails here, not in every rank
+    kw = dict(steps=args.steps, warmup=args.warmup, micro=args.micro, threads=args.threads, device=args.device)
+    one = bench_train.bench_samples_per_s(args.recipe, 1, **kw)
+    many = bench_train.bench_samples_per_s(args.recipe, args.nproc, **kw)
+    ratio = many.samples_per_s / one.samples_per_s
+    if args.json:
+        print(json.dumps({"runs": [asdict(one), asdict(many)], "scaling": ratio, "ideal": args.nproc}))
+        return 0
+    print(f"recipe {Path(args.recipe).name}: micro-batch {args.micro} per rank, {args.threads} thread(s) per rank, "
+          f"{args.steps} steps ({args.warmup} warm-up), {os.cpu_count()} CPU cores")
+    for r in (one, many):
+        print(f"  {r.nproc} rank(s): {r.samples_per_s:8.2f} samples/s   {r.tokens_per_s:10,.0f} tokens/s")
+    print(f"  scaling {args.nproc} vs 1 rank: x{ratio:.2f} (ideal x{args.nproc})")
+    return 0
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    """`vita bench serve`: N concurrent realtime sessions against one in-process server; exit status 1 on any
+    failed check."""
+    from vita.bench import serve as bench_serve
+
+    p = argparse.ArgumentParser(prog="vita bench serve", description=bench_serve.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sessions", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--model", default="vita-mini", help="preset or model directory")
+    p.add_argument("--chunk-ms", type=int, default=40, help="audio per input_audio_buffer.append")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_device_arguments(p)
+    args = p.parse_args(argv)
+    device, dtype = device_from_args(args)
+    res = bench_serve.run(args.sessions, args.seconds, args.model, args.chunk_ms, device=device, dtype=dtype)
+    print(json.dumps(res.summary()) if args.json else bench_serve.report(res))
+    return 0 if res.ok else 1

@@ -35,8 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vita import devices
-from vita.cli.args import add_model_arguments, add_voice_argument
+from vita.cli.args import add_model_arguments, add_voice_argument, device_from_args
 from vita.errors import MediaError, PromptError, VitaError
 from vita.media.audio import SAMPLE_RATE
 
@@ -70,11 +69,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 class TerminalChat:
     def __init__(self, args: argparse.Namespace) -> None:
         from vita.api import load
-        from vita.devices import from_args
         from vita.duplex.roles import Engine, ScriptedReplies
 
         self.args = args
-        device, dtype = from_args(args)
+        device, dtype = device_from_args(args)
         self.vita = load(args.model, device=device, dtype=dtype, quantize=args.quantize)
         self.engine = Engine(self.vita, max_seq_len=args.max_seq_len, max_new_tokens=args.max_new_tokens,
                              forcing=ScriptedReplies(args.script) if args.script else None)
@@ -224,7 +222,7 @@ def run_terminal(args: argparse.Namespace) -> int:
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    devices.from_args(args)  # a device this machine lacks fails before any file is read
+    device_from_args(args)  # a device this machine lacks fails before any file is read
     if not args.mic:
         return run_terminal(args)
     return run_mic(args)
@@ -243,7 +241,7 @@ def run_mic(args: argparse.Namespace) -> int:
     from vita.speech.voices import make_voice
 
     torch.set_num_threads(args.threads)
-    device, dtype = devices.from_args(args)
+    device, dtype = device_from_args(args)
     model = load(args.model, device=device, dtype=dtype, quantize=args.quantize)
     mic = load_audio(args.mic).numpy().astype(np.float32)  # [N] 16 kHz
     mic = np.concatenate([mic, np.zeros(int(args.tail * SAMPLE_RATE), np.float32)])

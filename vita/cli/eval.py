@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vita import devices
-from vita.cli.args import add_model_arguments
+from vita.cli.args import add_model_arguments, device_from_args
 from vita.errors import EvalError, run_command
 from vita.eval.manifest import load_manifest
 from vita.eval.report import render_markdown
@@ -71,7 +70,7 @@ def default_out_dir(bench: str, model: str, shots: int, subtitles: bool) -> Path
 
 
 def _run(args: argparse.Namespace) -> int:
-    devices.from_args(args)  # a device this machine lacks fails before any data is read
+    device_from_args(args)  # a device this machine lacks fails before any data is read
     if getattr(args, "bench", None):
         return _run_bench(args)
     if not args.manifest:
@@ -90,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     sampling = SamplingConfig(temperature=args.temperature)
     t0 = time.perf_counter()
-    device, dtype = devices.from_args(args)
+    device, dtype = device_from_args(args)
     model = load(args.model, dtype=dtype, device=device, quantize=args.quantize)
     progress = None if args.quiet else sys.stderr
     if progress is not None:
@@ -132,7 +131,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     progress = None if args.quiet else sys.stderr
     t0 = time.perf_counter()
-    device, dtype = devices.from_args(args)
+    device, dtype = device_from_args(args)
     model = load(args.model, dtype=dtype, device=device)
     if progress is not None:
         print(f"loaded {args.model} in {time.perf_counter() - t0:.2f} s; {len(items)} {bench.name} items",

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from vita.cli.args import UsageError, add_model_arguments, positive_int, seed_int
+from vita.cli.args import UsageError, add_model_arguments, device_from_args, positive_int, seed_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,7 +33,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from vita import devices
     from vita.api import load
     from vita.generation.sampling import SamplingConfig
 
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if not (args.prompt or args.image or args.video or args.audio):
         raise UsageError("give at least one of --prompt, --image, --video, --audio")
-    device, dtype = devices.from_args(args)
+    device, dtype = device_from_args(args)
     t0 = time.perf_counter()
     model = load(args.model, dtype=dtype, device=device, vision_tower=args.vision_tower,
                  audio_encoder=args.audio_encoder, quantize=args.quantize)

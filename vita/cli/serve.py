@@ -21,8 +21,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from vita import devices
-from vita.cli.args import add_model_arguments, add_voice_argument
+from vita.cli.args import add_model_arguments, add_voice_argument, device_from_args
 from vita.errors import ConfigError
 from vita.server.auth import resolve_api_key
 from vita.server.limits import Limits, flag
@@ -60,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be in 0..65535, got {args.port}")
     key = resolve_api_key(args.host, args.api_key)
-    device, dtype = devices.from_args(args)
+    device, dtype = device_from_args(args)
     try:
         limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
     except ValueError as exc:

@@ -1,6 +1,6 @@
 """Probes: where does a VITA model lose what its vision tower sees? Three measurements on the `vita data mini` tasks.
 
-    python -m vita.eval.probes --data runs/mini/data --model runs/mini/skeleton [--families digit,colour]
+    python -m vita.cli.tools probes --data runs/mini/data --model runs/mini/skeleton [--families digit,colour]
                                [--steps 300] [--standardize] [--json]
 
 1. read-out: softmax regression on the frozen tower's features (after pixel shuffle, before the projector),
@@ -18,10 +18,8 @@ the candidate with the highest logit wins. Held-out items are the typed question
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,30 +239,3 @@ def report(res: dict) -> str:
                   "held-out first-token accuracy, all families: "
               + ", ".join(f"step {s}: {a:.1%}" for s, a in p["curve"])]
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vita.eval.probes", description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True, help="a `vita data mini` output directory")
-    ap.add_argument("--model", default="vita-mini-untrained", help="model name or directory")
-    ap.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, of {', '.join(FAMILIES)}")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--every", type=int, default=100)
-    ap.add_argument("--standardize", action="store_true")
-    ap.add_argument("--oracle-text", default="The answer is {answer}",
-                    help="the oracle's sentence; the frozen LLM is sensitive to it")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
-    families = [f for f in args.families.split(",") if f]
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown or not (args.data / "train" / "instruct.json").is_file():
-        print(f"probes: unknown families {unknown}" if unknown else f"probes: {args.data} is not a `vita data mini` "
-              "output (no train/instruct.json)", file=sys.stderr)
-        return 2
-    res = run(args.data, args.model, families, args.steps, args.every, args.standardize, args.oracle_text)
-    print(json.dumps(res) if args.json else report(res))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,18 +1,12 @@
 """Text chat kept? Greedy answers of a model and of its base LLM to fixed text prompts, side by side.
 
-    python -m vita.eval.text_compare [--model vita-mini] [--reference smollm2-135m] [--json]
+    python -m vita.cli.tools text_compare [--model vita-mini] [--reference smollm2-135m] [--json]
 
 vita-mini's LLM is SmolLM2-135M-Instruct with LoRA adapters merged in, so its text answers may drift from the
 unmodified model's; this prints both (markdown table, or JSON) and how many are identical.
 """
 
 from __future__ import annotations
-
-import argparse
-import json
-import sys
-
-from vita.errors import run_command
 
 PROMPTS = (
     "What is the capital of France?",
@@ -52,23 +46,3 @@ def markdown(report: dict) -> str:
     lines.append(f"\n{report['identical']}/{len(report['rows'])} identical (greedy, {report['max_new_tokens']} "
                  "new tokens at most)")
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vita.eval.text_compare", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="vita-mini")
-    p.add_argument("--reference", default="smollm2-135m")
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-
-    def run() -> int:
-        report = compare(args.model, args.reference, args.max_new_tokens)
-        print(json.dumps(report, ensure_ascii=False, indent=1) if args.json else markdown(report), end="")
-        return 0
-
-    return run_command(run)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

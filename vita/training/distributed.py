@@ -1,7 +1,7 @@
 """Process group, device and model wrapping for `torchrun` launches (DDP or FSDP2), and full state dicts.
 
-    torchrun --nproc_per_node N -m vita.training.train ...   # RANK / WORLD_SIZE / LOCAL_RANK from the environment
-    plain `python -m vita.training.train ...`                # one process, no process group
+    torchrun --nproc_per_node N -m vita.cli.train ...        # RANK / WORLD_SIZE / LOCAL_RANK from the environment
+    plain `python -m vita.cli.train ...`                     # one process, no process group
 
 gloo on CPU, NCCL on GPU. DDP replicates the model and all-reduces (averages) gradients; FSDP2 (`fully_shard`) shards
 parameters, gradients and optimizer state per LLM block (the rest is the root group), and reduce-scatters

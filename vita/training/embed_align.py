@@ -18,7 +18,7 @@ The towers run once per input (frozen, no gradient); their outputs are kept in m
 fixed order makes the result bit-for-bit reproducible on one machine. 5 % of each file (every 20th record) is held out
 and reported: CTC greedy token error rate, and caption-token recall@1 of the nearest embeddings.
 
-    python -m vita.training.embed_align --model SKELETON --vision train/vision_align.json \
+    python -m vita.cli.tools embed_align --model SKELETON --vision train/vision_align.json \
         --audio train/audio_align.json --out DIR [--epochs 12] [--seed 0]
 
 writes DIR (the same model with the two parts replaced; `vita train` takes it as `model.init`) and DIR/embed_align.json.
@@ -26,11 +26,9 @@ writes DIR (the same model with the two parts replaced; `vita train` takes it as
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -350,34 +348,3 @@ def align(model_dir: Path, out_dir: Path, *, vision: list[Path] = (), audio: lis
     save_canonical(model.config, tensors, vm.tokenizer, out_dir)
     (out_dir / "embed_align.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vita.training.embed_align", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", type=Path, required=True, help="model folder (our canonical layout)")
-    ap.add_argument("--vision", type=Path, nargs="*", default=[], help="VITA-format JSON lists of captioned media")
-    ap.add_argument("--audio", type=Path, nargs="*", default=[],
-                    help="VITA-format JSON lists of transcribed clips (instruct*.json: its clips of known words)")
-    ap.add_argument("--out", type=Path, required=True, help="new folder for the aligned model")
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cache", type=Path, help="folder keeping the frozen towers' outputs between runs")
-    ap.add_argument("--limit", type=int, help="read only the first N records of each file (smoke runs)")
-    args = ap.parse_args(argv)
-    if args.out.exists() and any(args.out.iterdir()):
-        print(f"error: {args.out}: exists and is not empty (refusing to overwrite)", file=sys.stderr)
-        return 2
-    if not args.vision and not args.audio:
-        print("error: give --vision and/or --audio", file=sys.stderr)
-        return 2
-    try:
-        align(args.model, args.out, vision=args.vision, audio=args.audio, epochs=args.epochs, seed=args.seed,
-              limit=args.limit, cache=args.cache, log=lambda m: print(m, flush=True))
-    except VitaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

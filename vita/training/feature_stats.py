@@ -7,7 +7,7 @@ A projector fed those features sees every image alike at first and learns severa
 samples). So the recipe measures the statistics once, before stage 1, and the projector standardises with them
 (`ProjectorConfig.input_norm`); `vita mini pack` folds them into fc1, so the shipped model is the plain official MLP.
 
-    python -m vita.training.feature_stats --model SKELETON --data train/vision_align.json --out DIR [--images 512]
+    python -m vita.cli.tools feature_stats --model SKELETON --data train/vision_align.json --out DIR [--images 512]
 
 reads up to `--images` images spread evenly over the data file (deterministic), one tile each as the processor
 makes them, and writes DIR: the same model with `input_norm` on and the two buffers set.
@@ -15,10 +15,8 @@ makes them, and writes DIR: the same model with `input_norm` on and the two buff
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -86,25 +84,3 @@ def standardize(model_dir: Path, data: Path, out_dir: Path, images: int = 512) -
     shared = float(mean.square().sum() / (std.square().sum() + mean.square().sum()))
     return {"images": len(paths), "channels": int(mean.numel()), "shared_mean_energy": round(shared, 3),
             "median_std": round(float(std.median()), 3)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vita.training.feature_stats", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", type=Path, required=True, help="model folder (our canonical layout)")
-    ap.add_argument("--data", type=Path, required=True, help="VITA-format JSON list with 'image' records")
-    ap.add_argument("--out", type=Path, required=True, help="new folder for the standardised model")
-    ap.add_argument("--images", type=int, default=512)
-    args = ap.parse_args(argv)
-    if args.out.exists() and any(args.out.iterdir()):
-        print(f"error: {args.out}: exists and is not empty (refusing to overwrite)", file=sys.stderr)
-        return 2
-    try:
-        print(json.dumps(standardize(args.model, args.data, args.out, args.images)))
-    except VitaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Launching the loop as a subprocess: one plain process, or `torchrun` with N ranks on this machine.
 
-    cmd = train_command(recipe, output, overrides, nproc=2)   # torchrun ... -m vita.training.train ...
+    cmd = train_command(recipe, output, overrides, nproc=2)   # torchrun ... -m vita.cli.train ...
     subprocess.run(cmd, env=train_env(threads=1), check=True)
 
 Used by the benchmark (`vita.bench.train`) and the distributed tests. A free TCP port is picked for the rendezvous
@@ -34,9 +34,9 @@ def train_command(recipe: str | Path, output: str | Path, overrides: list[str] |
         args.append("--quiet")
     args += list(overrides)
     if nproc == 1:
-        return [sys.executable, "-m", "vita.training.train", *args]
+        return [sys.executable, "-m", "vita.cli.train", *args]
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "vita.training.train", *args]
+            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "vita.cli.train", *args]
 
 
 def train_env(*, threads: int | None = 1) -> dict[str, str]:

@@ -22,16 +22,14 @@ and their trivial paraphrases never appear: no prompt mentions France, health / 
 a computer, or the operands 12 and 3 (`is_excluded`).
 
 Records carry no state token: `vita.training.sample` prefixes a typed reply with "<3>" (a spoken one with "<1>"), as
-for mini_data's typed chat. Run once: `python -m vita.training.mini_chat --cache FILE [--train 300 --eval 30]`
-fills the cache and prints tokens/s; later builds read the cache and generate only prompts it lacks.
+for mini_data's typed chat. Run once: `python -m vita.cli.tools mini_chat --cache FILE [--train 300 --eval 30]`
+(`fill_cache`) fills the cache and prints tokens/s; later builds read the cache and generate only prompts it lacks.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -312,29 +310,18 @@ def chat_records(prompts: Sequence[ChatPrompt], answers: dict[str, str], *, set_
     return records
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vita.training.mini_chat", description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, required=True, help="JSONL cache of the reference model's answers")
-    parser.add_argument("--train", type=int, default=300, help="training prompts")
-    parser.add_argument("--eval", type=int, default=30, help="eval prompts")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model", default=REFERENCE_MODEL)
-    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    prompts = chat_prompts("train", args.train, args.seed) + chat_prompts("eval", args.eval, args.seed)
-    before = _read_cache(args.cache, args.model, args.max_new_tokens)
+def fill_cache(cache: Path, *, n_train: int = 300, n_eval: int = 30, seed: int = 0, model: str = REFERENCE_MODEL,
+               max_new_tokens: int = MAX_NEW_TOKENS, log: Callable[[str], None] | None = None) -> str:
+    """Generate the reference answers of `n_train` + `n_eval` prompts that `cache` lacks; returns a one-line summary
+    (prompts, tokens generated now and their tokens/s, wall time, how many have an answer)."""
+    prompts = chat_prompts("train", n_train, seed) + chat_prompts("eval", n_eval, seed)
+    before = _read_cache(cache, model, max_new_tokens)
     t0 = time.perf_counter()
-    answers = reference_answers(prompts, args.cache, model=args.model, max_new_tokens=args.max_new_tokens,
-                                log=lambda s: print(s, file=sys.stderr))
+    answers = reference_answers(prompts, cache, model=model, max_new_tokens=max_new_tokens, log=log)
     wall = time.perf_counter() - t0
-    rows = [r for p, r in _read_cache(args.cache, args.model, args.max_new_tokens).items() if p not in before]
+    rows = [r for p, r in _read_cache(cache, model, max_new_tokens).items() if p not in before]
     tokens, seconds = sum(r["tokens"] for r in rows), sum(r["seconds"] for r in rows)
     kept = sum(bool(answers[p.prompt]) for p in prompts)
-    print(f"{len(prompts)} prompts ({sum(p.answer is None for p in prompts)} for {args.model}), {len(rows)} generated "
-          f"now: {tokens} tokens in {seconds:.1f} s ({tokens / max(seconds, 1e-9):.1f} tokens/s), wall {wall:.1f} s; "
-          f"{kept} with an answer")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return (f"{len(prompts)} prompts ({sum(p.answer is None for p in prompts)} for {model}), {len(rows)} generated "
+            f"now: {tokens} tokens in {seconds:.1f} s ({tokens / max(seconds, 1e-9):.1f} tokens/s), wall {wall:.1f} s; "
+            f"{kept} with an answer")

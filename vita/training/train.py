@@ -1,7 +1,7 @@
 """`vita train`: the one training loop. Every stage is a recipe (`recipes/*/*.yaml`); nothing else differs.
 
     vita train --recipe recipes/tiny/stage1_vision_align.yaml --output runs/s1 [key=value ...]
-    python -m torch.distributed.run --nproc_per_node 2 -m vita.training.train --recipe R --output DIR [key=value ...]
+    python -m torch.distributed.run --nproc_per_node 2 -m vita.cli.train --recipe R --output DIR [key=value ...]
 
 Per optimizer step, on every rank:
     accum micro-batches [micro, L] from this rank's data shard -> embed (media spliced) -> LLM -> hidden [micro, L, D]
@@ -21,7 +21,6 @@ Output directory:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -37,8 +36,7 @@ import yaml
 from torch import nn
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-from vita import devices
-from vita.errors import TrainingError, run_command
+from vita.errors import TrainingError
 from vita.models.vita import VitaModel
 from vita.tokens import IGNORE_INDEX
 from vita.training import checkpointing as ckpt
@@ -348,45 +346,3 @@ def _check_same_recipe(old: dict, new: dict, where: Path) -> None:
     if diff:
         raise TrainingError(f"{where}: this output directory was trained with a different recipe "
                             f"(differs in {', '.join(diff[:5])}); use the same recipe to resume, or a new --output")
-
-
-# ---- command line -------------------------------------------------------------------------------------------------
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register `vita train` on an argparse subparsers object."""
-    p = subparsers.add_parser("train", help="train one stage from a YAML recipe (torchrun for several ranks)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _arguments(p)
-    p.set_defaults(func=_command)
-    return p
-
-
-def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipe", required=True, help="recipe YAML (recipes/vita1/*.yaml, recipes/tiny/*.yaml)")
-    p.add_argument("--output", required=True, help="run directory (rerun the same command to resume)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or log lines")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads per rank")
-    devices.add_arguments(p, dtype=False)  # the dtypes are the recipe's: model.dtype=bf16, precision=bf16
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. optim.lr=1e-4")
-
-
-def _command(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device, _ = devices.from_args(args)
-    train(args.recipe, args.output, args.overrides, quiet=args.quiet, device=device)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vita train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    _arguments(parser)
-    args = parser.parse_intermixed_args(argv)
-    rank = os.environ.get("RANK")
-    return run_command(lambda: _command(args), prefix=f"[rank {rank}] " if rank not in (None, "0") else "")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Small hand-made samples in the benchmarks' exact public formats, buildable offline (no benchmark data ships).
 
-    python -m vita.eval.bench.samples --out DIR
+    python -m vita.cli.tools bench_samples --out DIR
 
 writes, deterministically (same bytes every run, except the synthetic speech, which depends on the installed
 espeak-ng):
@@ -17,12 +17,10 @@ that format, nothing about the real benchmarks (whose figures for the 47B VITA a
 
 from __future__ import annotations
 
-import argparse
 import base64
 import csv
 import io
 import json
-import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -236,17 +234,3 @@ def write_samples(out: Path, *, speech: bool = True) -> dict[str, Path]:
     if speech:
         paths["librispeech"] = write_librispeech(out / "librispeech")
     return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vita.eval.bench.samples", description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True)
-    p.add_argument("--no-speech", action="store_true", help="skip the espeak-ng LibriSpeech-format sample")
-    args = p.parse_args(argv)
-    for name, path in write_samples(Path(args.out), speech=not args.no_speech).items():
-        print(f"{name}: {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """vita-mini's benchmark table on the hand-made offline samples, beside the paper's figures for the 47B VITA.
 
-    python -m vita.eval.bench.table --out DIR [--model vita-mini] [--json]
+    python -m vita.cli.tools bench_table --out DIR [--model vita-mini] [--json]
 
 Writes the samples (`vita.eval.bench.samples`) under DIR/data, runs each through `run_benchmark` (resumable:
 DIR/runs/BENCH, rerunning continues), and prints one markdown row per benchmark: our figure on the SAMPLE and
@@ -11,14 +11,10 @@ table shows which formats run end to end and how the small model fares on them.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from vita.errors import run_command
 from vita.eval.bench import get
 from vita.eval.bench.paper import figures_for
 from vita.eval.bench.runner import run_benchmark
@@ -78,23 +74,3 @@ def markdown(rows: list[dict[str, Any]], model_name: str) -> str:
         lines.append(f"| {r['benchmark']}: {r['sample']} | {r['metric']} {arrow} | {_fmt(r['value'], r['unit'])} | "
                      f"{r['support']} | {paper} |")
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vita.eval.bench.table", description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="samples, predictions and reports go here (rerun resumes)")
-    p.add_argument("--model", default="vita-mini")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
-
-    def run() -> int:
-        rows = build(Path(args.out), args.model, progress=None if args.quiet else sys.stderr)
-        print(json.dumps(rows, ensure_ascii=False, indent=1) if args.json else markdown(rows, args.model), end="")
-        return 0
-
-    return run_command(run)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

