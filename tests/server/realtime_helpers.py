@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+import queue
+import threading
 import time
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,15 +29,46 @@ class EnergyModel(SileroModel):
         return float(np.sqrt(np.mean(x * x)) > 0.01)
 
 
+_inboxes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # websocket -> queue of its server messages
+
+
+def _inbox(ws) -> queue.Queue:
+    """The server messages of `ws`, read by a daemon thread through the public `ws.receive()` (the TestClient's
+    websocket has no receive with a timeout); the thread ends at the close message or when the session ends."""
+    inbox = _inboxes.get(ws)
+    if inbox is None:
+        inbox = _inboxes[ws] = queue.Queue()
+
+        def pump() -> None:
+            while True:
+                try:
+                    msg = ws.receive()
+                except Exception as exc:  # the session is over: its streams are closed
+                    inbox.put(exc)
+                    return
+                inbox.put(msg)
+                if msg["type"] == "websocket.close":
+                    return
+
+        threading.Thread(target=pump, name="ws-inbox", daemon=True).start()
+    return inbox
+
+
+def recv_message(ws, timeout: float = 20.0) -> dict:
+    """The next ASGI message the server sent on `ws` (`websocket.send` or `websocket.close`); TimeoutError when none
+    comes within `timeout` seconds. Once a test reads `ws` through these helpers, it reads only through them."""
+    try:
+        msg = _inbox(ws).get(timeout=timeout)
+    except queue.Empty:
+        raise TimeoutError(f"no server message within {timeout:.1f} s") from None
+    if isinstance(msg, Exception):
+        raise msg
+    return msg
+
+
 def recv(ws, timeout: float = 20.0) -> dict:
     """The next server event; TimeoutError when none comes within `timeout` seconds."""
-    import anyio
-
-    async def get():
-        with anyio.fail_after(timeout):
-            return await ws._send_rx.receive()
-
-    msg = ws.portal.call(get)
+    msg = recv_message(ws, timeout)
     assert msg["type"] == "websocket.send", msg
     return json.loads(msg["text"])
 

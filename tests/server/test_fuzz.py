@@ -21,6 +21,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.server import realtime_helpers
 from vita.server.audio_out import SpeechOut
 from vita.server.limits import Limits
 from vita.server.realtime import RealtimeConfig
@@ -246,20 +247,12 @@ def test_http_bodies_and_media_files(app, kit, files):
 
 
 def test_websocket_frames(app, kit, files):
-    import anyio
-
     client = kit.client(app)
     frames = ws_cases(files, 400)
     seen: dict[str, int] = {}
     with client.websocket_connect("/v1/realtime") as ws:
         def recv(timeout: float = 5.0) -> dict:
-            async def get():
-                with anyio.fail_after(timeout):
-                    return await ws._send_rx.receive()
-
-            msg = ws.portal.call(get)
-            assert msg["type"] == "websocket.send", msg  # never closed on us
-            return json.loads(msg["text"])
+            return realtime_helpers.recv(ws, timeout)  # asserts a `websocket.send`: never closed on us
 
         assert recv()["type"] == "session.created"
         for i, frame in enumerate(frames):

@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("piper")
 pytest.importorskip("onnxruntime")
 
-from tests.server.realtime_helpers import recv, send_audio, until  # noqa: E402
+from tests.server.realtime_helpers import recv, recv_message, send_audio, until  # noqa: E402
 from vita.duplex.roles import Script, ScriptedReplies  # noqa: E402
 from vita.duplex.session import SessionConfig  # noqa: E402
 from vita.server.audio_out import SpeechOut  # noqa: E402
@@ -238,7 +238,7 @@ def test_concurrent_sessions_do_not_leak_and_the_limit_holds(make):
         with client.websocket_connect("/v1/realtime") as extra:  # the 5th is refused
             err = recv(extra)
             assert err["type"] == "error" and err["error"]["code"] == "session_limit"
-            assert extra.receive()["code"] == 1013
+            assert recv_message(extra)["code"] == 1013
         for ws, name in zip(sessions, names, strict=True):
             ws.send_json({"type": "session.update", "session": {"modalities": ["text"]}})
             text_item(ws, f"say I am {name}, only {name}.")

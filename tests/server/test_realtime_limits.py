@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.server.realtime_helpers import EnergyModel, opened, recv, until
+from tests.server.realtime_helpers import EnergyModel, opened, recv, recv_message, until
 from vita.duplex.roles import Script
 from vita.duplex.session import SessionConfig
 from vita.server.audio_out import SpeechOut
@@ -132,7 +132,7 @@ def test_per_client_cap_and_idle_timeout(make):
             err = recv(ws, timeout=5)["error"]  # nothing sent: closed after the idle timeout
             assert err["code"] == "idle_timeout" and "--max-realtime-idle-seconds" in err["message"]
             assert 0.4 < time.monotonic() - t < 3
-            assert ws.receive()["type"] == "websocket.close"
+            assert recv_message(ws)["type"] == "websocket.close"
         with client.websocket_connect("/v1/realtime") as again:  # the slot is free again
             assert recv(again)["type"] == "session.created"
 

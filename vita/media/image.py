@@ -64,15 +64,42 @@ def _from_array(arr: np.ndarray, name: str, max_pixels: int) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(arr)).convert("RGB")
 
 
+class _InputReader:
+    """The encoded input as PIL reads it, noting whether a read came back empty while decoding: the decoder wanted
+    more bytes than the file has, so a decoding error means a truncated file rather than corrupt data."""
+
+    def __init__(self, raw: io.BufferedIOBase) -> None:
+        self.raw = raw
+        self.ran_out = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if size != 0 and not data:
+            self.ran_out = True
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        line = self.raw.readline(size)
+        if size != 0 and not line:
+            self.ran_out = True
+        return line
+
+    def __getattr__(self, attr: str):  # seek, tell, ... as the file's own
+        return getattr(self.raw, attr)
+
+
 def _open_encoded(fp: io.BytesIO | Path, name: str, max_pixels: int,
                   formats: Sequence[str] | None = None, max_aspect: float | None = None) -> Image.Image:
+    reader = None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), (open(fp, "rb") if isinstance(fp, Path) else fp) as raw:
             # our own max_pixels guard replaces PIL's bomb warning; PIL's hard bomb error is still mapped below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(fp, formats=list(formats) if formats is not None else None) as img:
+            reader = _InputReader(raw)
+            with Image.open(reader, formats=list(formats) if formats is not None else None) as img:
                 # `open` reads the header only: the size is checked before a single pixel is decoded
                 _check_size(img.width, img.height, max_pixels, name, max_aspect)
+                reader.ran_out = False  # from here on, an empty read is the image data ending early
                 img.load()
                 return img.convert("RGB")
     except MediaError:
@@ -83,7 +110,7 @@ def _open_encoded(fp: io.BytesIO | Path, name: str, max_pixels: int,
         allowed = f" (accepted: {', '.join(formats)})" if formats is not None else ""
         raise MediaError(f"image {name}: not an image (format not recognised{allowed})") from exc
     except OSError as exc:
-        if "truncated" in str(exc):
+        if reader is not None and reader.ran_out:
             raise MediaError(f"image {name}: truncated file ({exc})") from exc
         raise MediaError(f"image {name}: corrupt image data ({exc})") from exc
     except (SyntaxError, ValueError, EOFError) as exc:  # PIL plugins signal broken headers with these

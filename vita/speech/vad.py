@@ -68,6 +68,11 @@ class SileroModel:
         self._context = np.zeros(CONTEXT, dtype=np.float32)
         self._pending = np.zeros(0, dtype=np.float32)  # samples of an incomplete window
 
+    @property
+    def pending(self) -> np.ndarray:
+        """The samples [P] (P < 512, float32) of the incomplete window that the next `step` completes first."""
+        return self._pending
+
     def window(self, x: np.ndarray) -> float:
         """One complete window x [512] -> speech probability."""
         inp = np.concatenate([self._context, x])[None]  # [1, 576]
@@ -180,7 +185,7 @@ class StreamingVAD:
 
     def step(self, pcm: np.ndarray) -> list[VADEvent]:
         pcm = as_float_pcm(pcm)
-        buf = np.concatenate([self.model._pending, pcm])  # the windows this chunk completes start at buf[0]
+        buf = np.concatenate([self.model.pending, pcm])  # the windows this chunk completes start at buf[0]
         probs = self.model.step(pcm)
         events: list[VADEvent] = []
         for i, p in enumerate(probs):
