@@ -183,3 +183,15 @@ def test_checker_catches_a_cycle_and_a_violation(tmp_path: Path):
         "vita.models.m -> vita.server.app (vita.models must not import vita.server)",
     ]
     assert find_cycle({"x": {"y"}, "y": set()}) is None
+
+
+def test_only_vita_cli_parses_command_lines():
+    """argparse belongs to `vita.cli`: library modules expose typed functions, the CLI maps flags onto them."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path, PACKAGE)
+        tree = ast.parse(path.read_text(), filename=str(path))
+        if not _within(name, "vita.cli") and any(
+                target.split(".")[0] == "argparse" for target, _ in _imports(tree, name, path.name == "__init__.py")):
+            offenders.append(name)
+    assert not offenders, "argparse outside vita.cli: " + ", ".join(offenders)

@@ -5,6 +5,10 @@ One module per command group parses its arguments and calls a typed Python funct
 registers the group, each command's `func(args)` runs it); `args.py` holds what they share (the model a command
 loads). Errors that vita raises on purpose are printed as one line (`error: ...`) with exit status 2, never as a
 traceback.
+
+Every command line of the package is parsed in this package (no other module imports argparse): besides `vita`,
+`python -m vita.cli.train` (torchrun's entry), `python -m vita.cli.tools TOOL` (the developer tools) and
+`python -m vita.demo` (`vita.cli.demo`).
 """
 
 from __future__ import annotations
