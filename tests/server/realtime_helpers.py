@@ -1,5 +1,6 @@
 """What the realtime tests do on a `/v1/realtime` websocket of Starlette's TestClient: read events (with a timeout),
-wait for one kind, open a session, send pcm16 audio; and a VAD 'model' that makes pauses exact.
+wait for one kind (or make sure none comes), open a session, send pcm16 audio; and a VAD 'model' that makes pauses
+exact, with the tones and silences it hears (16 kHz pcm16).
 
 Imported as `tests.server.realtime_helpers` (pytest's importlib mode names test modules from the root folder).
 """
@@ -15,8 +16,11 @@ import weakref
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
 from vita.speech.vad import SileroModel
+
+RATE = 16000
 
 
 class EnergyModel(SileroModel):
@@ -27,6 +31,22 @@ class EnergyModel(SileroModel):
 
     def window(self, x: np.ndarray) -> float:
         return float(np.sqrt(np.mean(x * x)) > 0.01)
+
+
+def tone(seconds: float, hz: float = 220.0) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (0.3 * np.sin(2 * np.pi * hz * t) * 32767).astype("<i2")
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), "<i2")
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.005)
 
 
 _inboxes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # websocket -> queue of its server messages
@@ -96,3 +116,10 @@ def send_audio(ws, pcm: np.ndarray, chunk: int = 480) -> None:
     for i in range(0, len(pcm), chunk):
         ws.send_json({"type": "input_audio_buffer.append",
                       "audio": base64.b64encode(pcm[i:i + chunk].astype("<i2").tobytes()).decode()})
+
+
+def nothing_for(ws, seconds: float) -> None:
+    """No server event arrives within `seconds`."""
+    with pytest.raises(TimeoutError):
+        event = recv(ws, seconds)
+        raise AssertionError(f"unexpected event {event['type']}: {event}")

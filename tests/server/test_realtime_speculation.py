@@ -24,7 +24,17 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from tests.server.realtime_helpers import EnergyModel, opened, recv, send_audio, until  # noqa: E402
+from tests.server.realtime_helpers import (  # noqa: E402
+    EnergyModel,
+    nothing_for,
+    opened,
+    recv,
+    send_audio,
+    silence,
+    tone,
+    until,
+    wait_for,
+)
 from vita.duplex.roles import Script  # noqa: E402
 from vita.server import realtime_roles, realtime_stats  # noqa: E402
 from vita.server.audio_out import SpeechOut  # noqa: E402
@@ -35,15 +45,6 @@ from vita.speech.vad import StreamingVAD  # noqa: E402
 
 RATE = 16000
 CHUNK = 640  # samples per append: 40 ms
-
-
-def tone(seconds: float, hz: float = 220.0) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (0.3 * np.sin(2 * np.pi * hz * t) * 32767).astype("<i2")
-
-
-def silence(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * RATE), "<i2")
 
 
 def synth(text: str) -> np.ndarray:
@@ -88,20 +89,6 @@ def make(model, kit):
         client.forcings = forcings
         return client
     return build
-
-
-def nothing_for(ws, seconds: float) -> None:
-    """No server event arrives within `seconds`."""
-    with pytest.raises(TimeoutError):
-        event = recv(ws, seconds)
-        raise AssertionError(f"unexpected event {event['type']}: {event}")
-
-
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.005)
 
 
 def normal(events: list[dict]) -> list:

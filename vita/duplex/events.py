@@ -2,6 +2,8 @@
 
 In (transport -> session):   media:      AudioIn (mic pcm), VideoFrame (camera)
                              queries:    TextIn (typed text), Ask (text and images)
+                             items:      Attach (a conversation item that joins the next user turn, typed or
+                                         spoken), Detach (take a pending one back)
                              control:    Commit (close the open utterance), Clear (drop it), Cancel (stop the
                                          reply or the turn being decided), DropTurn (its job failed), Configure
                                          (VAD settings, system prompt)
@@ -72,7 +74,24 @@ class TextIn:
 
 @dataclass(frozen=True)
 class Ask:
-    parts: tuple[Part, ...]  # a typed query with optional images (`str` and `Image` parts), answered like TextIn
+    parts: tuple[Part, ...]  # a typed query with optional images (`str` and `Image` parts), answered like TextIn;
+    # the pending items (`Attach`) go first (empty `parts`: the pending items alone are the query)
+
+
+@dataclass(frozen=True)
+class Attach:
+    """A conversation item (text and images) that joins the next user turn: the next `TextIn` / `Ask`, or the next
+    spoken utterance (committed by the VAD or a `Commit`). A turn being speculated on when it comes is redone."""
+
+    item_id: str
+    parts: tuple[Part, ...]
+
+
+@dataclass(frozen=True)
+class Detach:
+    """Take back a pending item (no-op once a turn has taken it)."""
+
+    item_id: str
 
 
 @dataclass(frozen=True)
@@ -102,7 +121,7 @@ class Configure:
     system: str | None  # the system prompt of the next turns (None: the default one)
 
 
-InEvent = AudioIn | VideoFrame | TextIn | Ask | Commit | Clear | Cancel | DropTurn | Configure
+InEvent = AudioIn | VideoFrame | TextIn | Ask | Attach | Detach | Commit | Clear | Cancel | DropTurn | Configure
 
 
 # ---- out --------------------------------------------------------------------------------------------------------
@@ -118,6 +137,7 @@ class UserSpeechEnded:
     t: float
     utterance_id: int
     duration: float  # seconds of audio handed to the model
+    items: tuple[str, ...] = ()  # the pending items (`Attach`) that joined this utterance: they are used now
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The duplex session: a pure state machine over typed events (no sockets, threads or sleeps), on a given clock.
 
-    feed(InEvent) -> events     cheap: echo gate, VAD, pause/resume, playback release; queries (TextIn, Ask) and
-                                control (Commit, Clear, Cancel, DropTurn, Configure) are input events too
+    feed(InEvent) -> events     cheap: echo gate, VAD, pause/resume, playback release; queries (TextIn, Ask),
+                                conversation items (Attach, Detach) and control (Commit, Clear, Cancel, DropTurn,
+                                Configure) are input events too
     tick() -> events            ONE bounded unit of model/TTS work, then playback release
 
 Two roles share the weights; each owns a KV cache (`roles.RoleCache`). The speaking role decodes the current
@@ -15,6 +16,10 @@ reply; the other one listens. Flow (reference/duplex-design.md):
       history keeps only that), its unplayed audio and text are dropped, and the listener's reply starts: its
       decode steps stream TextDelta -> clause TTS -> AudioOut, paced by the clock.
   * A reply ends with exactly one terminal event: ReplyFinished (all of it played) or ReplyCancelled.
+  * Items (`Attach`: text and images, e.g. a picked picture) wait for the next user turn, typed or spoken: the
+    utterance committed next (VAD end or `Commit`; UserSpeechEnded.items names them) or the next TextIn / Ask
+    takes them all, once; a turn speculated on without them is discarded when one comes (redone at the next pause
+    or at the end of speech). Like a typed turn's images, their images stay out of the history.
 Turn-taking beyond a fixed VAD hangover (speculation, the state token as turn signal, backchannels, pauses) and
 the scheduler are the policy of `vita.duplex.turn_taking`. The mic passes an echo front end
 (`vita.speech.echo`) fed with our own playback, so our voice leaking back does not pause or interrupt us.
@@ -25,12 +30,14 @@ Stage timestamps (for `vita bench duplex`): `stages` is a `vita.duplex.stages.St
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 import numpy as np
 
 from vita.config import SAMPLE_RATE
 from vita.duplex.events import (
     Ask,
+    Attach,
     AudioIn,
     AudioOut,
     Backchannel,
@@ -39,6 +46,7 @@ from vita.duplex.events import (
     Clock,
     Commit,
     Configure,
+    Detach,
     DropTurn,
     InEvent,
     OutEvent,
@@ -104,6 +112,7 @@ class Session:
         self.reply: Reply | None = None  # the speaking role's reply
         self.listening: Listen | None = None  # the listening role's undecided utterance
         self._frames: deque[tuple[float, np.ndarray]] = deque(maxlen=4)
+        self._items: list[tuple[str, tuple[Part, ...]]] = []  # pending items (`Attach`), in order
         self._last_role = 0
         self._resume_at: float | None = None  # playback resumes then, if the user stays silent
         self._mic_t0 = float("inf")  # clock time of the first mic sample (aligns the echo reference)
@@ -177,6 +186,11 @@ class Session:
         return self.listening is not None and not self.listening.job.state_resolved
 
     @property
+    def pending_items(self) -> tuple[str, ...]:
+        """The ids of the items (`Attach`) waiting for the next user turn."""
+        return tuple(i for i, _ in self._items)
+
+    @property
     def vad_config(self) -> VADConfig:
         """The VAD settings in force (`Configure` replaces them)."""
         return self.vad.config
@@ -195,9 +209,18 @@ class Session:
         elif isinstance(event, VideoFrame):
             self._frames.append((self.clock.now() if event.t is None else event.t, event.image))
         elif isinstance(event, (TextIn, Ask)):
-            utt = self._utterance([event.text] if isinstance(event, TextIn) else list(event.parts), None)
-            self._stamp(utt.id, "vad_end")
-            self._listen(utt, events)
+            given = [event.text] if isinstance(event, TextIn) else list(event.parts)
+            attached = self._attached()
+            if attached or given:  # (an empty Ask with nothing pending asks nothing)
+                utt = self._utterance(attached + given, None, attached=attached, items=self.pending_items)
+                self._items.clear()
+                self._stamp(utt.id, "vad_end")
+                self._listen(utt, events)
+        elif isinstance(event, Attach):
+            self._items.append((event.item_id, tuple(event.parts)))
+            self._drop_speculation()  # prepared without it: redone at the next pause or at the end of speech
+        elif isinstance(event, Detach):
+            self._items = [(i, p) for i, p in self._items if i != event.item_id]
         elif isinstance(event, Commit):
             for ev in self.vad.flush():
                 self._on_vad(ev, events)
@@ -252,8 +275,7 @@ class Session:
                 pass  # a short sound over our reply: nothing to prepare (`_commit_early` ends it soon)
             elif cfg.speculative and (self.listening is None or self.listening.speculative):
                 self._drop_speculation()
-                audio = self._continued(ev.audio)
-                self._listen(self._utterance(self._parts(audio), audio), events, speculative=True)
+                self._listen(self._spoken(self._continued(ev.audio)), events, speculative=True)
         elif isinstance(ev, SpeechResumed):
             self._drop_speculation()  # the user goes on: what was prepared is discarded without a trace
             if r is not None and not self.playout.paused and self._over_reply == r.id:
@@ -281,8 +303,9 @@ class Session:
             self._cancel_reply(events, reason="continuation")
         self._continues = None
         lst = self.listening
-        if lst is not None and lst.speculative and self._frame_of(lst.utterance) is not self._latest_frame():
-            self._drop_speculation()  # a camera frame came after the snapshot: it belongs to this utterance
+        if lst is not None and lst.speculative and (lst.utterance.frame is not self._latest_frame()
+                                                    or lst.utterance.items != self.pending_items):
+            self._drop_speculation()  # a camera frame or an item came after the snapshot: it belongs to this turn
             lst = None
         if lst is not None and lst.speculative:
             # commit: no speech came back since the snapshot (that drops it), so the held-back work is this
@@ -290,14 +313,16 @@ class Session:
             lst.speculative = False
             utt = lst.utterance
             assert utt.audio is not None
-            events.append(UserSpeechEnded(now, utt.id, len(utt.audio) / SAMPLE_RATE))
+            self._take(utt)
+            events.append(UserSpeechEnded(now, utt.id, len(utt.audio) / SAMPLE_RATE, utt.items))
             self._stamp(utt.id, "vad_end")
             if lst.job.state_resolved or lst.job.done:
                 self._decide(events)
             return
         self._drop_speculation()
-        utt = self._utterance(self._parts(audio), audio)
-        events.append(UserSpeechEnded(now, utt.id, len(audio) / SAMPLE_RATE))
+        utt = self._spoken(audio)
+        self._take(utt)
+        events.append(UserSpeechEnded(now, utt.id, len(audio) / SAMPLE_RATE, utt.items))
         self._stamp(utt.id, "vad_end")
         self._listen(utt, events)
 
@@ -317,13 +342,21 @@ class Session:
             return self._frames[-1][1]
         return None
 
-    @staticmethod
-    def _frame_of(utt: Utterance) -> np.ndarray | None:
-        return next((p.source for p in utt.parts if isinstance(p, Image)), None)
+    def _attached(self) -> list[Part]:
+        return [p for _, parts in self._items for p in parts]
 
-    def _parts(self, audio: np.ndarray) -> list[Part]:
+    def _take(self, utt: Utterance) -> None:
+        """The committed `utt` has used its items: they are no longer pending."""
+        self._items = [(i, p) for i, p in self._items if i not in utt.items]
+
+    def _spoken(self, audio: np.ndarray) -> Utterance:
+        """An utterance of the user's `audio`, after the pending items (and the items of the reply's question when this
+        segment continues it, `_continued`) and the latest camera frame. It takes the items once committed."""
+        r = self._continues
+        attached = (r.utterance.attached if r is not None and r is self.reply else []) + self._attached()
         frame = self._latest_frame()
-        return ([Image(frame)] if frame is not None else []) + [Audio(audio, SAMPLE_RATE)]
+        parts = attached + ([Image(frame)] if frame is not None else []) + [Audio(audio, SAMPLE_RATE)]
+        return self._utterance(parts, audio, attached=attached, items=self.pending_items, frame=frame)
 
     def _drop_speculation(self) -> None:
         lst = self.listening
@@ -346,18 +379,25 @@ class Session:
             for ev in vad.end_now():
                 self._on_vad(ev, events)
 
-    def _utterance(self, parts: list[Part], audio: np.ndarray | None) -> Utterance:
+    def _utterance(self, parts: list[Part], audio: np.ndarray | None, *, attached: list[Part],
+                   items: tuple[str, ...], frame: np.ndarray | None = None) -> Utterance:
         self._ids["utterance"] += 1
-        return Utterance(self._ids["utterance"], parts, audio, self.clock.now())
+        return Utterance(self._ids["utterance"], parts, audio, self.clock.now(), attached, items, frame)
 
     def _listen(self, utt: Utterance, events: list[OutEvent], *, speculative: bool = False) -> None:
-        if self.listening is not None:  # still deciding on the previous piece: hear both as one utterance
-            prev = self.listening.utterance
-            self.listening.job.cancel()
+        lst = self.listening
+        if lst is not None:  # still deciding on the previous piece: hear both as one utterance
+            lst.job.cancel()
+            prev = lst.utterance
+            carried = [] if lst.speculative else prev.attached  # a committed piece's items stay with the turn
+            audio = utt.audio
             if prev.audio is not None and utt.audio is not None:
                 audio = np.concatenate([prev.audio, utt.audio])
-                parts = [p for p in utt.parts if not isinstance(p, Audio)] + [Audio(audio, SAMPLE_RATE)]
-                utt = Utterance(utt.id, parts, audio, utt.t_end)
+            if carried or audio is not utt.audio:
+                rest = [p for p in utt.parts if not isinstance(p, Audio)]
+                parts = carried + rest + ([Audio(audio, SAMPLE_RATE)] if audio is not None else [])
+                utt = replace(utt, parts=parts, audio=audio, attached=carried + utt.attached,
+                              items=(() if lst.speculative else prev.items) + utt.items)
         role = 1 - self.reply.role if self.reply is not None else self._last_role
         job = self.engine.start(self.caches[role], self._prompt(utt), donor=self.caches[1 - role])
         self.listening = Listen(role, job, utt, speculative=speculative)

@@ -58,9 +58,12 @@ class SessionConfig:
 @dataclass
 class Utterance:
     id: int
-    parts: list[Part]  # [Image?, Audio] or [text]
+    parts: list[Part]  # [*attached, Image (camera frame)?, Audio] or [*attached, text, Image*]
     audio: np.ndarray | None  # [N] float32 16 kHz (None for typed text)
     t_end: float
+    attached: list[Part] = field(default_factory=list)  # the parts of the pending items it took (`Attach`) ...
+    items: tuple[str, ...] = ()  # ... and their ids
+    frame: np.ndarray | None = None  # the camera frame it holds
 
 
 @dataclass

@@ -39,7 +39,7 @@ class Limits:
     max_realtime_outbox_events: int = field(default=1024, metadata={
         "help": "server events waiting for a slow realtime client (disconnected above)"})
     max_realtime_pending_items: int = field(default=16, metadata={
-        "help": "realtime conversation items waiting for response.create"})
+        "help": "realtime conversation items waiting for the next turn (response.create or a spoken one)"})
     max_realtime_instructions_chars: int = field(default=16384, metadata={
         "help": "longest realtime session.instructions, characters"})
     max_realtime_frame_bytes: int = field(default=8 << 20, metadata={"help": "largest realtime client frame, bytes"})

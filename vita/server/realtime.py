@@ -6,12 +6,16 @@ Client events (JSON text frames; wire details and session fields in `realtime_ev
                                 when session.update set input_audio_format {"type": "audio/pcm", "rate": 16000}
     input_audio_buffer.commit   end the utterance now (error when no speech is open)
     input_audio_buffer.clear    drop the open (uncommitted) utterance
-    conversation.item.create    {"item": {"type": "message", "role": "user", "content": [{"type": "input_text",
-                                "text": ...}, {"type": "input_image", "image_url": "data:image/png;base64,..."}]}}
-    response.create             answer the items created since the last response (error when there are none)
-    response.cancel             cancel the active response (or the undecided query)
+    conversation.item.create    {"item": {"type": "message", "role": "user", "id": optional, "content": [{"type":
+                                "input_text", "text": ...}, {"type": "input_image", "image_url": "data:..."}]}}
+                                (text, images or both): it waits for the next user turn, as in OpenAI's API
+    conversation.item.delete    {"item_id": ...}: take back a waiting item (error item_not_found when none waits)
+    response.create             answer the waiting items (error when there are none)
+    response.cancel             cancel the active response (or the undecided query); applied in order, so a
+                                response.create right after it is not refused as one while a response is active
 Server events:
     session.created, session.updated, input_audio_buffer.speech_started / speech_stopped / committed / cleared,
+    conversation.item.deleted,
     response.created, response.text.delta (modalities ["text"]), response.audio.delta (base64 pcm16, 24 kHz) and
     response.audio_transcript.delta (modalities ["audio", "text"]), response.done (status completed | cancelled,
     status_details.reason turn_detected | client_cancelled), error.
@@ -19,6 +23,10 @@ Server events:
 Server VAD is always on: speech is answered when the VAD closes it, and the model decides (state `<2>`: not a
 query) whether to answer at all: a `<2>` utterance gets no response events. Speech during a reply pauses its
 audio; if the model answers it the old reply ends `cancelled` (barge-in) and a new response starts.
+Waiting items join the next user turn, typed (response.create) or spoken (committed by the VAD or
+input_audio_buffer.commit; the items go before the audio: a picked image goes with the spoken question), once:
+`input_audio_buffer.committed` names them in the vendor field `vita_items`; a spoken turn takes them even when the
+model then finds it is no query (`<2>`).
 
 Audio out is paced like a speaker (`Playout`, with a `lead_s` head start for the client's jitter buffer), so the
 server knows what was heard when the user barges in.
@@ -27,7 +35,8 @@ Turn-taking with server VAD is the duplex session's (`vita.duplex.session`): at 
 session already encodes the utterance, prefills it, reads the state token and decodes the first phrase, emitting
 nothing; the VAD's end of speech (or 250 ms of silence once the state says "answer") commits it, and the
 speech_stopped, response.created and first deltas go out at once; speech again discards it without a trace (no
-event, nothing in the history, the role cache keeps only rows a later prompt reuses exactly). While a turn is only
+event, nothing in the history, the role cache keeps only rows a later prompt reuses exactly), and so does an item
+created meanwhile (the turn is prepared again with it). While a turn is only
 speculated on, nothing is active for the client: `response.cancel` is refused as usual, a prompt that does not fit
 is reported at the commit, `input_audio_buffer.clear` drops the speculation with the audio.
 
@@ -50,7 +59,7 @@ the server then selects). Refused: close 1008 before accept. Limits: `--max-real
 `--max-realtime-frame-bytes` and `--max-json-values` (error event, connection kept; frames over 64 KB are parsed
 on a thread), `--max-realtime-buffer-seconds` of received-but-unprocessed audio (error event `buffer_full`, the
 append dropped, judged from its base64 length before decoding), `--max-realtime-pending-items` and `--max-images`
-for items waiting for response.create (images decoded on a thread), `--max-realtime-instructions-chars`,
+for items waiting for the next turn (images decoded on a thread), `--max-realtime-instructions-chars`,
 `--max-realtime-outbox-events` (a client that does not read is dropped: error `slow_consumer`, close 1008),
 `--max-realtime-idle-seconds` (no client frame and nothing to do: error `idle_timeout`, close). One response at a
 time: `response.create` while one is active is an error `conversation_already_has_active_response`. The history
@@ -58,10 +67,10 @@ is kept to `SessionConfig.history_turns` turns and every prompt is trimmed by po
 the role cache; an utterance that cannot fit even alone is an error `context_length_exceeded`.
 A client that disconnects mid-answer drops its session; the worker finishes at most one tick batch for it.
 
-Session inputs (typed events, `vita.duplex.events`; the server never touches the session's state): typed queries
-with images are `Ask`, `input_audio_buffer.commit` is `Commit`, `input_audio_buffer.clear` is `Clear` (the open
-segment and its speculation are dropped), `response.cancel` is `Cancel`, turn detection settings and instructions
-are `Configure`.
+Session inputs (typed events, `vita.duplex.events`; the server never touches the session's state): a created item
+is `Attach` (deleted: `Detach`), response.create is `Ask`, `input_audio_buffer.commit` is `Commit`,
+`input_audio_buffer.clear` is `Clear` (the open segment and its speculation are dropped), `response.cancel` is
+`Cancel`, turn detection settings and instructions are `Configure`.
 """
 
 from __future__ import annotations

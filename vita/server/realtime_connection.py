@@ -32,7 +32,7 @@ from vita.duplex import events as ev
 from vita.duplex.session import Session
 from vita.errors import PromptError
 from vita.media.audio import StreamResampler
-from vita.processor import Image, Part
+from vita.processor import Image
 from vita.server.errors import APIError
 from vita.server.limits import count_json_values
 from vita.server.realtime_emit import Emitter
@@ -67,8 +67,9 @@ class Connection:
         self.wake = asyncio.Event()
         self.buffered = 0  # 16 kHz samples received, not yet fed
         self.fed = 0  # 16 kHz samples fed to the session
-        self.pending: list[Part] = []  # conversation items waiting for response.create
-        self.pending_items = 0
+        # conversation items waiting for the next user turn (response.create or a committed spoken one): id -> its
+        # image count; their parts are the session's (`ev.Attach`), which reports the ones a spoken turn took
+        self.pending: dict[str, int] = {}
         self.closing = asyncio.Event()  # set with `close_reason` to end the connection (slow reader)
         self.close_reason: RealtimeError | None = None
         self.out = Emitter(self.settings, self.send)  # session events -> server events, response bookkeeping
@@ -196,27 +197,32 @@ class Connection:
         return parse_frame(message, self.limits.max_realtime_frame_bytes)
 
     async def _create_item(self, obj: dict[str, Any]) -> None:
-        """conversation.item.create: bounded pending items and images; images decoded on a thread."""
+        """conversation.item.create: bounded pending items and images; images decoded on a thread. The item waits for
+        the next user turn: response.create, or a spoken turn the VAD (or input_audio_buffer.commit) commits."""
         eid = obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
         try:
             cap = self.limits.max_realtime_pending_items
-            if self.pending_items >= cap:
-                raise RealtimeError(f"{self.pending_items} items are waiting for response.create "
+            if len(self.pending) >= cap:
+                raise RealtimeError(f"{len(self.pending)} items are waiting for the next turn "
                                     f"(--max-realtime-pending-items {cap})", code="limit_exceeded", param="item")
             item = field_of(obj, "item", dict, param="item", required=True)
+            item_id = field_of(item, "id", str, param="item.id") or new_id("item")
+            if not 0 < len(item_id) <= 64 or item_id in self.pending:
+                raise RealtimeError("item.id must be 1 to 64 characters and not an id of a waiting item",
+                                    code="invalid_value", param="item.id")
             content = item.get("content")
             images = sum(isinstance(c, dict) and c.get("type") == "input_image" for c in content) \
                 if isinstance(content, list) else 0
-            waiting = sum(isinstance(p, Image) for p in self.pending)
+            waiting = sum(self.pending.values())
             if waiting + images > self.limits.max_images:
-                raise RealtimeError(f"{waiting + images} images would wait for response.create (--max-images "
+                raise RealtimeError(f"{waiting + images} images would wait for the next turn (--max-images "
                                     f"{self.limits.max_images})", code="limit_exceeded", param="item.content")
             parts = await asyncio.to_thread(parse_item, item, self.limits)
         except RealtimeError as err:
             err.event_id = err.event_id or eid
             raise
-        self.pending += parts
-        self.pending_items += 1
+        self.pending[item_id] = sum(isinstance(p, Image) for p in parts)
+        self._post(("attach", ev.Attach(item_id, tuple(parts))))
 
     def _handle(self, obj: dict[str, Any]) -> None:
         kind, eid = obj["type"], obj.get("event_id") if isinstance(obj.get("event_id"), str) else None
@@ -233,9 +239,21 @@ class Connection:
                 if not self.pending:
                     raise RealtimeError("nothing to respond to: create a user item first (spoken input is "
                                         "answered by the server VAD)", code="no_pending_input")
-                self._post(("respond", self.pending))
-                self.pending, self.pending_items, self.out.awaiting = [], 0, True
-            else:  # input_audio_buffer.commit / .clear, response.cancel: decided by the driver
+                self._post(("respond", eid))
+                self.pending, self.out.awaiting = {}, True
+            elif kind == "conversation.item.delete":
+                item_id = field_of(obj, "item_id", str, param="item_id", required=True)
+                if self.pending.pop(item_id, None) is None:
+                    raise RealtimeError(f"no waiting item has the id {item_id[:64]!r} (a turn may have taken it)",
+                                        code="item_not_found", param="item_id")
+                self._post(("delete", ev.Detach(item_id)))
+                self.send({"type": "conversation.item.deleted", "event_id": new_id("event"), "item_id": item_id})
+            elif kind == "response.cancel":
+                # applied in order: a response.create right after it finds no active response (the page's typed
+                # question during a reply); the driver cancels what is active when it gets there
+                self.out.cancel_all()
+                self._post((kind, eid))
+            else:  # input_audio_buffer.commit / .clear: decided by the driver
                 self._post((kind, eid))
         except RealtimeError as err:
             err.event_id = err.event_id or eid
@@ -366,8 +384,15 @@ class Connection:
             out += s.feed(ev.Configure(vad, st.instructions))
             if self.voice is not None:
                 self.voice.enabled = "audio" in st.modalities and self.voice.synth is not None
+        elif kind in ("attach", "delete"):
+            out += s.feed(action[1])
         elif kind == "respond":
-            out += s.feed(ev.Ask(tuple(action[1])))
+            if s.pending_items:
+                out += s.feed(ev.Ask(()))
+            else:  # a spoken turn committed meanwhile took them
+                self.out.awaiting = False
+                self.send(error_event(RealtimeError("nothing to respond to: a spoken turn took the waiting items",
+                                                    code="no_pending_input", event_id=action[1])))
         elif kind == "input_audio_buffer.commit":
             if not s.user_speaking:
                 self.send(error_event(RealtimeError("no speech is open in the input audio buffer",
@@ -378,7 +403,6 @@ class Connection:
             self.out.item_id = None
             self.send({"type": "input_audio_buffer.cleared", "event_id": new_id("event")})
         elif kind == "response.cancel":
-            self.out.awaiting = False
             if s.responding:
                 events = s.feed(ev.Cancel())
                 self.out.client_cancelled.update(e.reply_id for e in events if isinstance(e, ev.ReplyCancelled))
@@ -394,6 +418,8 @@ class Connection:
         for e in out:  # a reply's end: its turn's stage times go to the hub (`vita bench serve` reads them)
             if isinstance(e, ev.UserSpeechEnded):
                 self._spoken.append(e.utterance_id)
+                for item_id in e.items:  # used by this spoken turn: no longer waiting
+                    self.pending.pop(item_id, None)
             elif isinstance(e, ev.ReplyStarted):
                 self._utterances[e.reply_id] = e.utterance_id
             elif isinstance(e, ev.TERMINAL) and (uid := self._utterances.pop(e.reply_id, None)) is not None \

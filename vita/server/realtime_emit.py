@@ -1,7 +1,8 @@
 """Duplex session events -> `/v1/realtime` server events, and the response bookkeeping of one connection.
 
     UserSpeechStarted   -> input_audio_buffer.speech_started (a new input item id)
-    UserSpeechEnded     -> input_audio_buffer.speech_stopped, input_audio_buffer.committed
+    UserSpeechEnded     -> input_audio_buffer.speech_stopped, input_audio_buffer.committed (vendor field
+                           `vita_items`: the ids of the waiting conversation items that joined this spoken turn)
     StateDecided        -> (none: the state is kept for the response it may start)
     ReplyStarted        -> response.created (vendor field `vita_state`)
     TextDelta           -> response.audio_transcript.delta (audio modality) | response.text.delta (text only)
@@ -40,6 +41,7 @@ class Emitter:
         self.responses: dict[int, _Response] = {}  # session reply id -> wire response
         self.states: dict[int, str | None] = {}  # utterance id -> state token
         self.client_cancelled: set[int] = set()  # reply ids cancelled by response.cancel
+        self.cancelling: set[int] = set()  # reply ids a response.cancel on its way to the session will cancel
         self.awaiting = False  # a response.create is being decided (no response.created yet)
         self.item_id: str | None = None  # the input item being spoken
         self.last_item: str | None = None
@@ -47,7 +49,12 @@ class Emitter:
     @property
     def active(self) -> bool:
         """A response is in progress or being decided (one response at a time)."""
-        return bool(self.responses) or self.awaiting
+        return any(r not in self.cancelling for r in self.responses) or self.awaiting
+
+    def cancel_all(self) -> None:
+        """A response.cancel was received: what is active now counts as cancelled (the session applies it next)."""
+        self.cancelling.update(self.responses)
+        self.awaiting = False
 
     def emit(self, out: list, fed: int) -> None:
         """Send the server events of session events `out`; `fed`: 16 kHz samples fed to the session so far."""
@@ -62,7 +69,7 @@ class Emitter:
                 self.send({"type": "input_audio_buffer.speech_stopped", **base, "item_id": item,
                            "audio_end_ms": fed * 1000 // SAMPLE_RATE})
                 self.send({"type": "input_audio_buffer.committed", "event_id": new_id("event"), "item_id": item,
-                           "previous_item_id": self.last_item})
+                           "previous_item_id": self.last_item, "vita_items": list(e.items)})
                 self.last_item = item
             elif isinstance(e, ev.StateDecided):
                 self.awaiting = False
@@ -88,6 +95,7 @@ class Emitter:
                 reason = None if done else ("client_cancelled" if e.reply_id in self.client_cancelled
                                             else "turn_detected")
                 self.client_cancelled.discard(e.reply_id)
+                self.cancelling.discard(e.reply_id)
                 self.send({"type": "response.done", **base, "response": response_body(
                     r.id, r.item_id, "completed" if done else "cancelled", state=r.state,
                     text=e.text if done else e.heard, audio=r.audio, reason=reason)})

@@ -47,7 +47,8 @@ from vita.server.media import MediaDecoder
 INPUT_RATES = (SAMPLE_RATE, OUTPUT_RATE)  # vendor 16 kHz (no resampling), or OpenAI's 24 kHz pcm16
 MODALITIES = (("text",), ("audio", "text"))
 CLIENT_EVENTS = ("session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
-                 "input_audio_buffer.clear", "conversation.item.create", "response.create", "response.cancel")
+                 "input_audio_buffer.clear", "conversation.item.create", "conversation.item.delete", "response.create",
+                 "response.cancel")
 
 
 class RealtimeError(Exception):
@@ -128,7 +129,8 @@ def decode_pcm16(data: str, *, param: str = "audio") -> np.ndarray:
 
 
 def parse_item(item: dict[str, Any], limits: Limits) -> list[Part]:
-    """A user message item -> prompt parts: decoded images first, then the texts (RealtimeError if invalid)."""
+    """A user message item -> prompt parts: decoded images first, then the texts (RealtimeError if invalid). An item
+    of images alone is fine: it waits for the next turn, which may be spoken."""
     if item.get("type", "message") != "message" or item.get("role") != "user":
         raise RealtimeError("only user message items are supported ({'type': 'message', 'role': 'user'})",
                             code="unsupported_item", param="item.role")
@@ -147,8 +149,9 @@ def parse_item(item: dict[str, Any], limits: Limits) -> list[Part]:
         else:
             raise RealtimeError(f"{p}.type must be 'input_text' or 'input_image'", code="invalid_value",
                                 param=f"{p}.type")
-    if not any(isinstance(x, str) for x in parts):
-        raise RealtimeError("a user item needs an input_text part", code="missing_field", param="item.content")
+    if not parts:
+        raise RealtimeError("a user item needs an input_text or input_image part", code="missing_field",
+                            param="item.content")
     return parts
 
 
