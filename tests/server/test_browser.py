@@ -184,7 +184,9 @@ def test_spoken_question_is_answered_with_transcript_and_audio(kit, model, piper
             assert row.locator(".who").inner_text() == "vita:" and row.locator(".text").inner_text() == SHORT[4:]
             (ms,) = check_latencies(page, [answer])
             assert ms < 30_000, timeline(page)
-            assert [m["text"] for m in page.evaluate("window.transcript") if m["role"] == "user"] == ["(spoken)"]
+            # the camera is on: its frame at the start of the question went with it
+            assert [(m["text"], m["image"]) for m in page.evaluate("window.transcript") if m["role"] == "user"] \
+                == [("(spoken) [camera frame]", "camera")]
             pb = page.evaluate("window.playback")
             assert pb["chunksPlayed"] == pb["chunksScheduled"] > 0 and pb["stops"] == 0
             assert pb["secondsPlayed"] > 1.0  # the whole answer was heard
@@ -285,6 +287,77 @@ def test_picked_image_goes_with_the_next_typed_question(kit, model, piper, tmp_p
             assert seen[-1] == ("say Nothing attached.", [])
             assert page.evaluate("window.transcript")[-2]["image"] is None
             assert page.evaluate("window.vitaErrors") == [] and console == []
+        finally:
+            close()
+
+
+@needs_chromium
+def test_picked_image_goes_with_the_next_spoken_question(kit, model, piper, tmp_path):
+    from PIL import Image as PILImage
+
+    picture = tmp_path / "dog.png"
+    picture.write_bytes(kit.png(123, 77, seed=8))
+    seen: Seen = []
+    # 3 s of quiet first: the picture is picked (and sent) before the question starts
+    wav = write_wav(tmp_path / "q.wav", 3.0, "What is in this picture?", 4.0, synth=piper[1])
+    with serve(kit, model, piper, [SHORT], seen) as server:
+        page, console, close = open_page(server, wav)
+        try:
+            page.set_input_files("#image", str(picture))
+            page.wait_for_function("document.getElementById('thumb').naturalWidth === 123", timeout=5_000)
+            assert page.evaluate("window.micLevels.every(x => x < 0.03)"), timeline(page)  # not speaking yet
+            page.wait_for_function("window.transcript.some(m => m.role === 'assistant' && m.status === 'completed')",
+                                   timeout=40_000)
+            assert assistant(page)[0]["text"] == SHORT[4:]
+            asked = [m for m in page.evaluate("window.transcript") if m["role"] == "user"]
+            assert [(m["text"], m["image"]) for m in asked] == [("(spoken) [image: dog.png]", "picked")], \
+                timeline(page)
+            # the server got it with the spoken question (instead of the camera frame): the answered prompt's
+            # last turn holds the picture's own pixels and no text
+            text, images = seen[-1]
+            assert text == "" and [im.size for im in images] == [(123, 77)], seen
+            assert np.array_equal(np.asarray(images[0].convert("RGB")), np.asarray(PILImage.open(picture)))
+            # used once: the picker is empty again
+            assert page.locator("#preview").is_hidden() and page.eval_on_selector("#image", "e => e.value") == ""
+            committed = [e for e in page.evaluate("window.vitaEvents") if e["type"] == "input_audio_buffer.committed"]
+            assert len(committed) == 1
+            assert page.evaluate("window.vitaErrors") == [] and console == []
+        finally:
+            close()
+
+
+@needs_chromium
+def test_a_question_typed_during_the_answer_interrupts_it(kit, model, piper, tmp_path):
+    seen: Seen = []
+    wav = write_wav(tmp_path / "quiet.wav", 2.0, synth=piper[1])
+    with serve(kit, model, piper, [], seen) as server:
+        page, console, close = open_page(server, wav)
+        try:
+            page.uncheck("#attach")
+            page.evaluate(f"window.vitaSendText({('say ' + LONG[4:])!r})")
+            page.wait_for_function("window.vitaState === 'speaking' && window.playback.chunksPlayed > 2",
+                                   timeout=30_000)
+            page.fill("#text", "say Typed over it.")
+            page.click("#ask button[type=submit]")
+            page.wait_for_function("window.transcript.some(m => m.role === 'assistant' && m.status === 'completed')"
+                                   " && window.vitaState === 'listening'", timeout=30_000)
+            first, second = assistant(page)
+            pb = page.evaluate("window.playback")
+            assert pb["stopReason"] == "typed" and pb["stops"] == 1  # the answer was silenced at once
+            assert first["status"] == "cancelled" and first["text"].endswith(" …")
+            heard = first["text"].removesuffix(" …")
+            assert LONG[4:].startswith(heard) and len(heard) < len(LONG[4:])  # what had been heard of it
+            old = pb["responses"][first["id"]]
+            assert old["played"] > 0 and old["lastAt"] <= pb["stoppedAt"]  # nothing of it after the stop
+            assert second["status"] == "completed" and second["text"] == "Typed over it."
+            new = pb["responses"][second["id"]]
+            assert new["firstAt"] > pb["stoppedAt"] and new["played"] == new["scheduled"] > 0
+            events = page.evaluate("window.vitaEvents")
+            (done,) = [e for e in events if e["type"] == "response.done" and e["response_id"] == first["id"]]
+            assert done["status"] == "cancelled"
+            assert [t for t, _ in seen] == ["say " + LONG[4:], "say Typed over it."]
+            assert page.evaluate("window.vitaErrors") == [] and page.locator("#error").inner_text() == ""
+            assert console == []
         finally:
             close()
 

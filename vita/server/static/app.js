@@ -1,5 +1,5 @@
 // The vita voice page: mic -> /v1/realtime (16 kHz pcm16), live transcript, streamed playback, barge-in, a mic
-// level meter, per-reply latency, typed questions with the camera frame or a picked image.
+// level meter, per-reply latency, typed questions, and a picked image or the camera frame with the next question.
 //
 // Test hooks on `window`: vitaState ("idle" | "connecting" | "listening" | "thinking" | "speaking" | "closed" |
 // "error"), vitaReady (true once the session is created and the mic streams), transcript ([{role, id, text,
@@ -11,8 +11,17 @@
 // The server has no speech recognizer (the model hears the audio itself), so a spoken turn is shown as "(spoken)".
 // Latency of a spoken turn starts when input_audio_buffer.speech_stopped arrives: the server VAD's silence before
 // it (turn_detection.silence_duration_ms, shorter when the turn was speculated on) is not counted.
-// A picked image goes with the next typed question only: the server takes images in conversation items (answered
-// on response.create), never with a spoken turn.
+// Images go as conversation items that wait on the server for the next user turn, typed (response.create) or spoken
+// (committed by the server VAD), as in OpenAI's Realtime API. A picked image is sent at once (or when the session
+// starts) and goes with the next question, spoken or typed; removed or replaced before that, it is deleted
+// (conversation.item.delete). With the camera on and "attach camera frame" checked, the current frame goes with
+// each spoken turn (sent at speech_started; a frame no turn took is replaced by the next) unless an image is
+// picked; a typed question carries its frame itself. `input_audio_buffer.committed` names the items the spoken
+// turn took (`vita_items`): its transcript entry shows "[image: NAME]" (or "[camera frame]") and the picked image is
+// cleared then. A question typed while a reply is in progress interrupts it like a barge-in: playback stops, the
+// page sends response.cancel then the question (the server applies them in order), and the cut reply keeps the text
+// that was heard. The server's errors that only mean such a race was lost (nothing left to cancel, an item already
+// taken by a turn) are not shown.
 
 import { b64FromBytes, INPUT_RATE, int16FromB64, Mic, Player } from "./audio.js";
 
@@ -34,7 +43,12 @@ let mic = null;
 let videoStream = null;
 let thinkingTimer = null;
 let turnEnd = null; // {t, from}: the end of the user's latest turn, for the next response's latency
-let picked = null; // {url, name}: the image file picked for the next typed question
+let picked = null; // {url, name, itemId}: the image file picked for the next question (itemId: sent, waiting)
+let cameraItem = null; // the id of the camera frame sent for a spoken turn that no turn has taken yet
+let typedPending = false; // a typed question was sent and its response has not started yet
+let nextId = 0;
+const waiting = new Map(); // id of an item sent and not yet taken by a turn -> {label, image: "picked" | "camera"}
+const quiet = new Map(); // event id -> the error code that only means a race was lost (not shown)
 let meterLevel = 0; // percent shown by the mic meter
 const responses = new Map(); // response id -> {entry, done, status, audio, since}
 const dropped = new Set(); // cancelled responses: late deltas are ignored
@@ -115,17 +129,26 @@ function onEvent(e) {
       if (player.playing || player.active) player.stop("speech_started");
       setState("listening");
       $("talking").hidden = false;
+      sendCameraFrame();
       break;
     case "input_audio_buffer.speech_stopped":
       $("talking").hidden = true;
       turnEnd = { t: performance.now(), from: "speech_stopped" };
       break;
-    case "input_audio_buffer.committed":
+    case "input_audio_buffer.committed": {
       if (!turnEnd) turnEnd = { t: performance.now(), from: "committed" };
-      addEntry({ role: "user", id: e.item_id, text: "(spoken)", status: "done", image: null });
+      const taken = (e.vita_items || []).map(takeItem).filter(Boolean);
+      const image = taken.some((x) => x.image === "picked") ? "picked" : taken.length ? "camera" : null;
+      addEntry({ role: "user", id: e.item_id, text: "(spoken)" + taken.map((x) => x.label).join(""), status: "done",
+        image });
       think();
       break;
+    }
+    case "conversation.item.deleted":
+      waiting.delete(e.item_id);
+      break;
     case "response.created": {
+      typedPending = false;
       const entry = addEntry({ role: "assistant", id: e.response.id, text: "", status: "in_progress" });
       responses.set(e.response.id, { entry, done: false, audio: false, since: turnEnd });
       turnEnd = null;
@@ -159,7 +182,8 @@ function onEvent(e) {
         const content = (e.response.output[0] || { content: [] }).content[0] || {};
         const text = content.transcript ?? content.text;
         if (typeof text === "string" && status === "completed") r.entry.text = text;
-        if (status === "cancelled") r.entry.text += " …";
+        // cut: what was heard of it (the text deltas run ahead of the audio), else what had come
+        if (status === "cancelled") r.entry.text = `${text || r.entry.text} …`;
         render();
       }
       if (status === "cancelled") {
@@ -172,10 +196,21 @@ function onEvent(e) {
       }
       break;
     }
-    case "error":
+    case "error": {
+      const eid = e.error.event_id;
+      if (eid && quiet.get(eid) === e.error.code) {
+        quiet.delete(eid); // a race lost, nothing wrong: the reply had ended, a turn had taken the item
+        break;
+      }
+      if (picked && eid === `ev_${picked.itemId}`) { // the picked image was refused: it goes with nothing
+        waiting.delete(picked.itemId);
+        clearImage();
+      }
+      if (eid === "ev_typed") typedPending = false;
       window.vitaErrors.push(e.error);
       $("error").textContent = `${e.error.code}: ${e.error.message}`;
       break;
+    }
     default:
       break;
   }
@@ -244,12 +279,14 @@ function connect() {
       if (e.type === "session.created") {
         window.vitaReady = true;
         setState("listening");
+        sendPicked(); // picked before the session started
         resolve();
       }
     };
     ws.onclose = (c) => {
       log("close", { code: c.code });
       window.vitaReady = false;
+      forgetItems();
       player.stop("closed");
       if (window.vitaState === "connecting") reject(new Error(`connection refused (close ${c.code} ${c.reason})`));
       else setState("closed");
@@ -261,6 +298,7 @@ function connect() {
 
 async function stop() {
   window.vitaReady = false;
+  forgetItems();
   if (ws) ws.close();
   ws = null;
   player.stop("user");
@@ -277,6 +315,52 @@ function fail(err) {
   $("error").textContent = String(err.message || err);
   setState("error");
   $("start").disabled = false;
+}
+
+// ---- images as waiting conversation items: a picked file, or the camera frame of a spoken turn -------------------
+function sendItem(id, url, label, image) {
+  send({ type: "conversation.item.create", event_id: `ev_${id}`,
+    item: { id, type: "message", role: "user", content: [{ type: "input_image", image_url: url }] } });
+  waiting.set(id, { label, image });
+}
+
+function deleteItem(id) {
+  if (!waiting.delete(id)) return;
+  const eventId = `del_${id}`;
+  quiet.set(eventId, "item_not_found"); // a turn took it meanwhile
+  send({ type: "conversation.item.delete", event_id: eventId, item_id: id });
+}
+
+// the item `id` was taken by a turn: its transcript label (the picked image is cleared then)
+function takeItem(id) {
+  const item = waiting.get(id);
+  waiting.delete(id);
+  if (picked && picked.itemId === id) clearImage();
+  if (cameraItem === id) cameraItem = null;
+  return item;
+}
+
+function forgetItems() { // the session is gone, and what waited in it: a picked image is sent again to the next
+  waiting.clear();
+  cameraItem = null;
+  typedPending = false;
+  if (picked) picked.itemId = null;
+}
+
+function sendPicked() {
+  if (!picked || picked.itemId || !window.vitaReady) return;
+  picked.itemId = `img_${++nextId}`;
+  sendItem(picked.itemId, picked.url, ` [image: ${picked.name}]`, "picked");
+}
+
+// a spoken turn starts: the current camera frame goes with it (unless an image is picked), replacing one no turn took
+function sendCameraFrame() {
+  if (picked || !$("attach").checked) return;
+  const url = frame();
+  if (!url) return;
+  if (cameraItem) deleteItem(cameraItem);
+  cameraItem = `cam_${++nextId}`;
+  sendItem(cameraItem, url, " [camera frame]", "camera");
 }
 
 // ---- typed questions, with a picked image file or else (optionally) the current camera frame --------------------
@@ -323,14 +407,17 @@ async function imageUrl(file) {
 
 async function pickImage() {
   const file = $("image").files[0];
-  if (!file) return clearImage();
+  if (!file) return removeImage();
   try {
-    picked = { url: await imageUrl(file), name: file.name };
+    const url = await imageUrl(file);
+    removeImage(); // a replaced picture waits no more
+    picked = { url, name: file.name, itemId: null };
     $("thumb").src = picked.url;
     $("preview").hidden = false;
     $("error").textContent = "";
+    sendPicked();
   } catch (err) {
-    clearImage();
+    removeImage();
     $("error").textContent = `${file.name}: not an image this browser can read`;
   }
 }
@@ -342,25 +429,47 @@ function clearImage() {
   $("preview").hidden = true;
 }
 
+function removeImage() { // the user takes the picture back: it goes with no turn
+  if (picked && picked.itemId) deleteItem(picked.itemId);
+  clearImage();
+}
+
+// A reply is in progress (or a typed question's is about to start): a question typed now interrupts it.
+function interrupt() {
+  const live = [...responses.entries()].filter(([, r]) => !r.done);
+  if (!live.length && !typedPending && !player.playing) return;
+  player.stop("typed");
+  for (const [id] of live) dropped.add(id); // its deltas in flight are not played or shown
+  const eventId = `cancel_${++nextId}`;
+  quiet.set(eventId, "response_cancel_not_active"); // it had just ended
+  send({ type: "response.cancel", event_id: eventId });
+}
+
 // the picked image (then cleared) goes with the question, else the camera frame when `withFrame`
 window.vitaSendText = (text, withFrame = false) => {
+  interrupt();
+  if (cameraItem) deleteItem(cameraItem); // a spoken turn's frame that no turn took: not this question's
   const content = [{ type: "input_text", text }];
   const source = picked ? "picked" : withFrame ? "camera" : null;
+  const sent = picked && picked.itemId && waiting.has(picked.itemId); // waiting on the server already
   const image = picked ? picked.url : withFrame ? frame() : null;
-  if (image) content.push({ type: "input_image", image_url: image });
+  if (image && !sent) content.push({ type: "input_image", image_url: image });
   send({ type: "conversation.item.create", item: { type: "message", role: "user", content } });
-  send({ type: "response.create" });
+  send({ type: "response.create", event_id: "ev_typed" });
+  typedPending = true;
   turnEnd = { t: performance.now(), from: "typed" };
   const label = !image ? "" : source === "picked" ? ` [image: ${picked.name}]` : " [camera frame]";
   addEntry({ role: "user", id: null, text: text + label, status: "done", image: image ? source : null });
+  if (sent) waiting.delete(picked.itemId);
   if (picked) clearImage();
+  think();
   return Boolean(image);
 };
 
 $("start").onclick = start;
 $("stop").onclick = stop;
 $("image").onchange = pickImage;
-$("clear-image").onclick = clearImage;
+$("clear-image").onclick = removeImage;
 $("ask").onsubmit = (ev) => {
   ev.preventDefault();
   const text = $("text").value.trim() || "What do you see?";
