@@ -20,7 +20,7 @@ from vita.processor import Processor
 from vita.tokens import STATE_NOT_QUERY, STATE_QUERY_AUDIO, STATE_QUERY_TEXT
 from vita.training.augment import Plan
 from vita.training.data import DataConfig, DataStats, SourceConfig, iter_samples
-from vita.training.mini_data import DEFAULT_SIZES, build_mini_data
+from vita.training.mini_data import DEFAULT_SIZES, SCENE_TEXT_TASKS, build_mini_data
 from vita.training.mini_speech import Speaker, voice_from_name
 from vita.training.mini_text import missing_packages
 from vita.training.sample import parse_record
@@ -43,8 +43,8 @@ def test_small_preset_builds(built) -> None:
     root, info = built
     train = sum(len(_records(root / p)) for p in info["train"].values())
     cases = sum(len((root / p).read_text().splitlines()) for k, p in info["eval"].items() if k != "all")
-    assert 40 <= train <= 70 and 20 <= cases <= 45
-    assert set(info["train"]) == {"vision_align", "audio_align", "instruct"}
+    assert 50 <= train <= 80 and 20 <= cases <= 45
+    assert set(info["train"]) == {"vision_align", "audio_align", "instruct", "scene_text"}
     assert info["wall_seconds"] > 0
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["counts"]["train/instruct"] == len(_records(root / info["train"]["instruct"]))
@@ -54,7 +54,7 @@ def test_small_preset_builds(built) -> None:
     assert hashlib.sha256(listing.encode()).hexdigest() == manifest["files_sha256"]
 
 
-@pytest.mark.parametrize("name", ["vision_align", "audio_align", "instruct"])
+@pytest.mark.parametrize("name", ["vision_align", "audio_align", "instruct", "scene_text"])
 def test_train_files_read_without_skips(built, name: str) -> None:
     root, info = built
     path = root / info["train"][name]
@@ -64,6 +64,20 @@ def test_train_files_read_without_skips(built, name: str) -> None:
     samples = list(iter_samples(cfg, proc, stats=stats))
     assert stats.skipped == 0, stats.messages
     assert len(samples) == len(_records(path)) == stats.samples
+
+
+def test_scene_text_describes_a_scene_and_asks_about_it(built) -> None:
+    """Text only: a caption naming what is where, then a question; the answer is a word of the family's options."""
+    root, info = built
+    rows = _records(root / info["train"]["scene_text"])
+    assert len(rows) == 10 and not any(k in r for r in rows for k in ("image", "video", "audio"))
+    assert {r["set"] for r in rows} == {f"mini_scene_text_{t}" for t in SCENE_TEXT_TASKS}
+    for r in rows:
+        (human, gpt) = r["conversations"]
+        assert human["from"] == "human" and gpt["from"] == "gpt" and human["value"].endswith("?")
+        assert 1 <= len(gpt["value"].split()) <= 3
+        if r["set"] == "mini_scene_text_colour":  # the answer is a colour the description names
+            assert gpt["value"] in human["value"].split("?")[0].replace(",", " ").split()
 
 
 def test_eval_manifests_load(built) -> None:

@@ -6,6 +6,7 @@
     real_speech      the real-speech evaluation manifest          vita.training.real_speech.write_manifest
     mini_chat        fill the reference-answer cache              vita.training.mini_chat.fill_cache
     probes           linear read-out / oracle probes              vita.eval.probes.run
+    described        relational questions on pictures in words    vita.eval.described.measure
     text_compare     text chat beside the unmodified LLM          vita.eval.text_compare.compare
     bench_samples    benchmark samples in their public formats    vita.eval.bench.samples.write_samples
     bench_table      the benchmark table on those samples         vita.eval.bench.table.build
@@ -160,6 +161,33 @@ def probes(argv: list[str]) -> int:
     return 0
 
 
+def described(argv: list[str]) -> int:
+    from vita.errors import run_command
+    from vita.eval import described as mod
+
+    p = _parser("described", mod.__doc__)
+    p.add_argument("--model", default="vita-mini", help="model name or directory")
+    p.add_argument("--families", default=",".join(mod.FAMILIES), help=f"comma-separated, of {', '.join(mod.FAMILIES)}")
+    p.add_argument("--n", type=int, default=60, help="pictures per family")
+    p.add_argument("--seed", type=int, default=777)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    families = [f for f in args.families.split(",") if f]
+    unknown = [f for f in families if f not in mod.FAMILIES]
+    if unknown or args.n < 1:
+        print(f"described: unknown families {unknown}" if unknown else "described: --n must be >= 1", file=sys.stderr)
+        return 2
+
+    def run() -> int:
+        import vita
+
+        res = mod.measure(vita.load(args.model), families, args.n, args.seed)
+        print(json.dumps(res, ensure_ascii=False) if args.json else mod.report(args.model, res))
+        return 0
+
+    return run_command(run)
+
+
 def text_compare(argv: list[str]) -> int:
     from vita.errors import run_command
     from vita.eval import text_compare as mod
@@ -230,8 +258,8 @@ def quant_quality(argv: list[str]) -> int:
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
-    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, real_speech, mini_chat, probes, text_compare,
-                            bench_samples, bench_table, quant_quality)
+    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, real_speech, mini_chat, probes, described,
+                            text_compare, bench_samples, bench_table, quant_quality)
 }
 
 
