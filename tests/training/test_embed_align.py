@@ -15,10 +15,10 @@ from safetensors.torch import load_file
 import vita
 from vita.checkpoint.convert import save_canonical
 from vita.checkpoint.load import load_model
+from vita.cli.tools import embed_align as main
 from vita.training.embed_align import (
     EmbeddingScorer,
     audio_error_rate,
-    main,
     spoken_text,
     vision_recall,
 )

@@ -194,8 +194,8 @@ class EventStream(AsyncIterator[T]):
         close = getattr(self._items, "close", None)
         if close is not None:
             close()  # on the model thread (or at shutdown, where nothing runs there any more)
+        self.future.set_result(None)  # before the consumer hears the end: a finished stream's future is done
         self._put(*message)
-        self.future.set_result(None)
 
     def __aiter__(self) -> EventStream[T]:
         return self
