@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from vita.duplex.roles import Script
 from vita.speech.vad import SileroModel
 
 RATE = 16000
@@ -123,3 +124,24 @@ def nothing_for(ws, seconds: float) -> None:
     with pytest.raises(TimeoutError):
         event = recv(ws, seconds)
         raise AssertionError(f"unexpected event {event['type']}: {event}")
+
+
+def synth(text: str) -> np.ndarray:
+    """A deterministic 'voice': 0.1 s of tone per word at 24 kHz."""
+    return (0.1 * np.sin(0.05 * np.arange(2400 * max(len(text.split()), 1)))).astype(np.float32)
+
+
+class Forcing:
+    """Per connection: "say X" -> "<1> X", anything else `otherwise()`; keeps every prompt a job started from."""
+
+    def __init__(self, otherwise=lambda: Script("<1> ok.")) -> None:
+        self.prompts: list = []
+        self.otherwise = otherwise
+
+    def __call__(self, turns):
+        self.prompts.append(list(turns))
+        content = turns[-1].content
+        for part in [content] if isinstance(content, str) else content:
+            if isinstance(part, str) and part.startswith("say "):
+                return Script("<1> " + part[4:])
+        return self.otherwise()

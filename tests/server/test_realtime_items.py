@@ -22,16 +22,17 @@ pytest.importorskip("onnxruntime")
 from tests.server.realtime_helpers import (  # noqa: E402
     RATE,
     EnergyModel,
+    Forcing,
     nothing_for,
     opened,
     recv,
     send_audio,
     silence,
+    synth,
     tone,
     until,
     wait_for,
 )
-from vita.duplex.roles import Script  # noqa: E402
 from vita.processor import Audio, Image  # noqa: E402
 from vita.server.audio_out import SpeechOut  # noqa: E402
 from vita.server.engine import Engine  # noqa: E402
@@ -44,24 +45,6 @@ CHUNK = 640  # samples per append: 40 ms
 LONG = " ".join(["one two three four five"] * 6)
 
 
-def synth(text: str) -> np.ndarray:
-    """A deterministic 'voice': 0.1 s of tone per word at 24 kHz."""
-    return (0.1 * np.sin(0.05 * np.arange(2400 * max(len(text.split()), 1)))).astype(np.float32)
-
-
-class Forcing:
-    """Per connection: "say X" -> "<1> X", anything else "<1> ok."; keeps every prompt a job started from."""
-
-    def __init__(self) -> None:
-        self.prompts: list = []
-
-    def __call__(self, turns):
-        self.prompts.append(list(turns))
-        content = turns[-1].content
-        for part in [content] if isinstance(content, str) else content:
-            if isinstance(part, str) and part.startswith("say "):
-                return Script("<1> " + part[4:])
-        return Script("<1> ok.")
 
 
 @pytest.fixture(scope="module")

@@ -26,11 +26,13 @@ pytest.importorskip("onnxruntime")
 
 from tests.server.realtime_helpers import (  # noqa: E402
     EnergyModel,
+    Forcing,
     nothing_for,
     opened,
     recv,
     send_audio,
     silence,
+    synth,
     tone,
     until,
     wait_for,
@@ -47,24 +49,6 @@ RATE = 16000
 CHUNK = 640  # samples per append: 40 ms
 
 
-def synth(text: str) -> np.ndarray:
-    """A deterministic 'voice': 0.1 s of tone per word at 24 kHz."""
-    return (0.1 * np.sin(0.05 * np.arange(2400 * max(len(text.split()), 1)))).astype(np.float32)
-
-
-class Forcing:
-    """Per connection: "say X" -> "<1> X"; a spoken turn -> "<1>" then free decoding. Keeps every prompt seen."""
-
-    def __init__(self) -> None:
-        self.prompts: list = []
-
-    def __call__(self, turns):
-        self.prompts.append(list(turns))
-        content = turns[-1].content
-        for part in [content] if isinstance(content, str) else content:
-            if isinstance(part, str) and part.startswith("say "):
-                return Script("<1> " + part[4:])
-        return Script("<1>", complete=False)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +57,7 @@ def make(model, kit):
         forcings: list[Forcing] = []
 
         def forcing():
-            forcings.append(Forcing())
+            forcings.append(Forcing(lambda: Script("<1>", complete=False)))
             return forcings[-1]
 
         session = replace(session_config(min_silence_ms=300), lead_s=0.0, gate=GateConfig(enabled=False),
