@@ -28,7 +28,7 @@ def _losses(out: Path) -> list[float]:
 def _torchrun(out: Path, overrides: list[str]) -> None:
     proc = subprocess.run(train_command(RECIPE, out, overrides, nproc=2), env=train_env(threads=1),
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-2000:] + "\n--- stderr ---\n" + proc.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
