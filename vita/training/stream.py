@@ -28,7 +28,7 @@ def write_tiny(root: Path) -> None:
     """Write the tiny dataset under `root` once (main rank, before the others call `resolve_tiny`)."""
     if (root / ".parts").is_file():
         return
-    from vita.training.tiny_data import write_tiny_dataset
+    from vita.datasets.tiny import write_tiny_dataset
 
     parts = write_tiny_dataset(root, seed=0)
     (root / ".parts").write_text("\n".join(f"{k}\t{v}" for k, v in parts.items()) + "\n")
