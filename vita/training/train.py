@@ -171,7 +171,7 @@ def train(recipe_path: str | Path, output: str | Path, overrides: list[str] | tu
 def _run(recipe: Recipe, out: Path, world: World, *, quiet: bool) -> Path:
     from vita.processor import Processor
     from vita.training.optim import build_optimizer, build_scheduler
-    from vita.training.stream import DataStream, count_samples, resolve_tiny, uses_tiny_data, write_tiny
+    from vita.training.stream import DataStream, concrete_data, count_samples, write_data
 
     def log(msg: str) -> None:
         if world.is_main and not quiet:
@@ -187,10 +187,9 @@ def _run(recipe: Recipe, out: Path, world: World, *, quiet: bool) -> Path:
         if saved.is_file() and ckpt.latest_checkpoint(out) is not None:
             _check_same_recipe(yaml.safe_load(saved.read_text()), resolved, saved)
         saved.write_text(yaml.safe_dump(resolved, sort_keys=False))
-        if uses_tiny_data(recipe.data):
-            write_tiny(out / "tiny_data")
+        write_data(recipe.data, out)
     dist_utils.barrier(world)
-    data_cfg = resolve_tiny(recipe.data, out / "tiny_data")
+    data_cfg = concrete_data(recipe.data, out)
 
     mode = f"{world.world_size} ranks, {recipe.distributed}" if world.distributed else "one process"
     log(f"recipe {recipe.name or '(unnamed)'}: {mode}, "
