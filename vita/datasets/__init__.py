@@ -1,6 +1,7 @@
 """Dataset factories: synthetic and packaged data written to disk in the VITA format, offline and from a seed.
 
     tiny         the tiny CI recipes' data, one set per stage (`tiny:NAME` sources in `recipes/tiny`)
+    generated    data source paths that name a generated dataset (`tiny:NAME`), made files once per run
     negatives    non-awakening samples (queries, chatter, noise) from an ASR / QA manifest (`vita data negatives`)
     augment      seeded speech augmentation (noise, reverberation, telephone band, gain, speed)
     real_speech  recordings that installed packages ship, as an evaluation-only manifest
