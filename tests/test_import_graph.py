@@ -22,6 +22,9 @@ LAYER_RULES = [
     ("vita.duplex", "vita.server"),
     ("vita.generation", "vita.server"),
     ("vita.checkpoint", "vita.training"),
+    ("vita.datasets", "vita.training"),  # the factories write files; the loop reads them
+    ("vita.datasets", "vita.duplex"),
+    ("vita.datasets", "vita.server"),
 ]
 
 Graph = dict[str, set[str]]

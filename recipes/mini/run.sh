@@ -64,7 +64,7 @@ $VITA mini pack --run "$OUT/stage3" --out "$OUT/parts"
 $VITA mini assemble --parts "$OUT/parts" --out "$OUT/vita-mini"
 $VITA eval --manifest "$VITA_MINI_DATA/eval/all.jsonl" --model "$OUT/vita-mini" --max-new-tokens 48 --quiet \
     --out "$OUT/eval.json" > "$OUT/eval.md"
-# real human speech (evaluation only; vita.training.real_speech says where it comes from)
+# real human speech (evaluation only; vita.datasets.real_speech says where it comes from)
 if $PY -m vita.cli.tools real_speech --out "$VITA_MINI_DATA/eval"; then
     $VITA eval --manifest "$VITA_MINI_DATA/eval/real_speech.jsonl" --model "$OUT/vita-mini" --max-new-tokens 48 \
         --quiet --out "$OUT/eval_real_speech.json" > "$OUT/eval_real_speech.md"

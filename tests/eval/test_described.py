@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from vita.cli.tools import main as tools_main
+from vita.datasets.mini.images import make_image
 from vita.eval.described import SUFFIX, _right, measure, report
-from vita.training.mini_images import make_image
 
 
 @dataclass

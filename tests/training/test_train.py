@@ -46,9 +46,9 @@ def _metrics(out: Path) -> list[dict]:
 def _fixed_batch_loss(model, out: Path, n: int = 4) -> float:
     """Mean loss of `model` on the first n training samples (the same samples for every model)."""
     from vita.processor import Processor
-    from vita.training.stream import DataStream, resolve_tiny
+    from vita.training.stream import DataStream, concrete_data
 
-    cfg = resolve_tiny(_recipe_data(out), out / "tiny_data")
+    cfg = concrete_data(_recipe_data(out), out)
     processor = Processor(load_model("tiny-random")[1], model.config)
     stream = DataStream(cfg, processor, rank=0, world_size=1, pad_id=0)
     loss_module = LossModule(model)
@@ -205,14 +205,13 @@ def test_add_parser_registers_train(tmp_path: Path):
 
 def test_epochs_schedule_counts_the_shard(tmp_path: Path):
     from vita.processor import Processor
-    from vita.training.stream import count_samples, resolve_tiny
+    from vita.training.stream import concrete_data, count_samples
 
     out = tmp_path / "epochs"
     over = ["schedule.total_steps=null", "schedule.epochs=0.25", "batch.micro_batch_size=4", "checkpoint.every=0"]
     train(TINY / "stage1_vision_align.yaml", out, over, quiet=True)
     model, tokenizer = load_model("tiny-random")
-    n = count_samples(resolve_tiny(_recipe_data(out), out / "tiny_data"), Processor(tokenizer, model.config),
-                      rank=0, world_size=1)
+    n = count_samples(concrete_data(_recipe_data(out), out), Processor(tokenizer, model.config), rank=0, world_size=1)
     assert n >= 16 and len(_metrics(out)) == int(n * 0.25 // 4)
 
 

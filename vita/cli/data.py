@@ -1,7 +1,7 @@
 """`vita data negatives | mini` and `vita vocab extend`: training data and the vocabulary extension.
 
-    vita data negatives MANIFEST OUT_DIR [...]   non-awakening samples (`vita.training.negatives.generate_negatives`)
-    vita data mini --out DIR [--seed S] [--small]   the vita-mini sets (`vita.training.mini_data.build_mini_data`)
+    vita data negatives MANIFEST OUT_DIR [...]   non-awakening samples (`vita.datasets.negatives.generate_negatives`)
+    vita data mini --out DIR [--seed S] [--small]   the vita-mini sets (`vita.datasets.mini.build.build_mini_data`)
     vita vocab extend --model M --words F | --corpus F --output DIR   (`vita.training.vocab.extend_vocab`)
 """
 
@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from vita.datasets.negatives import GENERATED, NegativesConfig, generate_negatives
 from vita.errors import DataError
-from vita.training.negatives import GENERATED, NegativesConfig, generate_negatives
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -72,7 +72,7 @@ def add_negatives_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 
 # ---- vita data mini ----------------------------------------------------------------------------------------------
 def run_mini_data(args: argparse.Namespace) -> int:
-    from vita.training.mini_data import DEFAULT_AUGMENT, build_mini_data
+    from vita.datasets.mini.build import DEFAULT_AUGMENT, build_mini_data
 
     info = build_mini_data(args.out, seed=args.seed, sizes="small" if args.small else None,
                            augment=None if args.no_augment else DEFAULT_AUGMENT)

@@ -3,8 +3,8 @@
     tower_pretrain   stage 0 of vita-mini's scratch tower         vita.training.tower_pretrain.pretrain
     feature_stats    the projector's input_norm statistics        vita.training.feature_stats.standardize
     embed_align      pre-align the projector and audio adapter    vita.training.embed_align.align
-    real_speech      the real-speech evaluation manifest          vita.training.real_speech.write_manifest
-    mini_chat        fill the reference-answer cache              vita.training.mini_chat.fill_cache
+    real_speech      the real-speech evaluation manifest          vita.datasets.real_speech.write_manifest
+    mini_chat        fill the reference-answer cache              vita.datasets.mini.chat.fill_cache
     probes           linear read-out / oracle probes              vita.eval.probes.run
     described        relational questions on pictures in words    vita.eval.described.measure
     text_compare     text chat beside the unmodified LLM          vita.eval.text_compare.compare
@@ -105,7 +105,7 @@ def embed_align(argv: list[str]) -> int:
 
 
 def real_speech(argv: list[str]) -> int:
-    from vita.training import real_speech as mod
+    from vita.datasets import real_speech as mod
 
     p = _parser("real_speech", mod.__doc__)
     p.add_argument("--out", type=Path, required=True, help="folder for real_speech.jsonl (e.g. OUT/data/eval)")
@@ -121,7 +121,7 @@ def real_speech(argv: list[str]) -> int:
 
 
 def mini_chat(argv: list[str]) -> int:
-    from vita.training import mini_chat as mod
+    from vita.datasets.mini import chat as mod
 
     p = _parser("mini_chat", mod.__doc__)
     p.add_argument("--cache", type=Path, required=True, help="JSONL cache of the reference model's answers")

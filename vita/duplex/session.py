@@ -16,10 +16,8 @@ reply; the other one listens. Flow (reference/duplex-design.md):
       history keeps only that), its unplayed audio and text are dropped, and the listener's reply starts: its
       decode steps stream TextDelta -> clause TTS -> AudioOut, paced by the clock.
   * A reply ends with exactly one terminal event: ReplyFinished (all of it played) or ReplyCancelled.
-  * Items (`Attach`: text and images, e.g. a picked picture) wait for the next user turn, typed or spoken: the
-    utterance committed next (VAD end or `Commit`; UserSpeechEnded.items names them) or the next TextIn / Ask
-    takes them all, once; a turn speculated on without them is discarded when one comes (redone at the next pause
-    or at the end of speech). Like a typed turn's images, their images stay out of the history.
+  * Items (`Attach`, `Detach`) wait for the next user turn, typed or spoken, which takes them all, once
+    (`vita.duplex.items`); a turn speculated on without them is discarded when one comes.
 Turn-taking beyond a fixed VAD hangover (speculation, the state token as turn signal, backchannels, pauses) and
 the scheduler are the policy of `vita.duplex.turn_taking`. The mic passes an echo front end
 (`vita.speech.echo`) fed with our own playback, so our voice leaking back does not pause or interrupt us.
@@ -30,7 +28,6 @@ Stage timestamps (for `vita bench duplex`): `stages` is a `vita.duplex.stages.St
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import replace
 
 import numpy as np
 
@@ -62,6 +59,7 @@ from vita.duplex.events import (
     UserSpeechStarted,
     VideoFrame,
 )
+from vita.duplex.items import PendingItems, joined
 from vita.duplex.playout import Playout
 from vita.duplex.roles import ReplyEngine
 from vita.duplex.stages import StageLog
@@ -112,7 +110,7 @@ class Session:
         self.reply: Reply | None = None  # the speaking role's reply
         self.listening: Listen | None = None  # the listening role's undecided utterance
         self._frames: deque[tuple[float, np.ndarray]] = deque(maxlen=4)
-        self._items: list[tuple[str, tuple[Part, ...]]] = []  # pending items (`Attach`), in order
+        self._items = PendingItems()  # the items (`Attach`) waiting for the next user turn
         self._last_role = 0
         self._resume_at: float | None = None  # playback resumes then, if the user stays silent
         self._mic_t0 = float("inf")  # clock time of the first mic sample (aligns the echo reference)
@@ -188,7 +186,7 @@ class Session:
     @property
     def pending_items(self) -> tuple[str, ...]:
         """The ids of the items (`Attach`) waiting for the next user turn."""
-        return tuple(i for i, _ in self._items)
+        return self._items.ids
 
     @property
     def vad_config(self) -> VADConfig:
@@ -210,17 +208,17 @@ class Session:
             self._frames.append((self.clock.now() if event.t is None else event.t, event.image))
         elif isinstance(event, (TextIn, Ask)):
             given = [event.text] if isinstance(event, TextIn) else list(event.parts)
-            attached = self._attached()
+            attached = self._items.parts()
             if attached or given:  # (an empty Ask with nothing pending asks nothing)
-                utt = self._utterance(attached + given, None, attached=attached, items=self.pending_items)
+                utt = self._utterance(attached + given, None, attached=attached, items=self._items.ids)
                 self._items.clear()
                 self._stamp(utt.id, "vad_end")
                 self._listen(utt, events)
         elif isinstance(event, Attach):
-            self._items.append((event.item_id, tuple(event.parts)))
+            self._items.attach(event.item_id, event.parts)
             self._drop_speculation()  # prepared without it: redone at the next pause or at the end of speech
         elif isinstance(event, Detach):
-            self._items = [(i, p) for i, p in self._items if i != event.item_id]
+            self._items.detach(event.item_id)
         elif isinstance(event, Commit):
             for ev in self.vad.flush():
                 self._on_vad(ev, events)
@@ -304,7 +302,7 @@ class Session:
         self._continues = None
         lst = self.listening
         if lst is not None and lst.speculative and (lst.utterance.frame is not self._latest_frame()
-                                                    or lst.utterance.items != self.pending_items):
+                                                    or lst.utterance.items != self._items.ids):
             self._drop_speculation()  # a camera frame or an item came after the snapshot: it belongs to this turn
             lst = None
         if lst is not None and lst.speculative:
@@ -313,7 +311,7 @@ class Session:
             lst.speculative = False
             utt = lst.utterance
             assert utt.audio is not None
-            self._take(utt)
+            self._items.take(utt.items)
             events.append(UserSpeechEnded(now, utt.id, len(utt.audio) / SAMPLE_RATE, utt.items))
             self._stamp(utt.id, "vad_end")
             if lst.job.state_resolved or lst.job.done:
@@ -321,7 +319,7 @@ class Session:
             return
         self._drop_speculation()
         utt = self._spoken(audio)
-        self._take(utt)
+        self._items.take(utt.items)
         events.append(UserSpeechEnded(now, utt.id, len(audio) / SAMPLE_RATE, utt.items))
         self._stamp(utt.id, "vad_end")
         self._listen(utt, events)
@@ -342,21 +340,14 @@ class Session:
             return self._frames[-1][1]
         return None
 
-    def _attached(self) -> list[Part]:
-        return [p for _, parts in self._items for p in parts]
-
-    def _take(self, utt: Utterance) -> None:
-        """The committed `utt` has used its items: they are no longer pending."""
-        self._items = [(i, p) for i, p in self._items if i not in utt.items]
-
     def _spoken(self, audio: np.ndarray) -> Utterance:
         """An utterance of the user's `audio`, after the pending items (and the items of the reply's question when this
         segment continues it, `_continued`) and the latest camera frame. It takes the items once committed."""
         r = self._continues
-        attached = (r.utterance.attached if r is not None and r is self.reply else []) + self._attached()
+        attached = (r.utterance.attached if r is not None and r is self.reply else []) + self._items.parts()
         frame = self._latest_frame()
         parts = attached + ([Image(frame)] if frame is not None else []) + [Audio(audio, SAMPLE_RATE)]
-        return self._utterance(parts, audio, attached=attached, items=self.pending_items, frame=frame)
+        return self._utterance(parts, audio, attached=attached, items=self._items.ids, frame=frame)
 
     def _drop_speculation(self) -> None:
         lst = self.listening
@@ -388,16 +379,7 @@ class Session:
         lst = self.listening
         if lst is not None:  # still deciding on the previous piece: hear both as one utterance
             lst.job.cancel()
-            prev = lst.utterance
-            carried = [] if lst.speculative else prev.attached  # a committed piece's items stay with the turn
-            audio = utt.audio
-            if prev.audio is not None and utt.audio is not None:
-                audio = np.concatenate([prev.audio, utt.audio])
-            if carried or audio is not utt.audio:
-                rest = [p for p in utt.parts if not isinstance(p, Audio)]
-                parts = carried + rest + ([Audio(audio, SAMPLE_RATE)] if audio is not None else [])
-                utt = replace(utt, parts=parts, audio=audio, attached=carried + utt.attached,
-                              items=(() if lst.speculative else prev.items) + utt.items)
+            utt = joined(lst.utterance, utt, committed=not lst.speculative)  # a committed piece's items stay
         role = 1 - self.reply.role if self.reply is not None else self._last_role
         job = self.engine.start(self.caches[role], self._prompt(utt), donor=self.caches[1 - role])
         self.listening = Listen(role, job, utt, speculative=speculative)

@@ -2,7 +2,7 @@
 
     python -m vita.cli.tools described --model runs/mini/skeleton [--families colour,position] [--n 60] [--json]
 
-For each family, `n` pictures of `vita.training.mini_images` are drawn from held-out generators (seed `seed`, other
+For each family, `n` pictures of `vita.datasets.mini.images` are drawn from held-out generators (seed `seed`, other
 than the data's), and the model is asked, typed and greedy, "<caption> <question> Answer with one word."; a reply is
 right when it contains the answer as a word. Chance is one over the family's options (colour 1/6, position and
 which-red 1/2-1/3, count 1/5). A model that fails here cannot answer from image rows either, whatever the projector
@@ -26,7 +26,7 @@ def _right(answer: str, reply: str) -> bool:
 def measure(vm, families: tuple[str, ...] | list[str] = FAMILIES, n: int = 60, seed: int = 777,
             max_new_tokens: int = 8) -> dict[str, dict]:
     """{family: {"n", "right", "accuracy", "examples": [(prompt, answer, reply), ...3]}} for a loaded `vita.Vita`."""
-    from vita.training.mini_images import make_image
+    from vita.datasets.mini.images import make_image
 
     out: dict[str, dict] = {}
     for k, family in enumerate(families):

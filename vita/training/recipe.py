@@ -19,8 +19,8 @@ schedule. Sections (every key is checked; an unknown or mistyped key is an error
     distributed: ddp | fsdp
 
 Strings may use `${VAR}` (environment variables; unset is an error). A data source path `tiny:NAME` names a part
-of the synthetic tiny dataset (`vita.training.tiny_data.write_tiny_dataset`), written under the output directory on
-first use, so `recipes/tiny/*.yaml` run anywhere with no set-up.
+of the synthetic tiny dataset (`vita.datasets.generated`), written under the output directory on first use, so
+`recipes/tiny/*.yaml` run anywhere with no set-up.
 
 Overrides are `dotted.key=value` strings; the value is parsed as YAML (`optim.lr=1e-4`, `lora=null`,
 `data.sources.0.weight=2`) and then type-checked like the file.

@@ -4,7 +4,8 @@ Each rank reads its own shard; its position is (epoch, samples consumed in that 
 and handed back to `iter_samples(start=...)` on resume, so a resumed run sees exactly the samples the uninterrupted
 run would have seen. At the end of a shard the stream moves on to the next epoch, so ranks never run dry mid-step.
 
-`tiny:NAME` source paths resolve to the synthetic tiny dataset (`write_tiny_dataset`), written once per output dir.
+Source paths that name a generated dataset (`tiny:NAME`) become files once per run folder: `write_data` on one
+process, then `concrete_data` on every one (the schemes and their writers are `vita.datasets.generated`'s).
 """
 
 from __future__ import annotations
@@ -13,41 +14,26 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
+from vita.datasets.generated import resolve_generated, write_generated
 from vita.errors import TrainingError
 from vita.processor import Processor
 from vita.training.data import Batch, DataConfig, TrainSample, collate, iter_samples
 
-TINY_SCHEME = "tiny:"
+
+def write_data(cfg: DataConfig, out: Path) -> None:
+    """Write the generated datasets `cfg`'s sources name (`vita.datasets.generated`) under the run folder `out`.
+
+    One process, before the others call `concrete_data`.
+    """
+    write_generated([s.path for s in cfg.sources], out)
 
 
-def uses_tiny_data(cfg: DataConfig) -> bool:
-    return any(s.path.startswith(TINY_SCHEME) for s in cfg.sources)
-
-
-def write_tiny(root: Path) -> None:
-    """Write the tiny dataset under `root` once (main rank, before the others call `resolve_tiny`)."""
-    if (root / ".parts").is_file():
-        return
-    from vita.training.tiny_data import write_tiny_dataset
-
-    parts = write_tiny_dataset(root, seed=0)
-    (root / ".parts").write_text("\n".join(f"{k}\t{v}" for k, v in parts.items()) + "\n")
-
-
-def resolve_tiny(cfg: DataConfig, root: Path) -> DataConfig:
-    """Replace `tiny:NAME` paths by files of the tiny dataset written under `root` by `write_tiny`."""
-    if not uses_tiny_data(cfg):
+def concrete_data(cfg: DataConfig, out: Path) -> DataConfig:
+    """`cfg` with each generated-dataset source (`tiny:NAME`) replaced by the file `write_data` wrote for it."""
+    paths = resolve_generated([s.path for s in cfg.sources], out)
+    if paths == [s.path for s in cfg.sources]:
         return cfg
-    parts = dict(line.split("\t", 1) for line in (root / ".parts").read_text().splitlines() if line)
-    sources = []
-    for s in cfg.sources:
-        if s.path.startswith(TINY_SCHEME):
-            name = s.path[len(TINY_SCHEME):]
-            if name not in parts:
-                raise TrainingError(f"data source {s.path!r}: the tiny dataset has no part {name!r} "
-                                    f"(parts: {', '.join(parts)})")
-            s = dataclasses.replace(s, path=str(parts[name]))
-        sources.append(s)
+    sources = [dataclasses.replace(s, path=p) for s, p in zip(cfg.sources, paths, strict=True)]
     return dataclasses.replace(cfg, sources=sources)
 
 

@@ -29,6 +29,7 @@ import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,11 @@ from vita.training import distributed as dist_utils
 from vita.training.distributed import World
 from vita.training.metrics import MetricsLog, ProgressBar, plot_loss, read_metrics
 from vita.training.recipe import Recipe, load_recipe
+
+if TYPE_CHECKING:
+    from vita.processor import Processor
+    from vita.training.data import DataConfig
+    from vita.training.stream import DataStream
 
 
 def touch(out: torch.Tensor, params) -> torch.Tensor:
@@ -169,13 +175,37 @@ def train(recipe_path: str | Path, output: str | Path, overrides: list[str] | tu
 
 
 def _run(recipe: Recipe, out: Path, world: World, *, quiet: bool) -> Path:
-    from vita.processor import Processor
-    from vita.training.optim import build_optimizer, build_scheduler
-    from vita.training.stream import DataStream, count_samples, resolve_tiny, uses_tiny_data, write_tiny
+    from vita.training.stream import DataStream
 
     def log(msg: str) -> None:
         if world.is_main and not quiet:
             print(msg, file=sys.stderr, flush=True)
+
+    resolved, data_cfg = _prepare_output(recipe, out, world)
+    mode = f"{world.world_size} ranks, {recipe.distributed}" if world.distributed else "one process"
+    log(f"recipe {recipe.name or '(unnamed)'}: {mode}, "
+        f"device {world.device}, precision {recipe.precision}")
+    s, processor, loop = _setup(recipe, data_cfg, world, log)
+    progress = _resume(s, loop, out, world, log)
+    final = out / "final"
+    if progress.step >= loop.total and final.is_dir():
+        log(f"{out}: already trained ({loop.total} steps); final weights in {final}")
+        return final
+
+    stream = DataStream(data_cfg, processor, rank=world.rank, world_size=world.world_size, pad_id=_pad_id(
+        s.tokenizer), epoch=progress.epochs[world.rank], position=progress.positions[world.rank])
+    _train_steps(s, loop, progress, stream, world, out, resolved, quiet=quiet, log=log)
+    _save_final(s, world, out)
+    if world.is_main:
+        plot_loss(read_metrics(out / "metrics.jsonl"), out / "loss.png", title=f"{recipe.name or 'training'} loss")
+    dist_utils.barrier(world)
+    log(f"done: {loop.total} steps; final weights in {final}")
+    return final
+
+
+def _prepare_output(recipe: Recipe, out: Path, world: World) -> tuple[dict, DataConfig]:
+    """The output folder, its saved recipe and the generated data (main rank); the concrete data (every rank)."""
+    from vita.training.stream import concrete_data, write_data
 
     if out.exists() and not out.is_dir():
         raise TrainingError(f"{out}: output exists and is not a directory")
@@ -187,14 +217,29 @@ def _run(recipe: Recipe, out: Path, world: World, *, quiet: bool) -> Path:
         if saved.is_file() and ckpt.latest_checkpoint(out) is not None:
             _check_same_recipe(yaml.safe_load(saved.read_text()), resolved, saved)
         saved.write_text(yaml.safe_dump(resolved, sort_keys=False))
-        if uses_tiny_data(recipe.data):
-            write_tiny(out / "tiny_data")
+        write_data(recipe.data, out)
     dist_utils.barrier(world)
-    data_cfg = resolve_tiny(recipe.data, out / "tiny_data")
+    return resolved, concrete_data(recipe.data, out)
 
-    mode = f"{world.world_size} ranks, {recipe.distributed}" if world.distributed else "one process"
-    log(f"recipe {recipe.name or '(unnamed)'}: {mode}, "
-        f"device {world.device}, precision {recipe.precision}")
+
+@dataclass
+class Loop:
+    """What an optimizer step needs besides the model: the batch geometry, the step count, AdamW and its schedule."""
+
+    micro: int  # samples per micro-batch
+    accum: int  # micro-batches per rank per step
+    total: int  # optimizer steps of the run
+    params: list[nn.Parameter]  # the trained ones (as the wrapped module holds them)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+
+def _setup(recipe: Recipe, data_cfg: DataConfig, world: World, log) -> tuple[Setup, Processor, Loop]:
+    """The model (wrapped for the world), its processor, the number of steps, the optimizer and the LR schedule."""
+    from vita.processor import Processor
+    from vita.training.optim import build_optimizer, build_scheduler
+    from vita.training.stream import count_samples
+
     s = build(recipe, world, log)
     processor = Processor(s.tokenizer, s.model.config)
     accum = recipe.batch.accumulation(world.world_size)
@@ -208,81 +253,93 @@ def _run(recipe: Recipe, out: Path, world: World, *, quiet: bool) -> Path:
     params = [p for p in s.module.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, recipe.optim)
     scheduler = build_scheduler(optimizer, recipe.schedule, total)
-    progress = ckpt.Progress(epochs=[0] * world.world_size, positions=[0] * world.world_size)
+    return s, processor, Loop(micro, accum, total, params, optimizer, scheduler)
 
+
+def _resume(s: Setup, loop: Loop, out: Path, world: World, log) -> ckpt.Progress:
+    """Restore the newest checkpoint in `out` (weights, optimizer, schedule, this rank's RNG) and its progress;
+    without one, seed this rank's randomness and start at step 0."""
     latest = ckpt.latest_checkpoint(out)
-    if latest is not None:
-        restored = ckpt.load_checkpoint(latest)
-        if restored.meta.get("world_size") != world.world_size:
-            raise TrainingError(f"{latest}: written by {restored.meta.get('world_size')} ranks; resume with the "
-                                f"same number (got {world.world_size}) or use a new --output")
-        state = {f"model.{k}": v.to(world.device) for k, v in restored.model_state.items()}
-        try:
-            dist_utils.load_full_state(s.module, optimizer, state, restored.optim_state)
-        except (KeyError, ValueError, RuntimeError) as exc:
-            raise TrainingError(f"{latest}: checkpoint does not fit this model and recipe ({exc})") from None
-        scheduler.load_state_dict(restored.scheduler_state)
-        ckpt.set_rng_state(restored.rng_states[world.rank])
-        progress = restored.progress
-        log(f"resumed from {latest} (step {progress.step}/{total})")
-    else:
-        torch.manual_seed(recipe.seed + world.rank)  # per-rank randomness (e.g. LoRA dropout)
-    final = out / "final"
-    if progress.step >= total and final.is_dir():
-        log(f"{out}: already trained ({total} steps); final weights in {final}")
-        return final
+    if latest is None:
+        torch.manual_seed(s.recipe.seed + world.rank)  # per-rank randomness (e.g. LoRA dropout)
+        return ckpt.Progress(epochs=[0] * world.world_size, positions=[0] * world.world_size)
+    restored = ckpt.load_checkpoint(latest)
+    if restored.meta.get("world_size") != world.world_size:
+        raise TrainingError(f"{latest}: written by {restored.meta.get('world_size')} ranks; resume with the "
+                            f"same number (got {world.world_size}) or use a new --output")
+    state = {f"model.{k}": v.to(world.device) for k, v in restored.model_state.items()}
+    try:
+        dist_utils.load_full_state(s.module, loop.optimizer, state, restored.optim_state)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise TrainingError(f"{latest}: checkpoint does not fit this model and recipe ({exc})") from None
+    loop.scheduler.load_state_dict(restored.scheduler_state)
+    ckpt.set_rng_state(restored.rng_states[world.rank])
+    log(f"resumed from {latest} (step {restored.progress.step}/{loop.total})")
+    return restored.progress
 
-    stream = DataStream(data_cfg, processor, rank=world.rank, world_size=world.world_size, pad_id=_pad_id(
-        s.tokenizer), epoch=progress.epochs[world.rank], position=progress.positions[world.rank])
+
+def _train_steps(s: Setup, loop: Loop, progress: ckpt.Progress, stream: DataStream, world: World, out: Path,
+                 resolved: dict, *, quiet: bool, log) -> None:
+    """Optimizer steps from `progress.step` to `loop.total`: metrics, progress bar and checkpoints on the way."""
+    recipe = s.recipe
     metrics = MetricsLog(out / "metrics.jsonl", resume_step=progress.step) if world.is_main else None
-    bar = ProgressBar(total, progress.step, enabled=world.is_main and not quiet)
-    log(f"training {total} steps: {micro} x {accum} micro-batches x {world.world_size} ranks per step")
+    bar = ProgressBar(loop.total, progress.step, enabled=world.is_main and not quiet)
+    log(f"training {loop.total} steps: {loop.micro} x {loop.accum} micro-batches x {world.world_size} ranks per step")
     autocast = torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=recipe.precision == "bf16")
+    samples = loop.micro * loop.accum * world.world_size  # per step, all ranks
     t_start = time.perf_counter()
-    while progress.step < total:
+    while progress.step < loop.total:
         t0 = time.perf_counter()
-        batches = [stream.next_batch(micro) for _ in range(accum)]
-        local = [sum(b.num_tokens for b in batches), sum(int(b.attention_mask.sum()) for b in batches)]
-        n_sup, n_tok = dist_utils.all_sum(world, [float(v) for v in local])
-        scale = world.world_size / max(n_sup, 1.0)
-        ce_sum = 0.0
-        for i, b in enumerate(batches):
-            mask = None if bool(b.attention_mask.all()) else _to(b.attention_mask, world.device)
-            with _sync_context(s.module, i == accum - 1):  # forward and backward inside (DDP no_sync)
-                with autocast:
-                    ce = s.module(_to(b.token_ids, world.device), _to(b.labels, world.device), mask,
-                                  _to(b.pixel_values, world.device), [f.to(world.device) for f in b.fbanks],
-                                  _to(b.segment_ids, world.device))
-                (ce * scale).backward()
-            ce_sum += float(ce.detach())
-        loss = dist_utils.all_sum(world, [ce_sum])[0] / max(n_sup, 1.0)
-        grad_norm = _clip(params, recipe.optim.grad_clip)
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        r = _step(s, loop, stream, world, autocast)
         progress.step += 1
-        progress.tokens_seen += int(n_sup)
-        progress.samples_seen += micro * accum * world.world_size
+        progress.tokens_seen += int(r.n_sup)
+        progress.samples_seen += samples
         progress.epochs[world.rank], progress.positions[world.rank] = stream.epoch, stream.position
         dt = time.perf_counter() - t0
         if metrics is not None:
-            metrics.write({"step": progress.step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                           "tokens": int(n_sup), "tokens_seen": progress.tokens_seen,
-                           "samples": micro * accum * world.world_size,
-                           "samples_per_s": micro * accum * world.world_size / dt, "tokens_per_s": n_tok / dt,
+            metrics.write({"step": progress.step, "loss": r.loss, "lr": r.lr, "grad_norm": r.grad_norm,
+                           "tokens": int(r.n_sup), "tokens_seen": progress.tokens_seen,
+                           "samples": samples, "samples_per_s": samples / dt, "tokens_per_s": r.n_tok / dt,
                            "epoch": stream.epoch, "time": time.perf_counter() - t_start})
-        bar.update(progress.step, loss, n_tok / dt)
+        bar.update(progress.step, r.loss, r.n_tok / dt)
         every = recipe.checkpoint.every
-        if progress.step == total or (every and progress.step % every == 0):
-            _save(s, optimizer, scheduler, progress, stream, world, out, resolved)
+        if progress.step == loop.total or (every and progress.step % every == 0):
+            _save(s, loop, progress, stream, world, out, resolved)
     bar.close()
-    _save_final(s, world, out)
-    if world.is_main:
-        plot_loss(read_metrics(out / "metrics.jsonl"), out / "loss.png", title=f"{recipe.name or 'training'} loss")
-    dist_utils.barrier(world)
-    log(f"done: {total} steps; final weights in {final}")
-    return final
+
+
+@dataclass
+class StepResult:
+    loss: float  # mean CE per supervised token of the global step
+    grad_norm: float
+    lr: float  # the rate this step used
+    n_sup: float  # supervised tokens of the global step
+    n_tok: float  # non-padding tokens of the global step
+
+
+def _step(s: Setup, loop: Loop, stream: DataStream, world: World, autocast) -> StepResult:
+    """One optimizer step: `accum` micro-batches forward and backward (gradients of the global mean), clip, AdamW."""
+    batches = [stream.next_batch(loop.micro) for _ in range(loop.accum)]
+    local = [sum(b.num_tokens for b in batches), sum(int(b.attention_mask.sum()) for b in batches)]
+    n_sup, n_tok = dist_utils.all_sum(world, [float(v) for v in local])
+    scale = world.world_size / max(n_sup, 1.0)
+    ce_sum = 0.0
+    for i, b in enumerate(batches):
+        mask = None if bool(b.attention_mask.all()) else _to(b.attention_mask, world.device)
+        with _sync_context(s.module, i == loop.accum - 1):  # forward and backward inside (DDP no_sync)
+            with autocast:
+                ce = s.module(_to(b.token_ids, world.device), _to(b.labels, world.device), mask,
+                              _to(b.pixel_values, world.device), [f.to(world.device) for f in b.fbanks],
+                              _to(b.segment_ids, world.device))
+            (ce * scale).backward()
+        ce_sum += float(ce.detach())
+    loss = dist_utils.all_sum(world, [ce_sum])[0] / max(n_sup, 1.0)
+    grad_norm = _clip(loop.params, s.recipe.optim.grad_clip)
+    lr = loop.scheduler.get_last_lr()[0]
+    loop.optimizer.step()
+    loop.scheduler.step()
+    loop.optimizer.zero_grad(set_to_none=True)
+    return StepResult(loss, grad_norm, lr, n_sup, n_tok)
 
 
 def _clip(params: list[nn.Parameter], max_norm: float) -> float:
@@ -301,16 +358,17 @@ def _trainable_state(s: Setup) -> dict[str, torch.Tensor]:
     return {k[len("model."):]: v for k, v in full.items() if k[len("model."):] in keep}
 
 
-def _save(s: Setup, optimizer, scheduler, progress: ckpt.Progress, stream, world: World, out: Path,
+def _save(s: Setup, loop: Loop, progress: ckpt.Progress, stream: DataStream, world: World, out: Path,
           resolved: dict) -> None:
+    """A resumable checkpoint (every rank takes part: the state is gathered; the main rank writes it)."""
     model_state = _trainable_state(s)
-    optim_state = dist_utils.full_optimizer_state(s.module, optimizer)
+    optim_state = dist_utils.full_optimizer_state(s.module, loop.optimizer)
     rngs = dist_utils.gather_objects(world, ckpt.rng_state())
     where = dist_utils.gather_objects(world, (stream.epoch, stream.position))
     progress.epochs, progress.positions = [e for e, _ in where], [p for _, p in where]
     if world.is_main:
         meta = {"world_size": world.world_size, "recipe": resolved}
-        ckpt.save_checkpoint(out, progress, model_state, optim_state, scheduler.state_dict(), rngs, meta,
+        ckpt.save_checkpoint(out, progress, model_state, optim_state, loop.scheduler.state_dict(), rngs, meta,
                              s.recipe.checkpoint.keep_last)
     dist_utils.barrier(world)
 

@@ -11,7 +11,7 @@ a relative "wav" is relative to the JSONL file. A file or folder name containing
 (any case, "-" or "_") selects that paper figure.
 
 Prompt: the audio with the typed instruction "Transcribe the speech." (the instruction vita-mini's ASR stage was
-trained on, `vita.training.mini_data.ASR_PROMPT`; the VITA-1.0 ASR prompt is not in its released code).
+trained on, `vita.datasets.mini.build.ASR_PROMPT`; the VITA-1.0 ASR prompt is not in its released code).
 Score: corpus error rate = total Levenshtein edits / total reference units over the set, after the standard
 normalisation `vita.eval.normalize.units` (NFKC, case-folded, punctuation removed, apostrophes deleted, number
 words and digits unified). Units are words for LibriSpeech (WER) and characters for Chinese (CER; Latin words
@@ -33,7 +33,7 @@ LIBRI_SPLITS = ("dev-clean", "dev-other", "test-clean", "test-other")
 
 
 def asr_prompt() -> str:
-    from vita.training.mini_data import ASR_PROMPT
+    from vita.datasets.mini.build import ASR_PROMPT
 
     return ASR_PROMPT
 

@@ -193,7 +193,7 @@ def write_mmbench(root: Path) -> Path:
 def write_librispeech(root: Path) -> Path:
     import soundfile as sf
 
-    from vita.training.mini_speech import EspeakVoice
+    from vita.datasets.mini.speech import EspeakVoice
 
     voice = EspeakVoice("en-us-nyc+m3", speed=160, pitch=45)  # an eval voice: never in vita-mini's training
     chapter = root / "synthetic-espeak" / "9001" / "1"

@@ -14,15 +14,15 @@ import pytest
 import soundfile as sf
 
 from vita.cli.data import add_mini_data_parser as add_parser
+from vita.datasets.augment import Plan
+from vita.datasets.mini.build import DEFAULT_SIZES, SCENE_TEXT_TASKS, build_mini_data
+from vita.datasets.mini.speech import Speaker, voice_from_name
+from vita.datasets.mini.text import missing_packages
 from vita.eval.manifest import load_manifest
 from vita.presets import byte_tokenizer, preset
 from vita.processor import Processor
 from vita.tokens import STATE_NOT_QUERY, STATE_QUERY_AUDIO, STATE_QUERY_TEXT
-from vita.training.augment import Plan
 from vita.training.data import DataConfig, DataStats, SourceConfig, iter_samples
-from vita.training.mini_data import DEFAULT_SIZES, SCENE_TEXT_TASKS, build_mini_data
-from vita.training.mini_speech import Speaker, voice_from_name
-from vita.training.mini_text import missing_packages
 from vita.training.sample import parse_record
 
 TINY = dict.fromkeys(DEFAULT_SIZES, 1) | {"negatives": 3, "eval_negatives": 3}
@@ -258,7 +258,7 @@ def test_cli_parser() -> None:
 
 
 def test_without_espeak_falls_back_to_piper_and_says_so(tmp_path, monkeypatch) -> None:
-    import vita.training.mini_speech as mini_speech
+    import vita.datasets.mini.speech as mini_speech
 
     monkeypatch.setattr(mini_speech, "espeak_available", lambda: False)
     sizes = dict.fromkeys(DEFAULT_SIZES, 0) | {"asr": 1, "eval_asr": 2, "vision_image": 1, "eval_image_typed": 1}

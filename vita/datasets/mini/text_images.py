@@ -1,6 +1,6 @@
 """vita-mini's rendered text images: a word or a number on a sign or straight on the background (`text_item`).
 
-See `vita.training.mini_images` for the task, its questions and its held-out words.
+See `vita.datasets.mini.images` for the task, its questions and its held-out words.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from vita.training.mini_canvas import (
+from vita.datasets.mini.canvas import (
     PALETTE,
     SIZES,
     ImageItem,
@@ -27,7 +27,7 @@ from vita.training.mini_canvas import (
     sentence,
     where,
 )
-from vita.training.mini_emoji import FONT_ROOT, stable_hash
+from vita.datasets.mini.emoji import FONT_ROOT, stable_hash
 
 # text: fonts from Debian fonts-dejavu-core, fonts-liberation, fonts-freefont-ttf (all 34 must be installed, so
 # the data is the same on every machine): (package, path under /usr/share/fonts, style named in captions)

@@ -34,7 +34,7 @@ import numpy as np
 import soundfile as sf
 
 from vita.config import SAMPLE_RATE
-from vita.training.augment import Plan, apply
+from vita.datasets.augment import Plan, apply
 
 TRAIN_VOICE = "piper:joe"
 PIPER_SPEEDS = (0.85, 0.95, 1.05, 1.15)  # length scales (> 1: slower); one loaded model each

@@ -12,18 +12,18 @@ import soundfile as sf
 
 from vita.cli import main as vita_main
 from vita.cli.data import add_negatives_parser as add_parser
-from vita.errors import DataError
-from vita.presets import byte_tokenizer, preset
-from vita.processor import Processor
-from vita.tokens import IGNORE_INDEX
-from vita.training.data import DataConfig, iter_samples
-from vita.training.negatives import (
+from vita.datasets.negatives import (
     NegativesConfig,
     generate_negatives,
     mix_at_snr,
     pink_noise,
     split_counts,
 )
+from vita.errors import DataError
+from vita.presets import byte_tokenizer, preset
+from vita.processor import Processor
+from vita.tokens import IGNORE_INDEX
+from vita.training.data import DataConfig, iter_samples
 
 RATE = 16000
 

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-import vita.training.mini_text as mini_text
+import vita.datasets.mini.text as mini_text
+from vita.datasets.mini.text import BLOCKLIST, is_eval, load_corpus, missing_packages, normalize, number_words
 from vita.errors import DataError
 from vita.eval.manifest import load_manifest
-from vita.training.mini_text import BLOCKLIST, is_eval, load_corpus, missing_packages, normalize, number_words
 
 needs_sources = pytest.mark.skipif(bool(missing_packages()), reason=f"needs Debian {missing_packages()}")
 
@@ -89,7 +89,7 @@ def test_missing_source_names_its_package(tmp_path, monkeypatch) -> None:
 
 
 def test_real_speech_manifest(tmp_path) -> None:
-    from vita.training.real_speech import SOURCES, locate, write_manifest
+    from vita.datasets.real_speech import SOURCES, locate, write_manifest
 
     manifest, missing = write_manifest(tmp_path)
     installed = [c for c in SOURCES if locate(c) is not None]

@@ -1,6 +1,6 @@
 """vita-mini's emoji images: one emoji object to name (`emoji_item`), and scenes of several (`scene_item`).
 
-See `vita.training.mini_images` for the tasks, their questions and their held-out renders.
+See `vita.datasets.mini.images` for the tasks, their questions and their held-out renders.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from vita.training.mini_canvas import (
+from vita.datasets.mini.canvas import (
     HELD_OUT_BACKGROUNDS,
     NUMBER_WORDS,
     PALETTE,
@@ -26,7 +26,7 @@ from vita.training.mini_canvas import (
     sentence,
     where,
 )
-from vita.training.mini_emoji import (
+from vita.datasets.mini.emoji import (
     CONCEPTS,
     Concept,
     colour_glyph,

@@ -14,8 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vita.training.mini_canvas import NUMBER_WORDS
-from vita.training.mini_images import COLOURS
+from vita.datasets.mini.canvas import NUMBER_WORDS
+from vita.datasets.mini.images import COLOURS
 
 WIDTH, HEIGHT, FPS, SECONDS = 160, 120, 8, 4
 FRAMES = FPS * SECONDS

@@ -4,7 +4,7 @@
     answers = reference_answers(prompts, "cache.jsonl")  # SmolLM2-135M-Instruct's own greedy answers, cached
     records = chat_records(prompts, answers)             # official VITA JSON records for instruct.json
 
-Prompt families (`ChatPrompt.family`; the vocabularies are below and in `mini_emoji.CONCEPTS`):
+Prompt families (`ChatPrompt.family`; the vocabularies are below and in `emoji.CONCEPTS`):
     define      "What is a violin?" / "What does a dolphin look like?" / "Describe a kite in one sentence."
     tip         "Give me a tip for learning a language." / "How can I get better at chess?"
     sentence    "Write one sentence about autumn."
@@ -22,7 +22,7 @@ and their trivial paraphrases never appear: no prompt mentions France, health / 
 a computer, or the operands 12 and 3 (`is_excluded`).
 
 Records carry no state token: `vita.training.sample` prefixes a typed reply with "<3>" (a spoken one with "<1>"), as
-for mini_data's typed chat. Run once: `python -m vita.cli.tools mini_chat --cache FILE [--train 300 --eval 30]`
+for the typed chat of `build`. Run once: `python -m vita.cli.tools mini_chat --cache FILE [--train 300 --eval 30]`
 (`fill_cache`) fills the cache and prints tokens/s; later builds read the cache and generate only prompts it lacks.
 """
 
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from vita.training.mini_emoji import CONCEPTS, PLURAL_NAMES, plural, stable_hash, with_article
+from vita.datasets.mini.emoji import CONCEPTS, PLURAL_NAMES, plural, stable_hash, with_article
 
 REFERENCE_MODEL = "smollm2-135m"
 MAX_NEW_TOKENS = 64
@@ -299,7 +299,7 @@ def chat_records(prompts: Sequence[ChatPrompt], answers: dict[str, str], *, set_
                  id_prefix: str = "tc") -> list[dict[str, Any]]:
     """Official VITA JSON records (human prompt -> gpt answer, no state token: `sample.py` adds "<3>") for every
     prompt with a non-empty answer, in the order of `prompts`; `set` is `set_name`, `id` `{id_prefix}{i}`, `kind` the
-    family (mini_data counts records per set and kind)."""
+    family (`build` counts records per set and kind)."""
     records = []
     for i, p in enumerate(prompts):
         answer = answers.get(p.prompt, "")

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from vita.config import SAMPLE_RATE as RATE
-from vita.training.augment import (
+from vita.datasets.augment import (
     NOISES,
     AugmentConfig,
     Plan,
@@ -21,8 +21,8 @@ from vita.training.augment import (
     tag_ops,
     telephone,
 )
-from vita.training.mini_speech import Speaker
-from vita.training.negatives import mix_at_snr
+from vita.datasets.mini.speech import Speaker
+from vita.datasets.negatives import mix_at_snr
 
 
 def _speech(seconds: float = 1.5, seed: int = 0, f0: float = 120.0) -> np.ndarray:

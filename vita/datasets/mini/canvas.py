@@ -1,4 +1,4 @@
-"""What the vita-mini image tasks draw with (`vita.training.mini_images`): the item, the canvas sizes and named
+"""What the vita-mini image tasks draw with (`vita.datasets.mini.images`): the item, the canvas sizes and named
 colours, backgrounds (plain, gradient, noise, texture, clutter; checkerboard and stripes only in held-out renders),
 inks that read over them, placement and the phrases captions are built from.
 """

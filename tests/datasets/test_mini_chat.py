@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vita.eval.text_compare import PROMPTS
-from vita.tokens import STATE_QUERY_TEXT
-from vita.training.mini_chat import (
+from vita.datasets.mini.chat import (
     CAPITALS,
     ChatPrompt,
     all_templated,
@@ -24,6 +22,8 @@ from vita.training.mini_chat import (
     split_of,
     trim_reply,
 )
+from vita.eval.text_compare import PROMPTS
+from vita.tokens import STATE_QUERY_TEXT
 from vita.training.sample import parse_record
 
 

@@ -5,7 +5,7 @@
                   >= 0.3 s); the transcript names them in order ("high low hiss")
     instruct      multimodal instruction tuning with state tokens: image questions ("<3>"), spoken questions
                   ("<1>": "how many beeps?"), typed questions ("<3>"), noise / non-query speech from
-                  `vita.training.negatives` ("<2>"), and dialogues with a noise turn in the middle (`inserted_id`)
+                  `vita.datasets.negatives` ("<2>"), and dialogues with a noise turn in the middle (`inserted_id`)
 
 Files (all media paths relative to the data file that names them):
     root/vision_align.jsonl, root/audio_align.jsonl, root/instruct.jsonl, root/images/*.png, root/audio/*.wav,
@@ -24,7 +24,7 @@ import soundfile as sf
 from PIL import Image, ImageDraw
 
 from vita.config import SAMPLE_RATE
-from vita.training.negatives import NegativesConfig, generate_negatives
+from vita.datasets.negatives import NegativesConfig, generate_negatives
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (40, 60, 220), "yellow": (230, 210, 40)}
 BACKGROUNDS = {"white": (250, 250, 250), "black": (10, 10, 10), "grey": (128, 128, 128)}

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 import vita
+from vita.datasets.mini import emoji as mini_emoji
+from vita.datasets.mini.canvas import SIZES
+from vita.datasets.mini.emoji import CONCEPTS, has_line_glyph, plural, with_article
+from vita.datasets.mini.emoji_images import _emoji_style, emoji_item, line_split
+from vita.datasets.mini.images import IMAGE_TASKS, PHOTOS, make_image
+from vita.datasets.mini.text_images import TEXT_FONTS, is_held_out_text, text_font_paths, text_words
 from vita.eval.normalize import normalize_answer
-from vita.training import mini_emoji
-from vita.training.mini_canvas import SIZES
-from vita.training.mini_emoji import CONCEPTS, has_line_glyph, plural, with_article
-from vita.training.mini_emoji_images import _emoji_style, emoji_item, line_split
-from vita.training.mini_images import IMAGE_TASKS, PHOTOS, make_image
-from vita.training.mini_text_images import TEXT_FONTS, is_held_out_text, text_font_paths, text_words
 
 FONT_TASKS = ("emoji", "scene", "text")
 
@@ -101,7 +101,7 @@ def test_held_out_emoji_are_other_renders_of_the_same_concepts() -> None:
     rng = np.random.default_rng(0)
     picks = [CONCEPTS[int(i)] for i in rng.choice(len(CONCEPTS), size=8, replace=False)]
     for k, concept in enumerate(picks):
-        train = [emoji_item(_rng(k, 0, i), False, concept) for i in range(6)]  # split 0 / 1 seeds, as mini_data
+        train = [emoji_item(_rng(k, 0, i), False, concept) for i in range(6)]  # split 0 / 1 seeds, as mini.build
         held = [emoji_item(_rng(k, 1, i), True, concept) for i in range(6)]
         assert {x.answer for x in train + held} == {concept.name}
         assert not {_bytes(x) for x in train} & {_bytes(x) for x in held}

@@ -11,7 +11,7 @@ Tasks (`IMAGE_TASKS`, `make_image(task, rng, held_out=...)`):
     photo     "What animal is this?"                    -> "horse"      (photos shipped inside scikit-image and
                                                                           scikit-learn, cropped / flipped / recoloured)
     emoji     "What is in the picture?" / "Name the object." / "What animal is this?" -> "hedgehog"
-              one of 404 emoji concepts (`mini_emoji.CONCEPTS`) at a random size, position, rotation, over a plain,
+              one of 404 emoji concepts (`emoji.CONCEPTS`) at a random size, position, rotation, over a plain,
               gradient, noise, texture or cluttered background, sometimes partly covered; `emoji_item(rng, held_out,
               concept)` renders a given concept
     scene     "What is on the left?" -> "cactus"; "Is there a dog in the picture?" -> "yes";
@@ -35,8 +35,8 @@ background, style. The photos and clips the developers' guide reserves for indep
 (`tests/training/test_mini_images.py` lists them and greps the package for any loader of them).
 
 This module holds the shape, digit and photo tasks and `make_image`; the emoji and scene tasks are in
-`mini_emoji_images`, the text task in `mini_text_images`, and what they all draw with (backgrounds, inks,
-placement, caption phrases, `ImageItem`) in `mini_canvas`.
+`emoji_images`, the text task in `text_images`, and what they all draw with (backgrounds, inks,
+placement, caption phrases, `ImageItem`) in `canvas`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vita.training.mini_canvas import (
+from vita.datasets.mini.canvas import (
     NUMBER_WORDS,
     SIZES,
     ImageItem,
@@ -59,9 +59,9 @@ from vita.training.mini_canvas import (
     sentence,
     where,
 )
-from vita.training.mini_emoji_images import emoji_item, scene_item
-from vita.training.mini_text_images import text_item
-from vita.training.tiny_data import draw_shape_on
+from vita.datasets.mini.emoji_images import emoji_item, scene_item
+from vita.datasets.mini.text_images import text_item
+from vita.datasets.tiny import draw_shape_on
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (40, 60, 220), "yellow": (230, 200, 30),
            "purple": (140, 50, 170), "orange": (245, 130, 20)}

@@ -9,7 +9,7 @@ Operations, in this order (a talker in a room, noise around them, then the chann
     reverb     convolution with a synthetic room impulse response: a direct path plus exponentially decaying noise
                reaching -60 dB after `rt60` seconds, at `drr_db` direct-to-reverberant ratio; output at input RMS
     noise      white, pink (1/f power) or babble (4 other talkers of the same split) added at `snr_db`:
-               SNR = 10 log10(mean(speech^2) / mean(noise^2)) over the clip (`vita.training.negatives.mix_at_snr`)
+               SNR = 10 log10(mean(speech^2) / mean(noise^2)) over the clip (`vita.datasets.negatives.mix_at_snr`)
     telephone  16 kHz -> 8 kHz -> 16 kHz (`vita.media.audio.resample`), band-pass 300-3400 Hz,
                8-bit mu-law (G.711) quantisation
     gain       `gain_db`
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vita.config import SAMPLE_RATE
-from vita.training.negatives import NoiseBank, mix_at_snr, pink_noise
+from vita.datasets.negatives import NoiseBank, mix_at_snr, pink_noise
 
 PEAK = 0.99
 NOISES = ("white", "pink", "babble")

@@ -6,7 +6,7 @@
                                   LLM learns to answer relational questions from a description, see below)
     out/train/instruct.json       image + spoken question -> "<1>" answer, image + typed question -> "<3>" answer,
                                   video + typed / spoken question, spoken and typed chat, and non-awakening
-                                  negatives from `vita.training.negatives` (statements / chatter speech + noise, pure
+                                  negatives from `vita.datasets.negatives` (statements / chatter speech + noise, pure
                                   noise -> "<2>"; noisy spoken questions -> "<1>")
     out/train/media/              images/*.png, videos/*.mp4, speech/*.wav, negatives/audio/*.wav
     out/{train,eval}/speech.jsonl every clip written: transcript, voice (by name), augmentation tag
@@ -15,8 +15,8 @@
     out/manifest.json             counts per stage and task, text sources, voices (train / eval), augmentation,
                                   sha256 per file
 
-Speech is open-vocabulary and many-voiced (`vita.training.mini_text`, `mini_speech`, `augment`): ASR transcripts
-and non-awakening chatter are natural sentences (WordNet examples, fortune cookies; train and eval sentences
+Speech is open-vocabulary and many-voiced (`text`, `speech`, `vita.datasets.augment`): ASR transcripts and
+non-awakening chatter are natural sentences (WordNet examples, fortune cookies; train and eval sentences
 disjoint by hash), chat questions are arithmetic or "What is the opposite of X?" (WordNet antonyms, pairs split
 the same way). Every spoken sample draws its voice from its own generator: training from espeak-ng English voices x
 variants x rates x pitches and the Piper joe voice; eval from espeak-ng accents AND variants training never uses
@@ -26,7 +26,7 @@ sources without noise, which `negatives` adds itself); eval ASR has a clean, a n
 Images and videos come from per-sample generators seeded (seed, split, stream, index) with split 0 for train and 1
 for eval; an eval item whose file bytes equal a training file is redrawn, and the build asserts no eval image or
 video hash is in train. Image and video answers are one to three words or a number (`vita eval` exact match); chat
-is answered in full sentences: templated prompts of `vita.training.mini_chat` with exact answers (arithmetic,
+is answered in full sentences: templated prompts of `vita.datasets.mini.chat` with exact answers (arithmetic,
 capitals) or the unmodified SmolLM2-135M's own (shipped in `recipes/mini/chat_answers.jsonl`, generated for any
 prompt missing there), and eval chat and noisy spoken queries are scored on the answer's end ("is 56", match
 "contains").
@@ -53,14 +53,14 @@ from typing import Any
 
 import numpy as np
 
-from vita.training.augment import DEFAULT_AUGMENT, NOISES, SNRS_DB, AugmentConfig, Plan, draw_plan, tag_ops
-from vita.training.mini_canvas import NUMBER_WORDS, ImageItem
-from vita.training.mini_chat import ChatPrompt, chat_prompts, chat_records, reference_answers
-from vita.training.mini_images import IMAGE_TASKS, make_image
-from vita.training.mini_speech import Clip, Speaker, VoicePool, eval_pool, train_pool
-from vita.training.mini_text import Corpus, antonym_question, load_corpus
-from vita.training.mini_videos import VIDEO_TASKS, VideoItem, make_video, write_video
-from vita.training.negatives import NegativesConfig, generate_negatives
+from vita.datasets.augment import DEFAULT_AUGMENT, NOISES, SNRS_DB, AugmentConfig, Plan, draw_plan, tag_ops
+from vita.datasets.mini.canvas import NUMBER_WORDS, ImageItem
+from vita.datasets.mini.chat import ChatPrompt, chat_prompts, chat_records, reference_answers
+from vita.datasets.mini.images import IMAGE_TASKS, make_image
+from vita.datasets.mini.speech import Clip, Speaker, VoicePool, eval_pool, train_pool
+from vita.datasets.mini.text import Corpus, antonym_question, load_corpus
+from vita.datasets.mini.videos import VIDEO_TASKS, VideoItem, make_video, write_video
+from vita.datasets.negatives import NegativesConfig, generate_negatives
 
 DEFAULT_SIZES: dict[str, int] = {
     "vision_image": 6000, "vision_video": 600, "asr": 3000,
@@ -81,7 +81,7 @@ SMALL_SIZES: dict[str, int] = {
     "eval_image_typed": 9, "eval_image_spoken": 6, "eval_video": 4, "eval_chat": 4, "eval_asr": 6,
     "eval_negatives": 6, "eval_naming": 4,
 }
-SHIPPED_CHAT_ANSWERS = Path(__file__).resolve().parents[2] / "recipes" / "mini" / "chat_answers.jsonl"
+SHIPPED_CHAT_ANSWERS = Path(__file__).resolve().parents[3] / "recipes" / "mini" / "chat_answers.jsonl"
 ASR_PROMPT = "Transcribe the speech."
 NEG_RATIO = (0.3, 0.4, 0.3)  # noisy spoken questions : statements / chatter : pure noise
 QUESTION_SHARE = 0.3  # of ASR sentences (the rest are statements)
@@ -290,7 +290,7 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
             clip = voices.say("video_spoken", i, vit.question)
             record.update(audio=clip.rel, question=clip.text, conversations=_turns("<video>\n<audio>", vit.answer))
         instruct.append(record)
-    # text chat: templated prompts (`mini_chat`), answered in full sentences (exact, or the unmodified SmolLM2's);
+    # text chat: templated prompts (`chat`), answered in full sentences (exact, or the unmodified SmolLM2's);
     # the spoken ones say a prompt of the typed set in a training voice
     prompts = chat_prompts("train", sizes["chat_typed"], seed) if sizes["chat_typed"] else []
     answers = _chat_answers(prompts, root)

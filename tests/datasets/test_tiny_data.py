@@ -12,11 +12,11 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from vita.datasets.tiny import COLOURS, write_tiny_dataset
 from vita.presets import byte_tokenizer, preset
 from vita.processor import Processor
 from vita.tokens import IGNORE_INDEX
 from vita.training.data import DataConfig, DataStats, collate, iter_samples
-from vita.training.tiny_data import COLOURS, write_tiny_dataset
 
 
 @pytest.fixture(scope="module")
