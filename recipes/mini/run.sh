@@ -57,7 +57,18 @@ $VITA train --recipe recipes/mini/stage1_vision_align.yaml --output "$OUT/stage1
 stamp stage1
 $VITA train --recipe recipes/mini/stage2_audio_align.yaml --output "$OUT/stage2" "${STAGE2[@]}"
 stamp stage2
-$VITA train --recipe recipes/mini/stage3_instruct.yaml --output "$OUT/stage3"
+STAGE3=()
+if [ "${VITA_MINI_REGIONS:-0}" = 1 ]; then
+    # opt-in: a fresh projector learns to write, at each image row, the embeddings of the words for what is there
+    # (vita.training.region_align on train/vision_regions.json); stage 3 keeps it frozen and its LoRA learns to read
+    # the rows as words. Measured below.
+    [ -f "$OUT/regioned/config.json" ] || $PY -m vita.cli.tools region_align --model "$OUT/stage2/final" \
+        --data "$VITA_MINI_DATA/train/vision_regions.json" --out "$OUT/regioned" | tee "$OUT/region_align.log"
+    export VITA_MINI_STAGE2=$OUT/regioned
+    STAGE3=('trainable={"*": false, "audio_adapter.*": true}')
+    stamp regioned
+fi
+$VITA train --recipe recipes/mini/stage3_instruct.yaml --output "$OUT/stage3" "${STAGE3[@]}"
 stamp stage3
 rm -rf "$OUT/parts" "$OUT/vita-mini"
 $VITA mini pack --run "$OUT/stage3" --out "$OUT/parts"

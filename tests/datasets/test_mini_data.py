@@ -16,6 +16,7 @@ import soundfile as sf
 from vita.cli.data import add_mini_data_parser as add_parser
 from vita.datasets.augment import Plan
 from vita.datasets.mini.build import DEFAULT_SIZES, SCENE_TEXT_TASKS, build_mini_data
+from vita.datasets.mini.regions import REGION_GRID
 from vita.datasets.mini.speech import Speaker, voice_from_name
 from vita.datasets.mini.text import missing_packages
 from vita.eval.manifest import load_manifest
@@ -43,8 +44,8 @@ def test_small_preset_builds(built) -> None:
     root, info = built
     train = sum(len(_records(root / p)) for p in info["train"].values())
     cases = sum(len((root / p).read_text().splitlines()) for k, p in info["eval"].items() if k != "all")
-    assert 50 <= train <= 80 and 20 <= cases <= 45
-    assert set(info["train"]) == {"vision_align", "audio_align", "instruct", "scene_text"}
+    assert 50 <= train <= 90 and 20 <= cases <= 45
+    assert set(info["train"]) == {"vision_align", "audio_align", "instruct", "scene_text", "vision_regions"}
     assert info["wall_seconds"] > 0
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["counts"]["train/instruct"] == len(_records(root / info["train"]["instruct"]))
@@ -80,6 +81,16 @@ def test_scene_text_describes_a_scene_and_asks_about_it(built) -> None:
             assert gpt["value"] in human["value"].split("?")[0].replace(",", " ").split()
 
 
+def test_region_pictures_have_a_label_per_row(built) -> None:
+    root, info = built
+    rows = _records(root / info["train"]["vision_regions"])
+    assert len(rows) == 8
+    for r in rows:
+        assert (root / "train" / r["image"]).is_file() and r["image"].startswith("media/regions/")
+        assert len(r["rows"]) == REGION_GRID ** 2 and any(r["rows"])
+        assert all(isinstance(label, str) for label in r["rows"])
+
+
 def test_eval_manifests_load(built) -> None:
     root, info = built
     assert set(info["eval"]) == {"image", "naming", "video", "chat", "asr", "negatives", "all"}
@@ -96,7 +107,9 @@ def test_eval_manifests_load(built) -> None:
 def test_state_tokens_per_kind(built) -> None:
     root, info = built
     seen = set()
-    for rel in info["train"].values():
+    for name, rel in info["train"].items():
+        if name == "vision_regions":  # pictures with row labels, not conversations (region_align reads them)
+            continue
         for i, record in enumerate(_records(root / rel)):
             reply = parse_record(record, f"{rel}:{i}", root / "train").turns[-1][1]
             prompt = record["conversations"][-2]["value"]

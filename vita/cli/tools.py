@@ -3,6 +3,7 @@
     tower_pretrain   stage 0 of vita-mini's scratch tower         vita.training.tower_pretrain.pretrain
     feature_stats    the projector's input_norm statistics        vita.training.feature_stats.standardize
     embed_align      pre-align the projector and audio adapter    vita.training.embed_align.align
+    region_align     each image row says what is at its place     vita.training.region_align.align_regions
     real_speech      the real-speech evaluation manifest          vita.datasets.real_speech.write_manifest
     mini_chat        fill the reference-answer cache              vita.datasets.mini.chat.fill_cache
     probes           linear read-out / oracle probes              vita.eval.probes.run
@@ -98,6 +99,31 @@ def embed_align(argv: list[str]) -> int:
     try:
         mod.align(args.model, args.out, vision=args.vision, audio=args.audio, epochs=args.epochs, seed=args.seed,
                   limit=args.limit, cache=args.cache, log=lambda m: print(m, flush=True))
+    except VitaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def region_align(argv: list[str]) -> int:
+    from vita.errors import VitaError
+    from vita.training import region_align as mod
+
+    p = _parser("region_align", mod.__doc__)
+    p.add_argument("--model", type=Path, required=True, help="model folder (our canonical layout)")
+    p.add_argument("--data", type=Path, required=True, help="train/vision_regions.json of `vita data mini`")
+    p.add_argument("--out", type=Path, required=True, help="new folder for the model with the new projector")
+    p.add_argument("--epochs", type=int, default=mod.RegionConfig.epochs)
+    p.add_argument("--lr", type=float, default=mod.RegionConfig.lr)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, help="read only the first N pictures (smoke runs)")
+    args = p.parse_args(argv)
+    if _refuse_non_empty(args.out):
+        return 2
+    cfg = mod.RegionConfig(epochs=args.epochs, lr=args.lr, seed=args.seed)
+    try:
+        mod.align_regions(args.model, args.data, args.out, cfg,
+                          limit=args.limit, log=lambda m: print(m, flush=True))
     except VitaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -258,8 +284,8 @@ def quant_quality(argv: list[str]) -> int:
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
-    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, real_speech, mini_chat, probes, described,
-                            text_compare, bench_samples, bench_table, quant_quality)
+    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, region_align, real_speech, mini_chat, probes,
+                            described, text_compare, bench_samples, bench_table, quant_quality)
 }
 
 

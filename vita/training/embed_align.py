@@ -309,8 +309,6 @@ def align(model_dir: Path, out_dir: Path, *, vision: list[Path] = (), audio: lis
     """Pre-align the projector (on `vision` captions) and the adapter (on `audio` transcripts and the spoken words
     of instruction files); write `out_dir`. A file named `instruct*.json` gives only its records with known speech."""
     import vita
-    from vita.checkpoint.convert import save_canonical
-    from vita.checkpoint.io import TensorReader
 
     torch.manual_seed(seed)
     vm = vita.load(str(model_dir), dtype="fp32")
@@ -339,12 +337,20 @@ def align(model_dir: Path, out_dir: Path, *, vision: list[Path] = (), audio: lis
                              encode_seconds=round(encode_s, 1), seconds=round(time.perf_counter() - t0, 1))
         prefix = "audio_adapter." if kind == "audio" else "vision_projector."
         trained.update({prefix + k: v.detach().clone() for k, v in part.state_dict().items()})
+    write_with_parts(model_dir, vm, trained, out_dir)
+    (out_dir / "embed_align.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def write_with_parts(model_dir: Path, vm, trained: dict[str, torch.Tensor], out_dir: Path) -> None:
+    """Write `out_dir`: the model of `model_dir` (loaded as `vm`) with the `trained` tensors in place of its own."""
+    from vita.checkpoint.convert import save_canonical
+    from vita.checkpoint.io import TensorReader
+
     reader = TensorReader.from_dir(model_dir)
     tensors = {name: reader[name] for name in reader}
     missing = set(trained) - set(tensors)
     if missing:
         raise VitaError(f"{model_dir}: checkpoint lacks {sorted(missing)[:3]}")
     tensors.update({k: v.to(tensors[k].dtype) for k, v in trained.items()})
-    save_canonical(model.config, tensors, vm.tokenizer, out_dir)
-    (out_dir / "embed_align.json").write_text(json.dumps(summary, indent=1) + "\n")
-    return summary
+    save_canonical(vm.model.config, tensors, vm.tokenizer, out_dir)

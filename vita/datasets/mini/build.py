@@ -4,6 +4,8 @@
     out/train/audio_align.json    "Transcribe the speech.<audio>" -> "<3>" + transcript (ASR alignment)
     out/train/scene_text.json     a picture's caption in words + a question about it -> "<3>" answer (no image: the
                                   LLM learns to answer relational questions from a description, see below)
+    out/train/vision_regions.json pictures whose every image row is named ("red circle", "hedgehog", "" background;
+                                  `vita.datasets.mini.regions`) for `vita.training.region_align`
     out/train/instruct.json       image + spoken question -> "<1>" answer, image + typed question -> "<3>" answer,
                                   video + typed / spoken question, spoken and typed chat, and non-awakening
                                   negatives from `vita.datasets.negatives` (statements / chatter speech + noise, pure
@@ -57,6 +59,7 @@ from vita.datasets.augment import DEFAULT_AUGMENT, NOISES, SNRS_DB, AugmentConfi
 from vita.datasets.mini.canvas import NUMBER_WORDS, ImageItem
 from vita.datasets.mini.chat import ChatPrompt, chat_prompts, chat_records, reference_answers
 from vita.datasets.mini.images import IMAGE_TASKS, make_image
+from vita.datasets.mini.regions import REGION_GRID, RegionItem, region_item
 from vita.datasets.mini.speech import Clip, Speaker, VoicePool, eval_pool, train_pool
 from vita.datasets.mini.text import Corpus, antonym_question, load_corpus
 from vita.datasets.mini.videos import VIDEO_TASKS, VideoItem, make_video, write_video
@@ -66,6 +69,7 @@ DEFAULT_SIZES: dict[str, int] = {
     "vision_image": 6000, "vision_video": 600, "asr": 3000,
     "image_typed": 3600, "image_spoken": 1800, "video_typed": 600, "video_spoken": 300,
     "chat_typed": 400, "chat_spoken": 200, "negatives": 900, "scene_text": 4000,
+    "vision_regions": 4000,
     "eval_image_typed": 135, "eval_image_spoken": 135, "eval_video": 60, "eval_chat": 40, "eval_asr": 60,
     "eval_negatives": 60, "eval_naming": 120,
 }
@@ -78,6 +82,7 @@ SMALL_SIZES: dict[str, int] = {
     "vision_image": 9, "vision_video": 3, "asr": 5,
     "image_typed": 9, "image_spoken": 6, "video_typed": 3, "video_spoken": 3,
     "chat_typed": 4, "chat_spoken": 2, "negatives": 9, "scene_text": 10,
+    "vision_regions": 8,
     "eval_image_typed": 9, "eval_image_spoken": 6, "eval_video": 4, "eval_chat": 4, "eval_asr": 6,
     "eval_negatives": 6, "eval_naming": 4,
 }
@@ -208,6 +213,14 @@ class _Split:
         self.counts[f"image/{task}"] += 1
         return rel, item
 
+    def region(self, stream: str, i: int) -> tuple[str, RegionItem]:
+        rel = f"media/regions/{stream}_{i:05d}.png"
+        (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        item = self._fresh(stream, i, lambda g: region_item(g, REGION_GRID),
+                           lambda it, p: it.image.save(p, format="PNG"), self.root / rel)
+        self.counts["region"] += 1
+        return rel, item
+
     def video(self, stream: str, i: int, task: str) -> tuple[str, VideoItem]:
         rel = f"media/videos/{stream}_{i:05d}.mp4"
         item = self._fresh(stream, i, lambda g: make_video(task, g), lambda it, p: write_video(it.frames, p),
@@ -313,13 +326,19 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
         scene_text.append({"set": f"mini_scene_text_{task}", "id": f"st{i}",
                            "conversations": _turns(f"{it.caption} {it.question}", it.answer)})
 
+    regions = []
+    for i in range(sizes.get("vision_regions", 0)):
+        rel, rit = media.region("regions", i)
+        regions.append({"set": "mini_regions", "id": f"rg{i}", "image": rel, "rows": list(rit.rows)})
+
     counts.update({"train/vision_align": len(vision), "train/audio_align": len(audio),
-                   "train/instruct": len(instruct), "train/scene_text": len(scene_text)})
+                   "train/instruct": len(instruct), "train/scene_text": len(scene_text),
+                   "train/vision_regions": len(regions)})
     counts.update(f"train/instruct/{r['set']}" + (f"/{r['kind']}" if "kind" in r else "") for r in instruct)
     counts.update({f"train/media/{k}": v for k, v in media.counts.items()})
     out = {}
     for name, records in (("vision_align", vision), ("audio_align", audio), ("instruct", instruct),
-                          ("scene_text", scene_text)):
+                          ("scene_text", scene_text), ("vision_regions", regions)):
         out[name] = root / f"{name}.json"
         out[name].write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     voices.write_index(root / "speech.jsonl", counts, "train")

@@ -58,8 +58,8 @@ class _Sprite:
     description: str  # "a colour emoji", "a grey picture", "a navy line drawing"
 
 
-def _sprite(rng: np.random.Generator, concept: Concept, style: str, side: int, angle: float,
-            under: float) -> _Sprite:
+def render_sprite(rng: np.random.Generator, concept: Concept, style: str, side: int, angle: float,
+                  under: float) -> _Sprite:
     if style == "line":
         mask = line_glyph(concept.char)
         assert mask is not None
@@ -109,7 +109,8 @@ def emoji_item(rng: np.random.Generator, held_out: bool, concept: Concept | None
     half = side * 0.72
     cx = float(rng.uniform(min(half, w / 2), max(w - half, w / 2)))
     cy = float(rng.uniform(min(half, h / 2), max(h - half, h / 2)))
-    sprite = _sprite(rng, concept, style, side, angle, region_luma(img, (cx - half, cy - half, cx + half, cy + half)))
+    sprite = render_sprite(rng, concept, style, side, angle,
+                           region_luma(img, (cx - half, cy - half, cx + half, cy + half)))
     image = sprite.image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else sprite.image
     x0, y0, x1, y1 = paste(img, image, cx, cy)
     covered = ""
@@ -190,7 +191,7 @@ def scene_item(rng: np.random.Generator, held_out: bool) -> ImageItem:
         angle = float(rng.uniform(-12, 12))
         style = "grey" if rng.random() < 0.05 else "colour"
         half = side * 0.6
-        sprite = _sprite(rng, concept, style, side, angle,
+        sprite = render_sprite(rng, concept, style, side, angle,
                          region_luma(img, (cx - half, cy - half, cx + half, cy + half)))
         paste(img, sprite.image, cx, cy)
     names = [c.name for c in objects]

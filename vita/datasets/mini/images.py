@@ -112,7 +112,7 @@ def _canvas(rng: np.random.Generator) -> tuple[Image.Image, ImageDraw.ImageDraw]
     return img, ImageDraw.Draw(img)
 
 
-def _place(rng: np.random.Generator, size: tuple[int, int], n: int, r: float) -> list[tuple[float, float]]:
+def place_apart(rng: np.random.Generator, size: tuple[int, int], n: int, r: float) -> list[tuple[float, float]]:
     """n centres at least 2.2 r apart inside the canvas (rejection sampling; a grid when crowded)."""
     w, h = size
     out: list[tuple[float, float]] = []
@@ -137,7 +137,7 @@ def colour_item(rng: np.random.Generator) -> ImageItem:
     k = int(rng.integers(2, 4))
     shapes, colours = choose(rng, SHAPES, k), choose(rng, list(COLOURS), k)
     r = min(img.size) * float(rng.uniform(0.10, 0.16))
-    centres = _place(rng, img.size, k, r)
+    centres = place_apart(rng, img.size, k, r)
     for shape, colour, (cx, cy) in zip(shapes, colours, centres, strict=True):
         draw_shape_on(draw, shape, cx, cy, r, COLOURS[colour])
     t = int(rng.integers(k))
@@ -153,7 +153,7 @@ def count_item(rng: np.random.Generator) -> ImageItem:
     n = int(rng.integers(1, 6))
     shape, colour = choose(rng, SHAPES, 1)[0], choose(rng, list(COLOURS), 1)[0]
     r = min(img.size) * float(rng.uniform(0.07, 0.10))
-    for cx, cy in _place(rng, img.size, n, r):
+    for cx, cy in place_apart(rng, img.size, n, r):
         draw_shape_on(draw, shape, cx, cy, r, COLOURS[colour])
     plural_shape = shape + ("s" if n > 1 else "")
     question = f"How many {shape}s are there?" if rng.random() < 0.5 else "How many shapes are there?"
@@ -196,7 +196,7 @@ def which_red_item(rng: np.random.Generator) -> ImageItem:
     shapes = choose(rng, SHAPES, k)
     colours = ["red", *choose(rng, [c for c in COLOURS if c != "red"], k - 1)]
     r = min(img.size) * float(rng.uniform(0.10, 0.16))
-    centres = _place(rng, img.size, k, r)
+    centres = place_apart(rng, img.size, k, r)
     for shape, colour, (cx, cy) in zip(shapes, colours, centres, strict=True):
         draw_shape_on(draw, shape, cx, cy, r, COLOURS[colour])
     others = listing([_a(f"{c} {s}") for s, c in zip(shapes[1:], colours[1:], strict=True)])

@@ -1,0 +1,55 @@
+"""vita.datasets.mini.regions: every image row of a generated picture named by what covers its cell."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vita.datasets.mini.images import COLOURS
+from vita.datasets.mini.regions import MIN_COVER, REGION_GRID, emoji_scene, row_labels, shape_scene
+
+
+def _box(h: int, w: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    m = np.zeros((h, w), np.float32)
+    m[y0:y1, x0:x1] = 1
+    return m
+
+
+def test_each_cell_takes_the_object_covering_most_of_it_row_major() -> None:
+    # 80 x 40 canvas (W x H), grid 2: cells are 40 x 20; "a" fills the top-left cell, "b" the bottom-right one,
+    # "c" only 5 % of the top-right one (below MIN_COVER)
+    objects = [("a", _box(40, 80, 0, 20, 0, 40)), ("b", _box(40, 80, 20, 40, 40, 80)),
+               ("c", _box(40, 80, 0, 2, 60, 80))]
+    assert 0.05 < MIN_COVER
+    assert row_labels(objects, (80, 40), 2) == ("a", "", "", "b")
+
+
+def test_an_object_on_top_hides_what_is_under_it() -> None:
+    under = ("under", _box(40, 40, 0, 40, 0, 40))  # the whole canvas
+    top = ("top", _box(40, 40, 0, 20, 0, 20))  # the top-left cell
+    assert row_labels([under, top], (40, 40), 2) == ("top", "under", "under", "under")
+    assert row_labels([top, under], (40, 40), 2) == ("under",) * 4  # drawn first, then covered
+
+
+def test_shape_rows_name_colours_that_are_in_their_cells() -> None:
+    for seed in range(12):
+        item = shape_scene(np.random.default_rng(seed), REGION_GRID)
+        assert len(item.rows) == REGION_GRID ** 2 and any(item.rows)
+        # the processor's view: the picture stretched to a square, cut into the grid's cells
+        side = 28 * REGION_GRID
+        px = np.asarray(item.image.resize((side, side)), np.float32)
+        for j, label in enumerate(item.rows):
+            if not label:
+                continue
+            colour, shape = label.split()
+            r, c = divmod(j, REGION_GRID)
+            cell = px[28 * r:28 * (r + 1), 28 * c:28 * (c + 1)].reshape(-1, 3)
+            near = np.abs(cell - np.array(COLOURS[colour], np.float32)).max(-1) < 40
+            assert near.mean() >= MIN_COVER / 2, (seed, j, label, near.mean())
+            assert shape in ("circle", "square", "triangle")
+
+
+def test_emoji_rows_are_concept_names_and_the_draw_is_seeded() -> None:
+    a, b = emoji_scene(np.random.default_rng(3), REGION_GRID), emoji_scene(np.random.default_rng(3), REGION_GRID)
+    assert a.rows == b.rows and np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    named = {r for r in a.rows if r}
+    assert named and all(r == r.lower() for r in named)

@@ -1,0 +1,100 @@
+"""Pictures whose every image row is named: what the vision projector should say at each place of the picture.
+
+vita-mini's tower (DINOv2-S at 112 px, patch 14, pixel shuffle 2) gives a 4 x 4 grid of rows per picture, row-major.
+The generator knows what it drew where, so each row gets the words of the object covering most of its cell (a shape
+scene: "red circle"; an emoji scene: the concept's name, "hedgehog") or "" where no object covers `MIN_COVER` of
+it. `vita.training.region_align` makes the projector write those words' embeddings, so that the LLM reads a picture
+almost as it reads a description (measured 2026-12-04: the held-out colour of a named shape 22 % -> 84 % after the
+same 120 LoRA steps, see that module).
+
+    region_item(rng, grid) -> RegionItem(image, rows)   half shape scenes (1-3 shapes, distinct shapes and
+                                                         colours), half emoji scenes (1-4 colour emoji)
+    row_labels(objects, size, grid) -> rows              masks in canvas pixels -> the label of each cell
+
+Cells follow the processor: the picture is stretched to a square (one tile, aspect not kept), so a cell covers the
+same fraction of the width and of the height whatever the canvas size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from vita.datasets.mini.canvas import SIZES, background, choose, paste, pick, region_luma
+from vita.datasets.mini.emoji import CONCEPTS
+from vita.datasets.mini.emoji_images import SCENE_BACKGROUNDS, render_sprite
+from vita.datasets.mini.images import BACKGROUNDS, COLOURS, SHAPES, place_apart
+from vita.datasets.tiny import draw_shape_on
+
+REGION_GRID = 4  # vita-mini: 112 px / patch 14 / pixel shuffle 2 -> 4 x 4 rows per picture
+MIN_COVER = 0.12  # a cell is an object's when at least this fraction of it is that object (and no other covers more)
+
+
+@dataclass(frozen=True)
+class RegionItem:
+    image: Image.Image
+    rows: tuple[str, ...]  # grid * grid labels, row-major; "" = background
+
+
+def row_labels(objects: list[tuple[str, np.ndarray]], size: tuple[int, int], grid: int) -> tuple[str, ...]:
+    """`objects`: (label, mask) with masks [H, W] in [0, 1] at the canvas `size` (W, H), later ones drawn over
+    earlier ones; each cell's label is the object covering the largest fraction of it, if >= `MIN_COVER`."""
+    w, h = size
+    visible = np.zeros((h, w), np.float32)
+    cover = []
+    for _, mask in reversed(objects):  # what is on top hides what is below
+        shown = mask * (1 - visible)
+        visible = np.maximum(visible, mask)
+        img = Image.fromarray(shown.astype(np.float32), mode="F").resize((grid, grid), Image.Resampling.BOX)
+        cover.append(np.asarray(img, np.float32).reshape(-1))
+    cover = np.stack(cover[::-1])  # [objects, cells], in drawing order
+    best = cover.argmax(0)
+    return tuple(objects[int(b)][0] if cover[b, j] >= MIN_COVER else "" for j, b in enumerate(best))
+
+
+def shape_scene(rng: np.random.Generator, grid: int) -> RegionItem:
+    """1-3 shapes of distinct kinds and colours on a plain light background; rows "red circle"."""
+    size = SIZES[int(rng.integers(len(SIZES)))]
+    img = Image.new("RGB", size, BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))])
+    draw = ImageDraw.Draw(img)
+    k = int(rng.integers(1, 4))
+    shapes, colours = choose(rng, SHAPES, k), choose(rng, list(COLOURS), k)
+    r = min(size) * float(rng.uniform(0.10, 0.18))
+    objects = []
+    for shape, colour, (cx, cy) in zip(shapes, colours, place_apart(rng, size, k, r), strict=True):
+        draw_shape_on(draw, shape, cx, cy, r, COLOURS[colour])
+        mask = Image.new("L", size, 0)
+        draw_shape_on(ImageDraw.Draw(mask), shape, cx, cy, r, 255)
+        objects.append((f"{colour} {shape}", np.asarray(mask, np.float32) / 255))
+    return RegionItem(img, row_labels(objects, size, grid))
+
+
+def emoji_scene(rng: np.random.Generator, grid: int) -> RegionItem:
+    """1-4 colour emoji in a row (some rows jittered) on a plain, gradient, noise or texture background; rows name
+    the concept."""
+    size = pick(rng, SIZES)
+    w, h = size
+    img, _ = background(rng, size, kinds=SCENE_BACKGROUNDS)
+    n = int(rng.integers(1, 5))
+    concepts = [CONCEPTS[int(i)] for i in rng.choice(len(CONCEPTS), size=n, replace=False)]
+    slot = w / n
+    side = int(min(slot * 0.85, h * 0.75) * float(rng.uniform(0.7, 1.0)))
+    objects = []
+    for i, concept in enumerate(concepts):
+        cx = slot * (i + 0.5) + float(rng.uniform(-0.08, 0.08)) * slot
+        cy = h * float(rng.uniform(0.3, 0.7))
+        half = side * 0.6
+        sprite = render_sprite(rng, concept, "colour", side, float(rng.uniform(-12, 12)),
+                         region_luma(img, (cx - half, cy - half, cx + half, cy + half))).image
+        x0, y0, _, _ = paste(img, sprite, cx, cy)
+        mask = Image.new("L", size, 0)
+        mask.paste(sprite.getchannel("A"), (x0, y0))
+        objects.append((concept.name, np.asarray(mask, np.float32) / 255))
+    return RegionItem(img, row_labels(objects, size, grid))
+
+
+def region_item(rng: np.random.Generator, grid: int) -> RegionItem:
+    """A shape scene or an emoji scene, even odds."""
+    return shape_scene(rng, grid) if rng.random() < 0.5 else emoji_scene(rng, grid)

@@ -1,0 +1,194 @@
+"""Region alignment: each image row of the vision projector learns to be the words for what is at its place.
+
+A picture reaches the LLM as a grid of rows (vita-mini: 4 x 4). Trained only through the LLM's loss (stages 1 and 3
+of `recipes/mini`), the projector never made the LLM answer which colour the circle is: 13-22 % on held-out shape
+scenes (chance 17 %), although the frozen tower's features hold the colours (a linear read-out: 95 %) and the LLM
+answers from a description in words. Here every row gets a direct target from pictures whose generator knows what it
+drew where (`vita.datasets.mini.regions`): the row of a cell covered by a red circle must score the tokens of
+" red circle" highest among the LLM's input embeddings, and lie near their mean; a background row near " background".
+
+    loss = mean over labelled rows of CE(each label token)  +  w_bg * CE(" background") over background rows
+           +  w_mse * ||row - mean embedding of its target tokens||^2        (rows on the embeddings' own scale)
+
+The scores are `embed_align.EmbeddingScorer` (negative scaled squared distance over the BPE's first 8,192 ids plus
+every label token). The projector starts from a fresh initialisation; the tower is frozen and runs once per picture.
+
+Measured 2026-12-04 (3,000 shape scenes, 10 epochs, ~2 min): held-out rows name their colour 83 % and their shape
+99 %. The LLM of a stage-3 vita-mini then reading these rows, after 120 LoRA steps on 2,400 shape questions (the
+projector frozen), answers held-out shape scenes: colour 84 %, which shape has a colour 91 %, count 94 %; the same
+120 steps over the stage-3 projector: 22 %, 39 %, 85 %.
+
+    python -m vita.cli.tools region_align --model MODEL --data train/vision_regions.json --out DIR [--epochs 10]
+
+writes DIR (MODEL with the projector replaced) and DIR/region_align.json (held-out figures per epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vita.errors import DataError, VitaError
+from vita.training.embed_align import COMMON_IDS, HOLD_OUT_EVERY, EmbeddingScorer, write_with_parts
+
+BACKGROUND = "background"
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    epochs: int = 10
+    batch: int = 32
+    lr: float = 3e-4
+    background_weight: float = 0.3
+    mse_weight: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class Regions:
+    """Frozen tower rows of every picture and each row's target token ids ([] = background)."""
+
+    features: torch.Tensor  # [N, T, 4C]
+    targets: list[list[list[int]]]  # [N][T] token ids
+    held_out: torch.Tensor  # [N] bool
+
+
+def load_regions(vm, data: Path, limit: int | None = None) -> Regions:
+    """Encode the pictures of `data` (a JSON list of {"image": path relative to the file, "rows": [T labels]})."""
+    from vita.media.image import preprocess_image
+
+    try:
+        records = json.loads(data.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise VitaError(f"{data}: cannot read the region data ({exc})") from exc
+    model, tok = vm.model, vm.tokenizer
+    feats, targets = [], []
+    for i, record in enumerate(records[:limit]):
+        where = f"{data}:{i}"
+        if not isinstance(record, dict) or "image" not in record or not isinstance(record.get("rows"), list):
+            raise DataError(f"{where}: expected {{\"image\": ..., \"rows\": [...]}}", "bad_record")
+        pixels = preprocess_image(data.parent / record["image"], model.config.vision)
+        if pixels.shape[0] != 1:
+            raise DataError(f"{where}: the model tiles this picture into {pixels.shape[0]} tiles; region labels "
+                            "need one tile (vision.max_tiles 1)", "tiles")
+        with torch.no_grad():
+            rows = model.vision(pixels.float())[0]  # [T, 4C]
+        if rows.shape[0] != len(record["rows"]):
+            raise DataError(f"{where}: {len(record['rows'])} row labels, the model gives {rows.shape[0]} rows per "
+                            "picture: rebuild the data for this model's grid", "grid")
+        feats.append(rows.clone())
+        targets.append([tok.encode(" " + label, add_special_tokens=False) if label else []
+                        for label in record["rows"]])
+    if not feats:
+        raise DataError(f"{data}: no pictures", "empty")
+    held = torch.tensor([i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1 for i in range(len(feats))])
+    return Regions(torch.stack(feats), targets, held)
+
+
+class RegionLoss(nn.Module):
+    """The loss above over a batch of pictures; also how many labelled rows' nearest token is one of their own."""
+
+    def __init__(self, embeddings: torch.Tensor, regions: Regions, background: list[int], cfg: RegionConfig) -> None:
+        super().__init__()
+        label_ids = {v for pic in regions.targets for row in pic for v in row}
+        vocab = sorted(set(range(min(COMMON_IDS, embeddings.shape[0]))) | label_ids | set(background))
+        self.scorer = EmbeddingScorer(embeddings, vocab, blank=False)
+        self.embeddings = embeddings
+        self.background = background
+        self.cfg = cfg
+
+    def forward(self, projector: nn.Module, x: torch.Tensor, targets: list[list[list[int]]]
+                ) -> tuple[torch.Tensor, dict]:
+        y = projector(x)  # [B, T, D]
+        logp = self.scorer(y).log_softmax(-1)  # [B, T, V']
+        where, ids, named = [], [], []
+        for b, pic in enumerate(targets):
+            for t, row in enumerate(pic):
+                where.append((b, t))
+                ids.append(row or self.background)
+                named.append(bool(row))
+        b, t = torch.tensor([p for p, _ in where]), torch.tensor([r for _, r in where])
+        cols = [[self.scorer.index[v] for v in row] for row in ids]
+        ce = torch.stack([-logp[bi, ti, c].mean() for bi, ti, c in zip(b.tolist(), t.tolist(), cols, strict=True)])
+        goal = torch.stack([self.embeddings[row].mean(0) for row in ids])
+        per_row = ce + self.cfg.mse_weight * (y[b, t] - goal).square().sum(-1)
+        labelled = torch.tensor(named)
+        total = per_row[labelled].mean() if labelled.any() else per_row.new_zeros(())
+        if (~labelled).any():
+            total = total + self.cfg.background_weight * per_row[~labelled].mean()
+        nearest = logp[b, t].argmax(-1).tolist()
+        hits = sum(int(n) in c for n, c, lab in zip(nearest, cols, labelled.tolist(), strict=True) if lab)
+        return total, {"rows": int(labelled.sum()), "hits": hits}
+
+
+def fit(projector: nn.Module, loss: RegionLoss, regions: Regions, cfg: RegionConfig, log=print) -> list[dict]:
+    """AdamW with warm-up and cosine decay; returns the held-out loss and row accuracy (the nearest scored token is
+    one of the row's label tokens) per epoch."""
+    train = (~regions.held_out).nonzero().flatten()
+    held = regions.held_out.nonzero().flatten()
+    params = [*projector.parameters(), *loss.scorer.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    steps = cfg.epochs * -(-len(train) // cfg.batch)
+    warm = max(steps // 20, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history = []
+    for epoch in range(cfg.epochs):
+        t0, run = time.perf_counter(), 0.0
+        order = train[torch.randperm(len(train), generator=gen)]
+        for i in range(0, len(order), cfg.batch):
+            idx = order[i:i + cfg.batch]
+            value, _ = loss(projector, regions.features[idx], [regions.targets[j] for j in idx.tolist()])
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            run += value.item() * len(idx)
+        with torch.no_grad():
+            value, stats = loss(projector, regions.features[held], [regions.targets[j] for j in held.tolist()])
+        row = {"epoch": epoch + 1, "train_loss": round(run / max(len(train), 1), 4),
+               "held_out_loss": round(value.item(), 4),
+               "held_out_row_accuracy": round(stats["hits"] / max(stats["rows"], 1), 4),
+               "seconds": round(time.perf_counter() - t0, 1)}
+        history.append(row)
+        log(json.dumps(row))
+    return history
+
+
+def align_regions(model_dir: Path, data: Path, out_dir: Path, cfg: RegionConfig = RegionConfig(), *,
+                  limit: int | None = None, log=print) -> dict:
+    """Train a fresh vision projector of `model_dir` on the region data; write `out_dir`."""
+    import vita
+
+    torch.manual_seed(cfg.seed)
+    vm = vita.load(str(model_dir), dtype="fp32")
+    projector = vm.model.vision_projector
+    if projector is None:
+        raise VitaError(f"{model_dir}: the model has no vision projector")
+    t0 = time.perf_counter()
+    regions = load_regions(vm, data, limit)
+    encode_s = time.perf_counter() - t0
+    for m in projector.modules():
+        if m is not projector and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    for p in projector.parameters():
+        p.requires_grad_(True)
+    background = vm.tokenizer.encode(" " + BACKGROUND, add_special_tokens=False)
+    embeddings = vm.model.llm.tok_embeddings.weight.detach()
+    loss = RegionLoss(embeddings, regions, background, cfg)
+    history = fit(projector, loss, regions, cfg, log)
+    write_with_parts(model_dir, vm, {"vision_projector." + k: v.detach().clone()
+                                     for k, v in projector.state_dict().items()}, out_dir)
+    summary = {"model": str(model_dir), "data": str(data), "pictures": int(regions.features.shape[0]),
+               "held_out": int(regions.held_out.sum()), "config": asdict(cfg), "encode_seconds": round(encode_s, 1),
+               "epochs": history}
+    (out_dir / "region_align.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
