@@ -52,15 +52,16 @@ class RegionConfig:
 
 @dataclass
 class Regions:
-    """Frozen tower rows of every picture and each row's target token ids ([] = background)."""
+    """Frozen tower rows of every picture and each row's target token ids."""
 
     features: torch.Tensor  # [N, T, 4C]
-    targets: list[list[list[int]]]  # [N][T] token ids
+    targets: torch.Tensor  # [N, T, L] token ids of each row's label, -1 padded; a row of -1 is background
     held_out: torch.Tensor  # [N] bool
 
 
-def load_regions(vm, data: Path, limit: int | None = None) -> Regions:
-    """Encode the pictures of `data` (a JSON list of {"image": path relative to the file, "rows": [T labels]})."""
+def load_regions(vm, data: Path, limit: int | None = None, min_width: int = 1) -> Regions:
+    """Encode the pictures of `data` (a JSON list of {"image": path relative to the file, "rows": [T labels]});
+    the label ids are padded to at least `min_width`."""
     from vita.media.image import preprocess_image
 
     try:
@@ -83,12 +84,16 @@ def load_regions(vm, data: Path, limit: int | None = None) -> Regions:
             raise DataError(f"{where}: {len(record['rows'])} row labels, the model gives {rows.shape[0]} rows per "
                             "picture: rebuild the data for this model's grid", "grid")
         feats.append(rows.clone())
-        targets.append([tok.encode(" " + label, add_special_tokens=False) if label else []
-                        for label in record["rows"]])
+        targets.append([tok.encode(" " + label, add_special_tokens=False) if label else [] for label in record["rows"]])
     if not feats:
         raise DataError(f"{data}: no pictures", "empty")
+    width = max(min_width, max(len(row) for pic in targets for row in pic))
+    ids = torch.full((len(targets), feats[0].shape[0], width), -1, dtype=torch.long)
+    for n, pic in enumerate(targets):
+        for t, row in enumerate(pic):
+            ids[n, t, : len(row)] = torch.tensor(row, dtype=torch.long)
     held = torch.tensor([i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1 for i in range(len(feats))])
-    return Regions(torch.stack(feats), targets, held)
+    return Regions(torch.stack(feats), ids, held)
 
 
 class RegionLoss(nn.Module):
@@ -96,35 +101,35 @@ class RegionLoss(nn.Module):
 
     def __init__(self, embeddings: torch.Tensor, regions: Regions, background: list[int], cfg: RegionConfig) -> None:
         super().__init__()
-        label_ids = {v for pic in regions.targets for row in pic for v in row}
+        label_ids = set(regions.targets[regions.targets >= 0].tolist())
         vocab = sorted(set(range(min(COMMON_IDS, embeddings.shape[0]))) | label_ids | set(background))
         self.scorer = EmbeddingScorer(embeddings, vocab, blank=False)
+        column = torch.full((embeddings.shape[0],), -1, dtype=torch.long)
+        column[torch.tensor(vocab)] = torch.arange(len(vocab))
+        self.register_buffer("column", column)  # vocabulary id -> score column
         self.embeddings = embeddings
-        self.background = background
+        width = regions.targets.shape[-1]  # >= len(background): `load_regions(min_width=...)`
+        self.register_buffer("background", torch.tensor(background + [-1] * (width - len(background))))
         self.cfg = cfg
 
-    def forward(self, projector: nn.Module, x: torch.Tensor, targets: list[list[list[int]]]
-                ) -> tuple[torch.Tensor, dict]:
+    def forward(self, projector: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """x [B, T, 4C], targets [B, T, L] -> (loss, {"rows": labelled rows, "hits": their nearest is theirs})."""
         y = projector(x)  # [B, T, D]
         logp = self.scorer(y).log_softmax(-1)  # [B, T, V']
-        where, ids, named = [], [], []
-        for b, pic in enumerate(targets):
-            for t, row in enumerate(pic):
-                where.append((b, t))
-                ids.append(row or self.background)
-                named.append(bool(row))
-        b, t = torch.tensor([p for p, _ in where]), torch.tensor([r for _, r in where])
-        cols = [[self.scorer.index[v] for v in row] for row in ids]
-        ce = torch.stack([-logp[bi, ti, c].mean() for bi, ti, c in zip(b.tolist(), t.tolist(), cols, strict=True)])
-        goal = torch.stack([self.embeddings[row].mean(0) for row in ids])
-        per_row = ce + self.cfg.mse_weight * (y[b, t] - goal).square().sum(-1)
-        labelled = torch.tensor(named)
-        total = per_row[labelled].mean() if labelled.any() else per_row.new_zeros(())
-        if (~labelled).any():
-            total = total + self.cfg.background_weight * per_row[~labelled].mean()
-        nearest = logp[b, t].argmax(-1).tolist()
-        hits = sum(int(n) in c for n, c, lab in zip(nearest, cols, labelled.tolist(), strict=True) if lab)
-        return total, {"rows": int(labelled.sum()), "hits": hits}
+        named = targets[..., 0] >= 0  # [B, T]
+        ids = torch.where(named[..., None], targets, self.background)  # [B, T, L]
+        valid = ids >= 0
+        cols = self.column[ids.clamp(min=0)]  # [B, T, L]
+        count = valid.sum(-1)  # [B, T]
+        ce = -(logp.gather(-1, cols) * valid).sum(-1) / count
+        goal = (self.embeddings[ids.clamp(min=0)] * valid[..., None]).sum(-2) / count[..., None]
+        per_row = ce + self.cfg.mse_weight * (y - goal).square().sum(-1)  # [B, T]
+        total = per_row[named].mean() if named.any() else per_row.new_zeros(())
+        if (~named).any():
+            total = total + self.cfg.background_weight * per_row[~named].mean()
+        nearest = logp.argmax(-1, keepdim=True)  # [B, T, 1]
+        hit = ((cols == nearest) & valid).any(-1) & named
+        return total, {"rows": int(named.sum()), "hits": int(hit.sum())}
 
 
 def fit(projector: nn.Module, loss: RegionLoss, regions: Regions, cfg: RegionConfig, log=print) -> list[dict]:
@@ -145,7 +150,7 @@ def fit(projector: nn.Module, loss: RegionLoss, regions: Regions, cfg: RegionCon
         order = train[torch.randperm(len(train), generator=gen)]
         for i in range(0, len(order), cfg.batch):
             idx = order[i:i + cfg.batch]
-            value, _ = loss(projector, regions.features[idx], [regions.targets[j] for j in idx.tolist()])
+            value, _ = loss(projector, regions.features[idx], regions.targets[idx])
             opt.zero_grad(set_to_none=True)
             value.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -153,7 +158,7 @@ def fit(projector: nn.Module, loss: RegionLoss, regions: Regions, cfg: RegionCon
             sched.step()
             run += value.item() * len(idx)
         with torch.no_grad():
-            value, stats = loss(projector, regions.features[held], [regions.targets[j] for j in held.tolist()])
+            value, stats = loss(projector, regions.features[held], regions.targets[held])
         row = {"epoch": epoch + 1, "train_loss": round(run / max(len(train), 1), 4),
                "held_out_loss": round(value.item(), 4),
                "held_out_row_accuracy": round(stats["hits"] / max(stats["rows"], 1), 4),
@@ -173,15 +178,15 @@ def align_regions(model_dir: Path, data: Path, out_dir: Path, cfg: RegionConfig 
     projector = vm.model.vision_projector
     if projector is None:
         raise VitaError(f"{model_dir}: the model has no vision projector")
+    background = vm.tokenizer.encode(" " + BACKGROUND, add_special_tokens=False)
     t0 = time.perf_counter()
-    regions = load_regions(vm, data, limit)
+    regions = load_regions(vm, data, limit, min_width=len(background))
     encode_s = time.perf_counter() - t0
     for m in projector.modules():
         if m is not projector and hasattr(m, "reset_parameters"):
             m.reset_parameters()
     for p in projector.parameters():
         p.requires_grad_(True)
-    background = vm.tokenizer.encode(" " + BACKGROUND, add_special_tokens=False)
     embeddings = vm.model.llm.tok_embeddings.weight.detach()
     loss = RegionLoss(embeddings, regions, background, cfg)
     history = fit(projector, loss, regions, cfg, log)
