@@ -45,6 +45,20 @@ def test_packed_parts_merge_to_the_trained_weights(lora_run: Path, tmp_path: Pat
         torch.testing.assert_close(merged[name], final[name], atol=1e-6, rtol=0, msg=name)
 
 
+def test_a_projector_kept_frozen_is_packed_from_final(tmp_path: Path) -> None:
+    """recipes/mini with VITA_MINI_REGIONS=1: stage 3 trains LoRA only; the parts still carry the (region-aligned)
+    projector, as the run's final weights hold it."""
+    out = tmp_path / "run"
+    train(TINY / "stage0_llm_bilingual.yaml", out,
+          ["lora={targets: ['llm.layers.*.attention.w[qv]'], r: 4, alpha: 8}", "trainable={'*': false}",
+           "schedule.total_steps=2", "checkpoint.every=2"], quiet=True)
+    _, tensors, _ = read_parts(pack_parts(out, tmp_path / "parts", dtype="fp32"), check_base=False)
+    final = TensorReader.from_dir(out / "final")
+    projector = [n for n in final if n.startswith("vision_projector.")]
+    assert projector and all(torch.equal(tensors[n], final[n]) for n in projector)
+    assert any(n.endswith(".lora_a") for n in tensors)
+
+
 def test_damaged_parts_are_refused(lora_run: Path, tmp_path: Path) -> None:
     parts = pack_parts(lora_run, tmp_path / "parts", dtype="fp16")
     manifest = json.loads((parts / "parts.json").read_text())

@@ -47,8 +47,9 @@ def _base_manifest(vision: VisionConfig | None) -> dict[str, dict[str, str]]:
 def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16") -> Path:
     """Write the parts of a finished `recipes/mini` stage-3 run (`vita train --output run_dir`) to `out_dir`.
 
-    The tensors are the run's trainable state at its last checkpoint (LoRA factors unmerged), the config is the
-    one of `run_dir/final`, and the LoRA scale comes from the run's resolved recipe.
+    The tensors are the run's trainable state at its last checkpoint (LoRA factors unmerged) plus the projector and
+    adapter tensors it kept frozen (from `run_dir/final`), the config is the one of `run_dir/final`, and the LoRA
+    scale comes from the run's resolved recipe.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     latest = latest_checkpoint(run_dir)
@@ -64,6 +65,7 @@ def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16")
     other = sorted(set(state) - set(kept))
     if other:
         raise CheckpointError(f"{run_dir}: trained tensors outside the parts format: {', '.join(other[:5])}")
+    kept.update(_frozen_parts(run_dir / "final", kept))
     target = resolve_dtype(dtype)
     config = VitaConfig.load(run_dir / "final" / "config.json")
     if config.vision_projector is not None and config.vision_projector.input_norm:
@@ -82,6 +84,15 @@ def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16")
     }
     (out_dir / "parts.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return out_dir
+
+
+def _frozen_parts(final: Path, kept: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The projector and adapter tensors the run kept frozen (e.g. a region-aligned projector in stage 3): not in the
+    checkpoint's trainable state, so read from `final`, which holds them unchanged."""
+    reader = TensorReader.from_dir(final)
+    return {n: reader[n] for n in reader
+            if n.startswith(("vision_projector.", "audio_adapter.")) and n not in kept
+            and n not in ("vision_projector.input_mean", "vision_projector.input_std")}
 
 
 def _fold_projector_norm(final: Path, kept: dict[str, torch.Tensor], config: VitaConfig
