@@ -252,7 +252,7 @@ def vision_recall(pairs: list) -> float:
     return hit / max(total, 1)
 
 
-def _cosine(step: int, total: int) -> float:
+def warmup_cosine(step: int, total: int) -> float:
     """Linear warm-up over the first 5 % of steps, then cosine to zero."""
     warm = max(total // 20, 1)
     return min(1.0, (step + 1) / warm) * 0.5 * (1.0 + math.cos(math.pi * min(step / total, 1.0)))
@@ -275,7 +275,7 @@ def fit(part: nn.Module, scorer: EmbeddingScorer, items: list[Item], loss_fn, me
     params = [*part.parameters(), *scorer.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     steps = epochs * -(-len(train) // batch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: _cosine(step, steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine(step, steps))
     gen = torch.Generator().manual_seed(seed)
     history = []
     for epoch in range(epochs):

@@ -26,7 +26,6 @@ writes DIR (MODEL with the projector replaced) and DIR/region_align.json (held-o
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ import torch
 from torch import nn
 
 from vita.errors import DataError, VitaError
-from vita.training.embed_align import COMMON_IDS, HOLD_OUT_EVERY, EmbeddingScorer, write_with_parts
+from vita.training.embed_align import COMMON_IDS, HOLD_OUT_EVERY, EmbeddingScorer, warmup_cosine, write_with_parts
 
 BACKGROUND = "background"
 
@@ -140,9 +139,7 @@ def fit(projector: nn.Module, loss: RegionLoss, regions: Regions, cfg: RegionCon
     params = [*projector.parameters(), *loss.scorer.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     steps = cfg.epochs * -(-len(train) // cfg.batch)
-    warm = max(steps // 20, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, steps))
     gen = torch.Generator().manual_seed(cfg.seed)
     history = []
     for epoch in range(cfg.epochs):
