@@ -4,23 +4,44 @@
     lr(step) = lr * (m + (1 - m) * 0.5 * (1 + cos(pi * (step - W) / (total - W))))    m = min_lr_ratio
 
 the HF Trainer's `get_cosine_schedule_with_warmup` (which the official scripts use) when m = 0; `constant` keeps
-the warm-up and then holds lr.
+the warm-up and then holds lr. `optim.lr_scale` gives parameter groups their own multiple of lr (e.g. a
+pre-aligned projector trained on at a tenth of the LoRA's rate); the schedule scales every group alike.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from fnmatch import fnmatchcase
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from vita.errors import TrainingError
 from vita.training.recipe import OptimSpec, ScheduleSpec
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], spec: OptimSpec) -> torch.optim.AdamW:
-    return torch.optim.AdamW(list(params), lr=spec.lr, betas=spec.betas, eps=spec.eps,
-                             weight_decay=spec.weight_decay)
+def build_optimizer(params: Iterable[torch.nn.Parameter], spec: OptimSpec,
+                    names: dict[int, str] | None = None) -> torch.optim.AdamW:
+    """AdamW over `params`; with `spec.lr_scale`, one parameter group per multiplier (`names`: id(param) -> name,
+    needed then), in the order of first appearance, so the groups are the same on every rank and every resume."""
+    params = list(params)
+    if not spec.lr_scale:
+        return torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay)
+    if names is None:
+        raise TrainingError("optim.lr_scale needs the parameters' names")
+    scale_of = {}
+    for p in params:
+        name = names[id(p)]
+        scale_of[id(p)] = next((v for g, v in reversed(spec.lr_scale.items()) if fnmatchcase(name, g)), 1.0)
+    unused = [g for g in spec.lr_scale if not any(fnmatchcase(names[id(p)], g) for p in params)]
+    if unused:
+        raise TrainingError(f"optim.lr_scale: glob(s) match no trainable parameter: {', '.join(unused)}")
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for p in params:
+        groups.setdefault(scale_of[id(p)], []).append(p)
+    return torch.optim.AdamW([{"params": ps, "lr": spec.lr * scale} for scale, ps in groups.items()], lr=spec.lr,
+                             betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay)
 
 
 def warmup_steps(spec: ScheduleSpec, total: int) -> int:

@@ -8,7 +8,8 @@ schedule. Sections (every key is checked; an unknown or mistyped key is an error
     trainable: {"*": false, "vision_projector.*": true}   # fnmatch globs over parameter names, last match wins
     lora:      {targets: ["llm.layers.*.attention.w[qv]"], r: 8, alpha: 16, dropout: 0.0}   # optional
     data:      vita.training.data.DataConfig (sources, max_length, packing, on_error, seed)
-    optim:     {lr: 2.0e-5, betas: [0.9, 0.999], eps: 1.0e-8, weight_decay: 0.0, grad_clip: 1.0}
+    optim:     {lr: 2.0e-5, betas: [0.9, 0.999], eps: 1.0e-8, weight_decay: 0.0, grad_clip: 1.0,
+                lr_scale: {"vision_projector.*": 0.1}}   # lr multipliers by parameter glob, last match wins
     schedule:  {kind: cosine, warmup_ratio: 0.03, total_steps: N | epochs: E, min_lr_ratio: 0.0}
     batch:     {micro_batch_size: 8, grad_accum: 2 | global_batch_size: 128}
     precision: fp32 | bf16             # bf16 = autocast; master weights and optimizer state stay in model.dtype
@@ -64,6 +65,14 @@ class OptimSpec:
     eps: float = 1e-8
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max global L2 norm of the gradients; 0 = off
+    # fnmatch globs over parameter names -> multiplier of lr (the schedule scales every group alike); the last
+    # matching glob wins, an unmatched parameter keeps 1.0, a glob matching no trainable parameter is an error
+    lr_scale: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in self.lr_scale.items() if not v >= 0}
+        if bad:
+            raise ValueError(f"lr_scale: multipliers must be >= 0, got {bad}")
 
 
 @dataclass

@@ -251,7 +251,8 @@ def _setup(recipe: Recipe, data_cfg: DataConfig, world: World, log) -> tuple[Set
                                                     world_size=world.world_size))
         total = max(1, int(n * recipe.schedule.epochs // (micro * accum)))
     params = [p for p in s.module.parameters() if p.requires_grad]
-    optimizer = build_optimizer(params, recipe.optim)
+    names = {id(p): n for n, p in s.model.named_parameters()}  # the same tensors as the wrapped module's
+    optimizer = build_optimizer(params, recipe.optim, names)
     scheduler = build_scheduler(optimizer, recipe.schedule, total)
     return s, processor, Loop(micro, accum, total, params, optimizer, scheduler)
 
