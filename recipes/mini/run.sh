@@ -5,6 +5,8 @@
 # random tower instead, pretrains it (stage 0) and trains it in stage 1 as well.
 # VITA_MINI_EMBED_ALIGN=1 pre-aligns the projector and the audio adapter (vita.training.embed_align; measured below,
 # not shipped). VITA_MINI_INPUT_NORM=1 standardises the projector's inputs (ProjectorConfig.input_norm; measured below, not shipped).
+# VITA_MINI_REGIONS=1 replaces the projector after stage 2 by a region-aligned one (vita.training.region_align) that
+# stage 3 keeps frozen (measured below and in the README, not shipped).
 # Then `vita mini assemble --parts OUT/parts --out DIR` gives the model folder; copying OUT/parts over
 # vita/assets/mini makes it the `vita-mini` preset.
 set -euo pipefail
