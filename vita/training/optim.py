@@ -30,16 +30,13 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], spec: OptimSpec,
         return torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay)
     if names is None:
         raise TrainingError("optim.lr_scale needs the parameters' names")
-    scale_of = {}
-    for p in params:
-        name = names[id(p)]
-        scale_of[id(p)] = next((v for g, v in reversed(spec.lr_scale.items()) if fnmatchcase(name, g)), 1.0)
     unused = [g for g in spec.lr_scale if not any(fnmatchcase(names[id(p)], g) for p in params)]
     if unused:
         raise TrainingError(f"optim.lr_scale: glob(s) match no trainable parameter: {', '.join(unused)}")
     groups: dict[float, list[torch.nn.Parameter]] = {}
     for p in params:
-        groups.setdefault(scale_of[id(p)], []).append(p)
+        scale = next((v for g, v in reversed(spec.lr_scale.items()) if fnmatchcase(names[id(p)], g)), 1.0)
+        groups.setdefault(scale, []).append(p)
     return torch.optim.AdamW([{"params": ps, "lr": spec.lr * scale} for scale, ps in groups.items()], lr=spec.lr,
                              betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay)
 
