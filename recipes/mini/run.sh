@@ -5,8 +5,8 @@
 # random tower instead, pretrains it (stage 0) and trains it in stage 1 as well.
 # VITA_MINI_EMBED_ALIGN=1 pre-aligns the projector and the audio adapter (vita.training.embed_align; measured below,
 # not shipped). VITA_MINI_INPUT_NORM=1 standardises the projector's inputs (ProjectorConfig.input_norm; measured below, not shipped).
-# VITA_MINI_REGIONS=1 replaces the projector after stage 2 by a region-aligned one (vita.training.region_align) that
-# stage 3 keeps frozen (measured below and in the README, not shipped).
+# VITA_MINI_REGIONS=1: CTC-aligns the audio adapter alone, skips stage 1, and replaces the projector after stage 2 by
+# a region-aligned one (vita.training.region_align) that stage 3 keeps frozen (measured in the README).
 # Then `vita mini assemble --parts OUT/parts --out DIR` gives the model folder; copying OUT/parts over
 # vita/assets/mini makes it the `vita-mini` preset.
 set -euo pipefail
@@ -39,6 +39,17 @@ elif [ "${VITA_MINI_INPUT_NORM:-0}" = 1 ]; then
     [ -f "$OUT/skeleton_std/config.json" ] || $PY -m vita.cli.tools feature_stats --model "$OUT/skeleton" \
         --data "$VITA_MINI_DATA/train/vision_align.json" --out "$OUT/skeleton_std"
     export VITA_MINI_INIT=$OUT/skeleton_std
+elif [ "${VITA_MINI_REGIONS:-0}" = 1 ]; then
+    # opt-in: the audio adapter first learns to write the LLM's token embeddings of the words it hears (CTC on the
+    # 12,000 transcripts and the known spoken words of instruct.json; vita.training.embed_align, audio only); stage 1
+    # is skipped, as region_align below replaces the projector by a fresh one anyway (the LLM and tower are frozen
+    # until stage 3, so nothing else depends on it).
+    [ -f "$OUT/aligned/config.json" ] || $PY -m vita.cli.tools embed_align --model "$OUT/skeleton" \
+        --audio "$VITA_MINI_DATA/train/audio_align.json" "$VITA_MINI_DATA/train/instruct.json" \
+        --out "$OUT/aligned" --epochs "${VITA_MINI_ALIGN_EPOCHS:-4}" --cache "$OUT/tower_cache" | tee "$OUT/aligned.log"
+    export VITA_MINI_INIT=$OUT/aligned VITA_MINI_STAGE1=$OUT/aligned
+    STAGE2=(optim.lr=3.0e-4 schedule.total_steps=300)
+    stamp aligned
 elif [ "${VITA_MINI_EMBED_ALIGN:-0}" = 1 ]; then
     # opt-in: the projector and the audio adapter first learn to write the LLM's own token embeddings (CTC on
     # transcripts, caption words for images: vita.training.embed_align); stages 1 and 2 then refine them at a lower
@@ -55,8 +66,10 @@ elif [ "${VITA_MINI_EMBED_ALIGN:-0}" = 1 ]; then
 else
     export VITA_MINI_INIT=$OUT/skeleton
 fi
-$VITA train --recipe recipes/mini/stage1_vision_align.yaml --output "$OUT/stage1" "${STAGE1[@]}"
-stamp stage1
+if [ "${VITA_MINI_REGIONS:-0}" != 1 ]; then
+    $VITA train --recipe recipes/mini/stage1_vision_align.yaml --output "$OUT/stage1" "${STAGE1[@]}"
+    stamp stage1
+fi
 $VITA train --recipe recipes/mini/stage2_audio_align.yaml --output "$OUT/stage2" "${STAGE2[@]}"
 stamp stage2
 STAGE3=()
@@ -68,7 +81,7 @@ if [ "${VITA_MINI_REGIONS:-0}" = 1 ]; then
     [ -f "$OUT/regioned/config.json" ] || $PY -m vita.cli.tools region_align --model "$OUT/stage2/final" \
         --data "$VITA_MINI_DATA/train/vision_regions.json" --out "$OUT/regioned" | tee "$OUT/region_align.log"
     export VITA_MINI_STAGE2=$OUT/regioned
-    STAGE3=('trainable={"*": false, "audio_adapter.*": true}')
+    STAGE3=('trainable={"*": false, "audio_adapter.*": true}' 'optim.lr_scale={"audio_adapter.*": 0.3}')
     stamp regioned
 fi
 $VITA train --recipe recipes/mini/stage3_instruct.yaml --output "$OUT/stage3" "${STAGE3[@]}"

@@ -66,7 +66,7 @@ from vita.datasets.mini.videos import VIDEO_TASKS, VideoItem, make_video, write_
 from vita.datasets.negatives import NegativesConfig, generate_negatives
 
 DEFAULT_SIZES: dict[str, int] = {
-    "vision_image": 6000, "vision_video": 600, "asr": 3000,
+    "vision_image": 6000, "vision_video": 600, "asr": 12000,
     "image_typed": 3600, "image_spoken": 1800, "video_typed": 600, "video_spoken": 300,
     "chat_typed": 400, "chat_spoken": 200, "negatives": 900, "scene_text": 4000,
     "vision_regions": 4000,
