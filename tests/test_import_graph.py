@@ -198,3 +198,17 @@ def test_only_vita_cli_parses_command_lines():
                 target.split(".")[0] == "argparse" for target, _ in _imports(tree, name, path.name == "__init__.py")):
             offenders.append(name)
     assert not offenders, "argparse outside vita.cli: " + ", ".join(offenders)
+
+
+def test_one_construction_of_the_llm_reply_stream():
+    """Every path (the API, the chat server, both duplex roles) gets its reply stream from `Vita.token_loop`: the
+    LLM's `TokenLoop` is built in `vita.api` only, above the generation package (which defines it and whose id-level
+    `generate` the decode benchmarks use; VITA-1.5's speech decoder runs its own codec LM through it)."""
+    builders = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        if any(isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "TokenLoop"
+               for node in ast.walk(tree)):
+            builders.add(module_name(path, PACKAGE))
+    above = {b for b in builders if not _within(b, "vita.generation")} - {"vita.speech.vita15_tts"}
+    assert above == {"vita.api"}, sorted(builders)

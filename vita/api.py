@@ -53,6 +53,19 @@ class Vita:
     def config(self):
         return self.model.config
 
+    def embed(self, inputs: ModelInputs) -> torch.Tensor:
+        """Model inputs -> the prompt's input rows [1, L, D] (text with the media spliced in)."""
+        return self.model.embed(inputs.token_ids.to(self.model.device), inputs.pixel_values, inputs.fbanks)
+
+    def token_loop(self, cache: PromptCache, embeds: torch.Tensor, *, max_new_tokens: int,
+                   sampling: SamplingConfig | None = None, generator: torch.Generator | None = None,
+                   **options: Any) -> TokenLoop:
+        """The reply stream every path decodes with (this API, the chat server, both duplex roles): `embeds` over
+        the caller's `cache`, this model's stop ids; `options` are `TokenLoop`'s (prefill_chunk, forced, donor...)."""
+        return TokenLoop(self.model.llm, cache, embeds, max_new_tokens=max_new_tokens,
+                         sampling=sampling or SamplingConfig(), generator=generator,
+                         stop_ids=self.tokenizer.stop_ids, **options)
+
     def inputs(
         self,
         text: str | None = None,
@@ -79,14 +92,11 @@ class Vita:
 
         `cache`: the caller's KV cache (`new_cache`; a prompt prefix it already holds is not prefilled again);
         None: one this object owns, prefilled from scratch every call."""
-        embeds = self.model.embed(
-            inputs.token_ids.to(self.model.device), inputs.pixel_values, inputs.fbanks
-        )  # [1, L, D]
+        embeds = self.embed(inputs)  # [1, L, D]
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         L = embeds.shape[1]
         cache = cache if cache is not None else self._own_cache(L + max(max_new_tokens, 0) + 1)
-        tokens = TokenLoop(self.model.llm, cache, embeds, max_new_tokens=max_new_tokens,
-                           sampling=sampling or SamplingConfig(), generator=gen, stop_ids=self.tokenizer.stop_ids)
+        tokens = self.token_loop(cache, embeds, max_new_tokens=max_new_tokens, sampling=sampling, generator=gen)
         reply = TextLoop(tokens, self.tokenizer, stop_strings=stop_strings)
         yield from reply
         finish = "length" if reply.finish_reason == "length" else "stop"

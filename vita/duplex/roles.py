@@ -25,7 +25,7 @@ import torch
 
 from vita.api import Vita
 from vita.errors import PromptError
-from vita.generation.loop import PromptCache, TextLoop, TokenLoop
+from vita.generation.loop import PromptCache, TextLoop
 from vita.generation.sampling import GREEDY, SamplingConfig
 from vita.generation.text import TextStream
 from vita.processor import Turn
@@ -160,15 +160,13 @@ class ReplyJob:
     @torch.inference_mode()
     def _embed(self) -> None:
         inputs = self.vita.processor(self.turns, system=self.system)
-        model = self.vita.model
-        embeds = model.embed(inputs.token_ids.to(model.device), inputs.pixel_values, inputs.fbanks)[0]  # [L, D]
+        embeds = self.vita.embed(inputs)[0]  # [L, D]
         L, S = embeds.shape[0], self.cache.max_seq_len
         if L >= S:
             raise PromptError(f"prompt of {L} positions does not fit the role cache of {S}: trim the history")
-        tokens = TokenLoop(model.llm, self.cache, embeds, max_new_tokens=self.max_new_tokens, sampling=self.sampling,
-                           generator=self.generator, stop_ids=self.vita.tokenizer.stop_ids,
-                           prefill_chunk=self.prefill_chunk, forced=self.forced,
-                           forced_complete=self.forced_complete, donor=self.donor)
+        tokens = self.vita.token_loop(self.cache, embeds, max_new_tokens=self.max_new_tokens, sampling=self.sampling,
+                                      generator=self.generator, prefill_chunk=self.prefill_chunk, forced=self.forced,
+                                      forced_complete=self.forced_complete, donor=self.donor)
         self.reply = TextLoop(tokens, self.vita.tokenizer)
 
 

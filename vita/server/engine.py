@@ -1,6 +1,6 @@
 """One shared model answering chat requests: media + messages -> `ModelInputs`, then a reply as typed events.
 
-`Engine.reply` runs the same loop as `Vita.stream` (embed, `vita.generation.loop.TokenLoop` over a KV cache the
+`Engine.reply` runs the same loop as `Vita.stream` (`Vita.embed`, `Vita.token_loop` over a KV cache the
 engine owns, `TextStream`) but reports the state token the moment it is known (`StateEvent`, before any text),
 so a streamed answer can carry it in its first chunk. Events, in order: StateEvent, TextEvent*, (AudioEvent
 interleaved when speech out is on), DoneEvent.
@@ -24,7 +24,7 @@ import torch
 
 from vita.api import Vita
 from vita.config import SAMPLE_RATE
-from vita.generation.loop import PromptCache, TokenLoop, cache_with_room
+from vita.generation.loop import PromptCache, cache_with_room
 from vita.generation.sampling import SamplingConfig
 from vita.generation.text import TextStream
 from vita.processor import ModelInputs, Turn
@@ -122,16 +122,15 @@ class Engine:
 
     def token_ids(self, inputs: ModelInputs, params: Params) -> Iterator[int]:
         """Generated ids, one at a time (a stop id ends it and is not yielded), as in `Vita.stream`."""
-        model = self.vita.model
         with torch.inference_mode():
-            embeds = model.embed(inputs.token_ids.to(model.device), inputs.pixel_values, inputs.fbanks)  # [1, L, D]
+            embeds = self.vita.embed(inputs)  # [1, L, D]
         gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
         max_new = params.max_new_tokens or 0
         cache = self._take(embeds.shape[1] + max_new + 1)
         try:
             cache.truncate(0)  # a cold prefill: the same bits as `Vita.generate`
-            yield from TokenLoop(model.llm, cache, embeds, max_new_tokens=max_new, sampling=params.sampling,
-                                 generator=gen, stop_ids=self.vita.tokenizer.stop_ids)
+            yield from self.vita.token_loop(cache, embeds, max_new_tokens=max_new, sampling=params.sampling,
+                                            generator=gen)
         finally:
             if len(self.free) < 2:  # kept for the next replies (two: one in flight beside the one queued)
                 self.free.append(cache)
