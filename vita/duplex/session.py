@@ -10,8 +10,8 @@ reply; the other one listens. Flow (reference/duplex-design.md):
   * VAD onset while a reply is active -> pause playback at once (PlaybackPaused); generation may go on.
   * VAD end -> the listening role prefills history + the utterance (+ the latest camera frame) and reads the
     state token, then, for an answer state, decodes up to the first visible text (StateDecided):
-      `<2>` (or nothing to say: an answer state followed by a stop) -> dropped; after `resume_delay_s` more silence playback resumes where it paused,
-      nothing lost.
+      `<2>` (or nothing to say: an answer state followed by a stop) -> dropped; after `resume_delay_s` more
+      silence playback resumes where it paused, nothing lost.
       otherwise -> the active reply is cancelled in the same tick (ReplyCancelled with the text actually heard; the
       history keeps only that), its unplayed audio and text are dropped, and the listener's reply starts: its
       decode steps stream TextDelta -> clause TTS -> AudioOut, paced by the clock.
