@@ -71,3 +71,16 @@ def piper_16k():
     from vita.speech.tts import PiperSynth
 
     return PiperSynth(out_rate=16000)
+
+
+def test_pause_cases_mark_the_piece_before_the_pause(piper_16k):
+    """The pause family's question comes in two pieces; the first is `continued` (free runs leave it to the model),
+    the second carries the whole question's answer."""
+    cases = [c for c in build_cases(piper_16k, espeak_voice(), n=2) if c.family == "pause"]
+    assert len(cases) == 2
+    for c in cases:
+        head, tail = c.scenario.segments
+        assert head.continued and not tail.continued and tail.reply == head.reply
+        assert head.speech_span()[1] == pytest.approx(c.marks["pause_start"])
+    assert not any(s.continued for c in build_cases(piper_16k, espeak_voice(), n=1) if c.family != "pause"
+                   for s in c.scenario.segments)

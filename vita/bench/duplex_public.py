@@ -35,7 +35,9 @@ our own playback leaking back into the mic (the `speaker` setup).
 Every scenario is one `vita.duplex.scenarios.Scenario` run through `vita.duplex.simulate.run`, so the session is the
 one served; replies are teacher-forced by script (the engine's figures) unless `free=True`: then only each
 scenario's first answer is (the one that later speech overlaps), and a trained model decides every later state
-token and answer, so the addressee figures (v1.5 behaviours, interruptions) measure the model.
+token and answer, so the addressee figures (v1.5 behaviours, interruptions) measure the model. In pause handling
+the forced answer is the whole question's: the piece before the pause (`Segment.continued`) is the model's to take
+or leave, as FDB asks of it.
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list
         k = max(len(words) // 2, 1)
         head, tail = say(" ".join(words[:k])), say(" ".join(words[k:]))
         pause = 0.5 + (i / max(n - 1, 1))
-        h = Segment(lead, head, "query", reply)
+        h = Segment(lead, head, "query", reply, continued=True)
         t = Segment(lead + len(head) / SAMPLE_RATE + pause, tail, "query", reply)
         cases.append(Case("pause", Scenario(f"pause-{i}", [h, t], t.at + len(tail) / SAMPLE_RATE + 7.0),
                           {"pause_start": h.speech_span()[1], "turn_end": t.speech_span()[1], "pause_s": pause}))
