@@ -47,6 +47,7 @@ def test_public_report_shape_and_ranges(report):
         assert task["n"] == 2 and 0.0 <= task["tor"] <= 1.0
     assert v1["turn_taking"]["tor"] == 1.0 and v1["interruption"]["tor"] == 1.0  # scripted answers are given
     assert 0.0 < v1["turn_taking"]["latency_s"] < 1.0 and v1["interruption"]["relevance"] is None  # no judge
+    assert v1["interruption"]["respond"] == 1.0  # scripted: every interruption gets its own reply
     for fam in report["fdb_v1_5"].values():
         assert fam["n"] == 2 and fam["judge"] is None
         assert fam["c_resume"] + fam["c_respond"] + fam["c_unknown"] == pytest.approx(1.0)

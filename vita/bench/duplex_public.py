@@ -12,7 +12,9 @@ Definitions (reference/peers-2026-12.md section 2, read from the benchmarks' cod
     turn-taking        TOR on the output after the turn end; latency = first word start - turn end, clipped at 0,
                        over TOR = 1 samples
     user interruption  the output after the end of the interruption (FDB crops there); latency = first word start
-                       - end of the interruption, clipped at 0, over TOR = 1; relevance needs the GPT-4 judge: none
+                       - end of the interruption, clipped at 0, over TOR = 1; relevance needs the GPT-4 judge: none.
+                       FDB's TOR counts any speech after the interruption, the old answer resumed too; `respond`
+                       (ours, beside it) is the share of interruptions that got a reply of their own
   Full-Duplex-Bench v1.5 behaviours (the overlap comes while we speak): user backchannel, talking to others,
     background speech. The benchmark's label comes from a GPT-4o judge, which we do not have; we label from the
     engine's own events (a proxy, reported as such): C_RESPOND = a new reply started for the overlap, C_RESUME = the
@@ -296,6 +298,7 @@ def score(cases: Sequence[Case], results: Sequence[Result]) -> dict:
             add(fam, "tor", tor)
             if tor:
                 add(fam, "latency", max(first - m["end"], 0.0))
+            add(fam, "respond", int(_behaviour(res, m) == "C_RESPOND"))
             stop = [b for a, b in ours if a < m["onset"] < b]
             if stop:
                 add(fam, "stop", stop[0] - m["onset"])
@@ -363,6 +366,7 @@ def _summarise(acc: dict[str, dict[str, list]]) -> dict:
         if fam == "interruption":
             row["stop_ms_p50"] = _median_ms(a.get("stop", []))
             row["relevance"] = None  # GPT-4-turbo judge: not available offline
+            row["respond"] = _mean(a.get("respond", []))  # a reply of its own (not FDB's: TOR counts a resumed one)
         if fam == "pause":
             row["latency_after_turn_s"] = _mean(a.get("latency_after_turn", []))
         if fam == "backchannel":
@@ -418,6 +422,8 @@ def markdown(pub: dict, *, label: str) -> str:
         if "pause" in p:
             lines.append(f"| {name} | {p['pause']} | {p['backchannel']} | {p['turn_tor']} | {p['turn_lat']} | "
                          f"{p['int_tor']} | {p['int_lat']} |")
+    lines += ["", f"{label}: interruptions answered by a reply of their own {f(v1['interruption'].get('respond'))} "
+                  "(FDB's TOR also counts the old answer resumed after the interruption)"]
     lines += ["", "| FDB v1.5 (labels from our events; no judge) | C_RESUME | C_RESPOND | C_UNKNOWN | "
                   "talks over the user (median) | resumes after (median) |", "|---|---|---|---|---|---|"]
     for fam, r in v15.items():
