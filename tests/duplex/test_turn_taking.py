@@ -84,3 +84,23 @@ def test_answer_state_with_nothing_after_it_starts_no_reply(tiny, voices, voice,
     (d,) = run.of(StateDecided)
     assert d.state == "<1>" and not d.answered
     assert run.of(ReplyStarted, ReplyFinished, ReplyCancelled) == [] and session.history == []
+
+
+def test_a_turn_is_deciding_until_its_answer_has_text(tiny, voices, voice):
+    """`Session.deciding` (what the realtime server's urgent batch waits on) holds past the state token until the
+    answer's first visible text."""
+    session, clock = make(tiny, [ANSWER_1] * 2, synth=voice, gate=GateConfig(enabled=False), speculative=False)
+    seen: list[tuple[bool, bool, bool]] = []  # (state read, text out, deciding) after each tick with a listener
+    tick = session.tick
+
+    def spy():
+        out = tick()
+        if session.listening is not None:
+            job = session.listening.job
+            seen.append((job.state_resolved, bool(job.visible_text.strip()), session.deciding))
+        return out
+
+    session.tick = spy
+    Run(session, clock).play(np.concatenate([silence(0.3), voices["question"], silence(0.8)]), until_idle=True)
+    assert (True, False, True) in seen  # state read, no text yet: still deciding
+    assert all(deciding == (not state or not text) for state, text, deciding in seen)

@@ -181,8 +181,9 @@ class Session:
 
     @property
     def deciding(self) -> bool:
-        """A turn (committed or speculated on) whose state token is not read yet."""
-        return self.listening is not None and not self.listening.job.state_resolved
+        """A turn (committed or speculated on) not decided yet (`turn_taking.decided`): its state token, and for an
+        answer state its first visible text, are not out yet."""
+        return self.listening is not None and not decided(self.listening.job)
 
     @property
     def pending_items(self) -> tuple[str, ...]:
