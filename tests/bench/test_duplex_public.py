@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("piper")
 
-from vita.bench.duplex_public import build_cases, espeak_voice, takeover, words_said  # noqa: E402
+from vita.bench.duplex_public import FAMILIES, build_cases, espeak_voice, takeover, words_said  # noqa: E402
 from vita.duplex.events import ReplyFinished, TextDelta  # noqa: E402
 from vita.duplex.simulate import Result  # noqa: E402
 
@@ -62,7 +62,7 @@ def test_scenario_sets_are_built_offline_and_deterministic(piper_16k):
     a = build_cases(piper_16k, other, n=1)
     b = build_cases(piper_16k, other, n=1)
     assert [c.family for c in a] == ["turn_taking", "pause", "interruption", "backchannel", "user_backchannel",
-                                     "talking_to_others", "background_speech", "fd_bench"]
+                                     "talking_to_others", "background_speech", "fd_bench"] == list(FAMILIES)
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x.scenario.mic(), y.scenario.mic())
 
@@ -85,3 +85,23 @@ def test_pause_cases_mark_the_piece_before_the_pause(piper_16k):
         assert head.speech_span()[1] == pytest.approx(c.marks["pause_start"])
     assert not any(s.continued for c in build_cases(piper_16k, espeak_voice(), n=1) if c.family != "pause"
                    for s in c.scenario.segments)
+
+
+def test_families_pick_the_public_families_run(capsys):
+    """`--families` runs only the named public families; an unknown name is a usage error before any model loads."""
+    import contextlib
+    import io
+    import json
+
+    from vita.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "duplex", "--model", "tiny-random", "--public", "--families", "pause,nope"])
+    assert exc.value.code == 2 and "unknown family 'nope'" in capsys.readouterr().err
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["bench", "duplex", "--model", "tiny-random", "--public", "--per-family", "1", "--families",
+                     "pause,interruption", "--json", "--no-compute-time", "--no-rss"]) == 0
+    pub = json.loads(out.getvalue())["public"]
+    assert pub["fdb_v1"]["pause"]["n"] == 1 and pub["fdb_v1"]["interruption"]["n"] == 1
+    assert pub["fdb_v1"]["turn_taking"]["n"] == 0 and pub["fd_bench"]["rounds"] == 0

@@ -151,6 +151,10 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(v**2))) if len(v) else 0.0
 
 
+FAMILIES = ("turn_taking", "pause", "interruption", "backchannel", "user_backchannel", "talking_to_others",
+            "background_speech", "fd_bench")  # the order `build_cases` makes them in
+
+
 @dataclass
 class Case:
     family: str
