@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("piper")
 
-from vita.bench.duplex_public import build_cases, espeak_voice, takeover, words_said  # noqa: E402
+from vita.bench.duplex_public import FAMILIES, build_cases, espeak_voice, takeover, words_said  # noqa: E402
 from vita.duplex.events import ReplyFinished, TextDelta  # noqa: E402
 from vita.duplex.simulate import Result  # noqa: E402
 
@@ -47,6 +47,7 @@ def test_public_report_shape_and_ranges(report):
         assert task["n"] == 2 and 0.0 <= task["tor"] <= 1.0
     assert v1["turn_taking"]["tor"] == 1.0 and v1["interruption"]["tor"] == 1.0  # scripted answers are given
     assert 0.0 < v1["turn_taking"]["latency_s"] < 1.0 and v1["interruption"]["relevance"] is None  # no judge
+    assert v1["interruption"]["respond"] == 1.0  # scripted: every interruption gets its own reply
     for fam in report["fdb_v1_5"].values():
         assert fam["n"] == 2 and fam["judge"] is None
         assert fam["c_resume"] + fam["c_respond"] + fam["c_unknown"] == pytest.approx(1.0)
@@ -61,7 +62,7 @@ def test_scenario_sets_are_built_offline_and_deterministic(piper_16k):
     a = build_cases(piper_16k, other, n=1)
     b = build_cases(piper_16k, other, n=1)
     assert [c.family for c in a] == ["turn_taking", "pause", "interruption", "backchannel", "user_backchannel",
-                                     "talking_to_others", "background_speech", "fd_bench"]
+                                     "talking_to_others", "background_speech", "fd_bench"] == list(FAMILIES)
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x.scenario.mic(), y.scenario.mic())
 
@@ -71,3 +72,36 @@ def piper_16k():
     from vita.speech.tts import PiperSynth
 
     return PiperSynth(out_rate=16000)
+
+
+def test_pause_cases_mark_the_piece_before_the_pause(piper_16k):
+    """The pause family's question comes in two pieces; the first is `continued` (free runs leave it to the model),
+    the second carries the whole question's answer."""
+    cases = [c for c in build_cases(piper_16k, espeak_voice(), n=2) if c.family == "pause"]
+    assert len(cases) == 2
+    for c in cases:
+        head, tail = c.scenario.segments
+        assert head.continued and not tail.continued and tail.reply == head.reply
+        assert head.speech_span()[1] == pytest.approx(c.marks["pause_start"])
+    assert not any(s.continued for c in build_cases(piper_16k, espeak_voice(), n=1) if c.family != "pause"
+                   for s in c.scenario.segments)
+
+
+def test_families_pick_the_public_families_run(capsys):
+    """`--families` runs only the named public families; an unknown name is a usage error before any model loads."""
+    import contextlib
+    import io
+    import json
+
+    from vita.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "duplex", "--model", "tiny-random", "--public", "--families", "pause,nope"])
+    assert exc.value.code == 2 and "unknown family 'nope'" in capsys.readouterr().err
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["bench", "duplex", "--model", "tiny-random", "--public", "--per-family", "1", "--families",
+                     "pause,interruption", "--json", "--no-compute-time", "--no-rss"]) == 0
+    pub = json.loads(out.getvalue())["public"]
+    assert pub["fdb_v1"]["pause"]["n"] == 1 and pub["fdb_v1"]["interruption"]["n"] == 1
+    assert pub["fdb_v1"]["turn_taking"]["n"] == 0 and pub["fd_bench"]["rounds"] == 0

@@ -170,3 +170,26 @@ def test_rss_two_roles_over_one(model, dtype, seq):
     assert 1.0 <= m["ratio"] + 0.02 and m["ratio"] <= 1.15, m
     if model == "smollm2-135m-random":  # weights dominate: 135M bf16 parameters are ~260 MB
         assert m["rss_one_mb"] > 300 and np.isclose(m["kv_cache_mb"], 30 * 2 * 3 * seq * 64 * 2 / 2**20, rtol=0.01)
+
+
+@pytest.mark.parametrize("free", [False, True])
+def test_forcing_leaves_the_piece_before_a_pause_to_the_model(free):
+    """`ScenarioForcing(free=True)` forces the first whole query's answer only: the piece of a question the user goes
+    on with after a pause (`Segment.continued`) is the model's to answer or not; scripted, both are forced."""
+    from vita.duplex.events import FakeClock
+    from vita.duplex.roles import Script
+    from vita.duplex.scenarios import Scenario, Segment
+    from vita.duplex.simulate import ScenarioForcing
+
+    tone = 0.1 * np.ones(SAMPLE_RATE, np.float32)  # 1 s above the speech floor
+    head = Segment(0.5, tone, "query", "<1> The answer.", continued=True)
+    tail = Segment(2.5, tone, "query", "<1> The answer.")
+    later = Segment(6.0, tone, "query", "<1> Another one.")
+    clock = FakeClock()
+    forcing = ScenarioForcing(Scenario("pause", [head, tail, later], 9.0), clock, free=free)
+    clock.t = 1.6  # the head ended: the job for the pause
+    assert forcing([]) == (Script("<1> The answer.") if not free else None)
+    clock.t = 3.6  # the whole question ended
+    assert forcing([]) == Script("<1> The answer.")
+    clock.t = 7.1
+    assert forcing([]) == (None if free else Script("<1> Another one."))

@@ -12,7 +12,9 @@ Definitions (reference/peers-2026-12.md section 2, read from the benchmarks' cod
     turn-taking        TOR on the output after the turn end; latency = first word start - turn end, clipped at 0,
                        over TOR = 1 samples
     user interruption  the output after the end of the interruption (FDB crops there); latency = first word start
-                       - end of the interruption, clipped at 0, over TOR = 1; relevance needs the GPT-4 judge: none
+                       - end of the interruption, clipped at 0, over TOR = 1; relevance needs the GPT-4 judge: none.
+                       FDB's TOR counts any speech after the interruption, the old answer resumed too; `respond`
+                       (ours, beside it) is the share of interruptions that got a reply of their own
   Full-Duplex-Bench v1.5 behaviours (the overlap comes while we speak): user backchannel, talking to others,
     background speech. The benchmark's label comes from a GPT-4o judge, which we do not have; we label from the
     engine's own events (a proxy, reported as such): C_RESPOND = a new reply started for the overlap, C_RESUME = the
@@ -35,7 +37,9 @@ our own playback leaking back into the mic (the `speaker` setup).
 Every scenario is one `vita.duplex.scenarios.Scenario` run through `vita.duplex.simulate.run`, so the session is the
 one served; replies are teacher-forced by script (the engine's figures) unless `free=True`: then only each
 scenario's first answer is (the one that later speech overlaps), and a trained model decides every later state
-token and answer, so the addressee figures (v1.5 behaviours, interruptions) measure the model.
+token and answer, so the addressee figures (v1.5 behaviours, interruptions) measure the model. In pause handling
+the forced answer is the whole question's: the piece before the pause (`Segment.continued`) is the model's to take
+or leave, as FDB asks of it.
 """
 
 from __future__ import annotations
@@ -66,18 +70,50 @@ QUERIES = [
                                    "and it is one of his longest plays."),
     ("How do I boil an egg?", "<1> Put the egg in boiling water for about seven minutes, then cool it in cold water "
                               "before you peel it."),
+    ("Why is the sky blue?", "<1> Sunlight is scattered by the air, and blue light is scattered much more than red, "
+                             "so the whole sky looks blue."),
+    ("Can you recommend a good book?", "<1> Try The Hobbit by Tolkien, a short adventure that most readers enjoy "
+                                       "from the first page."),
+    ("What time does the sun set tonight?", "<1> The sun sets at about a quarter past five this evening, a little "
+                                            "earlier than yesterday."),
+    ("How many legs does a spider have?", "<1> A spider has eight legs, which is one way to tell it apart from an "
+                                          "insect, which has six."),
+    ("What should I cook for dinner?", "<1> A simple pasta with tomatoes, garlic and basil is quick, cheap and "
+                                       "good on a cold evening."),
+    ("Where is the nearest train station?", "<1> The nearest station is the central one, about ten minutes on foot "
+                                            "down the main street."),
 ]
 INTERRUPTIONS = [("Wait, what about tomorrow?", "<1> Tomorrow it rains in the morning and clears up later."),
                  ("Sorry, can you speak more slowly?", "<1> Of course. I will speak more slowly now."),
                  ("Stop, tell me about Paris instead.", "<1> Paris is the capital of France."),
-                 ("Hold on, is it going to snow?", "<1> No, there is no snow in the forecast.")]
+                 ("Hold on, is it going to snow?", "<1> No, there is no snow in the forecast."),
+                 ("Wait, can you say that again?", "<1> Sure, I will say it again."),
+                 ("No, I meant something else.", "<1> Sorry, what did you mean?"),
+                 ("Actually, skip that and tell me the time.", "<1> It is twenty past three."),
+                 ("Excuse me, how long will that take?", "<1> About ten minutes."),
+                 ("One moment, what was the first part?", "<1> The first part was about the morning."),
+                 ("Sorry to cut in, is that in Celsius?", "<1> Yes, all of it is in Celsius."),
+                 ("Hang on, which day did you say?", "<1> I said Thursday."),
+                 ("Okay stop, that is enough, thank you.", "<1> You are welcome.")]
 BACKCHANNELS = ["Yeah.", "Uh-huh.", "Okay.", "Right.", "I see.", "Sure."]
 TO_OTHERS = ["Hey Sam, could you close the window please?", "Honey, the pasta is ready in five minutes.",
-             "No, not you, I was talking to my brother.", "Can you pass me the salt, Anna?"]
+             "No, not you, I was talking to my brother.", "Can you pass me the salt, Anna?",
+             "Mum, where did you put my keys?", "Tom, hurry up, we are going to be late.",
+             "Thanks, Maria, just leave it on the table.", "Kids, please turn the music down a bit.",
+             "David, did you feed the cat this morning?", "Yes dear, I will call your mother later.",
+             "Paul, can you open the door for the postman?", "Lisa, your phone is ringing in the kitchen."]
 BACKGROUND = ["And in other news tonight, the city council met to discuss the new bridge.",
               "The weather on the coast stays mild for the rest of the week.",
               "Welcome back to the show, our next guest is a famous chef.",
-              "Traffic is heavy on the ring road this evening, expect delays."]
+              "Traffic is heavy on the ring road this evening, expect delays.",
+              "The home team scored twice in the second half and won the match.",
+              "Stocks closed higher today after a quiet week of trading.",
+              "Stay with us, after the break we visit a farm in the mountains.",
+              "Scientists say the new telescope will see the oldest galaxies.",
+              "Tomorrow morning expect fog in the valleys and sun in the afternoon.",
+              "The museum opens its new wing to visitors next Saturday.",
+              "Police have closed the main road after a minor accident.",
+              "And now, the music that everyone has been dancing to this summer."]
 MONOLOGUE = ["So yesterday I went to the market in the morning.", "They had the most beautiful tomatoes there.",
              "And then I met an old friend from school."]
 
@@ -115,6 +151,10 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(v**2))) if len(v) else 0.0
 
 
+FAMILIES = ("turn_taking", "pause", "interruption", "backchannel", "user_backchannel", "talking_to_others",
+            "background_speech", "fd_bench")  # the order `build_cases` makes them in
+
+
 @dataclass
 class Case:
     family: str
@@ -143,7 +183,7 @@ def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list
         k = max(len(words) // 2, 1)
         head, tail = say(" ".join(words[:k])), say(" ".join(words[k:]))
         pause = 0.5 + (i / max(n - 1, 1))
-        h = Segment(lead, head, "query", reply)
+        h = Segment(lead, head, "query", reply, continued=True)
         t = Segment(lead + len(head) / SAMPLE_RATE + pause, tail, "query", reply)
         cases.append(Case("pause", Scenario(f"pause-{i}", [h, t], t.at + len(tail) / SAMPLE_RATE + 7.0),
                           {"pause_start": h.speech_span()[1], "turn_end": t.speech_span()[1], "pause_s": pause}))
@@ -294,6 +334,7 @@ def score(cases: Sequence[Case], results: Sequence[Result]) -> dict:
             add(fam, "tor", tor)
             if tor:
                 add(fam, "latency", max(first - m["end"], 0.0))
+            add(fam, "respond", int(_behaviour(res, m) == "C_RESPOND"))
             stop = [b for a, b in ours if a < m["onset"] < b]
             if stop:
                 add(fam, "stop", stop[0] - m["onset"])
@@ -361,6 +402,7 @@ def _summarise(acc: dict[str, dict[str, list]]) -> dict:
         if fam == "interruption":
             row["stop_ms_p50"] = _median_ms(a.get("stop", []))
             row["relevance"] = None  # GPT-4-turbo judge: not available offline
+            row["respond"] = _mean(a.get("respond", []))  # a reply of its own (not FDB's: TOR counts a resumed one)
         if fam == "pause":
             row["latency_after_turn_s"] = _mean(a.get("latency_after_turn", []))
         if fam == "backchannel":
@@ -416,6 +458,8 @@ def markdown(pub: dict, *, label: str) -> str:
         if "pause" in p:
             lines.append(f"| {name} | {p['pause']} | {p['backchannel']} | {p['turn_tor']} | {p['turn_lat']} | "
                          f"{p['int_tor']} | {p['int_lat']} |")
+    lines += ["", f"{label}: interruptions answered by a reply of their own {f(v1['interruption'].get('respond'))} "
+                  "(FDB's TOR also counts the old answer resumed after the interruption)"]
     lines += ["", "| FDB v1.5 (labels from our events; no judge) | C_RESUME | C_RESPOND | C_UNKNOWN | "
                   "talks over the user (median) | resumes after (median) |", "|---|---|---|---|---|---|"]
     for fam, r in v15.items():

@@ -62,6 +62,9 @@ def add_duplex_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.
                    help="also the public benchmarks (Full-Duplex-Bench v1 / v1.5 behaviours, FD-Bench) on scenario "
                         "sets built offline (vita.bench.duplex_public); JSON key 'public'")
     p.add_argument("--per-family", type=int, default=4, help="--public: scenarios per family")
+    p.add_argument("--families", help="--public: only these families, comma-separated (of: "
+                                      "turn_taking, pause, interruption, backchannel, user_backchannel, "
+                                      "talking_to_others, background_speech, fd_bench)")
     p.add_argument("--free", action="store_true",
                    help="force only each scenario's first answer (the one later speech overlaps); a trained model "
                         "decides every other state token and answer")
@@ -80,8 +83,10 @@ def run_duplex(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     device, dtype = device_from_args(args)
     scenarios = load_scenario_file(args.scenarios) if args.scenarios else None  # file errors before the model
+    families = _families(args.families) if args.families else None
     rep = bench(args.model, scenarios, setup=args.setup, compute_time=not args.no_compute_time, rss=not args.no_rss,
-                public=args.public, public_n=args.per_family, free=args.free, device=device, dtype=dtype)
+                public=args.public, public_n=args.per_family, free=args.free, device=device, dtype=dtype,
+                families=families)
     if args.json:
         print(json.dumps(rep))
     else:
@@ -92,6 +97,16 @@ def run_duplex(args: argparse.Namespace) -> int:
             print()
             print(markdown(rep["public"], label=args.model + ("" if args.free else " (scripted replies)")))
     return 0
+
+
+def _families(text: str) -> list[str]:
+    from vita.bench.duplex_public import FAMILIES
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FAMILIES]
+    if unknown or not names:
+        raise UsageError(f"--families: unknown family {unknown[0] if unknown else text!r} (of: {', '.join(FAMILIES)})")
+    return names
 
 
 def run_decode(args: argparse.Namespace) -> int:

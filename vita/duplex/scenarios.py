@@ -61,6 +61,8 @@ class Segment:
     audio: np.ndarray  # [N] float32 16 kHz
     kind: Kind
     reply: str = ""  # the forced reply ("<1> ..." for a query, "<2>" otherwise; "" for a query: free generation)
+    continued: bool = False  # a query's first piece that the user goes on with after a pause: not a turn of its
+    # own (whether to take the turn in that pause is what a pause-handling test asks of the model)
 
     def speech_span(self, floor_db: float = -45.0) -> tuple[float, float]:
         """True onset and end (s on the timeline): first and last 10 ms frame above floor_db."""

@@ -9,9 +9,9 @@ Two roles share the weights; each owns a KV cache (`roles.RoleCache`). The speak
 reply; the other one listens. Flow (reference/duplex-design.md):
   * VAD onset while a reply is active -> pause playback at once (PlaybackPaused); generation may go on.
   * VAD end -> the listening role prefills history + the utterance (+ the latest camera frame) and reads the
-    state token (StateDecided):
-      `<2>` (or nothing to say) -> dropped; after `resume_delay_s` more silence playback resumes where it paused,
-      nothing lost.
+    state token, then, for an answer state, decodes up to the first visible text (StateDecided):
+      `<2>` (or nothing to say: an answer state followed by a stop) -> dropped; after `resume_delay_s` more
+      silence playback resumes where it paused, nothing lost.
       otherwise -> the active reply is cancelled in the same tick (ReplyCancelled with the text actually heard; the
       history keeps only that), its unplayed audio and text are dropped, and the listener's reply starts: its
       decode steps stream TextDelta -> clause TTS -> AudioOut, paced by the clock.
@@ -68,6 +68,8 @@ from vita.duplex.turn_taking import (
     Reply,
     SessionConfig,
     Utterance,
+    answered,
+    decided,
     ends_early,
     is_backchannel,
     is_pause,
@@ -87,7 +89,6 @@ from vita.speech.vad import (
     StreamingVAD,
     VADConfig,
 )
-from vita.tokens import STATE_NOT_QUERY
 
 
 class Session:
@@ -180,8 +181,9 @@ class Session:
 
     @property
     def deciding(self) -> bool:
-        """A turn (committed or speculated on) whose state token is not read yet."""
-        return self.listening is not None and not self.listening.job.state_resolved
+        """A turn (committed or speculated on) not decided yet (`turn_taking.decided`): its state token, and for an
+        answer state its first visible text, are not out yet."""
+        return self.listening is not None and not decided(self.listening.job)
 
     @property
     def pending_items(self) -> tuple[str, ...]:
@@ -314,7 +316,7 @@ class Session:
             self._items.take(utt.items)
             events.append(UserSpeechEnded(now, utt.id, len(utt.audio) / SAMPLE_RATE, utt.items))
             self._stamp(utt.id, "vad_end")
-            if lst.job.state_resolved or lst.job.done:
+            if decided(lst.job):
                 self._decide(events)
             return
         self._drop_speculation()
@@ -416,7 +418,7 @@ class Session:
             if delta and lst.speculative and (lst.rendering or (self.reply is None and lst.held == delta)):
                 self.tts.push(delta)  # render the first phrase ahead (a SpeechWorker does it now, off this thread)
                 lst.rendering = True
-            if not lst.speculative and (job.state_resolved or job.done):
+            if not lst.speculative and decided(job):
                 self._decide(events)
             elif lst.speculative and job.state_resolved:
                 self._commit_early(events)
@@ -438,9 +440,9 @@ class Session:
         assert lst is not None
         self.listening = None
         job = lst.job
-        answered = job.state != STATE_NOT_QUERY and not (job.done and not job.visible_text.strip())
-        events.append(StateDecided(now, lst.utterance.id, job.state, lst.role, answered))
-        if not answered:
+        answers = answered(job)
+        events.append(StateDecided(now, lst.utterance.id, job.state, lst.role, answers))
+        if not answers:
             job.cancel()
             self._maybe_resume(events)
             return

@@ -97,8 +97,9 @@ class Result:
 class ScenarioForcing:
     """Forces each utterance's reply from the segment whose speech ended last before the job starts; an
     utterance long after every segment (our own echo) is forced to `<2>`; a query without a script is free.
-    `free`: only the scenario's first query is forced (the answer that later speech may overlap); the model
-    decides everything after it (states and answers)."""
+    `free`: only the scenario's first whole query is forced (the answer that later speech may overlap); the model
+    decides everything else (states and answers), the first piece of a query the user goes on with after a pause
+    (`Segment.continued`) included: taking the turn in that pause or not is the model's decision."""
 
     def __init__(self, scenario: Scenario, clock, *, free: bool = False) -> None:
         self.scenario, self.clock, self.free = scenario, clock, free
@@ -106,7 +107,7 @@ class ScenarioForcing:
     def __call__(self, turns: Sequence[Turn]) -> Script | None:
         now = self.clock.now()
         ended = [s for s in self.scenario.segments if s.speech_span()[1] <= now + 0.05]
-        first = next((s for s in self.scenario.segments if s.kind == "query"), None)
+        first = next((s for s in self.scenario.segments if s.kind == "query" and not s.continued), None)
         if not ended or now - ended[-1].speech_span()[1] > 2.0:
             return None if self.free else Script("<2>")
         seg = max(ended, key=lambda s: s.speech_span()[1])

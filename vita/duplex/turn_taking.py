@@ -6,9 +6,12 @@ Turn-taking beyond a fixed VAD hangover (reference/duplex-design.md, issue 13):
     role already encodes and prefills the utterance so far, reads the state token and decodes the first phrase,
     held back. Speech again (SpeechResumed) discards it without a trace (no event, nothing in the history; the
     role's cache keeps only rows a later prompt reuses exactly). The VAD's end of the segment commits it.
-  * The model's state token is the turn signal: once the held-back reply's state says "answer" (`<1>`/`<3>`), the
-    turn ends after `commit_silence_ms` of silence instead of the VAD's `min_silence_ms`; `<2>` (not for us) waits
-    for the full hangover and is dropped.
+  * The model's state token is the turn signal: once the held-back reply's state says "answer" (`<1>`/`<3>`) and
+    its first word is out, the turn ends after `commit_silence_ms` of silence instead of the VAD's
+    `min_silence_ms`; `<2>` (not for us) waits for the full hangover and is dropped.
+  * An answer state followed by nothing (`<1>` then a stop) is no answer: a turn is decided (`decided`) at `<2>`,
+    at the reply's first visible text or at its end, never at the answer state alone, so a reply that would say
+    nothing never cancels the one playing (`answered`).
   * Backchannels: user speech shorter than `backchannel_s` over our reply ("mm-hm", "yeah") pauses playback for its
     length only: after `backchannel_end_ms` of silence the segment ends, playback goes on, nothing lost, and it
     never reaches the model (Backchannel event). Longer speech is a barge-in as above.
@@ -115,6 +118,16 @@ def held(listening: Listen, config: SessionConfig) -> bool:
     return job.done or job.state == STATE_NOT_QUERY or len(listening.held.split()) > config.speculative_words
 
 
+def decided(job: Job) -> bool:
+    """The listener's job says enough to act on: `<2>`, the first visible text of an answer, or the end of the job."""
+    return job.done or (job.state_resolved and (job.state == STATE_NOT_QUERY or bool(job.visible_text.strip())))
+
+
+def answered(job: Job) -> bool:
+    """A decided job answers: its state is not `<2>` and it has visible text (an answer state alone is no answer)."""
+    return job.state_resolved and job.state != STATE_NOT_QUERY and bool(job.visible_text.strip())
+
+
 def is_backchannel(reply: Reply | None, over_reply: int | None, continues: Reply | None, speech_s: float,
                    config: SessionConfig) -> bool:
     """Speech that started over the still active reply (`over_reply`) and is shorter than `backchannel_s` (unless
@@ -131,13 +144,12 @@ def is_pause(reply: Reply, now: float, heard_words: int, config: SessionConfig) 
 
 
 def ends_early(listening: Listen | None, vad: StreamingVAD, backchannel: bool, config: SessionConfig) -> bool:
-    """The held-back reply's state says "answer" (`<1>`/`<3>`) and `commit_silence_ms` of silence passed: the turn
-    ends now rather than after the VAD's `min_silence_ms`."""
+    """The held-back reply answers (an answer state and its first visible text, `answered`) and `commit_silence_ms`
+    of silence passed: the turn ends now rather than after the VAD's `min_silence_ms`."""
     lst = listening
     if lst is None or not lst.speculative or not config.commit_silence_ms or not vad.in_speech:
         return False
-    answer = lst.job.state_resolved and lst.job.state != STATE_NOT_QUERY
-    return answer and vad.silence_ms >= config.commit_silence_ms and not backchannel
+    return answered(lst.job) and vad.silence_ms >= config.commit_silence_ms and not backchannel
 
 
 def prompt(history: list[Turn], utt: Utterance, history_turns: int, *, withdrawn: bool,

@@ -350,9 +350,9 @@ class Connection:
 
     def _work(self, s: Session, urgent: bool) -> list:
         """On the model thread: ticks until no work is left or the budget is spent. An URGENT batch goes on until the
-        turn's state token is read (what the commit waits for: features, prefill, one step), for at most
-        `turn_max_s`, else `turn_budget_s`; it ends when the user no longer waits (the reply's first text is out:
-        the rest waits its turn behind the other sessions)."""
+        turn is decided (what the commit waits for: features, prefill, the state token and an answer's first
+        text), for at most `turn_max_s`, else `turn_budget_s`; it ends when the user no longer waits (the reply's
+        first text is out: the rest waits its turn behind the other sessions)."""
         t0 = time.monotonic()
         budget = self.config.turn_budget_s if urgent else self.config.tick_budget_s
         out: list = []
