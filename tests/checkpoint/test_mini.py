@@ -84,3 +84,24 @@ def test_shipped_parts_verify_against_installed_packages() -> None:
     total = sum((PARTS_DIR / f).stat().st_size for f in ("model.safetensors", "parts.json"))
     assert total <= 40 * 2**20 and scale > 0
     assert config.vision is not None and config.audio is not None and config.template == "chatml"
+
+
+def test_fine_tuned_encoder_tensors_are_packed_and_replace_the_base(lora_run: Path, tmp_path: Path) -> None:
+    """recipes/mini with VITA_MINI_REGIONS=1 fine-tunes Whisper's top blocks (vita.training.embed_align): the parts
+    carry every encoder tensor that differs from the packaged one, and assembling lets exactly those replace it."""
+    from vita.training.mini_parts import frozen_parts
+
+    final = TensorReader.from_dir(lora_run / "final")
+    encoder = {n: final[n].clone() for n in final if n.startswith("audio_encoder.")}
+    tuned = sorted(encoder)[:2]
+    packaged = dict(encoder)
+    for n in tuned:  # the packaged encoder differs from the run's in these two tensors: the run tuned them
+        packaged[n] = packaged[n] + 1
+    out = frozen_parts(lora_run / "final", {}, packaged)
+    assert sorted(n for n in out if n.startswith("audio_encoder.")) == tuned
+    assert not any(n.startswith("audio_encoder.") for n in frozen_parts(lora_run / "final", {}, None))
+    merged = _Merged([packaged], {n: out[n] for n in tuned}, 1.0, torch.float32)
+    assert all(torch.equal(merged[n], encoder[n]) for n in encoder)  # tuned ones replaced, the rest from the base
+    llm = next(n for n in final if n.startswith("llm."))
+    with pytest.raises(CheckpointError, match="two parts give the tensor"):
+        _Merged([{llm: final[llm]}], {llm: final[llm]}, 1.0, torch.float32)

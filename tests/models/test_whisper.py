@@ -196,3 +196,24 @@ def test_canonical_save_and_load(tmp_path):
     feats = log_mel_unclamped(np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1)
     with torch.no_grad():
         assert torch.equal(loaded.encode_audio([feats]), model.encode_audio([feats]))
+
+
+def test_masked_batch_equals_each_clip_alone_and_blocks_split_the_stack():
+    torch.manual_seed(0)
+    enc = WhisperEncoder(dataclasses.replace(TINY, num_layers=3)).eval()
+    clips = [torch.randn(1, n, TINY.input_dim) for n in (40, 26)]
+    with torch.no_grad():
+        lower = [enc.encode(c, blocks=1)[0] for c in clips]  # [T'_i, D] after block 0, no final norm
+        alone = [enc.encode(c)[0] for c in clips]
+        x = torch.zeros(2, lower[0].shape[0], TINY.hidden_size)
+        x[0], x[1, : lower[1].shape[0]] = lower[0], lower[1]
+        mask = torch.zeros(2, x.shape[1], dtype=torch.bool)
+        mask[0], mask[1, : lower[1].shape[0]] = True, True
+        for block in enc.blocks[1:]:
+            x = block(x, mask)
+        x = enc.final_norm(x)
+    torch.testing.assert_close(x[0], alone[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x[1, : alone[1].shape[0]], alone[1], rtol=1e-5, atol=1e-5)
+    unmasked = enc.blocks[1](torch.cat([lower[1], torch.full((14, TINY.hidden_size), 9.0)])[None])
+    assert not torch.allclose(unmasked[0, : lower[1].shape[0]], enc.blocks[1](lower[1][None])[0], atol=1e-3)
+    assert torch.equal(enc.encode(clips[0], blocks=3), enc.encode(clips[0]))  # all blocks: the final norm too

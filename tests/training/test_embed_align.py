@@ -117,3 +117,40 @@ def test_cli_refuses_a_non_empty_output_and_missing_data(aligned, tmp_path, caps
     assert main(["--model", str(root / "base"), "--audio", str(tmp_path / "nope.json"),
                  "--out", str(tmp_path / "y")]) == 2
     assert "cannot read the training data" in capsys.readouterr().err
+
+
+def test_encoder_blocks_tunes_only_the_top_block_its_norm_and_the_adapter(tmp_path, capsys) -> None:
+    import dataclasses
+
+    from vita.checkpoint.load import random_model
+    from vita.config import AudioAdapterConfig, WhisperConfig
+
+    _, audio = _data(tmp_path, 24)
+    tok = vita.load("tiny-random").tokenizer
+    whisper = WhisperConfig(hidden_size=32, num_heads=4, intermediate_size=64, num_layers=2, max_positions=200,
+                            pad_to_window=False)
+    base = vita.presets.tiny_random()
+    config = dataclasses.replace(base, audio=whisper,
+                                 audio_adapter=AudioAdapterConfig(32, base.llm.hidden_size, stride=4))
+    save_canonical(config, random_model(config).state_dict(), tok, tmp_path / "base")
+    args = ["--model", str(tmp_path / "base"), "--audio", str(audio), "--epochs", "2", "--encoder-blocks", "1",
+            "--tune-epochs", "3", "--tune-lr", "1e-3"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "embed_align.json").read_text())
+    tune = summary["audio_encoder"]
+    assert tune["blocks"] == 1 and len(tune["epochs"]) == 3 and len(summary["audio"]["epochs"]) == 2
+    assert tune["epochs"][-1]["train_loss"] < summary["audio"]["epochs"][0]["train_loss"]
+    before, after = load_file(tmp_path / "base" / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert {k.split(".")[0] for k in changed} == {"audio_adapter", "audio_encoder"}
+    encoder = {k for k in changed if k.startswith("audio_encoder.")}
+    assert encoder and all(k.startswith(("audio_encoder.blocks.1.", "audio_encoder.final_norm.")) for k in encoder)
+    assert "audio_encoder.blocks.1.attn.q_proj.weight" in encoder
+    # a VITA-1.0 (whale) encoder has no blocks to tune: a clear error, not a traceback
+    root = tmp_path / "whale"
+    root.mkdir()
+    vm = vita.load("tiny-random")
+    save_canonical(vm.model.config, vm.model.state_dict(), vm.tokenizer, root / "base")
+    assert main(["--model", str(root / "base"), "--audio", str(audio), "--encoder-blocks", "1",
+                 "--out", str(root / "out")]) == 2
+    assert "needs a Whisper audio encoder" in capsys.readouterr().err

@@ -6,6 +6,8 @@ The parts are only what `recipes/mini` trained (the LLM and the Whisper encoder 
 
     model.safetensors   vision.*, vision_projector.*, audio_adapter.* and the LoRA factors
                         llm.layers.{i}.<proj>.lora_a [r, in] / .lora_b [out, r]           (float16)
+                        + any audio_encoder.* tensor the recipe fine-tuned (Whisper's top blocks), which
+                        replaces the packaged one
     parts.json          {"format": "vita-mini-parts", "version": 1, "config": VitaConfig, "lora_scale": alpha / r,
                          "base": {package: {version, file, sha256}}, "files": {"model.safetensors": sha256},
                          "run": {recipe name, steps, seed}}
@@ -59,13 +61,14 @@ from vita.config import VisionConfig, VitaConfig
 from vita.errors import CheckpointError
 from vita.tokenizer import Tokenizer
 
-__all__ = ["PARTS_DIR", "PARTS_FORMAT", "assemble_mini", "base_files", "cache_root", "load_mini", "mini_tensors",
-           "read_parts"]
+__all__ = ["PARTS_DIR", "PARTS_FORMAT", "REPLACEABLE_PREFIXES", "assemble_mini", "base_files", "cache_root",
+           "load_mini", "mini_tensors", "read_parts"]
 
 PARTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "mini"
 PARTS_FORMAT = "vita-mini-parts"
 PARTS_FILE = "model.safetensors"  # the name `write_tensors` / `TensorReader.from_dir` use
 TRAINED_PREFIXES = ("vision.", "vision_projector.", "audio_adapter.")
+REPLACEABLE_PREFIXES = ("audio_encoder.",)  # base tensors a parts file may replace (a fine-tuned encoder block)
 LORA_FACTOR = re.compile(r"^(llm\.layers\.\d+\.[\w.]+)\.lora_([ab])$")
 
 CACHE_FORMAT = 1  # bump when the layout of a cache entry changes
@@ -150,7 +153,7 @@ class _Merged(Mapping[str, torch.Tensor]):
             m = LORA_FACTOR.match(name)
             if m:
                 self.lora.setdefault(f"{m.group(1)}.weight", {})[m.group(2)] = t
-            elif name in self.where:
+            elif name in self.where and not name.startswith(REPLACEABLE_PREFIXES):
                 raise CheckpointError(f"two parts give the tensor '{name}'")
             else:
                 self.parts[name] = t

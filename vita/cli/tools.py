@@ -90,6 +90,10 @@ def embed_align(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", type=Path, help="folder keeping the frozen towers' outputs between runs")
     p.add_argument("--limit", type=int, help="read only the first N records of each file (smoke runs)")
+    p.add_argument("--encoder-blocks", type=int, default=0,
+                   help="also fine-tune this many top blocks of a Whisper audio encoder (after --epochs)")
+    p.add_argument("--tune-epochs", type=int, default=4, help="epochs of the encoder fine-tune")
+    p.add_argument("--tune-lr", type=float, default=3e-4, help="learning rate of the encoder fine-tune")
     args = p.parse_args(argv)
     if _refuse_non_empty(args.out):
         return 2
@@ -98,7 +102,8 @@ def embed_align(argv: list[str]) -> int:
         return 2
     try:
         mod.align(args.model, args.out, vision=args.vision, audio=args.audio, epochs=args.epochs, seed=args.seed,
-                  limit=args.limit, cache=args.cache, log=lambda m: print(m, flush=True))
+                  limit=args.limit, cache=args.cache, encoder_blocks=args.encoder_blocks,
+                  tune_epochs=args.tune_epochs, tune_lr=args.tune_lr, log=lambda m: print(m, flush=True))
     except VitaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

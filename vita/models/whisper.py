@@ -65,9 +65,12 @@ class WhisperAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # [B, T', D] -> [B, h, T', d]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T', D] -> [B, T', D]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T', D] -> [B, T', D]; `mask` [B, T'] (True = valid): padded frames are never attended to (batched
+        training of right-padded clips; inference encodes each clip alone, unmasked)."""
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
-        out = F.scaled_dot_product_attention(q, k, v)  # [B, h, T', d], scale 1 / sqrt(d)
+        keys = None if mask is None else mask[:, None, None, :]  # [B, 1, 1, T']
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)  # [B, h, T', d], scale 1 / sqrt(d)
         return self.o_proj(out.transpose(1, 2).flatten(2))  # [B, T', D]
 
 
@@ -93,8 +96,8 @@ class WhisperBlock(nn.Module):
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.ffn = FeedForward(config.hidden_size, config.intermediate_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x))  # [B, T', D]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), mask)  # [B, T', D]
         return x + self.ffn(self.ffn_norm(x))  # [B, T', D]
 
 
@@ -119,8 +122,10 @@ class WhisperEncoder(nn.Module):
         """Log-mel frames of one encoder window (3000 = 30 s for Whisper)."""
         return min(self.config.logmel.window_frames, 2 * self.config.max_positions)
 
-    def encode(self, mel: torch.Tensor) -> torch.Tensor:
-        """Clamped log-mel [B, T, M] (T <= 2P) -> encoder states [B, ceil(T / 2), D]; Whisper itself for T = 3000."""
+    def encode(self, mel: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
+        """Clamped log-mel [B, T, M] (T <= 2P) -> encoder states [B, ceil(T / 2), D]; Whisper itself for T = 3000.
+        `blocks`: stop after that many blocks, without the final LayerNorm (the input of the blocks above, which
+        `vita.training.embed_align` fine-tunes on these states kept frozen)."""
         if mel.dim() != 3 or mel.shape[-1] != self.config.input_dim:
             raise ValueError(f"whisper encoder expects log-mel [B, T, {self.config.input_dim}], got {tuple(mel.shape)}")
         if not 0 < mel.shape[1] <= 2 * self.config.max_positions:
@@ -129,12 +134,13 @@ class WhisperEncoder(nn.Module):
         x = F.gelu(self.conv1(x))  # [B, D, T]
         x = F.gelu(self.conv2(x)).transpose(1, 2)  # [B, T', D]
         x = x + self.positions[: x.shape[1]].to(x.dtype)  # [B, T', D]
-        for block in self.blocks:
+        for block in self.blocks[:blocks]:
             x = block(x)  # [B, T', D]
-        return self.final_norm(x)
+        return x if blocks is not None and blocks < len(self.blocks) else self.final_norm(x)
 
-    def encode_clip(self, features: torch.Tensor) -> torch.Tensor:
-        """Unclamped log-mel [T, M] of one clip -> its encoder states [ceil(T / 2), D] (see the module doc)."""
+    def encode_clip(self, features: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
+        """Unclamped log-mel [T, M] of one clip -> its encoder states [ceil(T / 2), D] (see the module doc);
+        `blocks` as in `encode`."""
         mel, floor = prepare_clip(features)  # [T, M]
         window = self.window_frames
         pieces = []
@@ -143,11 +149,13 @@ class WhisperEncoder(nn.Module):
             keep = -(-piece.shape[0] // 2)
             if self.config.pad_to_window:
                 piece = F.pad(piece, (0, 0, 0, window - piece.shape[0]), value=floor)  # [W, M]
-            pieces.append(self.encode(piece[None])[0, :keep])  # [keep, D]
+            pieces.append(self.encode(piece[None], blocks)[0, :keep])  # [keep, D]
         return torch.cat(pieces)  # [T', D]
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded clips [B, T, M] + lengths [B] -> (states [B, ceil(T / 2), D], mask [B, ceil(T / 2)]).
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor, blocks: int | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded clips [B, T, M] + lengths [B] -> (states [B, ceil(T / 2), D], mask [B, ceil(T / 2)]);
+        `blocks` as in `encode`.
 
         Each clip is encoded on its own (no padded frame can reach a valid one); padded outputs are zeros.
         """
@@ -160,7 +168,7 @@ class WhisperEncoder(nn.Module):
         lengths = lengths.to(features.device).long()
         for b, length in enumerate(lengths.tolist()):
             if length > 0:
-                states = self.encode_clip(features[b, :length])  # [ceil(len / 2), D]
+                states = self.encode_clip(features[b, :length], blocks)  # [ceil(len / 2), D]
                 out[b, : states.shape[0]] = states
         mask = torch.arange(steps, device=features.device)[None, :] < (lengths[:, None] + 1) // 2  # [B, T']
         return out, mask

@@ -14,12 +14,16 @@ starts by reading images and speech almost as text.
             least one of them: per vocabulary entry the media's score is logsumexp over its tokens, and each caption
             token is a cross-entropy target over the subset (multiple-instance)
 
-The towers run once per input (frozen, no gradient); their outputs are kept in memory for every epoch. A seeded,
+The towers run once per input (frozen, no gradient); their outputs are kept in memory for every epoch.
+`encoder_blocks=N` (Whisper encoders only) also fine-tunes the encoder's top N blocks and its final LayerNorm with
+the audio CTC: the states below them are what is kept, the adapter first learns alone for `epochs` on the frozen top
+blocks, then blocks and adapter together for `tune_epochs` at `tune_lr`. Measured 2026-12-05 (probe, 12,000
+transcripts, top 2 of tiny.en's 4 blocks, 3 epochs): held-out WER of the greedy CTC read-out 61 % -> 50 %. A seeded,
 fixed order makes the result bit-for-bit reproducible on one machine. 5 % of each file (every 20th record) is held out
 and reported: CTC greedy token error rate, and caption-token recall@1 of the nearest embeddings.
 
     python -m vita.cli.tools embed_align --model SKELETON --vision train/vision_align.json \
-        --audio train/audio_align.json --out DIR [--epochs 12] [--seed 0]
+        --audio train/audio_align.json --out DIR [--epochs 12] [--seed 0] [--encoder-blocks 2 --tune-epochs 4]
 
 writes DIR (the same model with the two parts replaced; `vita train` takes it as `model.init`) and DIR/embed_align.json.
 """
@@ -39,6 +43,7 @@ from torch import nn
 
 from vita.errors import DataError, VitaError
 from vita.eval.metrics import levenshtein
+from vita.models.whisper import WhisperEncoder
 from vita.tokens import STATE_TOKENS
 
 COMMON_IDS = 8192  # the BPE's first (most frequent) ids are always in the scored vocabulary
@@ -83,9 +88,11 @@ def _media_only(record: dict, kind: str) -> dict:
     return dict(media, conversations=[{"from": "human", "value": marker}, {"from": "gpt", "value": "."}])
 
 
-def load_items(vm, data: Path, kind: str, limit: int | None = None, *, instruct: bool = False) -> list[Item]:
+def load_items(vm, data: Path, kind: str, limit: int | None = None, *, instruct: bool = False,
+               below: int | None = None) -> list[Item]:
     """Encode the records of `data` (a VITA-format JSON list) with the frozen `kind` tower ("vision" | "audio");
-    `instruct`: only records whose spoken words are known (`spoken_text`) are used."""
+    `instruct`: only records whose spoken words are known (`spoken_text`) are used; `below`: audio states after
+    that many encoder blocks (`WhisperEncoder.encode`), None for the encoder's output."""
     from vita.training.sample import parse_record, render_conversation
 
     try:
@@ -110,27 +117,57 @@ def load_items(vm, data: Path, kind: str, limit: int | None = None, *, instruct:
                 if len(fbanks) != 1:
                     raise DataError(f"{where}: expected one audio clip, found {len(fbanks)}", "no_media")
                 x = fbanks[0].float().unsqueeze(0)
-                enc, mask = model.audio_encoder(x, torch.tensor([x.shape[1]]))
+                enc, mask = model.audio_encoder(x, torch.tensor([x.shape[1]]), *(() if below is None else (below,)))
                 features = enc[0, mask[0]]  # [T', H]
         items.append(Item(features.clone(), targets, i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1))
     return items
 
 
-def cached_items(vm, data: Path, kind: str, cache: Path | None, limit: int | None, *, instruct: bool) -> list[Item]:
+def cached_items(vm, data: Path, kind: str, cache: Path | None, limit: int | None, *, instruct: bool,
+                 below: int | None = None) -> list[Item]:
     """`load_items`, memoised in `cache` by the data file's bytes, the model's config and the arguments."""
     if cache is None:
-        return load_items(vm, data, kind, limit, instruct=instruct)
-    key = hashlib.sha1(data.read_bytes() + repr((vm.model.config, kind, limit, instruct)).encode()).hexdigest()[:16]
+        return load_items(vm, data, kind, limit, instruct=instruct, below=below)
+    args = (vm.model.config, kind, limit, instruct) + (() if below is None else (below,))
+    key = hashlib.sha1(data.read_bytes() + repr(args).encode()).hexdigest()[:16]
     path = cache / f"{kind}-{data.stem}-{key}.pt"
     if path.is_file():
         saved = torch.load(path, weights_only=True)
         return [Item(f, t, h) for f, t, h in zip(saved["features"], saved["targets"], saved["held_out"], strict=True)]
-    items = load_items(vm, data, kind, limit, instruct=instruct)
+    items = load_items(vm, data, kind, limit, instruct=instruct, below=below)
     cache.mkdir(parents=True, exist_ok=True)
     torch.save({"features": [it.features for it in items], "targets": [it.targets for it in items],
                 "held_out": [it.held_out for it in items]}, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)
     return items
+
+
+class TunedAudio(nn.Module):
+    """The audio path above the kept states: the encoder's top blocks (from `start`) + its final LayerNorm + the
+    adapter, sharing their modules with the model; `adapter(x, mask)`'s contract, on states of the lower blocks."""
+
+    def __init__(self, encoder: WhisperEncoder, adapter: nn.Module, start: int) -> None:
+        super().__init__()
+        self.start = start
+        self.blocks = nn.ModuleList(list(encoder.blocks)[start:])
+        self.final_norm = encoder.final_norm
+        self.adapter = adapter
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for block in self.blocks:
+            x = block(x, mask)  # [B, T', H]; a clip over 30 s would see across its windows here (none in training)
+        return self.adapter(self.final_norm(x), mask)
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return [*self.blocks.parameters(), *self.final_norm.parameters()]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The tuned tensors under the model's names (`audio_encoder.blocks.{i}.`, `audio_encoder.final_norm.`)."""
+        out = {f"audio_encoder.blocks.{self.start + int(k.split('.', 1)[0])}.{k.split('.', 1)[1]}": v
+               for k, v in self.blocks.state_dict().items()}
+        out.update({f"audio_encoder.final_norm.{k}": v for k, v in self.final_norm.state_dict().items()})
+        out.update({f"audio_adapter.{k}": v for k, v in self.adapter.state_dict().items()})
+        return {k: v.detach().clone() for k, v in out.items()}
 
 
 class EmbeddingScorer(nn.Module):
@@ -269,10 +306,10 @@ def _batches(items: list[Item], batch: int, gen: torch.Generator) -> list[list[I
 
 def fit(part: nn.Module, scorer: EmbeddingScorer, items: list[Item], loss_fn, metric, *, epochs: int,
         batch: int, lr: float, seed: int, log) -> dict:
-    """AdamW over `part` and the scorer's own parameters, cosine LR; returns held-out figures per epoch."""
+    """AdamW over `part`'s trainable and the scorer's own parameters, cosine LR; held-out figures per epoch."""
     train = [it for it in items if not it.held_out]
     held = [it for it in items if it.held_out]
-    params = [*part.parameters(), *scorer.parameters()]
+    params = [p for p in (*part.parameters(), *scorer.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     steps = epochs * -(-len(train) // batch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: warmup_cosine(step, steps))
@@ -304,10 +341,21 @@ def fit(part: nn.Module, scorer: EmbeddingScorer, items: list[Item], loss_fn, me
     return {"train": len(train), "held_out": len(held), "epochs": history}
 
 
+def _tuned_audio(model, model_dir: Path, encoder_blocks: int) -> TunedAudio:
+    encoder = model.audio_encoder
+    if not isinstance(encoder, WhisperEncoder):
+        raise VitaError(f"{model_dir}: encoder_blocks needs a Whisper audio encoder, not {type(encoder).__name__}")
+    if not 0 < encoder_blocks <= len(encoder.blocks):
+        raise VitaError(f"encoder_blocks={encoder_blocks}: the encoder has {len(encoder.blocks)} blocks")
+    return TunedAudio(encoder, model.audio_adapter, len(encoder.blocks) - encoder_blocks)
+
+
 def align(model_dir: Path, out_dir: Path, *, vision: list[Path] = (), audio: list[Path] = (), epochs: int = 8,
-          seed: int = 0, limit: int | None = None, cache: Path | None = None, log=print) -> dict:
+          seed: int = 0, limit: int | None = None, cache: Path | None = None, encoder_blocks: int = 0,
+          tune_epochs: int = 4, tune_lr: float = 3e-4, log=print) -> dict:
     """Pre-align the projector (on `vision` captions) and the adapter (on `audio` transcripts and the spoken words
-    of instruction files); write `out_dir`. A file named `instruct*.json` gives only its records with known speech."""
+    of instruction files); write `out_dir`. A file named `instruct*.json` gives only its records with known speech.
+    `encoder_blocks` > 0: then fine-tune the encoder's top blocks with the adapter (module docstring)."""
     import vita
 
     torch.manual_seed(seed)
@@ -316,27 +364,44 @@ def align(model_dir: Path, out_dir: Path, *, vision: list[Path] = (), audio: lis
     embeddings = model.llm.tok_embeddings.weight.detach()
     summary: dict = {"model": str(model_dir), "seed": seed, "epochs": epochs}
     trained: dict[str, torch.Tensor] = {}
+    tuned = _tuned_audio(model, model_dir, encoder_blocks) if audio and encoder_blocks else None
     jobs = [("vision", vision, model.vision_projector, vision_loss, vision_recall, "caption_token_recall"),
-            ("audio", audio, model.audio_adapter, audio_loss, audio_error_rate, "token_error_rate")]
+            ("audio", audio, tuned or model.audio_adapter, audio_loss, audio_error_rate, "token_error_rate")]
     for kind, files, part, loss_fn, metric, metric_name in jobs:
         if not files:
             continue
         if part is None:
             raise VitaError(f"{model_dir}: the model has no {kind} part to align")
         t0 = time.perf_counter()
+        below = tuned.start if kind == "audio" and tuned is not None else None
         items = [it for f in files
-                 for it in cached_items(vm, f, kind, cache, limit, instruct=f.name.startswith("instruct"))]
+                 for it in cached_items(vm, f, kind, cache, limit, instruct=f.name.startswith("instruct"), below=below)]
         encode_s = time.perf_counter() - t0
         vocab = sorted(set(range(min(COMMON_IDS, embeddings.shape[0]))) | {v for it in items for v in it.targets})
         scorer = EmbeddingScorer(embeddings, vocab, blank=kind == "audio")
         for p in part.parameters():
             p.requires_grad_(True)
-        result = fit(part, scorer, items, loss_fn, metric, epochs=epochs, batch=16 if kind == "audio" else 32,
+        frozen = tuned.encoder_parameters() if part is tuned else []
+        for p in frozen:  # the adapter learns alone first: its random start would push the blocks anywhere
+            p.requires_grad_(False)
+        batch = 16 if kind == "audio" else 32
+        result = fit(part, scorer, items, loss_fn, metric, epochs=epochs, batch=batch,
                      lr=1e-3, seed=seed, log=lambda m, k=kind: log(f"[{k}] {m}"))
         summary[kind] = dict(result, data=[str(f) for f in files], vocab=len(vocab), metric=metric_name,
                              encode_seconds=round(encode_s, 1), seconds=round(time.perf_counter() - t0, 1))
-        prefix = "audio_adapter." if kind == "audio" else "vision_projector."
-        trained.update({prefix + k: v.detach().clone() for k, v in part.state_dict().items()})
+        if frozen:
+            for p in frozen:
+                p.requires_grad_(True)
+            t1 = time.perf_counter()
+            result = fit(part, scorer, items, loss_fn, metric, epochs=tune_epochs, batch=batch, lr=tune_lr,
+                         seed=seed + 1, log=lambda m: log(f"[audio+encoder] {m}"))
+            summary["audio_encoder"] = dict(result, blocks=encoder_blocks, lr=tune_lr,
+                                            seconds=round(time.perf_counter() - t1, 1))
+        if part is tuned:
+            trained.update(tuned.tensors())
+        else:
+            prefix = "audio_adapter." if kind == "audio" else "vision_projector."
+            trained.update({prefix + k: v.detach().clone() for k, v in part.state_dict().items()})
     write_with_parts(model_dir, vm, trained, out_dir)
     (out_dir / "embed_align.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

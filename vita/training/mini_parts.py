@@ -21,16 +21,17 @@ from vita.checkpoint.mini import (
     LORA_FACTOR,
     PARTS_FILE,
     PARTS_FORMAT,
+    REPLACEABLE_PREFIXES,
     TRAINED_PREFIXES,
     base_files,
     sha256_file,
 )
-from vita.config import VisionConfig, VitaConfig
+from vita.config import VisionConfig, VitaConfig, WhisperConfig
 from vita.errors import CheckpointError
 from vita.models.projector import fold_input_norm
 from vita.training.checkpointing import latest_checkpoint, load_checkpoint
 
-__all__ = ["pack_parts"]
+__all__ = ["frozen_parts", "pack_parts"]
 
 
 def _base_manifest(vision: VisionConfig | None) -> dict[str, dict[str, str]]:
@@ -65,9 +66,9 @@ def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16")
     other = sorted(set(state) - set(kept))
     if other:
         raise CheckpointError(f"{run_dir}: trained tensors outside the parts format: {', '.join(other[:5])}")
-    kept.update(_frozen_parts(run_dir / "final", kept))
-    target = resolve_dtype(dtype)
     config = VitaConfig.load(run_dir / "final" / "config.json")
+    kept.update(frozen_parts(run_dir / "final", kept, _packaged_encoder(config)))
+    target = resolve_dtype(dtype)
     if config.vision_projector is not None and config.vision_projector.input_norm:
         kept, config = _fold_projector_norm(run_dir / "final", kept, config)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -86,13 +87,30 @@ def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16")
     return out_dir
 
 
-def _frozen_parts(final: Path, kept: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The projector and adapter tensors the run kept frozen (e.g. a region-aligned projector in stage 3): not in the
-    checkpoint's trainable state, so read from `final`, which holds them unchanged."""
+def _packaged_encoder(config: VitaConfig) -> dict[str, torch.Tensor] | None:
+    """The packaged Whisper tiny.en encoder's tensors (our names) when `config`'s audio encoder is a Whisper one."""
+    if not isinstance(config.audio, WhisperConfig):
+        return None
+    from vita.checkpoint.assemble import whisper_folder
+    from vita.checkpoint.ct2 import load_ct2_whisper_encoder
+
+    return load_ct2_whisper_encoder(whisper_folder(), prefix="audio_encoder.")[1]
+
+
+def frozen_parts(final: Path, kept: dict[str, torch.Tensor], base_encoder: dict[str, torch.Tensor] | None
+                 ) -> dict[str, torch.Tensor]:
+    """The tensors the run kept frozen but an earlier stage trained: not in the checkpoint's trainable state, so read
+    from `final`, which holds them unchanged: the projector and the adapter (e.g. region- or CTC-aligned ones), and
+    with `base_encoder` (the packaged encoder's tensors) every audio-encoder tensor that differs from it (the
+    fine-tuned top blocks of `vita.training.embed_align`)."""
     reader = TensorReader.from_dir(final)
-    return {n: reader[n] for n in reader
-            if n.startswith(("vision_projector.", "audio_adapter.")) and n not in kept
-            and n not in ("vision_projector.input_mean", "vision_projector.input_std")}
+    out = {n: reader[n] for n in reader
+           if n.startswith(("vision_projector.", "audio_adapter.")) and n not in kept
+           and n not in ("vision_projector.input_mean", "vision_projector.input_std")}
+    if base_encoder is not None:
+        out.update({n: reader[n] for n in reader if n.startswith(REPLACEABLE_PREFIXES) and n not in kept
+                    and (n not in base_encoder or not torch.equal(reader[n].float(), base_encoder[n].float()))})
+    return out
 
 
 def _fold_projector_norm(final: Path, kept: dict[str, torch.Tensor], config: VitaConfig
