@@ -17,7 +17,8 @@ reply; the other one listens. Flow (reference/duplex-design.md):
       decode steps stream TextDelta -> clause TTS -> AudioOut, paced by the clock.
   * A reply ends with exactly one terminal event: ReplyFinished (all of it played) or ReplyCancelled.
   * Items (`Attach`, `Detach`) wait for the next user turn, typed or spoken, which takes them all, once
-    (`vita.duplex.items`); a turn speculated on without them is discarded when one comes.
+    (`vita.duplex.items`); a turn speculated on without them is discarded when one comes. The utterances
+    themselves (items, camera frame, audio, ids) are built by `vita.duplex.utterances`.
 Turn-taking beyond a fixed VAD hangover (speculation, the state token as turn signal, backchannels, pauses) and
 the scheduler are the policy of `vita.duplex.turn_taking`. The mic passes an echo front end
 (`vita.speech.echo`) fed with our own playback, so our voice leaking back does not pause or interrupt us.
@@ -26,10 +27,6 @@ Stage timestamps (for `vita bench duplex`): `stages` is a `vita.duplex.stages.St
 """
 
 from __future__ import annotations
-
-from collections import deque
-
-import numpy as np
 
 from vita.config import SAMPLE_RATE
 from vita.duplex.events import (
@@ -59,7 +56,7 @@ from vita.duplex.events import (
     UserSpeechStarted,
     VideoFrame,
 )
-from vita.duplex.items import PendingItems, joined
+from vita.duplex.items import joined
 from vita.duplex.playout import Playout
 from vita.duplex.roles import ReplyEngine
 from vita.duplex.stages import StageLog
@@ -76,8 +73,9 @@ from vita.duplex.turn_taking import (
     pick,
     prompt,
 )
+from vita.duplex.utterances import Utterances, continued
 from vita.media.audio import resample
-from vita.processor import Audio, Image, Part, Turn
+from vita.processor import Image, Turn
 from vita.speech.echo import MicFrontEnd
 from vita.speech.tts import StreamingTTS
 from vita.speech.vad import (
@@ -110,14 +108,13 @@ class Session:
         self.playout = Playout(tts.sample_rate, lead_s=self.config.lead_s)
         self.reply: Reply | None = None  # the speaking role's reply
         self.listening: Listen | None = None  # the listening role's undecided utterance
-        self._frames: deque[tuple[float, np.ndarray]] = deque(maxlen=4)
-        self._items = PendingItems()  # the items (`Attach`) waiting for the next user turn
+        self._turns = Utterances(clock, camera_window_s=self.config.camera_window_s)  # what the next user turn holds
         self._last_role = 0
         self._resume_at: float | None = None  # playback resumes then, if the user stays silent
         self._mic_t0 = float("inf")  # clock time of the first mic sample (aligns the echo reference)
         self._over_reply: int | None = None  # the reply that was active when the user's current segment started
         self._continues: Reply | None = None  # a reply the current segment may turn out to continue (a pause)
-        self._ids = {"reply": 0, "utterance": 0}
+        self._last_reply_id = 0
         self.stages = StageLog()  # utterance id -> stage -> clock time (`vita.duplex.stages.STAGES`)
 
     def _stamp(self, utterance_id: int, stage: str) -> None:
@@ -188,7 +185,7 @@ class Session:
     @property
     def pending_items(self) -> tuple[str, ...]:
         """The ids of the items (`Attach`) waiting for the next user turn."""
-        return self._items.ids
+        return self._turns.items.ids
 
     @property
     def vad_config(self) -> VADConfig:
@@ -207,20 +204,17 @@ class Session:
                 self._on_vad(ev, events)
             self._commit_early(events)
         elif isinstance(event, VideoFrame):
-            self._frames.append((self.clock.now() if event.t is None else event.t, event.image))
+            self._turns.see(event.image, event.t)
         elif isinstance(event, (TextIn, Ask)):
-            given = [event.text] if isinstance(event, TextIn) else list(event.parts)
-            attached = self._items.parts()
-            if attached or given:  # (an empty Ask with nothing pending asks nothing)
-                utt = self._utterance(attached + given, None, attached=attached, items=self._items.ids)
-                self._items.clear()
+            utt = self._turns.typed([event.text] if isinstance(event, TextIn) else list(event.parts))
+            if utt is not None:  # (an empty Ask with nothing pending asks nothing)
                 self._stamp(utt.id, "vad_end")
                 self._listen(utt, events)
         elif isinstance(event, Attach):
-            self._items.attach(event.item_id, event.parts)
+            self._turns.items.attach(event.item_id, event.parts)
             self._drop_speculation()  # prepared without it: redone at the next pause or at the end of speech
         elif isinstance(event, Detach):
-            self._items.detach(event.item_id)
+            self._turns.items.detach(event.item_id)
         elif isinstance(event, Commit):
             for ev in self.vad.flush():
                 self._on_vad(ev, events)
@@ -275,7 +269,9 @@ class Session:
                 pass  # a short sound over our reply: nothing to prepare (`_commit_early` ends it soon)
             elif cfg.speculative and (self.listening is None or self.listening.speculative):
                 self._drop_speculation()
-                self._listen(self._spoken(self._continued(ev.audio)), events, speculative=True)
+                question = self._question()
+                self._listen(self._turns.spoken(continued(ev.audio, question), after=question), events,
+                             speculative=True)
         elif isinstance(ev, SpeechResumed):
             self._drop_speculation()  # the user goes on: what was prepared is discarded without a trace
             if r is not None and not self.playout.paused and self._over_reply == r.id:
@@ -298,13 +294,12 @@ class Session:
                 self.playout.resume(now)
                 events.append(PlaybackResumed(now, r.id))
             return
-        audio = self._continued(ev.audio)
+        audio = continued(ev.audio, self._question())
         if self._continues is not None and self._continues is r:  # the user had paused: one utterance
             self._cancel_reply(events, reason="continuation")
         self._continues = None
         lst = self.listening
-        if lst is not None and lst.speculative and (lst.utterance.frame is not self._latest_frame()
-                                                    or lst.utterance.items != self._items.ids):
+        if lst is not None and lst.speculative and self._turns.stale(lst.utterance):
             self._drop_speculation()  # a camera frame or an item came after the snapshot: it belongs to this turn
             lst = None
         if lst is not None and lst.speculative:
@@ -313,15 +308,15 @@ class Session:
             lst.speculative = False
             utt = lst.utterance
             assert utt.audio is not None
-            self._items.take(utt.items)
+            self._turns.items.take(utt.items)
             events.append(UserSpeechEnded(now, utt.id, len(utt.audio) / SAMPLE_RATE, utt.items))
             self._stamp(utt.id, "vad_end")
             if decided(lst.job):
                 self._decide(events)
             return
         self._drop_speculation()
-        utt = self._spoken(audio)
-        self._items.take(utt.items)
+        utt = self._turns.spoken(audio)  # (`_continues` was reset above: no question's items join it)
+        self._turns.items.take(utt.items)
         events.append(UserSpeechEnded(now, utt.id, len(audio) / SAMPLE_RATE, utt.items))
         self._stamp(utt.id, "vad_end")
         self._listen(utt, events)
@@ -329,27 +324,10 @@ class Session:
     def _backchannel(self, speech_s: float) -> bool:
         return is_backchannel(self.reply, self._over_reply, self._continues, speech_s, self.config)
 
-    def _continued(self, audio: np.ndarray) -> np.ndarray:
-        """The user's audio, after the audio of the reply's question when this segment continues it (a pause)."""
+    def _question(self) -> Utterance | None:
+        """The question of the reply this segment continues (the user had paused), else None."""
         r = self._continues
-        if r is None or r is not self.reply or r.utterance.audio is None:
-            return audio
-        return np.concatenate([r.utterance.audio, np.zeros(int(0.3 * SAMPLE_RATE), np.float32), audio])
-
-    def _latest_frame(self) -> np.ndarray | None:
-        """The camera frame that joins an utterance ending now (None: none recent enough)."""
-        if self._frames and self._frames[-1][0] >= self.clock.now() - self.config.camera_window_s:
-            return self._frames[-1][1]
-        return None
-
-    def _spoken(self, audio: np.ndarray) -> Utterance:
-        """An utterance of the user's `audio`, after the pending items (and the items of the reply's question when this
-        segment continues it, `_continued`) and the latest camera frame. It takes the items once committed."""
-        r = self._continues
-        attached = (r.utterance.attached if r is not None and r is self.reply else []) + self._items.parts()
-        frame = self._latest_frame()
-        parts = attached + ([Image(frame)] if frame is not None else []) + [Audio(audio, SAMPLE_RATE)]
-        return self._utterance(parts, audio, attached=attached, items=self._items.ids, frame=frame)
+        return r.utterance if r is not None and r is self.reply else None
 
     def _drop_speculation(self) -> None:
         lst = self.listening
@@ -371,11 +349,6 @@ class Session:
         if ends_early(lst, vad, self._backchannel(vad.speech_s), cfg):
             for ev in vad.end_now():
                 self._on_vad(ev, events)
-
-    def _utterance(self, parts: list[Part], audio: np.ndarray | None, *, attached: list[Part],
-                   items: tuple[str, ...], frame: np.ndarray | None = None) -> Utterance:
-        self._ids["utterance"] += 1
-        return Utterance(self._ids["utterance"], parts, audio, self.clock.now(), attached, items, frame)
 
     def _listen(self, utt: Utterance, events: list[OutEvent], *, speculative: bool = False) -> None:
         lst = self.listening
@@ -403,18 +376,10 @@ class Session:
         if unit == "listen":
             assert self.listening is not None
             lst = self.listening
-            job, uid = lst.job, lst.utterance.id
+            job = lst.job
             delta = job.step()
-            phase = getattr(job, "phase", None)  # ReplyJob's; a test double may have none
-            if phase in ("prefill", "decode", "done"):
-                self._stamp(uid, "features")
-            if phase in ("decode", "done"):
-                self._stamp(uid, "prefill")
-            if job.state_resolved:
-                self._stamp(uid, "state")
+            self.stages.stamp_step(lst.utterance.id, job, delta, self.clock.now())
             lst.held += delta
-            if delta.strip():
-                self._stamp(uid, "first_text")
             if delta and lst.speculative and (lst.rendering or (self.reply is None and lst.held == delta)):
                 self.tts.push(delta)  # render the first phrase ahead (a SpeechWorker does it now, off this thread)
                 lst.rendering = True
@@ -449,8 +414,8 @@ class Session:
         if self.reply is not None:
             self._cancel_reply(events)
         self.history.append(Turn("user", [p for p in lst.utterance.parts if not isinstance(p, Image)]))
-        self._ids["reply"] += 1
-        self.reply = Reply(self._ids["reply"], lst.role, job, lst.utterance, t_started=now)
+        self._last_reply_id += 1
+        self.reply = Reply(self._last_reply_id, lst.role, job, lst.utterance, t_started=now)
         self._last_role = lst.role
         if not lst.rendering:
             self.tts.cancel()
