@@ -140,7 +140,8 @@ def test_encoder_blocks_tunes_only_the_top_block_its_norm_and_the_adapter(tmp_pa
     tune = summary["audio_encoder"]
     assert tune["blocks"] == 1 and len(tune["epochs"]) == 3 and len(summary["audio"]["epochs"]) == 2
     assert tune["epochs"][-1]["train_loss"] < summary["audio"]["epochs"][0]["train_loss"]
-    before, after = load_file(tmp_path / "base" / "model.safetensors"), load_file(tmp_path / "out" / "model.safetensors")
+    before = load_file(tmp_path / "base" / "model.safetensors")
+    after = load_file(tmp_path / "out" / "model.safetensors")
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert {k.split(".")[0] for k in changed} == {"audio_adapter", "audio_encoder"}
     encoder = {k for k in changed if k.startswith("audio_encoder.")}
