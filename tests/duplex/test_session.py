@@ -24,6 +24,7 @@ from tests.duplex.session_harness import (
 )
 from vita.duplex.events import (
     TERMINAL,
+    Attach,
     AudioOut,
     Backchannel,
     PlaybackPaused,
@@ -40,7 +41,7 @@ from vita.duplex.events import (
 )
 from vita.duplex.roles import Engine, Script
 from vita.duplex.session import SessionConfig
-from vita.processor import Image
+from vita.processor import Audio, Image
 from vita.speech.echo import GateConfig, aec_available
 
 
@@ -298,7 +299,7 @@ def test_speculative_reply_is_discarded_without_a_trace(tiny, voices, voice):
     assert fin.text == ANSWER_1[len("<1> "):]  # the discarded speculation's script (ANSWER_2) left nothing ...
     assert audio_of(run, started.reply_id) == voice.samples(fin.text)  # ... not even speech rendered ahead
     assert [t.role for t in session.history] == ["user", "assistant"]
-    audio = [p for p in session.history[0].content if not isinstance(p, Image)][0]
+    (audio,) = [p for p in session.history[0].content if isinstance(p, Audio)]
     assert len(audio.source) / RATE == pytest.approx(ended.duration)
     assert len(audio.source) > cut  # both pieces
 
@@ -346,14 +347,18 @@ def test_backchannel_never_stops_the_reply(tiny, voices, voice, piper):
     assert [t.role for t in session.history] == ["user", "assistant"]
 
 
-def test_pause_then_more_is_answered_as_one_utterance(tiny, voices, voice):
+@pytest.mark.parametrize("speculate", [True, False], ids=["speculated", "not-speculated"])
+def test_pause_then_more_is_answered_as_one_utterance(tiny, voices, voice, speculate):
     """The user stops, we start answering, the user goes on within continuation_s: the reply is withdrawn and the
-    two pieces are answered together; the history holds the merged question and the one answer."""
+    two pieces are answered together, with the item attached to the question; the history holds the merged
+    question and the one answer."""
     q = voices["question"]
     half = len(q) // 2
     cut = half + int(np.argmin(np.abs(q[half : half + 3000])))
     seen: list = []
-    session, clock = make(tiny, [ANSWER_LONG, ANSWER_2], synth=voice, gate=GateConfig(enabled=False), capture=seen)
+    session, clock = make(tiny, [ANSWER_LONG, ANSWER_2], synth=voice, gate=GateConfig(enabled=False), capture=seen,
+                          **({} if speculate else {"speculative": False}))
+    session.feed(Attach("note", ("The photo shows a red kite.",)))
     run = Run(session, clock)
     run.play(np.concatenate([silence(0.3), q[:cut], silence(0.6)]), ticks=20)
     (r1,) = run.of(ReplyStarted)
@@ -365,8 +370,9 @@ def test_pause_then_more_is_answered_as_one_utterance(tiny, voices, voice):
     assert fin.text == ANSWER_2[len("<1> "):]
     assert [t.role for t in session.history] == ["user", "assistant"]
     assert session.history[1].content == ANSWER_2
-    audio = [p for p in session.history[0].content if not isinstance(p, Image)][0]
+    (audio,) = [p for p in session.history[0].content if isinstance(p, Audio)]
     assert len(audio.source) > len(q)  # both pieces (and the pause between them)
+    assert session.history[0].content[0] == "The photo shows a red kite."  # the question's item stays with it
     assert [t.role for t in seen[-1]] == ["user"]  # the merged question alone: no first piece, no withdrawn reply
 
 

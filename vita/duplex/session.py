@@ -294,7 +294,8 @@ class Session:
                 self.playout.resume(now)
                 events.append(PlaybackResumed(now, r.id))
             return
-        audio = continued(ev.audio, self._question())
+        question = self._question()
+        audio = continued(ev.audio, question)
         if self._continues is not None and self._continues is r:  # the user had paused: one utterance
             self._cancel_reply(events, reason="continuation")
         self._continues = None
@@ -315,7 +316,7 @@ class Session:
                 self._decide(events)
             return
         self._drop_speculation()
-        utt = self._turns.spoken(audio)  # (`_continues` was reset above: no question's items join it)
+        utt = self._turns.spoken(audio, after=question)  # a continued question's items come with its audio
         self._turns.items.take(utt.items)
         events.append(UserSpeechEnded(now, utt.id, len(audio) / SAMPLE_RATE, utt.items))
         self._stamp(utt.id, "vad_end")
