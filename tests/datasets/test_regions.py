@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from vita.datasets.mini.images import COLOURS
-from vita.datasets.mini.regions import MIN_COVER, REGION_GRID, emoji_scene, row_labels, shape_scene
+from vita.datasets.mini.regions import MIN_COVER, REGION_GRID, emoji_scene, row_labels, shape_scene, video_frame
 
 
 def _box(h: int, w: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
@@ -53,3 +53,28 @@ def test_emoji_rows_are_concept_names_and_the_draw_is_seeded() -> None:
     assert a.rows == b.rows and np.array_equal(np.asarray(a.image), np.asarray(b.image))
     named = {r for r in a.rows if r}
     assert named and all(r == r.lower() for r in named)
+
+
+def test_keep_small_names_the_best_cell_of_an_object_too_small_for_any() -> None:
+    # "c" covers 5 % of the top-right cell only: background by the rule, its own with keep_small; "a" fills a cell,
+    # so its sliver in the next cell stays background either way
+    objects = [("a", _box(40, 80, 0, 20, 0, 42)), ("c", _box(40, 80, 0, 2, 60, 80))]
+    assert row_labels(objects, (80, 40), 2) == ("a", "", "", "")
+    assert row_labels(objects, (80, 40), 2, keep_small=True) == ("a", "c", "", "")
+
+
+def test_video_frames_name_every_dot_and_square_where_it_is() -> None:
+    from vita.datasets.mini.videos import HEIGHT, WIDTH
+
+    for seed in range(12):
+        item = video_frame(np.random.default_rng(seed), REGION_GRID)
+        assert item.image.size == (WIDTH, HEIGHT) and len(item.rows) == REGION_GRID ** 2
+        px = np.asarray(item.image.resize((28 * REGION_GRID,) * 2), np.float32)
+        named = {label for label in item.rows if label}
+        assert named and all(label.split()[1] in ("dot", "square") for label in named)
+        for j, label in enumerate(item.rows):
+            if label:
+                r, c = divmod(j, REGION_GRID)
+                cell = px[28 * r:28 * (r + 1), 28 * c:28 * (c + 1)].reshape(-1, 3)
+                colour = np.array(COLOURS[label.split()[0]], np.float32)
+                assert (np.abs(cell - colour).max(-1) < 40).any(), (seed, j, label)

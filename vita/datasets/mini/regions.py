@@ -7,8 +7,10 @@ it. `vita.training.region_align` makes the projector write those words' embeddin
 almost as it reads a description (measured 2026-12-04: the held-out colour of a named shape 22 % -> 84 % after the
 same 120 LoRA steps, see that module).
 
-    region_item(rng, grid) -> RegionItem(image, rows)   half shape scenes (1-3 shapes, distinct shapes and
-                                                         colours), half emoji scenes (1-4 colour emoji)
+    region_item(rng, grid) -> RegionItem(image, rows)   40 % shape scenes (1-3 shapes, distinct shapes and
+                                                         colours), 40 % emoji scenes (1-4 colour emoji), 20 % video
+                                                         frames (1-3 dots or squares on the grey of
+                                                         `vita.datasets.mini.videos`: "red dot", "blue square")
     row_labels(objects, size, grid) -> rows              masks in canvas pixels -> the label of each cell
 
 Cells follow the processor: the picture is stretched to a square (one tile, aspect not kept), so a cell covers the
@@ -26,6 +28,7 @@ from vita.datasets.mini.canvas import SIZES, background, choose, paste, pick, re
 from vita.datasets.mini.emoji import CONCEPTS
 from vita.datasets.mini.emoji_images import SCENE_BACKGROUNDS, render_sprite
 from vita.datasets.mini.images import BACKGROUNDS, COLOURS, SHAPES, place_apart
+from vita.datasets.mini.videos import HEIGHT, WIDTH
 from vita.datasets.tiny import draw_shape_on
 
 REGION_GRID = 4  # vita-mini: 112 px / patch 14 / pixel shuffle 2 -> 4 x 4 rows per picture
@@ -38,9 +41,12 @@ class RegionItem:
     rows: tuple[str, ...]  # grid * grid labels, row-major; "" = background
 
 
-def row_labels(objects: list[tuple[str, np.ndarray]], size: tuple[int, int], grid: int) -> tuple[str, ...]:
+def row_labels(objects: list[tuple[str, np.ndarray]], size: tuple[int, int], grid: int, *,
+               keep_small: bool = False) -> tuple[str, ...]:
     """`objects`: (label, mask) with masks [H, W] in [0, 1] at the canvas `size` (W, H), later ones drawn over
-    earlier ones; each cell's label is the object covering the largest fraction of it, if >= `MIN_COVER`."""
+    earlier ones; each cell's label is the object covering the largest fraction of it, if >= `MIN_COVER`.
+    `keep_small`: an object that covers no cell that much still names the background cell it covers most (a
+    video's dot, 7 px across four cells, would otherwise be nowhere)."""
     w, h = size
     visible = np.zeros((h, w), np.float32)
     cover = []
@@ -51,7 +57,13 @@ def row_labels(objects: list[tuple[str, np.ndarray]], size: tuple[int, int], gri
         cover.append(np.asarray(img, np.float32).reshape(-1))
     cover = np.stack(cover[::-1])  # [objects, cells], in drawing order
     best = cover.argmax(0)
-    return tuple(objects[int(b)][0] if cover[b, j] >= MIN_COVER else "" for j, b in enumerate(best))
+    rows = [objects[int(b)][0] if cover[b, j] >= MIN_COVER else "" for j, b in enumerate(best)]
+    if keep_small:
+        for k, (label, _) in enumerate(objects):
+            j = int(cover[k].argmax())
+            if cover[k, j] > 0 and cover[k].max() < MIN_COVER and not rows[j]:
+                rows[j] = label
+    return tuple(rows)
 
 
 def shape_scene(rng: np.random.Generator, grid: int) -> RegionItem:
@@ -95,6 +107,28 @@ def emoji_scene(rng: np.random.Generator, grid: int) -> RegionItem:
     return RegionItem(img, row_labels(objects, size, grid))
 
 
+def video_frame(rng: np.random.Generator, grid: int) -> RegionItem:
+    """A frame as `vita.datasets.mini.videos` draws them: 160 x 120, plain grey, 1-3 dots (r 7-11 px) or squares
+    (half side 10-18 px) of distinct colours; rows "red dot" / "blue square" (`keep_small`)."""
+    size = (WIDTH, HEIGHT)
+    img = Image.new("RGB", size, (int(rng.integers(200, 250)),) * 3)
+    draw = ImageDraw.Draw(img)
+    k = int(rng.integers(1, 4))
+    colours = choose(rng, list(COLOURS), k)
+    objects = []
+    for colour in colours:
+        kind = "dot" if rng.random() < 0.5 else "square"
+        r = float(rng.uniform(7, 11)) if kind == "dot" else float(rng.uniform(10, 18))
+        cx, cy = float(rng.uniform(r + 2, WIDTH - r - 2)), float(rng.uniform(r + 2, HEIGHT - r - 2))
+        box = (cx - r, cy - r, cx + r, cy + r)
+        mask = Image.new("L", size, 0)
+        for canvas, ink in ((draw, COLOURS[colour]), (ImageDraw.Draw(mask), 255)):
+            (canvas.ellipse if kind == "dot" else canvas.rectangle)(box, fill=ink)
+        objects.append((f"{colour} {kind}", np.asarray(mask, np.float32) / 255))
+    return RegionItem(img, row_labels(objects, size, grid, keep_small=True))
+
+
 def region_item(rng: np.random.Generator, grid: int) -> RegionItem:
-    """A shape scene or an emoji scene, even odds."""
-    return shape_scene(rng, grid) if rng.random() < 0.5 else emoji_scene(rng, grid)
+    """A shape scene (40 %), an emoji scene (40 %) or a video frame (20 %)."""
+    u = rng.random()
+    return shape_scene(rng, grid) if u < 0.4 else emoji_scene(rng, grid) if u < 0.8 else video_frame(rng, grid)
