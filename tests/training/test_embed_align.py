@@ -155,3 +155,43 @@ def test_encoder_blocks_tunes_only_the_top_block_its_norm_and_the_adapter(tmp_pa
     assert main(["--model", str(root / "base"), "--audio", str(audio), "--encoder-blocks", "1",
                  "--out", str(root / "out")]) == 2
     assert "needs a Whisper audio encoder" in capsys.readouterr().err
+
+
+def test_ctc_head_is_saved_and_reads_the_clips_back(aligned, tmp_path, capsys) -> None:
+    """The aligned model's ctc_head reads its clips back through `ctc_wer`; a model without one is a clear error."""
+    from vita.cli.tools import ctc_wer
+
+    root, (out, _) = aligned
+    head = load_file(out / "ctc_head.safetensors")
+    summary = json.loads((out / "embed_align.json").read_text())
+    assert head["vocab"].numel() == summary["audio"]["vocab"] and head["blank"].ndim == 1
+    records = json.loads((root / "audio.json").read_text())
+    manifest = root / "asr.jsonl"
+    manifest.write_text("".join(json.dumps({"id": str(i), "audio": r["audio"], "group": "asr/clean",
+                                            "transcript": r["conversations"][1]["value"][3:]}) + "\n"
+                                for i, r in enumerate(records[:6])))
+    assert ctc_wer(["--model", str(out), "--manifest", str(manifest)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cases"] == 6 and set(report["wer"]) == {"all", "asr/clean"}
+    assert report["wer"]["all"] == report["wer"]["asr/clean"] >= 0 and len(report["examples"]) == 5
+    # the read-out itself: each token's embedding on two frames (repeats collapse), the blank between equal tokens
+    # ("ee" of "see") and at the edges
+    from vita.training.ctc_readout import load_head, read_clip
+
+    vm = vita.load(str(out), dtype="fp32")
+    scorer = load_head(vm, out)
+    ids = vm.tokenizer.encode("I see a dog", add_special_tokens=False)
+    emb, blank = vm.model.llm.tok_embeddings.weight.detach().float(), scorer.blank.detach()
+    frames = [blank]
+    for i, t in enumerate(ids):
+        frames += ([blank] if i and ids[i - 1] == t else []) + [emb[t], emb[t]]
+    rows = torch.stack([*frames, blank])
+
+    class Rows(torch.nn.Module):
+        def forward(self, x, mask):
+            return rows[None], torch.ones(1, len(rows), dtype=torch.bool)
+
+    vm.model.audio_adapter = Rows()
+    assert read_clip(vm, scorer, root / "a0.wav") == "I see a dog"
+    assert ctc_wer(["--model", str(root / "base"), "--manifest", str(manifest)]) == 2
+    assert "ctc_head.safetensors: missing" in capsys.readouterr().err

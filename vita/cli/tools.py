@@ -3,6 +3,7 @@
     tower_pretrain   stage 0 of vita-mini's scratch tower         vita.training.tower_pretrain.pretrain
     feature_stats    the projector's input_norm statistics        vita.training.feature_stats.standardize
     embed_align      pre-align the projector and audio adapter    vita.training.embed_align.align
+    ctc_wer          what the aligned audio path hears (WER)      vita.training.ctc_readout.manifest_wer
     region_align     each image row says what is at its place     vita.training.region_align.align_regions
     real_speech      the real-speech evaluation manifest          vita.datasets.real_speech.write_manifest
     mini_chat        fill the reference-answer cache              vita.datasets.mini.chat.fill_cache
@@ -104,6 +105,23 @@ def embed_align(argv: list[str]) -> int:
         mod.align(args.model, args.out, vision=args.vision, audio=args.audio, epochs=args.epochs, seed=args.seed,
                   limit=args.limit, cache=args.cache, encoder_blocks=args.encoder_blocks,
                   tune_epochs=args.tune_epochs, tune_lr=args.tune_lr, log=lambda m: print(m, flush=True))
+    except VitaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def ctc_wer(argv: list[str]) -> int:
+    from vita.errors import VitaError
+    from vita.training import ctc_readout as mod
+
+    p = _parser("ctc_wer", mod.__doc__)
+    p.add_argument("--model", type=Path, required=True, help="a model folder written by embed_align (with ctc_head)")
+    p.add_argument("--manifest", type=Path, required=True, help="a `vita eval` JSONL with audio and transcript")
+    p.add_argument("--limit", type=int, help="only the first N transcribed cases")
+    args = p.parse_args(argv)
+    try:
+        print(json.dumps(mod.manifest_wer(args.model, args.manifest, args.limit), ensure_ascii=False))
     except VitaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -289,8 +307,8 @@ def quant_quality(argv: list[str]) -> int:
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
-    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, region_align, real_speech, mini_chat, probes,
-                            described, text_compare, bench_samples, bench_table, quant_quality)
+    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, region_align, real_speech, mini_chat,
+                            probes, described, text_compare, bench_samples, bench_table, quant_quality)
 }
 
 

@@ -25,7 +25,8 @@ and reported: CTC greedy token error rate, and caption-token recall@1 of the nea
     python -m vita.cli.tools embed_align --model SKELETON --vision train/vision_align.json \
         --audio train/audio_align.json --out DIR [--epochs 12] [--seed 0] [--encoder-blocks 2 --tune-epochs 4]
 
-writes DIR (the same model with the two parts replaced; `vita train` takes it as `model.init`) and DIR/embed_align.json.
+writes DIR (the same model with the two parts replaced; `vita train` takes it as `model.init`), DIR/embed_align.json
+and, when audio was aligned, DIR/ctc_head.safetensors (`vita.training.ctc_readout` reads the audio rows as text).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from vita.models.whisper import WhisperEncoder
 from vita.tokens import STATE_TOKENS
 
 COMMON_IDS = 8192  # the BPE's first (most frequent) ids are always in the scored vocabulary
+CTC_HEAD = "ctc_head.safetensors"  # the audio scorer (blank centre, scale, vocabulary): `vita.training.ctc_readout`
 HOLD_OUT_EVERY = 20
 
 
@@ -80,7 +82,7 @@ def spoken_text(record: dict, where: str, kind: str) -> str | None:
     return text.strip()
 
 
-def _media_only(record: dict, kind: str) -> dict:
+def media_only(record: dict, kind: str) -> dict:
     """The record reduced to the one medium this stage encodes (an image question's audio alone, say)."""
     keys = ("image", "video") if kind == "vision" else ("audio",)
     media = {k: record[k] for k in keys if k in record}
@@ -105,7 +107,7 @@ def load_items(vm, data: Path, kind: str, limit: int | None = None, *, instruct:
         if instruct and not (kind == "audio" and _known_speech(record)):
             continue
         text = spoken_text(record, where, kind)
-        conv = parse_record(_media_only(record, kind), where, data.parent)
+        conv = parse_record(media_only(record, kind), where, data.parent)
         _, _, pixels, fbanks = render_conversation(vm.processor, conv)
         targets = vm.tokenizer.encode(text, add_special_tokens=False) if text else []
         with torch.no_grad():
@@ -364,6 +366,7 @@ def align(model_dir: Path, out_dir: Path, *, vision: list[Path] = (), audio: lis
     embeddings = model.llm.tok_embeddings.weight.detach()
     summary: dict = {"model": str(model_dir), "seed": seed, "epochs": epochs}
     trained: dict[str, torch.Tensor] = {}
+    head: dict[str, torch.Tensor] = {}
     tuned = _tuned_audio(model, model_dir, encoder_blocks) if audio and encoder_blocks else None
     jobs = [("vision", vision, model.vision_projector, vision_loss, vision_recall, "caption_token_recall"),
             ("audio", audio, tuned or model.audio_adapter, audio_loss, audio_error_rate, "token_error_rate")]
@@ -397,12 +400,19 @@ def align(model_dir: Path, out_dir: Path, *, vision: list[Path] = (), audio: lis
                          seed=seed + 1, log=lambda m: log(f"[audio+encoder] {m}"))
             summary["audio_encoder"] = dict(result, blocks=encoder_blocks, lr=tune_lr,
                                             seconds=round(time.perf_counter() - t1, 1))
+        if kind == "audio":
+            head = {"blank": scorer.blank.detach().clone(), "log_scale": scorer.log_scale.detach().reshape(1).clone(),
+                    "vocab": torch.tensor(vocab, dtype=torch.long)}
         if part is tuned:
             trained.update(tuned.tensors())
         else:
             prefix = "audio_adapter." if kind == "audio" else "vision_projector."
             trained.update({prefix + k: v.detach().clone() for k, v in part.state_dict().items()})
     write_with_parts(model_dir, vm, trained, out_dir)
+    if head:
+        from safetensors.torch import save_file
+
+        save_file(head, out_dir / CTC_HEAD)
     (out_dir / "embed_align.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
