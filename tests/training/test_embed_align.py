@@ -157,7 +157,7 @@ def test_encoder_blocks_tunes_only_the_top_block_its_norm_and_the_adapter(tmp_pa
     assert "needs a Whisper audio encoder" in capsys.readouterr().err
 
 
-def test_ctc_head_is_saved_and_reads_the_clips_back(aligned, tmp_path, capsys) -> None:
+def test_ctc_head_is_saved_and_reads_the_clips_back(aligned, tmp_path, capsys, monkeypatch) -> None:
     """The aligned model's ctc_head reads its clips back through `ctc_wer`; a model without one is a clear error."""
     from vita.cli.tools import ctc_wer
 
@@ -193,5 +193,7 @@ def test_ctc_head_is_saved_and_reads_the_clips_back(aligned, tmp_path, capsys) -
 
     vm.model.audio_adapter = Rows()
     assert read_clip(vm, scorer, root / "a0.wav") == "I see a dog"
+    monkeypatch.chdir(root.parent)  # a relative clip path (as manifests give them) is found too
+    assert read_clip(vm, scorer, Path(root.name) / "a0.wav") == "I see a dog"
     assert ctc_wer(["--model", str(root / "base"), "--manifest", str(manifest)]) == 2
     assert "ctc_head.safetensors: missing" in capsys.readouterr().err

@@ -46,7 +46,8 @@ def read_clip(vm, scorer: EmbeddingScorer, audio: Path) -> str:
     """What the audio path of `vm` hears in the clip `audio`: greedy CTC over the scorer's entries, as text."""
     from vita.training.sample import parse_record, render_conversation
 
-    conv = parse_record(media_only({"audio": str(audio)}, "audio"), str(audio), audio.parent)
+    path = Path(audio).resolve()
+    conv = parse_record(media_only({"audio": str(path)}, "audio"), str(audio), path.parent)
     _, _, _, fbanks = render_conversation(vm.processor, conv)
     model = vm.model
     with torch.no_grad():
