@@ -90,7 +90,10 @@ def refused(server, name: str, body: bytes | dict, *, status: int = 400, flag: s
         assert err["code"] == code, err
     assert "/tmp" not in err["message"] and "Traceback" not in r.text
     assert took < 1.0, (name, took)
-    assert watch.grew_mb < 200, (name, watch.grew_mb)
+    # RSS of the whole test process: client and server share it, so a 30 MB body's copies on both sides count, and
+    # how much freed memory earlier tests left to reuse moves it (218 MB seen in the full suite, 135 alone);
+    # tokenizing or decoding such a body would take gigabytes and seconds (`took` above)
+    assert watch.grew_mb < 300, (name, watch.grew_mb)
     assert watch.slowest_health < 0.5, (name, watch.slowest_health)  # stalls found were 5-55 s; 2-core CI jitters ~0.2
     return err
 
