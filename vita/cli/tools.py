@@ -58,7 +58,7 @@ def _refuse_non_empty(out: Path) -> bool:
 
 
 def feature_stats(argv: list[str]) -> int:
-    from vita.errors import VitaError
+    from vita.errors import run_command
     from vita.training import feature_stats as mod
 
     p = _parser("feature_stats", mod.__doc__)
@@ -69,16 +69,11 @@ def feature_stats(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if _refuse_non_empty(args.out):
         return 2
-    try:
-        print(json.dumps(mod.standardize(args.model, args.data, args.out, args.images)))
-    except VitaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: print(json.dumps(mod.standardize(args.model, args.data, args.out, args.images))))
 
 
 def embed_align(argv: list[str]) -> int:
-    from vita.errors import VitaError
+    from vita.errors import run_command
     from vita.training import embed_align as mod
 
     p = _parser("embed_align", mod.__doc__)
@@ -101,18 +96,17 @@ def embed_align(argv: list[str]) -> int:
     if not args.vision and not args.audio:
         print("error: give --vision and/or --audio", file=sys.stderr)
         return 2
-    try:
+
+    def align() -> None:
         mod.align(args.model, args.out, vision=args.vision, audio=args.audio, epochs=args.epochs, seed=args.seed,
                   limit=args.limit, cache=args.cache, encoder_blocks=args.encoder_blocks,
                   tune_epochs=args.tune_epochs, tune_lr=args.tune_lr, log=lambda m: print(m, flush=True))
-    except VitaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_command(align)
 
 
 def ctc_wer(argv: list[str]) -> int:
-    from vita.errors import VitaError
+    from vita.errors import run_command
     from vita.training import ctc_readout as mod
 
     p = _parser("ctc_wer", mod.__doc__)
@@ -120,16 +114,12 @@ def ctc_wer(argv: list[str]) -> int:
     p.add_argument("--manifest", type=Path, required=True, help="a `vita eval` JSONL with audio and transcript")
     p.add_argument("--limit", type=int, help="only the first N transcribed cases")
     args = p.parse_args(argv)
-    try:
-        print(json.dumps(mod.manifest_wer(args.model, args.manifest, args.limit), ensure_ascii=False))
-    except VitaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: print(json.dumps(mod.manifest_wer(args.model, args.manifest, args.limit),
+                                                ensure_ascii=False)))
 
 
 def region_align(argv: list[str]) -> int:
-    from vita.errors import VitaError
+    from vita.errors import run_command
     from vita.training import region_align as mod
 
     p = _parser("region_align", mod.__doc__)
@@ -144,13 +134,11 @@ def region_align(argv: list[str]) -> int:
     if _refuse_non_empty(args.out):
         return 2
     cfg = mod.RegionConfig(epochs=args.epochs, lr=args.lr, seed=args.seed)
-    try:
-        mod.align_regions(args.model, args.data, args.out, cfg,
-                          limit=args.limit, log=lambda m: print(m, flush=True))
-    except VitaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    def align() -> None:
+        mod.align_regions(args.model, args.data, args.out, cfg, limit=args.limit, log=lambda m: print(m, flush=True))
+
+    return run_command(align)
 
 
 def real_speech(argv: list[str]) -> int:
