@@ -17,8 +17,9 @@ starts by reading images and speech almost as text.
 The towers run once per input (frozen, no gradient); their outputs are kept in memory for every epoch.
 `encoder_blocks=N` (Whisper encoders only) also fine-tunes the encoder's top N blocks and its final LayerNorm with
 the audio CTC: the states below them are what is kept, the adapter first learns alone for `epochs` on the frozen top
-blocks, then blocks and adapter together for `tune_epochs` at `tune_lr`. Measured 2026-12-05 (probe, 12,000
-transcripts, top 2 of tiny.en's 4 blocks, 3 epochs): held-out WER of the greedy CTC read-out 61 % -> 50 %. A seeded,
+blocks, then blocks and adapter together for `tune_epochs` at `tune_lr`. Measured 2026-12-05 (`recipes/mini`,
+12,000 transcripts + the instruct speech, top 2 of tiny.en's 4 blocks, 4 + 4 epochs): held-out token error 0.458
+after the adapter alone, 0.258 after the tuning; WER of the read-out on voices training never heard 49.0 %. A seeded,
 fixed order makes the result bit-for-bit reproducible on one machine. 5 % of each file (every 20th record) is held out
 and reported: CTC greedy token error rate, and caption-token recall@1 of the nearest embeddings.
 
