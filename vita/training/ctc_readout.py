@@ -21,7 +21,7 @@ import torch
 
 from vita.errors import VitaError
 from vita.eval.metrics import edit_counts
-from vita.training.embed_align import CTC_HEAD, EmbeddingScorer, media_only
+from vita.training.embed_align import CTC_HEAD, EmbeddingScorer, encode_media
 
 __all__ = ["load_head", "manifest_wer", "read_clip"]
 
@@ -44,17 +44,11 @@ def load_head(vm, model_dir: Path) -> EmbeddingScorer:
 
 def read_clip(vm, scorer: EmbeddingScorer, audio: Path) -> str:
     """What the audio path of `vm` hears in the clip `audio`: greedy CTC over the scorer's entries, as text."""
-    from vita.training.sample import parse_record, render_conversation
-
     path = Path(audio).resolve()
-    conv = parse_record(media_only({"audio": str(path)}, "audio"), str(audio), path.parent)
-    _, _, _, fbanks = render_conversation(vm.processor, conv)
-    model = vm.model
+    states = encode_media(vm, {"audio": str(path)}, str(audio), path.parent, "audio")  # [T', H]
     with torch.no_grad():
-        x = fbanks[0].float().unsqueeze(0)
-        enc, mask = model.audio_encoder(x, torch.tensor([x.shape[1]]))
-        rows, rows_mask = model.audio_adapter(enc, mask)
-        best = scorer(rows[0, rows_mask[0]].float()).argmax(-1)  # [T''], column 0 = blank
+        rows, _ = vm.model.audio_adapter(states[None], torch.ones(1, len(states), dtype=torch.bool))
+        best = scorer(rows[0].float()).argmax(-1)  # [T''], column 0 = blank
     vocab = sorted(scorer.index, key=scorer.index.get)
     ids = [vocab[int(c) - 1] for c in torch.unique_consecutive(best) if int(c) != 0]
     return vm.tokenizer.decode(ids).strip()

@@ -83,7 +83,7 @@ def spoken_text(record: dict, where: str, kind: str) -> str | None:
     return text.strip()
 
 
-def media_only(record: dict, kind: str) -> dict:
+def _media_only(record: dict, kind: str) -> dict:
     """The record reduced to the one medium this stage encodes (an image question's audio alone, say)."""
     keys = ("image", "video") if kind == "vision" else ("audio",)
     media = {k: record[k] for k in keys if k in record}
@@ -91,37 +91,44 @@ def media_only(record: dict, kind: str) -> dict:
     return dict(media, conversations=[{"from": "human", "value": marker}, {"from": "gpt", "value": "."}])
 
 
+def encode_media(vm, record: dict, where: str, root: Path, kind: str, below: int | None = None) -> torch.Tensor:
+    """The frozen `kind` tower's output for `record`'s media (paths relative to `root`): vision [N * T_img, 4C];
+    audio [T', H], or with `below` the states after that many encoder blocks (`WhisperEncoder.encode`)."""
+    from vita.training.sample import parse_record, render_conversation
+
+    conv = parse_record(_media_only(record, kind), where, root)
+    _, _, pixels, fbanks = render_conversation(vm.processor, conv)
+    model = vm.model
+    with torch.no_grad():
+        if kind == "vision":
+            if pixels is None:
+                raise DataError(f"{where}: no image or video", "no_media")
+            return model.vision(pixels.float()).flatten(0, 1)  # [N * T_img, 4C]
+        if len(fbanks) != 1:
+            raise DataError(f"{where}: expected one audio clip, found {len(fbanks)}", "no_media")
+        x = fbanks[0].float().unsqueeze(0)
+        lengths = torch.tensor([x.shape[1]])
+        enc, mask = model.audio_encoder(x, lengths) if below is None else model.audio_encoder(x, lengths, below)
+        return enc[0, mask[0]]  # [T', H]
+
+
 def load_items(vm, data: Path, kind: str, limit: int | None = None, *, instruct: bool = False,
                below: int | None = None) -> list[Item]:
     """Encode the records of `data` (a VITA-format JSON list) with the frozen `kind` tower ("vision" | "audio");
     `instruct`: only records whose spoken words are known (`spoken_text`) are used; `below`: audio states after
     that many encoder blocks (`WhisperEncoder.encode`), None for the encoder's output."""
-    from vita.training.sample import parse_record, render_conversation
-
     try:
         records = json.loads(data.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise VitaError(f"{data}: cannot read the training data ({exc})") from exc
-    model, items = vm.model, []
+    items = []
     for i, record in enumerate(records[:limit]):
         where = f"{data}:{i}"
         if instruct and not (kind == "audio" and _known_speech(record)):
             continue
         text = spoken_text(record, where, kind)
-        conv = parse_record(media_only(record, kind), where, data.parent)
-        _, _, pixels, fbanks = render_conversation(vm.processor, conv)
+        features = encode_media(vm, record, where, data.parent, kind, below)
         targets = vm.tokenizer.encode(text, add_special_tokens=False) if text else []
-        with torch.no_grad():
-            if kind == "vision":
-                if pixels is None:
-                    raise DataError(f"{where}: no image or video", "no_media")
-                features = model.vision(pixels.float()).flatten(0, 1)  # [N * T_img, 4C]
-            else:
-                if len(fbanks) != 1:
-                    raise DataError(f"{where}: expected one audio clip, found {len(fbanks)}", "no_media")
-                x = fbanks[0].float().unsqueeze(0)
-                enc, mask = model.audio_encoder(x, torch.tensor([x.shape[1]]), *(() if below is None else (below,)))
-                features = enc[0, mask[0]]  # [T', H]
         items.append(Item(features.clone(), targets, i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1))
     return items
 
