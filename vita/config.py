@@ -237,6 +237,9 @@ class AudioAdapterConfig:
     kernel_size: int = 5
     stride: int = 2
     norm_eps: float = 1e-3
+    # > 0: the LLM's vocabulary size; the rows were CTC-aligned to its token embeddings (vita.training.embed_align)
+    # and reach the LLM compressed, one row per heard token (AudioAdapter.compress); 0: every row as it is
+    ctc_vocab: int = 0
 
     def __post_init__(self) -> None:
         if self.conv_size == 0:

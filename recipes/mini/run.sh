@@ -7,7 +7,8 @@
 # not shipped). VITA_MINI_INPUT_NORM=1 standardises the projector's inputs (ProjectorConfig.input_norm; measured below, not shipped).
 # VITA_MINI_REGIONS=1: CTC-aligns the audio adapter, then fine-tunes it with Whisper's top 2 blocks (same CTC), skips
 # stages 1 and 2, replaces the projector by a region-aligned one (vita.training.region_align), and stage 3 trains LoRA
-# only: projector, adapter and encoder stay as aligned (measured in the README).
+# only: projector, adapter and encoder stay as aligned (measured in the README). There the adapter's rows reach the LLM
+# CTC-compressed, one per heard token (VITA_MINI_CTC=0: every row as it is).
 # Then `vita mini assemble --parts OUT/parts --out DIR` gives the model folder; copying OUT/parts over
 # vita/assets/mini makes it the `vita-mini` preset.
 set -euo pipefail
@@ -51,7 +52,14 @@ elif [ "${VITA_MINI_REGIONS:-0}" = 1 ]; then
         --out "$OUT/aligned" --epochs "${VITA_MINI_ALIGN_EPOCHS:-4}" --cache "$OUT/tower_cache" \
         --encoder-blocks "${VITA_MINI_ENCODER_BLOCKS:-2}" --tune-epochs "${VITA_MINI_TUNE_EPOCHS:-4}" \
         | tee "$OUT/aligned.log"
-    export VITA_MINI_INIT=$OUT/aligned VITA_MINI_STAGE1=$OUT/aligned VITA_MINI_STAGE2=$OUT/aligned
+    ALIGNED=$OUT/aligned
+    if [ "${VITA_MINI_CTC:-1}" = 1 ]; then
+        # the adapter's CTC read-out built in: its rows reach the LLM one per heard token (vita.models.audio_adapter)
+        [ -f "$OUT/aligned_ctc/config.json" ] || $PY -m vita.cli.tools ctc_compress --model "$OUT/aligned" \
+            --out "$OUT/aligned_ctc"
+        ALIGNED=$OUT/aligned_ctc
+    fi
+    export VITA_MINI_INIT=$ALIGNED VITA_MINI_STAGE1=$ALIGNED VITA_MINI_STAGE2=$ALIGNED
     stamp aligned
 elif [ "${VITA_MINI_EMBED_ALIGN:-0}" = 1 ]; then
     # opt-in: the projector and the audio adapter first learn to write the LLM's own token embeddings (CTC on

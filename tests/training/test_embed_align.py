@@ -197,3 +197,27 @@ def test_ctc_head_is_saved_and_reads_the_clips_back(aligned, tmp_path, capsys, m
     assert read_clip(vm, scorer, Path(root.name) / "a0.wav") == "I see a dog"
     assert ctc_wer(["--model", str(root / "base"), "--manifest", str(manifest)]) == 2
     assert "ctc_head.safetensors: missing" in capsys.readouterr().err
+
+
+def test_ctc_compress_builds_the_read_out_into_the_model(aligned, tmp_path, capsys) -> None:
+    """`ctc_compress`: same placeholders per clip, rows = the adapter's compression of the aligned model's rows;
+    generation runs; a model without a head and a non-empty output are refused."""
+    from vita.cli.tools import ctc_compress
+
+    root, (out, _) = aligned
+    dst = tmp_path / "ctc"
+    assert ctc_compress(["--model", str(out), "--out", str(dst)]) == 0
+    assert json.loads(capsys.readouterr().out)["vocab"] == load_file(out / "ctc_head.safetensors")["vocab"].numel()
+    plain, comp = vita.load(str(out), dtype="fp32"), vita.load(str(dst), dtype="fp32")
+    assert comp.model.config.audio_adapter.ctc_vocab == comp.model.config.llm.vocab_size
+    inputs = comp.processor.simple("Transcribe.", audio=str(root / "a3.wav"))
+    assert torch.equal(inputs.token_ids, plain.processor.simple("Transcribe.", audio=str(root / "a3.wav")).token_ids)
+    with torch.no_grad():
+        before = plain.model.encode_audio(inputs.fbanks)
+        after = comp.model.encode_audio(inputs.fbanks)
+        want = comp.model.audio_adapter.compress(before, comp.model.llm.tok_embeddings.weight)
+    assert after.shape == before.shape and torch.equal(after, want)
+    assert isinstance(comp.generate("Transcribe.", audio=str(root / "a3.wav"), max_new_tokens=3).text, str)
+    assert ctc_compress(["--model", str(out), "--out", str(dst)]) == 2  # not empty
+    assert ctc_compress(["--model", str(root / "base"), "--out", str(tmp_path / "x")]) == 2
+    assert "ctc_head.safetensors: missing" in capsys.readouterr().err

@@ -4,6 +4,7 @@
     feature_stats    the projector's input_norm statistics        vita.training.feature_stats.standardize
     embed_align      pre-align the projector and audio adapter    vita.training.embed_align.align
     ctc_wer          what the aligned audio path hears (WER)      vita.training.ctc_readout.manifest_wer
+    ctc_compress     build the read-out into the aligned adapter  vita.training.ctc_readout.attach_compression
     region_align     each image row says what is at its place     vita.training.region_align.align_regions
     real_speech      the real-speech evaluation manifest          vita.datasets.real_speech.write_manifest
     mini_chat        fill the reference-answer cache              vita.datasets.mini.chat.fill_cache
@@ -116,6 +117,19 @@ def ctc_wer(argv: list[str]) -> int:
     args = p.parse_args(argv)
     return run_command(lambda: print(json.dumps(mod.manifest_wer(args.model, args.manifest, args.limit),
                                                 ensure_ascii=False)))
+
+
+def ctc_compress(argv: list[str]) -> int:
+    from vita.errors import run_command
+    from vita.training import ctc_readout as mod
+
+    p = _parser("ctc_compress", mod.__doc__)
+    p.add_argument("--model", type=Path, required=True, help="a model folder written by embed_align (with ctc_head)")
+    p.add_argument("--out", type=Path, required=True, help="new folder for the model with the compressing adapter")
+    args = p.parse_args(argv)
+    if _refuse_non_empty(args.out):
+        return 2
+    return run_command(lambda: print(json.dumps(mod.attach_compression(args.model, args.out))))
 
 
 def region_align(argv: list[str]) -> int:
@@ -295,8 +309,8 @@ def quant_quality(argv: list[str]) -> int:
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
-    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, region_align, real_speech, mini_chat,
-                            probes, described, text_compare, bench_samples, bench_table, quant_quality)
+    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, ctc_compress, region_align, real_speech,
+                            mini_chat, probes, described, text_compare, bench_samples, bench_table, quant_quality)
 }
 
 

@@ -5,6 +5,13 @@
 
 Output length T'' = ceil(T' / 2); the output mask keeps every second input mask entry.
 
+CTC compression (`config.ctc_vocab` > 0, vita-mini): the rows were trained (`vita.training.embed_align`) to sit next to
+the LLM's input embedding of the token being said, or next to a learned blank centre `ctc_blank` between tokens, over
+the vocabulary entries marked in `ctc_vocab` (0/1 per LLM token id). `read` gives each row's nearest entry; `compress`
+keeps one row per heard token (the mean of its run of frames) and fills the rest of the clip's T'' rows with the blank
+centre, before the tokens: the LLM reads the words without repeats or gaps, and the clip keeps its T'' placeholders, so
+the processor's counts stay what they are.
+
 Shapes: B = batch, T' = encoder frames, T'' = adapter frames, H = encoder width, C = conv width (2H), D = LLM width.
 """
 
@@ -28,6 +35,9 @@ class AudioAdapter(nn.Module):
         self.conv = nn.Conv1d(config.input_size, config.conv_size, config.kernel_size, stride=config.stride)
         self.norm = nn.LayerNorm(config.conv_size, eps=config.norm_eps)
         self.proj = nn.Linear(config.conv_size, config.output_size)
+        if config.ctc_vocab:
+            self.ctc_blank = nn.Parameter(torch.zeros(config.output_size))  # [D]
+            self.register_buffer("ctc_vocab", torch.zeros(config.ctc_vocab))  # [V] 1.0 = a scored entry
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, T', H], mask [B, T'] (True = valid) -> (embeds [B, T'', D], mask [B, T''])."""
@@ -37,3 +47,23 @@ class AudioAdapter(nn.Module):
         x = self.conv(x).transpose(1, 2)  # [B, T'', C]
         x = F.gelu(self.norm(x))  # [B, T'', C]
         return self.proj(x), mask[:, :: self.config.stride]  # [B, T'', D], [B, T'']
+
+    def read(self, rows: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """rows [T'', D], LLM input embeddings [V, D] -> the nearest entry per row [T'']: a token id, or -1 (blank).
+
+        Nearest in squared distance (`embed_align`'s scorer, whose positive scale does not change the winner)."""
+        ids = self.ctc_vocab.nonzero()[:, 0]  # [V']
+        table = torch.cat([self.ctc_blank[None].float(), embeddings[ids].float()])  # [1 + V', D]
+        score = 2 * rows.detach().float() @ table.T - table.square().sum(-1)  # [T'', 1 + V'], fp32 in any dtype
+        best = score.argmax(-1)  # [T'']
+        return torch.where(best == 0, -1, ids[(best - 1).clamp_min(0)])
+
+    def compress(self, rows: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """rows [T'', D] of one clip -> [T'', D]: blank centre rows, then one row per heard token (module docstring)."""
+        ids = self.read(rows, embeddings)  # [T'']
+        runs, inverse = torch.unique_consecutive(ids, return_inverse=True)  # [R], [T'']
+        sums = rows.new_zeros(len(runs), rows.shape[-1]).index_add_(0, inverse, rows)  # [R, D]
+        counts = torch.bincount(inverse, minlength=len(runs)).to(rows.dtype)  # [R]
+        words = (sums / counts[:, None])[runs >= 0]  # [n, D]
+        pad = self.ctc_blank.to(rows.dtype).expand(rows.shape[0] - len(words), -1)  # [T'' - n, D]
+        return torch.cat([pad, words])

@@ -100,7 +100,10 @@ class VitaModel(nn.Module):
             lengths = torch.tensor([feats.shape[0]], device=param.device)
             enc, mask = self._audio(x, lengths)  # [1, T', H], [1, T']
             emb, emb_mask = self.audio_adapter(enc, mask)  # [1, T'', D], [1, T'']
-            rows.append(emb[0, emb_mask[0]])  # [T'', D]
+            clip = emb[0, emb_mask[0]]  # [T'', D]
+            if self.audio_adapter.config.ctc_vocab:  # one row per heard token (AudioAdapter.compress)
+                clip = self.audio_adapter.compress(clip, self.llm.tok_embeddings.weight)
+            rows.append(clip)
         return torch.cat(rows)
 
     def embed(

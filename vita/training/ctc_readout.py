@@ -10,6 +10,11 @@ ceiling of the model's transcripts.
 
 prints a JSON object: WER per manifest group and overall (`vita.eval.metrics.edit_counts`, the same normalisation as
 `vita eval`), and a few examples.
+
+    python -m vita.cli.tools ctc_compress --model ALIGNED --out DIR
+
+writes the aligned model with its read-out built in (`AudioAdapterConfig.ctc_vocab`, `audio_adapter.ctc_blank` /
+`.ctc_vocab`): its audio rows then reach the LLM one per heard token (`vita.models.audio_adapter`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from vita.errors import VitaError
 from vita.eval.metrics import edit_counts
 from vita.training.embed_align import CTC_HEAD, EmbeddingScorer, encode_media
 
-__all__ = ["load_head", "manifest_wer", "read_clip"]
+__all__ = ["attach_compression", "load_head", "manifest_wer", "read_clip"]
 
 
 def load_head(vm, model_dir: Path) -> EmbeddingScorer:
@@ -79,3 +84,37 @@ def manifest_wer(model_dir: Path, manifest: Path, limit: int | None = None) -> d
             examples.append({"said": case["transcript"], "heard": heard})
     return {"model": str(model_dir), "cases": len(cases),
             "wer": {g: round(100 * e / max(n, 1), 1) for g, (e, n) in sorted(totals.items())}, "examples": examples}
+
+
+def attach_compression(model_dir: Path, out_dir: Path) -> dict:
+    """Write `out_dir`: the aligned model of `model_dir` whose adapter compresses its rows with the saved read-out."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from vita.checkpoint.convert import save_canonical
+    from vita.checkpoint.io import TensorReader
+    from vita.config import VitaConfig
+    from vita.tokenizer import Tokenizer
+
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    path = model_dir / CTC_HEAD
+    if not path.is_file():
+        raise VitaError(f"{path}: missing (written by `vita.cli.tools embed_align --audio ...`)")
+    config = VitaConfig.load(model_dir / "config.json")
+    if config.audio_adapter is None:
+        raise VitaError(f"{model_dir}: the model has no audio adapter")
+    head = load_file(path)
+    vocab_size = config.llm.vocab_size
+    ids = head["vocab"]
+    if ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= vocab_size:
+        raise VitaError(f"{path}: vocabulary ids outside the LLM's 0..{vocab_size - 1}")
+    reader = TensorReader.from_dir(model_dir)
+    tensors = {name: reader[name] for name in reader}
+    dtype = tensors["audio_adapter.proj.weight"].dtype
+    mask = torch.zeros(vocab_size, dtype=dtype)
+    mask[ids] = 1
+    tensors.update({"audio_adapter.ctc_blank": head["blank"].to(dtype), "audio_adapter.ctc_vocab": mask})
+    config = replace(config, audio_adapter=replace(config.audio_adapter, ctc_vocab=vocab_size))
+    save_canonical(config, tensors, Tokenizer.from_dir(model_dir), out_dir)
+    return {"model": str(out_dir), "vocab": int(ids.numel()), "llm_vocab": vocab_size}
