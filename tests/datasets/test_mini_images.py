@@ -16,7 +16,7 @@ import vita
 from vita.datasets.mini import emoji as mini_emoji
 from vita.datasets.mini.canvas import SIZES
 from vita.datasets.mini.emoji import CONCEPTS, has_line_glyph, plural, with_article
-from vita.datasets.mini.emoji_images import _emoji_style, emoji_item, line_split
+from vita.datasets.mini.emoji_images import emoji_style, emoji_item, line_split
 from vita.datasets.mini.images import IMAGE_TASKS, PHOTOS, make_image
 from vita.datasets.mini.text_images import TEXT_FONTS, is_held_out_text, text_font_paths, text_words
 from vita.eval.normalize import normalize_answer
@@ -108,7 +108,7 @@ def test_held_out_emoji_are_other_renders_of_the_same_concepts() -> None:
         assert len({_bytes(x) for x in train}) == len(train)
     # line style: a concept on the held-out side of `line_split` is never drawn so in training
     for concept in [c for c in CONCEPTS if has_line_glyph(c)][:60]:
-        styles = {_emoji_style(_rng(7, i), concept, False)[0] for i in range(40)}
+        styles = {emoji_style(_rng(7, i), concept, False)[0] for i in range(40)}
         assert ("line" in styles) == (line_split(concept) == "train"), concept
     held_groups = Counter(make_image("emoji", _rng(8, i), held_out=True).subgroup for i in range(60))
     train_groups = Counter(make_image("emoji", _rng(9, i)).subgroup for i in range(60))

@@ -78,3 +78,20 @@ def test_video_frames_name_every_dot_and_square_where_it_is() -> None:
                 cell = px[28 * r:28 * (r + 1), 28 * c:28 * (c + 1)].reshape(-1, 3)
                 colour = np.array(COLOURS[label.split()[0]], np.float32)
                 assert (np.abs(cell - colour).max(-1) < 40).any(), (seed, j, label)
+
+
+def test_single_emoji_rows_name_one_concept_in_training_styles_and_the_mix_is_followed() -> None:
+    from vita.datasets.mini.emoji import CONCEPTS
+    from vita.datasets.mini.regions import emoji_single, region_item
+
+    names = {c.name for c in CONCEPTS}
+    for seed in range(10):
+        item = emoji_single(np.random.default_rng(seed), REGION_GRID)
+        named = {r for r in item.rows if r}
+        assert len(named) == 1 and named <= names, (seed, item.rows)
+        again = emoji_single(np.random.default_rng(seed), REGION_GRID)
+        assert again.rows == item.rows and np.array_equal(np.asarray(again.image), np.asarray(item.image))
+    only = [region_item(np.random.default_rng(s), REGION_GRID, {"emoji_single": 1.0}) for s in range(6)]
+    assert all(len({r for r in it.rows if r}) == 1 for it in only)
+    frames = [region_item(np.random.default_rng(s), REGION_GRID, {"video": 1.0}) for s in range(6)]
+    assert all(all(not r or r.split()[1] in ("dot", "square") for r in it.rows) for it in frames)

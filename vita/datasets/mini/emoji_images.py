@@ -82,7 +82,7 @@ def render_sprite(rng: np.random.Generator, concept: Concept, style: str, side: 
     return _Sprite(glyph, style, description)
 
 
-def _emoji_style(rng: np.random.Generator, concept: Concept, held_out: bool) -> tuple[str, str]:
+def emoji_style(rng: np.random.Generator, concept: Concept, held_out: bool) -> tuple[str, str]:
     """(style, eval subgroup) of one render of `concept`."""
     if held_out:
         if has_line_glyph(concept) and rng.random() < 0.5:
@@ -98,7 +98,7 @@ def emoji_item(rng: np.random.Generator, held_out: bool, concept: Concept | None
     """One emoji naming item; `concept` fixes the concept (the rng still draws one, so the rest is unchanged)."""
     drawn = CONCEPTS[int(rng.integers(len(CONCEPTS)))]
     concept = concept or drawn
-    style, subgroup = _emoji_style(rng, concept, held_out)
+    style, subgroup = emoji_style(rng, concept, held_out)
     size = pick(rng, SIZES)
     w, h = size
     img, bg = background(rng, size, held_out)

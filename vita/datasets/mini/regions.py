@@ -7,10 +7,13 @@ it. `vita.training.region_align` makes the projector write those words' embeddin
 almost as it reads a description (measured 2026-12-04: the held-out colour of a named shape 22 % -> 84 % after the
 same 120 LoRA steps, see that module).
 
-    region_item(rng, grid) -> RegionItem(image, rows)   40 % shape scenes (1-3 shapes, distinct shapes and
-                                                         colours), 40 % emoji scenes (1-4 colour emoji), 20 % video
-                                                         frames (1-3 dots or squares on the grey of
-                                                         `vita.datasets.mini.videos`: "red dot", "blue square")
+    region_item(rng, grid, mix) -> RegionItem(image, rows)   one of `mix`'s kinds (default `REGION_MIX`): shape
+                                                         scenes (1-3 shapes, distinct shapes and colours), emoji scenes
+                                                         (1-4 colour emoji), single emoji as the naming task draws
+                                                         them (any training style: colour, grey, line drawing; tilted,
+                                                         flipped, on any training background), video frames (1-3 dots
+                                                         or squares on the grey of `vita.datasets.mini.videos`: "red
+                                                         dot", "blue square")
     row_labels(objects, size, grid) -> rows              masks in canvas pixels -> the label of each cell
 
 Cells follow the processor: the picture is stretched to a square (one tile, aspect not kept), so a cell covers the
@@ -26,11 +29,12 @@ from PIL import Image, ImageDraw
 
 from vita.datasets.mini.canvas import SIZES, background, choose, paste, pick, region_luma
 from vita.datasets.mini.emoji import CONCEPTS
-from vita.datasets.mini.emoji_images import SCENE_BACKGROUNDS, render_sprite
+from vita.datasets.mini.emoji_images import SCENE_BACKGROUNDS, emoji_style, render_sprite
 from vita.datasets.mini.images import BACKGROUNDS, COLOURS, SHAPES, place_apart
 from vita.datasets.mini.videos import HEIGHT, WIDTH
 from vita.datasets.tiny import draw_shape_on
 
+REGION_MIX = {"shapes": 0.4, "emoji_scene": 0.4, "emoji_single": 0.0, "video": 0.2}  # what `region_item` draws
 REGION_GRID = 4  # vita-mini: 112 px / patch 14 / pixel shuffle 2 -> 4 x 4 rows per picture
 MIN_COVER = 0.12  # a cell is an object's when at least this fraction of it is that object (and no other covers more)
 
@@ -128,7 +132,39 @@ def video_frame(rng: np.random.Generator, grid: int) -> RegionItem:
     return RegionItem(img, row_labels(objects, size, grid, keep_small=True))
 
 
-def region_item(rng: np.random.Generator, grid: int) -> RegionItem:
-    """A shape scene (40 %), an emoji scene (40 %) or a video frame (20 %)."""
-    u = rng.random()
-    return shape_scene(rng, grid) if u < 0.4 else emoji_scene(rng, grid) if u < 0.8 else video_frame(rng, grid)
+def emoji_single(rng: np.random.Generator, grid: int) -> RegionItem:
+    """One emoji drawn like the naming task's training pictures (`emoji_images.emoji_item`: training styles and
+    backgrounds, 30-75 % of the short side, tilted or flipped); its rows name the concept."""
+    concept = CONCEPTS[int(rng.integers(len(CONCEPTS)))]
+    style, _ = emoji_style(rng, concept, False)
+    size = pick(rng, SIZES)
+    w, h = size
+    img, _ = background(rng, size)
+    side = int(min(w, h) * float(rng.uniform(0.3, 0.75)))
+    angle = float(rng.uniform(-35, 35)) if rng.random() < 0.5 else float(rng.uniform(-8, 8))
+    half = side * 0.72
+    cx = float(rng.uniform(min(half, w / 2), max(w - half, w / 2)))
+    cy = float(rng.uniform(min(half, h / 2), max(h - half, h / 2)))
+    sprite = render_sprite(rng, concept, style, side, angle,
+                           region_luma(img, (cx - half, cy - half, cx + half, cy + half))).image
+    if rng.random() < 0.3:
+        sprite = sprite.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    x0, y0, _, _ = paste(img, sprite, cx, cy)
+    mask = Image.new("L", size, 0)
+    mask.paste(sprite.getchannel("A"), (x0, y0))
+    return RegionItem(img, row_labels([(concept.name, np.asarray(mask, np.float32) / 255)], size, grid))
+
+
+_KINDS = {"shapes": shape_scene, "emoji_scene": emoji_scene, "emoji_single": emoji_single, "video": video_frame}
+
+
+def region_item(rng: np.random.Generator, grid: int, mix: dict[str, float] | None = None) -> RegionItem:
+    """One picture of a kind drawn with the shares of `mix` (default `REGION_MIX`; shares sum to 1)."""
+    u, total = rng.random(), 0.0
+    mix = mix or REGION_MIX
+    kinds = [k for k, share in mix.items() if share > 0]
+    for kind in kinds:
+        total += mix[kind]
+        if u < total:
+            return _KINDS[kind](rng, grid)
+    return _KINDS[kinds[-1]](rng, grid)
