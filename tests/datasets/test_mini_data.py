@@ -283,3 +283,23 @@ def test_without_espeak_falls_back_to_piper_and_says_so(tmp_path, monkeypatch) -
     assert manifest["voices"] == voices
     for case in load_manifest(tmp_path / info["eval"]["asr"]).cases:
         assert case.audio is not None and sf.info(str(case.audio)).samplerate == 16000
+
+
+def test_regions_only_rewrites_the_regions_as_a_fresh_build_does(built, tmp_path, capsys) -> None:
+    import shutil
+
+    from vita.cli import main
+
+    root, info = built
+    copy = tmp_path / "data"
+    shutil.copytree(root, copy)
+    regions = sorted((copy / "train" / "media" / "regions").iterdir())
+    regions[0].unlink()  # a lost picture and a stale record come back as a fresh build writes them
+    (copy / "train" / "vision_regions.json").write_text("[]")
+    assert main(["data", "mini", "--out", str(copy), "--regions-only"]) == 0
+    assert "train/vision_regions: 8" in capsys.readouterr().out
+    manifest = json.loads((copy / "manifest.json").read_text())
+    assert manifest["files"] == info["files"] and manifest["files_sha256"] == info["files_sha256"]
+    assert (copy / "train" / "vision_regions.json").read_bytes() == (root / "train" / "vision_regions.json").read_bytes()
+    assert main(["data", "mini", "--out", str(tmp_path / "nothing"), "--regions-only"]) != 0
+    assert "not a `vita data mini` folder" in capsys.readouterr().err

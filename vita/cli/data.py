@@ -72,8 +72,12 @@ def add_negatives_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 
 # ---- vita data mini ----------------------------------------------------------------------------------------------
 def run_mini_data(args: argparse.Namespace) -> int:
-    from vita.datasets.mini.build import DEFAULT_AUGMENT, build_mini_data
+    from vita.datasets.mini.build import DEFAULT_AUGMENT, build_mini_data, rebuild_regions
 
+    if args.regions_only:
+        info = rebuild_regions(args.out)
+        print(f"train/vision_regions: {info['vision_regions']} (rewritten in {info['out_dir']})")
+        return 0
     info = build_mini_data(args.out, seed=args.seed, sizes="small" if args.small else None,
                            augment=None if args.no_augment else DEFAULT_AUGMENT)
     for key, value in info["counts"].items():
@@ -95,6 +99,8 @@ def add_mini_data_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--small", action="store_true", help="the small preset (~50 train samples, ~30 eval cases)")
     p.add_argument("--no-augment", action="store_true", help="no noise / reverb / telephone / gain / speed")
+    p.add_argument("--regions-only", action="store_true",
+                   help="in an existing data folder, rewrite only train/vision_regions.json and its pictures")
     p.set_defaults(func=run_mini_data)
     return p
 
