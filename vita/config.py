@@ -240,6 +240,8 @@ class AudioAdapterConfig:
     # > 0: the LLM's vocabulary size; the rows were CTC-aligned to its token embeddings (vita.training.embed_align)
     # and reach the LLM compressed, one row per heard token (AudioAdapter.compress); 0: every row as it is
     ctc_vocab: int = 0
+    ctc_snap: bool = False  # with ctc_vocab: each heard token's row is that token's input embedding (the LLM reads
+    # exactly the text the read-out hears) instead of the mean of its frames
 
     def __post_init__(self) -> None:
         if self.conv_size == 0:

@@ -54,9 +54,12 @@ elif [ "${VITA_MINI_REGIONS:-0}" = 1 ]; then
         | tee "$OUT/aligned.log"
     ALIGNED=$OUT/aligned
     if [ "${VITA_MINI_CTC:-1}" = 1 ]; then
-        # the adapter's CTC read-out built in: its rows reach the LLM one per heard token (vita.models.audio_adapter)
+        # the adapter's CTC read-out built in: its rows reach the LLM one per heard token (vita.models.audio_adapter),
+        # as that token's own embedding (VITA_MINI_CTC_SNAP=0: the mean of its frames)
+        SNAP=()
+        [ "${VITA_MINI_CTC_SNAP:-1}" = 1 ] && SNAP=(--snap)
         [ -f "$OUT/aligned_ctc/config.json" ] || $PY -m vita.cli.tools ctc_compress --model "$OUT/aligned" \
-            --out "$OUT/aligned_ctc"
+            --out "$OUT/aligned_ctc" "${SNAP[@]}"
         ALIGNED=$OUT/aligned_ctc
     fi
     export VITA_MINI_INIT=$ALIGNED VITA_MINI_STAGE1=$ALIGNED VITA_MINI_STAGE2=$ALIGNED

@@ -52,3 +52,15 @@ def test_compress_of_silence_is_all_blank_and_keeps_gradients() -> None:
 def test_without_ctc_vocab_the_adapter_has_no_read_out_tensors() -> None:
     adapter = AudioAdapter(AudioAdapterConfig(input_size=4, output_size=8))
     assert not any(n.startswith("ctc_") for n in adapter.state_dict())
+
+
+def test_snap_writes_the_heard_tokens_own_embeddings() -> None:
+    torch.manual_seed(0)
+    adapter = AudioAdapter(AudioAdapterConfig(input_size=4, output_size=8, ctc_vocab=12, ctc_snap=True))
+    emb = torch.randn(12, 8) * 3
+    with torch.no_grad():
+        adapter.ctc_vocab[:] = 1
+    rows = torch.stack([torch.zeros(8), emb[2] + 0.3, emb[2] - 0.1, torch.zeros(8), emb[7] + 0.2])
+    out = adapter.compress(rows, emb)
+    assert out.shape == rows.shape
+    assert torch.equal(out[3:], torch.stack([emb[2], emb[7]])) and torch.equal(out[:3], torch.zeros(3, 8))

@@ -219,5 +219,8 @@ def test_ctc_compress_builds_the_read_out_into_the_model(aligned, tmp_path, caps
     assert after.shape == before.shape and torch.equal(after, want)
     assert isinstance(comp.generate("Transcribe.", audio=str(root / "a3.wav"), max_new_tokens=3).text, str)
     assert ctc_compress(["--model", str(out), "--out", str(dst)]) == 2  # not empty
+    assert ctc_compress(["--model", str(out), "--out", str(tmp_path / "snap"), "--snap"]) == 0
+    assert json.loads(capsys.readouterr().out)["snap"] is True
+    assert vita.load(str(tmp_path / "snap")).config.audio_adapter.ctc_snap
     assert ctc_compress(["--model", str(root / "base"), "--out", str(tmp_path / "x")]) == 2
     assert "ctc_head.safetensors: missing" in capsys.readouterr().err

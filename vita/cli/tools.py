@@ -126,10 +126,11 @@ def ctc_compress(argv: list[str]) -> int:
     p = _parser("ctc_compress", mod.__doc__)
     p.add_argument("--model", type=Path, required=True, help="a model folder written by embed_align (with ctc_head)")
     p.add_argument("--out", type=Path, required=True, help="new folder for the model with the compressing adapter")
+    p.add_argument("--snap", action="store_true", help="each heard token's row is its own input embedding")
     args = p.parse_args(argv)
     if _refuse_non_empty(args.out):
         return 2
-    return run_command(lambda: print(json.dumps(mod.attach_compression(args.model, args.out))))
+    return run_command(lambda: print(json.dumps(mod.attach_compression(args.model, args.out, snap=args.snap))))
 
 
 def region_align(argv: list[str]) -> int:

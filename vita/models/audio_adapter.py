@@ -8,7 +8,8 @@ Output length T'' = ceil(T' / 2); the output mask keeps every second input mask 
 CTC compression (`config.ctc_vocab` > 0, vita-mini): the rows were trained (`vita.training.embed_align`) to sit next to
 the LLM's input embedding of the token being said, or next to a learned blank centre `ctc_blank` between tokens, over
 the vocabulary entries marked in `ctc_vocab` (0/1 per LLM token id). `read` gives each row's nearest entry; `compress`
-keeps one row per heard token (the mean of its run of frames) and fills the rest of the clip's T'' rows with the blank
+keeps one row per heard token (the mean of its run of frames; with `config.ctc_snap` the token's own input embedding,
+so the LLM reads exactly the text the read-out hears) and fills the rest of the clip's T'' rows with the blank
 centre, before the tokens: the LLM reads the words without repeats or gaps, and the clip keeps its T'' placeholders, so
 the processor's counts stay what they are.
 
@@ -65,5 +66,7 @@ class AudioAdapter(nn.Module):
         sums = rows.new_zeros(len(runs), rows.shape[-1]).index_add_(0, inverse, rows)  # [R, D]
         counts = torch.bincount(inverse, minlength=len(runs)).to(rows.dtype)  # [R]
         words = (sums / counts[:, None])[runs >= 0]  # [n, D]
+        if self.config.ctc_snap:  # the heard tokens' own input embeddings
+            words = embeddings[runs[runs >= 0]].to(rows.dtype)  # [n, D]
         pad = self.ctc_blank.to(rows.dtype).expand(rows.shape[0] - len(words), -1)  # [T'' - n, D]
         return torch.cat([pad, words])

@@ -11,10 +11,11 @@ ceiling of the model's transcripts.
 prints a JSON object: WER per manifest group and overall (`vita.eval.metrics.edit_counts`, the same normalisation as
 `vita eval`), and a few examples.
 
-    python -m vita.cli.tools ctc_compress --model ALIGNED --out DIR
+    python -m vita.cli.tools ctc_compress --model ALIGNED --out DIR [--snap]
 
 writes the aligned model with its read-out built in (`AudioAdapterConfig.ctc_vocab`, `audio_adapter.ctc_blank` /
-`.ctc_vocab`): its audio rows then reach the LLM one per heard token (`vita.models.audio_adapter`).
+`.ctc_vocab`): its audio rows then reach the LLM one per heard token (`vita.models.audio_adapter`); `--snap`: each
+such row is the heard token's own input embedding (`AudioAdapterConfig.ctc_snap`).
 """
 
 from __future__ import annotations
@@ -86,8 +87,9 @@ def manifest_wer(model_dir: Path, manifest: Path, limit: int | None = None) -> d
             "wer": {g: round(100 * e / max(n, 1), 1) for g, (e, n) in sorted(totals.items())}, "examples": examples}
 
 
-def attach_compression(model_dir: Path, out_dir: Path) -> dict:
-    """Write `out_dir`: the aligned model of `model_dir` whose adapter compresses its rows with the saved read-out."""
+def attach_compression(model_dir: Path, out_dir: Path, *, snap: bool = False) -> dict:
+    """Write `out_dir`: the aligned model of `model_dir` whose adapter compresses its rows with the saved read-out
+    (`snap`: into the heard tokens' embeddings)."""
     from dataclasses import replace
 
     from safetensors.torch import load_file
@@ -115,6 +117,6 @@ def attach_compression(model_dir: Path, out_dir: Path) -> dict:
     mask = torch.zeros(vocab_size, dtype=dtype)
     mask[ids] = 1
     tensors.update({"audio_adapter.ctc_blank": head["blank"].to(dtype), "audio_adapter.ctc_vocab": mask})
-    config = replace(config, audio_adapter=replace(config.audio_adapter, ctc_vocab=vocab_size))
+    config = replace(config, audio_adapter=replace(config.audio_adapter, ctc_vocab=vocab_size, ctc_snap=snap))
     save_canonical(config, tensors, Tokenizer.from_dir(model_dir), out_dir)
-    return {"model": str(out_dir), "vocab": int(ids.numel()), "llm_vocab": vocab_size}
+    return {"model": str(out_dir), "vocab": int(ids.numel()), "llm_vocab": vocab_size, "snap": snap}

@@ -70,7 +70,7 @@ DEFAULT_SIZES: dict[str, int] = {
     "vision_image": 6000, "vision_video": 600, "asr": 12000,
     "image_typed": 3600, "image_spoken": 1800, "video_typed": 600, "video_spoken": 300,
     "chat_typed": 400, "chat_spoken": 200, "negatives": 900, "scene_text": 4000,
-    "vision_regions": 4000,
+    "vision_regions": 12000,
     "eval_image_typed": 135, "eval_image_spoken": 135, "eval_video": 60, "eval_chat": 40, "eval_asr": 60,
     "eval_negatives": 60, "eval_naming": 120,
 }

@@ -34,7 +34,9 @@ from vita.datasets.mini.images import BACKGROUNDS, COLOURS, SHAPES, place_apart
 from vita.datasets.mini.videos import HEIGHT, WIDTH
 from vita.datasets.tiny import draw_shape_on
 
-REGION_MIX = {"shapes": 0.4, "emoji_scene": 0.4, "emoji_single": 0.0, "video": 0.2}  # what `region_item` draws
+# what `region_item` draws: single emoji as the naming task shows them, since rows of emoji in scenes only (~10
+# pictures per concept) named 1 of 120 held-out single renders (2026-12-05)
+REGION_MIX = {"shapes": 0.25, "emoji_scene": 0.25, "emoji_single": 0.35, "video": 0.15}
 REGION_GRID = 4  # vita-mini: 112 px / patch 14 / pixel shuffle 2 -> 4 x 4 rows per picture
 MIN_COVER = 0.12  # a cell is an object's when at least this fraction of it is that object (and no other covers more)
 
