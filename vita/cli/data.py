@@ -72,7 +72,8 @@ def add_negatives_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 
 # ---- vita data mini ----------------------------------------------------------------------------------------------
 def run_mini_data(args: argparse.Namespace) -> int:
-    from vita.datasets.mini.build import DEFAULT_AUGMENT, build_mini_data, rebuild_regions
+    from vita.datasets.mini.build import DEFAULT_AUGMENT, build_mini_data
+    from vita.datasets.mini.rebuild import rebuild_regions
 
     if args.regions_only:
         info = rebuild_regions(args.out)
