@@ -64,3 +64,15 @@ def test_snap_writes_the_heard_tokens_own_embeddings() -> None:
     out = adapter.compress(rows, emb)
     assert out.shape == rows.shape
     assert torch.equal(out[3:], torch.stack([emb[2], emb[7]])) and torch.equal(out[:3], torch.zeros(3, 8))
+
+
+def test_the_scored_table_follows_changes_to_its_tensors() -> None:
+    adapter, emb = _adapter(12)
+    rows = torch.stack([emb[3], torch.zeros(8) + 0.05])
+    assert adapter.read(rows, emb).tolist() == [3, -1]
+    with torch.no_grad():
+        adapter.ctc_vocab[3] = 0  # no longer scored: row 0 must go elsewhere
+        emb[4] = torch.zeros(8) + 0.05  # token 4 moves onto row 1 (nearer than the blank)
+        adapter.ctc_blank.fill_(10.0)
+    ids = adapter.read(rows, emb).tolist()
+    assert ids[0] != 3 and ids[1] == 4
