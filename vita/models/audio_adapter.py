@@ -75,10 +75,12 @@ class AudioAdapter(nn.Module):
         """rows [T'', D] of one clip -> [T'', D]: blank centre rows, then one row per heard token (module docstring)."""
         ids = self.read(rows, embeddings)  # [T'']
         runs, inverse = torch.unique_consecutive(ids, return_inverse=True)  # [R], [T'']
-        sums = rows.new_zeros(len(runs), rows.shape[-1]).index_add_(0, inverse, rows)  # [R, D]
-        counts = torch.bincount(inverse, minlength=len(runs)).to(rows.dtype)  # [R]
-        words = (sums / counts[:, None])[runs >= 0]  # [n, D]
+        heard = runs >= 0  # [R]
         if self.config.ctc_snap:  # the heard tokens' own input embeddings
-            words = embeddings[runs[runs >= 0]].to(rows.dtype)  # [n, D]
+            words = embeddings[runs[heard]].to(rows.dtype)  # [n, D]
+        else:  # the mean of each token's run of frames
+            sums = rows.new_zeros(len(runs), rows.shape[-1]).index_add_(0, inverse, rows)  # [R, D]
+            counts = torch.bincount(inverse, minlength=len(runs)).to(rows.dtype)  # [R]
+            words = (sums / counts[:, None])[heard]  # [n, D]
         pad = self.ctc_blank.to(rows.dtype).expand(rows.shape[0] - len(words), -1)  # [T'' - n, D]
         return torch.cat([pad, words])
