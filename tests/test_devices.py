@@ -121,6 +121,29 @@ def test_dtype_defaults(monkeypatch):
     assert default_dtype(torch.device("cuda", 0)) == "fp16"  # e.g. a T4 or V100
 
 
+def test_cpu_dtype_is_bf16_only_for_the_embedded_model_on_native_bf16(monkeypatch):
+    from vita.cli.args import device_from_args
+    from vita.presets import ASSEMBLED
+
+    monkeypatch.delenv(devices.CPU_DTYPE_ENV, raising=False)
+    for native in (True, False):
+        monkeypatch.setattr(devices, "native_bf16", lambda native=native: native)
+        for name in ASSEMBLED:
+            assert devices.cpu_dtype(name) == ("bf16" if native else "fp32")
+        assert devices.cpu_dtype("tiny-random") == devices.cpu_dtype("runs/mini/vita-mini") == "fp32"
+        args = argparse.Namespace(device="cpu", dtype=None, cpu_dtype="fp32", model="vita-mini")
+        assert device_from_args(args) == (torch.device("cpu"), "bf16" if native else "fp32")
+        args.dtype = "fp32"  # the flag wins
+        assert device_from_args(args)[1] == "fp32"
+    monkeypatch.setenv(devices.CPU_DTYPE_ENV, "fp32")  # the environment wins over the machine
+    assert devices.cpu_dtype("vita-mini") == "fp32"
+    monkeypatch.setenv(devices.CPU_DTYPE_ENV, "bf16")
+    assert devices.cpu_dtype("tiny-random") == "bf16"
+    monkeypatch.setenv(devices.CPU_DTYPE_ENV, "float8")
+    with pytest.raises(devices.ConfigError, match="VITA_CPU_DTYPE='float8'"):
+        devices.cpu_dtype("vita-mini")
+
+
 def test_api_load_resolves_auto_and_keeps_cpu_default():
     import vita
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from vita.checkpoint.load import load_model
-from vita.devices import default_dtype, resolve_device
+from vita.devices import cpu_dtype, default_dtype, resolve_device
 from vita.generation.loop import PromptCache, TextLoop, TokenLoop, cache_with_room
 from vita.generation.sampling import SamplingConfig
 from vita.models.vita import VitaModel
@@ -134,10 +134,11 @@ def load(
 ) -> Vita:
     """Load a model directory (ours, the official VITA-1.0 layout, or a plain HF LLM) or a preset name.
 
-    `device`: cpu, cuda, cuda:N or auto (`vita.devices`); `dtype`: None is bf16 on CUDA and float32 on the CPU;
+    `device`: cpu, cuda, cuda:N or auto (`vita.devices`); `dtype`: None is bf16 on CUDA and on the CPU
+    `vita.devices.cpu_dtype(path)` (fp32; bf16 for vita-mini where the CPU has native bf16; $VITA_CPU_DTYPE);
     `quantize`: "int8" or "int4" quantizes the LLM's weights after loading (`vita.checkpoint.quantized`)."""
     device = resolve_device(device)
-    dtype = default_dtype(device) if dtype is None else dtype
+    dtype = default_dtype(device, cpu_dtype(path)) if dtype is None else dtype
     model, tokenizer = load_model(path, dtype=dtype, device=device, vision_tower=vision_tower,
                                   audio_encoder=audio_encoder)
     if quantize is not None:

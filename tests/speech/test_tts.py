@@ -63,11 +63,11 @@ def test_phrases_first_one_early():
     assert split_phrases(TEXT) == ["<1> Sure,", " I can help with that.", " The forecast says 3.5 degrees;",
                                    " bring a coat!", " Anything else?", "\nBye"]
     long = "<1> The weather today is sunny and warm, with a light breeze. Later it gets cloudy"
-    assert split_phrases(long) == ["<1> The weather today", " is sunny and warm,", " with a light breeze.",
+    assert split_phrases(long) == ["<1> The weather", " today is sunny and warm,", " with a light breeze.",
                                    " Later it gets cloudy"]
     # no punctuation for a long while: cut after max_words words, at a word boundary
     assert split_phrases("one two three four five six seven eight", max_words=2) == [
-        "one two three", " four five", " six seven", " eight"]
+        "one two", " three four", " five six", " seven eight"]
     assert split_phrases("<1> **Hi** there you", first_words=2) == ["<1> **Hi** there", " you"]  # markup is no word
 
 
@@ -110,7 +110,7 @@ def test_streamed_speech_matches_one_rendering_within_the_joins(synth):
     for c in chunks[:-1]:
         assert abs(c.pcm[-1]) < 0.02 and abs(c.pcm[0]) < 0.02  # ramped edges: no step at the join
     first = chunks[0]
-    assert first.text == "<1> The weather today" and len(first.pcm) / 16000 < 1.2
+    assert first.text == "<1> The weather" and len(first.pcm) / 16000 < 1.0
 
 
 def test_state_tokens_and_markup_never_reach_synth():

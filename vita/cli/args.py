@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from vita.devices import DEVICE_ENV, DTYPE_NAMES, resolve
+from vita.devices import DEVICE_ENV, DTYPE_NAMES, cpu_dtype, resolve
 from vita.speech.voices import VOICES
 
 if TYPE_CHECKING:
@@ -81,7 +81,8 @@ def add_device_arguments(parser: argparse.ArgumentParser, *, dtypes: tuple[str, 
 
 def device_from_args(args: argparse.Namespace) -> tuple[torch.device, str]:
     """The resolved (device, dtype name) of a namespace parsed by a parser given `add_device_arguments`."""
-    return resolve(args.device, getattr(args, "dtype", None), cpu_dtype=args.cpu_dtype)
+    return resolve(args.device, getattr(args, "dtype", None),
+                   cpu_dtype=cpu_dtype(getattr(args, "model", None), args.cpu_dtype))
 
 
 def add_voice_argument(parser: argparse.ArgumentParser) -> None:
