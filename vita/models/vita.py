@@ -19,13 +19,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from vita.config import VitaConfig
+from vita.config import VisionConfig, VitaConfig
 from vita.errors import PromptError
 from vita.models.audio_adapter import AudioAdapter
 from vita.models.encoder_cache import EncoderCache
 from vita.models.fusion import splice
 from vita.models.llm import LLM
 from vita.models.projector import VisionProjector
+from vita.models.efficientnet import EfficientNetLite
 from vita.models.vision import InternViT
 from vita.models.whale import WhaleEncoder
 from vita.models.whisper import WhisperEncoder
@@ -39,12 +40,17 @@ def _audio_encoder(config: VitaConfig) -> WhaleEncoder | WhisperEncoder | None:
     return WhisperEncoder(config.audio) if config.audio.kind == "whisper" else WhaleEncoder(config.audio)
 
 
+def vision_tower(cfg: VisionConfig) -> nn.Module:
+    """The tower `cfg.tower` names: InternViT (VITA's, DINOv2) or EfficientNet-Lite0; both give [N, T, 4C]."""
+    return EfficientNetLite(cfg) if cfg.tower == "efficientnet_lite0" else InternViT(cfg)
+
+
 class VitaModel(nn.Module):
     def __init__(self, config: VitaConfig) -> None:
         super().__init__()
         self.config = config
         self.llm = LLM(config.llm)
-        self.vision = InternViT(config.vision) if config.vision is not None else None
+        self.vision = vision_tower(config.vision) if config.vision is not None else None
         self.vision_projector = (
             VisionProjector(config.vision_projector) if config.vision_projector is not None else None
         )
