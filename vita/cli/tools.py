@@ -146,7 +146,7 @@ def swap_tower(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if _refuse_non_empty(args.out):
         return 2
-    vision = {"dinov2": mod.MINI_VISION, "efficientnet": mod.EFFNET_VISION, "scratch": mod.SCRATCH_VISION}[args.tower]
+    vision = {"dinov2": mod.DINOV2_VISION, "efficientnet": mod.MINI_VISION, "scratch": mod.SCRATCH_VISION}[args.tower]
     return run_command(lambda: print(json.dumps(mod.swap_tower(args.model, args.out, vision, seed=args.seed))))
 
 

@@ -1,6 +1,7 @@
 """Pictures whose every image row is named: what the vision projector should say at each place of the picture.
 
-vita-mini's tower (DINOv2-S at 112 px, patch 14, pixel shuffle 2) gives a 4 x 4 grid of rows per picture, row-major.
+vita-mini's tower (EfficientNet-Lite0 at 256 px, stride 32, pixel shuffle 2; before it DINOv2-S at 112 px, patch 14)
+gives a 4 x 4 grid of rows per picture, row-major.
 The generator knows what it drew where, so each row gets the words of the object covering most of its cell (a shape
 scene: "red circle"; an emoji scene: the concept's name, "hedgehog") or "" where no object covers `MIN_COVER` of
 it. `vita.training.region_align` makes the projector write those words' embeddings, so that the LLM reads a picture
