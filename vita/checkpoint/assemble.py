@@ -51,7 +51,8 @@ from vita.config import AudioAdapterConfig, ProjectorConfig, VisionConfig, VitaC
 from vita.errors import CheckpointError
 from vita.models.audio_adapter import AudioAdapter
 from vita.models.projector import VisionProjector
-from vita.models.vision import InternViT, VisionEmbeddings, VisionLayer
+from vita.models.vision import VisionEmbeddings, VisionLayer
+from vita.models.vita import vision_tower
 
 __all__ = ["DINOV2_VISION", "MINI_VISION", "SCRATCH_VISION", "WHISPER_REQUIREMENT", "mini_config",
            "packaged_tower", "pretrained_tower", "swap_tower", "untrained_parts", "whisper_folder"]
@@ -139,7 +140,7 @@ def untrained_parts(config: VitaConfig, seed: int = 0) -> dict[str, torch.Tensor
     gen = torch.Generator(device="cpu").manual_seed(seed)
     out: dict[str, torch.Tensor] = {}
     with torch.device("meta"):
-        tower = () if pretrained_tower(config.vision) else (("vision.", InternViT(config.vision)),)
+        tower = () if pretrained_tower(config.vision) else (("vision.", vision_tower(config.vision)),)
         parts = (*tower, ("vision_projector.", VisionProjector(config.vision_projector)),
                  ("audio_adapter.", AudioAdapter(config.audio_adapter)))
     for prefix, module in parts:
