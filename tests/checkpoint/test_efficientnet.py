@@ -146,3 +146,17 @@ def test_swap_tower_keeps_everything_else_and_runs(raw, tmp_path):
     picture = (torch.rand(300, 200, 3) * 255).to(torch.uint8).numpy()
     reply = swapped.generate("What is this?", images=[picture], max_new_tokens=3)
     assert len(reply.token_ids) == 3
+
+
+def test_a_non_packaged_cnn_config_gets_a_random_cnn():
+    from vita.checkpoint.assemble import untrained_parts
+    from vita.presets import tiny_random
+
+    cfg = tiny_random()
+    vision = dataclasses.replace(MINI_VISION, feature_scale=1.0)  # not the packaged tower's config: random
+    cfg = dataclasses.replace(cfg, vision=vision, vision_projector=dataclasses.replace(
+        cfg.vision_projector, input_size=vision.output_size))
+    parts = untrained_parts(cfg, seed=1)
+    tower = {n.removeprefix("vision."): t for n, t in parts.items() if n.startswith("vision.")}
+    assert set(tower) == set(EfficientNetLite(vision).state_dict())
+    assert float(tower["stem.bias"].abs().max()) == 0 and 0.015 < float(tower["stem.weight"].std()) < 0.025
