@@ -104,7 +104,8 @@ def native_bf16() -> bool:
 def cpu_dtype(model: str | None, command_default: str = "fp32") -> str:
     """The CPU dtype of a model loaded without --dtype: $VITA_CPU_DTYPE when set; else bf16 for the embedded
     model (the `vita.presets.ASSEMBLED` names; its eval figures measured in both dtypes: README) on a CPU with
-    native bf16; else `command_default`. Model directories and the reference checkpoints stay fp32 (their parity is fp32)."""
+    native bf16; else `command_default`. Model directories and the reference checkpoints stay fp32 (their parity
+    is fp32)."""
     env = os.environ.get(CPU_DTYPE_ENV, "").strip().lower()
     if env:
         if env not in DTYPE_NAMES:

@@ -22,11 +22,11 @@ from torch import nn
 from vita.config import VisionConfig, VitaConfig
 from vita.errors import PromptError
 from vita.models.audio_adapter import AudioAdapter
+from vita.models.efficientnet import EfficientNetLite
 from vita.models.encoder_cache import EncoderCache
 from vita.models.fusion import splice
 from vita.models.llm import LLM
 from vita.models.projector import VisionProjector
-from vita.models.efficientnet import EfficientNetLite
 from vita.models.vision import InternViT
 from vita.models.whale import WhaleEncoder
 from vita.models.whisper import WhisperEncoder
