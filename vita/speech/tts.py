@@ -6,14 +6,14 @@
     SpeechWorker   the same interface, synthesis on a thread of its own (off the decode thread); `cancel()` drops
                    queued phrases and the one being rendered (checked between Piper's sentences): no audio after it
 
-Phrases. The FIRST phrase of a reply is cut as soon as the text has `first_words` complete words or a boundary
-(`. , ; : ! ?` followed by whitespace, or a newline) after at least `first_min_chars` speakable characters: "Sure,"
-or "The weather" is spoken while the rest is still being decoded (two words: a duplex reply decodes three words
-ahead of the user's end of turn, so its first phrase is rendered before the turn is committed). Later phrases are
-cut at a boundary once they hold `min_chars` speakable characters, or after `max_words` words without one (long
-unpunctuated text never waits for its end). A word counts as complete once whitespace follows it, and a punctuation mark at the very end of
-the pending text waits for the next delta ("3." may become "3.5"), so where the text is cut depends only on the
-text, never on how it arrived in deltas: token-by-token == whole, sample for sample.
+Phrases. The FIRST phrase of a reply is cut as soon as the text has `first_words` complete words or a boundary (`. ,
+; : ! ?` followed by whitespace, or a newline) after at least `first_min_chars` speakable characters: "Sure," or
+"The weather" is spoken while the rest is still being decoded (two words: a duplex reply decodes three words ahead
+of the user's end of turn, so its first phrase is rendered before the turn is committed). Later phrases are cut at a
+boundary once they hold `min_chars` speakable characters, or after `max_words` words without one (long unpunctuated
+text never waits for its end). A word counts as complete once whitespace follows it, and a punctuation mark at the
+very end of the pending text waits for the next delta ("3." may become "3.5"), so where the text is cut depends only
+on the text, never on how it arrived in deltas: token-by-token == whole, sample for sample.
 
 Joins. Piper pads every rendering with silence (~40 ms before, ~150-250 ms after) and would peak-normalize each one
 on its own (a level jump at every join); here the level is fixed (`volume`, no per-phrase normalization), and each
