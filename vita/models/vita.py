@@ -27,6 +27,7 @@ from vita.models.encoder_cache import EncoderCache
 from vita.models.fusion import splice
 from vita.models.llm import LLM
 from vita.models.projector import VisionProjector
+from vita.models.transcriber import WhisperTranscriber
 from vita.models.vision import InternViT
 from vita.models.whale import WhaleEncoder
 from vita.models.whisper import WhisperEncoder
@@ -56,6 +57,9 @@ class VitaModel(nn.Module):
         )
         self.audio_encoder = _audio_encoder(config)
         self.audio_adapter = AudioAdapter(config.audio_adapter) if config.audio_adapter is not None else None
+        self.transcriber = (
+            WhisperTranscriber(config.transcriber, config.audio) if config.transcriber is not None else None
+        )
         # frozen encoders' outputs by input bytes (`vita.models.encoder_cache`); None: always run the encoders
         self.encoder_cache: EncoderCache | None = None
 
@@ -108,9 +112,21 @@ class VitaModel(nn.Module):
             emb, emb_mask = self.audio_adapter(enc, mask)  # [1, T'', D], [1, T'']
             clip = emb[0, emb_mask[0]]  # [T'', D]
             if self.audio_adapter.config.ctc_vocab:  # one row per heard token (AudioAdapter.compress)
-                clip = self.audio_adapter.compress(clip, self.llm.tok_embeddings.weight)
+                heard = self._transcribed(feats, len(clip))
+                clip = self.audio_adapter.compress(clip, self.llm.tok_embeddings.weight, heard)
             rows.append(clip)
         return torch.cat(rows)
+
+    def _transcribed(self, feats: torch.Tensor, rows: int) -> list[int] | None:
+        """The LLM ids Whisper's own decoder confidently hears in the clip (`vita.models.transcriber`), or None."""
+        if self.transcriber is None or self.transcriber.encode_text is None:
+            return None
+        compute = lambda: (torch.tensor(self.transcriber.heard(self.audio_encoder, feats, rows) or [-1]),)  # noqa: E731
+        if self.encoder_cache is not None:
+            (ids,) = self.encoder_cache.run("transcript", self.transcriber, compute, feats, extra=(rows,))
+        else:
+            (ids,) = compute()
+        return None if ids[0] < 0 else ids.tolist()
 
     def embed(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,12 @@ def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16")
         raise CheckpointError(f"{run_dir}: trained tensors outside the parts format: {', '.join(other[:5])}")
     config = VitaConfig.load(run_dir / "final" / "config.json")
     kept.update(frozen_parts(run_dir / "final", kept, _packaged_encoder(config)))
+    if isinstance(config.audio, WhisperConfig) and config.transcriber is None:  # Whisper's own decoder beside it
+        from vita.checkpoint.assemble import whisper_folder
+        from vita.checkpoint.ct2_decoder import with_transcriber
+
+        tuned = {int(m[1]) for n in kept if (m := re.match(r"audio_encoder\.blocks\.(\d+)\.", n))}
+        config = with_transcriber(config, tuned, whisper_folder())
     target = resolve_dtype(dtype)
     if config.vision_projector is not None and config.vision_projector.input_norm:
         kept, config = _fold_projector_norm(run_dir / "final", kept, config)

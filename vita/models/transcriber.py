@@ -1,0 +1,109 @@
+"""Whisper's own ears beside vita-mini's CTC-aligned audio path: its transcript, where it is confident, is what the
+LLM reads.
+
+vita-mini's audio adapter reads Whisper tiny.en's states through a CTC head that only ever heard synthetic voices
+(`vita.training.embed_align`); one row per heard token reaches the LLM as that token's input embedding
+(`AudioAdapter.compress`). Whisper's decoder was trained on real human speech and reads it far better, but misreads
+many synthetic voices; so both listen, and Whisper's words win where it is sure of them (`TranscriberConfig`):
+
+    log-mel [T, M] -> clamp, pad with the silence floor to >= window_frames and >= margin_frames after it
+    -> audio_encoder blocks [:tap_block] (shared, never fine-tuned)
+    -> Whisper's original blocks [tap_block:] + final norm (`blocks`, `final_norm`)
+    -> `WhisperDecoder.transcribe` -> confident? -> its text -> LLM token ids (the bound text encoder)
+
+Whisper's ids become text through the byte table of its vocabulary (`token_bytes` / `token_offsets`, built from the
+checkpoint's tokenizer.json by `byte_table`), and text becomes LLM ids through `bind(encode)`: the caller that holds
+the LLM's tokenizer (`vita.api.Vita`) binds it; an unbound transcriber is never used (training reads the CTC path).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vita.config import TranscriberConfig, WhisperConfig
+from vita.models.whisper import WhisperBlock, WhisperEncoder, prepare_clip
+from vita.models.whisper_decoder import Transcript, WhisperDecoder
+
+__all__ = ["WhisperTranscriber", "byte_table"]
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: printable stand-in character -> byte."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = list(keep), 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(keep, chars, strict=True)}
+
+
+def byte_table(tokenizer_json: str | Path, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A byte-level BPE tokenizer.json -> (bytes of every token concatenated [N] uint8, offsets [V + 1] int64);
+    special tokens and ids the vocabulary lacks are empty."""
+    data = json.loads(Path(tokenizer_json).read_text())
+    special = {t["id"] for t in data.get("added_tokens", ()) if t.get("special")}
+    decode = _byte_decoder()
+    pieces = [b""] * vocab_size
+    for token, i in data["model"]["vocab"].items():
+        if i < vocab_size and i not in special and all(c in decode for c in token):
+            pieces[i] = bytes(decode[c] for c in token)
+    offsets = torch.tensor([0, *map(len, pieces)]).cumsum(0)
+    return torch.frombuffer(bytearray(b"".join(pieces)), dtype=torch.uint8).clone(), offsets
+
+
+class WhisperTranscriber(nn.Module):
+    """Whisper's top blocks + decoder on a shared bottom; `heard` gives the LLM ids of a confident transcript."""
+
+    def __init__(self, config: TranscriberConfig, encoder: WhisperConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.blocks = nn.ModuleList(WhisperBlock(encoder) for _ in range(encoder.num_layers - config.tap_block))
+        self.final_norm = nn.LayerNorm(encoder.hidden_size, eps=encoder.layer_norm_eps)
+        self.decoder = WhisperDecoder(config.decoder)
+        self.register_buffer("token_bytes", torch.zeros(config.text_bytes, dtype=torch.uint8))  # [N]
+        self.register_buffer("token_offsets", torch.zeros(config.decoder.vocab_size + 1, dtype=torch.int64))  # [V+1]
+        self.encode_text: Callable[[str], list[int]] | None = None  # LLM text -> ids; `bind` sets it
+
+    def bind(self, encode: Callable[[str], list[int]] | None) -> None:
+        """The LLM tokenizer's text -> ids (no special tokens); None switches the transcriber off."""
+        self.encode_text = encode
+
+    def text(self, ids: tuple[int, ...]) -> str:
+        """Whisper ids -> text (undecodable bytes replaced)."""
+        starts, ends = self.token_offsets[:-1].tolist(), self.token_offsets[1:].tolist()
+        data = bytes(self.token_bytes.tolist())
+        return b"".join(data[starts[i] : ends[i]] for i in ids).decode("utf-8", errors="replace").strip()
+
+    @torch.no_grad()
+    def transcribe(self, encoder: WhisperEncoder, features: torch.Tensor, max_tokens: int | None = None) -> Transcript:
+        """One clip's unclamped log-mel [T, M] -> Whisper's greedy transcript (the bottom blocks are `encoder`'s)."""
+        mel, floor = prepare_clip(features)  # [T, M]
+        if mel.shape[0] > encoder.window_frames - self.config.margin_frames:  # Whisper's first window only
+            mel = mel[: encoder.window_frames - self.config.margin_frames]
+        frames = max(self.config.window_frames, mel.shape[0] + self.config.margin_frames)
+        frames += frames % 2
+        mel = F.pad(mel, (0, 0, 0, frames - mel.shape[0]), value=floor)  # [W, M]
+        x = encoder.encode(mel[None].to(self.final_norm.weight.device), blocks=self.config.tap_block)  # [1, W/2, D]
+        for block in self.blocks:
+            x = block(x)
+        return self.decoder.transcribe(self.final_norm(x)[0], max_tokens)
+
+    def heard(self, encoder: WhisperEncoder, features: torch.Tensor, limit: int) -> list[int] | None:
+        """The LLM ids (at most `limit`) of what Whisper confidently hears in the clip, or None: keep the CTC
+        read-out (unbound, unsure, no speech, or nothing said)."""
+        if self.encode_text is None:
+            return None
+        cfg = self.config
+        heard = self.transcribe(encoder, features, max_tokens=2 * limit)
+        if heard.avg_logprob <= cfg.logprob_threshold or heard.no_speech >= cfg.no_speech_threshold:
+            return None
+        ids = self.encode_text(self.text(heard.ids))[:limit]
+        return ids or None
