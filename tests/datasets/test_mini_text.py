@@ -1,6 +1,6 @@
 """vita-mini speech text: normalisation makes the transcript what is said, the corpus is large, clean, split into
-disjoint train / eval sentences and antonym pairs, a missing source names its Debian package; the real-speech
-eval manifest loads."""
+disjoint train / eval sentences and antonym pairs, a missing source names its Debian package (the real-speech
+eval manifest: tests/datasets/test_real_speech.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 import vita.datasets.mini.text as mini_text
 from vita.datasets.mini.text import BLOCKLIST, is_eval, load_corpus, missing_packages, normalize, number_words
 from vita.errors import DataError
-from vita.eval.manifest import load_manifest
 
 needs_sources = pytest.mark.skipif(bool(missing_packages()), reason=f"needs Debian {missing_packages()}")
 
@@ -87,17 +86,3 @@ def test_missing_source_names_its_package(tmp_path, monkeypatch) -> None:
     with pytest.raises(DataError, match="wamerican"):
         load_corpus.__wrapped__()
 
-
-def test_real_speech_manifest(tmp_path) -> None:
-    from vita.datasets.real_speech import SOURCES, locate, write_manifest
-
-    manifest, missing = write_manifest(tmp_path)
-    installed = [c for c in SOURCES if locate(c) is not None]
-    assert len(missing) == len(SOURCES) - len(installed)
-    if not installed:
-        assert manifest is None
-        pytest.skip("no real-speech package installed (make setup installs useful-moonshine-onnx)")
-    assert manifest is not None
-    cases = load_manifest(manifest).cases
-    assert len(cases) == len(installed) and all(c.transcript and c.audio is not None for c in cases)
-    assert all(c.group.startswith("real/") and c.expect_state == "<3>" for c in cases)

@@ -177,13 +177,22 @@ def real_speech(argv: list[str]) -> int:
     from vita.datasets import real_speech as mod
 
     p = _parser("real_speech", mod.__doc__)
-    p.add_argument("--out", type=Path, required=True, help="folder for real_speech.jsonl (e.g. OUT/data/eval)")
+    p.add_argument("--out", type=Path, help="folder for real_speech.jsonl (e.g. OUT/data/eval)")
+    p.add_argument("--cache", type=Path, default=None, help=f"the downloaded archives (default {mod.cache_dir()})")
+    p.add_argument("--fetch", action="store_true", help="first download the absent archives (pip, npm, apt-get)")
     args = p.parse_args(argv)
-    manifest, missing = mod.write_manifest(args.out)
-    for package in missing:
-        print(f"not installed, skipped: {package} (pip install --no-deps {package})")
+    if not args.fetch and args.out is None:
+        p.error("give --out, --fetch or both")
+    if args.fetch:
+        for line in mod.fetch(args.cache):
+            print(f"not fetched: {line}")
+        if args.out is None:
+            return 0
+    manifest, missing = mod.write_manifest(args.out, args.cache)
+    for line in missing:
+        print(f"absent, skipped: {line}")
     if manifest is None:
-        print("no real-speech source is installed: nothing written")
+        print("no real-speech source is present: nothing written")
         return 1
     print(f"wrote {manifest} ({len(manifest.read_text().splitlines())} cases)")
     return 0
