@@ -35,9 +35,8 @@ class Vita:
     def __init__(self, model: VitaModel, tokenizer: Tokenizer) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
-        if model.transcriber is not None:  # Whisper's words reach the LLM as its own tokens (never as specials)
-            model.transcriber.bind(
-                lambda text: tokenizer.encode(text, add_special_tokens=False, plain=((0, len(text)),)))
+        if model.transcriber is not None:  # Whisper's words reach the LLM as its own tokens
+            model.transcriber.bind_tokenizer(tokenizer)
         self.processor = Processor(tokenizer, model.config)
         self._cache: PromptCache | None = None  # the KV cache `stream` uses when the caller passes none
 

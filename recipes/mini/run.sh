@@ -100,6 +100,12 @@ if [ "${VITA_MINI_REGIONS:-0}" = 1 ]; then
     export VITA_MINI_STAGE2=$OUT/regioned
     STAGE3=('trainable={"*": false}')
     stamp regioned
+    if [ "${VITA_MINI_CTC:-1}" = 1 ] && [ "${VITA_MINI_TRANSCRIBER:-1}" = 1 ]; then
+        # Whisper's own decoder beside the CTC read-out (vita.models.transcriber): where it is sure of what it heard,
+        # its words are what the LLM reads, in stage 3 as at inference (VITA_MINI_TRANSCRIBER=0: the read-out only)
+        [ -f "$OUT/heard/config.json" ] || $PY -m vita.cli.tools add_transcriber --model "$OUT/regioned" --out "$OUT/heard"
+        export VITA_MINI_STAGE2=$OUT/heard
+    fi
 fi
 $VITA train --recipe recipes/mini/stage3_instruct.yaml --output "$OUT/stage3" "${STAGE3[@]}"
 stamp stage3

@@ -183,5 +183,36 @@ def test_vita_mini_reads_whispers_words_where_it_is_sure(speech):  # noqa: F811
         try:
             ctc = model.encode_audio([feats])
         finally:
-            model.transcriber.bind(lambda s: vm.tokenizer.encode(s, add_special_tokens=False))
+            model.transcriber.bind_tokenizer(vm.tokenizer)
     assert ctc.shape == rows.shape and not torch.equal(ctc, rows)
+
+
+def test_add_transcriber_puts_whispers_original_top_blocks_beside_the_tuned_ones(tiny_en_dir, whisper, tmp_path):
+    """`vita.cli.tools add_transcriber` (recipes/mini before stage 3): the tuned encoder blocks stay in the encoder,
+    the transcriber gets Whisper's original ones above the lowest tuned block, and the model round-trips."""
+    from vita import presets
+    from vita.checkpoint.convert import save_canonical
+    from vita.checkpoint.ct2_decoder import add_transcriber
+    from vita.checkpoint.load import load_model, random_model
+    from vita.config import AudioAdapterConfig
+
+    _, _, est = whisper
+    base = presets.tiny_random()
+    adapter = AudioAdapterConfig(384, base.llm.hidden_size, ctc_vocab=base.llm.vocab_size, ctc_snap=True)
+    model = random_model(dataclasses.replace(base, audio=WhisperConfig(pad_to_window=False), audio_adapter=adapter))
+    state = model.state_dict() | {f"audio_encoder.{n}": t for n, t in est.items()}
+    state["audio_encoder.blocks.3.ffn.up.bias"] = state["audio_encoder.blocks.3.ffn.up.bias"] + 1  # "tuned"
+    save_canonical(model.config, state, presets.byte_tokenizer(), tmp_path / "aligned")
+    info = add_transcriber(tmp_path / "aligned", tmp_path / "heard", tiny_en_dir)
+    assert info["tuned_blocks"] == [3] and info["tap_block"] == 3
+    loaded, _ = load_model(tmp_path / "heard")
+    t = loaded.transcriber
+    assert t is not None and t.config.tap_block == 3 and len(t.blocks) == 1
+    assert torch.equal(t.blocks[0].ffn.up.bias, est["blocks.3.ffn.up.bias"])  # the original, not the tuned one
+    assert torch.equal(loaded.audio_encoder.blocks[3].ffn.up.bias, state["audio_encoder.blocks.3.ffn.up.bias"])
+    with pytest.raises(CheckpointError, match="already has a transcriber"):
+        add_transcriber(tmp_path / "heard", tmp_path / "again", tiny_en_dir)
+    plain = dataclasses.replace(model.config, audio_adapter=AudioAdapterConfig(384, base.llm.hidden_size))
+    save_canonical(plain, state, presets.byte_tokenizer(), tmp_path / "plain")
+    with pytest.raises(CheckpointError, match="no snapped CTC read-out"):
+        add_transcriber(tmp_path / "plain", tmp_path / "none", tiny_en_dir)

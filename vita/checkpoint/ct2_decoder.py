@@ -20,7 +20,7 @@ from vita.checkpoint.ct2 import WHISPER_REVISIONS, WHISPER_SPEC, dequantize, map
 from vita.config import TranscriberConfig, VitaConfig, WhisperConfig, WhisperDecoderConfig
 from vita.errors import CheckpointError
 
-__all__ = ["DECODER_KEYMAP", "load_ct2_whisper_decoder", "transcriber_tensors", "with_transcriber"]
+__all__ = ["DECODER_KEYMAP", "add_transcriber", "load_ct2_whisper_decoder", "transcriber_tensors", "with_transcriber"]
 
 _L = "decoder/layer_{}/"
 DECODER_KEYMAP: dict[str, str | tuple[str | None, ...] | None] = {
@@ -144,3 +144,27 @@ def _tokenizer_file(folder: str | Path) -> Path:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing (Whisper's vocabulary, needed to read its transcripts)")
     return path
+
+
+def add_transcriber(model_dir: str | Path, out_dir: str | Path, folder: str | Path) -> dict:
+    """A model folder (our layout) with a snapped CTC read-out over Whisper -> the same model plus the transcriber of
+    the CT2 Whisper `folder` (for training stage 3 with Whisper's words where it is sure, as inference reads them).
+    The tuned encoder blocks are those that differ from `folder`'s encoder."""
+    from vita.checkpoint.convert import save_canonical
+    from vita.checkpoint.ct2 import load_ct2_whisper_encoder
+    from vita.checkpoint.io import TensorReader
+    from vita.tokenizer import Tokenizer
+
+    config = VitaConfig.load(Path(model_dir) / "config.json")
+    if config.transcriber is not None:
+        raise CheckpointError(f"{model_dir}: the model already has a transcriber")
+    reader = TensorReader.from_dir(model_dir)
+    _, encoder = load_ct2_whisper_encoder(folder)
+    tuned = {int(m[1]) for n, t in encoder.items() if (m := re.match(r"blocks\.(\d+)\.", n))
+             and not torch.equal(reader["audio_encoder." + n].float(), t.float())}
+    new = with_transcriber(config, tuned, folder)
+    if new.transcriber is None:
+        raise CheckpointError(f"{model_dir}: no snapped CTC read-out over a Whisper encoder for a transcriber")
+    tensors = {n: reader[n] for n in reader} | transcriber_tensors(new, folder, encoder)
+    save_canonical(new, tensors, Tokenizer.from_dir(model_dir), out_dir)
+    return {"out": str(out_dir), "tap_block": new.transcriber.tap_block, "tuned_blocks": sorted(tuned)}

@@ -5,6 +5,7 @@
     embed_align      pre-align the projector and audio adapter    vita.training.embed_align.align
     ctc_wer          what the aligned audio path hears (WER)      vita.training.ctc_readout.manifest_wer
     ctc_compress     build the read-out into the aligned adapter  vita.training.ctc_readout.attach_compression
+    add_transcriber  Whisper's own decoder beside the read-out     vita.checkpoint.ct2_decoder.add_transcriber
     swap_tower       another vision tower, a fresh projector       vita.checkpoint.assemble.swap_tower
     region_align     each image row says what is at its place     vita.training.region_align.align_regions
     real_speech      the real-speech evaluation manifest          vita.datasets.real_speech.write_manifest
@@ -148,6 +149,20 @@ def swap_tower(argv: list[str]) -> int:
         return 2
     vision = mod.TOWERS[args.tower]
     return run_command(lambda: print(json.dumps(mod.swap_tower(args.model, args.out, vision, seed=args.seed))))
+
+
+def add_transcriber(argv: list[str]) -> int:
+    from vita.checkpoint import ct2_decoder as mod
+    from vita.checkpoint.assemble import whisper_folder
+    from vita.errors import run_command
+
+    p = _parser("add_transcriber", mod.add_transcriber.__doc__)
+    p.add_argument("--model", type=Path, required=True, help="model folder with a snapped CTC read-out (ctc_compress)")
+    p.add_argument("--out", type=Path, required=True, help="new folder for the model with the transcriber")
+    args = p.parse_args(argv)
+    if _refuse_non_empty(args.out):
+        return 2
+    return run_command(lambda: print(json.dumps(mod.add_transcriber(args.model, args.out, whisper_folder()))))
 
 
 def region_align(argv: list[str]) -> int:
@@ -336,9 +351,9 @@ def quant_quality(argv: list[str]) -> int:
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
-    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, ctc_compress, swap_tower, region_align,
-                            real_speech, mini_chat, probes, described, text_compare, bench_samples, bench_table,
-                            quant_quality)
+    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, ctc_compress, add_transcriber,
+                            swap_tower, region_align, real_speech, mini_chat, probes, described, text_compare,
+                            bench_samples, bench_table, quant_quality)
 }
 
 

@@ -76,6 +76,10 @@ class WhisperTranscriber(nn.Module):
         """The LLM tokenizer's text -> ids (no special tokens); None switches the transcriber off."""
         self.encode_text = encode
 
+    def bind_tokenizer(self, tokenizer) -> None:
+        """`bind` the LLM tokenizer (`vita.tokenizer.Tokenizer`): Whisper's text as plain text, never as specials."""
+        self.bind(lambda text: tokenizer.encode(text, add_special_tokens=False, plain=((0, len(text)),)))
+
     def text(self, ids: tuple[int, ...]) -> str:
         """Whisper ids -> text (undecodable bytes replaced)."""
         starts, ends = self.token_offsets[:-1].tolist(), self.token_offsets[1:].tolist()

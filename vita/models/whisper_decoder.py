@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vita.config import WhisperDecoderConfig
-from vita.models.whisper import FeedForward
+from vita.models.whisper import FeedForward, WhisperAttention
 
 __all__ = ["Transcript", "WhisperDecoder"]
 
@@ -42,25 +42,14 @@ class Transcript:
         return not (self.no_speech > no_speech_threshold and self.avg_logprob < logprob_threshold)
 
 
-class _Attention(nn.Module):
-    """Multi-head attention with a key projection without bias; `kv` given: cross-attention on it."""
-
-    def __init__(self, hidden: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.q_proj = nn.Linear(hidden, hidden)
-        self.k_proj = nn.Linear(hidden, hidden, bias=False)
-        self.v_proj = nn.Linear(hidden, hidden)
-        self.o_proj = nn.Linear(hidden, hidden)
-
-    def split(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)  # [B, T, D] -> [B, h, T, d]
+class _Attention(WhisperAttention):
+    """Whisper's attention (no key bias), over keys and values the caller keeps: cached self- or cross-attention."""
 
     def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.split(self.k_proj(x)), self.split(self.v_proj(x))  # [B, h, T, d] each
+        return self._heads(self.k_proj(x)), self._heads(self.v_proj(x))  # [B, h, T, d] each
 
-    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
-        q = self.split(self.q_proj(x))  # [B, h, L, d]
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
+        q = self._heads(self.q_proj(x))  # [B, h, L, d]
         out = F.scaled_dot_product_attention(q, k, v, is_causal=causal and q.shape[2] > 1)  # [B, h, L, d]
         return self.o_proj(out.transpose(1, 2).flatten(2))  # [B, L, D]
 
@@ -83,8 +72,8 @@ class _Block(nn.Module):
         if "k" in cache:  # decoding step by step: the new positions see every earlier one
             k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
         cache["k"], cache["v"] = k, v
-        x = x + self.self_attn(h, k, v, causal=True)
-        x = x + self.cross_attn(self.cross_norm(x), cache["ck"], cache["cv"], causal=False)
+        x = x + self.self_attn.attend(h, k, v, causal=True)
+        x = x + self.cross_attn.attend(self.cross_norm(x), cache["ck"], cache["cv"], causal=False)
         return x + self.ffn(self.ffn_norm(x))
 
 
