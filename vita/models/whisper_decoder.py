@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from vita.config import WhisperDecoderConfig
 from vita.models.whisper import FeedForward, WhisperAttention
+from vita.nn.linear import linear, project
 
 __all__ = ["Transcript", "WhisperDecoder"]
 
@@ -46,12 +47,12 @@ class _Attention(WhisperAttention):
     """Whisper's attention (no key bias), over keys and values the caller keeps: cached self- or cross-attention."""
 
     def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._heads(self.k_proj(x)), self._heads(self.v_proj(x))  # [B, h, T, d] each
+        return self._heads(project(self.k_proj, x)), self._heads(project(self.v_proj, x))  # [B, h, T, d] each
 
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> torch.Tensor:
-        q = self._heads(self.q_proj(x))  # [B, h, L, d]
+        q = self._heads(project(self.q_proj, x))  # [B, h, L, d]
         out = F.scaled_dot_product_attention(q, k, v, is_causal=causal and q.shape[2] > 1)  # [B, h, L, d]
-        return self.o_proj(out.transpose(1, 2).flatten(2))  # [B, L, D]
+        return project(self.o_proj, out.transpose(1, 2).flatten(2))  # [B, L, D]
 
 
 class _Block(nn.Module):
@@ -74,7 +75,8 @@ class _Block(nn.Module):
         cache["k"], cache["v"] = k, v
         x = x + self.self_attn.attend(h, k, v, causal=True)
         x = x + self.cross_attn.attend(self.cross_norm(x), cache["ck"], cache["cv"], causal=False)
-        return x + self.ffn(self.ffn_norm(x))
+        h = self.ffn_norm(x)
+        return x + project(self.ffn.down, F.gelu(project(self.ffn.up, h)))
 
 
 class WhisperDecoder(nn.Module):
@@ -99,7 +101,7 @@ class WhisperDecoder(nn.Module):
         x = self.embed(ids) + self.positions[past : past + ids.shape[1]]  # [B, L_new, D]
         for block, block_cache in zip(self.blocks, cache, strict=True):
             x = block(x, block_cache)
-        return (self.final_norm(x) @ self.embed.weight.T).float()  # [B, L_new, V]
+        return linear(self.final_norm(x), self.embed.weight).float()  # [B, L_new, V]; one bf16 row: the native GEMV
 
     def _mask(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Additive masks [V]: (every step, first step)."""
