@@ -34,8 +34,9 @@ def heard(vm, audio: Path) -> dict[str, object]:
     ids = model.audio_adapter.read(rows, model.llm.tok_embeddings.weight)
     read_out = vm.tokenizer.decode([int(i) for i in torch.unique_consecutive(ids) if i >= 0]).strip()
     t = model.transcriber.transcribe(model.audio_encoder, feats, max_tokens=2 * len(rows))
-    used = model.transcriber.heard(model.audio_encoder, feats, len(rows)) is not None
-    return {"read_out": read_out, "whisper": model.transcriber.text(t.ids), "used": "whisper" if used else "read_out",
+    whisper = model.transcriber.text(t.ids)
+    used = model.transcriber.sure(t) and bool(vm.tokenizer.encode(whisper, add_special_tokens=False))
+    return {"read_out": read_out, "whisper": whisper, "used": "whisper" if used else "read_out",
             "avg_logprob": round(t.avg_logprob, 3), "no_speech": round(t.no_speech, 3)}
 
 

@@ -105,9 +105,13 @@ class WhisperTranscriber(nn.Module):
         read-out (unbound, unsure, no speech, or nothing said)."""
         if self.encode_text is None:
             return None
-        cfg = self.config
         heard = self.transcribe(encoder, features, max_tokens=2 * limit)
-        if heard.avg_logprob <= cfg.logprob_threshold or heard.no_speech >= cfg.no_speech_threshold:
+        if not self.sure(heard):
             return None
         ids = self.encode_text(self.text(heard.ids))[:limit]
         return ids or None
+
+    def sure(self, heard: Transcript) -> bool:
+        """Whether Whisper's words replace the read-out's: a likely transcript of speech (`TranscriberConfig`)."""
+        cfg = self.config
+        return heard.avg_logprob > cfg.logprob_threshold and heard.no_speech < cfg.no_speech_threshold
