@@ -82,9 +82,9 @@ class WhisperTranscriber(nn.Module):
 
     def text(self, ids: tuple[int, ...]) -> str:
         """Whisper ids -> text (undecodable bytes replaced)."""
-        starts, ends = self.token_offsets[:-1].tolist(), self.token_offsets[1:].tolist()
-        data = bytes(self.token_bytes.tolist())
-        return b"".join(data[starts[i] : ends[i]] for i in ids).decode("utf-8", errors="replace").strip()
+        data, offsets = self.token_bytes.cpu().numpy(), self.token_offsets.cpu().numpy()  # views, no copy on CPU
+        text = b"".join(data[offsets[i] : offsets[i + 1]].tobytes() for i in ids)
+        return text.decode("utf-8", errors="replace").strip()
 
     @torch.no_grad()
     def transcribe(self, encoder: WhisperEncoder, features: torch.Tensor, max_tokens: int | None = None) -> Transcript:
