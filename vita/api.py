@@ -18,6 +18,7 @@ from vita.checkpoint.load import load_model
 from vita.devices import cpu_dtype, default_dtype, resolve_device
 from vita.generation.loop import PromptCache, TextLoop, TokenLoop, cache_with_room
 from vita.generation.sampling import SamplingConfig
+from vita.models.encoder_cache import EncoderCache
 from vita.models.vita import VitaModel
 from vita.processor import ModelInputs, Processor, Turn
 from vita.tokenizer import Tokenizer
@@ -30,6 +31,8 @@ class Reply:
     token_ids: list[int] = field(default_factory=list)  # generated ids (the stop id excluded)
     finish_reason: str = "length"  # "stop" (eos id or stop string) or "length"
 
+INFERENCE_ENCODER_CACHE = 256 << 20  # bytes of encoder outputs a loaded model keeps (LRU)
+
 
 class Vita:
     def __init__(self, model: VitaModel, tokenizer: Tokenizer) -> None:
@@ -37,6 +40,8 @@ class Vita:
         self.tokenizer = tokenizer
         if model.transcriber is not None:  # Whisper's words reach the LLM as its own tokens
             model.transcriber.bind_tokenizer(tokenizer)
+        if model.encoder_cache is None:  # earlier turns' clips and images are not encoded again at every turn
+            model.encoder_cache = EncoderCache(INFERENCE_ENCODER_CACHE)
         self.processor = Processor(tokenizer, model.config)
         self._cache: PromptCache | None = None  # the KV cache `stream` uses when the caller passes none
 

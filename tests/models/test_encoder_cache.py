@@ -64,3 +64,25 @@ def test_lru_keeps_the_byte_budget():
     cache.run("lin", enc, lambda: (enc(xs[4]),), xs[4])
     cache.run("lin", enc, lambda: (enc(xs[0]),), xs[0])
     assert cache.hits == 1 and cache.misses == 6  # the newest was kept, the oldest evicted
+
+
+def test_loaded_models_memoise_at_inference_even_with_trainable_weights():
+    """`vita.load` gives the model a cache: a conversation's earlier clips and images are not encoded again at every
+    turn. Without autograd every encoder is a pure function, whatever its parameters' requires_grad says."""
+    import vita
+
+    v = vita.load("tiny-random")
+    cache = v.model.encoder_cache
+    assert isinstance(cache, EncoderCache) and cache.max_bytes == vita.api.INFERENCE_ENCODER_CACHE
+    v.model.requires_grad_(True)
+    pixels, fbanks = _inputs(v.model, seed=1)
+    with torch.no_grad():
+        first = _embed(v.model, pixels, fbanks)
+        misses = cache.misses
+        again = _embed(v.model, pixels, fbanks)
+    assert misses >= 4 and cache.misses == misses and cache.hits >= 5
+    assert torch.equal(first, again)
+    with torch.enable_grad():  # autograd on and the towers trainable: never memoised
+        hits = cache.hits
+        _embed(v.model, pixels, fbanks)
+    assert cache.hits == hits

@@ -1,10 +1,12 @@
 """Memo of frozen encoder outputs, keyed by the bytes of their inputs.
 
-A frozen encoder (no parameter requires a gradient) is a pure function of its input tensor, so its output can be
-reused whenever the same tile or clip comes back: every epoch of a training stage whose towers are frozen, and every
-turn of a conversation that keeps its image. `VitaModel` asks the cache it is given (`model.encoder_cache = ...`)
-before running an encoder; the cache stores exact copies (same dtype, on the CPU), so a hit returns the very tensor
-the encoder would have computed on this machine, and results are bit-identical with or without it.
+A frozen encoder (no parameter requires a gradient), or any encoder run without autograd (inference), is a pure
+function of its input tensor, so its output can be reused whenever the same tile or clip comes back: every epoch of a
+training stage whose towers are frozen, and every turn of a conversation that keeps its image or, in its history,
+the user's earlier spoken turns (`vita.api.Vita` gives every loaded model one). `VitaModel` asks the cache it is given
+(`model.encoder_cache = ...`) before running an encoder; the cache stores exact copies (same dtype, on the CPU), so a
+hit returns the very tensor the encoder would have computed on this machine, and results are bit-identical with or
+without it. A model whose weights change afterwards must `clear()` it.
 
     key   (encoder name, dtype, shape, sha1 of the input bytes, extra)   e.g. ("vision", float32, (1, 3, 112, 112), ...)
     value tuple of output tensors, cloned to the CPU
@@ -14,6 +16,7 @@ Least recently used entries are dropped beyond `max_bytes`.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -42,37 +45,44 @@ class EncoderCache:
         self.bytes = 0
         self.hits = self.misses = 0
         self._store: OrderedDict[tuple, tuple[torch.Tensor, ...]] = OrderedDict()
+        self._lock = threading.Lock()  # lookups and stores only: the encoders run outside it
 
     def __len__(self) -> int:
         return len(self._store)
 
     def clear(self) -> None:
-        self._store.clear()
-        self.bytes = 0
+        with self._lock:
+            self._store.clear()
+            self.bytes = 0
 
     def run(self, name: str, module: nn.Module, fn: Callable[[], tuple[torch.Tensor, ...]], x: torch.Tensor,
             extra: tuple = ()) -> tuple[torch.Tensor, ...]:
         """`fn()` (which runs `module` on `x`), or the stored result of an earlier call with equal `x` and `extra`.
 
-        Only a frozen `module` outside autograd-tracked inputs is memoised; anything else runs `fn` every time.
+        Memoised: a frozen `module`, or any module while autograd is off, on an input that needs no gradient; anything
+        else runs `fn` every time.
         """
-        if x.requires_grad or not is_frozen(module):
+        if x.requires_grad or (torch.is_grad_enabled() and not is_frozen(module)):
             return fn()
         key = (name, x.dtype, tuple(x.shape), _digest(x), extra)
-        hit = self._store.get(key)
         device = x.device
+        with self._lock:
+            hit = self._store.get(key)
+            if hit is not None:
+                self.hits += 1
+                self._store.move_to_end(key)
+            else:
+                self.misses += 1
         if hit is not None:
-            self.hits += 1
-            self._store.move_to_end(key)
             return tuple(t.to(device) for t in hit)
-        self.misses += 1
         out = fn()
         stored = tuple(t.detach().to("cpu", copy=True) for t in out)
         size = sum(t.numel() * t.element_size() for t in stored)
-        if size <= self.max_bytes:
-            self._store[key] = stored
-            self.bytes += size
-            while self.bytes > self.max_bytes:
-                _, old = self._store.popitem(last=False)
-                self.bytes -= sum(t.numel() * t.element_size() for t in old)
+        with self._lock:
+            if size <= self.max_bytes and key not in self._store:
+                self._store[key] = stored
+                self.bytes += size
+                while self.bytes > self.max_bytes:
+                    _, old = self._store.popitem(last=False)
+                    self.bytes -= sum(t.numel() * t.element_size() for t in old)
         return out
