@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,11 @@ class Reply:
 INFERENCE_ENCODER_CACHE = 256 << 20  # bytes of encoder outputs a loaded model keeps (LRU)
 
 
+@torch.inference_mode()
+def _transcribe_clips(model: VitaModel, fbanks: list[torch.Tensor]) -> None:
+    model.transcribe_clips(fbanks)
+
+
 class Vita:
     def __init__(self, model: VitaModel, tokenizer: Tokenizer) -> None:
         self.model = model.eval()
@@ -44,6 +50,7 @@ class Vita:
             model.encoder_cache = EncoderCache(INFERENCE_ENCODER_CACHE)
         self.processor = Processor(tokenizer, model.config)
         self._cache: PromptCache | None = None  # the KV cache `stream` uses when the caller passes none
+        self._ears: ThreadPoolExecutor | None = None  # `listen_ahead`'s thread, started on first use
 
     def new_cache(self, max_seq_len: int) -> PromptCache:
         """A KV cache over this model's LLM for `stream(..., cache=...)` (prefix reuse across calls)."""
@@ -60,9 +67,23 @@ class Vita:
     def config(self):
         return self.model.config
 
-    def embed(self, inputs: ModelInputs) -> torch.Tensor:
-        """Model inputs -> the prompt's input rows [1, L, D] (text with the media spliced in)."""
-        return self.model.embed(inputs.token_ids.to(self.model.device), inputs.pixel_values, inputs.fbanks)
+    def embed(self, inputs: ModelInputs, transcribe: bool = True) -> torch.Tensor:
+        """Model inputs -> the prompt's input rows [1, L, D] (text with the media spliced in). `transcribe=False`:
+        clips whose Whisper transcript is not memoised read the CTC read-out (`listen_ahead` runs the decoder)."""
+        return self.model.embed(inputs.token_ids.to(self.model.device), inputs.pixel_values, inputs.fbanks,
+                                transcribe)
+
+    def listen_ahead(self, inputs: ModelInputs) -> Future | None:
+        """Whisper's decoder on the inputs' clips, on a helper thread of this model's own, memoising each transcript;
+        None when nothing is left to transcribe. A caller embeds with `transcribe=False` meanwhile and, once the
+        future is done, embeds again: the same rows as one plain `embed` (`vita.duplex.roles.ReplyJob`)."""
+        model = self.model
+        if not inputs.fbanks or model.encoder_cache is None or model.transcribed(inputs.fbanks):
+            return None
+        if self._ears is None:
+            self._ears = ThreadPoolExecutor(1, thread_name_prefix="vita-ears", initializer=torch.set_num_threads,
+                                            initargs=(1,))
+        return self._ears.submit(_transcribe_clips, model, list(inputs.fbanks))
 
     def token_loop(self, cache: PromptCache, embeds: torch.Tensor, *, max_new_tokens: int,
                    sampling: SamplingConfig | None = None, generator: torch.Generator | None = None,

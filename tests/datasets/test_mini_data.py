@@ -45,7 +45,8 @@ def test_small_preset_builds(built) -> None:
     train = sum(len(_records(root / p)) for p in info["train"].values())
     cases = sum(len((root / p).read_text().splitlines()) for k, p in info["eval"].items() if k != "all")
     assert 50 <= train <= 90 and 20 <= cases <= 45
-    assert set(info["train"]) == {"vision_align", "audio_align", "instruct", "scene_text", "vision_regions"}
+    assert set(info["train"]) == {"vision_align", "audio_align", "audio_short", "instruct", "scene_text",
+                                  "vision_regions"}
     assert info["wall_seconds"] > 0
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["counts"]["train/instruct"] == len(_records(root / info["train"]["instruct"]))
@@ -55,7 +56,7 @@ def test_small_preset_builds(built) -> None:
     assert hashlib.sha256(listing.encode()).hexdigest() == manifest["files_sha256"]
 
 
-@pytest.mark.parametrize("name", ["vision_align", "audio_align", "instruct", "scene_text"])
+@pytest.mark.parametrize("name", ["vision_align", "audio_align", "audio_short", "instruct", "scene_text"])
 def test_train_files_read_without_skips(built, name: str) -> None:
     root, info = built
     path = root / info["train"][name]
@@ -187,6 +188,18 @@ def test_clips_use_their_split_voices(built) -> None:
     train = _index(root, "train")
     assert len({r["voice"] for r in train}) >= 0.8 * len(train)
     assert any(r["augment"] for r in train) and any(not r["augment"] for r in train)
+
+
+def test_short_clips_say_one_to_three_words_of_training_sentences(built) -> None:
+    root, info = built
+    short = _records(root / info["train"]["audio_short"])
+    assert len(short) == info["sizes"]["asr_short"] > 0
+    said = {r["text"] for r in _index(root, "train")}
+    for r in short:
+        words = r["conversations"][1]["value"].removeprefix(STATE_QUERY_TEXT)
+        assert r["conversations"][0]["value"] == "Transcribe the speech.<audio>"
+        assert (root / "train" / r["audio"]).is_file()
+        assert words.endswith(".") and words[0].isupper() and 1 <= len(words.split()) <= 3 and words in said, words
 
 
 def test_train_and_eval_sentences_disjoint(built) -> None:

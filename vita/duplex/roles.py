@@ -9,7 +9,13 @@ typically the one speaking, whose cache holds system + history + the part of its
 
 `ReplyJob` is one reply on one role, advanced by `step()`:
     embed (processor + media encoders) -> prefill chunks of `prefill_chunk` positions -> one decode step per call
-through the one reply loop (`TokenLoop` + `TextLoop`), so the native decode step runs here too. The state token
+through the one reply loop (`TokenLoop` + `TextLoop`), so the native decode step runs here too. Listening ahead
+(`listen_ahead`, on by default): when the prompt's newest clip still needs Whisper's own decoder (vita-mini:
+`vita.models.transcriber`, ~90 ms on one thread), that decoder runs on the model's helper thread
+(`Vita.listen_ahead`) while the reply prefills and decodes on the CTC read-out's rows, showing nothing (no state,
+no text); once the transcript is in (waited for after `LOOKAHEAD_WORDS` words) the prompt is embedded again from
+the memo: the same rows -> what was decoded ahead comes out at once; other rows (Whisper's words won) -> the reply
+starts again on them. Either way the reply is the one a plain embedding gives. The state token
 (`<1>` `<2>` `<3>`) comes out of the step that ran the prompt's last chunk. A `Script` teacher-forces the first
 tokens (tests script `<2>` or a whole answer on random weights: every step still runs the real model, only the
 chosen ids are replaced).
@@ -18,6 +24,7 @@ chosen ids are replaced).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -28,7 +35,9 @@ from vita.errors import PromptError
 from vita.generation.loop import PromptCache, TextLoop
 from vita.generation.sampling import GREEDY, SamplingConfig
 from vita.generation.text import TextStream
-from vita.processor import Turn
+from vita.processor import ModelInputs, Turn
+
+LOOKAHEAD_WORDS = 4  # words decoded on the read-out's rows before the job waits for Whisper's transcript
 
 
 class RoleCache(PromptCache):
@@ -82,20 +91,28 @@ class ReplyJob:
         system: str | None = None,
         generator: torch.Generator | None = None,
         donor: RoleCache | None = None,
+        listen_ahead: bool = True,
     ) -> None:
         self.vita, self.cache, self.turns, self.donor = vita, cache, list(turns), donor
+        self.listen_ahead = listen_ahead
         self.max_new_tokens, self.sampling, self.prefill_chunk = max_new_tokens, sampling, prefill_chunk
         self.system, self.generator = system, generator
         self.forced = vita.tokenizer.encode(script.text, add_special_tokens=False) if script else []
         self.forced_complete = script.complete if script else False
         self.reply: TextLoop | None = None  # after the embed step
         self._cancelled = False
+        self._heard: Future | None = None  # Whisper's transcript of the newest clip, still on its way
+        self._inputs: ModelInputs | None = None
+        self._embeds: torch.Tensor | None = None  # the prompt rows the reply runs on
+        self._buffer = ""  # visible text decoded on the read-out's rows while the transcript is on its way
 
     # ---- observers ---------------------------------------------------------------------------------------------
     @property
     def phase(self) -> Phase:
         if self.reply is None:
             return "done" if self._cancelled else "embed"
+        if self._heard is not None and self.reply.phase == "done" and not self._cancelled:
+            return "decode"  # provisional: the reply may start again on Whisper's words
         return self.reply.phase
 
     @property
@@ -104,7 +121,7 @@ class ReplyJob:
 
     @property
     def finish_reason(self) -> str | None:
-        if self.reply is None:
+        if self.reply is None or self._heard is not None:
             return "cancelled" if self._cancelled else None
         return self.reply.finish_reason
 
@@ -115,11 +132,11 @@ class ReplyJob:
 
     @property
     def state_resolved(self) -> bool:
-        return self.reply is not None and self.reply.state_resolved
+        return self.reply is not None and self._heard is None and self.reply.state_resolved
 
     @property
     def state(self) -> str | None:
-        return self.reply.state if self.reply is not None else None
+        return self.reply.state if self.reply is not None and self._heard is None else None
 
     @property
     def prompt_len(self) -> int:
@@ -140,14 +157,15 @@ class ReplyJob:
 
     @property
     def visible_text(self) -> str:
-        return self.reply.visible_text if self.reply is not None else ""
+        return self.reply.visible_text if self.reply is not None and self._heard is None else ""
 
     def raw_text(self, visible_chars: int | None = None) -> str:
-        return self.reply.raw_text(visible_chars) if self.reply is not None else ""
+        return self.reply.raw_text(visible_chars) if self.reply is not None and self._heard is None else ""
 
     # ---- work ------------------------------------------------------------------------------------------------
     def cancel(self) -> None:
-        self._cancelled = True
+        self._cancelled = True  # a transcript still on its way is memoised for later turns, never read here; what
+        # was decoded ahead of it stays hidden (`_heard` is kept)
         if self.reply is not None:
             self.reply.cancel()
 
@@ -155,19 +173,48 @@ class ReplyJob:
         if self.phase == "embed":
             self._embed()
             return ""
-        return self.reply.step() if self.reply is not None else ""
+        if self.reply is None or self._cancelled:
+            return ""
+        if self._heard is not None:  # decoding ahead on the read-out's rows, nothing shown yet
+            if not self._heard.done() and not self.reply.done and len(self._buffer.split()) <= LOOKAHEAD_WORDS:
+                self._buffer += self.reply.step()
+                return ""
+            return self._settle()
+        return self.reply.step()
 
     @torch.inference_mode()
     def _embed(self) -> None:
         inputs = self.vita.processor(self.turns, system=self.system)
-        embeds = self.vita.embed(inputs)[0]  # [L, D]
+        self._heard = self.vita.listen_ahead(inputs) if self.listen_ahead else None
+        self._inputs = inputs
+        self._start(self.vita.embed(inputs, transcribe=self._heard is None)[0])  # [L, D]
+
+    def _start(self, embeds: torch.Tensor) -> None:
         L, S = embeds.shape[0], self.cache.max_seq_len
         if L >= S:
             raise PromptError(f"prompt of {L} positions does not fit the role cache of {S}: trim the history")
         tokens = self.vita.token_loop(self.cache, embeds, max_new_tokens=self.max_new_tokens, sampling=self.sampling,
                                       generator=self.generator, prefill_chunk=self.prefill_chunk, forced=self.forced,
                                       forced_complete=self.forced_complete, donor=self.donor)
+        self._embeds = embeds
         self.reply = TextLoop(tokens, self.vita.tokenizer)
+
+    @torch.inference_mode()
+    def _settle(self) -> str:
+        """The transcript is in (waited for once the read-out's reply is far enough ahead): the same rows -> what
+        was decoded ahead stands and comes out now; other rows -> the reply starts again on them (the cache keeps
+        the common prefix: only the clip's rows and what follows them run again)."""
+        assert self._heard is not None and self._inputs is not None and self.reply is not None
+        self._heard.result()  # the transcripts are memoised now (or its error is raised here)
+        self._heard = None
+        embeds = self.vita.embed(self._inputs)[0]  # no decoder runs: a memo lookup
+        if torch.equal(embeds, self._embeds):
+            ahead, self._buffer = self._buffer, ""
+            return ahead
+        self.reply.cancel()
+        self._buffer = ""
+        self._start(embeds)
+        return ""
 
 
 class Job(Protocol):

@@ -55,6 +55,13 @@ class EncoderCache:
             self._store.clear()
             self.bytes = 0
 
+    def peek(self, name: str, x: torch.Tensor, extra: tuple = ()) -> tuple[torch.Tensor, ...] | None:
+        """The stored result for `x` (as `run` would return it), or None; never runs anything, counts nothing."""
+        key = (name, x.dtype, tuple(x.shape), _digest(x), extra)
+        with self._lock:
+            hit = self._store.get(key)
+        return None if hit is None else tuple(t.to(x.device) for t in hit)
+
     def run(self, name: str, module: nn.Module, fn: Callable[[], tuple[torch.Tensor, ...]], x: torch.Tensor,
             extra: tuple = ()) -> tuple[torch.Tensor, ...]:
         """`fn()` (which runs `module` on `x`), or the stored result of an earlier call with equal `x` and `extra`.

@@ -95,32 +95,56 @@ class VitaModel(nn.Module):
                               extra=tuple(lengths.tolist()))
         return enc, mask
 
-    def encode_audio(self, fbanks: Sequence[torch.Tensor]) -> torch.Tensor:
+    def encode_audio(self, fbanks: Sequence[torch.Tensor], transcribe: bool = True) -> torch.Tensor:
         """One [T, 80] fbank per clip -> [sum_i T''_i, D] rows for the audio placeholders, in clip order.
 
         Clips are encoded one at a time: results are those of a batch of one, exactly like the official demo,
-        and no padded frame can leak into the prompt.
+        and no padded frame can leak into the prompt. `transcribe=False`: Whisper's own decoder does not run; only
+        its transcripts memoised already are used (`transcribe_clips` fills them in, e.g. on another thread), the
+        other clips read the CTC read-out.
         """
         if self.audio_encoder is None or self.audio_adapter is None:
             raise PromptError("this model has no audio encoder")
-        param = next(self.audio_adapter.parameters())
         rows = []
         for feats in fbanks:
-            x = feats.to(param.device, torch.float32).unsqueeze(0)  # [1, T, 80]; CMVN runs in float32
-            lengths = torch.tensor([feats.shape[0]], device=param.device)
-            enc, mask = self._audio(x, lengths)  # [1, T', H], [1, T']
-            emb, emb_mask = self.audio_adapter(enc, mask)  # [1, T'', D], [1, T'']
-            clip = emb[0, emb_mask[0]]  # [T'', D]
+            clip = self._clip_rows(feats)  # [T'', D]
             if self.audio_adapter.config.ctc_vocab:  # one row per heard token (AudioAdapter.compress)
-                heard = self._transcribed(feats, len(clip))
+                heard = self._transcribed(feats, len(clip), run=transcribe)
                 clip = self.audio_adapter.compress(clip, self.llm.tok_embeddings.weight, heard)
             rows.append(clip)
         return torch.cat(rows)
 
-    def _transcribed(self, feats: torch.Tensor, rows: int) -> list[int] | None:
-        """The LLM ids Whisper's own decoder confidently hears in the clip (`vita.models.transcriber`), or None."""
-        if self.transcriber is None or self.transcriber.encode_text is None:
+    def _clip_rows(self, feats: torch.Tensor) -> torch.Tensor:
+        """One clip's fbank [T, 80] -> the adapter's rows [T'', D] (before the CTC read-out)."""
+        param = next(self.audio_adapter.parameters())
+        x = feats.to(param.device, torch.float32).unsqueeze(0)  # [1, T, 80]; CMVN runs in float32
+        lengths = torch.tensor([feats.shape[0]], device=param.device)
+        enc, mask = self._audio(x, lengths)  # [1, T', H], [1, T']
+        emb, emb_mask = self.audio_adapter(enc, mask)  # [1, T'', D], [1, T'']
+        return emb[0, emb_mask[0]]
+
+    def listens(self) -> bool:
+        """Whether Whisper's own decoder reads this model's clips (a bound transcriber beside a CTC read-out)."""
+        return (self.transcriber is not None and self.transcriber.encode_text is not None
+                and self.audio_adapter is not None and bool(self.audio_adapter.config.ctc_vocab))
+
+    def transcribed(self, fbanks: Sequence[torch.Tensor]) -> bool:
+        """Whether `encode_audio` would run no decoder: every clip's transcript is memoised, or none is needed."""
+        return not self.listens() or all(self._memoised(f, len(self._clip_rows(f)))[0] for f in fbanks)
+
+    def transcribe_clips(self, fbanks: Sequence[torch.Tensor]) -> None:
+        """Run Whisper's decoder on every clip whose transcript is not memoised yet, and memoise it."""
+        if self.listens():
+            for feats in fbanks:
+                self._transcribed(feats, len(self._clip_rows(feats)))
+
+    def _transcribed(self, feats: torch.Tensor, rows: int, run: bool = True) -> list[int] | None:
+        """The LLM ids Whisper's own decoder confidently hears in the clip (`vita.models.transcriber`), or None.
+        `run=False`: a memoised transcript only (None where there is none)."""
+        if not self.listens():
             return None
+        if not run:
+            return self._memoised(feats, rows)[1]
         compute = lambda: (torch.tensor(self.transcriber.heard(self.audio_encoder, feats, rows) or [-1]),)  # noqa: E731
         if self.encoder_cache is not None:
             (ids,) = self.encoder_cache.run("transcript", self.transcriber, compute, feats, extra=(rows,))
@@ -128,19 +152,27 @@ class VitaModel(nn.Module):
             (ids,) = compute()
         return None if ids[0] < 0 else ids.tolist()
 
+    def _memoised(self, feats: torch.Tensor, rows: int) -> tuple[bool, list[int] | None]:
+        """(whether the clip's transcript is memoised, its ids or None)."""
+        hit = self.encoder_cache.peek("transcript", feats, extra=(rows,)) if self.encoder_cache is not None else None
+        if hit is None:
+            return False, None
+        return True, (None if hit[0][0] < 0 else hit[0].tolist())
+
     def embed(
         self,
         token_ids: torch.Tensor,
         pixel_values: torch.Tensor | None = None,
         fbanks: Sequence[torch.Tensor] = (),
+        transcribe: bool = True,
     ) -> torch.Tensor:
-        """Expanded ids [B, L] + media -> input embeddings [B, L, D]."""
+        """Expanded ids [B, L] + media -> input embeddings [B, L, D] (`transcribe`: see `encode_audio`)."""
         text = self.llm.embed(token_ids.clamp_min(0))  # [B, L, D]; placeholder rows are overwritten below
         features: dict[int, torch.Tensor] = {}
         if pixel_values is not None and pixel_values.shape[0]:
             features[IMAGE_TOKEN_ID] = self.encode_images(pixel_values)
         if fbanks:
-            features[AUDIO_TOKEN_ID] = self.encode_audio(fbanks)
+            features[AUDIO_TOKEN_ID] = self.encode_audio(fbanks, transcribe)
         return splice(text, token_ids, features)
 
     def forward(

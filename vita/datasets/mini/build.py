@@ -2,6 +2,8 @@
 
     out/train/vision_align.json   image / video + caption                          (official VITA JSON list)
     out/train/audio_align.json    "Transcribe the speech.<audio>" -> "<3>" + transcript (ASR alignment)
+    out/train/audio_short.json    the same for one to three words cut from the sentences (stage 3 only: people say
+                                  single words too, and a transcript of one word is one word)
     out/train/scene_text.json     a picture's caption in words + a question about it -> "<3>" answer (no image: the
                                   LLM learns to answer relational questions from a description, see below)
     out/train/vision_regions.json pictures whose every image row is named ("red circle", "hedgehog", "" background;
@@ -66,7 +68,7 @@ from vita.datasets.mini.videos import VIDEO_TASKS, VideoItem, make_video, write_
 from vita.datasets.negatives import NegativesConfig, generate_negatives
 
 DEFAULT_SIZES: dict[str, int] = {
-    "vision_image": 6000, "vision_video": 600, "asr": 12000,
+    "vision_image": 6000, "vision_video": 600, "asr": 12000, "asr_short": 2000,
     "image_typed": 3600, "image_spoken": 1800, "video_typed": 600, "video_spoken": 300,
     "chat_typed": 400, "chat_spoken": 200, "negatives": 900, "scene_text": 4000,
     "vision_regions": 12000,
@@ -79,7 +81,7 @@ TASK_WEIGHTS: dict[str, int] = {"colour": 2, "count": 2, "position": 2, "which_r
                                 "emoji": 8, "scene": 4, "text": 3}
 _CYCLE = tuple(t for k in range(max(TASK_WEIGHTS.values())) for t in IMAGE_TASKS if TASK_WEIGHTS[t] > k)
 SMALL_SIZES: dict[str, int] = {
-    "vision_image": 9, "vision_video": 3, "asr": 5,
+    "vision_image": 9, "vision_video": 3, "asr": 5, "asr_short": 3,
     "image_typed": 9, "image_spoken": 6, "video_typed": 3, "video_spoken": 3,
     "chat_typed": 4, "chat_spoken": 2, "negatives": 9, "scene_text": 10,
     "vision_regions": 8,
@@ -148,6 +150,20 @@ def _chat_answers(prompts: list[ChatPrompt], root: Path) -> dict[str, str]:
 
 
 
+
+
+def _words(rng: np.random.Generator, statements: tuple[str, ...], questions: tuple[str, ...]) -> str:
+    """Short ASR text: one (60 %), two (25 %) or three consecutive words of a training sentence, as Whisper writes
+    them (capitalized, a full stop); a single word has at least four letters (no "a", "of")."""
+    n = 1 + int(rng.choice(3, p=(0.6, 0.25, 0.15)))
+    while True:
+        words = [w.strip(".,;:!?\"'()") for w in _sentence(rng, statements, questions).split()]
+        words = [w for w in words if w.isalpha()]
+        starts = [i for i in range(len(words) - n + 1) if n > 1 or len(words[i]) >= 4]
+        if starts:
+            i = starts[int(rng.integers(len(starts)))]
+            text = " ".join(words[i : i + n])
+            return text[0].upper() + text[1:] + "."
 
 
 def _sentence(rng: np.random.Generator, statements: tuple[str, ...], questions: tuple[str, ...]) -> str:
@@ -280,6 +296,7 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
         clip = voices.say("asr", i, text)
         audio.append({"set": "mini_asr", "id": f"a{i}", "audio": clip.rel,
                       "conversations": _turns(ASR_PROMPT + "<audio>", "<3>" + clip.text)})
+    short = _short_asr(voices, sizes.get("asr_short", 0), seed, corpus)
 
     instruct: list[dict[str, Any]] = []
     for i in range(sizes["image_typed"]):
@@ -328,18 +345,29 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
 
     regions = _regions(media, sizes.get("vision_regions", 0))
 
-    counts.update({"train/vision_align": len(vision), "train/audio_align": len(audio),
+    counts.update({"train/vision_align": len(vision), "train/audio_align": len(audio), "train/audio_short": len(short),
                    "train/instruct": len(instruct), "train/scene_text": len(scene_text),
                    "train/vision_regions": len(regions)})
     counts.update(f"train/instruct/{r['set']}" + (f"/{r['kind']}" if "kind" in r else "") for r in instruct)
     counts.update({f"train/media/{k}": v for k, v in media.counts.items()})
     out = {}
-    for name, records in (("vision_align", vision), ("audio_align", audio), ("instruct", instruct),
-                          ("scene_text", scene_text), ("vision_regions", regions)):
+    for name, records in (("vision_align", vision), ("audio_align", audio), ("audio_short", short),
+                          ("instruct", instruct), ("scene_text", scene_text), ("vision_regions", regions)):
         out[name] = root / f"{name}.json"
         out[name].write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     voices.write_index(root / "speech.jsonl", counts, "train")
     return out, media
+
+
+def _short_asr(voices: _Voices, n: int, seed: int, corpus: Corpus) -> list[dict[str, Any]]:
+    """`n` training clips of one to three words (`_words`) -> "Transcribe the speech." records."""
+    out = []
+    for i in range(n):
+        clip = voices.say("asr_short", i, _words(_rng(seed, 0, "asr_short", i), corpus.train_statements,
+                                                 corpus.train_questions))
+        out.append({"set": "mini_asr_short", "id": f"aw{i}", "audio": clip.rel,
+                    "conversations": _turns(ASR_PROMPT + "<audio>", "<3>" + clip.text)})
+    return out
 
 
 def _regions(media: _Split, n: int) -> list[dict[str, Any]]:
