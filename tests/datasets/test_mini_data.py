@@ -45,8 +45,8 @@ def test_small_preset_builds(built) -> None:
     train = sum(len(_records(root / p)) for p in info["train"].values())
     cases = sum(len((root / p).read_text().splitlines()) for k, p in info["eval"].items() if k != "all")
     assert 50 <= train <= 90 and 20 <= cases <= 45
-    assert set(info["train"]) == {"vision_align", "audio_align", "audio_short", "instruct", "scene_text",
-                                  "vision_regions"}
+    assert set(info["train"]) == {"vision_align", "audio_align", "audio_short", "addressed", "instruct",
+                                  "scene_text", "vision_regions"}
     assert info["wall_seconds"] > 0
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["counts"]["train/instruct"] == len(_records(root / info["train"]["instruct"]))
@@ -56,7 +56,8 @@ def test_small_preset_builds(built) -> None:
     assert hashlib.sha256(listing.encode()).hexdigest() == manifest["files_sha256"]
 
 
-@pytest.mark.parametrize("name", ["vision_align", "audio_align", "audio_short", "instruct", "scene_text"])
+@pytest.mark.parametrize("name", ["vision_align", "audio_align", "audio_short", "addressed", "instruct",
+                                  "scene_text"])
 def test_train_files_read_without_skips(built, name: str) -> None:
     root, info = built
     path = root / info["train"][name]
@@ -114,7 +115,7 @@ def test_state_tokens_per_kind(built) -> None:
         for i, record in enumerate(_records(root / rel)):
             reply = parse_record(record, f"{rel}:{i}", root / "train").turns[-1][1]
             prompt = record["conversations"][-2]["value"]
-            if record.get("kind") in ("chatter", "noise"):
+            if record.get("kind") in ("chatter", "noise") or record["set"] == "mini_addressed":
                 expected = STATE_NOT_QUERY
             elif prompt.startswith("Transcribe") or "<audio>" not in prompt:
                 expected = STATE_QUERY_TEXT  # typed questions, captions and the typed ASR instruction
@@ -200,6 +201,21 @@ def test_short_clips_say_one_to_three_words_of_training_sentences(built) -> None
         assert r["conversations"][0]["value"] == "Transcribe the speech.<audio>"
         assert (root / "train" / r["audio"]).is_file()
         assert words.endswith(".") and words[0].isupper() and 1 <= len(words.split()) <= 3 and words in said, words
+
+
+def test_addressed_speech_names_someone_else_and_asks_for_silence(built) -> None:
+    from vita.bench.duplex_public import TO_OTHERS
+    from vita.datasets.mini.build import ADDRESSEES
+
+    root, info = built
+    records = _records(root / info["train"]["addressed"])
+    assert len(records) == info["sizes"]["addressed"] > 0
+    for r in records:
+        assert r["conversations"] == [{"from": "human", "value": "<audio>"}, {"from": "gpt", "value": ""}]
+        assert r["inserted_id"] == 1 and (root / "train" / r["audio"]).is_file()
+        assert any(name in r["text"] for name in ADDRESSEES), r["text"]
+    bench_names = {w.strip(",.?") for s in TO_OTHERS for w in s.split() if w[:1].isupper()}
+    assert not bench_names & {w for a in ADDRESSEES for w in a.split()}  # the benchmark's people stay its own
 
 
 def test_train_and_eval_sentences_disjoint(built) -> None:

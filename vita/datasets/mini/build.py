@@ -4,6 +4,8 @@
     out/train/audio_align.json    "Transcribe the speech.<audio>" -> "<3>" + transcript (ASR alignment)
     out/train/audio_short.json    the same for one to three words cut from the sentences (stage 3 only: people say
                                   single words too, and a transcript of one word is one word)
+    out/train/addressed.json      speech addressed to someone else by name ("Rosa, <a question>") -> "<2>" (stage 3
+                                  only: a question with a name in it is that person's, not the assistant's)
     out/train/scene_text.json     a picture's caption in words + a question about it -> "<3>" answer (no image: the
                                   LLM learns to answer relational questions from a description, see below)
     out/train/vision_regions.json pictures whose every image row is named ("red circle", "hedgehog", "" background;
@@ -68,7 +70,7 @@ from vita.datasets.mini.videos import VIDEO_TASKS, VideoItem, make_video, write_
 from vita.datasets.negatives import NegativesConfig, generate_negatives
 
 DEFAULT_SIZES: dict[str, int] = {
-    "vision_image": 6000, "vision_video": 600, "asr": 12000, "asr_short": 2000,
+    "vision_image": 6000, "vision_video": 600, "asr": 12000, "asr_short": 2000, "addressed": 600,
     "image_typed": 3600, "image_spoken": 1800, "video_typed": 600, "video_spoken": 300,
     "chat_typed": 400, "chat_spoken": 200, "negatives": 900, "scene_text": 4000,
     "vision_regions": 12000,
@@ -81,7 +83,7 @@ TASK_WEIGHTS: dict[str, int] = {"colour": 2, "count": 2, "position": 2, "which_r
                                 "emoji": 8, "scene": 4, "text": 3}
 _CYCLE = tuple(t for k in range(max(TASK_WEIGHTS.values())) for t in IMAGE_TASKS if TASK_WEIGHTS[t] > k)
 SMALL_SIZES: dict[str, int] = {
-    "vision_image": 9, "vision_video": 3, "asr": 5, "asr_short": 3,
+    "vision_image": 9, "vision_video": 3, "asr": 5, "asr_short": 3, "addressed": 3,
     "image_typed": 9, "image_spoken": 6, "video_typed": 3, "video_spoken": 3,
     "chat_typed": 4, "chat_spoken": 2, "negatives": 9, "scene_text": 10,
     "vision_regions": 8,
@@ -150,6 +152,36 @@ def _chat_answers(prompts: list[ChatPrompt], root: Path) -> dict[str, str]:
 
 
 
+
+
+# who the user may be talking to instead of the assistant (names and kin words of our own choosing; none of
+# `vita.bench.duplex_public`'s, which are its evaluation)
+ADDRESSEES = ("Rosa", "Ben", "Grandpa", "Nina", "Omar", "Dad", "Chloe", "Marcus", "Auntie", "Jake", "Priya", "Leo",
+              "Sophie", "Uncle Ray", "Ella", "Hannah", "Sweetheart", "Guys", "Ahmed", "Julia", "Mister Lee", "Kate",
+              "Oscar", "Grandma", "Zoe", "Felix", "Ivan", "Mia", "Noah", "Buddy")
+
+
+def _addressed_text(rng: np.random.Generator, statements: tuple[str, ...], questions: tuple[str, ...]) -> str:
+    """A training question (70 %) or statement said to someone by name: "Rosa, ...", "..., Ben?" or "Hey Nina, ..."."""
+    name = ADDRESSEES[int(rng.integers(len(ADDRESSEES)))]
+    pool = questions if rng.random() < 0.7 else statements
+    text = pool[int(rng.integers(len(pool)))].strip()
+    form = rng.random()
+    if form < 0.25 and text[-1:] in ".?!":
+        return f"{text[:-1]}, {name}{text[-1]}"
+    lead = f"Hey {name}" if form > 0.8 else name
+    return f"{lead}, {text[0].lower() + text[1:] if not text.startswith('I ') else text}"
+
+
+def _addressed(voices: _Voices, n: int, seed: int, corpus: Corpus) -> list[dict[str, Any]]:
+    """`n` spoken utterances addressed to someone else (`_addressed_text`) -> "<2>" (no answer)."""
+    out = []
+    for i in range(n):
+        clip = voices.say("addressed", i, _addressed_text(_rng(seed, 0, "addressed", i), corpus.train_statements,
+                                                          corpus.train_questions))
+        out.append({"set": "mini_addressed", "id": f"ad{i}", "audio": clip.rel, "text": clip.text,
+                    "conversations": _turns("<audio>", ""), "inserted_id": 1})
+    return out
 
 
 def _words(rng: np.random.Generator, statements: tuple[str, ...], questions: tuple[str, ...]) -> str:
@@ -297,6 +329,7 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
         audio.append({"set": "mini_asr", "id": f"a{i}", "audio": clip.rel,
                       "conversations": _turns(ASR_PROMPT + "<audio>", "<3>" + clip.text)})
     short = _short_asr(voices, sizes.get("asr_short", 0), seed, corpus)
+    addressed = _addressed(voices, sizes.get("addressed", 0), seed, corpus)
 
     instruct: list[dict[str, Any]] = []
     for i in range(sizes["image_typed"]):
@@ -346,13 +379,15 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
     regions = _regions(media, sizes.get("vision_regions", 0))
 
     counts.update({"train/vision_align": len(vision), "train/audio_align": len(audio), "train/audio_short": len(short),
+                   "train/addressed": len(addressed),
                    "train/instruct": len(instruct), "train/scene_text": len(scene_text),
                    "train/vision_regions": len(regions)})
     counts.update(f"train/instruct/{r['set']}" + (f"/{r['kind']}" if "kind" in r else "") for r in instruct)
     counts.update({f"train/media/{k}": v for k, v in media.counts.items()})
     out = {}
     for name, records in (("vision_align", vision), ("audio_align", audio), ("audio_short", short),
-                          ("instruct", instruct), ("scene_text", scene_text), ("vision_regions", regions)):
+                          ("addressed", addressed), ("instruct", instruct), ("scene_text", scene_text),
+                          ("vision_regions", regions)):
         out[name] = root / f"{name}.json"
         out[name].write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     voices.write_index(root / "speech.jsonl", counts, "train")
