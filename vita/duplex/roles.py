@@ -164,8 +164,9 @@ class ReplyJob:
 
     # ---- work ------------------------------------------------------------------------------------------------
     def cancel(self) -> None:
-        self._cancelled = True  # a transcript still on its way is memoised for later turns, never read here; what
-        # was decoded ahead of it stays hidden (`_heard` is kept)
+        self._cancelled = True  # what was decoded ahead of a transcript still on its way stays hidden
+        if self._heard is not None:
+            self._heard.cancel()  # one still queued behind other sessions' never runs (a running one is memoised)
         if self.reply is not None:
             self.reply.cancel()
 
