@@ -2,10 +2,10 @@
 
     out/train/vision_align.json   image / video + caption                          (official VITA JSON list)
     out/train/audio_align.json    "Transcribe the speech.<audio>" -> "<3>" + transcript (ASR alignment)
-    out/train/audio_short.json    the same for one to three words cut from the sentences (stage 3 only: people say
-                                  single words too, and a transcript of one word is one word)
-    out/train/addressed.json      speech addressed to someone else by name ("Rosa, <a question>") -> "<2>" (stage 3
-                                  only: a question with a name in it is that person's, not the assistant's)
+    out/train/audio_short.json    the same for one to three words cut from the sentences (people say single words
+                                  too; the shipped stage 3 does not read it: recipes/README.md says why)
+    out/train/addressed.json      speech addressed to someone else by name ("Rosa, <a question>") -> "<2>" (not
+                                  read by the shipped stage 3 either)
     out/train/scene_text.json     a picture's caption in words + a question about it -> "<3>" answer (no image: the
                                   LLM learns to answer relational questions from a description, see below)
     out/train/vision_regions.json pictures whose every image row is named ("red circle", "hedgehog", "" background;
