@@ -205,7 +205,7 @@ def test_short_clips_say_one_to_three_words_of_training_sentences(built) -> None
 
 def test_addressed_speech_names_someone_else_and_asks_for_silence(built) -> None:
     from vita.bench.duplex_public import TO_OTHERS
-    from vita.datasets.mini.build import ADDRESSEES
+    from vita.datasets.mini.spoken_text import ADDRESSEES
 
     root, info = built
     records = _records(root / info["train"]["addressed"])

@@ -65,6 +65,7 @@ from vita.datasets.mini.chat import ChatPrompt, chat_prompts, chat_records, refe
 from vita.datasets.mini.images import IMAGE_TASKS, make_image
 from vita.datasets.mini.regions import REGION_GRID, RegionItem, region_item
 from vita.datasets.mini.speech import Clip, Speaker, VoicePool, eval_pool, train_pool
+from vita.datasets.mini.spoken_text import addressed_text, sentence, short_words
 from vita.datasets.mini.text import Corpus, antonym_question, load_corpus
 from vita.datasets.mini.videos import VIDEO_TASKS, VideoItem, make_video, write_video
 from vita.datasets.negatives import NegativesConfig, generate_negatives
@@ -93,7 +94,6 @@ SMALL_SIZES: dict[str, int] = {
 SHIPPED_CHAT_ANSWERS = Path(__file__).resolve().parents[3] / "recipes" / "mini" / "chat_answers.jsonl"
 ASR_PROMPT = "Transcribe the speech."
 NEG_RATIO = (0.3, 0.4, 0.3)  # noisy spoken questions : statements / chatter : pure noise
-QUESTION_SHARE = 0.3  # of ASR sentences (the rest are statements)
 ASR_CONDITIONS = ("clean", "noisy", "telephone")  # eval ASR, one third each
 # relational image tasks whose questions the unmodified SmolLM2-135M cannot answer even from the caption in words
 # (colour of the circle among three shapes: 15 % of 60, chance 17 %); `scene_text` teaches that from text alone
@@ -154,54 +154,15 @@ def _chat_answers(prompts: list[ChatPrompt], root: Path) -> dict[str, str]:
 
 
 
-# who the user may be talking to instead of the assistant (names and kin words of our own choosing; none of
-# `vita.bench.duplex_public`'s, which are its evaluation)
-ADDRESSEES = ("Rosa", "Ben", "Grandpa", "Nina", "Omar", "Dad", "Chloe", "Marcus", "Auntie", "Jake", "Priya", "Leo",
-              "Sophie", "Uncle Ray", "Ella", "Hannah", "Sweetheart", "Guys", "Ahmed", "Julia", "Mister Lee", "Kate",
-              "Oscar", "Grandma", "Zoe", "Felix", "Ivan", "Mia", "Noah", "Buddy")
-
-
-def _addressed_text(rng: np.random.Generator, statements: tuple[str, ...], questions: tuple[str, ...]) -> str:
-    """A training question (70 %) or statement said to someone by name: "Rosa, ...", "..., Ben?" or "Hey Nina, ..."."""
-    name = ADDRESSEES[int(rng.integers(len(ADDRESSEES)))]
-    pool = questions if rng.random() < 0.7 else statements
-    text = pool[int(rng.integers(len(pool)))].strip()
-    form = rng.random()
-    if form < 0.25 and text[-1:] in ".?!":
-        return f"{text[:-1]}, {name}{text[-1]}"
-    lead = f"Hey {name}" if form > 0.8 else name
-    return f"{lead}, {text[0].lower() + text[1:] if not text.startswith('I ') else text}"
-
-
 def _addressed(voices: _Voices, n: int, seed: int, corpus: Corpus) -> list[dict[str, Any]]:
-    """`n` spoken utterances addressed to someone else (`_addressed_text`) -> "<2>" (no answer)."""
+    """`n` spoken utterances addressed to someone else (`addressed_text`) -> "<2>" (no answer)."""
     out = []
     for i in range(n):
-        clip = voices.say("addressed", i, _addressed_text(_rng(seed, 0, "addressed", i), corpus.train_statements,
+        clip = voices.say("addressed", i, addressed_text(_rng(seed, 0, "addressed", i), corpus.train_statements,
                                                           corpus.train_questions))
         out.append({"set": "mini_addressed", "id": f"ad{i}", "audio": clip.rel, "text": clip.text,
                     "conversations": _turns("<audio>", ""), "inserted_id": 1})
     return out
-
-
-def _words(rng: np.random.Generator, statements: tuple[str, ...], questions: tuple[str, ...]) -> str:
-    """Short ASR text: one (60 %), two (25 %) or three consecutive words of a training sentence, as Whisper writes
-    them (capitalized, a full stop); a single word has at least four letters (no "a", "of")."""
-    n = 1 + int(rng.choice(3, p=(0.6, 0.25, 0.15)))
-    while True:
-        words = [w.strip(".,;:!?\"'()") for w in _sentence(rng, statements, questions).split()]
-        words = [w for w in words if w.isalpha()]
-        starts = [i for i in range(len(words) - n + 1) if n > 1 or len(words[i]) >= 4]
-        if starts:
-            i = starts[int(rng.integers(len(starts)))]
-            text = " ".join(words[i : i + n])
-            return text[0].upper() + text[1:] + "."
-
-
-def _sentence(rng: np.random.Generator, statements: tuple[str, ...], questions: tuple[str, ...]) -> str:
-    """ASR text: a natural statement, or (QUESTION_SHARE of the time) a natural question."""
-    pool = questions if rng.random() < QUESTION_SHARE else statements
-    return pool[int(rng.integers(len(pool)))]
 
 
 class _Voices:
@@ -324,7 +285,7 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
 
     audio = []
     for i in range(sizes["asr"]):
-        text = _sentence(_rng(seed, 0, "asr", i), corpus.train_statements, corpus.train_questions)
+        text = sentence(_rng(seed, 0, "asr", i), corpus.train_statements, corpus.train_questions)
         clip = voices.say("asr", i, text)
         audio.append({"set": "mini_asr", "id": f"a{i}", "audio": clip.rel,
                       "conversations": _turns(ASR_PROMPT + "<audio>", "<3>" + clip.text)})
@@ -395,10 +356,10 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
 
 
 def _short_asr(voices: _Voices, n: int, seed: int, corpus: Corpus) -> list[dict[str, Any]]:
-    """`n` training clips of one to three words (`_words`) -> "Transcribe the speech." records."""
+    """`n` training clips of one to three words (`short_words`) -> "Transcribe the speech." records."""
     out = []
     for i in range(n):
-        clip = voices.say("asr_short", i, _words(_rng(seed, 0, "asr_short", i), corpus.train_statements,
+        clip = voices.say("asr_short", i, short_words(_rng(seed, 0, "asr_short", i), corpus.train_statements,
                                                  corpus.train_questions))
         out.append({"set": "mini_asr_short", "id": f"aw{i}", "audio": clip.rel,
                     "conversations": _turns(ASR_PROMPT + "<audio>", "<3>" + clip.text)})
@@ -477,7 +438,7 @@ def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], cor
                         group=f"chat/{p.family}/spoken")
         cases["chat"].append(case)
     for i in range(sizes["eval_asr"]):
-        text = _sentence(_rng(seed, 1, "asr", i), corpus.eval_statements, corpus.eval_questions)
+        text = sentence(_rng(seed, 1, "asr", i), corpus.eval_statements, corpus.eval_questions)
         condition, plan = _asr_plan(seed, i)
         clip = voices.say("asr", i, text, plan)
         cases["asr"].append({"id": f"asr-{i}", "audio": clip.rel, "text": ASR_PROMPT, "expect_state": "<3>",
