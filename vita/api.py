@@ -32,6 +32,7 @@ class Reply:
     token_ids: list[int] = field(default_factory=list)  # generated ids (the stop id excluded)
     finish_reason: str = "length"  # "stop" (eos id or stop string) or "length"
 
+
 INFERENCE_ENCODER_CACHE = 256 << 20  # bytes of encoder outputs a loaded model keeps (LRU)
 
 

@@ -33,6 +33,10 @@ def _digest(t: torch.Tensor) -> str:
     return hashlib.sha1(data.numpy().tobytes()).hexdigest()
 
 
+def _key(name: str, x: torch.Tensor, extra: tuple) -> tuple:
+    return name, x.dtype, tuple(x.shape), _digest(x), extra
+
+
 def is_frozen(module: nn.Module) -> bool:
     return not any(p.requires_grad for p in module.parameters())
 
@@ -57,9 +61,8 @@ class EncoderCache:
 
     def peek(self, name: str, x: torch.Tensor, extra: tuple = ()) -> tuple[torch.Tensor, ...] | None:
         """The stored result for `x` (as `run` would return it), or None; never runs anything, counts nothing."""
-        key = (name, x.dtype, tuple(x.shape), _digest(x), extra)
         with self._lock:
-            hit = self._store.get(key)
+            hit = self._store.get(_key(name, x, extra))
         return None if hit is None else tuple(t.to(x.device) for t in hit)
 
     def run(self, name: str, module: nn.Module, fn: Callable[[], tuple[torch.Tensor, ...]], x: torch.Tensor,
@@ -71,7 +74,7 @@ class EncoderCache:
         """
         if x.requires_grad or (torch.is_grad_enabled() and not is_frozen(module)):
             return fn()
-        key = (name, x.dtype, tuple(x.shape), _digest(x), extra)
+        key = _key(name, x, extra)
         device = x.device
         with self._lock:
             hit = self._store.get(key)
