@@ -44,8 +44,8 @@ def test_small_preset_builds(built) -> None:
     root, info = built
     train = sum(len(_records(root / p)) for p in info["train"].values())
     cases = sum(len((root / p).read_text().splitlines()) for k, p in info["eval"].items() if k != "all")
-    assert 50 <= train <= 90 and 20 <= cases <= 45
-    assert set(info["train"]) == {"vision_align", "audio_align", "audio_short", "addressed", "instruct",
+    assert 50 <= train <= 100 and 20 <= cases <= 55
+    assert set(info["train"]) == {"vision_align", "audio_align", "audio_short", "addressed", "dialogue", "instruct",
                                   "scene_text", "vision_regions"}
     assert info["wall_seconds"] > 0
     manifest = json.loads((root / "manifest.json").read_text())
@@ -56,8 +56,8 @@ def test_small_preset_builds(built) -> None:
     assert hashlib.sha256(listing.encode()).hexdigest() == manifest["files_sha256"]
 
 
-@pytest.mark.parametrize("name", ["vision_align", "audio_align", "audio_short", "addressed", "instruct",
-                                  "scene_text"])
+@pytest.mark.parametrize("name", ["vision_align", "audio_align", "audio_short", "addressed", "dialogue",
+                                  "instruct", "scene_text"])
 def test_train_files_read_without_skips(built, name: str) -> None:
     root, info = built
     path = root / info["train"][name]
@@ -95,13 +95,13 @@ def test_region_pictures_have_a_label_per_row(built) -> None:
 
 def test_eval_manifests_load(built) -> None:
     root, info = built
-    assert set(info["eval"]) == {"image", "naming", "video", "chat", "asr", "negatives", "all"}
+    assert set(info["eval"]) == {"image", "naming", "video", "chat", "asr", "negatives", "dialogue", "all"}
     sizes = {}
     for name, rel in info["eval"].items():
         manifest = load_manifest(root / rel, skip_bad=True)
         assert manifest.bad == [] and manifest.cases
         sizes[name] = len(manifest.cases)
-    assert sizes.pop("all") == sum(sizes.values())
+    assert sizes.pop("all") == sum(sizes.values()) - sizes["dialogue"]  # all.jsonl: the cases without a history
     asr = load_manifest(root / info["eval"]["asr"]).cases
     assert all(c.transcript and c.audio is not None for c in asr)
 
@@ -115,7 +115,7 @@ def test_state_tokens_per_kind(built) -> None:
         for i, record in enumerate(_records(root / rel)):
             reply = parse_record(record, f"{rel}:{i}", root / "train").turns[-1][1]
             prompt = record["conversations"][-2]["value"]
-            if record.get("kind") in ("chatter", "noise") or record["set"] == "mini_addressed":
+            if record.get("kind") in ("chatter", "noise", "negative") or record["set"] == "mini_addressed":
                 expected = STATE_NOT_QUERY
             elif prompt.startswith("Transcribe") or "<audio>" not in prompt:
                 expected = STATE_QUERY_TEXT  # typed questions, captions and the typed ASR instruction
@@ -127,7 +127,7 @@ def test_state_tokens_per_kind(built) -> None:
     assert ("mini_negatives", STATE_NOT_QUERY) in seen and ("mini_negatives", STATE_QUERY_AUDIO) in seen
     for rel in info["eval"].values():
         for case in load_manifest(root / rel).cases:
-            if case.group in ("negatives/chatter", "negatives/noise"):
+            if case.group.split("/")[-1] in ("chatter", "noise", "addressed"):
                 assert case.expect_state == STATE_NOT_QUERY
             elif case.text:
                 assert case.expect_state == STATE_QUERY_TEXT
@@ -216,6 +216,26 @@ def test_addressed_speech_names_someone_else_and_asks_for_silence(built) -> None
         assert any(name in r["text"] for name in ADDRESSEES), r["text"]
     bench_names = {w.strip(",.?") for s in TO_OTHERS for w in s.split() if w[:1].isupper()}
     assert not bench_names & {w for a in ADDRESSEES for w in a.split()}  # the benchmark's people stay its own
+
+
+def test_dialogues_follow_an_exchange(built) -> None:
+    """train/dialogue.json: a question and its (maybe cut) answer as unsupervised context, then "<2>" for
+    non-queries or the next answer; eval/dialogue.jsonl: the same with held-out names, as cases with a history."""
+    from vita.datasets.mini.spoken_text import ADDRESSEES, EVAL_ADDRESSEES
+
+    root, info = built
+    records = _records(root / info["train"]["dialogue"])
+    assert len(records) == info["sizes"]["dialogue"] > 0
+    assert {r["kind"] for r in records} == {"negative", "query"}
+    for r in records:
+        conv = parse_record(r, r["id"], root / "train")
+        assert len(conv.turns) == 4 and conv.context == {1} and conv.turns[1][1][:3] in ("<1>", "<3>")
+        assert (conv.turns[3][1] == STATE_NOT_QUERY) == (r["kind"] == "negative")
+    cases = load_manifest(root / info["eval"]["dialogue"]).cases
+    assert len(cases) == info["sizes"]["eval_dialogue"] and all(len(c.history) == 2 for c in cases)
+    addressed = [c for c in cases if c.group == "dialogue/addressed"]
+    assert addressed and all(c.expect_state == STATE_NOT_QUERY and c.audio is not None for c in addressed)
+    assert not {w for a in EVAL_ADDRESSEES for w in a.split()} & {w for a in ADDRESSEES for w in a.split()}
 
 
 def test_train_and_eval_sentences_disjoint(built) -> None:

@@ -18,6 +18,7 @@ from vita.errors import EvalError
 from vita.eval.manifest import load_manifest
 from vita.eval.report import render_markdown
 from vita.eval.run import evaluate
+from vita.processor import Audio, Turn
 
 TOP_KEYS = {"state_accuracy", "rejection_rate", "miss_rate", "answer_accuracy", "wer", "confusion", "cases",
             "groups", "n"}
@@ -170,6 +171,21 @@ def test_scripted_model_aggregates_exactly(media):
     assert "| text | 5 | 40.0% | n/a |" in md  # no not-query text case: rejection rate n/a, not 0
 
 
+def test_history_reaches_the_model_as_earlier_turns(media, tiny):
+    """A case with a history is answered after those turns: the same reply as `generate(history=...)`, whose prompt
+    holds the earlier turns."""
+    history = [{"role": "user", "text": "Say hello.", "audio": "tone.wav"}, {"role": "assistant", "text": "<1>Hello"}]
+    case = {"id": "after", "audio": "sub/noise.wav", "expect_state": "<2>", "history": history}
+    report = evaluate(tiny, _write(media / "h.jsonl", [case]), max_new_tokens=6)
+    turns = [Turn("user", ["Say hello.", Audio(str(media / "tone.wav"))]), Turn("assistant", "<1>Hello")]
+    direct = tiny.generate(audio=media / "sub" / "noise.wav", history=turns, max_new_tokens=6)
+    row = report["cases"][0]
+    assert (row["predicted_state"], row["text"]) == (direct.state, direct.text)
+    prompt = tiny.inputs(None, audio=media / "sub" / "noise.wav", history=turns).prompt
+    assert "Say hello." in prompt and "<1>Hello" in prompt and prompt.index("<1>Hello") < prompt.rindex("<audio>")
+    assert load_manifest(media / "h.jsonl").cases[0].history[0].audio == media / "tone.wav"
+
+
 # ---- bad manifests ----------------------------------------------------------------------------------------------
 GOOD = {"id": "ok", "text": "hi", "expect_state": "<3>"}
 
@@ -189,6 +205,15 @@ GOOD = {"id": "ok", "text": "hi", "expect_state": "<3>"}
     ({"id": "x", "text": "hi", "expect_state": "<2>", "answer": "3"}, "cannot have answer"),
     ({"id": "x", "text": "hi", "expect_state": "<3>", "transcript": "?!"}, "no words"),
     ("[1, 2]", "expected a JSON object"),
+    ({**GOOD, "id": "h", "history": []}, "non-empty list"),
+    ({**GOOD, "id": "h", "history": [{"role": "assistant", "text": "<3>Hi."}]}, "turn 0 must be an object with role"),
+    ({**GOOD, "id": "h", "history": [{"role": "user", "text": "hi"}]}, "must end with an assistant turn"),
+    ({**GOOD, "id": "h", "history": [{"role": "user", "audio": "gone.wav"}, {"role": "assistant", "text": "<1>Hi."}]},
+     "history turn 0: audio file not found"),
+    ({**GOOD, "id": "h", "history": [{"role": "user"}, {"role": "assistant", "text": "<1>Hi."}]},
+     "history turn 0 is empty"),
+    ({**GOOD, "id": "h", "history": [{"role": "user", "text": "hi"}, {"role": "assistant", "audio": "tone.wav"}]},
+     "history turn 1: unknown key(s) 'audio'"),
 ])
 def test_bad_manifest_lines_name_file_and_line(media, bad, message):
     path = _write(media / "bad.jsonl", [GOOD, bad])

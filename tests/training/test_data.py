@@ -102,6 +102,23 @@ def test_state_tokens(proc: Processor, media: Path) -> None:
     assert "ignored" not in proc.tokenizer.decode([t for t in s.token_ids.tolist() if t >= 0])
 
 
+def test_context_turns_are_shown_not_supervised(proc: Processor, media: Path) -> None:
+    """`context_id`: a reply the user heard (part of) stays in the prompt, with its state token, unsupervised."""
+    record = {"conversations": [
+        {"from": "human", "value": "<audio>"}, {"from": "gpt", "value": "heard part"},
+        {"from": "human", "value": "<audio>"}, {"from": "gpt", "value": ""},
+    ], "audio": ["q.wav", "q.wav"], "inserted_id": 3, "context_id": 1}
+    s = build_sample(proc, record, "x:1", media)
+    assert supervised(proc, s) == "<2></s>"
+    assert "<1>heard part</s>" in proc.tokenizer.decode([t for t in s.token_ids.tolist() if t >= 0])
+    whole = build_sample(proc, {k: v for k, v in record.items() if k != "context_id"}, "x:1", media)
+    assert torch.equal(whole.token_ids, s.token_ids) and supervised(proc, whole) == "<1>heard part</s><2></s>"
+    for bad, message in (({"context_id": 3}, "context_id 3 is the last turn"), ({"context_id": 0}, "not the index"),
+                         ({"context_id": "1"}, "must be an integer")):
+        with pytest.raises(DataError, match=message):
+            build_sample(proc, {**record, **bad}, "x:1", media)
+
+
 def test_end_tag_false_cuts_final_eos(proc: Processor, media: Path) -> None:
     record = dict(text_sample(0), end_tag=False)
     s = build_sample(proc, record, "x:1", media)

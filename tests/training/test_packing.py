@@ -171,6 +171,15 @@ def test_concat_packing_respects_max_length_and_estimate(proc: Processor, media:
     assert used == len(rows)
 
 
+def test_merge_shifts_inserted_and_context_turns() -> None:
+    """A two-turn record with a context reply keeps it unsupervised, and its "<2>" turn, after merging."""
+    turns = [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]
+    first = {"conversations": turns, "set": "s", "id": 0}
+    second = {"conversations": turns + turns, "context_id": 1, "inserted_id": 3, "set": "s", "id": 1}
+    merged, _ = merge_records([(first, "x:1", Path("/")), (second, "x:2", Path("/"))])
+    assert merged["context_id"] == [3] and merged["inserted_id"] == [5] and len(merged["conversations"]) == 6
+
+
 def test_true_packing_rows(proc: Processor, tmp_path: Path) -> None:
     rows = [qa(i, answer="y" * (5 * i)) for i in range(10)]
     path = tmp_path / "d.jsonl"

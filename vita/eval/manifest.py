@@ -12,8 +12,12 @@ typed query), image (a path or a list of paths), video, audio (paths), text, ans
 match ("exact", the default: the normalized reply equals the answer; "contains": the answer's normalized words
 appear contiguously in the reply, for answers given in a full sentence, e.g. "12 times 3 is 36." for "36").
 A case needs at least one of image / video / audio / text; a "<2>" case cannot carry answer, choices or
-transcript (the right reply to it is silence). Blank lines are ignored. Every problem is an `EvalError` starting
-with `file:line`; `skip_bad=True` collects those lines in `Manifest.bad` instead.
+transcript (the right reply to it is silence). history (earlier turns the case follows, oldest first: a list of
+{"role": "user", "text": ..., "audio": ...} and {"role": "assistant", "text": "<1>..."} objects, alternating from a
+user turn and ending with an assistant one; an assistant text may be a reply cut short, as a user heard it before
+speaking again) measures the state after an exchange, as the duplex listener meets it. Blank lines are ignored.
+Every problem is an `EvalError` starting with `file:line`; `skip_bad=True` collects those lines in `Manifest.bad`
+instead.
 """
 
 from __future__ import annotations
@@ -28,9 +32,17 @@ from vita.eval.metrics import LETTERS
 from vita.eval.normalize import normalize_answer, units
 from vita.tokens import STATE_NOT_QUERY, STATE_TOKENS
 
-KEYS = ("id", "image", "video", "audio", "text", "expect_state", "answer", "choices", "transcript", "group", "match")
+KEYS = ("id", "image", "video", "audio", "text", "expect_state", "answer", "choices", "transcript", "group", "match",
+        "history")
 MATCHES = ("exact", "contains")
 MODALITIES = ("image", "video", "audio", "text")
+
+
+@dataclass(frozen=True)
+class HistoryTurn:
+    role: str  # "user" | "assistant"
+    text: str | None = None
+    audio: Path | None = None
 
 
 @dataclass
@@ -48,6 +60,7 @@ class Case:
     transcript: str | None = None
     group: str | None = None
     match: str = "exact"
+    history: list[HistoryTurn] = field(default_factory=list)
 
     @property
     def modalities(self) -> list[str]:
@@ -103,6 +116,32 @@ def _images(root: Path, record: dict) -> list[Path]:
     if not values:
         raise _Bad("'image' is an empty list")
     return [_media(root, {"image": v}, "image") for v in values]  # type: ignore[misc]
+
+
+def _history(root: Path, record: dict) -> list[HistoryTurn]:
+    value = record.get("history")
+    if value is None:
+        return []
+    if not isinstance(value, list) or not value:
+        raise _Bad("'history' must be a non-empty list of turns")
+    turns = []
+    for k, turn in enumerate(value):
+        role = "user" if k % 2 == 0 else "assistant"
+        if not isinstance(turn, dict) or turn.get("role") != role:
+            raise _Bad(f"history turn {k} must be an object with role {role!r} (user and assistant alternate)")
+        extra = sorted(set(turn) - ({"role", "text", "audio"} if role == "user" else {"role", "text"}))
+        if extra:
+            raise _Bad(f"history turn {k}: unknown key(s) {', '.join(map(repr, extra))}")
+        try:
+            text, audio = _string(turn, "text"), _media(root, turn, "audio")
+        except _Bad as exc:
+            raise _Bad(f"history turn {k}: {exc}") from None
+        if not (text or audio):
+            raise _Bad(f"history turn {k} is empty (give text{' or audio' if role == 'user' else ''})")
+        turns.append(HistoryTurn(role, text, audio))
+    if turns[-1].role != "assistant":
+        raise _Bad("'history' must end with an assistant turn (the case is the next user turn)")
+    return turns
 
 
 def _choices(record: dict, answer: str | None) -> tuple[list[str] | None, int | None]:
@@ -169,7 +208,7 @@ def parse_case(record: Any, root: Path, line: int) -> Case:
         id=str(raw_id), line=line, expect_state=state, images=_images(root, record),
         video=_media(root, record, "video"), audio=_media(root, record, "audio"), text=_string(record, "text"),
         answer=answer, choices=choices, answer_index=index, transcript=transcript, group=_string(record, "group"),
-        match=match,
+        match=match, history=_history(root, record),
     )
     if not case.modalities:
         raise _Bad("the case has no input (give at least one of image, video, audio, text)")

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TextIO
 from vita.errors import EvalError, VitaError
 from vita.eval.manifest import MODALITIES, BadLine, Case, Manifest, load_manifest
 from vita.eval.metrics import CaseResult, summarize
+from vita.processor import Audio, Turn
 
 DEFAULT_MODEL = "vita-mini"  # the embedded default model (vita.checkpoint.mini)
 
@@ -25,7 +26,8 @@ class Model(Protocol):
     """What `evaluate` needs of a model: `vita.api.Vita` (or any object with the same `generate`)."""
 
     def generate(self, text: str | None = None, *, images: Any = (), video: Any = None, audio: Any = None,
-                 max_new_tokens: int = 256, sampling: Any = None, seed: int | None = None) -> Any: ...
+                 history: Any = (), max_new_tokens: int = 256, sampling: Any = None,
+                 seed: int | None = None) -> Any: ...
 
 
 def run_case(model: Model, case: Case, *, max_new_tokens: int, sampling: Any = None,
@@ -34,8 +36,8 @@ def run_case(model: Model, case: Case, *, max_new_tokens: int, sampling: Any = N
     t0 = time.perf_counter()
     reply = model.generate(
         case.text, images=[str(p) for p in case.images], video=None if case.video is None else str(case.video),
-        audio=None if case.audio is None else str(case.audio), max_new_tokens=max_new_tokens, sampling=sampling,
-        seed=seed,
+        audio=None if case.audio is None else str(case.audio), history=_turns(case), max_new_tokens=max_new_tokens,
+        sampling=sampling, seed=seed,
     )
     latency = 1000 * (time.perf_counter() - t0)
     return CaseResult(
@@ -44,6 +46,13 @@ def run_case(model: Model, case: Case, *, max_new_tokens: int, sampling: Any = N
         n_tokens=len(reply.token_ids), finish_reason=reply.finish_reason, answer=case.answer,
         choices=case.choices, answer_index=case.answer_index, transcript=case.transcript, match=case.match,
     ).score()
+
+
+def _turns(case: Case) -> list[Turn]:
+    """The case's history as the model's turns (a user turn's audio after its text, as a typed turn with a clip)."""
+    return [Turn(t.role, t.text or "") if t.role == "assistant" else
+            Turn(t.role, [*([t.text] if t.text else []), *([Audio(str(t.audio))] if t.audio else [])])
+            for t in case.history]
 
 
 def _progress_line(k: int, n: int, r: CaseResult) -> str:

@@ -116,7 +116,7 @@ def concat_groups(items: Iterable[tuple[Any, int]], max_length: int, overhead: i
 
 def merge_records(records: list[tuple[dict[str, Any], str, Path]]) -> tuple[dict[str, Any], str]:
     """Merge (record, where, media_root) triples into one dialogue record (media paths made absolute)."""
-    merged: dict[str, Any] = {"conversations": [], "set": [], "id": [], "inserted_id": []}
+    merged: dict[str, Any] = {"conversations": [], "set": [], "id": [], "inserted_id": [], "context_id": []}
     for key in MARKERS:
         merged[key] = []
     for record, _, root in records:
@@ -126,9 +126,10 @@ def merge_records(records: list[tuple[dict[str, Any], str, Path]]) -> tuple[dict
             value = record.get(key)
             items = [] if value is None else value if isinstance(value, list) else [value]
             merged[key].extend(str(root / p) if isinstance(p, str) else p for p in items)
-        inserted = record.get("inserted_id")
-        for i in [] if inserted is None else inserted if isinstance(inserted, list) else [inserted]:
-            merged["inserted_id"].append(i + offset if isinstance(i, int) else i)
+        for key in ("inserted_id", "context_id"):
+            value = record.get(key)
+            for i in [] if value is None else value if isinstance(value, list) else [value]:
+                merged[key].append(i + offset if isinstance(i, int) else i)
         merged["set"].append(record.get("set"))
         merged["id"].append(record.get("id"))
         merged["end_tag"] = record.get("end_tag", True)

@@ -2,7 +2,9 @@
 
 Record fields (official format, vita1.md §7.2): `conversations` [{"from": "human"|"gpt", "value": str}],
 optional `image` / `video` / `audio` (a path or a list, relative to the media root), `inserted_id` (index of the
-gpt turn that answers noise or non-query speech), `end_tag` (false: the final end-of-sequence is cut), `set`, `id`.
+gpt turn that answers noise or non-query speech), `context_id` (index or list of gpt turns shown but not supervised,
+e.g. a reply the user heard only part of before speaking again; ours, not the official format), `end_tag` (false:
+the final end-of-sequence is cut), `set`, `id`.
 
 State tokens, derived as the official `preprocess_multimodal` does (vita1.md §4): the gpt turn at `inserted_id`
 becomes "<2>" alone (target "<2>" + end-of-sequence); any other gpt turn gets "<1>" when the human turn before it
@@ -70,6 +72,7 @@ class Conversation:
     media: list[dict[str, list[Path]]]  # per turn: {"image": [...], "video": [...], "audio": [...]}
     end_tag: bool
     where: str
+    context: frozenset[int] = frozenset()  # indices of assistant turns shown but not supervised
 
 
 def _paths(record: dict[str, Any], key: str, root: Path, where: str) -> list[Path]:
@@ -113,14 +116,10 @@ def parse_record(record: dict[str, Any], where: str, media_root: Path) -> Conver
     if raw[-1][0] != "assistant":
         raise DataError(f"{where}: the conversation ends with a human turn (nothing to supervise)", "role")
 
-    inserted_raw = record.get("inserted_id")
-    inserted_list = [] if inserted_raw is None else inserted_raw if isinstance(inserted_raw, list) else [inserted_raw]
-    if not all(isinstance(i, int) and not isinstance(i, bool) for i in inserted_list):
-        raise DataError(f"{where}: 'inserted_id' must be an integer turn index, got {inserted_raw!r}", "schema")
-    for i in inserted_list:
-        if not 0 <= i < len(raw) or raw[i][0] != "assistant":
-            raise DataError(f"{where}: inserted_id {i} is not the index of a gpt turn", "schema")
-    inserted = set(inserted_list)
+    inserted = _gpt_turns(record, "inserted_id", raw, where)
+    context = _gpt_turns(record, "context_id", raw, where)
+    if len(raw) - 1 in context:
+        raise DataError(f"{where}: context_id {len(raw) - 1} is the last turn (nothing to supervise)", "schema")
 
     files = {key: _paths(record, key, media_root, where) for key in MARKERS}
     turns: list[tuple[str, str]] = []
@@ -148,7 +147,19 @@ def parse_record(record: dict[str, Any], where: str, media_root: Path) -> Conver
     end_tag = record.get("end_tag", True)
     if not isinstance(end_tag, bool):
         raise DataError(f"{where}: 'end_tag' must be true or false, got {end_tag!r}", "schema")
-    return Conversation(turns, media, end_tag, where)
+    return Conversation(turns, media, end_tag, where, frozenset(context))
+
+
+def _gpt_turns(record: dict[str, Any], key: str, raw: list[tuple[str, str]], where: str) -> set[int]:
+    """The gpt-turn indices in `record[key]` (an int or a list of ints)."""
+    value = record.get(key)
+    items = [] if value is None else value if isinstance(value, list) else [value]
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
+        raise DataError(f"{where}: '{key}' must be an integer turn index, got {value!r}", "schema")
+    for i in items:
+        if not 0 <= i < len(raw) or raw[i][0] != "assistant":
+            raise DataError(f"{where}: {key} {i} is not the index of a gpt turn", "schema")
+    return set(items)
 
 
 def tokenize_with_offsets(processor: Processor, prompt: str) -> tuple[list[int], list[tuple[int, int]]]:
@@ -204,7 +215,7 @@ def render_conversation(
     spans: list[tuple[int, int]] = []
     term_len = 0
     for k, message in enumerate(messages):
-        if message.role != "assistant":
+        if message.role != "assistant" or k in conv.context:
             continue
         head, full = text_of(messages[:k], True), text_of(messages[: k + 1], False)
         if not (full.startswith(head + message.content) and prompt.startswith(full)):

@@ -6,6 +6,8 @@
                                   too; the shipped stage 3 does not read it: recipes/README.md says why)
     out/train/addressed.json      speech addressed to someone else by name ("Rosa, <a question>") -> "<2>" (not
                                   read by the shipped stage 3 either)
+    out/train/dialogue.json       a question, its answer (or the part heard), then chatter / noise / addressed speech
+                                  -> "<2>" or another question -> its answer (`vita.datasets.mini.dialogue`)
     out/train/scene_text.json     a picture's caption in words + a question about it -> "<3>" answer (no image: the
                                   LLM learns to answer relational questions from a description, see below)
     out/train/vision_regions.json pictures whose every image row is named ("red circle", "hedgehog", "" background;
@@ -15,6 +17,7 @@
                                   negatives from `vita.datasets.negatives` (statements / chatter speech + noise, pure
                                   noise -> "<2>"; noisy spoken questions -> "<1>")
     out/train/media/              images/*.png, videos/*.mp4, speech/*.wav, negatives/audio/*.wav
+    out/eval/dialogue.jsonl       the same after one exchange, as `vita eval` cases with a history (not in all.jsonl)
     out/{train,eval}/speech.jsonl every clip written: transcript, voice (by name), augmentation tag
     out/eval/{image,naming,video,chat,asr,negatives}.jsonl   `vita eval` manifests (media under out/eval/media/);
                                   all.jsonl holds every case; asr cases are grouped asr/clean, asr/noisy, asr/telephone
@@ -62,6 +65,7 @@ import numpy as np
 from vita.datasets.augment import DEFAULT_AUGMENT, NOISES, SNRS_DB, AugmentConfig, Plan, draw_plan, tag_ops
 from vita.datasets.mini.canvas import NUMBER_WORDS, ImageItem
 from vita.datasets.mini.chat import ChatPrompt, chat_prompts, chat_records, reference_answers
+from vita.datasets.mini.dialogue import dialogues, eval_dialogues
 from vita.datasets.mini.images import IMAGE_TASKS, make_image
 from vita.datasets.mini.regions import REGION_GRID, RegionItem, region_item
 from vita.datasets.mini.speech import Clip, Speaker, VoicePool, eval_pool, train_pool
@@ -72,11 +76,11 @@ from vita.datasets.negatives import NegativesConfig, generate_negatives
 
 DEFAULT_SIZES: dict[str, int] = {
     "vision_image": 6000, "vision_video": 600, "asr": 12000, "asr_short": 2000, "addressed": 600,
-    "image_typed": 3600, "image_spoken": 1800, "video_typed": 600, "video_spoken": 300,
+    "dialogue": 1200, "image_typed": 3600, "image_spoken": 1800, "video_typed": 600, "video_spoken": 300,
     "chat_typed": 400, "chat_spoken": 200, "negatives": 900, "scene_text": 4000,
     "vision_regions": 12000,
     "eval_image_typed": 135, "eval_image_spoken": 135, "eval_video": 60, "eval_chat": 40, "eval_asr": 60,
-    "eval_negatives": 60, "eval_naming": 120,
+    "eval_negatives": 60, "eval_naming": 120, "eval_dialogue": 60,
 }
 # how often each image task is drawn (a deterministic cycle, `_task`): open-vocabulary naming needs many renders of
 # its 404 concepts, the closed tasks few
@@ -85,11 +89,11 @@ TASK_WEIGHTS: dict[str, int] = {"colour": 2, "count": 2, "position": 2, "which_r
 _CYCLE = tuple(t for k in range(max(TASK_WEIGHTS.values())) for t in IMAGE_TASKS if TASK_WEIGHTS[t] > k)
 SMALL_SIZES: dict[str, int] = {
     "vision_image": 9, "vision_video": 3, "asr": 5, "asr_short": 3, "addressed": 3,
-    "image_typed": 9, "image_spoken": 6, "video_typed": 3, "video_spoken": 3,
+    "dialogue": 6, "image_typed": 9, "image_spoken": 6, "video_typed": 3, "video_spoken": 3,
     "chat_typed": 4, "chat_spoken": 2, "negatives": 9, "scene_text": 10,
     "vision_regions": 8,
     "eval_image_typed": 9, "eval_image_spoken": 6, "eval_video": 4, "eval_chat": 4, "eval_asr": 6,
-    "eval_negatives": 6, "eval_naming": 4,
+    "eval_negatives": 6, "eval_naming": 4, "eval_dialogue": 6,
 }
 SHIPPED_CHAT_ANSWERS = Path(__file__).resolve().parents[3] / "recipes" / "mini" / "chat_answers.jsonl"
 ASR_PROMPT = "Transcribe the speech."
@@ -329,6 +333,7 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
     negatives = _negatives(root, voices, sizes["negatives"], seed, corpus.train_statements, corpus.train_pairs)
     instruct += [dict(r, set="mini_negatives") for r in negatives]
     instruct = [instruct[i] for i in np.random.default_rng([seed, 0]).permutation(len(instruct))]
+    dialogue = dialogues(instruct + addressed, sizes.get("dialogue", 0), seed)
 
     scene_text = []
     for i in range(sizes.get("scene_text", 0)):
@@ -340,15 +345,15 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
     regions = _regions(media, sizes.get("vision_regions", 0))
 
     counts.update({"train/vision_align": len(vision), "train/audio_align": len(audio), "train/audio_short": len(short),
-                   "train/addressed": len(addressed),
+                   "train/addressed": len(addressed), "train/dialogue": len(dialogue),
                    "train/instruct": len(instruct), "train/scene_text": len(scene_text),
                    "train/vision_regions": len(regions)})
     counts.update(f"train/instruct/{r['set']}" + (f"/{r['kind']}" if "kind" in r else "") for r in instruct)
     counts.update({f"train/media/{k}": v for k, v in media.counts.items()})
     out = {}
     for name, records in (("vision_align", vision), ("audio_align", audio), ("audio_short", short),
-                          ("addressed", addressed), ("instruct", instruct), ("scene_text", scene_text),
-                          ("vision_regions", regions)):
+                          ("addressed", addressed), ("dialogue", dialogue), ("instruct", instruct),
+                          ("scene_text", scene_text), ("vision_regions", regions)):
         out[name] = root / f"{name}.json"
         out[name].write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     voices.write_index(root / "speech.jsonl", counts, "train")
@@ -452,6 +457,8 @@ def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], cor
         else:
             case["expect_state"] = "<2>"
         cases["negatives"].append(case)
+    cases["dialogue"] = eval_dialogues(cases["chat"], cases["negatives"], lambda i, t: voices.say("addr", i, t).rel,
+                                       sizes["eval_dialogue"], seed, corpus.eval_statements, corpus.eval_questions)
     out = {}
     for name, rows in cases.items():
         if rows:
@@ -459,7 +466,7 @@ def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], cor
             out[name].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
             counts[f"eval/{name}"] = len(rows)
             counts.update(f"eval/groups/{r['group']}" for r in rows)
-    every = [r for rows in cases.values() for r in rows]  # one manifest for one `vita eval` run
+    every = [r for k, rows in cases.items() if k != "dialogue" for r in rows]  # one manifest, one run (no history)
     out["all"] = root / "all.jsonl"
     out["all"].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in every), encoding="utf-8")
     counts["eval/all"] = len(every)

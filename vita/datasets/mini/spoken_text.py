@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ADDRESSEES", "QUESTION_SHARE", "addressed_text", "sentence", "short_words"]
+__all__ = ["ADDRESSEES", "EVAL_ADDRESSEES", "QUESTION_SHARE", "addressed_text", "sentence", "short_words"]
 
 QUESTION_SHARE = 0.3  # of ASR sentences (the rest are statements)
 
@@ -15,11 +15,15 @@ QUESTION_SHARE = 0.3  # of ASR sentences (the rest are statements)
 ADDRESSEES = ("Rosa", "Ben", "Grandpa", "Nina", "Omar", "Dad", "Chloe", "Marcus", "Auntie", "Jake", "Priya", "Leo",
               "Sophie", "Uncle Ray", "Ella", "Hannah", "Sweetheart", "Guys", "Ahmed", "Julia", "Mister Lee", "Kate",
               "Oscar", "Grandma", "Zoe", "Felix", "Ivan", "Mia", "Noah", "Buddy")
+# the eval split's: held out from training's and from the duplex benchmark's
+EVAL_ADDRESSEES = ("Carlos", "Mina", "Grandad", "Tariq", "Beth", "Yuki", "Coach", "Elena", "Victor", "Nora",
+                   "Sis", "Kofi")
 
 
-def addressed_text(rng: np.random.Generator, statements: tuple[str, ...], questions: tuple[str, ...]) -> str:
-    """A training question (70 %) or statement said to someone by name: "Rosa, ...", "..., Ben?" or "Hey Nina, ..."."""
-    name = ADDRESSEES[int(rng.integers(len(ADDRESSEES)))]
+def addressed_text(rng: np.random.Generator, statements: tuple[str, ...], questions: tuple[str, ...],
+                   names: tuple[str, ...] = ADDRESSEES) -> str:
+    """A question (70 %) or statement said to someone by name: "Rosa, ...", "..., Ben?" or "Hey Nina, ..."."""
+    name = names[int(rng.integers(len(names)))]
     pool = questions if rng.random() < 0.7 else statements
     text = pool[int(rng.integers(len(pool)))].strip()
     form = rng.random()
