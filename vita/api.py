@@ -23,6 +23,7 @@ from vita.models.encoder_cache import EncoderCache
 from vita.models.vita import VitaModel
 from vita.processor import ModelInputs, Processor, Turn
 from vita.tokenizer import Tokenizer
+from vita.tokens import state_lead
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Vita:
         self.processor = Processor(tokenizer, model.config)
         self._cache: PromptCache | None = None  # the KV cache `stream` uses when the caller passes none
         self._ears: ThreadPoolExecutor | None = None  # `listen_ahead`'s thread, started on first use
+        self.state_guess = state_lead(tokenizer)  # a reply's likely first id, run with the prompt (`TokenLoop`)
 
     def new_cache(self, max_seq_len: int) -> PromptCache:
         """A KV cache over this model's LLM for `stream(..., cache=...)` (prefix reuse across calls)."""
@@ -90,7 +92,9 @@ class Vita:
                    sampling: SamplingConfig | None = None, generator: torch.Generator | None = None,
                    **options: Any) -> TokenLoop:
         """The reply stream every path decodes with (this API, the chat server, both duplex roles): `embeds` over
-        the caller's `cache`, this model's stop ids; `options` are `TokenLoop`'s (prefill_chunk, forced, donor...)."""
+        the caller's `cache`, this model's stop ids; `options` are `TokenLoop`'s (prefill_chunk, forced, donor...).
+        The first id of the state tokens, where they share one, runs with the prompt (`guess`)."""
+        options.setdefault("guess", self.state_guess)
         return TokenLoop(self.model.llm, cache, embeds, max_new_tokens=max_new_tokens,
                          sampling=sampling or SamplingConfig(), generator=generator,
                          stop_ids=self.tokenizer.stop_ids, **options)

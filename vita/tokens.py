@@ -7,6 +7,8 @@ vocabulary id; `vita.media.prompt` expands each one to the exact number of featu
 
 from __future__ import annotations
 
+from typing import Any
+
 IMAGE_PLACEHOLDER = "<image>"
 VIDEO_PLACEHOLDER = "<video>"
 AUDIO_PLACEHOLDER = "<audio>"
@@ -41,3 +43,11 @@ def split_state(text: str) -> tuple[str | None, str]:
         if stripped.startswith(char):
             return state, stripped[len(char) :].lstrip()
     return None, text
+
+
+def state_lead(tokenizer: Any) -> int | None:
+    """The id every state token starts with when each is several ids sharing the first ("<" of "<1>", "<2>", "<3>"
+    in a tokenizer without them as special tokens); None otherwise (e.g. one id per state)."""
+    ids = [tokenizer.encode(s, add_special_tokens=False) for s in STATE_TOKENS]
+    firsts = {i[0] for i in ids if i}
+    return firsts.pop() if all(len(i) > 1 for i in ids) and len(firsts) == 1 else None

@@ -12,6 +12,7 @@ from vita.config import LLMConfig
 from vita.generation.generate import generate_all
 from vita.generation.loop import PromptCache, TextLoop, TokenLoop
 from vita.generation.native_step import NativeStep
+from vita.generation.sampling import GREEDY, SamplingConfig
 from vita.models.llm import LLM
 
 PROMPT = torch.tensor([5, 17, 33, 2, 81, 40, 9, 12, 60, 3])
@@ -126,3 +127,28 @@ def test_prompt_must_fit_and_batch_one():
     with pytest.raises(ValueError, match="batch 1"):
         TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT)[None].expand(2, -1, -1), max_new_tokens=2)
     assert TokenLoop(llm, PromptCache(llm, 12), _embeds(llm, PROMPT), max_new_tokens=50).max_new_tokens == 2
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_a_right_guess_saves_one_decode_step_and_changes_no_id(native, sampled):
+    """`guess`: right -> the same ids with one decode forward fewer; wrong -> the same ids, the position dropped."""
+    llm = _llm()
+    sampling = SamplingConfig(temperature=0.8, top_k=20) if sampled else GREEDY
+
+    def run(guess=None, chunk=None):
+        g = torch.Generator().manual_seed(3)
+        loop = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=12, native=native,
+                         sampling=sampling, generator=g, guess=guess, prefill_chunk=chunk)
+        return loop, list(loop)
+
+    plain, ids = run()
+    right, with_right = run(guess=ids[0], chunk=4)
+    assert with_right == ids and right.guessed and right.decode_steps == plain.decode_steps - 1
+    assert right.cache.length == plain.cache.length
+    torch.testing.assert_close(right.cache.kv.layers[0].k_cache[..., : right.cache.length, :],
+                               plain.cache.kv.layers[0].k_cache[..., : plain.cache.length, :], atol=1e-5, rtol=1e-4)
+    wrong, with_wrong = run(guess=(ids[0] + 1) % 97)
+    assert with_wrong == ids and not wrong.guessed and wrong.decode_steps == plain.decode_steps
+    assert wrong.cache.length == plain.cache.length
+    forced = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=3, forced=[7], guess=ids[0])
+    assert list(forced) == [7] and not forced.guessed

@@ -20,8 +20,10 @@ prefill vs one-by-one decode write the same K/V to ~1e-6).
 
 Order of work inside `TokenLoop.step()`: a step runs one forward and then hands out the id that forward chose, so the
 first id (the state token of a VITA reply) comes out of the step that ran the prompt's last chunk, not one decode
-step later. `forced` ids teacher-force the first ids (tests script `<2>` or an answer on random weights; the
-forwards still run, only the chosen ids are replaced).
+step later; with a `guess` (`Vita.token_loop` passes "<", the first id of every vita-mini state token) the prompt's
+last chunk also runs the guessed id's row, so when the first id is the guess the second (the state's digit) comes out
+of the next step without a forward. `forced` ids teacher-force the first ids (tests script `<2>` or an answer on
+random weights; the forwards still run, only the chosen ids are replaced).
 """
 
 from __future__ import annotations
@@ -127,6 +129,10 @@ class TokenLoop:
         compile: decode through the inductor-compiled module step where the native one does not apply.
         forced: ids that replace the first chosen ids (teacher forcing); `forced_complete` ends the reply after them.
         donor: another cache of the same model whose longer prompt prefix is copied rather than recomputed.
+        guess: the id the prompt almost surely continues with (a VITA reply's first id: "<" of every state token);
+            its row runs with the prompt's last chunk, so when the first id chosen is `guess` the second comes out
+            of the next step without a forward (one decode step saved); otherwise its position is dropped. The ids
+            chosen are those of the loop without it (same logits up to float rounding, same sampling order).
     """
 
     def __init__(
@@ -145,6 +151,7 @@ class TokenLoop:
         forced: Sequence[int] = (),
         forced_complete: bool = True,
         donor: PromptCache | None = None,
+        guess: int | None = None,
     ) -> None:
         if cache.llm is not llm:
             raise ValueError("the cache belongs to another model")
@@ -167,6 +174,9 @@ class TokenLoop:
         self.stop_id: int | None = None
         self.finish_reason: FinishReason | None = None
         self.decode_steps = 0  # decode forwards run (tests: none after a cancel)
+        self.guess = guess if not forced and self.max_new_tokens > 1 else None
+        self.guessed = False  # the first id was the guess: the second comes from the prefill's extra row
+        self._ahead: torch.Tensor | None = None  # [1, V] logits of the position after the guess
         self.phase: Phase = "prefill" if max_new_tokens > 0 else "done"
         if self.phase == "done":
             self.finish_reason = "length"
@@ -222,25 +232,38 @@ class TokenLoop:
         a, L = self._pos, self.prompt_len
         b = L if self.prefill_chunk is None else min(a + self.prefill_chunk, L)
         rows = self._embeds[a:b]  # [l, D]
-        pos = torch.arange(a, b, device=rows.device)  # [l]
+        guess = self.guess if b == L else None
+        if guess is not None:
+            rows = torch.cat([rows, self.llm.tok_embeddings.weight[guess][None].to(rows.dtype)])  # [l + 1, D]
+        pos = torch.arange(a, a + rows.shape[0], device=rows.device)  # [l]
         hidden = self.llm.hidden_states(input_embeds=rows[None], input_pos=pos, cache=self.cache.kv)  # [1, l, D]
         self.cache.append(rows)
-        self._pos = b
+        self._pos = a + rows.shape[0]
         if b < L:
             return None
         self.phase = "decode"
-        logits = self.llm.head(hidden[:, -1])  # [1, V]
-        return self._emit(int(sample(logits, self.sampling, self.generator).item()))
+        logits = self.llm.head(hidden[:, L - 1 - a])  # [1, V]
+        tok = int(sample(logits, self.sampling, self.generator).item())
+        if guess is not None:
+            if tok == guess and not (self.forced or tok in self.stops):
+                self.guessed, self._ahead = True, self.llm.head(hidden[:, -1])
+            else:  # another first id: the guess's position is forgotten
+                self.cache.truncate(L)
+                self._pos = L
+        return self._emit(tok)
 
     def _decode(self) -> int | None:
+        if self._ahead is not None:  # the guess's row ran with the prompt: its logits are here already
+            logits, self._ahead = self._ahead, None
+            return self._emit(int(sample(logits, self.sampling, self.generator).item()))
         tok, pos = self.token_ids[-1], self._pos
         if self._native is not None:
             logits = self._native(tok, pos)  # [1, V]
         else:
             token = torch.tensor([[tok]], device=self.llm.device)  # [1, 1]
             assert self._step_fn is not None
-            _, logits = self._step_fn(self.llm, token, torch.tensor([pos], device=token.device), self.sampling,
-                                      self.generator, cache=self.cache.kv)
+            _, logits = self._step_fn(self.llm, token, torch.tensor([pos], device=token.device), GREEDY, None,
+                                      cache=self.cache.kv)  # (its own pick unused: one draw per id, below)
         self.cache.append(self.llm.tok_embeddings.weight[tok][None])  # the input row of position pos
         self._pos += 1
         self.decode_steps += 1
