@@ -257,7 +257,7 @@ class TranscriberConfig:
     tap_block: int = 2
     window_frames: int = 1000
     margin_frames: int = 200  # and with at least this much silence after the clip (else Whisper may repeat its end)
-    logprob_threshold: float = -0.3
+    logprob_threshold: float = -0.7  # -0.3 until 2026-12-05b: looser takes more of Whisper's lead on real speech
     no_speech_threshold: float = 0.6
     text_bytes: int = 0  # length of the decoder vocabulary's byte table (`vita.models.transcriber.byte_table`)
 
