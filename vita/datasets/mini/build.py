@@ -2,12 +2,10 @@
 
     out/train/vision_align.json   image / video + caption                          (official VITA JSON list)
     out/train/audio_align.json    "Transcribe the speech.<audio>" -> "<3>" + transcript (ASR alignment)
-    out/train/audio_short.json    the same for one to three words cut from the sentences (people say single words
-                                  too; the shipped stage 3 does not read it: recipes/README.md says why)
-    out/train/addressed.json      speech addressed to someone else by name ("Rosa, <a question>") -> "<2>" (not
-                                  read by the shipped stage 3 either)
-    out/train/dialogue.json       a question, its answer (or the part heard), then chatter / noise / addressed speech
-                                  -> "<2>" or another question -> its answer (`vita.datasets.mini.dialogue`)
+    out/train/audio_short.json    the same for one to three words cut from the sentences (people say single words)
+    out/train/addressed.json      speech addressed to someone else by name ("Rosa, <a question>") -> "<2>"
+    out/train/dialogue.json       an exchange, then chatter / noise / addressed speech -> "<2>" or another question
+                                  -> its answer (`vita.datasets.mini.dialogue`)
     out/train/scene_text.json     a picture's caption in words + a question about it -> "<3>" answer (no image: the
                                   LLM learns to answer relational questions from a description, see below)
     out/train/vision_regions.json pictures whose every image row is named ("red circle", "hedgehog", "" background;
@@ -156,17 +154,11 @@ def _chat_answers(prompts: list[ChatPrompt], root: Path) -> dict[str, str]:
 
 
 
-
-
-def _addressed(voices: _Voices, n: int, seed: int, corpus: Corpus) -> list[dict[str, Any]]:
-    """`n` spoken utterances addressed to someone else (`addressed_text`) -> "<2>" (no answer)."""
-    out = []
-    for i in range(n):
-        clip = voices.say("addressed", i, addressed_text(_rng(seed, 0, "addressed", i), corpus.train_statements,
-                                                          corpus.train_questions))
-        out.append({"set": "mini_addressed", "id": f"ad{i}", "audio": clip.rel, "text": clip.text,
-                    "conversations": _turns("<audio>", ""), "inserted_id": 1})
-    return out
+def _said(voices: _Voices, stream: str, n: int, seed: int, corpus: Corpus, text_of: Callable[..., str],
+          record_of: Callable[[int, Clip], dict[str, Any]]) -> list[dict[str, Any]]:
+    """`n` training clips of `stream`, each saying `text_of(rng, statements, questions)`, as `record_of(i, clip)`."""
+    return [record_of(i, voices.say(stream, i, text_of(_rng(seed, 0, stream, i), corpus.train_statements,
+                                                       corpus.train_questions))) for i in range(n)]
 
 
 class _Voices:
@@ -293,8 +285,12 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
         clip = voices.say("asr", i, text)
         audio.append({"set": "mini_asr", "id": f"a{i}", "audio": clip.rel,
                       "conversations": _turns(ASR_PROMPT + "<audio>", "<3>" + clip.text)})
-    short = _short_asr(voices, sizes.get("asr_short", 0), seed, corpus)
-    addressed = _addressed(voices, sizes.get("addressed", 0), seed, corpus)
+    short = _said(voices, "asr_short", sizes.get("asr_short", 0), seed, corpus, short_words,  # one to three words
+                  lambda i, c: {"set": "mini_asr_short", "id": f"aw{i}", "audio": c.rel,
+                                "conversations": _turns(ASR_PROMPT + "<audio>", "<3>" + c.text)})
+    addressed = _said(voices, "addressed", sizes.get("addressed", 0), seed, corpus, addressed_text,  # -> "<2>"
+                      lambda i, c: {"set": "mini_addressed", "id": f"ad{i}", "audio": c.rel, "text": c.text,
+                                    "conversations": _turns("<audio>", ""), "inserted_id": 1})
 
     instruct: list[dict[str, Any]] = []
     for i in range(sizes["image_typed"]):
@@ -358,17 +354,6 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
         out[name].write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     voices.write_index(root / "speech.jsonl", counts, "train")
     return out, media
-
-
-def _short_asr(voices: _Voices, n: int, seed: int, corpus: Corpus) -> list[dict[str, Any]]:
-    """`n` training clips of one to three words (`short_words`) -> "Transcribe the speech." records."""
-    out = []
-    for i in range(n):
-        clip = voices.say("asr_short", i, short_words(_rng(seed, 0, "asr_short", i), corpus.train_statements,
-                                                 corpus.train_questions))
-        out.append({"set": "mini_asr_short", "id": f"aw{i}", "audio": clip.rel,
-                    "conversations": _turns(ASR_PROMPT + "<audio>", "<3>" + clip.text)})
-    return out
 
 
 def _regions(media: _Split, n: int) -> list[dict[str, Any]]:
