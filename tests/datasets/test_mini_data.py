@@ -45,8 +45,8 @@ def test_small_preset_builds(built) -> None:
     train = sum(len(_records(root / p)) for p in info["train"].values())
     cases = sum(len((root / p).read_text().splitlines()) for k, p in info["eval"].items() if k != "all")
     assert 50 <= train <= 100 and 20 <= cases <= 55
-    assert set(info["train"]) == {"vision_align", "audio_align", "audio_short", "addressed", "dialogue", "instruct",
-                                  "scene_text", "vision_regions"}
+    assert set(info["train"]) == {"vision_align", "audio_align", "audio_short", "addressed", "dialogue", "followup",
+                                  "instruct", "scene_text", "vision_regions"}
     assert info["wall_seconds"] > 0
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["counts"]["train/instruct"] == len(_records(root / info["train"]["instruct"]))
@@ -57,7 +57,7 @@ def test_small_preset_builds(built) -> None:
 
 
 @pytest.mark.parametrize("name", ["vision_align", "audio_align", "audio_short", "addressed", "dialogue",
-                                  "instruct", "scene_text"])
+                                  "followup", "instruct", "scene_text"])
 def test_train_files_read_without_skips(built, name: str) -> None:
     root, info = built
     path = root / info["train"][name]
@@ -95,13 +95,14 @@ def test_region_pictures_have_a_label_per_row(built) -> None:
 
 def test_eval_manifests_load(built) -> None:
     root, info = built
-    assert set(info["eval"]) == {"image", "naming", "video", "chat", "asr", "negatives", "dialogue", "all"}
+    assert set(info["eval"]) == {"image", "naming", "video", "chat", "asr", "negatives", "dialogue", "followup",
+                                 "all"}
     sizes = {}
     for name, rel in info["eval"].items():
         manifest = load_manifest(root / rel, skip_bad=True)
         assert manifest.bad == [] and manifest.cases
         sizes[name] = len(manifest.cases)
-    assert sizes.pop("all") == sum(sizes.values()) - sizes["dialogue"]  # all.jsonl: the cases without a history
+    assert sizes.pop("all") == sum(sizes.values()) - sizes["dialogue"] - sizes["followup"]  # (no history in all)
     asr = load_manifest(root / info["eval"]["asr"]).cases
     assert all(c.transcript and c.audio is not None for c in asr)
 
@@ -236,6 +237,29 @@ def test_dialogues_follow_an_exchange(built) -> None:
     addressed = [c for c in cases if c.group == "dialogue/addressed"]
     assert addressed and all(c.expect_state == STATE_NOT_QUERY and c.audio is not None for c in addressed)
     assert not {w for a in EVAL_ADDRESSEES for w in a.split()} & {w for a in ADDRESSEES for w in a.split()}
+
+
+def test_followups_are_answered_after_an_exchange(built) -> None:
+    """train/followup.json: after an exchange, a spoken question with a lead -> its answer, or a repeat request -> the
+    first answer again ("<1>"); eval/followup.jsonl the same with held-out phrasings."""
+    from vita.bench.duplex_public import INTERRUPTIONS
+    from vita.datasets.mini.dialogue import EVAL_LEADS, EVAL_REPEATS, LEADS, REPEATS
+
+    root, info = built
+    records = _records(root / info["train"]["followup"])
+    assert len(records) == info["sizes"]["followup"] > 0 and {r["kind"] for r in records} == {"question", "repeat"}
+    for r in records:
+        conv = parse_record(r, r["id"], root / "train")
+        assert conv.context == {1} and conv.turns[3][1].startswith(STATE_QUERY_AUDIO)
+        if r["kind"] == "repeat":
+            # the first answer again, whole (the context holds it as heard: whole or its first words)
+            assert r["text"] in REPEATS and r["conversations"][3]["value"].startswith(r["conversations"][1]["value"])
+        else:
+            assert any(r["text"].startswith(lead) for lead in LEADS)
+    cases = load_manifest(root / info["eval"]["followup"]).cases
+    assert len(cases) == info["sizes"]["eval_followup"] and all(c.history and c.answer for c in cases)
+    assert not set(EVAL_LEADS) & set(LEADS) and not set(EVAL_REPEATS) & set(REPEATS)
+    assert not {t for t, _ in INTERRUPTIONS} & set(REPEATS + EVAL_REPEATS)  # the benchmark's sentences stay its own
 
 
 def test_train_and_eval_sentences_disjoint(built) -> None:

@@ -15,7 +15,8 @@
                                   negatives from `vita.datasets.negatives` (statements / chatter speech + noise, pure
                                   noise -> "<2>"; noisy spoken questions -> "<1>")
     out/train/media/              images/*.png, videos/*.mp4, speech/*.wav, negatives/audio/*.wav
-    out/eval/dialogue.jsonl       the same after one exchange, as `vita eval` cases with a history (not in all.jsonl)
+    out/train/followup.json       after an exchange, a question with a lead or a repeat request -> the answer
+    out/eval/{dialogue,followup}.jsonl  the same after one exchange, `vita eval` cases with a history (not in all)
     out/{train,eval}/speech.jsonl every clip written: transcript, voice (by name), augmentation tag
     out/eval/{image,naming,video,chat,asr,negatives}.jsonl   `vita eval` manifests (media under out/eval/media/);
                                   all.jsonl holds every case; asr cases are grouped asr/clean, asr/noisy, asr/telephone
@@ -63,7 +64,7 @@ import numpy as np
 from vita.datasets.augment import DEFAULT_AUGMENT, NOISES, SNRS_DB, AugmentConfig, Plan, draw_plan, tag_ops
 from vita.datasets.mini.canvas import NUMBER_WORDS, ImageItem
 from vita.datasets.mini.chat import ChatPrompt, chat_prompts, chat_records, reference_answers
-from vita.datasets.mini.dialogue import dialogues, eval_dialogues
+from vita.datasets.mini.dialogue import dialogues, eval_dialogues, eval_followups, followups
 from vita.datasets.mini.images import IMAGE_TASKS, make_image
 from vita.datasets.mini.regions import REGION_GRID, RegionItem, region_item
 from vita.datasets.mini.speech import Clip, Speaker, VoicePool, eval_pool, train_pool
@@ -74,11 +75,10 @@ from vita.datasets.negatives import NegativesConfig, generate_negatives
 
 DEFAULT_SIZES: dict[str, int] = {
     "vision_image": 6000, "vision_video": 600, "asr": 12000, "asr_short": 2000, "addressed": 600,
-    "dialogue": 1200, "image_typed": 3600, "image_spoken": 1800, "video_typed": 600, "video_spoken": 300,
-    "chat_typed": 400, "chat_spoken": 200, "negatives": 900, "scene_text": 4000,
-    "vision_regions": 12000,
-    "eval_image_typed": 135, "eval_image_spoken": 135, "eval_video": 60, "eval_chat": 40, "eval_asr": 60,
-    "eval_negatives": 60, "eval_naming": 120, "eval_dialogue": 60,
+    "dialogue": 1200, "followup": 600, "image_typed": 3600, "image_spoken": 1800, "video_typed": 600,
+    "video_spoken": 300, "chat_typed": 400, "chat_spoken": 200, "negatives": 900, "scene_text": 4000,
+    "vision_regions": 12000, "eval_image_typed": 135, "eval_image_spoken": 135, "eval_video": 60, "eval_chat": 40,
+    "eval_asr": 60, "eval_negatives": 60, "eval_naming": 120, "eval_dialogue": 60, "eval_followup": 30,
 }
 # how often each image task is drawn (a deterministic cycle, `_task`): open-vocabulary naming needs many renders of
 # its 404 concepts, the closed tasks few
@@ -87,11 +87,10 @@ TASK_WEIGHTS: dict[str, int] = {"colour": 2, "count": 2, "position": 2, "which_r
 _CYCLE = tuple(t for k in range(max(TASK_WEIGHTS.values())) for t in IMAGE_TASKS if TASK_WEIGHTS[t] > k)
 SMALL_SIZES: dict[str, int] = {
     "vision_image": 9, "vision_video": 3, "asr": 5, "asr_short": 3, "addressed": 3,
-    "dialogue": 6, "image_typed": 9, "image_spoken": 6, "video_typed": 3, "video_spoken": 3,
-    "chat_typed": 4, "chat_spoken": 2, "negatives": 9, "scene_text": 10,
-    "vision_regions": 8,
+    "dialogue": 6, "followup": 3, "image_typed": 9, "image_spoken": 6, "video_typed": 3, "video_spoken": 3,
+    "chat_typed": 4, "chat_spoken": 2, "negatives": 9, "scene_text": 10, "vision_regions": 8,
     "eval_image_typed": 9, "eval_image_spoken": 6, "eval_video": 4, "eval_chat": 4, "eval_asr": 6,
-    "eval_negatives": 6, "eval_naming": 4, "eval_dialogue": 6,
+    "eval_negatives": 6, "eval_naming": 4, "eval_dialogue": 6, "eval_followup": 3,
 }
 SHIPPED_CHAT_ANSWERS = Path(__file__).resolve().parents[3] / "recipes" / "mini" / "chat_answers.jsonl"
 ASR_PROMPT = "Transcribe the speech."
@@ -330,6 +329,7 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
     instruct += [dict(r, set="mini_negatives") for r in negatives]
     instruct = [instruct[i] for i in np.random.default_rng([seed, 0]).permutation(len(instruct))]
     dialogue = dialogues(instruct + addressed, sizes.get("dialogue", 0), seed)
+    followup = followups(instruct, lambda i, t: voices.say("followup", i, t).rel, sizes.get("followup", 0), seed)
 
     scene_text = []
     for i in range(sizes.get("scene_text", 0)):
@@ -342,13 +342,15 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
 
     counts.update({"train/vision_align": len(vision), "train/audio_align": len(audio), "train/audio_short": len(short),
                    "train/addressed": len(addressed), "train/dialogue": len(dialogue),
+                   "train/followup": len(followup),
                    "train/instruct": len(instruct), "train/scene_text": len(scene_text),
                    "train/vision_regions": len(regions)})
     counts.update(f"train/instruct/{r['set']}" + (f"/{r['kind']}" if "kind" in r else "") for r in instruct)
     counts.update({f"train/media/{k}": v for k, v in media.counts.items()})
     out = {}
     for name, records in (("vision_align", vision), ("audio_align", audio), ("audio_short", short),
-                          ("addressed", addressed), ("dialogue", dialogue), ("instruct", instruct),
+                          ("addressed", addressed), ("dialogue", dialogue), ("followup", followup),
+                          ("instruct", instruct),
                           ("scene_text", scene_text), ("vision_regions", regions)):
         out[name] = root / f"{name}.json"
         out[name].write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
@@ -444,6 +446,8 @@ def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], cor
         cases["negatives"].append(case)
     cases["dialogue"] = eval_dialogues(cases["chat"], cases["negatives"], lambda i, t: voices.say("addr", i, t).rel,
                                        sizes["eval_dialogue"], seed, corpus.eval_statements, corpus.eval_questions)
+    cases["followup"] = eval_followups(cases["chat"], lambda i, t: voices.say("followup", i, t).rel,
+                                       sizes["eval_followup"], seed)
     out = {}
     for name, rows in cases.items():
         if rows:
@@ -451,7 +455,7 @@ def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], cor
             out[name].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
             counts[f"eval/{name}"] = len(rows)
             counts.update(f"eval/groups/{r['group']}" for r in rows)
-    every = [r for k, rows in cases.items() if k != "dialogue" for r in rows]  # one manifest, one run (no history)
+    every = [r for k, rows in cases.items() if k not in ("dialogue", "followup") for r in rows]  # (no history)
     out["all"] = root / "all.jsonl"
     out["all"].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in every), encoding="utf-8")
     counts["eval/all"] = len(every)

@@ -13,9 +13,13 @@ the history, while it rejected them alone). Each record here is
 Half are negatives, half queries, so the history itself says nothing about the state. Made from the records of
 `instruct.json` and `addressed.json` of the same split (no new media); seeded and deterministic.
 
-`eval_dialogues` makes the held-out counterpart, `vita eval` cases with a `history` (eval/dialogue.jsonl): after a
-chat question of the eval split and its answer, speech addressed to someone by a name neither training nor the duplex
-benchmark uses, chatter, noise, or another question.
+`followups` makes the interruptions a listener must answer, said in a training voice after an exchange: a question with
+a lead ("Hang on, which city ...?") -> its answer, or a request to repeat -> the previous answer again; `eval_followups`
+the held-out counterpart (eval/followup.jsonl). Phrasings of our own, not the duplex benchmark's.
+
+`eval_dialogues` makes the held-out counterpart of the dialogues, `vita eval` cases with a `history`
+(eval/dialogue.jsonl): after a chat question of the eval split and its answer, speech addressed to someone by a name
+neither training nor the duplex benchmark uses, chatter, noise, or another question.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ import numpy as np
 from vita.datasets.mini.spoken_text import EVAL_ADDRESSEES, addressed_text
 
 EVAL_KINDS = ("addressed", "query", "chatter", "addressed", "query", "noise")  # the eval cases' cycle
+LEADS = ("Wait,", "Hang on,", "Sorry,", "Actually,", "Oh,", "Quick question,", "By the way,", "Hmm,", "Okay, but",
+         "Um,", "Hey,", "Listen,")
+REPEATS = ("Could you repeat that?", "Say that one more time, please.", "Sorry, I missed that. What did you say?",
+           "Pardon?", "What was that again?", "Can you go over that again?")
+EVAL_LEADS = ("Hold up,", "Excuse me,", "Right, and", "Oh wait,")  # held out from training's
+EVAL_REPEATS = ("Come again?", "I didn't catch that, could you say it once more?")
 
 
 def _is_negative(r: dict[str, Any]) -> bool:
@@ -113,4 +123,68 @@ def eval_dialogues(chat: list[dict[str, Any]], negatives: list[dict[str, Any]], 
             other = pool[int(rng.integers(len(pool)))]
             case.update({k: other[k] for k in ("audio", "text", "answer", "match", "expect_state") if k in other})
         out.append(case)
+    return out
+
+
+def _text(r: dict[str, Any]) -> str | None:
+    """What a question record or case asks, in words (a spoken one's transcript)."""
+    q = r.get("question") or r.get("text")
+    if q:
+        return q
+    first = r.get("conversations", [{}])[0].get("value", "")
+    return first if first and "<" not in first else None
+
+
+def _lead(lead: str, question: str) -> str:
+    return f"{lead} {question[0].lower() + question[1:]}"
+
+
+def followups(records: list[dict[str, Any]], say: Callable[[int, str], str], n: int,
+              seed: int) -> list[dict[str, Any]]:
+    """`n` interruptions to answer after an exchange (two in three a question with a lead, one a repeat request),
+    each said by `say(i, text)` (returns the clip's path)."""
+    questions = [r for r in records if _is_question(r)]
+    sayable = [r for r in questions if _text(r)]
+    out = []
+    for i in range(n if sayable else 0):
+        rng = np.random.default_rng([seed, 9, i])
+        first = questions[int(rng.integers(len(questions)))]
+        q1, a1 = (t["value"] for t in first["conversations"])
+        if i % 3 == 2:
+            kind, other, answer = "repeat", first, a1
+            text = REPEATS[int(rng.integers(len(REPEATS)))]
+        else:
+            other = sayable[int(rng.integers(len(sayable)))]
+            kind, answer = "question", other["conversations"][1]["value"]
+            text = _lead(LEADS[int(rng.integers(len(LEADS)))], str(_text(other)))
+        out.append({"set": "mini_followup", "id": f"fu{i}", "kind": kind, "of": [first["id"], other["id"]],
+                    "text": text, "audio": _audio(first) + [say(i, text)], "context_id": 1,
+                    "conversations": [{"from": "human", "value": q1}, {"from": "gpt", "value": _cut(a1, rng)},
+                                      {"from": "human", "value": "<audio>"}, {"from": "gpt", "value": answer}]})
+    return out
+
+
+def eval_followups(chat: list[dict[str, Any]], say: Callable[[int, str], str], n: int,
+                   seed: int) -> list[dict[str, Any]]:
+    """`n` eval cases: after an eval chat exchange, a held-out lead + another eval chat question (its answer), or a
+    held-out repeat request (the first answer again), said by `say`."""
+    typed = [c for c in chat if c.get("text")]
+    out = []
+    for i in range(n if len(typed) > 1 else 0):
+        rng = np.random.default_rng([seed, 10, i])
+        first = chat[int(rng.integers(len(chat)))]
+        spoken = "audio" in first
+        reply = "The answer " + str(first["answer"]) + "."
+        history = [{"role": "user", **({"audio": first["audio"]} if spoken else {"text": first["text"]})},
+                   {"role": "assistant", "text": ("<1>" if spoken else "<3>") + _cut(reply, rng)}]
+        if i % 3 == 2:
+            kind, other = "repeat", first
+            text = EVAL_REPEATS[int(rng.integers(len(EVAL_REPEATS)))]
+        else:
+            kind, other = "question", typed[int(rng.integers(len(typed)))]
+            while other is first:
+                other = typed[int(rng.integers(len(typed)))]
+            text = _lead(EVAL_LEADS[int(rng.integers(len(EVAL_LEADS)))], other["text"])
+        out.append({"id": f"followup-{i}", "group": f"followup/{kind}", "history": history, "audio": say(i, text),
+                    "expect_state": "<1>", "answer": other["answer"], "match": other.get("match", "exact")})
     return out
