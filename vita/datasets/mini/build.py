@@ -5,7 +5,8 @@
     out/train/audio_short.json    the same for one to three words cut from the sentences (people say single words)
     out/train/addressed.json      speech addressed to someone else by name ("Rosa, <a question>") -> "<2>"
     out/train/dialogue.json       an exchange, then chatter / noise / addressed speech -> "<2>" or another question
-                                  -> its answer (`vita.datasets.mini.dialogue`)
+                                  -> its answer; followup.json: then a question with a lead or a repeat request
+                                  -> the answer (`vita.datasets.mini.dialogue`)
     out/train/scene_text.json     a picture's caption in words + a question about it -> "<3>" answer (no image: the
                                   LLM learns to answer relational questions from a description, see below)
     out/train/vision_regions.json pictures whose every image row is named ("red circle", "hedgehog", "" background;
@@ -15,11 +16,10 @@
                                   negatives from `vita.datasets.negatives` (statements / chatter speech + noise, pure
                                   noise -> "<2>"; noisy spoken questions -> "<1>")
     out/train/media/              images/*.png, videos/*.mp4, speech/*.wav, negatives/audio/*.wav
-    out/train/followup.json       after an exchange, a question with a lead or a repeat request -> the answer
-    out/eval/{dialogue,followup}.jsonl  the same after one exchange, `vita eval` cases with a history (not in all)
     out/{train,eval}/speech.jsonl every clip written: transcript, voice (by name), augmentation tag
     out/eval/{image,naming,video,chat,asr,negatives}.jsonl   `vita eval` manifests (media under out/eval/media/);
-                                  all.jsonl holds every case; asr cases are grouped asr/clean, asr/noisy, asr/telephone
+                                  all.jsonl holds every case; asr cases are grouped asr/clean, asr/noisy, asr/telephone;
+                                  eval/{dialogue,followup}.jsonl: cases after one exchange (a history; not in all)
     out/manifest.json             counts per stage and task, text sources, voices (train / eval), augmentation,
                                   sha256 per file
 
@@ -86,11 +86,11 @@ TASK_WEIGHTS: dict[str, int] = {"colour": 2, "count": 2, "position": 2, "which_r
                                 "emoji": 8, "scene": 4, "text": 3}
 _CYCLE = tuple(t for k in range(max(TASK_WEIGHTS.values())) for t in IMAGE_TASKS if TASK_WEIGHTS[t] > k)
 SMALL_SIZES: dict[str, int] = {
-    "vision_image": 9, "vision_video": 3, "asr": 5, "asr_short": 3, "addressed": 3,
-    "dialogue": 6, "followup": 3, "image_typed": 9, "image_spoken": 6, "video_typed": 3, "video_spoken": 3,
-    "chat_typed": 4, "chat_spoken": 2, "negatives": 9, "scene_text": 10, "vision_regions": 8,
-    "eval_image_typed": 9, "eval_image_spoken": 6, "eval_video": 4, "eval_chat": 4, "eval_asr": 6,
-    "eval_negatives": 6, "eval_naming": 4, "eval_dialogue": 6, "eval_followup": 3,
+    "vision_image": 9, "vision_video": 3, "asr": 5, "asr_short": 3, "addressed": 3, "dialogue": 6, "followup": 3,
+    "image_typed": 9, "image_spoken": 6, "video_typed": 3, "video_spoken": 3, "chat_typed": 4, "chat_spoken": 2,
+    "negatives": 9, "scene_text": 10, "vision_regions": 8, "eval_image_typed": 9, "eval_image_spoken": 6,
+    "eval_video": 4, "eval_chat": 4, "eval_asr": 6, "eval_negatives": 6, "eval_naming": 4, "eval_dialogue": 6,
+    "eval_followup": 3,
 }
 SHIPPED_CHAT_ANSWERS = Path(__file__).resolve().parents[3] / "recipes" / "mini" / "chat_answers.jsonl"
 ASR_PROMPT = "Transcribe the speech."
@@ -150,7 +150,6 @@ def _chat_answers(prompts: list[ChatPrompt], root: Path) -> dict[str, str]:
         cache.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(SHIPPED_CHAT_ANSWERS, cache)
     return reference_answers(prompts, cache, log=lambda m: print(m, file=sys.stderr, flush=True))
-
 
 
 def _said(voices: _Voices, stream: str, n: int, seed: int, corpus: Corpus, text_of: Callable[..., str],
@@ -340,20 +339,15 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
 
     regions = _regions(media, sizes.get("vision_regions", 0))
 
-    counts.update({"train/vision_align": len(vision), "train/audio_align": len(audio), "train/audio_short": len(short),
-                   "train/addressed": len(addressed), "train/dialogue": len(dialogue),
-                   "train/followup": len(followup),
-                   "train/instruct": len(instruct), "train/scene_text": len(scene_text),
-                   "train/vision_regions": len(regions)})
     counts.update(f"train/instruct/{r['set']}" + (f"/{r['kind']}" if "kind" in r else "") for r in instruct)
     counts.update({f"train/media/{k}": v for k, v in media.counts.items()})
     out = {}
     for name, records in (("vision_align", vision), ("audio_align", audio), ("audio_short", short),
                           ("addressed", addressed), ("dialogue", dialogue), ("followup", followup),
-                          ("instruct", instruct),
-                          ("scene_text", scene_text), ("vision_regions", regions)):
+                          ("instruct", instruct), ("scene_text", scene_text), ("vision_regions", regions)):
         out[name] = root / f"{name}.json"
         out[name].write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        counts[f"train/{name}"] = len(records)
     voices.write_index(root / "speech.jsonl", counts, "train")
     return out, media
 
