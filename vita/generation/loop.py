@@ -235,8 +235,8 @@ class TokenLoop:
         guess = self.guess if b == L else None
         if guess is not None:
             rows = torch.cat([rows, self.llm.tok_embeddings.weight[guess][None].to(rows.dtype)])  # [l + 1, D]
-        pos = torch.arange(a, a + rows.shape[0], device=rows.device)  # [l]
-        hidden = self.llm.hidden_states(input_embeds=rows[None], input_pos=pos, cache=self.cache.kv)  # [1, l, D]
+        pos = torch.arange(a, a + rows.shape[0], device=rows.device)  # [l'] (l, or l + 1 with the guess)
+        hidden = self.llm.hidden_states(input_embeds=rows[None], input_pos=pos, cache=self.cache.kv)  # [1, l', D]
         self.cache.append(rows)
         self._pos = a + rows.shape[0]
         if b < L:
@@ -245,7 +245,7 @@ class TokenLoop:
         logits = self.llm.head(hidden[:, L - 1 - a])  # [1, V]
         tok = int(sample(logits, self.sampling, self.generator).item())
         if guess is not None:
-            if tok == guess and not (self.forced or tok in self.stops):
+            if tok == guess and tok not in self.stops:
                 self.guessed, self._ahead = True, self.llm.head(hidden[:, -1])
             else:  # another first id: the guess's position is forgotten
                 self.cache.truncate(L)
