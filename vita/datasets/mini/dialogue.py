@@ -97,6 +97,14 @@ def dialogues(records: list[dict[str, Any]], n: int, seed: int) -> list[dict[str
     return out
 
 
+def _history(first: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+    """An eval chat case and its answer ("The answer is 3."), whole or cut as heard, as a manifest `history`."""
+    spoken = "audio" in first
+    reply = "The answer " + str(first["answer"]) + "."
+    return [{"role": "user", **({"audio": first["audio"]} if spoken else {"text": first["text"]})},
+            {"role": "assistant", "text": ("<1>" if spoken else "<3>") + _cut(reply, rng)}]
+
+
 def eval_dialogues(chat: list[dict[str, Any]], negatives: list[dict[str, Any]], say: Callable[[int, str], str],
                    n: int, seed: int, statements: tuple[str, ...], questions: tuple[str, ...]) -> list[dict[str, Any]]:
     """`n` eval cases with a one-exchange history from the eval split's chat and negatives cases; `say(i, text)`
@@ -111,11 +119,7 @@ def eval_dialogues(chat: list[dict[str, Any]], negatives: list[dict[str, Any]], 
         pool = [c for c in pools.get(kind, []) if c is not first]
         if kind != "addressed" and not pool:
             kind = "addressed"
-        spoken = "audio" in first
-        reply = "The answer " + str(first["answer"]) + "."
-        history = [{"role": "user", **({"audio": first["audio"]} if spoken else {"text": first["text"]})},
-                   {"role": "assistant", "text": ("<1>" if spoken else "<3>") + (_cut(reply, rng))}]
-        case: dict[str, Any] = {"id": f"dialogue-{i}", "group": f"dialogue/{kind}", "history": history}
+        case: dict[str, Any] = {"id": f"dialogue-{i}", "group": f"dialogue/{kind}", "history": _history(first, rng)}
         if kind == "addressed":
             text = addressed_text(rng, statements, questions, EVAL_ADDRESSEES)
             case.update(audio=say(i, text), expect_state="<2>")
@@ -173,10 +177,7 @@ def eval_followups(chat: list[dict[str, Any]], say: Callable[[int, str], str], n
     for i in range(n if len(typed) > 1 else 0):
         rng = np.random.default_rng([seed, 10, i])
         first = chat[int(rng.integers(len(chat)))]
-        spoken = "audio" in first
-        reply = "The answer " + str(first["answer"]) + "."
-        history = [{"role": "user", **({"audio": first["audio"]} if spoken else {"text": first["text"]})},
-                   {"role": "assistant", "text": ("<1>" if spoken else "<3>") + _cut(reply, rng)}]
+        history = _history(first, rng)
         if i % 3 == 2:
             kind, other = "repeat", first
             text = EVAL_REPEATS[int(rng.integers(len(EVAL_REPEATS)))]
