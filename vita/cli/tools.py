@@ -6,6 +6,7 @@
     ctc_wer          what the aligned audio path hears (WER)      vita.training.ctc_readout.manifest_wer
     ctc_compress     build the read-out into the aligned adapter  vita.training.ctc_readout.attach_compression
     heard_wer        read-out vs Whisper vs the words used (WER)   vita.eval.heard.heard_wer
+    heard_targets    transcription targets as Whisper hears them  vita.training.heard_targets.write_heard_targets
     add_transcriber  Whisper's own decoder beside the read-out     vita.checkpoint.ct2_decoder.add_transcriber
     swap_tower       another vision tower, a fresh projector       vita.checkpoint.assemble.swap_tower
     region_align     each image row says what is at its place     vita.training.region_align.align_regions
@@ -139,6 +140,28 @@ def heard_wer(argv: list[str]) -> int:
         vm = vita.load(args.model, dtype=args.dtype)
         for manifest in args.manifest:
             print(json.dumps(mod.heard_wer(vm, manifest, args.limit), ensure_ascii=False), flush=True)
+        return 0
+
+    return run_command(run)
+
+
+def heard_targets(argv: list[str]) -> int:
+    from vita.errors import run_command
+    from vita.training import heard_targets as mod
+
+    p = _parser("heard_targets", mod.__doc__)
+    p.add_argument("--model", required=True, help="the model training starts from (its transcriber)")
+    p.add_argument("--data", type=Path, required=True, help="a `vita data mini` folder")
+    p.add_argument("--source", default="train/audio_align.json", help="transcription records, relative to --data")
+    p.add_argument("--out", default="train/audio_align_heard.json", help="written beside --source, relative to --data")
+    p.add_argument("--limit", type=int, help="only the first N transcription records")
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        import vita
+
+        vm = vita.load(args.model, dtype="fp32")
+        print(json.dumps(mod.write_heard_targets(vm, args.data, args.source, args.out, limit=args.limit)))
         return 0
 
     return run_command(run)
@@ -374,9 +397,9 @@ def quant_quality(argv: list[str]) -> int:
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
-    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, heard_wer, ctc_compress,
-                            add_transcriber, swap_tower, region_align, real_speech, mini_chat, probes, described,
-                            text_compare, bench_samples, bench_table, quant_quality)
+    f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, heard_wer, heard_targets,
+                            ctc_compress, add_transcriber, swap_tower, region_align, real_speech, mini_chat, probes,
+                            described, text_compare, bench_samples, bench_table, quant_quality)
 }
 
 
