@@ -51,7 +51,9 @@ def test_whispers_words_replace_the_target_only_where_they_are_used(tmp_path):
         return heard[clip.name]
 
     before = copy.deepcopy(records)
-    out, counts = heard_targets(hear, records, tmp_path, limit=3)
+    seen = []
+    out, counts = heard_targets(hear, records, tmp_path, limit=3, progress=seen.append)
+    assert seen == [1, 2, 3]
     assert records == before  # the caller's records are not changed
     assert asked == ["0.wav", "1.wav", "2.wav"]  # the limit counts transcriptions; the chat record is skipped
     assert [r["id"] for r in out] == ["a0", "a1", "a2"]

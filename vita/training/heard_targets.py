@@ -18,6 +18,7 @@ state token + text) are not written; the first `limit` transcriptions are, in or
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,11 +41,12 @@ def is_transcription(record: dict, prompt: str = PROMPT) -> bool:
 
 def heard_targets(
     hear: Callable[[Path], dict], records: list[dict], media_root: Path, *, limit: int | None = None,
-    prompt: str = PROMPT, source: str = "records",
+    prompt: str = PROMPT, source: str = "records", progress: Callable[[int], None] | None = None,
 ) -> tuple[list[dict], dict[str, int]]:
     """(the first `limit` transcription records, each target Whisper's words where `hear(clip)` used them; counts).
 
-    `hear` is `vita.eval.heard.heard` bound to a model: {"whisper": text, "used": "whisper" | "read_out", ...}."""
+    `hear` is `vita.eval.heard.heard` bound to a model: {"whisper": text, "used": "whisper" | "read_out", ...};
+    `progress(n)` is called after each transcription heard."""
     out: list[dict] = []
     counts = {"transcriptions": 0, "whisper_used": 0, "changed": 0}
     for i, record in enumerate(records):
@@ -64,6 +66,8 @@ def heard_targets(
             counts["changed"] += text != gpt[3:]
             record = {**record, "conversations": [record["conversations"][0], {"from": "gpt", "value": gpt[:3] + text}]}
         out.append(record)
+        if progress is not None:
+            progress(counts["transcriptions"])
     return out, counts
 
 
@@ -81,8 +85,12 @@ def write_heard_targets(vm, data: Path, source: str, out: str, *, limit: int | N
         raise DataError(f"{src}: cannot read a JSON list of records ({e})", "config") from e
     if not isinstance(records, list):
         raise DataError(f"{src}: expected a JSON list of records, got {type(records).__name__}", "config")
+    def progress(n: int) -> None:
+        if n % 200 == 0:
+            print(f"{src}: {n} transcriptions heard", file=sys.stderr, flush=True)
+
     written, counts = heard_targets(lambda clip: heard(vm, clip), records, src.parent, limit=limit, prompt=prompt,
-                                    source=str(src))
+                                    source=str(src), progress=progress)
     if not written:
         raise DataError(f"{src}: no transcription record ({prompt!r} + <audio>)", "config")
     dst.write_text(json.dumps(written, ensure_ascii=False, indent=1))
