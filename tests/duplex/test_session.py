@@ -39,7 +39,7 @@ from vita.duplex.events import (
     UserSpeechStarted,
     VideoFrame,
 )
-from vita.duplex.roles import Engine, Script
+from vita.duplex.roles import Engine, ReplyJob, Script
 from vita.duplex.session import SessionConfig
 from vita.processor import Audio, Image
 from vita.speech.echo import GateConfig, aec_available
@@ -318,6 +318,22 @@ def test_state_token_ends_the_turn_early(tiny, voices, voice, script, early):
         assert 0.25 <= wait < 0.45 and run.of(ReplyStarted)
     else:
         assert wait >= 0.7 and not run.of(ReplyStarted)
+
+
+@pytest.mark.parametrize(("score", "wait"), [(0.0, (1.2, 1.4)), (0.9, (0.25, 0.45))])
+def test_a_fragment_holds_the_turn_open(tiny, voices, voice, monkeypatch, score, wait):
+    """A held-back "answer" whose end-of-turn score is below `fragment_score` (a fragment: "What is the ...") neither
+    commits early nor ends at min_silence_ms: the segment waits `fragment_hold_ms` of silence, then is answered. A
+    high score commits early as before (the tiny model has no score of its own: patched here)."""
+    monkeypatch.setattr(ReplyJob, "end_of_turn", property(lambda job: score if job.reply is not None else None))
+    session, clock = make(tiny, [ANSWER_2, ANSWER_2], synth=voice, min_silence_ms=700, commit_silence_ms=250,
+                          fragment_hold_ms=1200)
+    run = Run(session, clock)
+    q = voices["question"]
+    run.play(np.concatenate([silence(0.3), q, silence(1.8)]), until_idle=True, ticks=20)
+    (ended,) = run.of(UserSpeechEnded)
+    waited = ended.t - _speech_end(0.3 + len(q) / RATE, q)
+    assert wait[0] <= waited < wait[1] and run.of(ReplyStarted)
 
 
 def test_backchannel_never_stops_the_reply(tiny, voices, voice, piper):

@@ -152,3 +152,21 @@ def test_a_right_guess_saves_one_decode_step_and_changes_no_id(native, sampled):
     assert wrong.cache.length == plain.cache.length
     forced = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=3, forced=[7], guess=ids[0])
     assert list(forced) == [7] and not forced.guessed
+
+
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_probe_keeps_the_logits_after_a_prompt_position(chunk):
+    """`probe`: the next-token logits of one prompt position, as the uncached forward gives them; the ids unchanged;
+    a cache that holds the position keeps only the rows before it."""
+    llm = _llm()
+    plain = list(TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=6))
+    loop = TokenLoop(llm, (cache := PromptCache(llm, 64)), _embeds(llm, PROMPT), max_new_tokens=6, probe=4,
+                     prefill_chunk=chunk)
+    assert list(loop) == plain
+    with torch.no_grad():
+        expected = llm(PROMPT[None])[0, 4].float()  # [V] uncached causal forward
+    torch.testing.assert_close(loop.probe_logits[0], expected, rtol=1e-4, atol=1e-4)
+    again = TokenLoop(llm, cache, _embeds(llm, PROMPT), max_new_tokens=6, probe=4)  # the cache holds position 4
+    assert list(again) == plain and again.reused == 4
+    torch.testing.assert_close(again.probe_logits[0], expected, rtol=1e-4, atol=1e-4)
+    assert TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=2, probe=99).probe is None

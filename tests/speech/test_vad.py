@@ -185,3 +185,31 @@ def test_pause_inside_a_segment_and_resume(model, speech):
             out += vad.end_now()
             break
     assert isinstance(out[-1], SpeechEnded) and not vad.in_speech and vad.end_now() == []
+
+
+def _emitted(vad: StreamingVAD, x: np.ndarray, hold_ms: float) -> list[tuple[float, object]]:
+    """(seconds of input fed when each segment event came out, event); the first segment is held `hold_ms`."""
+    out, ended = [], False
+    for i in range(0, len(x), 320):
+        if vad.in_speech and not ended:
+            vad.hold(hold_ms)
+        for e in vad.step(x[i : i + 320]):
+            ended = ended or isinstance(e, SpeechEnded)
+            out.append(((i + 320) / SAMPLE_RATE, e))
+    return [(t, e) for t, e in out if isinstance(e, SpeechEnded)]
+
+
+def test_hold_keeps_the_segment_open_longer_once(model, speech):
+    """`hold(ms)`: the open segment ends after that much silence instead of min_silence_ms, with the same audio; the
+    next segment starts without it; a hold shorter than min_silence_ms changes nothing."""
+    x = np.concatenate([_silence(0.5), speech, _silence(2.0), speech, _silence(1.0)])
+    plain = _emitted(StreamingVAD(VADConfig(min_silence_ms=500), model=model), x, 0.0)
+    held = _emitted(StreamingVAD(VADConfig(min_silence_ms=500), model=model), x, 1500.0)
+    short = _emitted(StreamingVAD(VADConfig(min_silence_ms=500), model=model), x, 200.0)
+    assert len(plain) == len(held) == len(short) == 2
+    (t0, e0), (t1, e1) = plain
+    (h0, f0), (h1, f1) = held
+    assert 0.95 <= h0 - t0 <= 1.05  # 1.5 s of silence instead of 0.5 s
+    assert f0.t == e0.t and np.array_equal(f0.audio, e0.audio)  # the same segment
+    assert h1 == t1 and f1.t == e1.t  # the next segment ends as it would have
+    assert [t for t, _ in short] == [t0, t1]

@@ -31,6 +31,7 @@ from typing import Literal, Protocol
 import torch
 
 from vita.api import Vita
+from vita.duplex.end_of_turn import TurnEnd, turn_end
 from vita.errors import PromptError
 from vita.generation.loop import PromptCache, TextLoop
 from vita.generation.sampling import GREEDY, SamplingConfig
@@ -92,8 +93,10 @@ class ReplyJob:
         generator: torch.Generator | None = None,
         donor: RoleCache | None = None,
         listen_ahead: bool = True,
+        turn_end: TurnEnd | None = None,
     ) -> None:
         self.vita, self.cache, self.turns, self.donor = vita, cache, list(turns), donor
+        self.turn_end = turn_end  # scores whether the user's newest clip ends their turn (`end_of_turn`)
         self.listen_ahead = listen_ahead
         self.max_new_tokens, self.sampling, self.prefill_chunk = max_new_tokens, sampling, prefill_chunk
         self.system, self.generator = system, generator
@@ -137,6 +140,15 @@ class ReplyJob:
     @property
     def state(self) -> str | None:
         return self.reply.state if self.reply is not None and self._heard is None else None
+
+    @property
+    def end_of_turn(self) -> float | None:
+        """P(the user's turn ends after the last word heard in the newest clip) (`vita.duplex.end_of_turn`); None
+        before the prefill ran that word, while Whisper's transcript is still on its way, or without a probe."""
+        if self.turn_end is None or self.reply is None or self._heard is not None:
+            return None
+        logits = self.reply.tokens.probe_logits
+        return None if logits is None else self.turn_end.score(logits)
 
     @property
     def prompt_len(self) -> int:
@@ -194,9 +206,11 @@ class ReplyJob:
         L, S = embeds.shape[0], self.cache.max_seq_len
         if L >= S:
             raise PromptError(f"prompt of {L} positions does not fit the role cache of {S}: trim the history")
+        assert self._inputs is not None
+        probe = self.turn_end.probe(self._inputs.token_ids, embeds) if self.turn_end is not None else None
         tokens = self.vita.token_loop(self.cache, embeds, max_new_tokens=self.max_new_tokens, sampling=self.sampling,
                                       generator=self.generator, prefill_chunk=self.prefill_chunk, forced=self.forced,
-                                      forced_complete=self.forced_complete, donor=self.donor)
+                                      forced_complete=self.forced_complete, donor=self.donor, probe=probe)
         self._embeds = embeds
         self.reply = TextLoop(tokens, self.vita.tokenizer)
 
@@ -255,8 +269,10 @@ class Engine:
         forcing: Forcing | None = None,
         system: str | None = None,
         seed: int | None = None,
+        end_of_turn: bool = True,
     ) -> None:
         self.vita = vita
+        self.turn_end = turn_end(vita) if end_of_turn else None  # the listener's end-of-turn score
         self.max_seq_len = min(max_seq_len, vita.config.llm.max_position_embeddings)
         self.max_new_tokens, self.sampling, self.prefill_chunk = max_new_tokens, sampling, prefill_chunk
         self.forcing, self.system = forcing, system
@@ -272,5 +288,5 @@ class Engine:
         script = self.forcing(turns) if self.forcing is not None else None
         return ReplyJob(self.vita, cache, turns, max_new_tokens=self.max_new_tokens, sampling=self.sampling,
                         prefill_chunk=self.prefill_chunk, script=script, system=self.system,
-                        generator=self.generator, donor=donor)
+                        generator=self.generator, donor=donor, turn_end=self.turn_end)
 

@@ -68,6 +68,7 @@ from vita.duplex.turn_taking import (
     answered,
     decided,
     ends_early,
+    fragment,
     is_backchannel,
     is_pause,
     pick,
@@ -200,6 +201,8 @@ class Session:
             # the clock time of mic sample 0: feeding late (a backlog) only makes the estimate larger, so keep the min
             seen = self.frontend.received + len(event.pcm)
             self._mic_t0 = min(self._mic_t0, self.clock.now() - seen / SAMPLE_RATE)
+            # a speculated piece that sounds unfinished keeps the segment open longer (`turn_taking.fragment`)
+            self.vad.hold(self.config.fragment_hold_ms if fragment(self.listening, self.config) else 0.0)
             for ev in self.vad.step(self.frontend.step(event.pcm)):
                 self._on_vad(ev, events)
             self._commit_early(events)

@@ -54,6 +54,10 @@ class SessionConfig:
     backchannel_end_ms: float = 300.0  # ... it ends after this much silence (not the VAD's min_silence_ms)
     continuation_s: float = 2.5  # the user speaks again this soon after our reply started ...
     continuation_words: int = 3  # ... with fewer words of it heard: they had paused; answer both pieces as one
+    # a held-back reply whose end-of-turn score (`vita.duplex.end_of_turn`) is below `fragment_score` heard a
+    # fragment ("What is the"): no early commit, and the segment ends after `fragment_hold_ms` of silence
+    fragment_score: float = 0.1
+    fragment_hold_ms: float = 1500.0
     vad: VADConfig = field(default_factory=VADConfig)
     gate: GateConfig = field(default_factory=GateConfig)
 
@@ -149,7 +153,16 @@ def ends_early(listening: Listen | None, vad: StreamingVAD, backchannel: bool, c
     lst = listening
     if lst is None or not lst.speculative or not config.commit_silence_ms or not vad.in_speech:
         return False
-    return answered(lst.job) and vad.silence_ms >= config.commit_silence_ms and not backchannel
+    return (answered(lst.job) and vad.silence_ms >= config.commit_silence_ms and not backchannel
+            and not fragment(lst, config))
+
+
+def fragment(listening: Listen | None, config: SessionConfig) -> bool:
+    """The speculated piece sounds unfinished: its job's end-of-turn score is below `fragment_score`."""
+    if listening is None or not listening.speculative or not config.fragment_score:
+        return False
+    score = getattr(listening.job, "end_of_turn", None)
+    return score is not None and score < config.fragment_score
 
 
 def prompt(history: list[Turn], utt: Utterance, history_turns: int, *, withdrawn: bool,

@@ -133,6 +133,9 @@ class TokenLoop:
             its row runs with the prompt's last chunk, so when the first id chosen is `guess` the second comes out
             of the next step without a forward (one decode step saved); otherwise its position is dropped. The ids
             chosen are those of the loop without it (same logits up to float rounding, same sampling order).
+        probe: a prompt position whose next-token logits are kept (`probe_logits` [1, V], float32): what the prompt
+            would say after that position (the duplex end-of-turn score reads the user's last heard word). The
+            prefill runs it even where a cache holds it (the cache keeps only the rows before it); one head row more.
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class TokenLoop:
         forced_complete: bool = True,
         donor: PromptCache | None = None,
         guess: int | None = None,
+        probe: int | None = None,
     ) -> None:
         if cache.llm is not llm:
             raise ValueError("the cache belongs to another model")
@@ -177,6 +181,8 @@ class TokenLoop:
         self.guess = guess if not forced and self.max_new_tokens > 1 else None
         self.guessed = False  # the first id was the guess: the second comes from the prefill's extra row
         self._ahead: torch.Tensor | None = None  # [1, V] logits of the position after the guess
+        self.probe = probe if probe is not None and 0 <= probe < L else None
+        self.probe_logits: torch.Tensor | None = None  # [1, V] float32, once the prefill ran `probe`
         self.phase: Phase = "prefill" if max_new_tokens > 0 else "done"
         if self.phase == "done":
             self.finish_reason = "length"
@@ -194,6 +200,8 @@ class TokenLoop:
                     cache.copy_prefix(donor, theirs)
                     keep = self.copied = theirs
             keep = min(keep, L - 1)  # at least one position runs: it gives the logits
+            if self.probe is not None:
+                keep = min(keep, self.probe)  # the probed row runs here
             self.copied = min(self.copied, keep)
             cache.truncate(keep)
         self.reused = keep  # prompt positions served from a cache (this one's, or copied from the donor's)
@@ -237,6 +245,8 @@ class TokenLoop:
             rows = torch.cat([rows, self.llm.tok_embeddings.weight[guess][None].to(rows.dtype)])  # [l + 1, D]
         pos = torch.arange(a, a + rows.shape[0], device=rows.device)  # [l'] (l, or l + 1 with the guess)
         hidden = self.llm.hidden_states(input_embeds=rows[None], input_pos=pos, cache=self.cache.kv)  # [1, l', D]
+        if self.probe is not None and a <= self.probe < b:
+            self.probe_logits = self.llm.head(hidden[:, self.probe - a]).float()  # [1, V]
         self.cache.append(rows)
         self._pos = a + rows.shape[0]
         if b < L:

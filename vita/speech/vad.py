@@ -163,6 +163,7 @@ class StreamingVAD:
         self._last = 0  # index of the last window above end_threshold
         self._silence = 0  # consecutive silent windows inside a segment
         self._paused = False  # SpeechPaused was emitted for the current silence run
+        self.hold_ms = 0.0  # a turn-taker's longer hangover for the open segment (`hold`)
 
     @property
     def in_speech(self) -> bool:
@@ -177,6 +178,11 @@ class StreamingVAD:
     def speech_s(self) -> float:
         """Span of the open segment's speech so far, first to last speech window (0 outside a segment)."""
         return (self._last + 1 - self._first) * WINDOW / SAMPLE_RATE if self._in_speech else 0.0
+
+    def hold(self, ms: float) -> None:
+        """The open segment ends after `ms` of silence if that is longer than `min_silence_ms` (a turn-taker thinks
+        the user has not finished); 0 goes back to `min_silence_ms`. A new segment starts without a hold."""
+        self.hold_ms = float(ms)
 
     def end_now(self) -> list[VADEvent]:
         """Close the open segment here (a turn-taker decided the turn is over before `min_silence_ms`)."""
@@ -232,7 +238,7 @@ class StreamingVAD:
             self._silence += 1
         silent_ms = self._silence * WINDOW * 1000 / SAMPLE_RATE
         too_long = (idx - self._first + 1) * WINDOW / SAMPLE_RATE >= cfg.max_utterance_s
-        if silent_ms >= cfg.min_silence_ms or too_long:
+        if silent_ms >= max(cfg.min_silence_ms, self.hold_ms) or too_long:
             return events + self._end()
         if cfg.pause_ms and not self._paused and silent_ms >= cfg.pause_ms:
             self._paused = True
@@ -255,6 +261,7 @@ class StreamingVAD:
         t_end = self._t(self._last + 1)
         span_ms = (self._last + 1 - self._first) * WINDOW * 1000 / SAMPLE_RATE
         self._in_speech, self._onset, self._speech, self._paused = False, 0, [], False
+        self.hold_ms = 0.0
         if span_ms < cfg.min_utterance_ms:
             return [SpeechDiscarded(t_end)]
         return [SpeechEnded(t_end, audio, span_ms / 1000)]
