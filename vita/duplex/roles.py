@@ -97,6 +97,7 @@ class ReplyJob:
     ) -> None:
         self.vita, self.cache, self.turns, self.donor = vita, cache, list(turns), donor
         self.turn_end = turn_end  # scores whether the user's newest clip ends their turn (`end_of_turn`)
+        self._scored: tuple[torch.Tensor, float] | None = None  # (the probe logits scored, their score)
         self.listen_ahead = listen_ahead
         self.max_new_tokens, self.sampling, self.prefill_chunk = max_new_tokens, sampling, prefill_chunk
         self.system, self.generator = system, generator
@@ -148,7 +149,11 @@ class ReplyJob:
         if self.turn_end is None or self.reply is None or self._heard is not None:
             return None
         logits = self.reply.tokens.probe_logits
-        return None if logits is None else self.turn_end.score(logits)
+        if logits is None:
+            return None
+        if self._scored is None or self._scored[0] is not logits:  # once per prefill (the session asks often)
+            self._scored = (logits, self.turn_end.score(logits))
+        return self._scored[1]
 
     @property
     def prompt_len(self) -> int:
