@@ -22,11 +22,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from vita.datasets.mini.build import ASR_PROMPT as PROMPT  # the data builder's transcription prompt
 from vita.errors import DataError
 
 __all__ = ["heard_targets", "is_transcription"]
-
-PROMPT = "Transcribe the speech."
 
 
 def is_transcription(record: dict, prompt: str = PROMPT) -> bool:
@@ -85,6 +84,7 @@ def write_heard_targets(vm, data: Path, source: str, out: str, *, limit: int | N
         raise DataError(f"{src}: cannot read a JSON list of records ({e})", "config") from e
     if not isinstance(records, list):
         raise DataError(f"{src}: expected a JSON list of records, got {type(records).__name__}", "config")
+
     def progress(n: int) -> None:
         if n % 200 == 0:
             print(f"{src}: {n} transcriptions heard", file=sys.stderr, flush=True)
