@@ -59,7 +59,24 @@ def test_whispers_words_replace_the_target_only_where_they_are_used(tmp_path):
     assert [r["id"] for r in out] == ["a0", "a1", "a2"]
     assert [r["conversations"][1]["value"] for r in out] == ["<3>The cat sad.", "<3>A red ball.", "<3>Blue sky."]
     assert out[0]["conversations"][0] == records[0]["conversations"][0] and out[0]["audio"] == "media/0.wav"
-    assert counts == {"transcriptions": 3, "whisper_used": 2, "changed": 1}
+    assert counts == {"transcriptions": 3, "whisper_used": 2, "changed": 1, "kept_truth": 0}
+
+
+def test_max_wer_keeps_the_truth_where_whisper_misreads_grossly(tmp_path):
+    records = [_asr(0, "The cat sat on the mat."), _asr(1, "A red ball is here."), _asr(2, "Blue sky.")]
+    (tmp_path / "media").mkdir()
+    for i in range(3):
+        (tmp_path / "media" / f"{i}.wav").write_bytes(b"")
+    heard = {"0.wav": "the cat sat on the hat",  # 1 of 6 words wrong: copied
+             "1.wav": "i read all his ear",  # 5 of 5 wrong: the true sentence stays
+             "2.wav": "blue sky"}  # right up to case and punctuation: copied as Whisper wrote it
+    out, counts = heard_targets(lambda clip: {"whisper": heard[clip.name], "used": "whisper"}, records, tmp_path,
+                                max_wer=0.34)
+    assert [r["conversations"][1]["value"] for r in out] == [
+        "<3>the cat sat on the hat", "<3>A red ball is here.", "<3>blue sky"]
+    assert counts == {"transcriptions": 3, "whisper_used": 3, "changed": 2, "kept_truth": 1}
+    with pytest.raises(DataError, match="max_wer"):
+        heard_targets(lambda clip: {}, records, tmp_path, max_wer=-1)
 
 
 def test_a_missing_clip_is_named(tmp_path):

@@ -155,13 +155,15 @@ def heard_targets(argv: list[str]) -> int:
     p.add_argument("--source", default="train/audio_align.json", help="transcription records, relative to --data")
     p.add_argument("--out", default="train/audio_align_heard.json", help="written beside --source, relative to --data")
     p.add_argument("--limit", type=int, help="only the first N transcription records")
+    p.add_argument("--max-wer", type=float, help="keep the true sentence where Whisper's word error rate exceeds this")
     args = p.parse_args(argv)
 
     def run() -> int:
         import vita
 
         vm = vita.load(args.model, dtype="fp32")
-        print(json.dumps(mod.write_heard_targets(vm, args.data, args.source, args.out, limit=args.limit)))
+        print(json.dumps(mod.write_heard_targets(vm, args.data, args.source, args.out, limit=args.limit,
+                                                 max_wer=args.max_wer)))
         return 0
 
     return run_command(run)

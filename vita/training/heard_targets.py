@@ -8,7 +8,7 @@ speech, where Whisper is right (WER 18.3 %), that rewriting made the LLM's trans
 the words Whisper gives are copied, and where the CTC read-out is used instead the true sentence stays the target.
 
     python -m vita.cli.tools heard_targets --model runs/t7/heard --data runs/mini/data \\
-        --source train/audio_align.json --out train/audio_align_heard.json --limit 3000
+        --source train/audio_align.json --out train/audio_align_heard.json --limit 3000 --max-wer 0.34
 
 `--model` must be the model whose audio path training starts from (its Whisper transcriber is frozen in stage 3, so
 the words are those training will read). Records other than one-clip transcriptions (`prompt` + "<audio>" -> a
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from vita.datasets.mini.build import ASR_PROMPT as PROMPT  # the data builder's transcription prompt
 from vita.errors import DataError
+from vita.eval.metrics import error_rate
 
 __all__ = ["heard_targets", "is_transcription"]
 
@@ -41,13 +42,18 @@ def is_transcription(record: dict, prompt: str = PROMPT) -> bool:
 def heard_targets(
     hear: Callable[[Path], dict], records: list[dict], media_root: Path, *, limit: int | None = None,
     prompt: str = PROMPT, source: str = "records", progress: Callable[[int], None] | None = None,
+    max_wer: float | None = None,
 ) -> tuple[list[dict], dict[str, int]]:
     """(the first `limit` transcription records, each target Whisper's words where `hear(clip)` used them; counts).
 
     `hear` is `vita.eval.heard.heard` bound to a model: {"whisper": text, "used": "whisper" | "read_out", ...};
+    with `max_wer`, Whisper's words replace the record's transcript only where their word error rate against it is
+    at most `max_wer` (a fraction): a gross misreading (noise, telephone band) keeps the true sentence as the target.
     `progress(n)` is called after each transcription heard."""
+    if max_wer is not None and not 0 <= max_wer:
+        raise DataError(f"max_wer must be a fraction >= 0, got {max_wer}", "config")
     out: list[dict] = []
-    counts = {"transcriptions": 0, "whisper_used": 0, "changed": 0}
+    counts = {"transcriptions": 0, "whisper_used": 0, "changed": 0, "kept_truth": 0}
     for i, record in enumerate(records):
         if limit is not None and counts["transcriptions"] >= limit:
             break
@@ -62,6 +68,9 @@ def heard_targets(
         if h["used"] == "whisper" and h["whisper"].strip():
             counts["whisper_used"] += 1
             text = h["whisper"].strip()
+            if max_wer is not None and error_rate(gpt[3:], text) > max_wer:
+                counts["kept_truth"] += 1
+                text = gpt[3:]
             counts["changed"] += text != gpt[3:]
             record = {**record, "conversations": [record["conversations"][0], {"from": "gpt", "value": gpt[:3] + text}]}
         out.append(record)
@@ -71,7 +80,7 @@ def heard_targets(
 
 
 def write_heard_targets(vm, data: Path, source: str, out: str, *, limit: int | None = None,
-                        prompt: str = PROMPT) -> dict[str, int]:
+                        prompt: str = PROMPT, max_wer: float | None = None) -> dict[str, int]:
     """`heard_targets` over `data/source` (media relative to that file's folder), written to `data/out`."""
     from vita.eval.heard import heard
 
@@ -90,7 +99,7 @@ def write_heard_targets(vm, data: Path, source: str, out: str, *, limit: int | N
             print(f"{src}: {n} transcriptions heard", file=sys.stderr, flush=True)
 
     written, counts = heard_targets(lambda clip: heard(vm, clip), records, src.parent, limit=limit, prompt=prompt,
-                                    source=str(src), progress=progress)
+                                    source=str(src), progress=progress, max_wer=max_wer)
     if not written:
         raise DataError(f"{src}: no transcription record ({prompt!r} + <audio>)", "config")
     dst.write_text(json.dumps(written, ensure_ascii=False, indent=1))
