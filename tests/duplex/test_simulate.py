@@ -17,7 +17,7 @@ from vita.duplex.stages import STAGES
 from vita.speech.vad import SAMPLE_RATE, WINDOW, VADConfig
 
 KEYS = {"response_ms_p50", "response_ms_p90", "stop_ms_p50", "stop_ms_p90", "false_trigger_rate", "miss_rate",
-        "rss_two_roles_over_one", "scenarios", "stages"}
+        "rss_two_roles_over_one", "scenarios", "stages", "stalled_rate", "stall_ms_p90"}
 BUILTIN = ["question", "barge-in", "background", "noise", "pause", "echo"]
 
 
@@ -67,6 +67,25 @@ def test_scripted_scenarios_have_no_false_triggers_and_no_misses(report):
     assert rows["echo"]["non_queries"] == 1  # our own voice is the one thing that must not trigger
     assert rows["background"]["stop_ms_p50"] is not None  # the chatter paused us ...
     assert rows["background"]["resume_gap_ms_p50"] is not None  # ... and playback resumed
+
+
+def test_inline_speech_never_stalls(report):
+    # without compute time every phrase is rendered the moment it is cut: playback never runs dry inside a reply
+    # (up to a sample or two where a release time rounds onto the speaker's sample grid)
+    assert report["stalled_rate"] == 0.0 and 0.0 <= report["stall_ms_p90"] < 1.0
+    assert all(r["stall_ms_max"] is None or 0.0 <= r["stall_ms_max"] < 1.0 for r in report["scenarios"])
+
+
+def test_stalls_count_silence_inside_a_reply_up_to_its_pause():
+    from vita.duplex.events import PlaybackPaused
+    from vita.duplex.simulate import _stalls
+
+    sr = SAMPLE_RATE
+    placed = [(1, 0, 1600), (1, 1600, 1600), (1, 4800, 1600),  # 0.1 s dry between its 2nd and 3rd piece
+              (2, 8000, 1600), (2, 11200, 1600), (2, 20000, 800)]  # 0.1 s dry, then paused on purpose
+    events = [PlaybackPaused(12800 / sr, 2)]
+    assert _stalls(placed, events) == pytest.approx([0.1, 0.1])
+    assert _stalls([(3, 0, 1600)], []) == [0.0]
 
 
 def test_barge_in_stops_within_the_vad_onset_window_and_a_tick(report):

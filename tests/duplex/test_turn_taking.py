@@ -104,3 +104,20 @@ def test_a_turn_is_deciding_until_its_answer_has_text(tiny, voices, voice):
     Run(session, clock).play(np.concatenate([silence(0.3), voices["question"], silence(0.8)]), until_idle=True)
     assert (True, False, True) in seen  # state read, no text yet: still deciding
     assert all(deciding == (not state or not text) for state, text, deciding in seen)
+
+
+def test_the_reply_does_not_decode_beside_its_first_phrase():
+    """While the speech thread renders the first phrase (nothing of the reply queued yet), the reply's decode waits:
+    the first audio gets the CPU; once audio is queued, or with the rule off, decoding goes on beside the rendering."""
+    from types import SimpleNamespace as NS
+
+    from vita.duplex.turn_taking import SessionConfig, pick
+
+    reply = NS(job=NS(done=False))
+    rendering = NS(ready=False, pending=True)
+    first = NS(paused=False, buffered_s=0.0, queued=0)
+    assert pick(reply, None, first, rendering, SessionConfig()) is None
+    assert pick(reply, None, first, rendering, SessionConfig(first_phrase_alone=False)) == "speak"
+    assert pick(reply, None, NS(paused=False, buffered_s=0.2, queued=4800), rendering, SessionConfig()) == "speak"
+    assert pick(reply, None, first, NS(ready=False, pending=False), SessionConfig()) == "speak"  # no phrase cut yet
+    assert pick(reply, None, first, NS(ready=True, pending=True), SessionConfig()) == "tts"

@@ -177,6 +177,19 @@ def test_worker_renders_off_the_caller_thread_in_order(synth):
     assert set(threads) == {"vita-tts"}
 
 
+def test_worker_calls_on_ready_for_each_chunk_on_its_thread():
+    called: list[str] = []
+    worker = SpeechWorker(lambda text: np.full(160, 0.1, np.float32),
+                          on_ready=lambda: called.append(threading.current_thread().name))
+    try:
+        worker.push("First clause here. Second clause here. ")
+        worker.end_of_text()
+        chunks = worker.flush()
+    finally:
+        worker.close()
+    assert len(chunks) == 2 and called == ["vita-tts", "vita-tts"]
+
+
 def test_worker_cancel_mid_phrase_hands_out_nothing_of_it():
     """A cancel while a phrase is being rendered: that rendering, and everything queued, never comes out."""
     started, release = threading.Event(), threading.Event()

@@ -14,6 +14,7 @@ Metrics (true times from the script, not from the VAD):
     response latency   first reply audio - true end of a query
     stop latency       our speaker falls silent - true onset of speech over our playback
     resume gap         playback resumed - paused (a dropped non-query)
+    stalls             per reply: the silence inside its playback before it ended (the next phrase came late)
     false trigger      a non-query segment produced reply audio or cancelled the playing reply, or a reply started
                        for an utterance no segment explains (our own echo); rate = false triggers / (non-query
                        segments + echo scenarios)
@@ -92,6 +93,7 @@ class Result:
     speaker: np.ndarray | None = None  # [N] what the speaker played, on the mic timeline
     stamps: dict[int, dict[str, float]] = field(default_factory=dict)  # the session's stage stamps
     placed: list[tuple[int, int, int]] = field(default_factory=list)  # (reply id, speaker sample, samples) played
+    stalls: list[float] = field(default_factory=list)  # per reply: silence inside its playback (underruns), s
 
 
 class ScenarioForcing:
@@ -249,6 +251,30 @@ def _score(res: Result, scenario: Scenario, *, echo: bool) -> None:
             paused[e.reply_id] = e.t
         elif isinstance(e, PlaybackResumed) and e.reply_id in paused:
             res.resume_gap.append(e.t - paused.pop(e.reply_id))
+    res.stalls = _stalls(res.placed, ev)
+
+
+STALL_S = 0.04  # a silence inside a reply's playback a listener notices
+
+
+def _stalls(placed: Sequence[tuple[int, int, int]], events: Sequence) -> list[float]:
+    """Per reply with audio: the silence between its first sample and its last (an underrun: the next phrase was not
+    rendered in time), counted up to the reply's first pause or cancel (a pause is silence on purpose)."""
+    stop = {}  # reply id -> speaker sample at which its playback was first stopped on purpose
+    for e in events:
+        if isinstance(e, (PlaybackPaused, ReplyCancelled)):
+            stop.setdefault(e.reply_id, int(e.t * SAMPLE_RATE))
+    gaps: dict[int, int] = {}
+    end: dict[int, int] = {}
+    for rid, at, n in placed:
+        if at >= stop.get(rid, 1 << 62):
+            continue
+        if rid in end:
+            gaps[rid] = gaps.get(rid, 0) + max(at - end[rid], 0)
+        else:
+            gaps[rid] = 0
+        end[rid] = at + n
+    return [g / SAMPLE_RATE for g in gaps.values()]
 
 
 def _stages(res: Result, stamps: dict[str, float], true_end: float) -> None:
@@ -277,6 +303,7 @@ def row(res: Result, **extra) -> dict:
         "response_ms_p50": _ms(res.response_latency, 50), "response_ms_p90": _ms(res.response_latency, 90),
         "stop_ms_p50": _ms(res.stop_latency, 50), "stop_ms_p90": _ms(res.stop_latency, 90),
         "resume_gap_ms_p50": _ms(res.resume_gap, 50),
+        "stall_ms_max": round(1000 * max(res.stalls), 1) if res.stalls else None,
         "false_triggers": res.false_triggers, "misses": res.misses, "echo_pauses": res.echo_pauses,
         "false_trigger_rate": _rate(res.false_triggers, res.non_queries),
         "miss_rate": _rate(res.misses, res.queries),
@@ -290,10 +317,13 @@ def report(results: Sequence[Result], *, rss_ratio: float | None = None, **extra
     """The `vita bench duplex --json` object: headline figures over all scenarios, `scenarios` rows, `stages`."""
     resp = [x for r in results for x in r.response_latency]
     stop = [x for r in results for x in r.stop_latency]
+    stalls = [x for r in results for x in r.stalls]
     stages = {s: [x for r in results for x in r.stages[s]] for s in STAGES}
     return {
         "response_ms_p50": _ms(resp, 50), "response_ms_p90": _ms(resp, 90),
         "stop_ms_p50": _ms(stop, 50), "stop_ms_p90": _ms(stop, 90),
+        # replies whose playback fell silent for more than 40 ms before it ended (the speech ran out), and the worst
+        "stalled_rate": _rate(sum(x > STALL_S for x in stalls), len(stalls)), "stall_ms_p90": _ms(stalls, 90),
         "false_trigger_rate": _rate(sum(r.false_triggers for r in results), sum(r.non_queries for r in results)),
         "miss_rate": _rate(sum(r.misses for r in results), sum(r.queries for r in results)),
         "rss_two_roles_over_one": rss_ratio,

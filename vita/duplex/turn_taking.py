@@ -20,7 +20,8 @@ Turn-taking beyond a fixed VAD hangover (reference/duplex-design.md, issue 13):
     (ReplyCancelled reason "continuation", nothing of it in the history) and both pieces are answered as one.
 The scheduler (`pick`) keeps at least `low_water_s` of reply audio queued, then serves the listener, then the
 reply's TTS and decode up to `high_water_s` of queued audio. With `vita.speech.tts.SpeechWorker` the phrases are
-rendered on their own thread and the "tts" unit only collects them.
+rendered on their own thread and the "tts" unit only collects them; while the first phrase renders, the reply does not
+decode (`first_phrase_alone`): the first audio is what the user waits for.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class SessionConfig:
     # fragment ("What is the"): no early commit, and the segment ends after `fragment_hold_ms` of silence
     fragment_score: float = 0.1
     fragment_hold_ms: float = 1500.0
+    # while a reply's first phrase is being rendered (a `SpeechWorker`) and none of its audio is out, the reply does
+    # not decode beside it: on a machine of few cores both would share them and the first audio would come later
+    first_phrase_alone: bool = True
     vad: VADConfig = field(default_factory=VADConfig)
     gate: GateConfig = field(default_factory=GateConfig)
 
@@ -103,6 +107,8 @@ def pick(reply: Reply | None, listening: Listen | None, playout: Playout, tts: S
     """The unit of work to run now: "tts", "speak", "listen" or None (nothing to do)."""
     speak = reply is not None and not reply.job.done
     ready = reply is not None and tts.ready
+    if speak and config.first_phrase_alone and not ready and tts.pending and playout.queued == 0:
+        speak = False  # the first phrase renders on the speech thread: it has the CPU to itself
     starving = reply is not None and not playout.paused and playout.buffered_s < config.low_water_s
     if starving and (ready or speak):
         return "tts" if ready else "speak"

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,7 @@ class Connection:
         self.outbox: asyncio.Queue[dict | None] = asyncio.Queue()
         self.inbox: deque[tuple] = deque()
         self.wake = asyncio.Event()
+        self._wake_soon: Callable[[], object] = lambda: None  # sets `wake` from another thread (set in `run`)
         self.buffered = 0  # 16 kHz samples received, not yet fed
         self.fed = 0  # 16 kHz samples fed to the session
         # conversation items waiting for the next user turn (response.create or a committed spoken one): id -> its
@@ -85,6 +87,8 @@ class Connection:
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_loop())
         driver: asyncio.Task | None = None
+        loop = asyncio.get_running_loop()
+        self._wake_soon = lambda: loop.call_soon_threadsafe(self.wake.set)  # from other threads (speech ready)
         try:
             self.session = await self.state.worker.call(self._build)
             if self.voice is None or self.voice.synth is None:
@@ -124,9 +128,15 @@ class Connection:
         engine = BoundedRoles(self.state.engine.vita, max_seq_len=self.config.max_seq_len,
                               max_new_tokens=self.config.max_new_tokens, forcing=self.config.forcing())
         # phrases are rendered on the worker's own thread, never on the model thread (closed with the connection)
-        self.speech = SpeechWorker(self.voice, sample_rate=OUTPUT_RATE)
+        # a finished phrase wakes the driver at once (the first one is what the user waits for)
+        self.speech = SpeechWorker(self.voice, sample_rate=OUTPUT_RATE, on_ready=self._speech_ready)
         return Session(engine, self.speech, clock=self.config.clock(), config=self.config.session(),
                        vad=self.config.vad())
+
+    def _speech_ready(self) -> None:
+        """On the speech thread: a chunk is ready; the driver may sleep in `wake.wait()` (closed loop: ignored)."""
+        with contextlib.suppress(RuntimeError):
+            self._wake_soon()
 
     def send(self, event: dict[str, Any]) -> None:
         if self.closing.is_set():

@@ -290,11 +290,13 @@ class SpeechWorker(StreamingTTS):
     on the other core while the model decodes). `synthesize_next()` never blocks: it hands out the next finished
     chunk, in order, or None; `wait(timeout)` blocks until one is ready. `cancel()` drops queued phrases, stops a
     Piper rendering between its sentences, and makes sure nothing rendered before it is ever handed out.
-    `close()` ends the thread."""
+    `on_ready()`, if given, is called on the worker's thread each time a chunk becomes ready (a driver that sleeps
+    between units of work wakes for it). `close()` ends the thread."""
 
-    def __init__(self, synth: Synthesizer, **kw) -> None:
+    def __init__(self, synth: Synthesizer, *, on_ready: Callable[[], None] | None = None, **kw) -> None:
         import threading
 
+        self.on_ready = on_ready
         self._cond = threading.Condition()
         self._epoch = 0  # bumped by every cancel: a rendering of an older epoch is dropped
         self._done: deque[SpeechChunk] = deque()
@@ -370,9 +372,12 @@ class SpeechWorker(StreamingTTS):
             finally:
                 with self._cond:
                     self._busy = False
-                    if epoch == self._epoch:
+                    fresh = epoch == self._epoch
+                    if fresh:
                         self._done.append(chunk)
                     self._cond.notify_all()
+                if fresh and self.on_ready is not None:
+                    self.on_ready()
 
     def _say(self, spoken: str) -> np.ndarray:
         if isinstance(self.synth, PiperSynth):

@@ -135,8 +135,9 @@ class VADConfig:
     onset_windows: int = 1  # consecutive windows >= start_threshold before SpeechStarted
     min_silence_ms: float = 500.0  # silence that ends an utterance
     # a first short silence inside a segment: SpeechPaused (0: never). 96 -> 64 ms gave reply audio ~25 ms sooner
-    # (vita bench duplex p50 495-500 -> 468-473 ms); pieces speculated on and then dropped cost only CPU
-    pause_ms: float = 64.0
+    # (vita bench duplex p50 495-500 -> 468-473 ms), 64 -> 32 (one window) ~30 ms more (479 -> 446-457, 2026-12-06);
+    # pieces speculated on and then dropped cost only CPU
+    pause_ms: float = 32.0
     pre_roll_ms: float = 200.0  # audio kept before the first speech window (the first syllable)
     end_pad_ms: float = 100.0  # audio kept after the last speech window
     min_utterance_ms: float = 250.0  # shorter segments (speech windows span) are discarded
