@@ -18,6 +18,9 @@ def test_three_sessions_answer_their_own_questions_and_survive_a_disconnect():
                               "ok": True}
     assert res.spoken >= 3 and res.typed >= 3 and len(res.latency_ms) == res.spoken
     assert all(0 < ms < 30_000 for ms in res.latency_ms)
+    # every spoken answer is heard: its first sound comes at or after its first delta (the transcript may lead)
+    assert len(res.audio_ms) == res.spoken and all(a >= t for a, t in zip(res.audio_ms, res.latency_ms, strict=True))
+    assert "first audio delta" in bench.report(res)
     assert res.chat_status == {"200": len(res.chat_ms)} and len(res.chat_ms) >= 3  # chat interleaved: all 200
     assert res.ok and "leakage: none" in bench.report(res)
 

@@ -416,3 +416,18 @@ def test_speech_rendered_on_its_own_thread_plays_the_same_audio(tiny, voices, vo
         if threaded:
             session.tts.close()
     np.testing.assert_array_equal(played[True], played[False])
+
+
+def test_every_spoken_answer_is_spoken_after_a_finished_reply(tiny, voices, voice):
+    """A reply that finished leaves its speech closed; the next question's reply, rendered ahead while held back,
+    is spoken all the same (it once finished silently: the remainder of its text never reached the synthesizer)."""
+    session, clock = make(tiny, [ANSWER_2, ANSWER_2, ANSWER_2, ANSWER_2, ANSWER_2, ANSWER_2], synth=voice)
+    run = Run(session, clock)
+    for _ in range(2):
+        run.play(np.concatenate([silence(0.3), voices["question"], silence(0.8)]), until_idle=True, ticks=20)
+    check_reply_invariants(run)
+    finished = run.of(ReplyFinished)
+    assert len(finished) == 2
+    for fin in finished:
+        assert fin.text == ANSWER_2[len("<1> "):]
+        assert audio_of(run, fin.reply_id) == voice.samples(fin.text)

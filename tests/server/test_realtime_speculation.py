@@ -167,6 +167,7 @@ def test_committed_speculation_equals_the_turn_computed_at_the_end(make, modalit
     assert kinds[:4] == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
                          "input_audio_buffer.committed", "response.created"] and kinds[-1] == "response.done"
     assert any(k.endswith("transcript.delta") or k.endswith("text.delta") for k in kinds)
+    assert ("response.audio.delta" in kinds) == ("audio" in modalities)  # a spoken question is answered aloud
     assert_same_turn(state_a, state_b)
     (stages,) = state_a["stages"].values()
     assert stages["state"] < stages["vad_end"] and stages["first_text"] < stages["vad_end"]

@@ -18,7 +18,8 @@ response id this socket never saw created.
 
 Latency (spoken questions) = first response delta (`response.audio.delta` or the transcript / text delta,
 whichever comes first) minus the end of the user's speech (the time the client sent the question's last voiced
-sample). It includes the server VAD's end-of-speech silence (`silence_duration_ms`). Also shown: the same from
+sample); `audio_ms` the same for the first `response.audio.delta`, the first sound the user hears. Both include
+the server VAD's end-of-speech silence (`silence_duration_ms`). Also shown: the same from
 the `speech_stopped` event's arrival, and typed latency (response.create sent -> first delta). The server's side
 (`vita.server.realtime_stats`): each finished turn's stages (features, prefill, state token, first text, first TTS
 phrase, first audio) in ms from its commit, negative when done speculatively before it, and the model worker's
@@ -65,6 +66,7 @@ class BenchResult:
     spoken: int = 0  # spoken questions answered
     typed: int = 0
     latency_ms: list[float] = field(default_factory=list)  # end of speech -> first delta
+    audio_ms: list[float] = field(default_factory=list)  # end of speech -> first audio delta (the first sound)
     from_stopped_ms: list[float] = field(default_factory=list)  # speech_stopped arrival -> first delta
     typed_ms: list[float] = field(default_factory=list)
     chat_ms: list[float] = field(default_factory=list)  # /v1/chat/completions interleaved: request -> response
@@ -81,7 +83,7 @@ class BenchResult:
         return not self.errors and not self.leaks and bool(self.disconnect.get("ok")) and self.spoken > 0 and chat_ok
 
     def summary(self) -> dict[str, Any]:
-        timed = ("latency_ms", "from_stopped_ms", "typed_ms", "chat_ms")
+        timed = ("latency_ms", "audio_ms", "from_stopped_ms", "typed_ms", "chat_ms")
         out = {k: v for k, v in asdict(self).items() if k not in timed}
         for name in timed:
             values = getattr(self, name)
@@ -173,6 +175,7 @@ class Client:
         self.speech_end: tuple[int, asyncio.Future] | None = None  # samples left to the speech end, its time
         self.created: dict[str, float] = {}  # response id -> arrival
         self.first: dict[str, float] = {}  # response id -> first delta arrival
+        self.first_audio: dict[str, float] = {}  # response id -> first audio delta arrival
         self.texts: dict[str, str] = {}
         self.dones: asyncio.Queue[dict] = asyncio.Queue()
         self.stopped: list[float] = []
@@ -226,7 +229,9 @@ class Client:
                 if rid not in self.created:
                     self.res.leaks.append(f"{self.tag}: {kind} for response {rid} not created on this socket")
                 self.first.setdefault(rid, now)
-                if kind != "response.audio.delta":
+                if kind == "response.audio.delta":
+                    self.first_audio.setdefault(rid, now)
+                else:
                     self.texts[rid] = self.texts.get(rid, "") + e["delta"]
             elif kind == "response.done":
                 r = e["response"]
@@ -266,6 +271,8 @@ class Client:
             self.check(done, f"{self.tag} answers question {n}.")
             self.res.spoken += 1
             t_end, first = await ended, self.first.get(done["id"])
+            if done["id"] in self.first_audio:
+                self.res.audio_ms.append(1000 * (self.first_audio[done["id"]] - t_end))
             if first is not None:
                 self.res.latency_ms.append(1000 * (first - t_end))
                 before = [t for t in self.stopped if t <= first]
@@ -437,7 +444,7 @@ def _clients(port: int, res: BenchResult, questions: list[np.ndarray], chunk: in
 
 def report(res: BenchResult) -> str:
     s = res.summary()
-    lat, stop, typed = s["latency_ms"], s["from_stopped_ms"], s["typed_ms"]
+    lat, stop, typed, audio = s["latency_ms"], s["from_stopped_ms"], s["typed_ms"], s["audio_ms"]
     lines = [
         f"vita bench serve: {res.sessions} realtime sessions x {res.seconds:g} s on {res.model} (audio out, Piper); "
         f"load average {res.load[0]:.1f} -> {res.load[-1]:.1f} on {os.cpu_count()} CPUs",
@@ -445,6 +452,8 @@ def report(res: BenchResult) -> str:
         f"  latency, end of user speech -> first response delta: p50 {lat['p50']} ms, p90 {lat['p90']} ms, "
         f"max {None if lat['max'] is None else round(lat['max'], 1)} ms (n={lat['n']}; includes the VAD's "
         "end-of-speech silence)",
+        f"  latency, end of user speech -> first audio delta (the first sound): p50 {audio['p50']} ms, "
+        f"p90 {audio['p90']} ms (n={audio['n']})",
         f"  latency, speech_stopped -> first delta: p50 {stop['p50']} ms, p90 {stop['p90']} ms",
         f"  latency, typed (response.create -> first delta): p50 {typed['p50']} ms, p90 {typed['p90']} ms",
         f"  chat completions interleaved: {sum(res.chat_status.values())} requests, statuses {res.chat_status}, "

@@ -101,8 +101,8 @@ MAX_STAGE_RECORDS = 4096  # finished turns' stage times kept by a hub (`Hub.stag
 
 def session_config(**vad: Any) -> SessionConfig:
     """The server's duplex session settings. The VAD keeps as much audio after the speech as the pause that starts
-    a speculation has heard (96 ms), so a committed speculation's utterance is, sample for sample, the one the end of
-    speech gives (with the VAD's 100 ms it would lack the last 4 ms)."""
+    a speculation has heard (`VADConfig.pause_ms`), so a committed speculation's utterance is, sample for sample, the
+    one the end of speech gives."""
     return SessionConfig(lead_s=0.2, vad=VADConfig(**{"end_pad_ms": VADConfig().pause_ms, **vad}))
 
 

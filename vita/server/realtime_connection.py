@@ -327,6 +327,8 @@ class Connection:
                     out += await loop.run_in_executor(self.hub.audio, self._feed, s, chunks)
                 self._emit(out)  # now: a commit's response and first deltas never wait for the model worker
                 out = []
+                while s.next_unit == "tts":  # a phrase the speech thread rendered: collected here, never queued
+                    out += s.tick()  # behind other sessions' model work (the first sound is what the user awaits)
                 if s.has_work:
                     urgent = s.turn_pending
                     out += await self.state.worker.call(self._work, s, urgent,
