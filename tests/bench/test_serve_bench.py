@@ -39,8 +39,8 @@ def test_the_leakage_check_catches_a_crossed_history():
             if script.text.startswith("<1> Mark "):
                 seen.append(script.text[len("<1> Mark "):].split(" cycle ")[0])
                 return script
-            if seen and " answers question " in script.text:
-                return Script(f"<1> {seen[0]} answers question 1.")
+            if seen and script.text.startswith("<1> Here is answer "):
+                return Script(f"<1> Here is answer 1 for {seen[0]}.")
             return script
         return forcing
 

@@ -8,7 +8,7 @@ pcm16 in `--chunk-ms` appends paced by the wall clock (silence between questions
 session repeats a cycle until `--seconds`:
 
     1. a typed item "say Mark <tag> cycle <n>."   -> answered "Mark <tag> cycle <n>."       (forced, see below)
-    2. a spoken question (Piper speech), a pause   -> answered "<tag> answers question <n>."
+    2. a spoken question (Piper speech), a pause   -> answered "Here is answer <n> for <tag>."
 
 Replies are teacher-forced on the tiny weights (the model still runs every prompt and forced token): a typed
 "say X" is answered X; a spoken question is answered from the newest "Mark <tag> cycle <n>" found in the prompt
@@ -111,7 +111,8 @@ def make_forcing():
         for turn in reversed(turns[:-1]):
             for text in texts(turn):
                 if m := MARK.search(text):
-                    return Script(f"<1> {m['tag']} answers question {m['n']}.")
+                    # ordinary words first, as a real answer's first phrase (a tag spelled out costs ~10 tokens)
+                    return Script(f"<1> Here is answer {m['n']} for {m['tag']}.")
         return Script("<1> There is no mark in my history.")
     return forcing
 
@@ -268,7 +269,7 @@ class Client:
             ended: asyncio.Future = asyncio.get_running_loop().create_future()
             self.speech_end, self.pending = (int(len(self.pending) + end), ended), np.concatenate([self.pending, q])
             done = await self.answer()
-            self.check(done, f"{self.tag} answers question {n}.")
+            self.check(done, f"Here is answer {n} for {self.tag}.")
             self.res.spoken += 1
             t_end, first = await ended, self.first.get(done["id"])
             if done["id"] in self.first_audio:

@@ -151,9 +151,11 @@ class Session:
 
     @property
     def turn_pending(self) -> bool:
-        """The user waits on us: a turn is being decided or speculated on, or its reply has shown no text yet."""
-        return self.listening is not None or (self.reply is not None and not self.reply.text
-                                              and not self.reply.job.done)
+        """The user waits on us: a turn is being decided or speculated on, or its reply has nothing for the
+        synthesizer yet (no phrase cut: its first sound is what the user waits for)."""
+        r = self.reply
+        return self.listening is not None or (r is not None and not r.job.done and not self.tts.started
+                                              and self.playout.queued == 0)
 
     @property
     def speculating(self) -> bool:

@@ -43,7 +43,7 @@ is reported at the commit, `input_audio_buffer.clear` drops the speculation with
 Work off the event loop, bounded per session: each connection's driver task feeds its session's audio (echo gate,
 VAD) on the hub's audio threads and submits `session.tick()` batches (<= `tick_budget_s`) to the server's single
 model worker, so chat requests and realtime sessions never run the model concurrently. A batch for a turn the
-user waits on (decided or speculated on, or its reply without text yet: `Session.turn_pending`) is submitted
+user waits on (decided or speculated on, or its reply without speech yet: `Session.turn_pending`) is submitted
 URGENT (ahead of the other sessions' decode steps and of chat requests; up to its state token in one batch,
 `turn_max_s`), everything else NORMAL.
 Each session owns two `RoleCache`s of its own (never the LLM's default cache, which chat requests reuse). The

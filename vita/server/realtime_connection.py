@@ -5,7 +5,7 @@ alone touches its duplex session.
     inbox --_drive--> audio fed on the hub's audio threads (echo gate, VAD); other actions applied on the loop
           --> session events emitted at once (a commit's response and first deltas never wait for the model)
           --> `session.tick()` batches on the model worker: URGENT while the user waits on a turn (decided,
-              speculated on, or its reply without text yet: `Session.turn_pending`), NORMAL otherwise
+              speculated on, or its reply without speech yet: `Session.turn_pending`), NORMAL otherwise
     session events --Emitter (`realtime_emit.py`)--> server events --outbox--> _send_loop
 
 Everything the session does happens in one task (`_drive`): it awaits each audio batch and each model batch, so

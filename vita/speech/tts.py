@@ -210,6 +210,11 @@ class StreamingTTS:
         return bool(self._phrases)
 
     @property
+    def started(self) -> bool:
+        """A phrase was cut since the last reset (the reply's speech is under way)."""
+        return self._cut > 0
+
+    @property
     def pending(self) -> bool:
         return bool(self._phrases)
 
