@@ -105,6 +105,15 @@ if [ "${VITA_MINI_REGIONS:-0}" = 1 ]; then
         # its words are what the LLM reads, in stage 3 as at inference (VITA_MINI_TRANSCRIBER=0: the read-out only)
         [ -f "$OUT/heard/config.json" ] || $PY -m vita.cli.tools add_transcriber --model "$OUT/regioned" --out "$OUT/heard"
         export VITA_MINI_STAGE2=$OUT/heard
+        # transcription targets as the LLM will read them: Whisper's words wherever it is sure, so the LLM learns to
+        # copy what it reads rather than to rewrite it (vita.training.heard_targets; the first 3,000 transcriptions,
+        # every epoch, instead of a random quarter of the 12,000 against the true sentence). Measured 2026-12-05/06:
+        # real speech WER 50.2 -> 26.9 %; `--max-wer 0.34` (the true sentence where Whisper is far off) 45.5 %
+        [ -f "$VITA_MINI_DATA/train/audio_align_heard.json" ] || $PY -m vita.cli.tools heard_targets \
+            --model "$OUT/heard" --data "$VITA_MINI_DATA" --source train/audio_align.json \
+            --out train/audio_align_heard.json --limit 3000
+        STAGE3+=("data.sources.1.path=$VITA_MINI_DATA/train/audio_align_heard.json" "data.sources.1.weight=1.0")
+        stamp heard_targets
     fi
 fi
 $VITA train --recipe recipes/mini/stage3_instruct.yaml --output "$OUT/stage3" "${STAGE3[@]}"
