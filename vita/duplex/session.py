@@ -387,8 +387,8 @@ class Session:
             self.stages.stamp_step(lst.utterance.id, job, delta, self.clock.now())
             lst.held += delta
             if delta and lst.speculative and (lst.rendering or (self.reply is None and lst.held == delta)):
-                if not lst.rendering:
-                    self.tts.reset()  # nothing else speaks: the synthesizer starts clean for this reply
+                if not lst.rendering:  # nothing else speaks: a clean synthesizer for this reply (a finished
+                    self.tts.reset()  # reply left it closed; `_decide` resets it likewise when nothing was rendered)
                 self.tts.push(delta)  # render the first phrase ahead (a SpeechWorker does it now, off this thread)
                 lst.rendering = True
             if not lst.speculative and decided(job):
@@ -488,7 +488,6 @@ class Session:
             at = int((now - self._mic_t0) * SAMPLE_RATE) if self._mic_t0 < float("inf") else None
             self.frontend.play(resample(pcm, self.playout.rate, SAMPLE_RATE), at=at)  # the mic records it from now on
         if r.text_closed and not self.tts.pending and self.playout.buffered == 0:
-            self.tts.reset()  # its text was closed (`end_of_text`): the next reply starts on a clean synthesizer
             self.history.append(Turn("assistant", r.job.raw_text()))
             events.append(ReplyFinished(now, r.id, r.text.strip()))
             self.reply = None

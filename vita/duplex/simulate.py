@@ -269,10 +269,7 @@ def _stalls(placed: Sequence[tuple[int, int, int]], events: Sequence) -> list[fl
     for rid, at, n in placed:
         if at >= stop.get(rid, 1 << 62):
             continue
-        if rid in end:
-            gaps[rid] = gaps.get(rid, 0) + max(at - end[rid], 0)
-        else:
-            gaps[rid] = 0
+        gaps[rid] = gaps.get(rid, 0) + (max(at - end[rid], 0) if rid in end else 0)
         end[rid] = at + n
     return [g / SAMPLE_RATE for g in gaps.values()]
 
