@@ -373,6 +373,7 @@ def test_regions_only_rewrites_the_regions_as_a_fresh_build_does(built, tmp_path
     assert "train/vision_regions: 8" in capsys.readouterr().out
     manifest = json.loads((copy / "manifest.json").read_text())
     assert manifest["files"] == info["files"] and manifest["files_sha256"] == info["files_sha256"]
-    assert (copy / "train" / "vision_regions.json").read_bytes() == (root / "train" / "vision_regions.json").read_bytes()
+    regions = ("train", "vision_regions.json")
+    assert copy.joinpath(*regions).read_bytes() == root.joinpath(*regions).read_bytes()
     assert main(["data", "mini", "--out", str(tmp_path / "nothing"), "--regions-only"]) != 0
     assert "not a `vita data mini` folder" in capsys.readouterr().err

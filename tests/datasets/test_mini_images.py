@@ -16,7 +16,7 @@ import vita
 from vita.datasets.mini import emoji as mini_emoji
 from vita.datasets.mini.canvas import SIZES
 from vita.datasets.mini.emoji import CONCEPTS, has_line_glyph, plural, with_article
-from vita.datasets.mini.emoji_images import emoji_style, emoji_item, line_split
+from vita.datasets.mini.emoji_images import emoji_item, emoji_style, line_split
 from vita.datasets.mini.images import IMAGE_TASKS, PHOTOS, make_image
 from vita.datasets.mini.text_images import TEXT_FONTS, is_held_out_text, text_font_paths, text_words
 from vita.eval.normalize import normalize_answer

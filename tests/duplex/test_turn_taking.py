@@ -21,7 +21,8 @@ from vita.duplex.events import (
     ReplyStarted,
     StateDecided,
 )
-from vita.duplex.turn_taking import answered, decided
+from vita.duplex.turn_taking import SessionConfig, answered, decided, prompt, trimmed
+from vita.processor import Turn
 from vita.speech.echo import GateConfig
 
 
@@ -122,3 +123,31 @@ def test_the_reply_does_not_decode_beside_its_first_phrase():
     assert pick(reply, None, NS(paused=False, buffered_s=0.2, queued=4800), rendering, alone) == "speak"
     assert pick(reply, None, first, NS(ready=False, pending=False), alone) == "speak"  # no phrase cut yet
     assert pick(reply, None, first, NS(ready=True, pending=True), alone) == "tts"
+
+
+def test_history_is_cut_back_in_one_go_so_the_prompt_prefix_stays():
+    """Past history_turns the history goes back to the latest history_keep turns (from a user turn on), and then
+    grows again: successive prompts share their prefix (the KV cache is reused) instead of changing after the
+    system prompt at every exchange."""
+    cfg = SessionConfig(history_turns=6, history_keep=3)
+    history: list[Turn] = []
+    prompts = []
+    for n in range(12):
+        history.append(Turn("user", [f"q{n}"]))
+        history[:] = trimmed(history, cfg)
+        history.append(Turn("assistant", f"a{n}"))
+        history[:] = trimmed(history, cfg)
+        assert len(history) <= cfg.history_turns and history[0].role == "user"
+        prompts.append([t.content for t in history])
+    assert [len(p) for p in prompts] == [2, 4, 6, 4, 6, 4, 6, 4, 6, 4, 6, 4]
+    # between two cuts each prompt extends the one before it
+    assert prompts[4][:4] == prompts[3] and prompts[3][:2] == [["q2"], "a2"]
+    # a history that starts with an assistant turn after the cut drops it: prompts start from a user turn
+    odd = [Turn("assistant", "x"), *[Turn("user", [f"u{i}"]) if i % 2 == 0 else Turn("assistant", f"r{i}")
+                                     for i in range(6)]]
+    assert [t.content for t in trimmed(odd, SessionConfig(history_turns=6, history_keep=4))] == \
+        [["u2"], "r3", ["u4"], "r5"]
+    assert [t.content for t in trimmed(odd, SessionConfig(history_turns=6, history_keep=3))] == [["u4"], "r5"]
+    assert trimmed(history[:3], cfg) == history[:3]  # under the cap: untouched
+    utt_prompt = prompt(history, type("U", (), {"parts": ["now"]})(), cfg.history_turns, withdrawn=False, heard=None)
+    assert utt_prompt[-1].content == ["now"] and utt_prompt[:-1] == history

@@ -362,3 +362,43 @@ def test_an_internal_error_is_reported_and_the_session_goes_on(make):
         text_item(ws, "say After the error.")
         events = until(ws, "response.done")
         assert "".join(e["delta"] for e in of(events, "response.text.delta")) == "After the error."
+
+
+def test_rendered_speech_is_sent_while_the_model_thread_is_busy(model, kit):
+    """A phrase the speech thread has rendered goes to the client at once, not after the session's next model batch
+    has waited its turn on the shared model thread (8 sessions on 2 cores: that wait was most of the delay between
+    the first phrase being ready and the first sound)."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from tests.server.realtime_helpers import synth
+
+    called, gate = threading.Event(), threading.Event()
+
+    def gated(text: str) -> np.ndarray:
+        called.set()
+        gate.wait(10)
+        return synth(text)
+
+    gated.out_rate = 24000
+    config = RealtimeConfig(forcing=lambda: lambda turns: Script("<1> " + turns[-1].content[0][4:]),
+                            session=lambda: SessionConfig(lead_s=0.2, first_phrase_alone=True,
+                                                          gate=GateConfig(enabled=False)))
+    app = kit.make_app(Engine(model), speech=SpeechOut(factory=lambda: gated), realtime=config)
+    with TestClient(app) as client, client.websocket_connect("/v1/realtime") as ws:
+        recv(ws)
+        text_item(ws, "say One two three four five six seven eight.")
+        assert called.wait(20)  # the first phrase is being rendered; its reply waits for it (first_phrase_alone)
+        started, release = threading.Event(), threading.Event()
+        client.app.state.vita.worker.submit(lambda: started.set() or release.wait(10))  # another session's work
+        assert started.wait(10)
+        try:
+            gate.set()
+            events = until(ws, "response.audio.delta", timeout=3.0)  # the model thread is still busy
+            assert not release.is_set() and of(events, "response.audio.delta")
+        finally:
+            release.set()
+        events = until(ws, "response.done")
+        assert events[-1]["response"]["output"][0]["content"][0]["transcript"] == \
+            "One two three four five six seven eight."

@@ -241,8 +241,11 @@ def test_long_spoken_conversation_keeps_answering_with_bounded_memory(make):
                 rss.append(rss_mb())
         assert max(n for n, *_ in sizes) <= s.config.history_turns
         assert max(held for _, held, *_ in sizes) <= s.config.history_turns * 21 * rate  # samples of audio held
-        # flat: turn 60 holds what turn 21 held (utterance lengths vary by a VAD window)
-        assert sizes[-1][0] == sizes[20][0] and abs(sizes[-1][1] - sizes[20][1]) < 0.01 * sizes[20][1]
+        # flat: the history is cut back in one go past history_turns (`SessionConfig.history_keep`), so its length
+        # cycles; turn 60 holds what an earlier turn of the same length held (utterances vary by a VAD window)
+        same = [x for x in sizes[20:-1] if x[0] == sizes[-1][0]]
+        assert same and abs(sizes[-1][1] - same[-1][1]) < 0.01 * same[-1][1], sizes
+        assert min(n for n, *_ in sizes[20:]) < max(n for n, *_ in sizes[20:]) <= s.config.history_turns
         assert sizes[-1][2:] <= (64, 256)
         assert rss[1] - rss[0] < 50, rss  # the process, turns 21..60
         print(f"60 turns x 20 s: history {sizes[-1][0]} turns, {sizes[-1][1] / 16000:.0f} s of audio held, "

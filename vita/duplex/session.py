@@ -73,6 +73,7 @@ from vita.duplex.turn_taking import (
     is_pause,
     pick,
     prompt,
+    trimmed,
 )
 from vita.duplex.utterances import Utterances, continued
 from vita.media.audio import resample
@@ -245,9 +246,9 @@ class Session:
         return events
 
     def _trim_history(self) -> None:
-        """Only the latest `history_turns` turns are ever read: the rest is dropped (a long session stays bounded)."""
-        if len(self.history) > self.config.history_turns:
-            del self.history[: len(self.history) - self.config.history_turns]
+        """At most `history_turns` turns are ever read: past that the history is cut back to the latest
+        `history_keep` (`turn_taking.trimmed`), so a long session stays bounded and its prompts' prefix stays put."""
+        self.history[:] = trimmed(self.history, self.config)
 
     def _drop_turn(self) -> None:
         if self.listening is not None:

@@ -329,6 +329,8 @@ class Connection:
                 out = []
                 while s.next_unit == "tts":  # a phrase the speech thread rendered: collected here, never queued
                     out += s.tick()  # behind other sessions' model work (the first sound is what the user awaits)
+                self._emit(out)  # and sent now, not after the model batch below has waited its turn
+                out = []
                 if s.has_work:
                     urgent = s.turn_pending
                     out += await self.state.worker.call(self._work, s, urgent,
