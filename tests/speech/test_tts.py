@@ -174,7 +174,7 @@ def test_worker_renders_off_the_caller_thread_in_order(synth):
     assert [c.text for c in chunks] == [c.text for c in ref]
     for c, r in zip(chunks, ref, strict=True):
         np.testing.assert_array_equal(c.pcm, r.pcm)
-    assert threads[0] == "vita-tts" and set(threads[1:]) == {"vita-tts-rest"}  # the first phrase, the rest
+    assert set(threads) == {"vita-tts"}
 
 
 def test_worker_calls_on_ready_for_each_chunk_on_its_thread():
@@ -187,36 +187,7 @@ def test_worker_calls_on_ready_for_each_chunk_on_its_thread():
         chunks = worker.flush()
     finally:
         worker.close()
-    assert len(chunks) == 2 and called == ["vita-tts", "vita-tts-rest"]
-
-
-def test_worker_hands_out_in_phrase_order_whichever_thread_finishes_first():
-    """The later phrases render beside the first on a thread of lower OS priority (Linux: nice + `rest_nice`); a
-    later phrase finished first still waits for the first."""
-    import os
-
-    first_may_end, seen = threading.Event(), {}
-
-    def voice(text: str) -> np.ndarray:
-        tid = threading.get_native_id()
-        seen[text] = (threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, tid))
-        if text == "Sure,":
-            first_may_end.wait(5)  # the first phrase ends only after the second was rendered
-        elif text.startswith("one"):
-            first_may_end.set()
-        return np.full(160 * len(text), 0.1, np.float32)
-
-    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    worker = SpeechWorker(voice, rest_nice=3)
-    try:
-        worker.push("Sure, one two three four five. Six seven eight nine ten eleven. ")
-        worker.end_of_text()
-        chunks = worker.flush()
-    finally:
-        worker.close()
-    assert [c.spoken for c in chunks] == ["Sure,", "one two three four five.", "Six seven eight nine ten eleven."]
-    assert seen["Sure,"] == ("vita-tts", base)
-    assert seen["one two three four five."] == ("vita-tts-rest", min(base + 3, 19))
+    assert len(chunks) == 2 and called == ["vita-tts", "vita-tts"]
 
 
 def test_worker_cancel_mid_phrase_hands_out_nothing_of_it():

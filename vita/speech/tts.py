@@ -257,19 +257,16 @@ class StreamingTTS:
         elif self._phrases:
             self._phrases[-1] = (self._phrases[-1][0], True)
 
-    def render(self, phrase: str, last: bool, cancelled: Callable[[], bool] | None = None) -> SpeechChunk:
+    def render(self, phrase: str, last: bool) -> SpeechChunk:
         """One phrase -> its chunk (trimmed for the join). A phrase with nothing to say (markup only) gives a chunk
-        without samples, so the chunks' texts always add up to the text pushed. `cancelled`: asked between Piper's
-        sentences (True: no samples)."""
+        without samples, so the chunks' texts always add up to the text pushed."""
         spoken = speakable(phrase)
-        if not spoken:
-            pcm = np.zeros(0, np.float32)
-        elif cancelled is not None and isinstance(self.synth, PiperSynth):
-            pcm = self.synth(spoken, cancelled=cancelled)
-        else:
-            pcm = self.synth(spoken)
+        pcm = self._say(spoken) if spoken else np.zeros(0, np.float32)
         pcm = join_trim(pcm, self.sample_rate, _tail_kind(phrase, last), self.join)
         return SpeechChunk(pcm, phrase, spoken, self.sample_rate)
+
+    def _say(self, spoken: str) -> np.ndarray:
+        return self.synth(spoken)
 
     def synthesize_next(self) -> SpeechChunk | None:
         """Render the next queued phrase (None when none is ready)."""
@@ -294,47 +291,31 @@ class StreamingTTS:
 
 
 class SpeechWorker(StreamingTTS):
-    """`StreamingTTS` whose phrases are rendered off the caller's thread (onnxruntime releases the GIL, so Piper runs
+    """`StreamingTTS` whose phrases are rendered on a thread of its own (onnxruntime releases the GIL, so Piper runs
     on the other core while the model decodes). `synthesize_next()` never blocks: it hands out the next finished
     chunk, in order, or None; `wait(timeout)` blocks until one is ready. `cancel()` drops queued phrases, stops a
     Piper rendering between its sentences, and makes sure nothing rendered before it is ever handed out.
-    `on_ready()`, if given, is called on a worker thread each time a chunk becomes ready (a driver that sleeps
-    between units of work wakes for it). `close()` ends the threads.
+    `on_ready()`, if given, is called on the worker's thread each time a chunk becomes ready (a driver that sleeps
+    between units of work wakes for it). `close()` ends the thread."""
 
-    Two threads: the first phrase of each reply (what the user waits for) on one at the process's priority, the
-    later phrases on another whose OS priority is lowered by `rest_nice` (Linux: a thread's own nice value; elsewhere
-    it stays as it is). Where many sessions share few cores, one reply's later phrases, which have the audio before
-    them to play meanwhile, then take the CPU from another reply's first phrase only when it is idle (8 realtime
-    sessions on 2 cores: its rendering took 155 ms of wall time for 67 ms of CPU at p50). Chunks are handed out in
-    phrase order whichever thread finished first."""
-
-    def __init__(self, synth: Synthesizer, *, on_ready: Callable[[], None] | None = None, rest_nice: int = 5,
-                 **kw) -> None:
+    def __init__(self, synth: Synthesizer, *, on_ready: Callable[[], None] | None = None, **kw) -> None:
         import threading
 
         self.on_ready = on_ready
         self._cond = threading.Condition()
         self._epoch = 0  # bumped by every cancel: a rendering of an older epoch is dropped
         self._done: deque[SpeechChunk] = deque()
-        self._finished: dict[int, SpeechChunk] = {}  # phrase index -> chunk rendered out of order
-        self._taken = 0  # phrases of this epoch handed to a thread (index of the next)
-        self._given = 0  # phrases of this epoch moved to `_done` (index of the next)
-        self._busy = 0  # threads rendering
+        self._busy = False
         self._closing = False
         super().__init__(synth, **kw)
-        self._threads = [threading.Thread(target=self._run, args=(first, 0 if first else rest_nice),
-                                          name="vita-tts" if first else "vita-tts-rest", daemon=True)
-                         for first in (True, False)]
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(target=self._run, name="vita-tts", daemon=True)
+        self._thread.start()
 
     def reset(self) -> None:
         with self._cond:
             super().reset()
             self._epoch += 1
             self._done.clear()
-            self._finished.clear()
-            self._taken = self._given = 0
             self._cond.notify_all()
 
     @property
@@ -379,51 +360,35 @@ class SpeechWorker(StreamingTTS):
             self._closing = True
             self._cond.notify_all()
 
-    def _mine(self, first: bool) -> bool:
-        return bool(self._phrases) and (self._taken == 0) == first
-
-    def _run(self, first: bool, nice: int) -> None:
-        if nice:
-            lower_thread_priority(nice)
+    def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._mine(first) or self._closing)
+                self._cond.wait_for(lambda: self._phrases or self._closing)
                 if self._closing:
                     return
                 phrase, last = self._phrases.popleft()
-                epoch, index = self._epoch, self._taken
-                self._taken += 1
-                self._busy += 1
+                epoch, self._busy = self._epoch, True
             try:
-                chunk = self.render(phrase, last, cancelled=lambda e=epoch: e != self._epoch)
+                self._render_epoch = epoch
+                chunk = self.render(phrase, last)
             except Exception:  # noqa: BLE001 - a failed phrase is silent; the reply's text goes on
                 log.exception("speech synthesis failed for %r", phrase)
                 chunk = SpeechChunk(np.zeros(0, np.float32), phrase, speakable(phrase), self.sample_rate)
             finally:
                 with self._cond:
-                    self._busy -= 1
+                    self._busy = False
                     fresh = epoch == self._epoch
                     if fresh:
-                        self._finished[index] = chunk
-                        while self._given in self._finished:  # in phrase order
-                            self._done.append(self._finished.pop(self._given))
-                            self._given += 1
+                        self._done.append(chunk)
                     self._cond.notify_all()
                 if fresh and self.on_ready is not None:
                     self.on_ready()
 
-
-def lower_thread_priority(nice: int) -> None:
-    """Raise the calling thread's nice value by `nice` (Linux, where `setpriority` on a thread id sets that thread's
-    own value); elsewhere, or where it is refused, the thread keeps its priority."""
-    import os
-    import threading
-
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + nice, 19))
-    except (AttributeError, OSError):
-        pass
+    def _say(self, spoken: str) -> np.ndarray:
+        if isinstance(self.synth, PiperSynth):
+            epoch = self._render_epoch
+            return self.synth(spoken, cancelled=lambda: epoch != self._epoch)
+        return self.synth(spoken)
 
 
 def split_phrases(text: str, **kw) -> list[str]:
