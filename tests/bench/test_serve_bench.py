@@ -21,8 +21,21 @@ def test_three_sessions_answer_their_own_questions_and_survive_a_disconnect():
     # every spoken answer is heard: its first sound comes at or after its first delta (the transcript may lead)
     assert len(res.audio_ms) == res.spoken and all(a >= t for a, t in zip(res.audio_ms, res.latency_ms, strict=True))
     assert "first audio delta" in bench.report(res)
+    stalls = res.summary()["stalls"]  # every completed reply with audio is played through a `Player`
+    assert stalls["replies"] >= res.spoken and 0 <= stalls["stalled"] <= stalls["replies"]
+    assert "playback stalls" in bench.report(res)
     assert res.chat_status == {"200": len(res.chat_ms)} and len(res.chat_ms) >= 3  # chat interleaved: all 200
     assert res.ok and "leakage: none" in bench.report(res)
+
+
+def test_the_player_counts_the_silence_inside_a_reply():
+    p = bench.Player()
+    p.add(10.0, 0.5)
+    p.add(10.3, 0.5)  # arrives while the first half second plays: queued, runs out at 11.0
+    assert p.stall == 0 and p.end == 11.0
+    p.add(11.25, 0.2)  # 250 ms of silence before it
+    p.add(11.3, 0.1)
+    assert abs(p.stall - 0.25) < 1e-9 and abs(p.end - 11.55) < 1e-9
 
 
 def test_the_leakage_check_catches_a_crossed_history():

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from vita.config import SAMPLE_RATE
+from vita.server.audio_out import OUTPUT_RATE
 
 QUESTIONS = ("What is the weather like today?", "Can you tell me a short story?", "How far away is the moon?")
 MARK = re.compile(r"Mark (?P<tag>s\d+-[0-9a-f]+) cycle (?P<n>\d+)")
@@ -67,6 +68,7 @@ class BenchResult:
     typed: int = 0
     latency_ms: list[float] = field(default_factory=list)  # end of speech -> first delta
     audio_ms: list[float] = field(default_factory=list)  # end of speech -> first audio delta (the first sound)
+    stall_ms: list[float] = field(default_factory=list)  # per reply with audio: silence inside it (`Player`)
     from_stopped_ms: list[float] = field(default_factory=list)  # speech_stopped arrival -> first delta
     typed_ms: list[float] = field(default_factory=list)
     chat_ms: list[float] = field(default_factory=list)  # /v1/chat/completions interleaved: request -> response
@@ -84,13 +86,33 @@ class BenchResult:
 
     def summary(self) -> dict[str, Any]:
         timed = ("latency_ms", "audio_ms", "from_stopped_ms", "typed_ms", "chat_ms")
-        out = {k: v for k, v in asdict(self).items() if k not in timed}
+        out = {k: v for k, v in asdict(self).items() if k not in (*timed, "stall_ms")}
+        out["stalls"] = {"replies": len(self.stall_ms), "stalled": sum(ms > 1000 * STALL_S for ms in self.stall_ms),
+                         "p90_ms": pct(self.stall_ms, 90), "max_ms": max(self.stall_ms, default=None)}
         for name in timed:
             values = getattr(self, name)
             out[name] = {"p50": pct(values, 50), "p90": pct(values, 90), "max": max(values, default=None),
                          "n": len(values)}
         out["ok"] = self.ok
         return out
+
+
+STALL_S = 0.04  # a reply whose audio runs dry for longer than this (in all) stalled (as `vita bench duplex`)
+
+
+class Player:
+    """A client's speaker for one reply: starts at the first audio delta, plays what it got, pauses when it runs
+    dry; `stall` is the silence so heard inside the reply (seconds). The server sends audio paced by the clock with
+    `SessionConfig.lead_s` ahead, so a delta that arrives within that lead never stalls it."""
+
+    def __init__(self) -> None:
+        self.end: float | None = None  # when what was received runs out
+        self.stall = 0.0
+
+    def add(self, t: float, seconds: float) -> None:
+        if self.end is not None and t > self.end:
+            self.stall += t - self.end
+        self.end = max(self.end if self.end is not None else t, t) + seconds
 
 
 def pct(values: Sequence[float], q: float) -> float | None:
@@ -177,6 +199,7 @@ class Client:
         self.created: dict[str, float] = {}  # response id -> arrival
         self.first: dict[str, float] = {}  # response id -> first delta arrival
         self.first_audio: dict[str, float] = {}  # response id -> first audio delta arrival
+        self.players: dict[str, Player] = {}  # response id -> its playback
         self.texts: dict[str, str] = {}
         self.dones: asyncio.Queue[dict] = asyncio.Queue()
         self.stopped: list[float] = []
@@ -232,12 +255,15 @@ class Client:
                 self.first.setdefault(rid, now)
                 if kind == "response.audio.delta":
                     self.first_audio.setdefault(rid, now)
+                    self.players.setdefault(rid, Player()).add(now, len(base64.b64decode(e["delta"])) / 2 / OUTPUT_RATE)
                 else:
                     self.texts[rid] = self.texts.get(rid, "") + e["delta"]
             elif kind == "response.done":
                 r = e["response"]
                 if r["id"] not in self.created:
                     self.res.leaks.append(f"{self.tag}: response.done for {r['id']} not created on this socket")
+                if (player := self.players.pop(r["id"], None)) is not None and r["status"] == "completed":
+                    self.res.stall_ms.append(1000 * player.stall)
                 await self.dones.put({**r, "t": now, "text": self.texts.get(r["id"], "")})
 
     async def answer(self, timeout: float = 60.0) -> dict:
@@ -455,6 +481,9 @@ def report(res: BenchResult) -> str:
         "end-of-speech silence)",
         f"  latency, end of user speech -> first audio delta (the first sound): p50 {audio['p50']} ms, "
         f"p90 {audio['p90']} ms (n={audio['n']})",
+        f"  playback stalls (a reply's audio ran dry for > {1000 * STALL_S:.0f} ms): {s['stalls']['stalled']} of "
+        f"{s['stalls']['replies']} replies, stall p90 {s['stalls']['p90_ms']} ms, max "
+        f"{None if s['stalls']['max_ms'] is None else round(s['stalls']['max_ms'], 1)} ms",
         f"  latency, speech_stopped -> first delta: p50 {stop['p50']} ms, p90 {stop['p90']} ms",
         f"  latency, typed (response.create -> first delta): p50 {typed['p50']} ms, p90 {typed['p90']} ms",
         f"  chat completions interleaved: {sum(res.chat_status.values())} requests, statuses {res.chat_status}, "
