@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("piper")
 pytest.importorskip("onnxruntime")
 
-from tests.server.realtime_helpers import recv, recv_message, send_audio, until  # noqa: E402
+from tests.server.realtime_helpers import recv, recv_message, send_audio, until, wait_for  # noqa: E402
 from vita.duplex.roles import Script, ScriptedReplies  # noqa: E402
 from vita.duplex.session import SessionConfig  # noqa: E402
 from vita.server.audio_out import SpeechOut  # noqa: E402
@@ -402,3 +402,49 @@ def test_rendered_speech_is_sent_while_the_model_thread_is_busy(model, kit):
         events = until(ws, "response.done")
         assert events[-1]["response"]["output"][0]["content"][0]["transcript"] == \
             "One two three four five six seven eight."
+
+
+def test_audio_is_heard_while_the_sessions_model_batch_waits(model, kit):
+    """While the session's next model batch waits behind other work on the shared model thread, the reply plays on
+    (its playback is released, paced) and the microphone is heard (a barge-in starts): the batch has not touched the
+    session yet, so the driver goes on with it meanwhile."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from tests.server.realtime_helpers import EnergyModel, tone
+    from vita.speech.vad import StreamingVAD
+
+    def slow_voice(text: str) -> np.ndarray:  # 0.3 s of tone per word at 24 kHz
+        return (0.1 * np.sin(0.05 * np.arange(7200 * max(len(text.split()), 1)))).astype(np.float32)
+
+    slow_voice.out_rate = 24000
+    words = "Hello there, " * 60  # phrases cut at each comma; a reply that decodes all along (no high water)
+    config = RealtimeConfig(forcing=lambda: lambda turns: Script("<1> " + words), max_new_tokens=2000,
+                            session=lambda: SessionConfig(lead_s=0.2, high_water_s=1e9, gate=GateConfig(enabled=False)),
+                            vad=lambda: StreamingVAD(VADConfig(), model=EnergyModel()))
+    app = kit.make_app(Engine(model), speech=SpeechOut(factory=lambda: slow_voice), realtime=config)
+    with TestClient(app) as client, client.websocket_connect("/v1/realtime") as ws:
+        recv(ws)
+        ws.send_json({"type": "session.update", "session": {"input_audio_format": {"type": "audio/pcm",
+                                                                                   "rate": 16000}}})
+        recv(ws)
+        text_item(ws, "go on")
+        (conn,) = client.app.state.vita_realtime.connections
+        until(ws, "response.audio.delta")
+        wait_for(lambda: conn.session.playout.buffered_s > 2.5)  # seconds of speech ahead of the speaker
+        started, release = threading.Event(), threading.Event()
+        client.app.state.vita.worker.submit(lambda: started.set() or release.wait(10))  # another session's work
+        assert started.wait(10)
+        try:
+            seen, end = [], time.monotonic() + 1.5
+            while time.monotonic() < end:  # 1.5 s of the blocked model thread: the reply plays on, paced
+                with contextlib.suppress(TimeoutError):
+                    seen.append(recv(ws, max(end - time.monotonic(), 0.01)))
+            played = sum(len(base64.b64decode(e["delta"])) for e in of(seen, "response.audio.delta")) / 2 / 24000
+            assert played > 1.0, played
+            send_audio(ws, tone(0.5), 640)
+            until(ws, "input_audio_buffer.speech_started", timeout=3.0)  # heard: a barge-in starts
+            assert not release.is_set()  # all while the model thread was busy
+        finally:
+            release.set()

@@ -8,21 +8,22 @@ import threading
 
 import pytest
 
-from vita.server.worker import NORMAL, URGENT, ModelWorker
+from vita.server.worker import NORMAL, SOON, URGENT, ModelWorker
 
 
-def test_urgent_jobs_run_before_waiting_normal_ones_in_submission_order():
+def test_urgent_then_soon_then_normal_jobs_each_in_submission_order():
     worker = ModelWorker()
     started, release, order = threading.Event(), threading.Event(), []
     worker.submit(lambda: started.set() or release.wait(10))  # occupies the thread while the rest queue up
     assert started.wait(10)
     futures = [worker.submit(order.append, name, priority=priority) for name, priority in
-               [("n1", NORMAL), ("u1", URGENT), ("n2", NORMAL), ("u2", URGENT), ("n3", NORMAL)]]
+               [("n1", NORMAL), ("s1", SOON), ("u1", URGENT), ("n2", NORMAL), ("s2", SOON), ("u2", URGENT),
+                ("n3", NORMAL)]]
     release.set()
     for f in futures:
         f.result(10)
-    assert order == ["u1", "u2", "n1", "n2", "n3"]
-    assert [p for p, _ in worker.waits][-5:] == [URGENT, URGENT, NORMAL, NORMAL, NORMAL]
+    assert order == ["u1", "u2", "s1", "s2", "n1", "n2", "n3"]
+    assert [p for p, _ in worker.waits][-7:] == [URGENT, URGENT, SOON, SOON, NORMAL, NORMAL, NORMAL]
     worker.shutdown()
 
 

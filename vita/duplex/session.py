@@ -159,6 +159,13 @@ class Session:
                                               and self.playout.queued == 0)
 
     @property
+    def starving(self) -> bool:
+        """The reply's speech is out, less than `low_water_s` of it is queued and its next unit is decoding more: a
+        driver sharing one model between sessions runs that soon, or the speaker runs dry mid-reply."""
+        return (self.reply is not None and self.playout.queued > 0 and not self.playout.paused
+                and self.playout.buffered_s < self.config.low_water_s and self._pick() == "speak")
+
+    @property
     def speculating(self) -> bool:
         """A turn is being prepared ahead of its end (invisible to the transport until the commit)."""
         return self.listening is not None and self.listening.speculative
@@ -407,6 +414,13 @@ class Session:
                     self._stamp(self.reply.utterance.id, "first_tts")
         self._release(events)
         self._trim_history()
+        return events
+
+    def release(self) -> list[OutEvent]:
+        """The playback due now and nothing else (no model, no speech rendering): what a driver may call while a
+        unit of work waits for a model shared with other sessions."""
+        events: list[OutEvent] = []
+        self._release(events)
         return events
 
     def _decide(self, events: list[OutEvent]) -> None:

@@ -45,7 +45,7 @@ VAD) on the hub's audio threads and submits `session.tick()` batches (<= `tick_b
 model worker, so chat requests and realtime sessions never run the model concurrently. A batch for a turn the
 user waits on (decided or speculated on, or its reply without speech yet: `Session.turn_pending`) is submitted
 URGENT (ahead of the other sessions' decode steps and of chat requests; up to its state token in one batch,
-`turn_max_s`), everything else NORMAL.
+`turn_max_s`), the decoding of a reply whose queued audio runs low (`Session.starving`) SOON, everything else NORMAL.
 Each session owns two `RoleCache`s of its own (never the LLM's default cache, which chat requests reuse). The
 model side of a connection (role caches, prompts bounded by positions, the voice) is in `realtime_roles.py`;
 session events -> server events in `realtime_emit.py`; one connection's transport and driver in
@@ -115,7 +115,8 @@ class RealtimeConfig:
     max_new_tokens: int = 512
     max_seq_len: int = 2048
     tick_budget_s: float = 0.02  # model work per worker submission (then audio is fed again)
-    turn_budget_s: float = 0.05  # an URGENT submission (a turn being decided or speculated on) once its state is read
+    turn_budget_s: float = 0.05  # an URGENT submission (a turn being decided or speculated on) once its state is read,
+    # and a SOON one (a reply whose queued audio runs low)
     turn_max_s: float = 0.3  # ... and before: the state token is what the commit waits for
     audio_threads: int = 2  # the hub's threads feeding sessions' audio (echo gate, VAD) off the event loop
     # torch threads of the model worker while realtime sessions are open: one core left to their audio work

@@ -5,7 +5,8 @@ alone touches its duplex session.
     inbox --_drive--> audio fed on the hub's audio threads (echo gate, VAD); other actions applied on the loop
           --> session events emitted at once (a commit's response and first deltas never wait for the model)
           --> `session.tick()` batches on the model worker: URGENT while the user waits on a turn (decided,
-              speculated on, or its reply without speech yet: `Session.turn_pending`), NORMAL otherwise
+              speculated on, or its reply without speech yet: `Session.turn_pending`), SOON while the reply's
+              queued audio runs low (`Session.starving`), NORMAL otherwise
     session events --Emitter (`realtime_emit.py`)--> server events --outbox--> _send_loop
 
 Everything the session does happens in one task (`_drive`): it awaits each audio batch and each model batch, so
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -49,13 +51,22 @@ from vita.server.realtime_events import (
     parse_item,
 )
 from vita.server.realtime_roles import BoundedRoles, Voice
-from vita.server.worker import NORMAL, URGENT
+from vita.server.worker import NORMAL, SOON, URGENT
 from vita.speech.tts import SpeechWorker
 
 if TYPE_CHECKING:
     from vita.server.realtime import Hub
 
 log = logging.getLogger("vita.server")
+
+
+class _Gate:
+    """A model batch's start, as the driver sees it: `started` is set under `lock` when the batch begins on the
+    model thread; until then the driver may go on with the session (holding the lock)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.started = False
 
 
 class Connection:
@@ -315,26 +326,9 @@ class Connection:
         while True:
             out: list = []
             try:
-                while self.inbox:
-                    action = self.inbox.popleft()
-                    if action[0] != "audio":
-                        self._apply(action, out)
-                        continue
-                    chunks = [action[1]]  # the audio that came meanwhile: fed on an audio thread, chunk by chunk
-                    while self.inbox and self.inbox[0][0] == "audio":
-                        chunks.append(self.inbox.popleft()[1])
-                    self.buffered -= sum(map(len, chunks))
-                    out += await loop.run_in_executor(self.hub.audio, self._feed, s, chunks)
-                self._emit(out)  # now: a commit's response and first deltas never wait for the model worker
-                out = []
-                while s.next_unit == "tts":  # a phrase the speech thread rendered: collected here, never queued
-                    out += s.tick()  # behind other sessions' model work (the first sound is what the user awaits)
-                self._emit(out)  # and sent now, not after the model batch below has waited its turn
-                out = []
+                await self._between(s, loop)  # input, rendered speech, playback: never behind the model worker
                 if s.has_work:
-                    urgent = s.turn_pending
-                    out += await self.state.worker.call(self._work, s, urgent,
-                                                        priority=URGENT if urgent else NORMAL)
+                    out += await self._batch(s, loop)
                 elif s.busy:
                     out += s.tick()  # no unit of work: only releases playback (no model)
                 failures = 0
@@ -362,19 +356,70 @@ class Connection:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), 0.02 if s.busy else None)
 
-    def _work(self, s: Session, urgent: bool) -> list:
+    async def _between(self, s: Session, loop: asyncio.AbstractEventLoop) -> None:
+        """What needs no model, sent at once: the client's actions and audio that came meanwhile, in order (the audio
+        fed on an audio thread: a commit's response and first deltas never wait for the model worker), then the
+        phrases the speech thread rendered (the first sound is what the user awaits) and the playback due."""
+        out: list = []
+        while self.inbox:
+            action = self.inbox.popleft()
+            if action[0] != "audio":
+                self._apply(action, out)
+                continue
+            chunks = [action[1]]
+            while self.inbox and self.inbox[0][0] == "audio":
+                chunks.append(self.inbox.popleft()[1])
+            self.buffered -= sum(map(len, chunks))
+            out += await loop.run_in_executor(self.hub.audio, self._feed, s, chunks)
+        self._emit(out)
+        out = []
+        while s.next_unit == "tts":
+            out += s.tick()
+        self._emit(out + s.release())
+
+    async def _batch(self, s: Session, loop: asyncio.AbstractEventLoop) -> list:
+        """One batch of model work on the shared worker. While it waits its turn behind the other sessions' work it
+        has not touched the session (`_Gate`), so the driver goes on with `_between` meanwhile; once it runs, the
+        driver waits for its events."""
+        priority = URGENT if s.turn_pending else SOON if s.starving else NORMAL
+        gate = _Gate()
+        job = asyncio.wrap_future(self.state.worker.submit(self._work, s, priority, gate, priority=priority))
+        try:
+            while not job.done():
+                self.wake.clear()
+                woken = asyncio.ensure_future(self.wake.wait())
+                await asyncio.wait({job, woken}, timeout=0.02, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                if job.done() or not gate.lock.acquire(blocking=False):
+                    continue
+                try:
+                    if not gate.started:  # (the model thread, starting it meanwhile, waits on the lock for this)
+                        await self._between(s, loop)
+                finally:
+                    gate.lock.release()
+        except Exception:
+            with contextlib.suppress(Exception):
+                await job  # the batch ends before anything else touches the session
+            raise
+        return job.result()
+
+    def _work(self, s: Session, priority: int, gate: _Gate | None = None) -> list:
         """On the model thread: ticks until no work is left or the budget is spent. An URGENT batch goes on until the
         turn is decided (what the commit waits for: features, prefill, the state token and an answer's first
         text), for at most `turn_max_s`, else `turn_budget_s`; it ends when the user no longer waits (the reply's
-        first text is out: the rest waits its turn behind the other sessions)."""
+        first text is out: the rest waits its turn behind the other sessions). A SOON batch (a reply whose queued
+        audio runs low) goes on for `turn_budget_s` while that lasts; a NORMAL one for `tick_budget_s`."""
+        if gate is not None:
+            with gate.lock:
+                gate.started = True
         t0 = time.monotonic()
-        budget = self.config.turn_budget_s if urgent else self.config.tick_budget_s
+        budget = self.config.tick_budget_s if priority == NORMAL else self.config.turn_budget_s
         out: list = []
         while not self.closed:
             out += s.tick()
-            if not s.has_work or (urgent and not s.turn_pending):
+            if not s.has_work or (priority == URGENT and not s.turn_pending) or (priority == SOON and not s.starving):
                 break
-            deciding = urgent and s.deciding
+            deciding = priority == URGENT and s.deciding
             if time.monotonic() - t0 > (self.config.turn_max_s if deciding else budget):
                 break
         return out

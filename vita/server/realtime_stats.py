@@ -1,13 +1,14 @@
 """Where a realtime turn's time goes: the stage times of finished turns and the model worker's queueing delays.
 
     breakdown(hub) -> {"spoken" | "typed": {"turns": n, "stages": {stage: {"p50", "p90", "before_commit"}}},
-                       "queue": {"urgent" | "normal": {"n", "p50", "p90"}}}
+                       "queue": {"urgent" | "soon" | "normal": {"n", "p50", "p90"}}}
 
 Stages are the duplex session's (`vita.duplex.stages.STAGES`), in ms relative to the turn's commit (`vad_end`: the
 VAD's end of speech, or the early commit once the speculated state said "answer"); a negative time was done
 speculatively before the commit, and `before_commit` is the fraction of turns for which it was. Typed items are
 counted apart (their `vad_end` is the `response.create`). Queue: seconds from submission to start on the model
-thread, per priority (`vita.server.worker`: urgent = a turn being decided or speculated on).
+thread, per priority (`vita.server.worker`: urgent = a turn being decided or speculated on, soon = a reply whose
+queued audio runs low).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from vita.duplex.stages import STAGES
-from vita.server.worker import URGENT
+from vita.server.worker import NORMAL, SOON, URGENT
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -42,8 +43,8 @@ def breakdown(hub: Any) -> dict[str, Any]:
     typed = [r for r in records if not r.get("spoken")]
     queue: dict[str, Any] = {}
     waits = list(hub.state.worker.waits)
-    for label, urgent in (("urgent", True), ("normal", False)):
-        ms = [1000 * w for p, w in waits if (p == URGENT) == urgent]
+    for label, priority in (("urgent", URGENT), ("soon", SOON), ("normal", NORMAL)):
+        ms = [1000 * w for p, w in waits if p == priority]
         queue[label] = {"n": len(ms), "p50": _pct(ms, 50), "p90": _pct(ms, 90)}
     return {"spoken": {"turns": len(spoken), "stages": _stages(spoken)},
             "typed": {"turns": len(typed), "stages": _stages(typed)}, "queue": queue}
@@ -59,6 +60,6 @@ def report(summary: dict[str, Any]) -> str:
         lines.append(f"  {kind} turns, stages in ms from the commit p50/p90 (n={part['turns']}; negative: done "
                      f"speculatively): {stages}")
     q = summary["queue"]
-    lines.append(f"  model worker queueing p50/p90: urgent {q['urgent']['p50']}/{q['urgent']['p90']} ms "
-                 f"(n={q['urgent']['n']}), normal {q['normal']['p50']}/{q['normal']['p90']} ms (n={q['normal']['n']})")
+    lines.append("  model worker queueing p50/p90: " + ", ".join(
+        f"{k} {q[k]['p50']}/{q[k]['p90']} ms (n={q[k]['n']})" for k in ("urgent", "soon", "normal") if k in q))
     return "\n".join(lines)

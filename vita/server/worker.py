@@ -3,18 +3,20 @@
     worker = ModelWorker(max_queued=8)
     ticket = worker.admit()                       # 429 when 1 running + max_queued waiting are already admitted
     value = await worker.call(fn, *args)          # run fn on the model thread, await its result
-    value = await worker.call(fn, priority=URGENT)  # ahead of every NORMAL job still waiting
+    value = await worker.call(fn, priority=URGENT)  # ahead of every SOON and NORMAL job still waiting
     events = worker.stream(produce)               # run produce(cancel) on the model thread, in slices; async-iterate
     ticket.release()                              # idempotent; pass it as on_done to release when a job ends
 
-Jobs run one at a time (one model): URGENT ones first, then NORMAL ones, each class in submission order. The
-realtime sessions submit their turn work (a user waiting for the end of their turn to be answered) as URGENT and
-everything else (decoding a reply whose audio is already queued, chat requests) as NORMAL, so with many sessions a
-turn never queues behind the others' decode steps. Each realtime submission is bounded (`tick_budget_s`), so the
-URGENT class cannot starve the rest for long; a stream (a chat reply) runs in slices of `slice_s` (NORMAL jobs,
-each at the back of the queue), so it never holds the model for longer either. A stream's `cancel` event is set
-when its consumer stops iterating (client gone), and the producer checks it between tokens. The realtime websocket
-shares the same worker, so chat requests and duplex sessions never touch the model at the same time.
+Jobs run one at a time (one model): URGENT ones first, then SOON, then NORMAL ones, each class in submission
+order. The realtime sessions submit their turn work (a user waiting for the end of their turn to be answered) as
+URGENT, the decoding of a reply whose queued audio runs low (`Session.starving`: the speaker would run dry) as SOON,
+and everything else (decoding a reply with audio queued ahead, chat requests) as NORMAL, so with many sessions a turn
+never queues behind the others' decode steps, nor a reply's next words behind decoding that can wait. Each realtime
+submission is bounded (`tick_budget_s`, `turn_budget_s`), so the higher classes cannot starve the rest for long; a
+stream (a chat reply) runs in slices of `slice_s` (NORMAL jobs, each at the back of the queue), so it never holds the
+model for longer either. A stream's `cancel` event is set when its consumer stops iterating (client gone), and the
+producer checks it between tokens. The realtime websocket shares the same worker, so chat requests and duplex
+sessions never touch the model at the same time.
 
 `threads`: torch's intra-op threads for the jobs, set on the model thread before each one (None: the count the
 process had). The realtime hub lowers it while sessions are open: their audio work (VAD, echo gate, TTS, the event
@@ -38,7 +40,7 @@ from typing import Any, TypeVar
 from vita.server.errors import APIError
 
 T = TypeVar("T")
-URGENT, NORMAL = 0, 1  # job priorities (lower runs first)
+URGENT, SOON, NORMAL = 0, 1, 2  # job priorities (lower runs first)
 
 
 class Ticket:
