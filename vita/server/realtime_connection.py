@@ -62,11 +62,37 @@ log = logging.getLogger("vita.server")
 
 class _Gate:
     """A model batch's start, as the driver sees it: `started` is set under `lock` when the batch begins on the
-    model thread; until then the driver may go on with the session (holding the lock)."""
+    model thread; until then the driver may go on with the session, a step at a time (`enter`/`exit`: the lock is
+    held only while a step runs, never across an await, so the model thread waits at most for that step)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.started = False
+
+    def enter(self) -> bool:
+        """Hold the batch off for one step: False once it has started (or is starting)."""
+        if not self.lock.acquire(blocking=False):
+            return False
+        if self.started:
+            self.lock.release()
+            return False
+        return True
+
+    def exit(self) -> None:
+        self.lock.release()
+
+
+class _Free(_Gate):
+    """No batch waiting: every step may run."""
+
+    def enter(self) -> bool:
+        return True
+
+    def exit(self) -> None:
+        pass
+
+
+_FREE = _Free()
 
 
 class Connection:
@@ -356,26 +382,40 @@ class Connection:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), 0.02 if s.busy else None)
 
-    async def _between(self, s: Session, loop: asyncio.AbstractEventLoop) -> None:
+    async def _between(self, s: Session, loop: asyncio.AbstractEventLoop, gate: _Gate | None = None) -> None:
         """What needs no model, sent at once: the client's actions and audio that came meanwhile, in order (the audio
         fed on an audio thread: a commit's response and first deltas never wait for the model worker), then the
-        phrases the speech thread rendered (the first sound is what the user awaits) and the playback due."""
+        phrases the speech thread rendered (the first sound is what the user awaits) and the playback due. With a
+        `gate` (a batch waiting on the model worker) each step runs only while the batch has not started."""
+        gate = gate or _FREE
         out: list = []
         while self.inbox:
-            action = self.inbox.popleft()
-            if action[0] != "audio":
-                self._apply(action, out)
+            if self.inbox[0][0] != "audio":
+                if not gate.enter():
+                    break
+                try:
+                    self._apply(self.inbox.popleft(), out)
+                finally:
+                    gate.exit()
                 continue
-            chunks = [action[1]]
+            chunks = []
             while self.inbox and self.inbox[0][0] == "audio":
                 chunks.append(self.inbox.popleft()[1])
+            fed = await loop.run_in_executor(self.hub.audio, self._feed, s, chunks, gate)
+            if fed is None:  # the batch started meanwhile: fed after it
+                self.inbox.extendleft(("audio", c) for c in reversed(chunks))
+                break
             self.buffered -= sum(map(len, chunks))
-            out += await loop.run_in_executor(self.hub.audio, self._feed, s, chunks)
+            out += fed
         self._emit(out)
-        out = []
-        while s.next_unit == "tts":
-            out += s.tick()
-        self._emit(out + s.release())
+        if gate.enter():
+            try:
+                out = []
+                while s.next_unit == "tts":
+                    out += s.tick()
+                self._emit(out + s.release())
+            finally:
+                gate.exit()
 
     async def _batch(self, s: Session, loop: asyncio.AbstractEventLoop) -> list:
         """One batch of model work on the shared worker. While it waits its turn behind the other sessions' work it
@@ -390,13 +430,8 @@ class Connection:
                 woken = asyncio.ensure_future(self.wake.wait())
                 await asyncio.wait({job, woken}, timeout=0.02, return_when=asyncio.FIRST_COMPLETED)
                 woken.cancel()
-                if job.done() or not gate.lock.acquire(blocking=False):
-                    continue
-                try:
-                    if not gate.started:  # (the model thread, starting it meanwhile, waits on the lock for this)
-                        await self._between(s, loop)
-                finally:
-                    gate.lock.release()
+                if not job.done() and not gate.started:
+                    await self._between(s, loop, gate)
         except Exception:
             with contextlib.suppress(Exception):
                 await job  # the batch ends before anything else touches the session
@@ -424,13 +459,19 @@ class Connection:
                 break
         return out
 
-    def _feed(self, s: Session, chunks: list) -> list:
-        """On an audio thread (the driver awaits it: nothing else touches the session meanwhile)."""
-        out: list = []
-        for pcm in chunks:
-            self.fed += len(pcm)
-            out += s.feed(ev.AudioIn(pcm))
-        return out
+    def _feed(self, s: Session, chunks: list, gate: _Gate) -> list | None:
+        """On an audio thread (the driver awaits it; a batch that starts meanwhile waits for it): the events, or None
+        when a batch of the session has started (nothing fed)."""
+        if not gate.enter():
+            return None
+        try:
+            out: list = []
+            for pcm in chunks:
+                self.fed += len(pcm)
+                out += s.feed(ev.AudioIn(pcm))
+            return out
+        finally:
+            gate.exit()
 
     def _apply(self, action: tuple, out: list) -> None:
         """A client action other than audio, on the event loop (cheap: no model, no audio)."""
