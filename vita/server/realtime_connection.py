@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from vita.server.realtime_events import (
     parse_frame,
     parse_item,
 )
+from vita.server.realtime_gate import FREE, BatchGate
 from vita.server.realtime_roles import BoundedRoles, Voice
 from vita.server.worker import NORMAL, SOON, URGENT
 from vita.speech.tts import SpeechWorker
@@ -58,41 +58,6 @@ if TYPE_CHECKING:
     from vita.server.realtime import Hub
 
 log = logging.getLogger("vita.server")
-
-
-class _Gate:
-    """A model batch's start, as the driver sees it: `started` is set under `lock` when the batch begins on the
-    model thread; until then the driver may go on with the session, a step at a time (`enter`/`exit`: the lock is
-    held only while a step runs, never across an await, so the model thread waits at most for that step)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.started = False
-
-    def enter(self) -> bool:
-        """Hold the batch off for one step: False once it has started (or is starting)."""
-        if not self.lock.acquire(blocking=False):
-            return False
-        if self.started:
-            self.lock.release()
-            return False
-        return True
-
-    def exit(self) -> None:
-        self.lock.release()
-
-
-class _Free(_Gate):
-    """No batch waiting: every step may run."""
-
-    def enter(self) -> bool:
-        return True
-
-    def exit(self) -> None:
-        pass
-
-
-_FREE = _Free()
 
 
 class Connection:
@@ -382,12 +347,12 @@ class Connection:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), 0.02 if s.busy else None)
 
-    async def _between(self, s: Session, loop: asyncio.AbstractEventLoop, gate: _Gate | None = None) -> None:
+    async def _between(self, s: Session, loop: asyncio.AbstractEventLoop, gate: BatchGate | None = None) -> None:
         """What needs no model, sent at once: the client's actions and audio that came meanwhile, in order (the audio
         fed on an audio thread: a commit's response and first deltas never wait for the model worker), then the
         phrases the speech thread rendered (the first sound is what the user awaits) and the playback due. With a
         `gate` (a batch waiting on the model worker) each step runs only while the batch has not started."""
-        gate = gate or _FREE
+        gate = gate or FREE
         out: list = []
         while self.inbox:
             if self.inbox[0][0] != "audio":
@@ -419,10 +384,10 @@ class Connection:
 
     async def _batch(self, s: Session, loop: asyncio.AbstractEventLoop) -> list:
         """One batch of model work on the shared worker. While it waits its turn behind the other sessions' work it
-        has not touched the session (`_Gate`), so the driver goes on with `_between` meanwhile; once it runs, the
+        has not touched the session (`BatchGate`), so the driver goes on with `_between` meanwhile; once it runs, the
         driver waits for its events."""
         priority = URGENT if s.turn_pending else SOON if s.starving else NORMAL
-        gate = _Gate()
+        gate = BatchGate()
         job = asyncio.wrap_future(self.state.worker.submit(self._work, s, priority, gate, priority=priority))
         try:
             while not job.done():
@@ -438,7 +403,7 @@ class Connection:
             raise
         return job.result()
 
-    def _work(self, s: Session, priority: int, gate: _Gate | None = None) -> list:
+    def _work(self, s: Session, priority: int, gate: BatchGate | None = None) -> list:
         """On the model thread: ticks until no work is left or the budget is spent. An URGENT batch goes on until the
         turn is decided (what the commit waits for: features, prefill, the state token and an answer's first
         text), for at most `turn_max_s`, else `turn_budget_s`; it ends when the user no longer waits (the reply's
@@ -459,7 +424,7 @@ class Connection:
                 break
         return out
 
-    def _feed(self, s: Session, chunks: list, gate: _Gate) -> list | None:
+    def _feed(self, s: Session, chunks: list, gate: BatchGate) -> list | None:
         """On an audio thread (the driver awaits it; a batch that starts meanwhile waits for it): the events, or None
         when a batch of the session has started (nothing fed)."""
         if not gate.enter():
