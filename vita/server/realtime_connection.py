@@ -9,8 +9,9 @@ alone touches its duplex session.
               queued audio runs low (`Session.starving`), NORMAL otherwise
     session events --Emitter (`realtime_emit.py`)--> server events --outbox--> _send_loop
 
-Everything the session does happens in one task (`_drive`): it awaits each audio batch and each model batch, so
-the session is never touched by two threads at once. A connection that closes stops its in-flight model batch at
+Everything the session does happens in one task (`_drive`): it awaits each audio batch and each model batch, and
+while a model batch still waits its turn the driver's own steps hold it off (`realtime_gate.BatchGate`), so the
+session is never touched by two threads at once. A connection that closes stops its in-flight model batch at
 the next tick (`closed`); its finished turns' stage times go to `Hub.stages`. The endpoint (config, auth,
 admission) is `realtime.py`, which documents the wire protocol and the limits.
 """
