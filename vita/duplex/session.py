@@ -73,6 +73,7 @@ from vita.duplex.turn_taking import (
     is_pause,
     pick,
     prompt,
+    starving,
     trimmed,
 )
 from vita.duplex.utterances import Utterances, continued
@@ -146,24 +147,20 @@ class Session:
 
     @property
     def next_unit(self) -> str | None:
-        """The unit `tick()` would run now: "listen" (deciding or speculating on a turn), "speak", "tts" or None; a
-        driver sharing one model between sessions may serve "listen" first (the user is waiting for it)."""
+        """The unit `tick()` would run now: "listen" (deciding or speculating on a turn), "speak", "tts" or None."""
         return self._pick()
 
     @property
     def turn_pending(self) -> bool:
-        """The user waits on us: a turn is being decided or speculated on, or its reply has nothing for the
-        synthesizer yet (no phrase cut: its first sound is what the user waits for)."""
+        """The user waits on us: a turn is being decided or speculated on, or its reply has no phrase cut yet."""
         r = self.reply
         return self.listening is not None or (r is not None and not r.job.done and not self.tts.started
                                               and self.playout.queued == 0)
 
     @property
     def starving(self) -> bool:
-        """The reply's speech is out, less than `low_water_s` of it is queued and its next unit is decoding more: a
-        driver sharing one model between sessions runs that soon, or the speaker runs dry mid-reply."""
-        return (self.reply is not None and self.playout.queued > 0 and not self.playout.paused
-                and self.playout.buffered_s < self.config.low_water_s and self._pick() == "speak")
+        """`turn_taking.starving`: a driver sharing one model between sessions decodes for this reply soon."""
+        return starving(self.reply, self.playout, self.config, self._pick())
 
     @property
     def speculating(self) -> bool:
@@ -172,8 +169,7 @@ class Session:
 
     @property
     def waiting_for_speech(self) -> bool:
-        """The reply's speech is being rendered off this thread (`SpeechWorker`) and nothing else is to do: a driver
-        may block in `tts.wait()` for it."""
+        """The reply's speech renders off this thread (`SpeechWorker`), nothing else to do: a driver may wait."""
         return self.reply is not None and self.tts.pending and not self.tts.ready and not self.has_work
 
     @property
@@ -183,14 +179,12 @@ class Session:
 
     @property
     def responding(self) -> bool:
-        """A reply is active or a committed turn is being decided: what a `Cancel` stops (a turn only speculated on
-        is invisible to the transport)."""
+        """A reply is active or a committed turn is being decided: what a `Cancel` stops (not a speculation)."""
         return self.reply is not None or (self.listening is not None and not self.listening.speculative)
 
     @property
     def deciding(self) -> bool:
-        """A turn (committed or speculated on) not decided yet (`turn_taking.decided`): its state token, and for an
-        answer state its first visible text, are not out yet."""
+        """A turn (committed or speculated on) not `turn_taking.decided` yet: no state token, or no answer text."""
         return self.listening is not None and not decided(self.listening.job)
 
     @property
@@ -253,8 +247,7 @@ class Session:
         return events
 
     def _trim_history(self) -> None:
-        """At most `history_turns` turns are ever read: past that the history is cut back to the latest
-        `history_keep` (`turn_taking.trimmed`), so a long session stays bounded and its prompts' prefix stays put."""
+        """A long session stays bounded and its prompts keep their prefix (`turn_taking.trimmed`)."""
         self.history[:] = trimmed(self.history, self.config)
 
     def _drop_turn(self) -> None:
@@ -417,8 +410,7 @@ class Session:
         return events
 
     def release(self) -> list[OutEvent]:
-        """The playback due now and nothing else (no model, no speech rendering): what a driver may call while a
-        unit of work waits for a model shared with other sessions."""
+        """The playback due now and nothing else (for a driver whose unit of work waits on a shared model)."""
         events: list[OutEvent] = []
         self._release(events)
         return events

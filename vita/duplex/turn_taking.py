@@ -126,6 +126,13 @@ def pick(reply: Reply | None, listening: Listen | None, playout: Playout, tts: S
     return "tts" if ready else "speak" if speak else None
 
 
+def starving(reply: Reply | None, playout: Playout, config: SessionConfig, unit: str | None) -> bool:
+    """The reply's speech is out, less than `low_water_s` of it is queued and its next unit (`unit`, from `pick`) is
+    decoding more: unless that runs soon, the speaker runs dry mid-reply."""
+    return (reply is not None and playout.queued > 0 and not playout.paused
+            and playout.buffered_s < config.low_water_s and unit == "speak")
+
+
 def held(listening: Listen, config: SessionConfig) -> bool:
     """A speculative reply that has decoded its first phrase (or said `<2>`, or ended) waits for the commit."""
     job = listening.job
