@@ -110,9 +110,10 @@ class Player:
         self.stall = 0.0
 
     def add(self, t: float, seconds: float) -> None:
-        if self.end is not None and t > self.end:
-            self.stall += t - self.end
-        self.end = max(self.end if self.end is not None else t, t) + seconds
+        start = t if self.end is None else max(self.end, t)
+        if self.end is not None:
+            self.stall += start - self.end
+        self.end = start + seconds
 
 
 def pct(values: Sequence[float], q: float) -> float | None:
