@@ -64,3 +64,15 @@ def test_lead_is_given_once():
     p.add(_chunk("x", 1000))
     assert len(p.release(0.0)) == 100
     assert len(p.release(0.05)) == 50
+
+
+def test_min_chunk_hands_out_larger_pieces_and_never_holds_the_first_or_the_tail():
+    p = Playout(1000, lead_s=0.1, min_chunk_s=0.06)
+    p.add(_chunk("a clause", 300))
+    assert len(p.release(0.0)) == 100  # the first samples (the lead) go at once
+    assert len(p.release(0.02)) == 0 and len(p.release(0.05)) == 0  # 20, then 50 samples due: held
+    got = p.release(0.07)
+    assert len(got) == 70 and got[0] == 100  # nothing lost or skipped: the held credit comes out in one piece
+    assert len(p.release(0.16)) == 90
+    assert len(p.release(0.19)) == 0  # 30 due of the 40 left: held
+    assert len(p.release(0.2)) == 40 and p.buffered == 0  # the whole tail is due: it goes although under a chunk

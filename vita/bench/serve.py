@@ -146,11 +146,14 @@ class Server:
     def __init__(self, app: Any) -> None:
         import uvicorn
 
+        from vita.server.limits import Limits
+
         self.app = app
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                                    **Limits().uvicorn()))  # as `vita serve` runs it
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
                                        name="bench-uvicorn")
 

@@ -96,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
     gc.freeze()
     print(f"vita serve: model {name!r} on http://{args.host}:{args.port}/v1 "
           f"({'API key required' if key else 'no API key: loopback only'})", file=sys.stderr)
-    # uvicorn closes a websocket (1009) on a frame over ws_max_size: above our cap, so the cap gets an error event
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5,
-                ws_max_size=2 * limits.max_realtime_frame_bytes)
+                **limits.uvicorn())
     return 0

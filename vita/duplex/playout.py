@@ -2,7 +2,8 @@
 
 Synthesized clauses (`SpeechChunk`: pcm + the text it says) are queued; `release(now)` hands out the samples a
 speaker would have played since the last call (at most `max_burst_s` after a stall, plus an optional `lead_s` head
-start for the transport's jitter buffer) and nothing while paused. What was released counts as played.
+start for the transport's jitter buffer; after the first samples, pieces of at least `min_chunk_s` where set) and
+nothing while paused. What was released counts as played.
 `heard_text()` maps played samples back to text: whole clauses, plus the played fraction of the current clause cut
 back to a word boundary.
 Shapes: pcm [N] float32 at `rate`.
@@ -19,9 +20,13 @@ from vita.speech.tts import SpeechChunk
 
 
 class Playout:
-    def __init__(self, rate: int, *, lead_s: float = 0.0, max_burst_s: float | None = 0.1) -> None:
+    def __init__(self, rate: int, *, lead_s: float = 0.0, max_burst_s: float | None = 0.1,
+                 min_chunk_s: float = 0.0) -> None:
         self.rate = rate
         self.lead_s = lead_s
+        # after a reply's first samples, nothing is handed out until this much is due (or the reply's end is): a
+        # transport with a jitter buffer (`lead_s`) then sends a few larger messages instead of one per call
+        self.min_chunk_s = min_chunk_s
         # after a stall (a long unit of work) the speaker did not play the time it missed: at most this much is
         # released at once, so the device queue (and the stop latency) cannot grow with every stall
         self.max_burst_s = max_burst_s
@@ -77,10 +82,13 @@ class Playout:
             return np.zeros(0, np.float32)
         if self.max_burst_s is not None:
             self._credit = min(self._credit, self.max_burst_s * self.rate)
-        if not self._lead_given:
+        first = not self._lead_given
+        if first:
             self._credit += self.lead_s * self.rate
             self._lead_given = True
         n = min(int(self._credit), self.buffered)
+        if not first and n < min(self.min_chunk_s * self.rate, self.buffered):
+            return np.zeros(0, np.float32)  # the credit waits for a larger chunk
         out = []
         need = n
         while need > 0:

@@ -33,7 +33,7 @@ import torch
 from vita.api import Vita
 from vita.duplex.end_of_turn import TurnEnd, turn_end
 from vita.errors import PromptError
-from vita.generation.loop import PromptCache, TextLoop
+from vita.generation.loop import PendingStep, PromptCache, TextLoop
 from vita.generation.sampling import GREEDY, SamplingConfig
 from vita.generation.text import TextStream
 from vita.processor import ModelInputs, Turn
@@ -178,6 +178,14 @@ class ReplyJob:
 
     def raw_text(self, visible_chars: int | None = None) -> str:
         return self.reply.raw_text(visible_chars) if self.reply is not None and self._heard is None else ""
+
+    def pending_step(self) -> PendingStep | None:
+        """The native decode forward `step()` would run next (`TokenLoop.pending_step`), or None."""
+        if self.reply is None or self._cancelled or self.reply.done:
+            return None
+        if self._heard is not None and (self._heard.done() or len(self._buffer.split()) > LOOKAHEAD_WORDS):
+            return None  # the next step settles the transcript
+        return self.reply.tokens.pending_step()
 
     # ---- work ------------------------------------------------------------------------------------------------
     def cancel(self) -> None:

@@ -77,6 +77,7 @@ from vita.duplex.turn_taking import (
     trimmed,
 )
 from vita.duplex.utterances import Utterances, continued
+from vita.generation.loop import PendingStep
 from vita.media.audio import resample
 from vita.processor import Image, Turn
 from vita.speech.echo import MicFrontEnd
@@ -108,7 +109,7 @@ class Session:
         self.frontend = MicFrontEnd(self.config.gate)
         self.caches = [engine.new_cache(adopt=True), engine.new_cache()]  # role 0, role 1: one set of weights
         self.history: list[Turn] = []
-        self.playout = Playout(tts.sample_rate, lead_s=self.config.lead_s)
+        self.playout = Playout(tts.sample_rate, lead_s=self.config.lead_s, min_chunk_s=self.config.min_chunk_s)
         self.reply: Reply | None = None  # the speaking role's reply
         self.listening: Listen | None = None  # the listening role's undecided utterance
         self._turns = Utterances(clock, camera_window_s=self.config.camera_window_s)  # what the next user turn holds
@@ -149,6 +150,15 @@ class Session:
     def next_unit(self) -> str | None:
         """The unit `tick()` would run now: "listen" (deciding or speculating on a turn), "speak", "tts" or None."""
         return self._pick()
+
+    def pending_step(self) -> PendingStep | None:
+        """The native decode forward the next `tick()` runs (`TokenLoop.pending_step`), for a driver that steps
+        several sessions' replies in one batched call (`NativeStep.batch`, then `TokenLoop.supply`); else None."""
+        unit = self._pick()
+        job = (self.listening.job if unit == "listen" and self.listening is not None
+               else self.reply.job if unit == "speak" and self.reply is not None else None)
+        pending = getattr(job, "pending_step", None)  # scripted test jobs have none
+        return pending() if pending is not None else None
 
     @property
     def turn_pending(self) -> bool:

@@ -53,6 +53,7 @@ class SessionConfig:
     # the listener, and wastes less work when a barge-in cancels the rest)
     resume_delay_s: float = 0.4  # after a dropped utterance, silence before playback resumes (the user may go on)
     lead_s: float = 0.0  # head start handed to the transport's jitter buffer at a reply's first audio
+    min_chunk_s: float = 0.0  # after a reply's first audio, playback handed out in pieces of at least this much
     camera_window_s: float = 1.0  # a camera frame newer than this joins the utterance
     speculative: bool = True  # start the reply at the user's first short silence, held back until the commit
     speculative_words: int = 3  # words the held-back reply decodes ahead (the first phrase)

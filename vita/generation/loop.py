@@ -7,6 +7,10 @@
         delta = reply.step()                           # one prefill chunk, or one decode step; "" while prefilling
     reply.cancel()                                     # between steps: no forward runs after it, nothing comes out
 
+Several loops over one model can decode side by side: `pending_step()` names the native forward a loop's next step
+would run, the caller runs those of many loops in one call (`NativeStep.batch`) and `supply()`s each its logits; the
+step then goes on as if it had run the forward itself (same bits: the batched kernel equals the batch-1 one).
+
 Every caller runs this loop: `generate()` (ids; `vita bench decode`), `Vita.stream` / `vita generate`, the chat API
 engine and both duplex roles. So every path decodes with the native whole-step kernel where the model allows it
 (`vita.generation.native_step`; `native=False` keeps the module path, `compile=True` compiles that), and every
@@ -29,7 +33,7 @@ random weights; the forwards still run, only the chosen ids are replaced).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -44,6 +48,28 @@ from vita.tokens import split_state
 
 Phase = Literal["prefill", "decode", "done"]
 FinishReason = Literal["stop", "length", "cancelled"]
+
+
+class PendingStep(NamedTuple):
+    """A loop's next native decode forward (`TokenLoop.pending_step`): run `step(token, pos)` (or batch it), then
+    `loop.supply(pos, logits)`."""
+
+    loop: TokenLoop
+    step: NativeStep
+    token: int
+    pos: int
+
+
+def run_batched(pending: Sequence[PendingStep]) -> None:
+    """Run the forwards of several loops' pending steps in one native call (`NativeStep.batch`) and supply each loop
+    its logits; one alone, or steps the batched kernel cannot run together (quantized weights), run one by one."""
+    if len(pending) > 1 and NativeStep.batch_unsupported([p.step for p in pending]) is None:
+        logits = NativeStep.batch([p.step for p in pending], [p.token for p in pending], [p.pos for p in pending])
+        for p, row in zip(pending, logits, strict=True):
+            p.loop.supply(p.pos, row)
+        return
+    for p in pending:
+        p.loop.supply(p.pos, p.step(p.token, p.pos))
 
 
 class PromptCache:
@@ -187,6 +213,7 @@ class TokenLoop:
         if self.phase == "done":
             self.finish_reason = "length"
         self._native = cache.native_step() if native else None
+        self._supplied: tuple[int, torch.Tensor] | None = None  # (position, logits) of a forward run by the caller
         self._step_fn = None
         if self._native is None:
             self._step_fn = compiled_decode_one_token() if compile else decode_one_token
@@ -210,6 +237,20 @@ class TokenLoop:
     @property
     def done(self) -> bool:
         return self.phase == "done"
+
+    def pending_step(self) -> PendingStep | None:
+        """The native decode forward the next `step()` runs (its step, token and position), for a caller that runs the
+        forwards of several loops at once (`NativeStep.batch`) and hands each its logits (`supply`); None when the
+        next step runs none of its own (prefilling, done, the guessed id's logits at hand, the module path) or its
+        logits are supplied already."""
+        if self.phase != "decode" or self._ahead is not None or self._native is None or self._supplied is not None:
+            return None
+        return PendingStep(self, self._native, self.token_ids[-1], self._pos)
+
+    def supply(self, pos: int, logits: torch.Tensor) -> None:
+        """The logits [1, V] (or [V]) of the forward `pending_step()` named, run by the caller (its K/V written): the
+        step at `pos` uses them instead of running it."""
+        self._supplied = (pos, logits.view(1, -1))
 
     def cancel(self, reason: FinishReason = "cancelled") -> None:
         """End the reply now: no forward runs after this and no id comes out."""
@@ -267,7 +308,10 @@ class TokenLoop:
             logits, self._ahead = self._ahead, None
             return self._emit(int(sample(logits, self.sampling, self.generator).item()))
         tok, pos = self.token_ids[-1], self._pos
-        if self._native is not None:
+        supplied, self._supplied = self._supplied, None
+        if supplied is not None and supplied[0] == pos:
+            logits = supplied[1]  # run by the caller, batched with other loops' steps
+        elif self._native is not None:
             logits = self._native(tok, pos)  # [1, V]
         else:
             token = torch.tensor([[tok]], device=self.llm.device)  # [1, 1]

@@ -17,6 +17,8 @@ pointers differ.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -107,3 +109,35 @@ class NativeStep:
                               self._cos, self._sin, self._norm, self._head, self._head_scale, *self._heads,
                               self._eps, self._group)  # [V]
         return logits.view(1, self.vocab_size)  # [1, V]
+
+    @staticmethod
+    def batch_unsupported(steps: Sequence[NativeStep]) -> str | None:
+        """Why `batch(steps, ...)` cannot run them (None when it can): another model's step among them, quantized
+        weights (batch 1 only), a cache twice, or no native library."""
+        if not steps:
+            return "no steps"
+        first = steps[0]
+        if any(st._embed is not first._embed or st._layers[1] is not first._layers[1] for st in steps):
+            return "steps of different models"
+        if first.quantization is not None:
+            return "quantized weights (the batched step is dense only)"
+        if len({id(st._caches[0]) for st in steps}) < len(steps):
+            return "one cache twice"
+        if native.native_decode_batch() is None:
+            return "no native library on this machine (see vita.nn.native)"
+        return None
+
+    @staticmethod
+    @torch.no_grad()
+    def batch(steps: Sequence[NativeStep], tokens: Sequence[int], positions: Sequence[int]) -> torch.Tensor:
+        """Logits [B, V] of one decode step of each step's cache at once (`vita_native::decode_batch`): row b equals
+        `steps[b](tokens[b], positions[b])` bit for bit and the caches are written alike, but every weight row is
+        read from memory once for all of them. The steps must share one dense model (`batch_unsupported`)."""
+        reason = NativeStep.batch_unsupported(steps)
+        if reason is not None:
+            raise ValueError(f"the batched native decode step cannot run these: {reason}")
+        first = steps[0]
+        caches = [c for st in steps for c in st._caches]
+        return native.native_decode_batch()(list(tokens), list(positions), first._embed, first._layers, caches,
+                                            first._cos, first._sin, first._norm, first._head, *first._heads,
+                                            first._eps)  # [B, V]

@@ -3,8 +3,9 @@
 Ops in one library, `vita_native`, for batch-1 decoding on AVX2 CPUs: `gemv_bf16` (`csrc/gemv_bf16.cpp`, one bf16
 matrix-vector product), `gemv_q8` / `gemv_q4` (`csrc/gemv_quant.cpp`, weight-only int8 / int4 products, the formats
 of `vita.nn.quant`) and `decode_step` / `decode_step_quant` (`csrc/decode_step.cpp`, a whole dense Llama-family
-decode step in bf16 or float32, with dense or quantized weights; `vita.generation.native_step`). `make setup` builds
-the library (`python -m vita.nn.native`, ~20 s); otherwise the first call that needs it does. It is cached under
+decode step in bf16 or float32, with dense or quantized weights; `vita.generation.native_step`) and `decode_batch`
+(`csrc/decode_batch.cpp`, that step for several sequences at once, dense weights; `NativeStep.batch`). `make setup`
+builds the library (`python -m vita.nn.native`, ~30 s); otherwise the first call that needs it does. It is cached under
 `$VITA_NATIVE_CACHE` (default `~/.cache/vita/native`), keyed by the sources and headers, the torch version and the
 flags, so a changed source or torch never loads a stale build.
 
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).parent / "csrc"
-SOURCES = (CSRC / "gemv_bf16.cpp", CSRC / "gemv_quant.cpp", CSRC / "decode_step.cpp")
+SOURCES = (CSRC / "gemv_bf16.cpp", CSRC / "gemv_quant.cpp", CSRC / "decode_step.cpp", CSRC / "decode_batch.cpp")
 FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-std=c++20", "-shared", "-fPIC", "-w"]  # compile and link
 
 
@@ -135,6 +136,12 @@ def native_gemv() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
 def native_decode_step() -> Callable[..., torch.Tensor] | None:
     """The `vita_native::decode_step` op (see `vita.generation.native_step`), or None where unavailable."""
     return torch.ops.vita_native.decode_step.default if available() else None
+
+
+def native_decode_batch() -> Callable[..., torch.Tensor] | None:
+    """The `vita_native::decode_batch` op (several sequences' decode steps at once: `NativeStep.batch`),
+    or None where unavailable."""
+    return torch.ops.vita_native.decode_batch.default if available() else None
 
 
 def native_quant_gemv(bits: int) -> Callable[..., torch.Tensor] | None:

@@ -7,6 +7,7 @@ Every refusal names the limit (as its CLI flag) and the value that broke it, e.g
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from vita.server.errors import limit_exceeded
 
@@ -51,6 +52,13 @@ class Limits:
             value = getattr(self, f.name)
             if value < 0 or (value == 0 and f.name != "max_queued"):
                 raise ValueError(f"--{flag(f.name)} must be positive, got {value}")
+
+    def uvicorn(self) -> dict[str, Any]:
+        """The websocket settings `vita serve` runs uvicorn with: a frame over `ws_max_size` is closed by uvicorn
+        (1009), so it sits above our cap and the cap gets an error event; no permessage-deflate: realtime frames are
+        base64 PCM, which zlib barely shrinks, and compressing and inflating ~400 of them a second (8 sessions)
+        cost the server and its clients a tenth of a core for nothing."""
+        return {"ws_max_size": 2 * self.max_realtime_frame_bytes, "ws_per_message_deflate": False}
 
 
 def flag(name: str) -> str:

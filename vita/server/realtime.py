@@ -103,7 +103,7 @@ def session_config(**vad: Any) -> SessionConfig:
     """The server's duplex session settings. The VAD keeps as much audio after the speech as the pause that starts
     a speculation has heard (`VADConfig.pause_ms`), so a committed speculation's utterance is, sample for sample, the
     one the end of speech gives."""
-    return SessionConfig(lead_s=0.2, vad=VADConfig(**{"end_pad_ms": VADConfig().pause_ms, **vad}))
+    return SessionConfig(lead_s=0.2, min_chunk_s=0.06, vad=VADConfig(**{"end_pad_ms": VADConfig().pause_ms, **vad}))
 
 
 @dataclass

@@ -6,7 +6,8 @@ alone touches its duplex session.
           --> session events emitted at once (a commit's response and first deltas never wait for the model)
           --> `session.tick()` batches on the model worker: URGENT while the user waits on a turn (decided,
               speculated on, or its reply without speech yet: `Session.turn_pending`), SOON while the reply's
-              queued audio runs low (`Session.starving`), NORMAL otherwise
+              queued audio runs low (`Session.starving`), NORMAL otherwise; sessions' decode steps run together
+              (`realtime_batch`)
     session events --Emitter (`realtime_emit.py`)--> server events --outbox--> _send_loop
 
 Everything the session does happens in one task (`_drive`): it awaits each audio batch and each model batch, and
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
@@ -38,6 +38,9 @@ from vita.media.audio import StreamResampler
 from vita.processor import Image
 from vita.server.errors import APIError
 from vita.server.limits import count_json_values
+from vita.server.realtime_batch import TAG as BATCH_TAG
+from vita.server.realtime_batch import Batch
+from vita.server.realtime_batch import run as run_batch
 from vita.server.realtime_emit import Emitter
 from vita.server.realtime_events import (
     OUTPUT_RATE,
@@ -385,11 +388,13 @@ class Connection:
 
     async def _batch(self, s: Session, loop: asyncio.AbstractEventLoop) -> list:
         """One batch of model work on the shared worker. While it waits its turn behind the other sessions' work it
-        has not touched the session (`BatchGate`), so the driver goes on with `_between` meanwhile; once it runs, the
-        driver waits for its events."""
+        has not touched the session (`BatchGate`), so the driver goes on with `_between` meanwhile; once it runs (on
+        its own or joined to another session's: `realtime_batch`), the driver waits for its events."""
         priority = URGENT if s.turn_pending else SOON if s.starving else NORMAL
         gate = BatchGate()
-        job = asyncio.wrap_future(self.state.worker.submit(self._work, s, priority, gate, priority=priority))
+        batch = Batch(s, priority, gate, self.config, lambda: self.closed)
+        worker = self.state.worker
+        job = asyncio.wrap_future(worker.submit(run_batch, batch, worker, priority=priority, tag=BATCH_TAG))
         try:
             while not job.done():
                 self.wake.clear()
@@ -403,27 +408,6 @@ class Connection:
                 await job  # the batch ends before anything else touches the session
             raise
         return job.result()
-
-    def _work(self, s: Session, priority: int, gate: BatchGate | None = None) -> list:
-        """On the model thread: ticks until no work is left or the budget is spent. An URGENT batch goes on until the
-        turn is decided (what the commit waits for: features, prefill, the state token and an answer's first
-        text), for at most `turn_max_s`, else `turn_budget_s`; it ends when the user no longer waits (the reply's
-        first text is out: the rest waits its turn behind the other sessions). A SOON batch (a reply whose queued
-        audio runs low) goes on for `turn_budget_s` while that lasts; a NORMAL one for `tick_budget_s`."""
-        if gate is not None:
-            with gate.lock:
-                gate.started = True
-        t0 = time.monotonic()
-        budget = self.config.tick_budget_s if priority == NORMAL else self.config.turn_budget_s
-        out: list = []
-        while not self.closed:
-            out += s.tick()
-            if not s.has_work or (priority == URGENT and not s.turn_pending) or (priority == SOON and not s.starving):
-                break
-            deciding = priority == URGENT and s.deciding
-            if time.monotonic() - t0 > (self.config.turn_max_s if deciding else budget):
-                break
-        return out
 
     def _feed(self, s: Session, chunks: list, gate: BatchGate) -> list | None:
         """On an audio thread (the driver awaits it; a batch that starts meanwhile waits for it): the events, or None

@@ -6,6 +6,7 @@
     value = await worker.call(fn, priority=URGENT)  # ahead of every SOON and NORMAL job still waiting
     events = worker.stream(produce)               # run produce(cancel) on the model thread, in slices; async-iterate
     ticket.release()                              # idempotent; pass it as on_done to release when a job ends
+    worker.submit(fn, *args, tag=T)               # a job a running one may take over: worker.claim(T, accept)
 
 Jobs run one at a time (one model): URGENT ones first, then SOON, then NORMAL ones, each class in submission
 order. The realtime sessions submit their turn work (a user waiting for the end of their turn to be answered) as
@@ -22,7 +23,11 @@ sessions never touch the model at the same time.
 process had). The realtime hub lowers it while sessions are open: their audio work (VAD, echo gate, TTS, the event
 loop) needs a core, and the native decode step's threads meet at barriers, so one of them preempted stalls the
 step (vita-mini on 2 cores beside one busy process: 17 ms a token on 1 thread, 370-730 ms on 2).
-`waits` keeps the latest queueing delays (priority, seconds from submit to start) for `vita bench serve`.
+A running job may take over waiting jobs submitted with the same `tag` (`claim`, on the model thread): the realtime
+sessions' batches do, so that the replies of several sessions decode side by side in one batched forward
+(`vita.server.realtime_batch`); the claimer then owns their futures.
+`waits` keeps the latest queueing delays (priority, seconds from submit to start) for `vita bench serve`, `rounds`
+the sizes of the latest rounds of decode steps run side by side.
 """
 
 from __future__ import annotations
@@ -61,12 +66,13 @@ class ModelWorker:
         self._lock = threading.Lock()  # admission
         self._admitted = 0
         self._cond = threading.Condition()  # the queue below
-        self._queue: list[tuple[int, int, float, Future, Callable[..., Any], tuple]] = []  # a heap
+        self._queue: list[tuple[int, int, float, Future, Callable[..., Any], tuple, object]] = []  # a heap
         self._order = itertools.count()
         self._thread: threading.Thread | None = None  # started by the first job
         self._closed = False
         self.threads: int | None = None  # torch intra-op threads for the jobs (None: the process's count)
         self.waits: deque[tuple[int, float]] = deque(maxlen=4096)  # (priority, seconds queued), newest last
+        self.rounds: deque[int] = deque(maxlen=4096)  # decode steps run side by side per batched round (claimers)
 
     @property
     def admitted(self) -> int:
@@ -82,14 +88,14 @@ class ModelWorker:
         return Ticket(self)
 
     def submit(self, fn: Callable[..., T], *args: Any, on_done: Callable[[Future], None] | None = None,
-               priority: int = NORMAL) -> Future:
+               priority: int = NORMAL, tag: object = None) -> Future:
         future: Future = Future()
         if on_done is not None:
             future.add_done_callback(on_done)
         with self._cond:
             if self._closed:
                 raise RuntimeError("the model worker is shut down")
-            heapq.heappush(self._queue, (priority, next(self._order), time.monotonic(), future, fn, args))
+            heapq.heappush(self._queue, (priority, next(self._order), time.monotonic(), future, fn, args, tag))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="vita-model", daemon=True)
                 self._thread.start()
@@ -103,6 +109,24 @@ class ModelWorker:
     def stream(self, produce: Callable[[threading.Event], Iterator[T]], *,
                on_done: Callable[[Future], None] | None = None) -> EventStream[T]:
         return EventStream(self, produce, on_done, self.slice_s)
+
+    def claim(self, tag: object, accept: Callable[[tuple], bool]) -> list[tuple[Future, tuple]]:
+        """From the running job: take over the waiting jobs submitted with `tag` whose args `accept` (asked in queue
+        order, under the queue's lock: it must not block), as (future, args); they count as started now and the
+        caller resolves their futures. Cancelled ones are dropped."""
+        taken: list[tuple[Future, tuple]] = []
+        with self._cond:
+            keep = []
+            for job in sorted(self._queue):
+                if tag is None or job[6] is not tag or not accept(job[5]):
+                    keep.append(job)
+                elif job[3].set_running_or_notify_cancel():
+                    self.waits.append((job[0], time.monotonic() - job[2]))
+                    taken.append((job[3], job[5]))
+            if len(keep) < len(self._queue):
+                heapq.heapify(keep)
+                self._queue = keep
+        return taken
 
     def shutdown(self) -> None:
         """Cancel the jobs still waiting; the running one finishes (its thread then ends)."""
@@ -123,7 +147,7 @@ class ModelWorker:
                     self._cond.wait()
                 if not self._queue:
                     return
-                priority, _, queued, future, fn, args = heapq.heappop(self._queue)
+                priority, _, queued, future, fn, args, _ = heapq.heappop(self._queue)
             if not future.set_running_or_notify_cancel():
                 continue
             self.waits.append((priority, time.monotonic() - queued))

@@ -162,9 +162,14 @@ class MicFrontEnd:
             self.mic_pos += n
             return frames
         coupling = cfg.coupling
-        for i in range(n // FRAME):
-            f = self.mic_pos // FRAME + i
-            ref_db = self.reference_level(f)
+        k, first, lookback = n // FRAME, self.mic_pos // FRAME, self._window_samples() // FRAME
+        if not self._ref_levels or max(self._ref_levels) < first - lookback:  # nothing played within the window
+            self.mic_pos += n
+            return frames
+        # the playback level of every frame the k windows cover, looked up once (`reference_level` of each frame)
+        levels = np.array([self._ref_levels.get(f, _SILENT_DB) for f in range(first - lookback, first + k)])
+        for i in range(k):
+            ref_db = float(levels[i : i + lookback + 1].max())
             if ref_db < cfg.ref_silent_db:
                 continue  # nothing played recently: the gate is open
             x = frames[i * FRAME : (i + 1) * FRAME]

@@ -3,6 +3,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -93,6 +94,74 @@ inline void gemv_rows(const float* w, int64_t n0, int64_t n1, int64_t K, const f
     float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (int64_t k = K32; k < K; ++k) s += row[k] * x[k];
     store(n, s);
+  }
+}
+
+}  // namespace vita_native
+
+namespace vita_native {
+
+// Row `row` (K bf16 weights) against NB inputs at once: out[b] = sum_k row[k] * x_b[k], each sum in exactly
+// gemv_rows's order (the same four FMA chains, the same tail), so every result equals gemv_rows's bit for bit; the
+// row is widened once for the NB inputs. split[b]: x_b in split_even_odd order, x[b]: x_b itself (the tail).
+template <int NB>
+inline void dot_rows(const uint16_t* row, int64_t K, const float* const* split, const float* const* x, float* out) {
+  const __m256i high_half = _mm256_set1_epi32(int32_t(0xffff0000u));
+  const int64_t K32 = K / 32 * 32;
+  __m256 a[NB][4];
+  for (int b = 0; b < NB; ++b)
+    for (int j = 0; j < 4; ++j) a[b][j] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < K32; k += 32) {
+    const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k));
+    const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + k + 16));
+    const __m256 w[4] = {_mm256_castsi256_ps(_mm256_slli_epi32(v0, 16)),
+                         _mm256_castsi256_ps(_mm256_and_si256(v0, high_half)),
+                         _mm256_castsi256_ps(_mm256_slli_epi32(v1, 16)),
+                         _mm256_castsi256_ps(_mm256_and_si256(v1, high_half))};
+    for (int b = 0; b < NB; ++b)
+      for (int j = 0; j < 4; ++j) a[b][j] = _mm256_fmadd_ps(w[j], _mm256_loadu_ps(split[b] + k + 8 * j), a[b][j]);
+  }
+  for (int b = 0; b < NB; ++b) {
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a[b][0], a[b][1]), _mm256_add_ps(a[b][2], a[b][3])));
+    for (int64_t k = K32; k < K; ++k) s += bf16_to_float(row[k]) * x[b][k];
+    out[b] = s;
+  }
+}
+
+// The float32 counterpart (split unused), in the float32 gemv_rows's order.
+template <int NB>
+inline void dot_rows(const float* row, int64_t K, const float* const* /*split*/, const float* const* x, float* out) {
+  const int64_t K32 = K / 32 * 32;
+  __m256 a[NB][4];
+  for (int b = 0; b < NB; ++b)
+    for (int j = 0; j < 4; ++j) a[b][j] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < K32; k += 32) {
+    for (int j = 0; j < 4; ++j) {
+      const __m256 w = _mm256_loadu_ps(row + k + 8 * j);
+      for (int b = 0; b < NB; ++b) a[b][j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[b] + k + 8 * j), a[b][j]);
+    }
+  }
+  for (int b = 0; b < NB; ++b) {
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a[b][0], a[b][1]), _mm256_add_ps(a[b][2], a[b][3])));
+    for (int64_t k = K32; k < K; ++k) s += row[k] * x[b][k];
+    out[b] = s;
+  }
+}
+
+// Rows n in [n0, n1) of w [N, K] against B inputs: store(b, n, sum) for every b, each row read from memory once
+// (the inputs taken two at a time while the row stays in L1: 8 accumulators, no spills).
+template <typename E, typename Store>
+inline void gemv_rows_multi(const E* w, int64_t n0, int64_t n1, int64_t K, int B, const float* const* split,
+                            const float* const* x, Store store) {
+  float out[2];
+  for (int64_t n = n0; n < n1; ++n) {
+    const E* row = w + n * K;
+    for (int b = 0; b < B; b += 2) {
+      const int m = std::min(2, B - b);
+      if (m == 2) dot_rows<2>(row, K, split + b, x + b, out);
+      else dot_rows<1>(row, K, split + b, x + b, out);
+      for (int i = 0; i < m; ++i) store(b + i, n, out[i]);
+    }
   }
 }
 

@@ -32,24 +32,12 @@
 #include <type_traits>
 #include <vector>
 
-#include "bf16_gemv.h"
-#include "quant_gemv.h"
+#include "decode_common.h"
 
 namespace {
 
 using namespace vita_native;
-
-// E, the element type of weights, caches and logits: uint16_t (bf16 bits) or float. The float32 variant rounds
-// nowhere, the bf16 one wherever the module path holds a bf16 tensor.
-template <typename E> constexpr at::ScalarType kDtype = std::is_same_v<E, float> ? at::kFloat : at::kBFloat16;
-inline float to_f(uint16_t h) { return bf16_to_float(h); }
-inline float to_f(float f) { return f; }
-template <typename E> inline E from_f(float f) {
-  if constexpr (std::is_same_v<E, float>) return f; else return float_to_bf16(f);
-}
-template <typename E> inline float rnd(float f) {
-  if constexpr (std::is_same_v<E, float>) return f; else return round_bf16(f);
-}
+using namespace vita_native::step;
 
 // The input of the current GEMV stage, prepared once by one thread for every thread's rows: dense bf16 rows read x
 // in even/odd order (split_even_odd), quantized rows read it as int16 with its group sums (quantize_input).
@@ -74,56 +62,6 @@ struct Input {
   }
 };
 
-template <typename E> const E* ptr(const at::Tensor& t) { return reinterpret_cast<const E*>(t.data_ptr()); }
-
-void check(const at::Tensor& t, at::ScalarType dtype, const char* what, std::vector<int64_t> shape) {
-  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == dtype && t.is_contiguous(), "decode_step: ", what,
-              " must be a contiguous ", dtype, " CPU tensor, got ", t.scalar_type());
-  TORCH_CHECK(t.sizes() == at::IntArrayRef(shape), "decode_step: ", what, " has shape ", t.sizes(), ", expected ",
-              at::IntArrayRef(shape));
-}
-
-constexpr int64_t kPerLayer = 12;
-
-// W, the view of one weight matrix: `const E*` (dense rows), Q8Rows or Q4Rows (quant_gemv.h)
-template <typename W>
-struct Part {  // one matrix of a stack of GEMVs over the same input
-  W w;
-  int64_t rows;
-};
-
-template <typename E, typename W>
-struct Layer {
-  const E* attn_norm;
-  Part<W> qkv[3];
-  const E* bias[3];
-  W wo;
-  const E* ffn_norm;
-  Part<W> gate_up[2];
-  W w2;
-  E *k_cache, *v_cache;
-};
-
-// The view of weight matrix `w` [rows, cols] (and its scales and offsets for a quantized W), checked.
-template <typename E, typename W>
-W matrix(const at::Tensor& w, const at::Tensor* scale, const at::Tensor* offset, int64_t rows, int64_t cols,
-         int64_t group, const char* what) {
-  if constexpr (std::is_same_v<W, const E*>) {
-    check(w, kDtype<E>, what, {rows, cols});
-    return ptr<E>(w);
-  } else if constexpr (std::is_same_v<W, Q8Rows>) {
-    check(w, at::kChar, what, {rows, cols});
-    check(*scale, at::kFloat, what, {rows});
-    return Q8Rows{ptr<int8_t>(w), ptr<float>(*scale)};
-  } else {
-    TORCH_CHECK(cols % group == 0, "decode_step: ", what, ": K = ", cols, " is not a multiple of the group ", group);
-    check(w, at::kByte, what, {rows, cols / 2});
-    check(*scale, at::kHalf, what, {rows, cols / group});
-    check(*offset, at::kHalf, what, {rows, cols / group});
-    return Q4Rows{ptr<uint8_t>(w), ptr<uint16_t>(*scale), ptr<uint16_t>(*offset), group};
-  }
-}
-
 // Thread t of nt: its share of the rows of the stacked matrices parts[0..P) (global row r of the stack is row
 // r - offset of the part holding it), store(global row, sum).
 template <typename E, typename W, typename Store>
@@ -138,56 +76,6 @@ void gemv_stack(const Part<W>* parts, int P, int64_t K, int t, int nt, const Inp
       in.rows(parts[p].w, a - offset, b - offset, K, [&](int64_t n, float v) { store(n + offset, v); });
     }
     offset += parts[p].rows;
-  }
-}
-
-// 8 cache entries (bf16 bits or float32) as float32
-inline __m256 load8(const uint16_t* p) {
-  return _mm256_castsi256_ps(
-      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
-}
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-
-// sum_i q[i] * k[i] over one head (n floats against n cache entries)
-template <typename E>
-inline float dot(const float* q, const E* k, int64_t n) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), a0);
-    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load8(k + i + 8), a1);
-  }
-  float s = hsum(_mm256_add_ps(a0, a1));
-  for (; i < n; ++i) s += q[i] * to_f(k[i]);
-  return s;
-}
-
-// o[i] += p * v[i] over one head
-template <typename E>
-inline void axpy(float p, const E* v, float* o, int64_t n) {
-  const __m256 pv = _mm256_set1_ps(p);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, _mm256_fmadd_ps(pv, load8(v + i), _mm256_loadu_ps(o + i)));
-  for (; i < n; ++i) o[i] += p * to_f(v[i]);
-}
-
-// out = weight * (x / rms(x)), rounded as `vita.nn.norm.RMSNorm` rounds in E
-template <typename E>
-void rms_norm(const float* x, const E* weight, int64_t D, float eps, float* out) {
-  float ss = 0.f;
-  for (int64_t i = 0; i < D; ++i) ss += x[i] * x[i];
-  const float inv = 1.f / std::sqrt(ss / float(D) + eps);
-  for (int64_t i = 0; i < D; ++i) out[i] = rnd<E>(to_f(weight[i]) * rnd<E>(x[i] * inv));
-}
-
-// rotate_half RoPE on one head in place, cos/sin rows already rounded to E (the module casts the tables)
-template <typename E>
-void rope(float* h, const float* c, const float* s, int64_t Dh) {
-  const int64_t half = Dh / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    const float a = h[i], b = h[i + half];
-    h[i] = rnd<E>(a * c[i] - b * s[i]);
-    h[i + half] = rnd<E>(b * c[i + half] + a * s[i + half]);
   }
 }
 
@@ -227,36 +115,12 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
   using H = std::conditional_t<dense, W, Q8Rows>;
   const H head_w = matrix<E, H>(head, &head_scale, nullptr, V, D, group, "head");
   const bool bias = layers[4].numel() > 0;
-  std::vector<Layer<E, W>> ls(L);
+  std::vector<Layer<E, W>> ls = read_layers<E, W>(layers, scales, offsets, L, D, Q, KV, I, group, bias);
   for (int64_t l = 0; l < L; ++l) {
-    const at::Tensor* t = layers.data() + kPerLayer * l;
-    const at::Tensor* sc = dense ? nullptr : scales.data() + 7 * l;
-    const at::Tensor* of = q4 ? offsets.data() + 7 * l : nullptr;
-    const auto mat = [&](int i, int64_t rows, int64_t cols, const char* what) {
-      const int j = i == 7 ? 3 : i < 4 ? i - 1 : i - 5;  // index among wq, wk, wv, wo, w1, w3, w2
-      return matrix<E, W>(t[i], dense ? nullptr : sc + j, q4 ? of + j : nullptr, rows, cols, group, what);
-    };
-    check(t[0], kDtype<E>, "attention_norm", {D});
-    for (int i = 0; i < 3; ++i) {
-      TORCH_CHECK((t[4 + i].numel() > 0) == bias, "decode_step: q/k/v biases given for some projections only");
-      if (bias) check(t[4 + i], kDtype<E>, i == 0 ? "bq" : i == 1 ? "bk" : "bv", {i == 0 ? Q : KV});
-    }
-    check(t[8], kDtype<E>, "ffn_norm", {D});
     check(caches[2 * l], kDtype<E>, "k_cache", {1, num_kv_heads, S, Dh});
     check(caches[2 * l + 1], kDtype<E>, "v_cache", {1, num_kv_heads, S, Dh});
-    Layer<E, W>& ly = ls[l];
-    ly.attn_norm = ptr<E>(t[0]);
-    ly.qkv[0] = {mat(1, Q, D, "wq"), Q};
-    ly.qkv[1] = {mat(2, KV, D, "wk"), KV};
-    ly.qkv[2] = {mat(3, KV, D, "wv"), KV};
-    for (int i = 0; i < 3; ++i) ly.bias[i] = bias ? ptr<E>(t[4 + i]) : nullptr;
-    ly.wo = mat(7, D, Q, "wo");
-    ly.ffn_norm = ptr<E>(t[8]);
-    ly.gate_up[0] = {mat(9, I, D, "w1"), I};
-    ly.gate_up[1] = {mat(10, I, D, "w3"), I};
-    ly.w2 = mat(11, D, I, "w2");
-    ly.k_cache = const_cast<E*>(ptr<E>(caches[2 * l]));
-    ly.v_cache = const_cast<E*>(ptr<E>(caches[2 * l + 1]));
+    ls[l].k_cache = const_cast<E*>(ptr<E>(caches[2 * l]));
+    ls[l].v_cache = const_cast<E*>(ptr<E>(caches[2 * l + 1]));
   }
 
   const int64_t T = pos + 1, widest = std::max({D, Q, I});
