@@ -5,6 +5,10 @@ lengths; clear refusals."""
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -81,3 +85,15 @@ def test_refusals_name_the_problem():
     q = [NativeStep(quant, quant.new_cache(16)), NativeStep(quant, quant.new_cache(16))]
     with pytest.raises(ValueError, match="quantized weights"):
         NativeStep.batch(q, [1, 1], [0, 0])
+
+
+def test_the_avx2_rows_obey_the_same_equalities():
+    """Where the CPU has AVX512-BF16 the rows run on it; the AVX2 rows (VITA_NATIVE_DPBF16=0, what other CPUs run)
+    must give batched == batch-1 bits too: checked in a process of their own (the choice is made once per process)."""
+    code = ("import torch; from tests.generation import test_native_batch as t; "
+            "[t.test_each_row_equals_the_batch_1_step(d, kw) for d in (torch.bfloat16, torch.float32) "
+            "for kw in ({}, {'hidden': 72, 'heads': 4, 'kv_heads': 1})]; "
+            "t.test_any_subset_and_order_and_thread_count_give_the_same_bits()")
+    env = {**os.environ, "VITA_NATIVE_DPBF16": "0"}
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True, timeout=300)

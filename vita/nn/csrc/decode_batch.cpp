@@ -22,16 +22,27 @@ using namespace vita_native;
 using namespace vita_native::step;
 
 // The inputs of the current GEMV stage for every sequence (prepared by one thread), read by every thread's rows.
+// bf16 inputs as bf16 bits where the rows run on AVX512-BF16 (as decode_step.cpp's Input), else split (AVX2).
 template <typename E>
 struct Inputs {
+  static constexpr bool bf16 = std::is_same_v<E, uint16_t>;
+  const bool dp = bf16 && has_dpbf16();
   std::vector<std::vector<float>> split;
+  std::vector<std::vector<uint16_t>> xb;
   std::vector<const float*> x, split_ptr;
-  Inputs(int B, int64_t widest) : split(B, std::vector<float>(widest)), x(B), split_ptr(B) {
-    for (int b = 0; b < B; ++b) split_ptr[b] = split[b].data();
+  std::vector<const uint16_t*> xb_ptr;
+  Inputs(int B, int64_t widest)
+      : split(B, std::vector<float>(bf16 && !dp ? widest : 0)), xb(B, std::vector<uint16_t>(dp ? widest : 0)),
+        x(B), split_ptr(B), xb_ptr(B) {
+    for (int b = 0; b < B; ++b) split_ptr[b] = split[b].data(), xb_ptr[b] = xb[b].data();
   }
   void prepare(int b, const float* src, int64_t K) {
     x[b] = src;
-    if constexpr (std::is_same_v<E, uint16_t>) split_even_odd(src, K, split[b].data());
+    if (dp) {
+      for (int64_t k = 0; k < K; ++k) xb[b][k] = float_to_bf16(src[k]);  // exact: src is bf16-rounded
+    } else if constexpr (bf16) {
+      split_even_odd(src, K, split[b].data());
+    }
   }
 };
 
@@ -47,8 +58,15 @@ void gemv_stack_multi(const Part<const E*>* parts, int P, int64_t K, int t, int 
   for (int p = 0; p < P; ++p) {
     const int64_t a = std::max(lo, offset), b = std::min(hi, offset + parts[p].rows);
     if (a < b) {
-      gemv_rows_multi(parts[p].w, a - offset, b - offset, K, B, in.split_ptr.data(), in.x.data(),
-                      [&](int s, int64_t n, float v) { store(s, n + offset, v); });
+      const auto put = [&](int s, int64_t n, float v) { store(s, n + offset, v); };
+      if constexpr (std::is_same_v<E, uint16_t>) {
+        if (in.dp) {
+          gemv_rows_dp(parts[p].w, a - offset, b - offset, K, B, in.xb_ptr.data(), put);
+          offset += parts[p].rows;
+          continue;
+        }
+      }
+      gemv_rows_multi(parts[p].w, a - offset, b - offset, K, B, in.split_ptr.data(), in.x.data(), put);
     }
     offset += parts[p].rows;
   }

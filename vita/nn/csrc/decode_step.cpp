@@ -40,23 +40,35 @@ using namespace vita_native;
 using namespace vita_native::step;
 
 // The input of the current GEMV stage, prepared once by one thread for every thread's rows: dense bf16 rows read x
-// in even/odd order (split_even_odd), quantized rows read it as int16 with its group sums (quantize_input).
+// as bf16 (`gemv_rows_dp`, AVX512-BF16) or in even/odd order (split_even_odd, AVX2), quantized rows read it as int16
+// with its group sums (quantize_input).
 template <typename E, typename W>
 struct Input {
   static constexpr bool dense = std::is_same_v<W, const E*>;
+  static constexpr bool bf16 = dense && std::is_same_v<E, uint16_t>;
   std::vector<float> split;
+  std::vector<uint16_t> xb;
   QWork work;
   int64_t group;
   const float* x = nullptr;
   QInput in{};
-  Input(int64_t widest, int64_t group) : split(widest), work(dense ? 0 : widest), group(group) {}
+  const bool dp = bf16 && has_dpbf16();
+  Input(int64_t widest, int64_t group)
+      : split(widest), xb(bf16 ? widest : 0), work(dense ? 0 : widest), group(group) {}
   void prepare(const float* src, int64_t K) {
     x = src;
     if constexpr (!dense) in = quantize_input(src, K, group, work);
-    else if constexpr (std::is_same_v<E, uint16_t>) split_even_odd(src, K, split.data());
+    else if constexpr (bf16) {
+      if (dp) for (int64_t k = 0; k < K; ++k) xb[k] = float_to_bf16(src[k]);  // exact: src is bf16-rounded
+      else split_even_odd(src, K, split.data());
+    }
   }
   template <typename Store>
   void rows(const W& w, int64_t n0, int64_t n1, int64_t K, Store store) const {
+    if constexpr (bf16) {
+      const uint16_t* xp = xb.data();
+      if (dp) return gemv_rows_dp(w, n0, n1, K, 1, &xp, [&](int, int64_t n, float v) { store(n, v); });
+    }
     if constexpr (dense) gemv_rows(w, n0, n1, K, split.data(), x, store);
     else gemv_rows(w, n0, n1, K, in, store);
   }
