@@ -399,8 +399,10 @@ class Connection:
             while not job.done():
                 self.wake.clear()
                 woken = asyncio.ensure_future(self.wake.wait())
-                await asyncio.wait({job, woken}, timeout=0.02, return_when=asyncio.FIRST_COMPLETED)
-                woken.cancel()
+                try:
+                    await asyncio.wait({job, woken}, timeout=0.02, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # also when this task is cancelled (the connection closing): no waiter left pending
+                    woken.cancel()
                 if not job.done() and not gate.started:
                     await self._between(s, loop, gate)
         except Exception:

@@ -184,43 +184,41 @@ inline bool has_dpbf16() {
   return yes;
 }
 
-// out[b] = sum_k row[k] * xb_b[k] for NB inputs (bf16 bits), two accumulators per input over 64-weight blocks
+// out[b] = sum_k row[k] * xb_b[k] for NB inputs (bf16 bits): four accumulators per input over 128-weight blocks
+// (independent chains: the instruction's latency is hidden within a row), then one per 32-weight block left
 template <int NB>
 VITA_DPBF16 inline void dot_rows_dp(const uint16_t* row, int64_t K, const uint16_t* const* xb, float* out) {
-  __m512 a[NB][2];
-  for (int b = 0; b < NB; ++b) a[b][0] = a[b][1] = _mm512_setzero_ps();
+  __m512 a[NB][4];
+  for (int b = 0; b < NB; ++b) a[b][0] = a[b][1] = a[b][2] = a[b][3] = _mm512_setzero_ps();
   int64_t k = 0;
-  for (; k + 64 <= K; k += 64) {
-    const __m512bh w0 = (__m512bh)_mm512_loadu_si512(row + k), w1 = (__m512bh)_mm512_loadu_si512(row + k + 32);
-    for (int b = 0; b < NB; ++b) {
-      a[b][0] = _mm512_dpbf16_ps(a[b][0], w0, (__m512bh)_mm512_loadu_si512(xb[b] + k));
-      a[b][1] = _mm512_dpbf16_ps(a[b][1], w1, (__m512bh)_mm512_loadu_si512(xb[b] + k + 32));
-    }
+  for (; k + 128 <= K; k += 128) {
+    __m512bh w[4];
+    for (int j = 0; j < 4; ++j) w[j] = (__m512bh)_mm512_loadu_si512(row + k + 32 * j);
+    for (int b = 0; b < NB; ++b)
+      for (int j = 0; j < 4; ++j)
+        a[b][j] = _mm512_dpbf16_ps(a[b][j], w[j], (__m512bh)_mm512_loadu_si512(xb[b] + k + 32 * j));
   }
-  if (k + 32 <= K) {
-    const __m512bh w0 = (__m512bh)_mm512_loadu_si512(row + k);
-    for (int b = 0; b < NB; ++b) a[b][0] = _mm512_dpbf16_ps(a[b][0], w0, (__m512bh)_mm512_loadu_si512(xb[b] + k));
-    k += 32;
+  for (int j = 0; k + 32 <= K; k += 32, ++j) {
+    const __m512bh w = (__m512bh)_mm512_loadu_si512(row + k);
+    for (int b = 0; b < NB; ++b) a[b][j] = _mm512_dpbf16_ps(a[b][j], w, (__m512bh)_mm512_loadu_si512(xb[b] + k));
   }
   for (int b = 0; b < NB; ++b) {
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(a[b][0], a[b][1]));
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a[b][0], a[b][1]), _mm512_add_ps(a[b][2], a[b][3])));
     for (int64_t i = k; i < K; ++i) s += bf16_to_float(row[i]) * bf16_to_float(xb[b][i]);
     out[b] = s;
   }
 }
 
-// Rows n in [n0, n1) of w [N, K] against B bf16 inputs, up to 8 at a time: store(b, n, sum)
+// Rows n in [n0, n1) of w [N, K] against B bf16 inputs, up to 6 at a time (24 accumulators): store(b, n, sum)
 template <typename Store>
 VITA_DPBF16 inline void gemv_rows_dp(const uint16_t* w, int64_t n0, int64_t n1, int64_t K, int B,
                                      const uint16_t* const* xb, Store store) {
-  float out[8];
+  float out[6];
   for (int64_t n = n0; n < n1; ++n) {
     const uint16_t* row = w + n * K;
-    for (int b = 0; b < B; b += 8) {
-      const int m = std::min(8, B - b);
+    for (int b = 0; b < B; b += 6) {
+      const int m = std::min(6, B - b);
       switch (m) {
-        case 8: dot_rows_dp<8>(row, K, xb + b, out); break;
-        case 7: dot_rows_dp<7>(row, K, xb + b, out); break;
         case 6: dot_rows_dp<6>(row, K, xb + b, out); break;
         case 5: dot_rows_dp<5>(row, K, xb + b, out); break;
         case 4: dot_rows_dp<4>(row, K, xb + b, out); break;

@@ -10,8 +10,10 @@
 // Why: batch-1 decoding of a small model is a chain of ~120 matrix-vector products plus ~300 tiny element-wise
 // ops. Launched one by one (compiled or not), the tiny ops and the per-op dispatch cost ~6 ms a step on a 2-core
 // machine next to ~15 ms of weight streaming. Here the threads enter one parallel region for the whole step, split
-// every GEMV by rows (each thread streams one contiguous block, `gemv_rows`), and meet at a barrier between stages;
-// the element-wise work runs on one thread in between, attention is split by query head.
+// every GEMV by rows (each thread streams one contiguous block: `gemv_rows_dp` with AVX512-BF16 where the CPU has it,
+// else `gemv_rows`, bf16 widened in AVX2 registers), and meet at a barrier between stages; the element-wise work
+// runs on one thread in between, attention is split by query head. decode_batch.cpp is this step for several
+// sequences at once, with the same row kernels (its rows equal this step's bit for bit).
 //
 // Numerics follow the module path (`vita.models.llm`): in bf16 every tensor the module path holds in bf16 (the
 // residual stream, norm outputs, projections, attention output, the KV cache, logits) is rounded to bf16 here at the
