@@ -10,7 +10,7 @@ import torch
 
 from vita.config import LLMConfig
 from vita.generation.generate import generate_all
-from vita.generation.loop import PromptCache, TextLoop, TokenLoop
+from vita.generation.loop import PromptCache, TextLoop, TokenLoop, run_batched
 from vita.generation.native_step import NativeStep
 from vita.generation.sampling import GREEDY, SamplingConfig
 from vita.models.llm import LLM
@@ -170,3 +170,41 @@ def test_probe_keeps_the_logits_after_a_prompt_position(chunk):
     assert list(again) == plain and again.reused == 4
     torch.testing.assert_close(again.probe_logits[0], expected, rtol=1e-4, atol=1e-4)
     assert TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=2, probe=99).probe is None
+
+
+@pytest.mark.usefixtures("requires_native")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_loops_stepped_side_by_side_give_the_ids_they_give_alone(dtype, monkeypatch):
+    """Three replies over one model, their forwards run together (`pending_step` -> `run_batched` -> `supply`):
+    the same ids as each loop alone; a cancelled loop with logits supplied gives nothing more."""
+    llm = _llm(dtype)
+    prompts = [PROMPT, PROMPT[:4], torch.tensor([7, 7, 1, 90, 33, 12, 44])]
+
+    def loop(ids):
+        return TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, ids), max_new_tokens=12)
+
+    alone = [list(loop(p)) for p in prompts]
+    loops = [loop(p) for p in prompts]
+    single = []  # batch-1 forwards run (a round of one pending step runs one; the loops run none of their own)
+    step_alone = NativeStep.__call__
+    monkeypatch.setattr(NativeStep, "__call__", lambda self, *a: single.append(1) or step_alone(self, *a))
+    got: list[list[int]] = [[] for _ in prompts]
+    rounds = ones = 0
+    while not all(lp.done for lp in loops):
+        pending = [p for p in (lp.pending_step() for lp in loops) if p is not None]
+        run_batched(pending)
+        assert all(lp.pending_step() is None for lp in loops)  # supplied: not named twice
+        rounds += len(pending) > 1
+        ones += len(pending) == 1
+        for i, lp in enumerate(loops):
+            tok = lp.step()
+            if tok is not None:
+                got[i].append(tok)
+    assert got == alone and rounds >= 5 and len(single) == ones
+    last = loop(prompts[0])
+    last.step()  # the prompt: the first id
+    p = last.pending_step()
+    assert p is not None
+    run_batched([p])
+    last.cancel()
+    assert last.step() is None and last.decode_steps == 0
