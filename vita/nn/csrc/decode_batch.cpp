@@ -152,6 +152,11 @@ at::Tensor decode_batch_impl(at::IntArrayRef tokens, at::IntArrayRef positions, 
       return [out, n_per](int b, int64_t n, float v) { out[b * n_per + n] = rnd<E>(v); };
     };
     const Part<W> head_part[1] = {{head_w, V}};
+    // this thread's rows of a D-row matrix w [D, K] against every sequence's input, rounded into out [B, D]
+    const auto gemv_one = [&](W w, int64_t K, float* out) {
+      const Part<W> part[1] = {{w, D}};
+      gemv_stack_multi<E>(part, 1, K, t, nt, in, rounded(out, D));
+    };
 
     for (int64_t l = 0; l < L; ++l) {
       const Layer<E, W>& ly = ls[l];
@@ -186,29 +191,13 @@ at::Tensor decode_batch_impl(at::IntArrayRef tokens, at::IntArrayRef positions, 
 #pragma omp for schedule(static)
       for (int64_t bh = 0; bh < B * num_heads; ++bh) {
         const int b = int(bh / num_heads);
-        const int64_t h = bh % num_heads, Tb = T[b];
-        const float* q = qkv.data() + b * QKV + h * Dh;
-        const E* kh = kc[b * L + l] + (h / heads_per_kv) * S[b] * Dh;
-        const E* vh = vc[b * L + l] + (h / heads_per_kv) * S[b] * Dh;
-        float* sc = scores.data() + bh * maxT;
-        float best = -INFINITY;
-        for (int64_t j = 0; j < Tb; ++j) {
-          sc[j] = dot(q, kh + j * Dh, Dh) * scale;
-          best = std::max(best, sc[j]);
-        }
-        float total = 0.f;
-        for (int64_t j = 0; j < Tb; ++j) total += (sc[j] = std::exp(sc[j] - best));
-        float* o = att.data() + b * Q + h * Dh;
-        std::fill(o, o + Dh, 0.f);
-        for (int64_t j = 0; j < Tb; ++j) axpy(sc[j] / total, vh + j * Dh, o, Dh);
-        for (int64_t i = 0; i < Dh; ++i) o[i] = rnd<E>(o[i]);
+        const int64_t h = bh % num_heads, kv = (h / heads_per_kv) * S[b] * Dh;
+        attend(qkv.data() + b * QKV + h * Dh, kc[b * L + l] + kv, vc[b * L + l] + kv, T[b], Dh, scale,
+               scores.data() + bh * maxT, att.data() + b * Q + h * Dh);
       }
 #pragma omp single
       for (int b = 0; b < B; ++b) in.prepare(b, att.data() + b * Q, Q);
-      {
-        const Part<W> wo[1] = {{ly.wo, D}};
-        gemv_stack_multi<E>(wo, 1, Q, t, nt, in, rounded(proj.data(), D));
-      }
+      gemv_one(ly.wo, Q, proj.data());
 #pragma omp barrier
 #pragma omp single
       for (int b = 0; b < B; ++b) {
@@ -226,10 +215,7 @@ at::Tensor decode_batch_impl(at::IntArrayRef tokens, at::IntArrayRef positions, 
         for (int64_t i = 0; i < I; ++i) a[i] = rnd<E>(g[i] / (1.f + std::exp(-g[i])) * g[I + i]);
         in.prepare(b, a, I);
       }
-      {
-        const Part<W> w2[1] = {{ly.w2, D}};
-        gemv_stack_multi<E>(w2, 1, I, t, nt, in, rounded(proj.data(), D));
-      }
+      gemv_one(ly.w2, I, proj.data());
 #pragma omp barrier
 #pragma omp single
       for (int b = 0; b < B; ++b) {

@@ -144,6 +144,22 @@ inline void axpy(float p, const E* v, float* o, int64_t n) {
   for (; i < n; ++i) o[i] += p * to_f(v[i]);
 }
 
+// One query head's attention over the T cached positions of its KV head: o [Dh] = softmax(q . k / sqrt(Dh)) v,
+// rounded to E as the module path's attention output; sc: T floats of scratch (the scores)
+template <typename E>
+inline void attend(const float* q, const E* kc, const E* vc, int64_t T, int64_t Dh, float scale, float* sc, float* o) {
+  float best = -INFINITY;
+  for (int64_t j = 0; j < T; ++j) {
+    sc[j] = dot(q, kc + j * Dh, Dh) * scale;
+    best = std::max(best, sc[j]);
+  }
+  float total = 0.f;
+  for (int64_t j = 0; j < T; ++j) total += (sc[j] = std::exp(sc[j] - best));
+  std::fill(o, o + Dh, 0.f);
+  for (int64_t j = 0; j < T; ++j) axpy(sc[j] / total, vc + j * Dh, o, Dh);
+  for (int64_t i = 0; i < Dh; ++i) o[i] = rnd<E>(o[i]);
+}
+
 // out = weight * (x / rms(x)), rounded as `vita.nn.norm.RMSNorm` rounds in E
 template <typename E>
 void rms_norm(const float* x, const E* weight, int64_t D, float eps, float* out) {

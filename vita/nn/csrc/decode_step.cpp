@@ -191,21 +191,9 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
       }
 #pragma omp for schedule(static)
       for (int64_t h = 0; h < num_heads; ++h) {
-        const float* q = qkv.data() + h * Dh;
-        const E* kc = ly.k_cache + (h / heads_per_kv) * S * Dh;
-        const E* vc = ly.v_cache + (h / heads_per_kv) * S * Dh;
-        float* sc = scores.data() + h * T;
-        float best = -INFINITY;
-        for (int64_t j = 0; j < T; ++j) {
-          sc[j] = dot(q, kc + j * Dh, Dh) * scale;
-          best = std::max(best, sc[j]);
-        }
-        float total = 0.f;
-        for (int64_t j = 0; j < T; ++j) total += (sc[j] = std::exp(sc[j] - best));
-        float* o = att.data() + h * Dh;
-        std::fill(o, o + Dh, 0.f);
-        for (int64_t j = 0; j < T; ++j) axpy(sc[j] / total, vc + j * Dh, o, Dh);
-        for (int64_t i = 0; i < Dh; ++i) o[i] = rnd<E>(o[i]);
+        const int64_t kv = (h / heads_per_kv) * S * Dh;
+        attend(qkv.data() + h * Dh, ly.k_cache + kv, ly.v_cache + kv, T, Dh, scale, scores.data() + h * T,
+               att.data() + h * Dh);
       }
 #pragma omp single
       in.prepare(att.data(), Q);
