@@ -19,11 +19,11 @@ response id this socket never saw created.
 Latency (spoken questions) = first response delta (`response.audio.delta` or the transcript / text delta,
 whichever comes first) minus the end of the user's speech (the time the client sent the question's last voiced
 sample); `audio_ms` the same for the first `response.audio.delta`, the first sound the user hears. Both include
-the server VAD's end-of-speech silence (`silence_duration_ms`). Also shown: the same from
-the `speech_stopped` event's arrival, and typed latency (response.create sent -> first delta). The server's side
+the server VAD's end-of-speech silence (`silence_duration_ms`). Also shown: the same from the `speech_stopped`
+event's arrival, and typed latency (response.create sent -> first delta). The server's side
 (`vita.server.realtime_stats`): each finished turn's stages (features, prefill, state token, first text, first TTS
-phrase, first audio) in ms from its commit, negative when done speculatively before it, and the model worker's
-queueing delays (urgent: a turn being decided or speculated on; normal: decode steps, chat requests).
+phrase, first audio) in ms from its commit, negative when done speculatively before it, the model worker's queueing
+delays (urgent: a turn being decided or speculated on; normal: decode steps, chat requests) and its decode rounds.
 
 Beside them, a `/v1/chat/completions` request (a short sum, 16 tokens at most) every 2 s must answer 200.
 Midway, one extra client asks for a long answer and vanishes (TCP abort) at its first audio delta; then
@@ -52,7 +52,9 @@ from typing import Any
 import numpy as np
 
 from vita.config import SAMPLE_RATE
+from vita.server import realtime_stats
 from vita.server.audio_out import OUTPUT_RATE
+from vita.server.limits import Limits
 
 QUESTIONS = ("What is the weather like today?", "Can you tell me a short story?", "How far away is the moon?")
 MARK = re.compile(r"Mark (?P<tag>s\d+-[0-9a-f]+) cycle (?P<n>\d+)")
@@ -146,14 +148,11 @@ class Server:
     def __init__(self, app: Any) -> None:
         import uvicorn
 
-        from vita.server.limits import Limits
-
         self.app = app
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
-                                                    **Limits().uvicorn()))  # as `vita serve` runs it
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", **Limits().uvicorn()))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
                                        name="bench-uvicorn")
 
@@ -181,7 +180,6 @@ def build_app(model_name: str, sessions: int, forcing: Callable[[], Any] = make_
     from vita.server.app import create_app
     from vita.server.audio_out import SpeechOut
     from vita.server.engine import Engine
-    from vita.server.limits import Limits
     from vita.server.realtime import RealtimeConfig
     from vita.speech.tts import PiperSynth
 
@@ -498,7 +496,5 @@ def report(res: BenchResult) -> str:
         f"  disconnect mid-answer: {'ok' if res.disconnect.get('ok') else 'FAILED'} {res.disconnect}",
     ]
     if res.stages:
-        from vita.server import realtime_stats
-
         lines.append(realtime_stats.report(res.stages))
     return "\n".join(lines)

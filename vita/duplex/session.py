@@ -20,10 +20,9 @@ reply; the other one listens. Flow (reference/duplex-design.md):
     (`vita.duplex.items`); a turn speculated on without them is discarded when one comes. The utterances
     themselves (items, camera frame, audio, ids) are built by `vita.duplex.utterances`.
 Turn-taking beyond a fixed VAD hangover (speculation, the state token as turn signal, backchannels, pauses) and
-the scheduler are the policy of `vita.duplex.turn_taking`. The mic passes an echo front end
-(`vita.speech.echo`) fed with our own playback, so our voice leaking back does not pause or interrupt us.
-
-Stage timestamps (for `vita bench duplex`): `stages` is a `vita.duplex.stages.StageLog`.
+the scheduler are the policy of `vita.duplex.turn_taking`. The mic passes an echo front end (`vita.speech.echo`) fed
+with our own playback, so our voice leaking back does not pause or interrupt us. Stage timestamps (for `vita bench
+duplex`): `stages` is a `vita.duplex.stages.StageLog`.
 """
 
 from __future__ import annotations
@@ -71,6 +70,7 @@ from vita.duplex.turn_taking import (
     fragment,
     is_backchannel,
     is_pause,
+    pending_step,
     pick,
     prompt,
     starving,
@@ -94,15 +94,8 @@ from vita.speech.vad import (
 
 
 class Session:
-    def __init__(
-        self,
-        engine: ReplyEngine,
-        tts: StreamingTTS,
-        *,
-        clock: Clock,
-        config: SessionConfig | None = None,
-        vad: StreamingVAD | None = None,
-    ) -> None:
+    def __init__(self, engine: ReplyEngine, tts: StreamingTTS, *, clock: Clock, config: SessionConfig | None = None,
+                 vad: StreamingVAD | None = None) -> None:
         self.engine, self.tts, self.clock = engine, tts, clock
         self.config = config or SessionConfig()
         self.vad = vad or StreamingVAD(self.config.vad)
@@ -152,13 +145,8 @@ class Session:
         return self._pick()
 
     def pending_step(self) -> PendingStep | None:
-        """The native decode forward the next `tick()` runs (`TokenLoop.pending_step`), for a driver that steps
-        several sessions' replies in one batched call (`NativeStep.batch`, then `TokenLoop.supply`); else None."""
-        unit = self._pick()
-        job = (self.listening.job if unit == "listen" and self.listening is not None
-               else self.reply.job if unit == "speak" and self.reply is not None else None)
-        pending = getattr(job, "pending_step", None)  # scripted test jobs have none
-        return pending() if pending is not None else None
+        """The native decode forward the next `tick()` runs, or None: a driver batches several sessions' ones."""
+        return pending_step(self._pick(), self.reply, self.listening)
 
     @property
     def turn_pending(self) -> bool:

@@ -33,6 +33,7 @@ import numpy as np
 
 from vita.duplex.playout import Playout
 from vita.duplex.roles import Job
+from vita.generation.loop import PendingStep
 from vita.processor import Part, Turn
 from vita.speech.echo import GateConfig
 from vita.speech.tts import StreamingTTS
@@ -132,6 +133,14 @@ def starving(reply: Reply | None, playout: Playout, config: SessionConfig, unit:
     decoding more: unless that runs soon, the speaker runs dry mid-reply."""
     return (reply is not None and playout.queued > 0 and not playout.paused
             and playout.buffered_s < config.low_water_s and unit == "speak")
+
+
+def pending_step(unit: str | None, reply: Reply | None, listening: Listen | None) -> PendingStep | None:
+    """The native decode forward the unit `pick` chose runs (`TokenLoop.pending_step`), or None (no job, another
+    unit, or a job without one: scripted test jobs)."""
+    job = listening.job if unit == "listen" and listening else reply.job if unit == "speak" and reply else None
+    pending = getattr(job, "pending_step", None)
+    return pending() if pending is not None else None
 
 
 def held(listening: Listen, config: SessionConfig) -> bool:
