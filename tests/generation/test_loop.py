@@ -208,3 +208,29 @@ def test_loops_stepped_side_by_side_give_the_ids_they_give_alone(dtype, monkeypa
     run_batched([p])
     last.cancel()
     assert last.step() is None and last.decode_steps == 0
+
+
+@pytest.mark.usefixtures("requires_native")
+def test_steps_the_batched_kernel_cannot_run_together_run_one_by_one():
+    """Quantized weights (the batched kernel is dense only): `run_batched` runs each loop's forward alone, same ids."""
+    from vita.nn.quant import quantize_llm_
+
+    llm = quantize_llm_(_llm(torch.bfloat16), 8)
+
+    def loop(ids):
+        return TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, ids), max_new_tokens=6)
+
+    alone = [list(loop(p)) for p in (PROMPT, PROMPT[:5])]
+    loops = [loop(p) for p in (PROMPT, PROMPT[:5])]
+    got: list[list[int]] = [[], []]
+    rounds = 0
+    while not all(lp.done for lp in loops):
+        pending = [p for p in (lp.pending_step() for lp in loops) if p is not None]
+        assert all(p.step.quantization is not None for p in pending)
+        run_batched(pending)
+        rounds += len(pending) > 1
+        for i, lp in enumerate(loops):
+            tok = lp.step()
+            if tok is not None:
+                got[i].append(tok)
+    assert got == alone and rounds >= 3
