@@ -67,8 +67,8 @@ class Batch:
 def _joinable(args: tuple) -> bool:
     """(Under the worker's queue lock.) A waiting batch joins when its driver is between steps and the session's next
     unit is a decode step; it counts as started from here on."""
-    batch = args[0] if args and isinstance(args[0], Batch) else None
-    if batch is None or not batch.gate.enter():
+    batch: Batch = args[0]  # the args of `run` (only batches carry the tag)
+    if not batch.gate.enter():
         return False
     try:
         if batch.closed() or batch.session.pending_step() is None:

@@ -118,7 +118,7 @@ class ModelWorker:
         with self._cond:
             keep = []
             for job in sorted(self._queue):
-                if tag is None or job[6] is not tag or not accept(job[5]):
+                if tag is None or job[6] != tag or not accept(job[5]):
                     keep.append(job)
                 elif job[3].set_running_or_notify_cancel():
                     self.waits.append((job[0], time.monotonic() - job[2]))

@@ -142,12 +142,6 @@ class MicFrontEnd:
             out[a - pos : b - pos] = self._ref[a - self._ref_start : b - self._ref_start]
         return out
 
-    def reference_level(self, frame: int) -> float:
-        """Loudest playback frame in the lookback window ending at `frame` (dB)."""
-        lookback = self._window_samples() // FRAME
-        levels = [self._ref_levels.get(f, _SILENT_DB) for f in range(frame - lookback, frame + 1)]
-        return max(levels)
-
     # ---- mic -----------------------------------------------------------------------------------------------------
     def step(self, mic: np.ndarray) -> np.ndarray:
         buf = np.concatenate([self._pending, as_float_pcm(mic)])  # int16 or float in, float32 [-1, 1]
@@ -166,7 +160,8 @@ class MicFrontEnd:
         if not self._ref_levels or max(self._ref_levels) < first - lookback:  # nothing played within the window
             self.mic_pos += n
             return frames
-        # the playback level of every frame the k windows cover, looked up once (`reference_level` of each frame)
+        # the playback levels the k frames' lookback windows cover, looked up once; a frame's reference level is
+        # the loudest playback frame in the window ending at it
         levels = np.array([self._ref_levels.get(f, _SILENT_DB) for f in range(first - lookback, first + k)])
         for i in range(k):
             ref_db = float(levels[i : i + lookback + 1].max())
