@@ -69,7 +69,8 @@ PARTS_FORMAT = "vita-mini-parts"
 PARTS_FILE = "model.safetensors"  # the name `write_tensors` / `TensorReader.from_dir` use
 TRAINED_PREFIXES = ("vision.", "vision_projector.", "audio_adapter.")
 REPLACEABLE_PREFIXES = ("audio_encoder.",)  # base tensors a parts file may replace (a fine-tuned encoder block)
-LORA_FACTOR = re.compile(r"^(llm\.layers\.\d+\.[\w.]+)\.lora_([ab])$")
+# LoRA factors a parts file may hold: the LLM's (instruction tuning), the transcriber decoder's (`vita.training.ears`)
+LORA_FACTOR = re.compile(r"^((?:llm\.layers|transcriber\.decoder\.blocks)\.\d+\.[\w.]+)\.lora_([ab])$")
 
 CACHE_FORMAT = 1  # bump when the layout of a cache entry changes
 CACHE_ENTRIES = 4  # at most this many assembled models are kept (least recently used go first)

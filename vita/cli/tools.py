@@ -8,6 +8,7 @@
     heard_wer        read-out vs Whisper vs the words used (WER)   vita.eval.heard.heard_wer
     heard_targets    transcription targets as Whisper hears them  vita.training.heard_targets.write_heard_targets
     add_transcriber  Whisper's own decoder beside the read-out     vita.checkpoint.ct2_decoder.add_transcriber
+    ears             LoRA on that decoder, tuned to many voices    vita.training.ears.tune_ears
     swap_tower       another vision tower, a fresh projector       vita.checkpoint.assemble.swap_tower
     region_align     each image row says what is at its place     vita.training.region_align.align_regions
     real_speech      the real-speech evaluation manifest          vita.datasets.real_speech.write_manifest
@@ -164,6 +165,39 @@ def heard_targets(argv: list[str]) -> int:
         vm = vita.load(args.model, dtype="fp32")
         print(json.dumps(mod.write_heard_targets(vm, args.data, args.source, args.out, limit=args.limit,
                                                  max_wer=args.max_wer)))
+        return 0
+
+    return run_command(run)
+
+
+def ears(argv: list[str]) -> int:
+    from vita.errors import run_command
+    from vita.training import ears as mod
+
+    p = _parser("ears", mod.__doc__)
+    p.add_argument("--parts", type=Path, required=True, help="a vita-mini parts folder with a transcriber")
+    p.add_argument("--data", type=Path, required=True, help="a `vita data mini` folder")
+    p.add_argument("--out", type=Path, required=True, help="new parts folder (the source's + the decoder's LoRA)")
+    defaults = mod.EarsConfig()
+    for name in ("rank", "epochs", "batch", "limit", "noise", "dev_voices", "seed", "threads"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    args = p.parse_args(argv)
+    if _refuse_non_empty(args.out):
+        return 2
+
+    def run() -> int:
+        from vita.api import Vita
+        from vita.checkpoint.mini import load_mini, read_parts
+
+        config = mod.EarsConfig(**{k: getattr(args, k) for k in (
+            "rank", "epochs", "batch", "limit", "noise", "dev_voices", "seed", "threads", "lr")})
+        _, _, scale = read_parts(args.parts)
+        vm = Vita(*load_mini(args.parts, dtype="fp32", cache=False))
+        data = mod.load_ears_data(args.data, config)
+        figures = mod.tune_ears(vm, data, config, scale, log=lambda m: print(m, file=sys.stderr, flush=True))
+        mod.write_ears_parts(args.parts, args.out, mod.ears_factors(vm.model.transcriber.decoder), figures)
+        print(json.dumps(figures))
         return 0
 
     return run_command(run)
@@ -400,8 +434,8 @@ def quant_quality(argv: list[str]) -> int:
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
     f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, heard_wer, heard_targets,
-                            ctc_compress, add_transcriber, swap_tower, region_align, real_speech, mini_chat, probes,
-                            described, text_compare, bench_samples, bench_table, quant_quality)
+                            ears, ctc_compress, add_transcriber, swap_tower, region_align, real_speech, mini_chat,
+                            probes, described, text_compare, bench_samples, bench_table, quant_quality)
 }
 
 

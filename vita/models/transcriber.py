@@ -87,8 +87,9 @@ class WhisperTranscriber(nn.Module):
         return text.decode("utf-8", errors="replace").strip()
 
     @torch.no_grad()
-    def transcribe(self, encoder: WhisperEncoder, features: torch.Tensor, max_tokens: int | None = None) -> Transcript:
-        """One clip's unclamped log-mel [T, M] -> Whisper's greedy transcript (the bottom blocks are `encoder`'s)."""
+    def states(self, encoder: WhisperEncoder, features: torch.Tensor) -> torch.Tensor:
+        """One clip's unclamped log-mel [T, M] -> the final encoder states [W/2, D] the decoder reads (the bottom
+        blocks are `encoder`'s): what `transcribe` decodes and `vita.training.ears` trains on."""
         mel, floor = prepare_clip(features)  # [T, M]
         if mel.shape[0] > encoder.window_frames - self.config.margin_frames:  # Whisper's first window only
             mel = mel[: encoder.window_frames - self.config.margin_frames]
@@ -98,7 +99,12 @@ class WhisperTranscriber(nn.Module):
         x = encoder.encode(mel[None].to(self.final_norm.weight.device), blocks=self.config.tap_block)  # [1, W/2, D]
         for block in self.blocks:
             x = block(x)
-        return self.decoder.transcribe(self.final_norm(x)[0], max_tokens)
+        return self.final_norm(x)[0]
+
+    @torch.no_grad()
+    def transcribe(self, encoder: WhisperEncoder, features: torch.Tensor, max_tokens: int | None = None) -> Transcript:
+        """One clip's unclamped log-mel [T, M] -> Whisper's greedy transcript (the bottom blocks are `encoder`'s)."""
+        return self.decoder.transcribe(self.states(encoder, features), max_tokens)
 
     def heard(self, encoder: WhisperEncoder, features: torch.Tensor, limit: int) -> list[int] | None:
         """The LLM ids (at most `limit`) of what Whisper confidently hears in the clip, or None: keep the CTC
