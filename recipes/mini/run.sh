@@ -105,14 +105,25 @@ if [ "${VITA_MINI_REGIONS:-0}" = 1 ]; then
         # its words are what the LLM reads, in stage 3 as at inference (VITA_MINI_TRANSCRIBER=0: the read-out only)
         [ -f "$OUT/heard/config.json" ] || $PY -m vita.cli.tools add_transcriber --model "$OUT/regioned" --out "$OUT/heard"
         export VITA_MINI_STAGE2=$OUT/heard
+        if [ "${VITA_MINI_EARS:-0}" = 1 ]; then
+            # opt-in: Whisper's decoder tuned to the data's voices (vita.training.ears: LoRA on its cross-attention,
+            # merged), before the heard targets and stage 3, so instruction tuning reads what these ears hear.
+            # Measured 2026-12-06 on the shipped parts WITHOUT retraining stage 3 (README, "ears"): transcription WER
+            # on held-out voices 51.0 -> 39.0 %, but spoken answers and rejection after an exchange fell: not shipped
+            [ -f "$OUT/eared/config.json" ] || $PY -m vita.cli.tools ears --model "$OUT/heard" --data "$VITA_MINI_DATA" \
+                --out "$OUT/eared" > "$OUT/ears.json"
+            export VITA_MINI_STAGE2=$OUT/eared
+            stamp ears
+        fi
         # transcription targets as the LLM will read them: Whisper's words wherever it is sure, so the LLM learns to
         # copy what it reads rather than to rewrite it (vita.training.heard_targets; the first 3,000 transcriptions,
         # every epoch, instead of a random quarter of the 12,000 against the true sentence). Measured 2026-12-05/06:
         # real speech WER 50.2 -> 26.9 %; `--max-wer 0.34` (the true sentence where Whisper is far off) 45.5 %
-        [ -f "$VITA_MINI_DATA/train/audio_align_heard.json" ] || $PY -m vita.cli.tools heard_targets \
-            --model "$OUT/heard" --data "$VITA_MINI_DATA" --source train/audio_align.json \
-            --out train/audio_align_heard.json --limit 3000
-        STAGE3+=("data.sources.1.path=$VITA_MINI_DATA/train/audio_align_heard.json" "data.sources.1.weight=1.0")
+        HEARD=train/audio_align_heard$([ "${VITA_MINI_EARS:-0}" = 1 ] && echo _ears).json  # what these ears hear
+        [ -f "$VITA_MINI_DATA/$HEARD" ] || $PY -m vita.cli.tools heard_targets \
+            --model "$VITA_MINI_STAGE2" --data "$VITA_MINI_DATA" --source train/audio_align.json \
+            --out "$HEARD" --limit 3000
+        STAGE3+=("data.sources.1.path=$VITA_MINI_DATA/$HEARD" "data.sources.1.weight=1.0")
         stamp heard_targets
     fi
 fi

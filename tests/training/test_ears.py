@@ -28,7 +28,7 @@ def _data(tmp_path, n: int = 12, voices: int = 4):
     rows, records = [], []
     for i in range(n):
         (train / "media" / "speech" / f"{i}.wav").write_bytes(b"")
-        rows.append({"audio": f"media/speech/{i}.wav", "text": f"s{i}", "voice": f"v{i % voices}"})
+        rows.append({"audio": f"media/speech/{i}.wav", "text": f"s{i}", "voice": f"v{i % voices} s{130 + i} p{i}"})
         records.append(_asr(i, f"Sentence {i}."))
     (train / "speech.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (train / "audio_align.json").write_text(json.dumps(records))
@@ -130,3 +130,25 @@ def test_tuning_changes_what_the_decoder_hears_and_the_parts_keep_it(clip, tmp_p
     vm2, figures2 = _tuned(clip, target)  # the same run again: bit-identical factors
     assert all(torch.equal(a, b) for a, b in zip(factors.values(), ears_factors(vm2.model.transcriber.decoder).values(),
                                                  strict=True))
+
+
+def test_a_model_folder_gets_the_tuned_decoder_merged(clip, tmp_path):
+    import vita
+    from vita.checkpoint.mini import PARTS_DIR, assemble_mini
+    from vita.training.ears import write_ears_model
+
+    source = assemble_mini(tmp_path / "src", parts=PARTS_DIR)  # a model folder, as the recipe's before stage 3
+    target = "Purple monkeys dance quietly."
+    vm, _ = _tuned(clip, target)
+    out = write_ears_model(vm, source, tmp_path / "eared")
+    loaded = vita.load(str(out), dtype="fp32")
+    tr = loaded.model.transcriber
+    heard = tr.text(tr.transcribe(loaded.model.audio_encoder, loaded.processor.audio_features(clip)).ids)
+    assert error_rate(target, heard) == 0, heard
+    assert not any("lora" in n for n in loaded.model.state_dict())  # merged: the plain layout
+    original = vita.load(str(source), dtype="fp32")
+    otr = original.model.transcriber
+    assert error_rate(UTTERANCE, otr.text(otr.transcribe(original.model.audio_encoder,
+                                                         original.processor.audio_features(clip)).ids)) <= 0.2
+    with pytest.raises(TrainingError, match="not empty"):
+        write_ears_model(vm, source, out)

@@ -175,28 +175,38 @@ def ears(argv: list[str]) -> int:
     from vita.training import ears as mod
 
     p = _parser("ears", mod.__doc__)
-    p.add_argument("--parts", type=Path, required=True, help="a vita-mini parts folder with a transcriber")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--parts", type=Path, help="a vita-mini parts folder with a transcriber (-> a parts folder)")
+    src.add_argument("--model", type=Path, help="a model folder (our layout) with a transcriber (-> a model folder)")
     p.add_argument("--data", type=Path, required=True, help="a `vita data mini` folder")
     p.add_argument("--out", type=Path, required=True, help="new parts folder (the source's + the decoder's LoRA)")
     defaults = mod.EarsConfig()
     for name in ("rank", "epochs", "batch", "limit", "noise", "dev_voices", "seed", "threads"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
     p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--targets", nargs="+", default=list(defaults.targets), help="decoder linear layers (globs)")
     args = p.parse_args(argv)
     if _refuse_non_empty(args.out):
         return 2
 
     def run() -> int:
+        import vita
         from vita.api import Vita
         from vita.checkpoint.mini import load_mini, read_parts
 
-        config = mod.EarsConfig(**{k: getattr(args, k) for k in (
+        config = mod.EarsConfig(targets=tuple(args.targets), **{k: getattr(args, k) for k in (
             "rank", "epochs", "batch", "limit", "noise", "dev_voices", "seed", "threads", "lr")})
-        _, _, scale = read_parts(args.parts)
-        vm = Vita(*load_mini(args.parts, dtype="fp32", cache=False))
+        if args.parts is not None:
+            scale = read_parts(args.parts)[2]
+            vm = Vita(*load_mini(args.parts, dtype="fp32", cache=False))
+        else:
+            scale, vm = 2.0, vita.load(str(args.model), dtype="fp32")
         data = mod.load_ears_data(args.data, config)
         figures = mod.tune_ears(vm, data, config, scale, log=lambda m: print(m, file=sys.stderr, flush=True))
-        mod.write_ears_parts(args.parts, args.out, mod.ears_factors(vm.model.transcriber.decoder), figures)
+        if args.parts is not None:
+            mod.write_ears_parts(args.parts, args.out, mod.ears_factors(vm.model.transcriber.decoder), figures)
+        else:
+            mod.write_ears_model(vm, args.model, args.out)
         print(json.dumps(figures))
         return 0
 

@@ -17,8 +17,12 @@ A dev split of whole training voices (`dev_voices`) is left out of training and 
 to choose settings by (never the eval split). Deterministic: the order, the batches and the adapters' initial values
 come from `seed`; runs on one machine are bit-identical.
 
-Writes a parts folder (`vita.checkpoint.mini`): the source parts plus `transcriber.decoder.<layer>.lora_a/b`, merged
-on load with the parts' `lora_scale` (the adapters' alpha is chosen so that scale holds).
+Writes a parts folder (`vita.checkpoint.mini`, `--parts`): the source parts plus `transcriber.decoder.<layer>.lora_a/b`,
+merged on load with the parts' `lora_scale` (the adapters' alpha is chosen so that scale holds); or, from a model
+folder (`--model`, e.g. the recipe's model after `add_transcriber`), a new model folder with the factors merged, for
+stage 3 to train on what these ears hear.
+
+    python -m vita.cli.tools ears --model OUT/heard --data OUT/data --out OUT/eared
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from vita.eval.metrics import edit_counts
 from vita.training.heard_targets import is_transcription
 from vita.training.lora import LoRALinear, add_lora
 
-__all__ = ["EarsConfig", "EarsData", "load_ears_data", "tune_ears", "write_ears_parts"]
+__all__ = ["EarsConfig", "EarsData", "encode_clips", "load_ears_data", "tune_ears", "write_ears_model",
+           "write_ears_parts"]
 
 IGNORE = -100
 
@@ -48,7 +53,10 @@ IGNORE = -100
 @dataclass(frozen=True)
 class EarsConfig:
     rank: int = 32
-    lr: float = 5e-4
+    # the decoder's linear layers that get adapters (module-name globs): how it reads the encoder, not its language
+    # model (adapting every layer heard the training voices as well but real human speech worse: module docstring)
+    targets: tuple[str, ...] = ("blocks.*.cross_attn.*",)
+    lr: float = 1e-3
     epochs: int = 1
     batch: int = 16
     warmup: int = 20  # steps of linear warm-up, then cosine to zero
@@ -83,14 +91,15 @@ def _records(path: Path) -> list[dict]:
 
 def load_ears_data(data: Path, config: EarsConfig) -> EarsData:
     """The transcription clips of `config.sources` and the pure-noise negatives, training voices split by
-    `dev_voices` (chosen with `seed`; the speech index `train/speech.jsonl` names each clip's voice)."""
+    `dev_voices` (chosen with `seed`; the speech index `train/speech.jsonl` names each clip's voice, e.g.
+    "espeak-ng:en-gb-scotland+m4 s132 p30": the voice is its first word, rate and pitch are variations of it)."""
     index = data / "train" / "speech.jsonl"
     if not index.is_file():
         raise DataError(f"{index}: missing (a `vita data mini` folder has it)", "config")
     voice_of = {}
     for line in index.read_text().splitlines():
         row = json.loads(line)
-        voice_of[row["audio"]] = row["voice"]
+        voice_of[row["audio"]] = row["voice"].split(" ")[0]  # the voice itself, without its rate / pitch
     clips: list[tuple[Path, str, str]] = []
     for source in config.sources:
         src = data / source
@@ -175,9 +184,28 @@ def _dev_wer(vm, states: list[torch.Tensor], texts: list[str]) -> float:
     return round(100 * errors / max(words, 1), 2)
 
 
-def tune_ears(vm, data: EarsData, config: EarsConfig, scale: float, log: Callable[[str], None] = print) -> dict:
+def encode_clips(vm, clips: list[tuple[Path, str]], log: Callable[[str], None] = print) -> list[torch.Tensor]:
+    """Each clip's final encoder states as the transcriber decodes them (`WhisperTranscriber.states`), bf16."""
+    model, t0 = vm.model, time.perf_counter()
+    if model.transcriber is None:
+        raise TrainingError("this model has no transcriber (Whisper's decoder beside a CTC read-out)")
+    out = []
+    for k, (path, _) in enumerate(clips):
+        try:
+            feats = vm.processor.audio_features(path)
+        except Exception as e:  # a broken clip names itself
+            raise DataError(f"{path}: cannot read the clip ({e})", "media") from e
+        out.append(model.transcriber.states(model.audio_encoder, feats).to(torch.bfloat16))
+        if (k + 1) % 1000 == 0:
+            log(f"ears: {k + 1}/{len(clips)} clips encoded ({time.perf_counter() - t0:.0f} s)")
+    return out
+
+
+def tune_ears(vm, data: EarsData, config: EarsConfig, scale: float, log: Callable[[str], None] = print,
+              states: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None) -> dict:
     """Add LoRA factors (scale alpha / r = `scale`, the parts' lora_scale) to `vm`'s transcriber decoder and train
-    them on `data.train` (module docstring); returns the run's figures (dev WER before / after, losses, seconds)."""
+    them on `data.train` (module docstring); returns the run's figures (dev WER before / after, losses, seconds).
+    `states`: `encode_clips` of data.train and data.dev, when already at hand."""
     model = vm.model
     tr = model.transcriber
     if tr is None:
@@ -185,21 +213,9 @@ def tune_ears(vm, data: EarsData, config: EarsConfig, scale: float, log: Callabl
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     t0 = time.perf_counter()
-
-    def encode(clips: list[tuple[Path, str]], what: str) -> list[torch.Tensor]:
-        out = []
-        for k, (path, _) in enumerate(clips):
-            try:
-                feats = vm.processor.audio_features(path)
-            except Exception as e:  # a broken clip names itself
-                raise DataError(f"{path}: cannot read the clip ({e})", "media") from e
-            out.append(tr.states(model.audio_encoder, feats).to(torch.bfloat16))
-            if (k + 1) % 500 == 0:
-                log(f"ears: {what} {k + 1}/{len(clips)} clips encoded ({time.perf_counter() - t0:.0f} s)")
-        return out
-
-    train_states = encode(data.train, "train")
-    dev_states = encode(data.dev, "dev")
+    if states is None:
+        states = encode_clips(vm, data.train, log), encode_clips(vm, data.dev, log)
+    train_states, dev_states = states
     dev_texts = [t for _, t in data.dev]
     before = _dev_wer(vm, dev_states, dev_texts)
     log(f"ears: dev WER before {before} % ({len(data.dev)} clips)")
@@ -209,7 +225,7 @@ def tune_ears(vm, data: EarsData, config: EarsConfig, scale: float, log: Callabl
     examples = _examples(train_states, texts, whisper_text_ids(whisper_folder()), tr.decoder.config)
     for p in model.parameters():
         p.requires_grad_(False)
-    add_lora(tr.decoder, ["blocks.*"], r=config.rank, alpha=scale * config.rank, source="ears")
+    add_lora(tr.decoder, list(config.targets), r=config.rank, alpha=scale * config.rank, source="ears")
     params = [p for n, p in tr.decoder.named_parameters() if n.endswith((".lora_a", ".lora_b"))]
     for p in params:
         p.requires_grad_(True)
@@ -288,4 +304,25 @@ def write_ears_parts(source: Path, out: Path, factors: dict[str, torch.Tensor], 
         "rank": figures["config"]["rank"], "lr": figures["config"]["lr"], "seed": figures["config"]["seed"]})
     (out / "parts.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"ears: wrote {out}", file=sys.stderr)
+    return out
+
+
+def write_ears_model(vm, source: Path, out: Path) -> Path:
+    """`vm` (loaded from the model folder `source`, ears tuned) -> a new model folder `out` in our layout, the
+    decoder's LoRA factors merged into its weights: the model a recipe's stage 3 then starts from, so instruction
+    tuning reads the words these ears hear."""
+    from vita.checkpoint.convert import save_canonical
+    from vita.checkpoint.io import TensorReader
+    from vita.config import VitaConfig
+    from vita.training.lora import merged_state_dict
+
+    if out.exists() and any(out.iterdir()):
+        raise TrainingError(f"{out}: exists and is not empty (refusing to overwrite)")
+    decoder = vm.model.transcriber.decoder
+    merged = merged_state_dict(decoder, {n: t.detach() for n, t in decoder.state_dict().items()})
+    reader = TensorReader.from_dir(source)
+    tensors = {n: reader[n] for n in reader}
+    changed = {f"transcriber.decoder.{n}": t.to(tensors[f"transcriber.decoder.{n}"].dtype)
+               for n, t in merged.items() if n.endswith(".weight") and f"transcriber.decoder.{n}" in tensors}
+    save_canonical(VitaConfig.load(source / "config.json"), tensors | changed, vm.tokenizer, out)
     return out
