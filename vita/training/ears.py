@@ -41,7 +41,7 @@ from torch.nn import functional as F
 
 from vita.errors import DataError, TrainingError
 from vita.eval.metrics import edit_counts
-from vita.training.heard_targets import is_transcription
+from vita.training.heard_targets import is_transcription, read_records
 from vita.training.lora import LoRALinear, add_lora
 
 __all__ = ["EarsConfig", "EarsData", "encode_clips", "load_ears_data", "tune_ears", "write_ears_model",
@@ -79,16 +79,6 @@ class EarsData:
     dev_voices: list[str]
 
 
-def _records(path: Path) -> list[dict]:
-    try:
-        records = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read a JSON list of records ({e})", "config") from e
-    if not isinstance(records, list):
-        raise DataError(f"{path}: expected a JSON list of records, got {type(records).__name__}", "config")
-    return records
-
-
 def load_ears_data(data: Path, config: EarsConfig) -> EarsData:
     """The transcription clips of `config.sources` and the pure-noise negatives, training voices split by
     `dev_voices` (chosen with `seed`; the speech index `train/speech.jsonl` names each clip's voice, e.g.
@@ -105,7 +95,7 @@ def load_ears_data(data: Path, config: EarsConfig) -> EarsData:
         src = data / source
         if not src.is_file():
             continue
-        for record in _records(src):
+        for record in read_records(src):
             if is_transcription(record):
                 rel = record["audio"]
                 path = src.parent / rel
@@ -121,7 +111,7 @@ def load_ears_data(data: Path, config: EarsConfig) -> EarsData:
     dev = [(p, t) for p, t, v in clips if v in held][: config.dev_clips]
     neg = data / config.negatives
     if config.noise and neg.is_file():
-        noise = [r for r in _records(neg) if r.get("kind") == "noise" and isinstance(r.get("audio"), str)]
+        noise = [r for r in read_records(neg) if r.get("kind") == "noise" and isinstance(r.get("audio"), str)]
         train += [(neg.parent / r["audio"], "") for r in noise[: config.noise]]
     return EarsData(train, dev, dev_voices)
 

@@ -26,7 +26,7 @@ from vita.datasets.mini.build import ASR_PROMPT as PROMPT  # the data builder's 
 from vita.errors import DataError
 from vita.eval.metrics import error_rate
 
-__all__ = ["heard_targets", "is_transcription"]
+__all__ = ["heard_targets", "is_transcription", "read_records"]
 
 
 def is_transcription(record: dict, prompt: str = PROMPT) -> bool:
@@ -79,6 +79,17 @@ def heard_targets(
     return out, counts
 
 
+def read_records(path: Path) -> list[dict]:
+    """A JSON list of training records, or a DataError naming the file and what is wrong with it."""
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read a JSON list of records ({e})", "config") from e
+    if not isinstance(records, list):
+        raise DataError(f"{path}: expected a JSON list of records, got {type(records).__name__}", "config")
+    return records
+
+
 def write_heard_targets(vm, data: Path, source: str, out: str, *, limit: int | None = None,
                         prompt: str = PROMPT, max_wer: float | None = None) -> dict[str, int]:
     """`heard_targets` over `data/source` (media relative to that file's folder), written to `data/out`."""
@@ -87,12 +98,7 @@ def write_heard_targets(vm, data: Path, source: str, out: str, *, limit: int | N
     src, dst = data / source, data / out
     if dst.parent.resolve() != src.parent.resolve():
         raise DataError(f"{dst}: write it beside {src} (its media paths are relative to that folder)", "config")
-    try:
-        records = json.loads(src.read_text())
-    except (OSError, ValueError) as e:
-        raise DataError(f"{src}: cannot read a JSON list of records ({e})", "config") from e
-    if not isinstance(records, list):
-        raise DataError(f"{src}: expected a JSON list of records, got {type(records).__name__}", "config")
+    records = read_records(src)
 
     def progress(n: int) -> None:
         if n % 200 == 0:
