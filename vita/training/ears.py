@@ -4,9 +4,11 @@ own transcriptions, so the words the LLM reads (`vita.models.transcriber`) are r
 Why: Whisper tiny.en's decoder hears real human speech well (WER 18 % on the 85 real clips) but misreads the
 synthetic voices of the held-out split (57 %), and where it is sure of them its words are what the LLM reads and,
 since `vita.training.heard_targets`, copies. The encoder below it is shared with the CTC read-out and stays frozen; the
-decoder gets LoRA factors (`vita.training.lora`) on every linear layer of its blocks; its embeddings, positions and
-norms stay Whisper's. Each clip is encoded once, exactly as inference does (`WhisperTranscriber.states`: the same
-10-s window and silence margin), and the states are kept in memory (bf16) for the epochs.
+decoder gets LoRA factors (`vita.training.lora`) on the linear layers of its cross-attention (`targets`: how it
+reads the encoder; its language model, embeddings, positions and norms stay Whisper's: adapting every layer heard the
+training voices as well but real human speech worse, 2026-12-06). Each clip is encoded once, exactly as inference
+does (`WhisperTranscriber.states`: the same 10-s window and silence margin), and the states are kept in memory (bf16)
+for the epochs.
 
     python -m vita.cli.tools ears --parts vita/assets/mini --data OUT/data --out OUT/parts_ears
 
