@@ -179,7 +179,7 @@ def ears(argv: list[str]) -> int:
     src.add_argument("--parts", type=Path, help="a vita-mini parts folder with a transcriber (-> a parts folder)")
     src.add_argument("--model", type=Path, help="a model folder (our layout) with a transcriber (-> a model folder)")
     p.add_argument("--data", type=Path, required=True, help="a `vita data mini` folder")
-    p.add_argument("--out", type=Path, required=True, help="new parts folder (the source's + the decoder's LoRA)")
+    p.add_argument("--out", type=Path, required=True, help="new folder: parts (with --parts) or a model (--model)")
     defaults = mod.EarsConfig()
     for name in ("rank", "epochs", "batch", "limit", "noise", "dev_voices", "seed", "threads"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
@@ -200,7 +200,8 @@ def ears(argv: list[str]) -> int:
             scale = read_parts(args.parts)[2]
             vm = Vita(*load_mini(args.parts, dtype="fp32", cache=False))
         else:
-            scale, vm = 2.0, vita.load(str(args.model), dtype="fp32")
+            scale = read_parts()[2]  # merged into the weights, so any scale would do: the shipped parts' keeps the
+            vm = vita.load(str(args.model), dtype="fp32")  # learning rate meaning the same in both modes
         data = mod.load_ears_data(args.data, config)
         figures = mod.tune_ears(vm, data, config, scale, log=lambda m: print(m, file=sys.stderr, flush=True))
         if args.parts is not None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -269,6 +268,11 @@ def ears_factors(decoder, prefix: str = "transcriber.decoder.") -> dict[str, tor
     return out
 
 
+def _refuse_nonempty(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise TrainingError(f"{out}: exists and is not empty (refusing to overwrite)")
+
+
 def write_ears_parts(source: Path, out: Path, factors: dict[str, torch.Tensor], figures: dict) -> Path:
     """The parts folder `source` plus `factors` (fp16, as the parts) -> a new parts folder `out`, its manifest's
     `run` noting the ears run."""
@@ -284,18 +288,15 @@ def write_ears_parts(source: Path, out: Path, factors: dict[str, torch.Tensor], 
         raise TrainingError(f"{source}: the parts already hold {clash[0]} (ears already tuned?)")
     manifest = json.loads((source / "parts.json").read_text())
     dtype = resolve_dtype(manifest.get("dtype", "fp16"))
-    if out.exists() and any(out.iterdir()):
-        raise TrainingError(f"{out}: exists and is not empty (refusing to overwrite)")
+    _refuse_nonempty(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_tensors(out, {n: t.contiguous() for n, t in sorted({**tensors, **{k: v.to(dtype) for k, v in
-                                                                          factors.items()}}.items())},
-                  metadata={"format": manifest["format"]})
+    both = tensors | {n: t.to(dtype) for n, t in factors.items()}
+    write_tensors(out, {n: both[n].contiguous() for n in sorted(both)}, metadata={"format": manifest["format"]})
     manifest["files"] = {PARTS_FILE: sha256_file(out / PARTS_FILE)}
     manifest["run"] = dict(manifest.get("run", {}), ears={k: figures[k] for k in (
         "train_clips", "dev_wer_before", "dev_wer_after", "steps", "seconds") if k in figures} | {
         "rank": figures["config"]["rank"], "lr": figures["config"]["lr"], "seed": figures["config"]["seed"]})
     (out / "parts.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    print(f"ears: wrote {out}", file=sys.stderr)
     return out
 
 
@@ -308,8 +309,7 @@ def write_ears_model(vm, source: Path, out: Path) -> Path:
     from vita.config import VitaConfig
     from vita.training.lora import merged_state_dict
 
-    if out.exists() and any(out.iterdir()):
-        raise TrainingError(f"{out}: exists and is not empty (refusing to overwrite)")
+    _refuse_nonempty(out)
     decoder = vm.model.transcriber.decoder
     merged = merged_state_dict(decoder, {n: t.detach() for n, t in decoder.state_dict().items()})
     reader = TensorReader.from_dir(source)
