@@ -105,3 +105,24 @@ def test_fine_tuned_encoder_tensors_are_packed_and_replace_the_base(lora_run: Pa
     llm = next(n for n in final if n.startswith("llm."))
     with pytest.raises(CheckpointError, match="two parts give the tensor"):
         _Merged([{llm: final[llm]}], {llm: final[llm]}, 1.0, torch.float32)
+
+
+def test_a_transcriber_decoder_with_merged_ears_is_packed_and_replaces_the_base(tmp_path: Path) -> None:
+    """recipes/mini with VITA_MINI_EARS=1 merges tuned ears into Whisper's decoder before stage 3 (vita.training.ears):
+    the parts carry the decoder tensors that differ from the packaged ones, never the unchanged rest (the
+    transcriber's original encoder blocks included), and assembling lets exactly those replace the base."""
+    from vita.checkpoint.io import write_tensors
+    from vita.training.mini_parts import frozen_parts
+
+    g = torch.Generator().manual_seed(0)
+    packaged = {n: torch.randn(4, 4, generator=g) for n in (
+        "transcriber.decoder.blocks.0.cross_attn.query.weight", "transcriber.decoder.blocks.0.self_attn.query.weight",
+        "transcriber.blocks.0.attn.query.weight", "audio_encoder.blocks.3.attn.query.weight")}
+    tuned = "transcriber.decoder.blocks.0.cross_attn.query.weight"
+    final = dict(packaged) | {tuned: packaged[tuned] + 0.01}
+    write_tensors(tmp_path / "final", final)
+    out = frozen_parts(tmp_path / "final", {}, packaged)
+    assert sorted(out) == [tuned]
+    merged = _Merged([packaged], out, 1.0, torch.float32)
+    assert all(torch.equal(merged[n], final[n]) for n in final)
+    assert not torch.equal(merged[tuned], packaged[tuned])

@@ -68,7 +68,8 @@ PARTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "mini"
 PARTS_FORMAT = "vita-mini-parts"
 PARTS_FILE = "model.safetensors"  # the name `write_tensors` / `TensorReader.from_dir` use
 TRAINED_PREFIXES = ("vision.", "vision_projector.", "audio_adapter.")
-REPLACEABLE_PREFIXES = ("audio_encoder.",)  # base tensors a parts file may replace (a fine-tuned encoder block)
+# base tensors a parts file may replace: a fine-tuned encoder block, the transcriber's decoder with tuned ears merged
+REPLACEABLE_PREFIXES = ("audio_encoder.", "transcriber.decoder.")
 # LoRA factors a parts file may hold: the LLM's (instruction tuning), the transcriber decoder's (`vita.training.ears`)
 LORA_FACTOR = re.compile(r"^((?:llm\.layers|transcriber\.decoder\.blocks)\.\d+\.[\w.]+)\.lora_([ab])$")
 

@@ -95,28 +95,35 @@ def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16")
 
 
 def _packaged_encoder(config: VitaConfig) -> dict[str, torch.Tensor] | None:
-    """The packaged Whisper tiny.en encoder's tensors (our names) when `config`'s audio encoder is a Whisper one."""
+    """The packaged Whisper tiny.en tensors (our names) a parts file may replace when `config`'s audio encoder is a
+    Whisper one: the encoder's, and the transcriber's decoder when `config` has a transcriber."""
     if not isinstance(config.audio, WhisperConfig):
         return None
     from vita.checkpoint.assemble import whisper_folder
     from vita.checkpoint.ct2 import load_ct2_whisper_encoder
 
-    return load_ct2_whisper_encoder(whisper_folder(), prefix="audio_encoder.")[1]
+    packaged = load_ct2_whisper_encoder(whisper_folder(), prefix="audio_encoder.")[1]
+    if config.transcriber is not None:
+        from vita.checkpoint.ct2_decoder import load_ct2_whisper_decoder
+
+        packaged |= load_ct2_whisper_decoder(whisper_folder(), prefix="transcriber.decoder.")[1]
+    return packaged
 
 
-def frozen_parts(final: Path, kept: dict[str, torch.Tensor], base_encoder: dict[str, torch.Tensor] | None
+def frozen_parts(final: Path, kept: dict[str, torch.Tensor], packaged: dict[str, torch.Tensor] | None
                  ) -> dict[str, torch.Tensor]:
     """The tensors the run kept frozen but an earlier stage trained: not in the checkpoint's trainable state, so read
     from `final`, which holds them unchanged: the projector and the adapter (e.g. region- or CTC-aligned ones), and
-    with `base_encoder` (the packaged encoder's tensors) every audio-encoder tensor that differs from it (the
-    fine-tuned top blocks of `vita.training.embed_align`)."""
+    with `packaged` (the packaged Whisper's tensors, `_packaged_encoder`) every encoder or transcriber-decoder tensor
+    that differs from it (the fine-tuned top blocks of `vita.training.embed_align`, the decoder with the ears of
+    `vita.training.ears` merged)."""
     reader = TensorReader.from_dir(final)
     out = {n: reader[n] for n in reader
            if n.startswith(("vision_projector.", "audio_adapter.")) and n not in kept
            and n not in ("vision_projector.input_mean", "vision_projector.input_std")}
-    if base_encoder is not None:
+    if packaged is not None:
         out.update({n: reader[n] for n in reader if n.startswith(REPLACEABLE_PREFIXES) and n not in kept
-                    and (n not in base_encoder or not torch.equal(reader[n].float(), base_encoder[n].float()))})
+                    and (n not in packaged or not torch.equal(reader[n].float(), packaged[n].float()))})
     return out
 
 
