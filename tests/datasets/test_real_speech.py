@@ -22,9 +22,15 @@ RESERVED = ("arctic", "goforward", "asterisk", "pocketsphinx", "alsa", "linphone
 
 
 def test_sources_are_well_formed() -> None:
-    names = [c.name for c in rs.SOURCES]
-    assert len(names) == len(set(names)) and len(names) >= 50
-    for clip in rs.SOURCES:
+    every = rs.SOURCES + rs.DEV_SOURCES
+    names = [c.name for c in every]
+    assert len(names) == len(set(names)) and len(rs.SOURCES) >= 50 and len(rs.DEV_SOURCES) >= 20
+    # the development split never holds an evaluation recording, nor a package the evaluation reads
+    assert not {c.package for c in rs.SOURCES} & {c.package for c in rs.DEV_SOURCES}
+    assert [rs.split_sources(s) for s in rs.SPLITS] == [rs.SOURCES, rs.DEV_SOURCES]
+    with pytest.raises(ValueError, match="no split 'test'"):
+        rs.split_sources("test")
+    for clip in every:
         assert clip.package in rs.PACKAGES and clip.licence and clip.group
         assert not clip.path.startswith(("/", "./"))
         edits, n, kind = edit_counts(clip.transcript, clip.transcript)
@@ -34,7 +40,7 @@ def test_sources_are_well_formed() -> None:
             assert start >= 0 and (end is None or end > start)
         where = f"{rs.PACKAGES[clip.package].name} {clip.path}".lower()
         assert not any(word in where for word in RESERVED), clip.name
-    assert {c.package for c in rs.SOURCES} == set(rs.PACKAGES)
+    assert {c.package for c in every} == set(rs.PACKAGES)
 
 
 def test_fetch_commands_never_install_dependencies(tmp_path) -> None:
@@ -132,16 +138,17 @@ def test_archives_are_read_spans_cut_and_absent_sources_reported(tmp_path, monke
     assert manifest is None and len(missing) == 2 and not (tmp_path / "none").exists()
 
 
-def test_real_speech_manifest(tmp_path) -> None:
+@pytest.mark.parametrize("split", rs.SPLITS)
+def test_real_speech_manifest(tmp_path, split) -> None:
     """The real sources that this machine has (`real_speech --fetch` downloads them); skipped when none is."""
-    manifest, missing = rs.write_manifest(tmp_path)
-    present = [c for c in rs.SOURCES if rs.locate(c) is not None]
-    absent = {rs.PACKAGES[c.package].name for c in rs.SOURCES if rs.locate(c) is None}
+    manifest, missing = rs.write_manifest(tmp_path, split=split)
+    present = [c for c in rs.split_sources(split) if rs.locate(c) is not None]
+    absent = {rs.PACKAGES[c.package].name for c in rs.split_sources(split) if rs.locate(c) is None}
     assert {line.split()[0].rstrip(":") for line in missing} >= absent
     if not present:
         assert manifest is None
         pytest.skip(f"no real-speech source present (absent: {', '.join(sorted(absent))})")
-    assert manifest is not None
+    assert manifest is not None and manifest.name == rs.manifest_name(split)
     cases = load_manifest(manifest).cases
     assert len(cases) == len(present) and all(c.transcript and c.audio is not None for c in cases)
     assert all(c.group.startswith("real/") and c.expect_state == "<3>" for c in cases)

