@@ -68,7 +68,7 @@ def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16")
     if other:
         raise CheckpointError(f"{run_dir}: trained tensors outside the parts format: {', '.join(other[:5])}")
     config = VitaConfig.load(run_dir / "final" / "config.json")
-    kept.update(frozen_parts(run_dir / "final", kept, _packaged_encoder(config)))
+    kept.update(frozen_parts(run_dir / "final", kept, _packaged_whisper(config)))
     if isinstance(config.audio, WhisperConfig) and config.transcriber is None:  # Whisper's own decoder beside it
         from vita.checkpoint.assemble import whisper_folder
         from vita.checkpoint.ct2_decoder import with_transcriber
@@ -94,7 +94,7 @@ def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16")
     return out_dir
 
 
-def _packaged_encoder(config: VitaConfig) -> dict[str, torch.Tensor] | None:
+def _packaged_whisper(config: VitaConfig) -> dict[str, torch.Tensor] | None:
     """The packaged Whisper tiny.en tensors (our names) a parts file may replace when `config`'s audio encoder is a
     Whisper one: the encoder's, and the transcriber's decoder when `config` has a transcriber."""
     if not isinstance(config.audio, WhisperConfig):
@@ -114,7 +114,7 @@ def frozen_parts(final: Path, kept: dict[str, torch.Tensor], packaged: dict[str,
                  ) -> dict[str, torch.Tensor]:
     """The tensors the run kept frozen but an earlier stage trained: not in the checkpoint's trainable state, so read
     from `final`, which holds them unchanged: the projector and the adapter (e.g. region- or CTC-aligned ones), and
-    with `packaged` (the packaged Whisper's tensors, `_packaged_encoder`) every encoder or transcriber-decoder tensor
+    with `packaged` (the packaged Whisper's tensors, `_packaged_whisper`) every encoder or transcriber-decoder tensor
     that differs from it (the fine-tuned top blocks of `vita.training.embed_align`, the decoder with the ears of
     `vita.training.ears` merged)."""
     reader = TensorReader.from_dir(final)
