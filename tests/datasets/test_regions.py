@@ -95,3 +95,37 @@ def test_single_emoji_rows_name_one_concept_in_training_styles_and_the_mix_is_fo
     assert all(len({r for r in it.rows if r}) == 1 for it in only)
     frames = [region_item(np.random.default_rng(s), REGION_GRID, {"video": 1.0}) for s in range(6)]
     assert all(all(not r or r.split()[1] in ("dot", "square") for r in it.rows) for it in frames)
+
+
+def test_digit_rows_name_the_digit_where_there_is_ink_from_the_training_split_only() -> None:
+    from vita.datasets.mini.canvas import NUMBER_WORDS
+    from vita.datasets.mini.images import digit_item
+    from vita.datasets.mini.regions import digit
+
+    for seed in range(12):
+        item = digit(np.random.default_rng(seed), REGION_GRID)
+        named = {r for r in item.rows if r}
+        assert len(named) == 1 and named <= set(NUMBER_WORDS), item.rows
+        # the same draw as the digit task's training picture (never a held-out digit), labelled with its answer
+        task = digit_item(np.random.default_rng(seed), held_out=False)
+        assert np.array_equal(np.asarray(task.image), np.asarray(item.image))
+        assert NUMBER_WORDS[int(task.answer)] in named
+        side = 28 * REGION_GRID
+        ink = 1 - np.asarray(item.image.convert("L").resize((side, side)), np.float32) / 255
+        for j, label in enumerate(item.rows):
+            r, c = divmod(j, REGION_GRID)
+            cover = ink[28 * r:28 * (r + 1), 28 * c:28 * (c + 1)].mean()
+            assert (cover >= MIN_COVER * 0.8) if label else (cover < MIN_COVER * 1.2), (seed, j, label, cover)
+
+
+def test_photo_rows_name_the_photo_in_every_cell() -> None:
+    from vita.datasets.mini.images import PHOTOS
+    from vita.datasets.mini.regions import photo
+
+    names = {p[2] for p in PHOTOS}
+    seen = set()
+    for seed in range(16):
+        item = photo(np.random.default_rng(seed), REGION_GRID)
+        assert len(set(item.rows)) == 1 and item.rows[0] in names and len(item.rows) == REGION_GRID ** 2
+        seen.add(item.rows[0])
+    assert len(seen) >= 5  # the draw covers the photos

@@ -219,14 +219,20 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return data.images.astype(np.float32), data.target.astype(np.int64)
 
 
-def digit_item(rng: np.random.Generator, held_out: bool) -> ImageItem:
+def digit_picture(rng: np.random.Generator, held_out: bool) -> tuple[Image.Image, int, np.ndarray]:
+    """A scikit-learn digit of the split, dark ink on white, upscaled to 112-224 px: (picture, digit, ink [side,
+    side] in [0, 1])."""
     images, targets = _digits()
     cut = int(0.8 * len(images))
     i = int(rng.integers(cut, len(images))) if held_out else int(rng.integers(0, cut))
     grey = (255 - images[i] * (255 / 16)).clip(0, 255).astype(np.uint8)  # dark ink on white
     side = int(rng.choice([112, 160, 224]))
-    img = Image.fromarray(grey).resize((side, side), Image.Resampling.BILINEAR).convert("RGB")
-    d = int(targets[i])
+    img = Image.fromarray(grey).resize((side, side), Image.Resampling.BILINEAR)
+    return img.convert("RGB"), int(targets[i]), 1 - np.asarray(img, np.float32) / 255
+
+
+def digit_item(rng: np.random.Generator, held_out: bool) -> ImageItem:
+    img, d, _ = digit_picture(rng, held_out)
     question = "What digit is this?" if rng.random() < 0.5 else "Which number is written here?"
     caption = pick(rng, (f"A handwritten digit {NUMBER_WORDS[d]}.", f"The number {d}, written by hand in dark ink.",
                          f"A blurry handwritten {NUMBER_WORDS[d]} on a white background."))
@@ -235,9 +241,9 @@ def digit_item(rng: np.random.Generator, held_out: bool) -> ImageItem:
 
 # --- photos ---
 
-def photo_item(rng: np.random.Generator) -> ImageItem:
-    package, file, _, questions, captions = PHOTOS[int(rng.integers(len(PHOTOS)))]
-    question, answer = pick(rng, questions)
+def photo_picture(rng: np.random.Generator, index: int) -> Image.Image:
+    """`PHOTOS[index]` cropped to 70-100 %, maybe mirrored, with a slight colour cast, 224-320 px wide."""
+    package, file = PHOTOS[index][:2]
     img = package_photo(package, file)
     w, h = img.size
     scale = float(rng.uniform(0.7, 1.0))
@@ -249,7 +255,14 @@ def photo_item(rng: np.random.Generator) -> ImageItem:
     gain = rng.uniform(0.85, 1.15, size=3).astype(np.float32)  # brightness and a slight colour cast
     img = Image.fromarray((np.asarray(img, dtype=np.float32) * gain).clip(0, 255).astype(np.uint8))
     side = int(rng.choice([224, 256, 320]))
-    img = img.resize((side, max(32, int(side * ch / cw))), Image.Resampling.BILINEAR)
+    return img.resize((side, max(32, int(side * ch / cw))), Image.Resampling.BILINEAR)
+
+
+def photo_item(rng: np.random.Generator) -> ImageItem:
+    index = int(rng.integers(len(PHOTOS)))
+    questions, captions = PHOTOS[index][3:]
+    question, answer = pick(rng, questions)
+    img = photo_picture(rng, index)
     return ImageItem(img, question, answer, pick(rng, captions), "photo")
 
 

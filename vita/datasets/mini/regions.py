@@ -14,7 +14,9 @@ same 120 LoRA steps, see that module).
                                                          them (any training style: colour, grey, line drawing; tilted,
                                                          flipped, on any training background), video frames (1-3 dots
                                                          or squares on the grey of `vita.datasets.mini.videos`: "red
-                                                         dot", "blue square")
+                                                         dot", "blue square"), handwritten digits of the training
+                                                         split (cells with ink: the digit's word, "seven"), package
+                                                         photos (every cell: the photo's name, "horse")
     row_labels(objects, size, grid) -> rows              masks in canvas pixels -> the label of each cell
 
 Cells follow the processor: the picture is stretched to a square (one tile, aspect not kept), so a cell covers the
@@ -28,16 +30,17 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vita.datasets.mini.canvas import SIZES, background, choose, paste, pick, region_luma
+from vita.datasets.mini.canvas import NUMBER_WORDS, SIZES, background, choose, paste, pick, region_luma
 from vita.datasets.mini.emoji import CONCEPTS
 from vita.datasets.mini.emoji_images import SCENE_BACKGROUNDS, emoji_style, render_sprite
-from vita.datasets.mini.images import BACKGROUNDS, COLOURS, SHAPES, place_apart
+from vita.datasets.mini.images import BACKGROUNDS, COLOURS, PHOTOS, SHAPES, digit_picture, photo_picture, place_apart
 from vita.datasets.mini.videos import HEIGHT, WIDTH
 from vita.datasets.tiny import draw_shape_on
 
 # what `region_item` draws: single emoji as the naming task shows them, since rows of emoji in scenes only (~10
-# pictures per concept) named 1 of 120 held-out single renders (2026-12-05)
-REGION_MIX = {"shapes": 0.25, "emoji_scene": 0.25, "emoji_single": 0.35, "video": 0.15}
+# pictures per concept) named 1 of 120 held-out single renders (2026-12-05); digits and photos, since the answers of
+# vita-mini trained without them stayed near chance there (held-out digits 1-2 of 15, photos 2-5 of 15, 2026-12-06)
+REGION_MIX = {"shapes": 0.2, "emoji_scene": 0.2, "emoji_single": 0.3, "video": 0.15, "digit": 0.1, "photo": 0.05}
 REGION_GRID = 4  # vita-mini: 112 px / patch 14 / pixel shuffle 2 -> 4 x 4 rows per picture
 MIN_COVER = 0.12  # a cell is an object's when at least this fraction of it is that object (and no other covers more)
 
@@ -158,7 +161,22 @@ def emoji_single(rng: np.random.Generator, grid: int) -> RegionItem:
     return RegionItem(img, row_labels([(concept.name, np.asarray(mask, np.float32) / 255)], size, grid))
 
 
-_KINDS = {"shapes": shape_scene, "emoji_scene": emoji_scene, "emoji_single": emoji_single, "video": video_frame}
+def digit(rng: np.random.Generator, grid: int) -> RegionItem:
+    """A handwritten digit as the digit task draws it, from the training split only; cells with ink name it in a word
+    ("seven": one token, where " 7" is two)."""
+    img, d, ink = digit_picture(rng, held_out=False)
+    return RegionItem(img, row_labels([(NUMBER_WORDS[d], ink)], img.size, grid))
+
+
+def photo(rng: np.random.Generator, grid: int) -> RegionItem:
+    """A package photo as the photo task crops it; every cell names what the photo is of ("horse", "coins")."""
+    index = int(rng.integers(len(PHOTOS)))
+    img = photo_picture(rng, index)
+    return RegionItem(img, (PHOTOS[index][2],) * grid ** 2)
+
+
+_KINDS = {"shapes": shape_scene, "emoji_scene": emoji_scene, "emoji_single": emoji_single, "video": video_frame,
+          "digit": digit, "photo": photo}
 
 
 def region_item(rng: np.random.Generator, grid: int, mix: dict[str, float] | None = None) -> RegionItem:
