@@ -16,6 +16,7 @@
     probes           linear read-out / oracle probes              vita.eval.probes.run
     described        relational questions on pictures in words    vita.eval.described.measure
     text_compare     text chat beside the unmodified LLM          vita.eval.text_compare.compare
+    compare_evals    two eval reports paired: effect or noise     vita.eval.compare.compare
     bench_samples    benchmark samples in their public formats    vita.eval.bench.samples.write_samples
     bench_table      the benchmark table on those samples         vita.eval.bench.table.build
     quant_quality    int8 / int4 logit KL against bf16            vita.bench.quant_quality.measure
@@ -396,6 +397,25 @@ def text_compare(argv: list[str]) -> int:
     return run_command(run)
 
 
+def compare_evals(argv: list[str]) -> int:
+    from vita.errors import run_command
+    from vita.eval import compare as mod
+
+    p = _parser("compare_evals", mod.__doc__)
+    p.add_argument("a", help="a `vita eval --out` report")
+    p.add_argument("b", help="another, of the same manifest")
+    p.add_argument("--depth", type=int, default=1, help="group prefix components (default 1: image, video, asr, ...)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        result = mod.compare(mod.load_cases(args.a), mod.load_cases(args.b), depth=args.depth)
+        print(json.dumps(result, indent=1) if args.json else mod.markdown(result, "A", "B"), end="")
+        return 0
+
+    return run_command(run)
+
+
 def bench_samples(argv: list[str]) -> int:
     from vita.eval.bench import samples as mod
 
@@ -449,7 +469,7 @@ def quant_quality(argv: list[str]) -> int:
 TOOLS: dict[str, Callable[[list[str]], int]] = {
     f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, heard_wer, heard_targets,
                             ears, ctc_compress, add_transcriber, swap_tower, region_align, real_speech, mini_chat,
-                            probes, described, text_compare, bench_samples, bench_table, quant_quality)
+                            probes, described, text_compare, compare_evals, bench_samples, bench_table, quant_quality)
 }
 
 
