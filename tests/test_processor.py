@@ -98,3 +98,31 @@ def test_raw_pcm_needs_a_rate(model):
         model.processor([Turn("user", [Audio(wave.numpy())])])
     inputs = model.processor([Turn("user", [Audio(wave.numpy(), sample_rate=16000)])])
     assert inputs.fbanks[0].shape == (98, 80)
+
+
+def test_a_reader_puts_the_words_of_a_picture_right_after_its_rows(model):
+    """With `reader` in the config, the picture reader's words (`vita.media.ocr`) follow the image's placeholders,
+    as text of the same message; a picture without words and a video's frames add nothing."""
+    import dataclasses
+
+    from vita.config import ReaderConfig
+    from vita.errors import ConfigError
+    from vita.processor import Processor
+
+    try:
+        from vita.media.ocr import bundled_files
+
+        bundled_files()
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+    config = dataclasses.replace(model.config, reader=ReaderConfig(template=" (it reads {words})"))
+    proc = Processor(model.processor.tokenizer, config)
+    inputs = proc([Turn("user", [Image(EXAMPLES / "sign.png"), "What word is written?"])])
+    assert "(it reads STRANGER)What word is written?" in inputs.prompt
+    ids = inputs.token_ids[0].tolist()
+    last_image = max(i for i, t in enumerate(ids) if t == IMAGE_TOKEN_ID)
+    assert proc.tokenizer.decode(ids[last_image + 1:]).startswith(" (it reads STRANGER)")
+    plain = proc([Turn("user", [Image(EXAMPLES / "emoji.png"), Video(EXAMPLES / "moving_dot.mp4"), "Hi"])])
+    assert "reads" not in plain.prompt
+    same = model.processor([Turn("user", [Image(EXAMPLES / "emoji.png"), Video(EXAMPLES / "moving_dot.mp4"), "Hi"])])
+    assert plain.prompt == same.prompt and torch.equal(plain.token_ids, same.token_ids)

@@ -304,6 +304,33 @@ class AudioAdapterConfig:
             self.conv_size = 2 * self.input_size
 
 
+@dataclass(frozen=True)
+class ReaderConfig:
+    """The picture reader beside the vision tower (`vita.media.ocr`): the words it reads with at least
+    `min_confidence` and `min_chars` letters or digits join the prompt after the picture's rows as `template`
+    (videos' frames are not read). Detector: pictures scaled down to `max_side`; text where its probability >
+    `bin_threshold`; a region kept when its mean probability >= `box_threshold` and both sides >= `min_box` px; its
+    box grown by area * `unclip` / perimeter. Recogniser: lines at most `max_line_width` px wide at 48 px high; at most
+    `max_words` words per picture."""
+
+    min_confidence: float = 0.8
+    min_chars: int = 2  # letters or digits in a reading (single characters are mostly shapes read as "A" or "0")
+    template: str = ' It says "{words}".'
+    max_side: int = 960
+    bin_threshold: float = 0.2
+    box_threshold: float = 0.4
+    unclip: float = 1.4
+    min_box: int = 3
+    max_line_width: int = 1280
+    max_words: int = 8
+
+    def __post_init__(self) -> None:
+        if "{words}" not in self.template:
+            raise ConfigError("reader.template must hold {words}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f"reader.min_confidence {self.min_confidence} is not in [0, 1]")
+
+
 @dataclass
 class VitaConfig:
     """The whole model. `vision`/`audio` may be None for a text-only model (a plain HF LLM directory)."""
@@ -314,6 +341,7 @@ class VitaConfig:
     audio: AudioConfig | WhisperConfig | None = None  # `kind` tells which encoder
     audio_adapter: AudioAdapterConfig | None = None
     transcriber: TranscriberConfig | None = None  # Whisper's decoder beside a CTC-aligned Whisper audio path
+    reader: ReaderConfig | None = None  # a text reader beside the vision tower (its words join the prompt)
     template: str = "mixtral_two"
     max_length: int = 9100
 
@@ -330,6 +358,10 @@ class VitaConfig:
             self.audio_adapter = AudioAdapterConfig(**self.audio_adapter)
         if isinstance(self.transcriber, dict):
             self.transcriber = TranscriberConfig(**self.transcriber)
+        if isinstance(self.reader, dict):
+            self.reader = ReaderConfig(**self.reader)
+        if self.reader is not None and self.vision is None:
+            raise ConfigError("a picture reader needs a vision encoder")
         if self.transcriber is not None and not (
             isinstance(self.audio, WhisperConfig) and self.audio_adapter is not None and self.audio_adapter.ctc_vocab
             and self.audio_adapter.ctc_snap

@@ -19,7 +19,7 @@ from vita.config import SAMPLE_RATE, VitaConfig
 from vita.errors import MediaError, PromptError
 from vita.media.audio import load_audio
 from vita.media.fbank import fbank, num_llm_tokens
-from vita.media.image import preprocess_image
+from vita.media.image import load_image, preprocess_image
 from vita.media.logmel import log_mel_unclamped
 from vita.media.prompt import Message, Modality, expand_placeholders, render_with_spans, tokenize_with_placeholders
 from vita.media.video import load_video
@@ -94,9 +94,19 @@ class Processor:
 
     def image_tiles(self, source: Any) -> torch.Tensor:
         """One image -> its tiles [n_tiles, 3, S, S] in prompt order: the grid row by row, then any thumbnail."""
+        return self._image(source)[0]
+
+    def _image(self, source: Any) -> tuple[torch.Tensor, str]:
+        """One image -> (its tiles, the text its reader adds after them: "" without a reader or words)."""
         if self.config.vision is None:
             raise PromptError("this model has no vision encoder: images and videos are not supported")
-        return preprocess_image(source, self.config.vision)  # [n_tiles, 3, S, S]
+        picture = load_image(source)
+        read = ""
+        if self.config.reader is not None:
+            from vita.media.ocr import reader_text
+
+            read = reader_text(picture, self.config.reader)
+        return preprocess_image(picture, self.config.vision), read  # [n_tiles, 3, S, S]
 
     def video_frames(self, source: Any) -> torch.Tensor:
         """One video -> its sampled frames [n_frames, 3, S, S] in time order."""
@@ -170,10 +180,10 @@ class Processor:
                 fbanks.append(self._audio(part))
                 out.append(AUDIO_PLACEHOLDER)
                 continue
-            tiles = self.image_tiles(part.source) if kind is Image else self.video_frames(part.source)
+            tiles, read = self._image(part.source) if kind is Image else (self.video_frames(part.source), "")
             kinds.add("image" if kind is Image else "video")
             pixels.append(tiles)
-            out.append(IMAGE_PLACEHOLDER * tiles.shape[0])
+            out.append(IMAGE_PLACEHOLDER * tiles.shape[0] + read)  # a reader's words right after the rows
         for kind, queue in queues.items():
             if used[kind] != len(queue):
                 raise PromptError(

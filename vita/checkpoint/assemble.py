@@ -47,7 +47,7 @@ from torch import nn
 
 from vita.checkpoint.dinov2 import dinov2_config
 from vita.checkpoint.efficientnet import efficientnet_config
-from vita.config import AudioAdapterConfig, ProjectorConfig, VisionConfig, VitaConfig, WhisperConfig
+from vita.config import AudioAdapterConfig, ProjectorConfig, ReaderConfig, VisionConfig, VitaConfig, WhisperConfig
 from vita.errors import CheckpointError
 from vita.models.audio_adapter import AudioAdapter
 from vita.models.projector import VisionProjector
@@ -84,7 +84,8 @@ def whisper_folder() -> Path:
 
 
 def mini_config(llm: VitaConfig, audio: WhisperConfig, vision: VisionConfig | None = None) -> VitaConfig:
-    """The vita-mini config: `llm`'s LLM and template, the `audio` WhisperConfig, `vision` (default MINI_VISION)."""
+    """The vita-mini config: `llm`'s LLM and template, the `audio` WhisperConfig, `vision` (default MINI_VISION), the
+    picture reader."""
     vision = vision or MINI_VISION
     hidden = llm.llm.hidden_size
     # clips are encoded at their own length, not padded to Whisper's 30 s window: ~20x less encoder work for a
@@ -98,6 +99,7 @@ def mini_config(llm: VitaConfig, audio: WhisperConfig, vision: VisionConfig | No
         audio_adapter=AudioAdapterConfig(audio.hidden_size, hidden, stride=MINI_ADAPTER_STRIDE),
         template="chatml",
         max_length=llm.max_length,
+        reader=ReaderConfig(),  # the packaged text reader beside the tower (vita.media.ocr)
     )
 
 
