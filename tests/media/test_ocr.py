@@ -46,6 +46,8 @@ def test_it_reads_words_of_other_fonts_and_colours_line_by_line(reader) -> None:
 def test_a_picture_without_text_reads_nothing_and_single_characters_are_dropped(reader) -> None:
     plain = Image.new("RGB", (224, 224), (200, 200, 200))
     assert reader(plain) == []
+    for odd in (Image.new("RGB", (1, 1)), Image.new("L", (40, 3000), 128), Image.new("RGBA", (5000, 6))):
+        assert reader(odd) == []  # tiny, extreme aspects, other modes: nothing read, no error
     shapes = Image.new("RGB", (224, 224), (235, 235, 235))
     d = ImageDraw.Draw(shapes)
     d.ellipse((30, 30, 90, 90), fill=(200, 30, 30))
