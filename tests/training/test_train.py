@@ -223,3 +223,21 @@ def test_encoder_cache_gives_the_same_training(tmp_path: Path):
     assert [r["loss"] for r in _metrics(tmp_path / "plain")] == [r["loss"] for r in _metrics(tmp_path / "cached")]
     a, b = _weights(tmp_path / "plain" / "final"), _weights(tmp_path / "cached" / "final")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_encoder_results_kept_on_disk_give_the_same_training(tmp_path: Path):
+    """`encoder_cache_dir`: a second run reads the first run's audio encodings and gets the same losses and weights."""
+    base = ["schedule.total_steps=3", "checkpoint.every=0", "batch.micro_batch_size=1", "gradient_checkpointing=false",
+            "encoder_cache_gb=1"]
+    disk = f"encoder_cache_dir={tmp_path / 'enc'}"
+    train(TINY / "stage3_multimodal_sft.yaml", tmp_path / "plain", base, quiet=True)
+    train(TINY / "stage3_multimodal_sft.yaml", tmp_path / "write", [*base, disk], quiet=True)
+    written = sorted((tmp_path / "enc").rglob("*.safetensors"))
+    assert written
+    stamps = [f.stat().st_mtime_ns for f in written]
+    train(TINY / "stage3_multimodal_sft.yaml", tmp_path / "read", [*base, disk], quiet=True)
+    assert [f.stat().st_mtime_ns for f in sorted((tmp_path / "enc").rglob("*.safetensors"))] == stamps  # only read
+    losses = [[r["loss"] for r in _metrics(tmp_path / d)] for d in ("plain", "write", "read")]
+    assert losses[0] == losses[1] == losses[2]
+    a, c = _weights(tmp_path / "plain" / "final"), _weights(tmp_path / "read" / "final")
+    assert all(torch.equal(a[k], c[k]) for k in a)

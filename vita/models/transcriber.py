@@ -18,6 +18,7 @@ the LLM's tokenizer (`vita.api.Vita`) binds it; an unbound transcriber is never 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -71,14 +72,21 @@ class WhisperTranscriber(nn.Module):
         self.register_buffer("token_bytes", torch.zeros(config.text_bytes, dtype=torch.uint8))  # [N]
         self.register_buffer("token_offsets", torch.zeros(config.decoder.vocab_size + 1, dtype=torch.int64))  # [V+1]
         self.encode_text: Callable[[str], list[int]] | None = None  # LLM text -> ids; `bind` sets it
+        # what the ids depend on besides the weights (the tokenizer, this config): a saved transcript's key
+        # (`vita.models.encoder_cache`); None: an encoder of unknown identity, transcripts are not saved
+        self.text_key: str | None = None
 
-    def bind(self, encode: Callable[[str], list[int]] | None) -> None:
-        """The LLM tokenizer's text -> ids (no special tokens); None switches the transcriber off."""
+    def bind(self, encode: Callable[[str], list[int]] | None, key: str | None = None) -> None:
+        """The LLM tokenizer's text -> ids (no special tokens); None switches the transcriber off. `key` names the
+        tokenizer (transcripts are saved to disk only with one)."""
         self.encode_text = encode
+        self.text_key = None if encode is None or key is None else \
+            hashlib.sha1(f"{key}|{self.config!r}".encode()).hexdigest()
 
     def bind_tokenizer(self, tokenizer) -> None:
         """`bind` the LLM tokenizer (`vita.tokenizer.Tokenizer`): Whisper's text as plain text, never as specials."""
-        self.bind(lambda text: tokenizer.encode(text, add_special_tokens=False, plain=((0, len(text)),)))
+        key = hashlib.sha1(tokenizer.backend.to_str().encode()).hexdigest()
+        self.bind(lambda text: tokenizer.encode(text, add_special_tokens=False, plain=((0, len(text)),)), key)
 
     def text(self, ids: tuple[int, ...]) -> str:
         """Whisper ids -> text (undecodable bytes replaced)."""

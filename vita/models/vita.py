@@ -92,7 +92,7 @@ class VitaModel(nn.Module):
         if cache is None:
             return self.audio_encoder(x, lengths)
         enc, mask = cache.run("audio", self.audio_encoder, lambda: self.audio_encoder(x, lengths), x,
-                              extra=tuple(lengths.tolist()))
+                              extra=(*lengths.tolist(), repr(self.audio_encoder.config)))
         return enc, mask
 
     def encode_audio(self, fbanks: Sequence[torch.Tensor], transcribe: bool = True) -> torch.Tensor:
@@ -147,14 +147,17 @@ class VitaModel(nn.Module):
             return self._memoised(feats, rows)[1]
         compute = lambda: (torch.tensor(self.transcriber.heard(self.audio_encoder, feats, rows) or [-1]),)  # noqa: E731
         if self.encoder_cache is not None:
-            (ids,) = self.encoder_cache.run("transcript", self.transcriber, compute, feats, extra=(rows,))
+            key = self.transcriber.text_key
+            (ids,) = self.encoder_cache.run("transcript", self.transcriber, compute, feats, extra=(rows, key),
+                                            depends=(self.audio_encoder,), persist=key is not None)
         else:
             (ids,) = compute()
         return None if ids[0] < 0 else ids.tolist()
 
     def _memoised(self, feats: torch.Tensor, rows: int) -> tuple[bool, list[int] | None]:
         """(whether the clip's transcript is memoised, its ids or None)."""
-        hit = self.encoder_cache.peek("transcript", feats, extra=(rows,)) if self.encoder_cache is not None else None
+        cache = self.encoder_cache
+        hit = cache.peek("transcript", feats, extra=(rows, self.transcriber.text_key)) if cache is not None else None
         if hit is None:
             return False, None
         return True, (None if hit[0][0] < 0 else hit[0].tolist())

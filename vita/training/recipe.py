@@ -15,6 +15,8 @@ schedule. Sections (every key is checked; an unknown or mistyped key is an error
     precision: fp32 | bf16             # bf16 = autocast; master weights and optimizer state stay in model.dtype
     gradient_checkpointing: true       # torch.utils.checkpoint around every LLM block
     encoder_cache_gb: 4                # memo of FROZEN encoders' outputs (vita.models.encoder_cache); 0: off
+    encoder_cache_dir: DIR             # with it: audio encodings and Whisper's transcripts also kept in DIR for later
+                                       # runs on the same data and frozen weights (bit-identical either way)
     checkpoint: {every: 500, keep_last: 2}
     seed: 42
     distributed: ddp | fsdp
@@ -128,6 +130,7 @@ class Recipe:
     precision: Literal["fp32", "bf16"] = "fp32"
     gradient_checkpointing: bool = False
     encoder_cache_gb: float = 0.0
+    encoder_cache_dir: str | None = None
     checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
     seed: int = 42
     distributed: Literal["ddp", "fsdp"] = "ddp"
@@ -148,6 +151,8 @@ class Recipe:
             raise TrainingError("trainable: empty spec (nothing would be trained)")
         if self.encoder_cache_gb < 0:
             raise TrainingError(f"encoder_cache_gb must be >= 0, got {self.encoder_cache_gb}")
+        if self.encoder_cache_dir is not None and self.encoder_cache_gb <= 0:
+            raise TrainingError("encoder_cache_dir needs encoder_cache_gb > 0 (the memo it extends)")
         if self.lora is not None and (self.lora.r <= 0 or not self.lora.targets):
             raise TrainingError("lora: needs r > 0 and at least one target glob")
 

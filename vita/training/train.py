@@ -129,7 +129,7 @@ def build(recipe: Recipe, world: World, log) -> Setup:
     if recipe.encoder_cache_gb > 0:  # frozen towers run once per distinct tile / clip (bit-identical results)
         from vita.models.encoder_cache import EncoderCache
 
-        model.encoder_cache = EncoderCache(int(recipe.encoder_cache_gb * (1 << 30)))
+        model.encoder_cache = EncoderCache(int(recipe.encoder_cache_gb * (1 << 30)), disk=recipe.encoder_cache_dir)
     wrap_blocks(model, checkpointing=recipe.gradient_checkpointing)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     # FSDP units: the LLM blocks (they run on every rank for every batch); the encoders, which a batch without
@@ -403,7 +403,7 @@ def _check_same_recipe(old: dict, new: dict, where: Path) -> None:
 
     a, b = flat(old), flat(new)
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)
-                  and not k.startswith("checkpoint.") and k != "encoder_cache_gb")  # neither changes the result
+                  and not k.startswith("checkpoint.") and not k.startswith("encoder_cache_"))  # none changes the result
     if diff:
         raise TrainingError(f"{where}: this output directory was trained with a different recipe "
                             f"(differs in {', '.join(diff[:5])}); use the same recipe to resume, or a new --output")
