@@ -111,7 +111,8 @@ if [ "${VITA_MINI_REGIONS:-0}" = 1 ]; then
             # opt-in: Whisper's decoder tuned to the data's voices (vita.training.ears: LoRA on its cross-attention,
             # merged), before the heard targets and stage 3, so instruction tuning reads what these ears hear.
             # Measured 2026-12-06 (README, "ears"), this path from the shipped parts' pre-stage-3 model: transcription
-            # WER on held-out voices 51.0 -> 39.0 %, real speech 26.9 -> 26.2 %, answers 40.5 -> 38.4 %: not shipped
+            # WER on held-out voices 51.0 -> 39.0 %, real speech 26.9 -> 26.2 %, answers 40.5 -> 38.4 %
+            # (another stage-3 seed: 37.6 %, 33.8 %): not shipped
             [ -f "$OUT/eared/config.json" ] || $PY -m vita.cli.tools ears --model "$OUT/heard" --data "$VITA_MINI_DATA" \
                 --out "$OUT/eared" > "$OUT/ears.json"
             export VITA_MINI_STAGE2=$OUT/eared
