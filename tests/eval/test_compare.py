@@ -48,6 +48,14 @@ def test_answers_states_and_wer_are_paired_per_group() -> None:
     assert "| asr | WER | 2 | 25.0 | 5.0 | -20.0 |" in table
 
 
+def test_the_most_common_answer_shows_a_group_answered_by_one_constant() -> None:
+    a = {str(i): dict(_case(str(i), "image/count/typed", answer=i == 0), text=t) for i, t in enumerate(["2.", "3", "1"])}
+    b = {str(i): dict(_case(str(i), "image/count/typed", answer=i == 0), text="2") for i in range(3)}
+    got = compare(a, b)["groups"]["image"]["constant"]
+    assert got["answer_b"] == "2" and got["share_b"] == 1.0 and got["share_a"] == pytest.approx(0.333)
+    assert '| image | most common answer | | "2" 33.3 % | "2" 100.0 % |' in markdown(compare(a, b))
+
+
 def test_reports_of_different_manifests_or_no_report_are_clear_errors(tmp_path) -> None:
     a = {"1": _case("1", "x", answer=True)}
     with pytest.raises(EvalError, match="different cases"):

@@ -6,7 +6,9 @@ change this prints the paired counts and an exact two-sided sign test (McNemar's
     answers      cases right in both / neither / only A / only B; p = P(a split at least this uneven | no effect)
     states       the same on state tokens (rejection over the not-query cases, misses over the query cases)
     WER          corpus WER of each; cases with fewer edits in B / in A, and the sign test over them
-per group prefix (`--depth` components of the case's group: "image/colour/typed" -> "image" at depth 1).
+per group prefix (`--depth` components of the case's group: "image/colour/typed" -> "image" at depth 1). Beside the
+answers, the share of each report's most common answer: a group a model has not learned often gets one constant
+answer ("2" to every count question), and which constant a run lands on swings such a group by tens of points.
 
     python -m vita.cli.tools compare_evals A.json B.json [--depth 2] [--json]
 """
@@ -14,6 +16,7 @@ per group prefix (`--depth` components of the case's group: "image/colour/typed"
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from math import comb
 from pathlib import Path
@@ -39,6 +42,14 @@ class Paired:
     only_a: int
     only_b: int
     p: float
+
+
+@dataclass(frozen=True)
+class Constant:
+    answer_a: str  # each report's most common answer in the group, and its share of the group's answers
+    share_a: float
+    answer_b: str
+    share_b: float
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,16 @@ def _wer(pairs: list[tuple[dict, dict]]) -> PairedWer:
                      sign_test(better_a, better_b))
 
 
+def _constant(pairs: list[tuple[dict, dict]]) -> Constant:
+    def top(cases: list[dict]) -> tuple[str, float]:
+        counts = Counter(" ".join(str(c.get("text") or "").lower().strip(" .!?").split()) for c in cases)
+        answer, n = counts.most_common(1)[0]
+        return answer, n / len(cases)
+
+    (a, sa), (b, sb) = top([a for a, _ in pairs]), top([b for _, b in pairs])
+    return Constant(a, round(sa, 3), b, round(sb, 3))
+
+
 def load_cases(path: str | Path) -> dict[str, dict]:
     """The cases of a `vita eval --out` report by id."""
     try:
@@ -99,6 +120,8 @@ def compare(a: dict[str, dict], b: dict[str, dict], *, depth: int = 1) -> dict:
                     if a[i].get("answer_correct") is not None and b[i].get("answer_correct") is not None]
         if answered:
             row["answers"] = asdict(_pair(answered))
+            row["constant"] = asdict(_constant([(a[i], b[i]) for i in ids if a[i].get("answer_correct") is not None
+                                                and b[i].get("answer_correct") is not None]))
         stated = [(bool(a[i]["state_correct"]), bool(b[i]["state_correct"])) for i in ids
                   if a[i].get("state_correct") is not None and b[i].get("state_correct") is not None]
         if stated:
@@ -124,6 +147,10 @@ def markdown(result: dict, label_a: str = "A", label_b: str = "B") -> str:
                 change = 100 * (r["rate_b"] - r["rate_a"])
                 lines.append(f"| {name} | {kind} | {r['n']} | {pct(r['rate_a'])} | {pct(r['rate_b'])} | {change:+.1f} "
                              f"| only {label_a} {r['only_a']}, only {label_b} {r['only_b']} | {r['p']:.3f} |")
+            if kind == "answers" and "constant" in row:
+                c = row["constant"]
+                lines.append(f"| {name} | most common answer | | \"{c['answer_a']}\" {pct(c['share_a'])} % "
+                             f"| \"{c['answer_b']}\" {pct(c['share_b'])} % | | | |")
         if "wer" in row:
             r = row["wer"]
             change = "n/a" if r["wer_a"] is None else f"{100 * (r['wer_b'] - r['wer_a']):+.1f}"
