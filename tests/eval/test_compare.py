@@ -49,7 +49,8 @@ def test_answers_states_and_wer_are_paired_per_group() -> None:
 
 
 def test_the_most_common_answer_shows_a_group_answered_by_one_constant() -> None:
-    a = {str(i): dict(_case(str(i), "image/count/typed", answer=i == 0), text=t) for i, t in enumerate(["2.", "3", "1"])}
+    texts = ["2.", "3", "1"]
+    a = {str(i): dict(_case(str(i), "image/count/typed", answer=i == 0), text=t) for i, t in enumerate(texts)}
     b = {str(i): dict(_case(str(i), "image/count/typed", answer=i == 0), text="2") for i in range(3)}
     got = compare(a, b)["groups"]["image"]["constant"]
     assert got["answer_b"] == "2" and got["share_b"] == 1.0 and got["share_a"] == pytest.approx(0.333)
