@@ -75,7 +75,7 @@ def _regions(prob: np.ndarray, cfg: ReaderConfig) -> list[tuple[int, int, int, i
     """Text probability [H, W] -> (x0, y0, x1, y1, score) of each region, boxes grown as the detector was trained."""
     from scipy import ndimage
 
-    labels, n = ndimage.label(prob > cfg.bin_threshold, structure=np.ones((3, 3)))
+    labels, _ = ndimage.label(prob > cfg.bin_threshold, structure=np.ones((3, 3)))
     out = []
     for k, sl in enumerate(ndimage.find_objects(labels), start=1):
         ys, xs = sl
