@@ -100,7 +100,7 @@ def test_raw_pcm_needs_a_rate(model):
     assert inputs.fbanks[0].shape == (98, 80)
 
 
-def test_a_reader_puts_the_words_of_a_picture_right_after_its_rows(model):
+def test_a_reader_puts_the_words_of_a_picture_right_after_its_rows(model, monkeypatch):
     """With `reader` in the config, the picture reader's words (`vita.media.ocr`) follow the image's placeholders,
     as text of the same message; a picture without words and a video's frames add nothing."""
     import dataclasses
@@ -126,3 +126,10 @@ def test_a_reader_puts_the_words_of_a_picture_right_after_its_rows(model):
     assert "reads" not in plain.prompt
     same = model.processor([Turn("user", [Image(EXAMPLES / "emoji.png"), Video(EXAMPLES / "moving_dot.mp4"), "Hi"])])
     assert plain.prompt == same.prompt and torch.equal(plain.token_ids, same.token_ids)
+    import vita.media.ocr as ocr
+
+    def never(*_):
+        raise AssertionError("image_tiles read the picture")
+
+    monkeypatch.setattr(ocr, "reader_text", never)  # tiles alone (e.g. tower pretraining) need no reading
+    assert torch.equal(proc.image_tiles(EXAMPLES / "sign.png"), model.processor.image_tiles(EXAMPLES / "sign.png"))

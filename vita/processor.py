@@ -94,19 +94,19 @@ class Processor:
 
     def image_tiles(self, source: Any) -> torch.Tensor:
         """One image -> its tiles [n_tiles, 3, S, S] in prompt order: the grid row by row, then any thumbnail."""
-        return self._image(source)[0]
+        return self._image(source, read=False)[0]
 
-    def _image(self, source: Any) -> tuple[torch.Tensor, str]:
-        """One image -> (its tiles, the text its reader adds after them: "" without a reader or words)."""
+    def _image(self, source: Any, *, read: bool = True) -> tuple[torch.Tensor, str]:
+        """One image -> (its tiles, the text its reader adds after them: "" without a reader, words or `read`)."""
         if self.config.vision is None:
             raise PromptError("this model has no vision encoder: images and videos are not supported")
         picture = load_image(source)
-        read = ""
-        if self.config.reader is not None:
+        words = ""
+        if read and self.config.reader is not None:
             from vita.media.ocr import reader_text
 
-            read = reader_text(picture, self.config.reader)
-        return preprocess_image(picture, self.config.vision), read  # [n_tiles, 3, S, S]
+            words = reader_text(picture, self.config.reader)
+        return preprocess_image(picture, self.config.vision), words  # [n_tiles, 3, S, S]
 
     def video_frames(self, source: Any) -> torch.Tensor:
         """One video -> its sampled frames [n_frames, 3, S, S] in time order."""
