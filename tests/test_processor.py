@@ -133,3 +133,14 @@ def test_a_reader_puts_the_words_of_a_picture_right_after_its_rows(model, monkey
 
     monkeypatch.setattr(ocr, "reader_text", never)  # tiles alone (e.g. tower pretraining) need no reading
     assert torch.equal(proc.image_tiles(EXAMPLES / "sign.png"), model.processor.image_tiles(EXAMPLES / "sign.png"))
+
+
+def test_inputs_say_whether_the_last_turn_was_typed(model):
+    clip = Audio(torch.zeros(16000).numpy(), sample_rate=16000)
+    assert model.processor([Turn("user", "Hello")]).typed
+    assert model.processor([Turn("user", [Image(EXAMPLES / "emoji.png"), "\n", "What is it?"])]).typed
+    assert model.processor([Turn("user", ["Transcribe the speech.", clip])]).typed
+    assert not model.processor([Turn("user", [clip])]).typed
+    assert not model.processor([Turn("user", [Image(EXAMPLES / "emoji.png"), "\n  ", clip])]).typed
+    assert not model.processor([Turn("user", "Hi"), Turn("assistant", "Hello!")]).typed
+    assert not model.processor([Turn("user", "Hi"), Turn("assistant", "Hello!"), Turn("user", [clip])]).typed

@@ -23,7 +23,7 @@ from vita.models.encoder_cache import EncoderCache
 from vita.models.vita import VitaModel
 from vita.processor import ModelInputs, Processor, Turn
 from vita.tokenizer import Tokenizer
-from vita.tokens import state_lead
+from vita.tokens import STATE_QUERY_TEXT, state_lead
 
 
 @dataclass
@@ -54,6 +54,8 @@ class Vita:
         self._cache: PromptCache | None = None  # the KV cache `stream` uses when the caller passes none
         self._ears: ThreadPoolExecutor | None = None  # `listen_ahead`'s thread, started on first use
         self.state_guess = state_lead(tokenizer)  # a reply's likely first id, run with the prompt (`TokenLoop`)
+        # a typed turn's reply starts with these ids where the model answers typed turns as typed (`typed_state`)
+        self.typed_state_ids = tuple(tokenizer.encode(STATE_QUERY_TEXT, add_special_tokens=False))
 
     def new_cache(self, max_seq_len: int) -> PromptCache:
         """A KV cache over this model's LLM for `stream(..., cache=...)` (prefix reuse across calls)."""
@@ -90,10 +92,14 @@ class Vita:
 
     def token_loop(self, cache: PromptCache, embeds: torch.Tensor, *, max_new_tokens: int,
                    sampling: SamplingConfig | None = None, generator: torch.Generator | None = None,
-                   **options: Any) -> TokenLoop:
+                   typed: bool = False, **options: Any) -> TokenLoop:
         """The reply stream every path decodes with (this API, the chat server, both duplex roles): `embeds` over
         the caller's `cache`, this model's stop ids; `options` are `TokenLoop`'s (prefill_chunk, forced, donor...).
-        The first id of the state tokens, where they share one, runs with the prompt (`guess`)."""
+        The first id of the state tokens, where they share one, runs with the prompt (`guess`). `typed`: the prompt
+        ends with a turn the user typed (`ModelInputs.typed`); where the model answers those as typed
+        (`VitaConfig.typed_state`) and no other ids are forced, the reply starts with `<3>`."""
+        if typed and self.config.typed_state and not options.get("forced"):
+            options.update(forced=self.typed_state_ids, forced_complete=False)
         options.setdefault("guess", self.state_guess)
         return TokenLoop(self.model.llm, cache, embeds, max_new_tokens=max_new_tokens,
                          sampling=sampling or SamplingConfig(), generator=generator,
@@ -129,7 +135,8 @@ class Vita:
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         L = embeds.shape[1]
         cache = cache if cache is not None else self._own_cache(L + max(max_new_tokens, 0) + 1)
-        tokens = self.token_loop(cache, embeds, max_new_tokens=max_new_tokens, sampling=sampling, generator=gen)
+        tokens = self.token_loop(cache, embeds, max_new_tokens=max_new_tokens, sampling=sampling, generator=gen,
+                                 typed=inputs.typed)
         reply = TextLoop(tokens, self.tokenizer, stop_strings=stop_strings)
         yield from reply
         finish = "length" if reply.finish_reason == "length" else "stop"

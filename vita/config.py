@@ -362,6 +362,9 @@ class VitaConfig:
     transcriber: TranscriberConfig | None = None  # Whisper's decoder beside a CTC-aligned Whisper audio path
     reader: ReaderConfig | None = None  # a text reader beside the vision tower (its words join the prompt)
     tagger: TaggerConfig | None = None  # an ImageNet classifier beside the vision tower (its label joins the prompt)
+    # a turn the user typed is answered as typed: its reply starts with the `<3>` state token, forced (vita-mini); off,
+    # the model chooses every state token itself (the official VITA code: parity)
+    typed_state: bool = False
     template: str = "mixtral_two"
     max_length: int = 9100
 

@@ -65,6 +65,15 @@ class ModelInputs:
     fbanks: list[torch.Tensor] = field(default_factory=list)  # one [T, 80] per clip (fbank or log-mel), in order
     prompt: str = ""
     modality: Modality = "lang"
+    typed: bool = False  # the last turn is the user's and holds typed text (`VitaConfig.typed_state`)
+
+
+def _typed(turns: Sequence[Turn]) -> bool:
+    """Whether the last turn is the user's and holds typed text (not only media and whitespace)."""
+    if not turns or turns[-1].role != "user":
+        return False
+    content = turns[-1].content
+    return any(isinstance(p, str) and p.strip() for p in ([content] if isinstance(content, str) else content))
 
 
 MIN_AUDIO_FRAMES = 7  # the 4x conv subsampling yields no output frame below this
@@ -210,7 +219,7 @@ class Processor:
         if fbanks:
             counts[AUDIO_TOKEN_ID] = [self.audio_tokens(f.shape[0]) for f in fbanks]
         ids = expand_placeholders(ids, counts)
-        return ModelInputs(torch.tensor([ids]), pixel_values, fbanks, prompt, modality)
+        return ModelInputs(torch.tensor([ids]), pixel_values, fbanks, prompt, modality, _typed(turns))
 
     def simple(
         self,

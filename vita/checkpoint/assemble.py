@@ -85,7 +85,7 @@ def whisper_folder() -> Path:
 
 def mini_config(llm: VitaConfig, audio: WhisperConfig, vision: VisionConfig | None = None) -> VitaConfig:
     """The vita-mini config: `llm`'s LLM and template, the `audio` WhisperConfig, `vision` (default MINI_VISION), the
-    picture reader."""
+    picture reader, typed turns answered as typed."""
     vision = vision or MINI_VISION
     hidden = llm.llm.hidden_size
     # clips are encoded at their own length, not padded to Whisper's 30 s window: ~20x less encoder work for a
@@ -100,6 +100,7 @@ def mini_config(llm: VitaConfig, audio: WhisperConfig, vision: VisionConfig | No
         template="chatml",
         max_length=llm.max_length,
         reader=ReaderConfig(),  # the packaged text reader beside the tower (vita.media.ocr)
+        typed_state=True,  # a typed turn is always answered (`<3>`), never taken for chatter
     )
 
 

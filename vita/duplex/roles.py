@@ -223,7 +223,8 @@ class ReplyJob:
         probe = self.turn_end.probe(self._inputs.token_ids, embeds) if self.turn_end is not None else None
         tokens = self.vita.token_loop(self.cache, embeds, max_new_tokens=self.max_new_tokens, sampling=self.sampling,
                                       generator=self.generator, prefill_chunk=self.prefill_chunk, forced=self.forced,
-                                      forced_complete=self.forced_complete, donor=self.donor, probe=probe)
+                                      forced_complete=self.forced_complete, donor=self.donor, probe=probe,
+                                      typed=self._inputs.typed)
         self._embeds = embeds
         self.reply = TextLoop(tokens, self.vita.tokenizer)
 

@@ -1,0 +1,41 @@
+"""vita.api.Vita: a typed turn's reply starts with `<3>` where the model answers typed turns as typed
+(`VitaConfig.typed_state`, vita-mini), and nothing else changes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+import vita
+from vita.processor import Audio
+
+
+def _typed_model():
+    vm = vita.load("tiny-random")
+    vm.model.config = dataclasses.replace(vm.model.config, typed_state=True)
+    return vm
+
+
+def test_a_typed_turn_is_answered_as_typed_and_a_spoken_one_is_left_to_the_model() -> None:
+    plain, typed = vita.load("tiny-random"), _typed_model()
+    assert not plain.config.typed_state
+    free = plain.generate("What is the capital of France?", max_new_tokens=8)
+    forced = typed.generate("What is the capital of France?", max_new_tokens=8)
+    assert free.state != "<3>"  # the random model does not say it itself: the test can tell forcing from luck
+    assert forced.state == "<3>" and forced.token_ids[: len(typed.typed_state_ids)] == list(typed.typed_state_ids)
+    clip = Audio(np.sin(np.linspace(0, 900, 16000)).astype(np.float32), sample_rate=16000)
+    spoken = typed.generate(audio=clip, max_new_tokens=8)
+    assert spoken.token_ids == plain.generate(audio=clip, max_new_tokens=8).token_ids
+    # typed text beside the clip ("Transcribe the speech." + audio) is a typed turn
+    assert typed.generate("Transcribe the speech.", audio=clip, max_new_tokens=8).state == "<3>"
+
+
+def test_the_chat_engines_loop_forces_it_too() -> None:
+    typed = _typed_model()
+    inputs = typed.inputs("Hi")
+    cache = typed.new_cache(1024)
+    loop = typed.token_loop(cache, typed.embed(inputs), max_new_tokens=5, typed=inputs.typed)
+    assert list(loop)[: len(typed.typed_state_ids)] == list(typed.typed_state_ids)
+    other = typed.token_loop(cache, typed.embed(inputs), max_new_tokens=5, typed=inputs.typed, forced=[7, 7])
+    assert list(other)[:2] == [7, 7]  # ids the caller forces win
