@@ -176,5 +176,8 @@ def text_item(rng: np.random.Generator, held_out: bool) -> ImageItem:
                              f'"{shown}" written in {ink} {where(cx, cy, size)}.',
                              f'{bg} with the {kind} "{shown}" in {style} type'
                              + (", slightly tilted." if abs(angle) > 4 else ".")))
-    return ImageItem(img, question, text, sentence(caption), "text",
+    # the answer is the word as the picture shows it ("STRANGER", "Stranger"): the picture reader (vita.media.ocr) gives
+    # it so, and copying it is what a small LLM does well (lower-case answers were copied wrong: "stanger" for STRANGER,
+    # 2026-12-06); answers are scored case-folded
+    return ImageItem(img, question, shown, sentence(caption), "text",
                      "out_of_vocab" if is_held_out_text(text) else "in_vocab")
