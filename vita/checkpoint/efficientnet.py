@@ -86,6 +86,12 @@ def convert_efficientnet(tensors: dict[str, torch.Tensor], *, prefix: str = "vis
 def read_efficientnet(path: str | Path | None = None, *, image_size: int = 256,
                       prefix: str = "vision.") -> tuple[VisionConfig, dict[str, torch.Tensor]]:
     """(VisionConfig, float32 state dict under `prefix`) from the package's .pth (default: the installed one)."""
+    path, tensors = _read(path)
+    return efficientnet_config(image_size), convert_efficientnet(tensors, prefix=prefix, source=str(path))
+
+
+def _read(path: str | Path | None) -> tuple[Path, dict[str, torch.Tensor]]:
+    """(the path, its tensors) of the package's .pth (default: the installed one), read with `weights_only`."""
     path = Path(path) if path is not None else efficientnet_file()
     try:
         tensors = torch.load(path, map_location="cpu", weights_only=True)
@@ -93,7 +99,7 @@ def read_efficientnet(path: str | Path | None = None, *, image_size: int = 256,
         raise CheckpointError(f"{path}: cannot read the EfficientNet-Lite0 weights ({exc})") from exc
     if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
         raise CheckpointError(f"{path}: not a state dict of tensors")
-    return efficientnet_config(image_size), convert_efficientnet(tensors, prefix=prefix, source=str(path))
+    return path, tensors
 
 
 def load_efficientnet(image_size: int = 256, dtype: torch.dtype = torch.float32):
@@ -108,11 +114,7 @@ def load_efficientnet(image_size: int = 256, dtype: torch.dtype = torch.float32)
 
 def read_efficientnet_classifier(path: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The ImageNet classifier `_fc` of the package's .pth: (weight [1000, 1280], bias [1000]) in float32."""
-    path = Path(path) if path is not None else efficientnet_file()
-    try:
-        tensors = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle / zip / IO errors come in many types
-        raise CheckpointError(f"{path}: cannot read the EfficientNet-Lite0 weights ({exc})") from exc
+    path, tensors = _read(path)
     weight, bias = tensors.get("_fc.weight"), tensors.get("_fc.bias")
     if not isinstance(weight, torch.Tensor) or not isinstance(bias, torch.Tensor) \
             or tuple(weight.shape) != (IMAGENET_CLASSES, HEAD) or tuple(bias.shape) != (IMAGENET_CLASSES,):
