@@ -377,3 +377,26 @@ def test_regions_only_rewrites_the_regions_as_a_fresh_build_does(built, tmp_path
     assert copy.joinpath(*regions).read_bytes() == root.joinpath(*regions).read_bytes()
     assert main(["data", "mini", "--out", str(tmp_path / "nothing"), "--regions-only"]) != 0
     assert "not a `vita data mini` folder" in capsys.readouterr().err
+
+
+def test_eval_dialogues_grow_by_appending() -> None:
+    """More eval dialogue cases keep the first ones byte-identical (per-case seeds), so a larger eval set still
+    compares case by case with reports on the smaller one."""
+    from vita.datasets.mini.dialogue import eval_dialogues
+
+    chat = [{"id": f"chat-{i}", "text": f"What is {i} plus 1?", "answer": str(i + 1), "match": "contains",
+             "expect_state": "<3>", "group": "chat/arithmetic/typed"} for i in range(5)]
+    negatives = [{"id": f"neg-{i}", "audio": f"media/n{i}.wav", "expect_state": "<2>", "group": f"negatives/{k}"}
+                 for i, k in enumerate(("chatter", "noise", "chatter", "noise"))]
+    said: list[tuple[int, str]] = []
+
+    def say(i: int, text: str) -> str:
+        said.append((i, text))
+        return f"media/addr{i}.wav"
+
+    small = eval_dialogues(chat, negatives, say, 6, 0, ("It is late.",), ("Where is the bus?", "Is it cold?"))
+    large = eval_dialogues(chat, negatives, say, 24, 0, ("It is late.",), ("Where is the bus?", "Is it cold?"))
+    assert large[:6] == small and len(large) == 24
+    assert sum(c["group"] == "dialogue/addressed" for c in large) == 8
+    n_small = sum(c["group"] == "dialogue/addressed" for c in small)
+    assert n_small == 2 and said[:n_small] == said[n_small:2 * n_small]  # the same sentences, said by the same case

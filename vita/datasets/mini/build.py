@@ -78,7 +78,7 @@ DEFAULT_SIZES: dict[str, int] = {
     "dialogue": 1200, "followup": 600, "image_typed": 3600, "image_spoken": 1800, "video_typed": 600,
     "video_spoken": 300, "chat_typed": 400, "chat_spoken": 200, "negatives": 900, "scene_text": 4000,
     "vision_regions": 12000, "eval_image_typed": 135, "eval_image_spoken": 135, "eval_video": 60, "eval_chat": 40,
-    "eval_asr": 60, "eval_negatives": 60, "eval_naming": 120, "eval_dialogue": 60, "eval_followup": 30,
+    "eval_asr": 60, "eval_negatives": 60, "eval_naming": 120, "eval_dialogue": 240, "eval_followup": 30,
 }
 # how often each image task is drawn (a deterministic cycle, `_task`): open-vocabulary naming needs many renders of
 # its 404 concepts, the closed tasks few
