@@ -91,3 +91,43 @@ def test_the_processor_puts_the_label_after_the_rows_and_the_readers_words(tagge
     video = proc([Turn("user", [Video(EXAMPLES / "moving_dot.mp4"), "Hi"])])
     assert "looks like" not in video.prompt  # videos' frames are not tagged
     assert torch.equal(proc.image_tiles(path), model.processor.image_tiles(path))
+
+
+def test_a_head_file_round_trips_and_bad_ones_are_named(tmp_path) -> None:
+    from vita.tagger import load_head, save_head
+
+    weight, bias = torch.randn(3, 1280), torch.randn(3)
+    path = save_head(tmp_path / "h.safetensors", weight, bias, ["cat", "red apple", "bus"], 256)
+    w, b, labels, size = load_head(path)
+    assert torch.equal(w, weight) and torch.equal(b, bias) and labels == ("cat", "red apple", "bus") and size == 256
+    with pytest.raises(ValueError, match="head of 2 labels: weight"):
+        save_head(tmp_path / "bad.safetensors", weight, bias, ["cat", "bus"], 256)
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_head(tmp_path / "missing.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a head")
+    with pytest.raises(CheckpointError, match="junk.safetensors: not a head file"):
+        load_head(tmp_path / "junk.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"weight": weight, "bias": bias}, str(tmp_path / "nolabels.safetensors"))
+    with pytest.raises(CheckpointError, match="not a head file"):
+        load_head(tmp_path / "nolabels.safetensors")
+    with pytest.raises(ConfigError, match="head is empty"):
+        TaggerConfig(head="")
+
+
+def test_a_fitted_head_names_what_it_was_fitted_on(tagger, camera, tmp_path) -> None:
+    """A head over our own classes takes the ImageNet classifier's place; fitted at another size it is refused."""
+    from vita.tagger import ImageTagger, save_head
+    from vita.training.tagger_head import fit_head
+
+    flat = Image.new("RGB", (200, 150), (30, 90, 200))
+    pictures = [camera, camera.transpose(Image.Transpose.FLIP_LEFT_RIGHT), flat, flat.rotate(90, expand=True)]
+    x = torch.stack([tagger.pooled(p) for p in pictures])
+    weight, bias = fit_head(x, torch.tensor([0, 0, 1, 1]), 2, l2=1e-2)
+    path = save_head(tmp_path / "ours.safetensors", weight, bias, ["film camera", "blue wall"], 256)
+    ours = ImageTagger(TaggerConfig(head=str(path)))
+    assert ours.labels == ("film camera", "blue wall")
+    assert ours(camera)[0][0] == "film camera" and ours(Image.new("RGB", (90, 90), (40, 80, 210)))[0][0] == "blue wall"
+    with pytest.raises(CheckpointError, match="fitted at 256 px"):
+        ImageTagger(TaggerConfig(head=str(path), image_size=320))

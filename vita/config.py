@@ -333,15 +333,20 @@ class ReaderConfig:
 
 @dataclass(frozen=True)
 class TaggerConfig:
-    """The picture tagger beside the vision tower (`vita.tagger`): EfficientNet-Lite0's own ImageNet classifier looks
-    at the picture at `image_size` px; its most likely class, when at least `min_confidence` sure, joins the prompt
-    after the picture's rows (and any reader's words) as `template` (videos' frames are not tagged)."""
+    """The picture tagger beside the vision tower (`vita.tagger`): a classifier `head` on EfficientNet-Lite0's pooled
+    features looks at the picture at `image_size` px; its most likely class, when at least `min_confidence` sure, joins
+    the prompt after the picture's rows (and any reader's words) as `template` (videos' frames are not tagged).
+    `head`: "imagenet" (the package's own 1,000-class classifier), "mini-concepts" (vita-mini's emoji concepts, fitted
+    by `python -m vita.cli.tools tagger_head`, shipped beside its parts) or the path of such a head file."""
 
     min_confidence: float = 0.5
     template: str = " It looks like: {label}."
     image_size: int = 256  # as vita-mini's tower (EfficientNet-Lite0 was trained at 224)
+    head: str = "imagenet"
 
     def __post_init__(self) -> None:
+        if not self.head:
+            raise ConfigError("tagger.head is empty (\"imagenet\", \"mini-concepts\" or a head file's path)")
         if "{label}" not in self.template:
             raise ConfigError("tagger.template must hold {label}")
         if not 0.0 <= self.min_confidence <= 1.0:

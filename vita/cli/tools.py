@@ -20,6 +20,7 @@
     bench_samples    benchmark samples in their public formats    vita.eval.bench.samples.write_samples
     bench_table      the benchmark table on those samples         vita.eval.bench.table.build
     quant_quality    int8 / int4 logit KL against bf16            vita.bench.quant_quality.measure
+    tagger_head      the tagger's head for vita-mini's emoji       vita.training.tagger_head.fit_emoji_head
 
 Each tool parses its own flags (`python -m vita.cli.tools TOOL --help`) and calls the typed function beside it;
 its module is imported only when the tool runs.
@@ -466,10 +467,32 @@ def quant_quality(argv: list[str]) -> int:
     return 0
 
 
+def tagger_head(argv: list[str]) -> int:
+    from vita.errors import run_command
+    from vita.training import tagger_head as mod
+
+    p = _parser("tagger_head", mod.__doc__)
+    p.add_argument("--out", required=True, type=Path, help="the head file to write (.safetensors)")
+    p.add_argument("--renders", type=int, default=4000, help="training-split renders to fit on")
+    p.add_argument("--check", type=int, default=400, help="held-out renders to report accuracy on (not used to fit)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--l2", type=float, default=1e-3)
+    args = p.parse_args(argv)
+
+    def fit() -> int:
+        print(json.dumps(mod.fit_emoji_head(args.out, renders=args.renders, check=args.check, seed=args.seed,
+                                            image_size=args.image_size, l2=args.l2), indent=1))
+        return 0
+
+    return run_command(fit)
+
+
 TOOLS: dict[str, Callable[[list[str]], int]] = {
     f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, heard_wer, heard_targets,
                             ears, ctc_compress, add_transcriber, swap_tower, region_align, real_speech, mini_chat,
-                            probes, described, text_compare, compare_evals, bench_samples, bench_table, quant_quality)
+                            probes, described, text_compare, compare_evals, bench_samples, bench_table, quant_quality,
+                            tagger_head)
 }
 
 
