@@ -478,14 +478,9 @@ def tagger_head(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--l2", type=float, default=1e-3)
-    args = p.parse_args(argv)
-
-    def fit() -> int:
-        print(json.dumps(mod.fit_emoji_head(args.out, renders=args.renders, check=args.check, seed=args.seed,
-                                            image_size=args.image_size, l2=args.l2), indent=1))
-        return 0
-
-    return run_command(fit)
+    a = p.parse_args(argv)
+    return run_command(lambda: print(json.dumps(mod.fit_emoji_head(
+        a.out, renders=a.renders, check=a.check, seed=a.seed, image_size=a.image_size, l2=a.l2), indent=1)))
 
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
