@@ -337,7 +337,8 @@ class TaggerConfig:
     features looks at the picture at `image_size` px; its most likely class, when at least `min_confidence` sure, joins
     the prompt after the picture's rows (and any reader's words) as `template` (videos' frames are not tagged).
     `head`: "imagenet" (the package's own 1,000-class classifier), "mini-concepts" (vita-mini's emoji concepts, fitted
-    by `python -m vita.cli.tools tagger_head`, shipped beside its parts) or the path of such a head file."""
+    by `python -m vita.cli.tools tagger_head`; `vita/assets/mini/concepts.safetensors`, not shipped yet) or the path of
+    such a head file."""
 
     min_confidence: float = 0.5
     template: str = " It looks like: {label}."
