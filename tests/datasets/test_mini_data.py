@@ -45,8 +45,8 @@ def test_small_preset_builds(built) -> None:
     train = sum(len(_records(root / p)) for p in info["train"].values())
     cases = sum(len((root / p).read_text().splitlines()) for k, p in info["eval"].items() if k != "all")
     assert 50 <= train <= 100 and 20 <= cases <= 55
-    assert set(info["train"]) == {"vision_align", "audio_align", "audio_short", "addressed", "dialogue", "followup",
-                                  "instruct", "scene_text", "vision_regions"}
+    assert set(info["train"]) == {"vision_align", "audio_align", "audio_short", "audio_fragments", "addressed",
+                                  "dialogue", "followup", "instruct", "scene_text", "vision_regions"}
     assert info["wall_seconds"] > 0
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["counts"]["train/instruct"] == len(_records(root / info["train"]["instruct"]))
@@ -56,8 +56,8 @@ def test_small_preset_builds(built) -> None:
     assert hashlib.sha256(listing.encode()).hexdigest() == manifest["files_sha256"]
 
 
-@pytest.mark.parametrize("name", ["vision_align", "audio_align", "audio_short", "addressed", "dialogue",
-                                  "followup", "instruct", "scene_text"])
+@pytest.mark.parametrize("name", ["vision_align", "audio_align", "audio_short", "audio_fragments", "addressed",
+                                  "dialogue", "followup", "instruct", "scene_text"])
 def test_train_files_read_without_skips(built, name: str) -> None:
     root, info = built
     path = root / info["train"][name]
@@ -202,6 +202,57 @@ def test_short_clips_say_one_to_three_words_of_training_sentences(built) -> None
         assert r["conversations"][0]["value"] == "Transcribe the speech.<audio>"
         assert (root / "train" / r["audio"]).is_file()
         assert words.endswith(".") and words[0].isupper() and 1 <= len(words.split()) <= 3 and words in said, words
+
+
+def test_fragments_say_the_first_words_of_training_sentences(built) -> None:
+    """A broken-off sentence is transcribed as said: two or more of its first words, not all, no final mark."""
+    from vita.datasets.mini.spoken_text import fragment
+    from vita.datasets.mini.text import load_corpus
+
+    corpus = load_corpus()
+    whole = corpus.train_statements + corpus.train_questions
+    root, info = built
+    records = _records(root / info["train"]["audio_fragments"])
+    assert len(records) == info["sizes"]["asr_fragment"] > 0
+    said = {r["audio"]: r for r in _index(root, "train")}
+    texts = [r["conversations"][1]["value"].removeprefix(STATE_QUERY_TEXT) for r in records]
+    texts += [fragment(np.random.default_rng(k), corpus.train_statements, corpus.train_questions) for k in range(200)]
+    for k, text in enumerate(texts):
+        if k < len(records):
+            assert said[records[k]["audio"]]["text"] == text and not said[records[k]["audio"]]["augment"].count("@")
+        assert text[-1] not in ".?!,;:" and len(text.split()) >= 2, text
+        assert any(s.startswith(text) and s[len(text):len(text) + 1] in (" ", ",", ";", ":", "-") for s in whole), text
+    assert len({t.split()[0] for t in texts}) > 20  # many openings, not one template
+
+
+def test_fragments_only_adds_the_fragments_as_a_fresh_build_does(built, tmp_path, capsys) -> None:
+    import shutil
+
+    from vita.cli import main
+
+    root, info = built
+    copy = tmp_path / "data"
+    shutil.copytree(root, copy)
+    own = {r["audio"] for r in _records(copy / "train" / "audio_fragments.json")}
+    for rel in own:  # a folder built before the fragments: none of their files, rows or manifest entries
+        (copy / "train" / rel).unlink()
+    (copy / "train" / "audio_fragments.json").unlink()
+    index = copy / "train" / "speech.jsonl"
+    index.write_text("".join(f"{line}\n" for line in index.read_text().splitlines()
+                             if json.loads(line)["audio"] not in own))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["sizes"]["asr_fragment"], manifest["counts"]["train/audio_fragments"]
+    del manifest["train"]["audio_fragments"]
+    manifest["files"] = {k: v for k, v in manifest["files"].items()
+                         if k != "train/audio_fragments.json" and k.removeprefix("train/") not in own}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["data", "mini", "--out", str(copy), "--fragments-only"]) == 0
+    assert "train/audio_fragments: 3" in capsys.readouterr().out
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for key in ("files", "files_sha256", "counts", "sizes", "train"):
+        assert manifest[key] == info[key], key
+    assert list(manifest["train"]) == list(info["train"])
+    assert index.read_bytes() == (root / "train" / "speech.jsonl").read_bytes()
 
 
 def test_addressed_speech_names_someone_else_and_asks_for_silence(built) -> None:

@@ -21,7 +21,7 @@ def _asr(i: int, text: str) -> dict:
         {"from": "human", "value": "Transcribe the speech.<audio>"}, {"from": "gpt", "value": "<3>" + text}]}
 
 
-def _data(tmp_path, n: int = 12, voices: int = 4):
+def _data(tmp_path, n: int = 12, voices: int = 4, fragments: int = 0):
     train = tmp_path / "train"
     (train / "media" / "speech").mkdir(parents=True)
     (train / "media" / "negatives").mkdir(parents=True)
@@ -30,8 +30,15 @@ def _data(tmp_path, n: int = 12, voices: int = 4):
         (train / "media" / "speech" / f"{i}.wav").write_bytes(b"")
         rows.append({"audio": f"media/speech/{i}.wav", "text": f"s{i}", "voice": f"v{i % voices} s{130 + i} p{i}"})
         records.append(_asr(i, f"Sentence {i}."))
+    pieces = []
+    for i in range(n, n + fragments):  # broken-off sentences, said by the same voices
+        (train / "media" / "speech" / f"{i}.wav").write_bytes(b"")
+        rows.append({"audio": f"media/speech/{i}.wav", "text": f"f{i}", "voice": f"v{i % voices} s{130 + i} p{i}"})
+        pieces.append(_asr(i, f"Piece {i} of"))
     (train / "speech.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (train / "audio_align.json").write_text(json.dumps(records))
+    if fragments:
+        (train / "audio_fragments.json").write_text(json.dumps(pieces))
     (train / "media" / "negatives" / "n0.wav").write_bytes(b"")
     instruct = [{"id": "neg-0", "kind": "noise", "audio": "media/negatives/n0.wav",
                  "conversations": [{"from": "human", "value": "<audio>"}, {"from": "gpt", "value": "<2>"}]},
@@ -42,22 +49,36 @@ def _data(tmp_path, n: int = 12, voices: int = 4):
 
 def test_dev_voices_never_train_and_noise_is_taught_as_no_speech(tmp_path):
     root = _data(tmp_path)
-    data = load_ears_data(root, EarsConfig(dev_voices=1, noise=5, seed=3))
-    assert len(data.dev_voices) == 1
+    data = load_ears_data(root, EarsConfig(dev_voices=1, noise=5, seed=3, fragments=0))
+    assert len(data.dev_voices) == 1 and data.dev_fragments == []
     voice = {f"Sentence {i}.": f"v{i % 4}" for i in range(12)}
     assert data.dev and all(voice[t] in data.dev_voices for _, t in data.dev)
     spoken = [t for _, t in data.train if t]
     assert len(spoken) + len(data.dev) == 12 and not any(voice[t] in data.dev_voices for t in spoken)
     assert [p.name for p, t in data.train if not t] == ["n0.wav"]  # the noise clip, not the chatter
-    again = load_ears_data(root, EarsConfig(dev_voices=1, noise=5, seed=3))
+    again = load_ears_data(root, EarsConfig(dev_voices=1, noise=5, seed=3, fragments=0))
     assert again == data  # the split is the seed's
-    assert load_ears_data(root, EarsConfig(dev_voices=1, noise=0, limit=2, seed=3)).train == data.train[:2]
+    assert load_ears_data(root, EarsConfig(dev_voices=1, noise=0, limit=2, seed=3, fragments=0)).train == data.train[:2]
+
+
+def test_fragments_train_beside_the_limit_and_the_dev_voices_score_theirs(tmp_path):
+    root = _data(tmp_path, fragments=8)
+    whole = load_ears_data(root, EarsConfig(dev_voices=1, noise=0, seed=3, fragments=0))
+    data = load_ears_data(root, EarsConfig(dev_voices=1, noise=0, seed=3, limit=3, fragments=5))
+    assert data.dev == whole.dev and data.train[:3] == whole.train[:3]  # the limit counts whole sentences only
+    pieces = [t for _, t in data.train[3:]]
+    assert len(pieces) == 5 and all(t.startswith("Piece ") and t.endswith(" of") for t in pieces)
+    voice = {f"Piece {i} of": f"v{i % 4}" for i in range(12, 20)}
+    assert not any(voice[t] in data.dev_voices for t in pieces)
+    assert data.dev_fragments and all(voice[t] in data.dev_voices for _, t in data.dev_fragments)
+    with pytest.raises(DataError, match="audio_fragments.json: missing .*--fragments-only"):
+        load_ears_data(_data(tmp_path / "old"), EarsConfig())
 
 
 def test_bad_data_is_named(tmp_path):
     with pytest.raises(DataError, match="speech.jsonl: missing"):
         load_ears_data(tmp_path, EarsConfig())
-    root = _data(tmp_path)
+    root = _data(tmp_path, fragments=4)
     (root / "train" / "media" / "speech" / "3.wav").unlink()
     with pytest.raises(DataError, match=r"audio_align.json: record a3: audio file not found: .*3.wav"):
         load_ears_data(root, EarsConfig())
@@ -94,7 +115,8 @@ def _tuned(clip, target: str):
     from vita.training.ears import tune_ears
 
     vm = Vita(*load_mini(PARTS_DIR, dtype="fp32", cache=False))
-    data = EarsData(train=[(clip, target)] * 4, dev=[(clip, UTTERANCE)], dev_voices=["v"])
+    data = EarsData(train=[(clip, target)] * 4, dev=[(clip, UTTERANCE)], dev_voices=["v"],
+                    dev_fragments=[(clip, UTTERANCE.split()[0])])
     config = EarsConfig(rank=4, lr=3e-3, epochs=6, batch=2, warmup=1, threads=1)
     figures = tune_ears(vm, data, config, read_parts(PARTS_DIR)[2], log=lambda m: None)
     return vm, figures
@@ -114,6 +136,7 @@ def test_tuning_changes_what_the_decoder_hears_and_the_parts_keep_it(clip, tmp_p
     heard = tr.text(tr.transcribe(vm.model.audio_encoder, feats).ids)
     assert error_rate(target, heard) == 0, heard  # it now hears what it was taught
     assert figures["dev_wer_after"] > 50  # and the dev clip (same audio, true words) is scored against the truth
+    assert figures["dev_fragments_closed_after"] == 100 and figures["dev_fragment_wer_after"] >= 100  # all of it
 
     factors = ears_factors(tr.decoder)
     assert factors and all(n.startswith("transcriber.decoder.blocks.") for n in factors)

@@ -73,11 +73,12 @@ def add_negatives_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 # ---- vita data mini ----------------------------------------------------------------------------------------------
 def run_mini_data(args: argparse.Namespace) -> int:
     from vita.datasets.mini.build import DEFAULT_AUGMENT, build_mini_data
-    from vita.datasets.mini.rebuild import rebuild_regions
+    from vita.datasets.mini.rebuild import rebuild_fragments, rebuild_regions
 
-    if args.regions_only:
-        info = rebuild_regions(args.out)
-        print(f"train/vision_regions: {info['vision_regions']} (rewritten in {info['out_dir']})")
+    if args.regions_only or args.fragments_only:
+        part, info = ("vision_regions", rebuild_regions(args.out)) if args.regions_only else (
+            "audio_fragments", rebuild_fragments(args.out))
+        print(f"train/{part}: {info[part]} (rewritten in {info['out_dir']})")
         return 0
     info = build_mini_data(args.out, seed=args.seed, sizes="small" if args.small else None,
                            augment=None if args.no_augment else DEFAULT_AUGMENT)
@@ -102,6 +103,8 @@ def add_mini_data_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p.add_argument("--no-augment", action="store_true", help="no noise / reverb / telephone / gain / speed")
     p.add_argument("--regions-only", action="store_true",
                    help="in an existing data folder, rewrite only train/vision_regions.json and its pictures")
+    p.add_argument("--fragments-only", action="store_true",
+                   help="in an existing data folder, write only train/audio_fragments.json and its clips")
     p.set_defaults(func=run_mini_data)
     return p
 

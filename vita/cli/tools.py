@@ -183,7 +183,7 @@ def ears(argv: list[str]) -> int:
     p.add_argument("--data", type=Path, required=True, help="a `vita data mini` folder")
     p.add_argument("--out", type=Path, required=True, help="new folder: parts (with --parts) or a model (--model)")
     defaults = mod.EarsConfig()
-    for name in ("rank", "epochs", "batch", "limit", "noise", "dev_voices", "seed", "threads"):
+    for name in ("rank", "epochs", "batch", "limit", "fragments", "noise", "dev_voices", "seed", "threads"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--targets", nargs="+", default=list(defaults.targets), help="decoder linear layers (globs)")
@@ -197,7 +197,7 @@ def ears(argv: list[str]) -> int:
         from vita.checkpoint.mini import load_mini, read_parts
 
         config = mod.EarsConfig(targets=tuple(args.targets), **{k: getattr(args, k) for k in (
-            "rank", "epochs", "batch", "limit", "noise", "dev_voices", "seed", "threads", "lr")})
+            "rank", "epochs", "batch", "limit", "fragments", "noise", "dev_voices", "seed", "threads", "lr")})
         if args.parts is not None:
             scale = read_parts(args.parts)[2]
             vm = Vita(*load_mini(args.parts, dtype="fp32", cache=False))

@@ -34,7 +34,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -69,15 +69,22 @@ class EarsConfig:
     threads: int = 2
     sources: tuple[str, ...] = ("train/audio_align.json", "train/audio_short.json")
     negatives: str = "train/instruct.json"
+    # broken-off sentences ("What is the", `vita data mini`'s audio_fragments.json) trained on besides `limit`: their
+    # target is the words said with no final mark, so these ears do not finish a question the user has not finished
+    # (the s20 ears, tuned on whole sentences only, heard "What is the" as "What is this?")
+    fragments: int = 1200
+    fragment_source: str = "train/audio_fragments.json"
 
 
 @dataclass
 class EarsData:
-    """Clips (paths), their transcripts ("" for noise) and voices, split into train and dev."""
+    """Clips (paths), their transcripts ("" for noise) and voices, split into train and dev (`dev_fragments`: the
+    dev voices' broken-off sentences, scored apart)."""
 
     train: list[tuple[Path, str]]
     dev: list[tuple[Path, str]]
     dev_voices: list[str]
+    dev_fragments: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def load_ears_data(data: Path, config: EarsConfig) -> EarsData:
@@ -91,30 +98,40 @@ def load_ears_data(data: Path, config: EarsConfig) -> EarsData:
     for line in index.read_text().splitlines():
         row = json.loads(line)
         voice_of[row["audio"]] = row["voice"].split(" ")[0]  # the voice itself, without its rate / pitch
-    clips: list[tuple[Path, str, str]] = []
-    for source in config.sources:
-        src = data / source
-        if not src.is_file():
-            continue
+
+    def read(src: Path) -> list[tuple[Path, str, str]]:
+        out = []
         for record in read_records(src):
             if is_transcription(record):
                 rel = record["audio"]
                 path = src.parent / rel
                 if not path.is_file():
                     raise DataError(f"{src}: record {record.get('id', '?')}: audio file not found: {path}", "media")
-                clips.append((path, record["conversations"][1]["value"][3:].strip(), voice_of.get(rel, "")))
+                out.append((path, record["conversations"][1]["value"][3:].strip(), voice_of.get(rel, "")))
+        return out
+
+    clips = [c for source in config.sources if (data / source).is_file() for c in read(data / source)]
     if not clips:
         raise DataError(f"{data}: no transcription record in {', '.join(config.sources)}", "config")
+    pieces: list[tuple[Path, str, str]] = []
+    if config.fragments:
+        src = data / config.fragment_source
+        if not src.is_file():
+            raise DataError(f"{src}: missing (`vita data mini --out {data} --fragments-only` adds it; or fragments=0)",
+                            "config")
+        pieces = read(src)
     voices = sorted({v for _, _, v in clips if v})
     dev_voices = sorted(random.Random(config.seed).sample(voices, min(config.dev_voices, len(voices) // 4)))
     held = set(dev_voices)
     train = [(p, t) for p, t, v in clips if v not in held][: config.limit]
     dev = [(p, t) for p, t, v in clips if v in held][: config.dev_clips]
+    train += [(p, t) for p, t, v in pieces if v not in held][: config.fragments]
+    dev_fragments = [(p, t) for p, t, v in pieces if v in held][: config.dev_clips]
     neg = data / config.negatives
     if config.noise and neg.is_file():
         noise = [r for r in read_records(neg) if r.get("kind") == "noise" and isinstance(r.get("audio"), str)]
         train += [(neg.parent / r["audio"], "") for r in noise[: config.noise]]
-    return EarsData(train, dev, dev_voices)
+    return EarsData(train, dev, dev_voices, dev_fragments)
 
 
 def whisper_text_ids(folder: Path) -> Callable[[str], list[int]]:
@@ -166,13 +183,15 @@ def _loss(decoder, examples: list, batch: list[int]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _dev_wer(vm, states: list[torch.Tensor], texts: list[str]) -> float:
-    errors = words = 0
+def _dev_scores(vm, states: list[torch.Tensor], texts: list[str]) -> tuple[float, float]:
+    """(WER %, % of transcripts that end a sentence: ".", "?" or "!")."""
+    errors = words = closed = 0
     tr = vm.model.transcriber
     for s, text in zip(states, texts, strict=True):
-        e, n, _ = edit_counts(text, tr.text(tr.decoder.transcribe(s.float()).ids))
-        errors, words = errors + e, words + n
-    return round(100 * errors / max(words, 1), 2)
+        heard = tr.text(tr.decoder.transcribe(s.float()).ids)
+        e, n, _ = edit_counts(text, heard)
+        errors, words, closed = errors + e, words + n, closed + heard.rstrip().endswith((".", "?", "!"))
+    return round(100 * errors / max(words, 1), 2), round(100 * closed / max(len(texts), 1), 2)
 
 
 def encode_clips(vm, clips: list[tuple[Path, str]], log: Callable[[str], None] = print) -> list[torch.Tensor]:
@@ -205,11 +224,23 @@ def tune_ears(vm, data: EarsData, config: EarsConfig, scale: float, log: Callabl
     torch.set_num_threads(config.threads)
     t0 = time.perf_counter()
     if states is None:
-        states = encode_clips(vm, data.train, log), encode_clips(vm, data.dev, log)
+        states = encode_clips(vm, data.train, log), encode_clips(vm, data.dev + data.dev_fragments, log)
     train_states, dev_states = states
-    dev_texts = [t for _, t in data.dev]
-    before = _dev_wer(vm, dev_states, dev_texts)
-    log(f"ears: dev WER before {before} % ({len(data.dev)} clips)")
+    dev_texts = [t for _, t in data.dev + data.dev_fragments]
+    whole = len(data.dev)
+
+    def scores(when: str) -> dict[str, float]:
+        wer = _dev_scores(vm, dev_states[:whole], dev_texts[:whole])[0]
+        out = {f"dev_wer_{when}": wer}
+        log(f"ears: dev WER {when} {wer} % ({whole} clips)")
+        if len(dev_texts) > whole:
+            fwer, closed = _dev_scores(vm, dev_states[whole:], dev_texts[whole:])
+            out |= {f"dev_fragment_wer_{when}": fwer, f"dev_fragments_closed_{when}": closed}
+            log(f"ears: dev fragments {when}: WER {fwer} %, heard as finished sentences {closed} % "
+                f"({len(dev_texts) - whole} clips)")
+        return out
+
+    figures = scores("before")
     from vita.checkpoint.assemble import whisper_folder
 
     texts = [t for _, t in data.train]
@@ -246,11 +277,10 @@ def tune_ears(vm, data: EarsData, config: EarsConfig, scale: float, log: Callabl
     tr.decoder.eval()
     for p in params:
         p.requires_grad_(False)
-    after = _dev_wer(vm, dev_states, dev_texts)
+    figures |= scores("after")
     window = max(1, min(50, total // 4))
-    log(f"ears: dev WER after {after} %")
     return {"config": asdict(config), "train_clips": len(data.train), "dev_clips": len(data.dev),
-            "dev_voices": data.dev_voices, "dev_wer_before": before, "dev_wer_after": after, "steps": total,
+            "dev_fragment_clips": len(data.dev_fragments), "dev_voices": data.dev_voices, **figures, "steps": total,
             "loss_first": round(sum(losses[:window]) / window, 4),  # mean over the first / last `window` steps
             "loss_last": round(sum(losses[-window:]) / window, 4),
             "seconds": round(time.perf_counter() - t0, 1)}
@@ -294,7 +324,8 @@ def write_ears_parts(source: Path, out: Path, factors: dict[str, torch.Tensor], 
     write_tensors(out, {n: both[n].contiguous() for n in sorted(both)}, metadata={"format": manifest["format"]})
     manifest["files"] = {PARTS_FILE: sha256_file(out / PARTS_FILE)}
     manifest["run"] = dict(manifest.get("run", {}), ears={k: figures[k] for k in (
-        "train_clips", "dev_wer_before", "dev_wer_after", "steps", "seconds") if k in figures} | {
+        "train_clips", "dev_wer_before", "dev_wer_after", "dev_fragments_closed_before", "dev_fragments_closed_after",
+        "steps", "seconds") if k in figures} | {
         "rank": figures["config"]["rank"], "lr": figures["config"]["lr"], "seed": figures["config"]["seed"]})
     (out / "parts.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return out

@@ -3,6 +3,8 @@
     out/train/vision_align.json   image / video + caption                          (official VITA JSON list)
     out/train/audio_align.json    "Transcribe the speech.<audio>" -> "<3>" + transcript (ASR alignment)
     out/train/audio_short.json    the same for one to three words cut from the sentences (people say single words)
+    out/train/audio_fragments.json  the same for a sentence's first words alone ("What is the": a question broken
+                                  off, transcribed as said, no final mark; for Whisper's ears, `vita.training.ears`)
     out/train/addressed.json      speech addressed to someone else by name ("Rosa, <a question>") -> "<2>"
     out/train/dialogue.json       an exchange, then chatter / noise / addressed speech -> "<2>" or another question
                                   -> its answer; followup.json: then a question with a lead or a repeat request
@@ -68,13 +70,13 @@ from vita.datasets.mini.dialogue import dialogues, eval_dialogues, eval_followup
 from vita.datasets.mini.images import IMAGE_TASKS, make_image
 from vita.datasets.mini.regions import REGION_GRID, RegionItem, region_item
 from vita.datasets.mini.speech import Clip, Speaker, VoicePool, eval_pool, train_pool
-from vita.datasets.mini.spoken_text import addressed_text, sentence, short_words
+from vita.datasets.mini.spoken_text import addressed_text, fragment, sentence, short_words
 from vita.datasets.mini.text import Corpus, antonym_question, load_corpus
 from vita.datasets.mini.videos import VIDEO_TASKS, VideoItem, make_video, write_video
 from vita.datasets.negatives import NegativesConfig, generate_negatives
 
 DEFAULT_SIZES: dict[str, int] = {
-    "vision_image": 6000, "vision_video": 600, "asr": 12000, "asr_short": 2000, "addressed": 600,
+    "vision_image": 6000, "vision_video": 600, "asr": 12000, "asr_short": 2000, "asr_fragment": 1200, "addressed": 600,
     "dialogue": 1200, "followup": 600, "image_typed": 3600, "image_spoken": 1800, "video_typed": 600,
     "video_spoken": 300, "chat_typed": 400, "chat_spoken": 200, "negatives": 900, "scene_text": 4000,
     "vision_regions": 12000, "eval_image_typed": 135, "eval_image_spoken": 135, "eval_video": 60, "eval_chat": 40,
@@ -86,11 +88,11 @@ TASK_WEIGHTS: dict[str, int] = {"colour": 2, "count": 2, "position": 2, "which_r
                                 "emoji": 8, "scene": 4, "text": 3}
 _CYCLE = tuple(t for k in range(max(TASK_WEIGHTS.values())) for t in IMAGE_TASKS if TASK_WEIGHTS[t] > k)
 SMALL_SIZES: dict[str, int] = {
-    "vision_image": 9, "vision_video": 3, "asr": 5, "asr_short": 3, "addressed": 3, "dialogue": 6, "followup": 3,
-    "image_typed": 9, "image_spoken": 6, "video_typed": 3, "video_spoken": 3, "chat_typed": 4, "chat_spoken": 2,
-    "negatives": 9, "scene_text": 10, "vision_regions": 8, "eval_image_typed": 9, "eval_image_spoken": 6,
-    "eval_video": 4, "eval_chat": 4, "eval_asr": 6, "eval_negatives": 6, "eval_naming": 4, "eval_dialogue": 6,
-    "eval_followup": 3,
+    "vision_image": 9, "vision_video": 3, "asr": 5, "asr_short": 3, "asr_fragment": 3, "addressed": 3, "dialogue": 6,
+    "followup": 3, "image_typed": 9, "image_spoken": 6, "video_typed": 3, "video_spoken": 3, "chat_typed": 4,
+    "chat_spoken": 2, "negatives": 9, "scene_text": 10, "vision_regions": 8, "eval_image_typed": 9,
+    "eval_image_spoken": 6, "eval_video": 4, "eval_chat": 4, "eval_asr": 6, "eval_negatives": 6, "eval_naming": 4,
+    "eval_dialogue": 6, "eval_followup": 3,
 }
 SHIPPED_CHAT_ANSWERS = Path(__file__).resolve().parents[3] / "recipes" / "mini" / "chat_answers.jsonl"
 ASR_PROMPT = "Transcribe the speech."
@@ -153,10 +155,20 @@ def _chat_answers(prompts: list[ChatPrompt], root: Path) -> dict[str, str]:
 
 
 def _said(voices: _Voices, stream: str, n: int, seed: int, corpus: Corpus, text_of: Callable[..., str],
-          record_of: Callable[[int, Clip], dict[str, Any]]) -> list[dict[str, Any]]:
-    """`n` training clips of `stream`, each saying `text_of(rng, statements, questions)`, as `record_of(i, clip)`."""
+          record_of: Callable[[int, Clip], dict[str, Any]], *, noise: bool = True) -> list[dict[str, Any]]:
+    """`n` training clips of `stream`, each saying `text_of(rng, statements, questions)`, as `record_of(i, clip)`
+    (`noise=False`: augmented without additive noise, `_Voices.say`)."""
     return [record_of(i, voices.say(stream, i, text_of(_rng(seed, 0, stream, i), corpus.train_statements,
-                                                       corpus.train_questions))) for i in range(n)]
+                                                       corpus.train_questions), noise=noise)) for i in range(n)]
+
+
+def _fragments(voices: _Voices, n: int, seed: int, corpus: Corpus) -> list[dict[str, Any]]:
+    """`n` broken-off sentences (`spoken_text.fragment`) -> their words. Said last in the split and without additive
+    noise (whose babble would draw on the clips said before), so `rebuild.rebuild_fragments` writes them into an
+    existing folder exactly as a fresh build does."""
+    return _said(voices, "asr_fragment", n, seed, corpus, fragment,
+                 lambda i, c: {"set": "mini_asr_fragment", "id": f"af{i}", "audio": c.rel,
+                               "conversations": _turns(ASR_PROMPT + "<audio>", "<3>" + c.text)}, noise=False)
 
 
 class _Voices:
@@ -181,12 +193,16 @@ class _Voices:
         return self.speaker.say(voice, text, plan)
 
     def write_index(self, path: Path, counts: Counter[str], prefix: str) -> None:
-        rows = self.speaker.index()
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        counts[f"{prefix}/speech/clips"] = len(rows)
-        counts[f"{prefix}/speech/voices"] = len({r["voice"] for r in rows})
-        counts[f"{prefix}/speech/augmented"] = sum(bool(r["augment"]) for r in rows)
-        counts.update(f"{prefix}/speech/augment/{op}" for r in rows for op in tag_ops(r["augment"]))
+        write_speech_index(path, self.speaker.index(), counts, prefix)
+
+
+def write_speech_index(path: Path, rows: list[dict[str, Any]], counts: Counter[str], prefix: str) -> None:
+    """The speech index (one clip per line) and its counts under `prefix`/speech/."""
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    counts[f"{prefix}/speech/clips"] = len(rows)
+    counts[f"{prefix}/speech/voices"] = len({r["voice"] for r in rows})
+    counts[f"{prefix}/speech/augmented"] = sum(bool(r["augment"]) for r in rows)
+    counts.update(f"{prefix}/speech/augment/{op}" for r in rows for op in tag_ops(r["augment"]))
 
 
 class _Split:
@@ -338,11 +354,13 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
                            "conversations": _turns(f"{it.caption} {it.question}", it.answer)})
 
     regions = _regions(media, sizes.get("vision_regions", 0))
+    fragments = _fragments(voices, sizes.get("asr_fragment", 0), seed, corpus)  # the last clips said
 
     counts.update(f"train/instruct/{r['set']}" + (f"/{r['kind']}" if "kind" in r else "") for r in instruct)
     counts.update({f"train/media/{k}": v for k, v in media.counts.items()})
     out = {}
     for name, records in (("vision_align", vision), ("audio_align", audio), ("audio_short", short),
+                          ("audio_fragments", fragments),
                           ("addressed", addressed), ("dialogue", dialogue), ("followup", followup),
                           ("instruct", instruct), ("scene_text", scene_text), ("vision_regions", regions)):
         out[name] = root / f"{name}.json"

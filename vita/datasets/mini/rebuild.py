@@ -1,6 +1,8 @@
 """Rewriting one part of an existing `vita data mini` folder, exactly as a fresh build writes it.
 
-    rebuild_regions(DATA)   train/vision_regions.json and its pictures (`vita data mini --out DATA --regions-only`)
+    rebuild_regions(DATA)    train/vision_regions.json and its pictures (`vita data mini --out DATA --regions-only`)
+    rebuild_fragments(DATA)  train/audio_fragments.json and its clips (`vita data mini --out DATA --fragments-only`),
+                             for a folder built before the fragments existed
 """
 
 from __future__ import annotations
@@ -8,12 +10,47 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
-from vita.datasets.mini.build import DEFAULT_SIZES, SMALL_SIZES, _regions, _sha, _Split
+from vita.datasets.augment import AugmentConfig
+from vita.datasets.mini.build import (
+    DEFAULT_SIZES,
+    SMALL_SIZES,
+    _fragments,
+    _regions,
+    _sha,
+    _Split,
+    _Voices,
+    write_speech_index,
+)
+from vita.datasets.mini.speech import train_pool
+from vita.datasets.mini.text import load_corpus
 from vita.errors import DataError
 
-__all__ = ["rebuild_regions"]
+__all__ = ["rebuild_fragments", "rebuild_regions"]
+
+
+def _manifest(root: Path) -> dict:
+    path = root / "manifest.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a `vita data mini` folder ({exc})") from None
+
+
+def _sizes(manifest: dict) -> dict[str, int]:
+    """The preset the folder was built with (small or default)."""
+    return SMALL_SIZES if manifest["sizes"].get("asr") == SMALL_SIZES["asr"] else DEFAULT_SIZES
+
+
+def _write_manifest(root: Path, manifest: dict, files: dict[str, str], drop: str | None = None) -> None:
+    """`files` (path -> sha256) into the manifest's file list (`drop`: a folder whose old entries go first)."""
+    listed = {k: v for k, v in manifest["files"].items() if drop is None or not k.startswith(drop)}
+    listed = dict(sorted((listed | files).items()))
+    listing = "".join(f"{h}  {p}\n" for p, h in listed.items())
+    manifest.update(files=listed, files_sha256=hashlib.sha256(listing.encode()).hexdigest())
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
 
 
 def rebuild_regions(out_dir: str | Path) -> dict:
@@ -21,28 +58,51 @@ def rebuild_regions(out_dir: str | Path) -> dict:
     `vita.datasets.mini.regions` or to its size), exactly as a fresh `build_mini_data` with the same seed writes
     them (each picture's draw depends on the seed and its index only), and update the manifest's sizes, counts and
     file list. Everything else stays as it is."""
-    root = Path(out_dir)
-    path = root / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a `vita data mini` folder ({exc})") from None
-    seed = manifest["seed"]
-    small = manifest["sizes"].get("asr") == SMALL_SIZES["asr"]  # the preset the folder was built with
-    n = (SMALL_SIZES if small else DEFAULT_SIZES)["vision_regions"]
+    root, manifest = Path(out_dir), _manifest(Path(out_dir))
+    n = _sizes(manifest)["vision_regions"]
     shutil.rmtree(root / "train" / "media" / "regions", ignore_errors=True)
-    media = _Split(root / "train", seed, 0, set())
+    media = _Split(root / "train", manifest["seed"], 0, set())
     records = _regions(media, n)
     (root / "train" / "vision_regions.json").write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n",
                                                          encoding="utf-8")
-    files = {k: v for k, v in manifest["files"].items() if not k.startswith("train/media/regions/")}
-    files.update({str(p.relative_to(root)): _sha(p) for p in sorted((root / "train" / "media" / "regions").rglob("*"))
-                  if p.is_file()})
+    files = {str(p.relative_to(root)): _sha(p) for p in sorted((root / "train" / "media" / "regions").rglob("*"))
+             if p.is_file()}
     files["train/vision_regions.json"] = _sha(root / "train" / "vision_regions.json")
-    files = dict(sorted(files.items()))
-    listing = "".join(f"{h}  {p}\n" for p, h in files.items())
     manifest["sizes"]["vision_regions"] = n
     manifest["counts"].update({"train/vision_regions": n, "train/media/region": n})
-    manifest.update(files=files, files_sha256=hashlib.sha256(listing.encode()).hexdigest())
-    path.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    _write_manifest(root, manifest, files, drop="train/media/regions/")
     return {"out_dir": str(root), "vision_regions": n}
+
+
+def rebuild_fragments(out_dir: str | Path) -> dict:
+    """Add train/audio_fragments.json and its clips to the data folder `out_dir` (built before the fragments existed),
+    exactly as a fresh `build_mini_data` with the same seed writes them (`build._fragments`: said last, without
+    additive noise, each clip's voice and augmentation drawn from its own generator), and update the speech index and
+    the manifest. Everything else stays as it is."""
+    root, manifest = Path(out_dir), _manifest(Path(out_dir))
+    seed = manifest["seed"]
+    n = _sizes(manifest)["asr_fragment"]
+    raw = manifest.get("augment")
+    augment = None if raw is None else AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                                        for k, v in raw.items()})
+    train = root / "train"
+    corpus = load_corpus()
+    voices = _Voices(train, seed, 0, train_pool(), augment, corpus)
+    records = _fragments(voices, n, seed, corpus)
+    (train / "audio_fragments.json").write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n",
+                                                encoding="utf-8")
+    index = train / "speech.jsonl"
+    rows = {r["audio"]: r for r in map(json.loads, index.read_text(encoding="utf-8").splitlines())}
+    rows.update({r["audio"]: r for r in voices.speaker.index()})
+    counts = Counter({k: v for k, v in manifest["counts"].items() if not k.startswith("train/speech/")})
+    write_speech_index(index, [rows[k] for k in sorted(rows)], counts, "train")
+    counts["train/audio_fragments"] = n
+    changed = [index, train / "audio_fragments.json", *(train / r["audio"] for r in records)]
+    manifest["sizes"]["asr_fragment"] = n
+    manifest["counts"] = dict(sorted(counts.items()))
+    order = list(manifest["train"])
+    at = order.index("audio_short") + 1 if "audio_short" in order else len(order)
+    order.insert(at, "audio_fragments")
+    manifest["train"] = {k: manifest["train"].get(k, "train/audio_fragments.json") for k in order}
+    _write_manifest(root, manifest, {str(p.relative_to(root)): _sha(p) for p in changed})
+    return {"out_dir": str(root), "audio_fragments": n}

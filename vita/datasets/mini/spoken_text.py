@@ -1,12 +1,13 @@
 """What vita-mini's training and eval voices say, beyond the templates: ASR sentences, runs of one to three words
-cut from them, and speech addressed to someone else by name (`vita.datasets.mini.build` draws each item's text with
+cut from them, their first words alone (a question or sentence broken off: "What is the"), and speech addressed to
+someone else by name (`vita.datasets.mini.build` draws each item's text with
 the item's own generator)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ADDRESSEES", "EVAL_ADDRESSEES", "QUESTION_SHARE", "addressed_text", "sentence", "short_words"]
+__all__ = ["ADDRESSEES", "EVAL_ADDRESSEES", "QUESTION_SHARE", "addressed_text", "fragment", "sentence", "short_words"]
 
 QUESTION_SHARE = 0.3  # of ASR sentences (the rest are statements)
 
@@ -45,6 +46,20 @@ def short_words(rng: np.random.Generator, statements: tuple[str, ...], questions
             i = starts[int(rng.integers(len(starts)))]
             text = " ".join(words[i : i + n])
             return text[0].upper() + text[1:] + "."
+
+
+def fragment(rng: np.random.Generator, statements: tuple[str, ...], questions: tuple[str, ...]) -> str:
+    """A training sentence broken off (half of them questions): its first two or more words, never all of them, as
+    said and with no final mark ("What is the", "How do I"): what Whisper's ears must hear as unfinished, so the
+    end-of-turn score (`vita.duplex.end_of_turn`) can tell a pause inside a question from its end."""
+    while True:
+        pool = questions if rng.random() < 0.5 else statements
+        words = pool[int(rng.integers(len(pool)))].split()
+        if len(words) >= 3:
+            k = int(rng.integers(2, len(words)))  # 2 .. n-1 words
+            text = " ".join(words[:k]).rstrip(".,;:!?\"'-")
+            if text:
+                return text
 
 
 def sentence(rng: np.random.Generator, statements: tuple[str, ...], questions: tuple[str, ...]) -> str:
