@@ -52,8 +52,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -65,7 +63,7 @@ import numpy as np
 
 from vita.datasets.augment import DEFAULT_AUGMENT, NOISES, SNRS_DB, AugmentConfig, Plan, draw_plan, tag_ops
 from vita.datasets.mini.canvas import NUMBER_WORDS, ImageItem
-from vita.datasets.mini.chat import ChatPrompt, chat_prompts, chat_records, reference_answers
+from vita.datasets.mini.chat import chat_prompts, chat_records, data_answers
 from vita.datasets.mini.dialogue import dialogues, eval_dialogues, eval_followups, followups
 from vita.datasets.mini.images import IMAGE_TASKS, make_image
 from vita.datasets.mini.regions import REGION_GRID, RegionItem, region_item
@@ -94,7 +92,6 @@ SMALL_SIZES: dict[str, int] = {
     "eval_image_spoken": 6, "eval_video": 4, "eval_chat": 4, "eval_asr": 6, "eval_negatives": 6, "eval_naming": 4,
     "eval_dialogue": 6, "eval_followup": 3,
 }
-SHIPPED_CHAT_ANSWERS = Path(__file__).resolve().parents[3] / "recipes" / "mini" / "chat_answers.jsonl"
 ASR_PROMPT = "Transcribe the speech."
 NEG_RATIO = (0.3, 0.4, 0.3)  # noisy spoken questions : statements / chatter : pure noise
 ASR_CONDITIONS = ("clean", "noisy", "telephone")  # eval ASR, one third each
@@ -141,17 +138,6 @@ def _key(answer: str) -> str:
     """What decides an exact answer, scored with match "contains": "is 56" of "7 times 8 is 56.", "is Lima" of
     "The capital of Peru is Lima." (the bare "56" would also match "56 minus 3 is 53")."""
     return "is " + answer.rsplit(" is ", 1)[-1].rstrip(".")
-
-
-def _chat_answers(prompts: list[ChatPrompt], root: Path) -> dict[str, str]:
-    """Answers for the text-chat prompts: exact ones computed, the others the unmodified SmolLM2's, read from the
-    answers shipped in `recipes/mini/chat_answers.jsonl` (copied next to the data) and generated for any prompt they
-    lack (~1.3 s each)."""
-    cache = root / "chat_answers.jsonl"
-    if not cache.is_file() and SHIPPED_CHAT_ANSWERS.is_file():
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(SHIPPED_CHAT_ANSWERS, cache)
-    return reference_answers(prompts, cache, log=lambda m: print(m, file=sys.stderr, flush=True))
 
 
 def _said(voices: _Voices, stream: str, n: int, seed: int, corpus: Corpus, text_of: Callable[..., str],
@@ -331,7 +317,7 @@ def _train(root: Path, sizes: dict[str, int], seed: int, counts: Counter[str], c
     # text chat: templated prompts (`chat`), answered in full sentences (exact, or the unmodified SmolLM2's);
     # the spoken ones say a prompt of the typed set in a training voice
     prompts = chat_prompts("train", sizes["chat_typed"], seed) if sizes["chat_typed"] else []
-    answers = _chat_answers(prompts, root)
+    answers = data_answers(prompts, root)
     typed = chat_records(prompts, answers, set_name="mini_chat", id_prefix="ct")
     instruct += typed
     for i in range(min(sizes["chat_spoken"], len(typed))):

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -257,6 +259,20 @@ def _read_cache(path: Path, model: str, max_new_tokens: int) -> dict[str, dict[s
                     row.setdefault("finished", row["tokens"] < max_new_tokens)
                     rows[row["prompt"]] = row
     return rows
+
+
+SHIPPED_ANSWERS = Path(__file__).resolve().parents[3] / "recipes" / "mini" / "chat_answers.jsonl"
+
+
+def data_answers(prompts: list[ChatPrompt], root: Path) -> dict[str, str]:
+    """Answers for a data build's chat prompts (`root`: its split folder): exact ones computed, the others the
+    unmodified SmolLM2's, read from the answers shipped in `recipes/mini/chat_answers.jsonl` (copied next to the
+    data) and generated for any prompt they lack (~1.3 s each)."""
+    cache = root / "chat_answers.jsonl"
+    if not cache.is_file() and SHIPPED_ANSWERS.is_file():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SHIPPED_ANSWERS, cache)
+    return reference_answers(prompts, cache, log=lambda m: print(m, file=sys.stderr, flush=True))
 
 
 def reference_answers(prompts: Iterable[ChatPrompt], cache: str | Path, *, model: str = REFERENCE_MODEL,
