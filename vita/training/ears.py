@@ -215,7 +215,7 @@ def tune_ears(vm, data: EarsData, config: EarsConfig, scale: float, log: Callabl
               states: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None) -> dict:
     """Add LoRA factors (scale alpha / r = `scale`, the parts' lora_scale) to `vm`'s transcriber decoder and train
     them on `data.train` (module docstring); returns the run's figures (dev WER before / after, losses, seconds).
-    `states`: `encode_clips` of data.train and data.dev, when already at hand."""
+    `states`: `encode_clips` of data.train and of data.dev + data.dev_fragments, when already at hand."""
     model = vm.model
     tr = model.transcriber
     if tr is None:
