@@ -1,0 +1,5 @@
+import sys
+
+from vita.cli.tools import main
+
+sys.exit(main())
