@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 import vita
+from vita.errors import ConfigError
 from vita.processor import Audio
 
 
@@ -39,3 +41,17 @@ def test_the_chat_engines_loop_forces_it_too() -> None:
     assert list(loop)[: len(typed.typed_state_ids)] == list(typed.typed_state_ids)
     other = typed.token_loop(cache, typed.embed(inputs), max_new_tokens=5, typed=inputs.typed, forced=[7, 7])
     assert list(other)[:2] == [7, 7]  # ids the caller forces win
+
+
+def test_the_models_loop_window_ends_a_reply_that_repeats_itself() -> None:
+    vm = vita.load("tiny-random")
+    assert vm.config.loop_window == 0  # the official layouts: greedy decoding runs on (parity)
+    guarded = vita.load("tiny-random")
+    guarded.model.config = dataclasses.replace(guarded.model.config, loop_window=6)
+    ids = [7, 8] * 10
+    for model, expected in ((vm, ids), (guarded, ids[:6])):
+        loop = model.token_loop(model.new_cache(1024), model.embed(model.inputs("Hi")), max_new_tokens=20,
+                                forced=ids, forced_complete=False)
+        assert list(loop) == expected
+    with pytest.raises(ConfigError, match="loop_window"):
+        dataclasses.replace(vm.model.config, loop_window=2)

@@ -97,10 +97,12 @@ class Vita:
         the caller's `cache`, this model's stop ids; `options` are `TokenLoop`'s (prefill_chunk, forced, donor...).
         The first id of the state tokens, where they share one, runs with the prompt (`guess`). `typed`: the prompt
         ends with a turn the user typed (`ModelInputs.typed`); where the model answers those as typed
-        (`VitaConfig.typed_state`) and no other ids are forced, the reply starts with `<3>`."""
+        (`VitaConfig.typed_state`) and no other ids are forced, the reply starts with `<3>`. A reply that repeats a
+        short block of ids ends there where the model says so (`VitaConfig.loop_window`)."""
         if typed and self.config.typed_state and not options.get("forced"):
             options.update(forced=self.typed_state_ids, forced_complete=False)
         options.setdefault("guess", self.state_guess)
+        options.setdefault("loop_window", self.config.loop_window)
         return TokenLoop(self.model.llm, cache, embeds, max_new_tokens=max_new_tokens,
                          sampling=sampling or SamplingConfig(), generator=generator,
                          stop_ids=self.tokenizer.stop_ids, **options)

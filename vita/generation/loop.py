@@ -159,6 +159,9 @@ class TokenLoop:
             its row runs with the prompt's last chunk, so when the first id chosen is `guess` the second comes out
             of the next step without a forward (one decode step saved); otherwise its position is dropped. The ids
             chosen are those of the loop without it (same logits up to float rounding, same sampling order).
+        loop_window: a reply whose last `loop_window` ids repeat a block of at most a third of them (three or more
+            times the same few ids in a row: "memory's memory's memory's ...") ends there ("stop", `looped`), where
+            greedy decoding would run on to `max_new_tokens`; 0: never (the official models' parity).
         probe: a prompt position whose next-token logits are kept (`probe_logits` [1, V], float32): what the prompt
             would say after that position (the duplex end-of-turn score reads the user's last heard word). The
             prefill runs it even where a cache holds it (the cache keeps only the rows before it); one head row more.
@@ -182,6 +185,7 @@ class TokenLoop:
         donor: PromptCache | None = None,
         guess: int | None = None,
         probe: int | None = None,
+        loop_window: int = 0,
     ) -> None:
         if cache.llm is not llm:
             raise ValueError("the cache belongs to another model")
@@ -204,6 +208,10 @@ class TokenLoop:
         self.stop_id: int | None = None
         self.finish_reason: FinishReason | None = None
         self.decode_steps = 0  # decode forwards run (tests: none after a cancel)
+        if loop_window < 0:
+            raise ValueError(f"loop_window must be >= 0, got {loop_window}")
+        self.loop_window = loop_window
+        self.looped = False  # ended by `loop_window`: its last ids were a block repeated
         self.guess = guess if not forced and self.max_new_tokens > 1 else None
         self.guessed = False  # the first id was the guess: the second comes from the prefill's extra row
         self._ahead: torch.Tensor | None = None  # [1, V] logits of the position after the guess
@@ -337,7 +345,19 @@ class TokenLoop:
         self.token_ids.append(tok)
         if len(self.token_ids) >= self.max_new_tokens:
             self.cancel("length")
+        elif self.loop_window and repeats_block(self.token_ids, self.loop_window):
+            self.looped = True
+            self.cancel("stop")
         return tok
+
+
+def repeats_block(ids: Sequence[int], window: int) -> bool:
+    """Whether the last `window` of `ids` are one block of at most `window // 3` ids said again and again (the block
+    may be cut short at either end: period p means ids[-k] == ids[-k - p] for every k the window holds)."""
+    if len(ids) < window or window < 3:
+        return False
+    tail = ids[-window:]
+    return any(all(tail[i] == tail[i - p] for i in range(p, window)) for p in range(1, window // 3 + 1))
 
 
 class TextLoop:
