@@ -96,13 +96,13 @@ def test_region_pictures_have_a_label_per_row(built) -> None:
 def test_eval_manifests_load(built) -> None:
     root, info = built
     assert set(info["eval"]) == {"image", "naming", "video", "chat", "asr", "negatives", "dialogue", "followup",
-                                 "all"}
+                                 "chat_typed", "all"}
     sizes = {}
     for name, rel in info["eval"].items():
         manifest = load_manifest(root / rel, skip_bad=True)
         assert manifest.bad == [] and manifest.cases
         sizes[name] = len(manifest.cases)
-    assert sizes.pop("all") == sum(sizes.values()) - sizes["dialogue"] - sizes["followup"]  # (no history in all)
+    assert sizes.pop("all") == sum(sizes.values()) - sizes["dialogue"] - sizes["followup"] - sizes["chat_typed"]
     asr = load_manifest(root / info["eval"]["asr"]).cases
     assert all(c.transcript and c.audio is not None for c in asr)
 
@@ -451,3 +451,42 @@ def test_eval_dialogues_grow_by_appending() -> None:
     assert sum(c["group"] == "dialogue/addressed" for c in large) == 8
     n_small = sum(c["group"] == "dialogue/addressed" for c in small)
     assert n_small == 2 and said[:n_small] == said[n_small:2 * n_small]  # the same sentences, said by the same case
+
+
+def test_chat_typed_is_a_larger_typed_set_disjoint_from_the_chat_cases(built) -> None:
+    root, info = built
+    chat = load_manifest(root / info["eval"]["chat"]).cases
+    typed = load_manifest(root / info["eval"]["chat_typed"]).cases
+    assert len(typed) == info["sizes"]["eval_chat_typed"] == 4
+    assert all(c.audio is None and c.expect_state == "<3>" and str(c.answer).startswith("is ") for c in typed)
+    assert all(c.group.startswith("chat_typed/") for c in typed)
+    assert not {c.text for c in typed} & {c.text for c in chat if c.text}
+    from vita.datasets.mini.chat import chat_prompts, typed_chat_cases
+
+    train = {p.prompt for p in chat_prompts("train", 400, 0)}
+    big = typed_chat_cases(200, 40)
+    assert len(big) == 200 and not {c["text"] for c in big} & train
+    assert typed_chat_cases(50, 40) == big[:50]  # a larger set keeps the first cases
+
+
+def test_chat_typed_only_adds_it_as_a_fresh_build_does(built, tmp_path, capsys) -> None:
+    import shutil
+
+    from vita.cli import main
+
+    root, info = built
+    copy = tmp_path / "data"
+    shutil.copytree(root, copy)
+    (copy / "eval" / "chat_typed.jsonl").unlink()
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["sizes"]["eval_chat_typed"], manifest["eval"]["chat_typed"], manifest["files"]["eval/chat_typed.jsonl"]
+    manifest["counts"] = {k: v for k, v in manifest["counts"].items() if "chat_typed" not in k}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["data", "mini", "--out", str(copy), "--chat-typed-only"]) == 0
+    assert "eval/chat_typed: 4" in capsys.readouterr().out
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for key in ("files", "files_sha256", "counts", "sizes", "eval"):
+        assert manifest[key] == info[key], key
+    assert list(manifest["eval"]) == list(info["eval"])
+    assert (copy / "eval" / "chat_typed.jsonl").read_bytes() == (root / "eval" / "chat_typed.jsonl").read_bytes()
+

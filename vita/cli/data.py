@@ -73,8 +73,12 @@ def add_negatives_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 # ---- vita data mini ----------------------------------------------------------------------------------------------
 def run_mini_data(args: argparse.Namespace) -> int:
     from vita.datasets.mini.build import DEFAULT_AUGMENT, build_mini_data
-    from vita.datasets.mini.rebuild import rebuild_fragments, rebuild_regions
+    from vita.datasets.mini.rebuild import rebuild_chat_typed, rebuild_fragments, rebuild_regions
 
+    if args.chat_typed_only:
+        info = rebuild_chat_typed(args.out)
+        print(f"eval/chat_typed: {info['chat_typed']} (written in {info['out_dir']})")
+        return 0
     if args.regions_only or args.fragments_only:
         part, info = ("vision_regions", rebuild_regions(args.out)) if args.regions_only else (
             "audio_fragments", rebuild_fragments(args.out))
@@ -105,6 +109,8 @@ def add_mini_data_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
                    help="in an existing data folder, rewrite only train/vision_regions.json and its pictures")
     p.add_argument("--fragments-only", action="store_true",
                    help="in an existing data folder, write only train/audio_fragments.json and its clips")
+    p.add_argument("--chat-typed-only", action="store_true",
+                   help="in an existing data folder, write only eval/chat_typed.jsonl (the larger typed chat set)")
     p.set_defaults(func=run_mini_data)
     return p
 

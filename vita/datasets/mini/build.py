@@ -21,7 +21,8 @@
     out/{train,eval}/speech.jsonl every clip written: transcript, voice (by name), augmentation tag
     out/eval/{image,naming,video,chat,asr,negatives}.jsonl   `vita eval` manifests (media under out/eval/media/);
                                   all.jsonl holds every case; asr cases are grouped asr/clean, asr/noisy, asr/telephone;
-                                  eval/{dialogue,followup}.jsonl: cases after one exchange (a history; not in all)
+                                  eval/{dialogue,followup}.jsonl: cases after one exchange (a history; not in all);
+                                  eval/chat_typed.jsonl: 200 more typed chat cases (not in all)
     out/manifest.json             counts per stage and task, text sources, voices (train / eval), augmentation,
                                   sha256 per file
 
@@ -63,7 +64,8 @@ import numpy as np
 
 from vita.datasets.augment import DEFAULT_AUGMENT, NOISES, SNRS_DB, AugmentConfig, Plan, draw_plan, tag_ops
 from vita.datasets.mini.canvas import NUMBER_WORDS, ImageItem
-from vita.datasets.mini.chat import chat_prompts, chat_records, data_answers
+from vita.datasets.mini.chat import answer_key as _key
+from vita.datasets.mini.chat import chat_prompts, chat_records, data_answers, typed_chat_cases
 from vita.datasets.mini.dialogue import dialogues, eval_dialogues, eval_followups, followups
 from vita.datasets.mini.images import IMAGE_TASKS, make_image
 from vita.datasets.mini.regions import REGION_GRID, RegionItem, region_item
@@ -79,6 +81,7 @@ DEFAULT_SIZES: dict[str, int] = {
     "video_spoken": 300, "chat_typed": 400, "chat_spoken": 200, "negatives": 900, "scene_text": 4000,
     "vision_regions": 12000, "eval_image_typed": 135, "eval_image_spoken": 135, "eval_video": 60, "eval_chat": 40,
     "eval_asr": 60, "eval_negatives": 60, "eval_naming": 120, "eval_dialogue": 240, "eval_followup": 30,
+    "eval_chat_typed": 200,
 }
 # how often each image task is drawn (a deterministic cycle, `_task`): open-vocabulary naming needs many renders of
 # its 404 concepts, the closed tasks few
@@ -90,7 +93,7 @@ SMALL_SIZES: dict[str, int] = {
     "followup": 3, "image_typed": 9, "image_spoken": 6, "video_typed": 3, "video_spoken": 3, "chat_typed": 4,
     "chat_spoken": 2, "negatives": 9, "scene_text": 10, "vision_regions": 8, "eval_image_typed": 9,
     "eval_image_spoken": 6, "eval_video": 4, "eval_chat": 4, "eval_asr": 6, "eval_negatives": 6, "eval_naming": 4,
-    "eval_dialogue": 6, "eval_followup": 3,
+    "eval_dialogue": 6, "eval_followup": 3, "eval_chat_typed": 4,
 }
 ASR_PROMPT = "Transcribe the speech."
 NEG_RATIO = (0.3, 0.4, 0.3)  # noisy spoken questions : statements / chatter : pure noise
@@ -132,12 +135,6 @@ def _chat(rng: np.random.Generator, pairs: tuple[tuple[str, str], ...]) -> tuple
     pair = pairs[int(rng.integers(len(pairs)))]
     question, answer = antonym_question(pair, int(rng.integers(4)))
     return question, f"The opposite of {pair[0]} is {answer}."
-
-
-def _key(answer: str) -> str:
-    """What decides an exact answer, scored with match "contains": "is 56" of "7 times 8 is 56.", "is Lima" of
-    "The capital of Peru is Lima." (the bare "56" would also match "56 minus 3 is 53")."""
-    return "is " + answer.rsplit(" is ", 1)[-1].rstrip(".")
 
 
 def _said(voices: _Voices, stream: str, n: int, seed: int, corpus: Corpus, text_of: Callable[..., str],
@@ -427,6 +424,7 @@ def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], cor
             case.update(audio=voices.say("chat", i, p.prompt).rel, expect_state="<1>",
                         group=f"chat/{p.family}/spoken")
         cases["chat"].append(case)
+    cases["chat_typed"] = typed_chat_cases(sizes["eval_chat_typed"], sizes["eval_chat"], seed)  # not in all.jsonl
     for i in range(sizes["eval_asr"]):
         text = sentence(_rng(seed, 1, "asr", i), corpus.eval_statements, corpus.eval_questions)
         condition, plan = _asr_plan(seed, i)
@@ -453,7 +451,7 @@ def _eval(root: Path, sizes: dict[str, int], seed: int, forbidden: set[str], cor
             out[name].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
             counts[f"eval/{name}"] = len(rows)
             counts.update(f"eval/groups/{r['group']}" for r in rows)
-    every = [r for k, rows in cases.items() if k not in ("dialogue", "followup") for r in rows]  # (no history)
+    every = [r for k, rows in cases.items() if k not in ("dialogue", "followup", "chat_typed") for r in rows]
     out["all"] = root / "all.jsonl"
     out["all"].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in every), encoding="utf-8")
     counts["eval/all"] = len(every)

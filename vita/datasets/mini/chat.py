@@ -341,3 +341,22 @@ def fill_cache(cache: Path, *, n_train: int = 300, n_eval: int = 30, seed: int =
     return (f"{len(prompts)} prompts ({sum(p.answer is None for p in prompts)} for {model}), {len(rows)} generated "
             f"now: {tokens} tokens in {seconds:.1f} s ({tokens / max(seconds, 1e-9):.1f} tokens/s), wall {wall:.1f} s; "
             f"{kept} with an answer")
+
+
+def answer_key(answer: str) -> str:
+    """What decides an exact answer, scored with match "contains": "is 56" of "7 times 8 is 56.", "is Lima" of
+    "The capital of Peru is Lima." (the bare "56" would also match "56 minus 3 is 53")."""
+    return "is " + answer.rsplit(" is ", 1)[-1].rstrip(".")
+
+
+def typed_chat_cases(n: int, skip: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`n` typed `vita eval` cases with exact answers (arithmetic, capitals) from the eval split: the ones after the
+    first `skip` (those eval/chat.jsonl asks, typed and spoken), so eval/chat_typed.jsonl is disjoint from it. Twenty
+    typed chat cases tell two models apart only by 20 points or more; these are the larger typed set."""
+    want = skip + n
+    exact = [p for p in chat_prompts("eval", 4 * want + 8, seed) if p.answer is not None]
+    if len(exact) < want:
+        raise ValueError(f"only {len(exact)} eval chat prompts with exact answers (asked for {want})")
+    return [{"id": f"chat-typed-{i}", "text": p.prompt, "expect_state": "<3>", "answer": answer_key(p.answer or ""),
+             "match": "contains", "group": f"chat_typed/{p.family}"} for i, p in enumerate(exact[skip:want])]
+

@@ -3,6 +3,7 @@
     rebuild_regions(DATA)    train/vision_regions.json and its pictures (`vita data mini --out DATA --regions-only`)
     rebuild_fragments(DATA)  train/audio_fragments.json and its clips (`vita data mini --out DATA --fragments-only`),
                              for a folder built before the fragments existed
+    rebuild_chat_typed(DATA) eval/chat_typed.jsonl (`vita data mini --out DATA --chat-typed-only`), likewise
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from vita.datasets.mini.build import (
     _Voices,
     write_speech_index,
 )
+from vita.datasets.mini.chat import typed_chat_cases
 from vita.datasets.mini.speech import train_pool
 from vita.datasets.mini.text import load_corpus
 from vita.errors import DataError
 
-__all__ = ["rebuild_fragments", "rebuild_regions"]
+__all__ = ["rebuild_chat_typed", "rebuild_fragments", "rebuild_regions"]
 
 
 def _manifest(root: Path) -> dict:
@@ -106,3 +108,26 @@ def rebuild_fragments(out_dir: str | Path) -> dict:
     manifest["train"] = {k: manifest["train"].get(k, "train/audio_fragments.json") for k in order}
     _write_manifest(root, manifest, {str(p.relative_to(root)): _sha(p) for p in changed})
     return {"out_dir": str(root), "audio_fragments": n}
+
+
+def rebuild_chat_typed(out_dir: str | Path) -> dict:
+    """Add eval/chat_typed.jsonl (typed text, no media) to the data folder `out_dir`, built before it existed, exactly
+    as a fresh `build_mini_data` with the same seed writes it, and update the manifest. Everything else stays."""
+    root, manifest = Path(out_dir), _manifest(Path(out_dir))
+    n = _sizes(manifest)["eval_chat_typed"]
+    rows = typed_chat_cases(n, manifest["sizes"]["eval_chat"], manifest["seed"])
+    path = root / "eval" / "chat_typed.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    counts = Counter({k: v for k, v in manifest["counts"].items()
+                      if k != "eval/chat_typed" and not k.startswith("eval/groups/chat_typed/")})
+    counts["eval/chat_typed"] = len(rows)
+    counts.update(f"eval/groups/{r['group']}" for r in rows)
+    manifest["sizes"]["eval_chat_typed"] = n
+    manifest["counts"] = dict(sorted(counts.items()))
+    order = [k for k in manifest["eval"] if k != "chat_typed"]  # a fresh build lists it after naming
+    at = order.index("naming") + 1 if "naming" in order else len(order)
+    order.insert(at, "chat_typed")
+    manifest["eval"] = {k: manifest["eval"].get(k, "eval/chat_typed.jsonl") for k in order}
+    _write_manifest(root, manifest, {"eval/chat_typed.jsonl": _sha(path)})
+    return {"out_dir": str(root), "chat_typed": len(rows)}
+
