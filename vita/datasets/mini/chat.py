@@ -359,4 +359,3 @@ def typed_chat_cases(n: int, skip: int, seed: int = 0) -> list[dict[str, Any]]:
         raise ValueError(f"only {len(exact)} eval chat prompts with exact answers (asked for {want})")
     return [{"id": f"chat-typed-{i}", "text": p.prompt, "expect_state": "<3>", "answer": answer_key(p.answer or ""),
              "match": "contains", "group": f"chat_typed/{p.family}"} for i, p in enumerate(exact[skip:want])]
-

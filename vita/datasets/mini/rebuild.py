@@ -130,4 +130,3 @@ def rebuild_chat_typed(out_dir: str | Path) -> dict:
     manifest["eval"] = {k: manifest["eval"].get(k, "eval/chat_typed.jsonl") for k in order}
     _write_manifest(root, manifest, {"eval/chat_typed.jsonl": _sha(path)})
     return {"out_dir": str(root), "chat_typed": len(rows)}
-
