@@ -10,18 +10,20 @@ import torch
 
 from vita.config import LLMConfig
 from vita.generation.generate import generate_all
-from vita.generation.loop import PromptCache, TextLoop, TokenLoop, repeats_block, run_batched
+from vita.generation.loop import PromptCache, TextLoop, TokenLoop, run_batched
 from vita.generation.native_step import NativeStep
+from vita.generation.repeats import repeats_block
 from vita.generation.sampling import GREEDY, SamplingConfig
 from vita.models.llm import LLM
+from vita.presets import byte_tokenizer
 
 PROMPT = torch.tensor([5, 17, 33, 2, 81, 40, 9, 12, 60, 3])
 
 
-def _llm(dtype: torch.dtype = torch.float32) -> LLM:
+def _llm(dtype: torch.dtype = torch.float32, vocab_size: int = 97) -> LLM:
     torch.manual_seed(0)
-    cfg = LLMConfig(vocab_size=97, hidden_size=48, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                    max_position_embeddings=256)
+    cfg = LLMConfig(vocab_size=vocab_size, hidden_size=48, intermediate_size=64, num_layers=2, num_heads=4,
+                    num_kv_heads=2, max_position_embeddings=256)
     llm = LLM(cfg).eval()
     with torch.no_grad():
         llm.tok_embeddings.weight.mul_(8)
@@ -236,16 +238,6 @@ def test_steps_the_batched_kernel_cannot_run_together_run_one_by_one():
     assert got == alone and rounds >= 3
 
 
-def test_repeats_block_finds_a_short_block_said_again_and_again():
-    assert repeats_block([9, 4] + [1, 2, 3] * 8, 24)  # a 3-id block, 8 times
-    assert repeats_block([5] * 24, 24)  # one id
-    assert repeats_block([9] + [1, 2, 3, 4, 5, 6, 7, 8] * 3, 24)  # 8 ids, three times
-    assert not repeats_block(list(range(9)) * 3, 24)  # 9 ids thrice: longer than a third of the window
-    assert not repeats_block([1, 2] * 11, 24)  # fewer ids than the window
-    assert not repeats_block([3, 3, 3, 3, 3, 1] + [3] * 18, 24)  # a repeat broken inside the window
-    assert not repeats_block(list(range(40)), 24)
-
-
 def test_a_reply_that_repeats_a_block_ends_there(native):
     llm = _llm()
     block = [11, 12, 13] * 10
@@ -274,3 +266,16 @@ def test_a_free_reply_is_cut_where_it_first_repeats_and_is_otherwise_unchanged(n
     narrow = TokenLoop(llm, PromptCache(llm, 128), _embeds(llm, PROMPT), max_new_tokens=80, native=native,
                        loop_window=6)  # blocks of <= 2 ids only: the 11-id cycle runs on
     assert list(narrow) == free and not narrow.looped
+
+
+def test_a_text_loop_that_loops_keeps_the_first_block(native):
+    """The ids streamed out are the guard's; the reply kept (ids, visible text) says the repeated block once."""
+    tok = byte_tokenizer()
+    llm = _llm(vocab_size=len(tok))
+    said = tok.encode("<1>like put", add_special_tokens=False) + tok.encode(" put", add_special_tokens=False) * 12
+    tokens = TokenLoop(llm, PromptCache(llm, 128), _embeds(llm, PROMPT), max_new_tokens=80, forced=said,
+                       forced_complete=False, native=native, loop_window=12)
+    reply = TextLoop(tokens, tok)
+    streamed = "".join(reply)
+    assert tokens.looped and streamed.startswith("like put put put")
+    assert reply.visible_text == "like put" and tok.decode(reply.token_ids) == "<1>like put"

@@ -38,6 +38,7 @@ from typing import Literal, NamedTuple
 import torch
 
 from vita.generation.native_step import NativeStep
+from vita.generation.repeats import repeats_block
 from vita.generation.sampling import GREEDY, SamplingConfig, sample
 from vita.generation.steps import compiled_decode_one_token, decode_one_token
 from vita.generation.text import TextStream
@@ -161,7 +162,8 @@ class TokenLoop:
             chosen are those of the loop without it (same logits up to float rounding, same sampling order).
         loop_window: a reply whose last `loop_window` ids repeat a block of at most a third of them (three or more
             times the same few ids in a row: "memory's memory's memory's ...") ends there ("stop", `looped`), where
-            greedy decoding would run on to `max_new_tokens`; 0: never (the official models' parity).
+            greedy decoding would run on to `max_new_tokens`; 0: never (the official models' parity). A `TextLoop`
+            over it keeps the run's first block only (`vita.generation.repeats.loop_kept`).
         probe: a prompt position whose next-token logits are kept (`probe_logits` [1, V], float32): what the prompt
             would say after that position (the duplex end-of-turn score reads the user's last heard word). The
             prefill runs it even where a cache holds it (the cache keeps only the rows before it); one head row more.
@@ -351,21 +353,12 @@ class TokenLoop:
         return tok
 
 
-def repeats_block(ids: Sequence[int], window: int) -> bool:
-    """Whether the last `window` of `ids` are one block of at most `window // 3` ids said again and again (the block
-    may be cut short at either end: period p means ids[-k] == ids[-k - p] for every k the window holds)."""
-    if len(ids) < window or window < 3:
-        return False
-    tail = ids[-window:]
-    return any(all(tail[i] == tail[i - p] for i in range(p, window)) for p in range(1, window // 3 + 1))
-
-
 class TextLoop:
     """A `TokenLoop` read as visible text: `step()` -> the text it made visible (state token apart, stops cut)."""
 
     def __init__(self, tokens: TokenLoop, tokenizer: Tokenizer, stop_strings: tuple[str, ...] = ("</s>",)) -> None:
         self.tokens, self.tokenizer = tokens, tokenizer
-        self.stream = TextStream(tokenizer, stop_strings=stop_strings)
+        self.stream = TextStream(tokenizer, stop_strings=stop_strings, loop_window=tokens.loop_window)
         self._finished = False
 
     # ---- observers ---------------------------------------------------------------------------------------------

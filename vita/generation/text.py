@@ -2,13 +2,16 @@
 
 `TextStream` is fed one id at a time and returns visible text deltas. It holds text back while it could still be
 the start of a state token (`<1>` `<2>` `<3>`, or VITA-1.5's single characters), an incomplete UTF-8 sequence,
-or the start of a stop string, so no markup ever reaches the screen or the TTS.
+or the start of a stop string, so no markup ever reaches the screen or the TTS. With `loop_window` (the model's
+`VitaConfig.loop_window`), a reply that ends in a loop is cut back to the loop's first block when it finishes
+(`vita.generation.repeats`): `ids` and `visible_text` lose the repeats (text streamed out before is not taken back).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vita.generation.repeats import loop_kept
 from vita.tokenizer import Tokenizer
 from vita.tokens import STATE_TOKENS, STATE_TOKENS_V15, split_state
 
@@ -17,6 +20,7 @@ from vita.tokens import STATE_TOKENS, STATE_TOKENS_V15, split_state
 class TextStream:
     tokenizer: Tokenizer
     stop_strings: tuple[str, ...] = ("</s>",)
+    loop_window: int = 0  # > 0: cut a reply that ends in a loop back to the loop's first block (`finish`)
     ids: list[int] = field(default_factory=list)
     state: str | None = None
     state_resolved: bool = False
@@ -38,7 +42,12 @@ class TextStream:
         return self._advance(final=self.stopped)
 
     def finish(self) -> str:
-        """No more ids: release everything still held back."""
+        """No more ids: release everything still held back (a loop at the end cut back to its first block first)."""
+        kept = loop_kept(self.ids, self.loop_window) if self.loop_window and not self.stopped else len(self.ids)
+        if kept < len(self.ids):
+            del self.ids[kept:]
+            self._text = self.tokenizer.decode(self.ids)
+            self._emitted = min(self._emitted, len(self._visible()))
         return self._advance(final=True)
 
     @property

@@ -154,7 +154,8 @@ class Engine:
 
     def _decode(self, ids: Iterator[int], inputs: ModelInputs, params: Params, cancel: threading.Event,
                 tts) -> Iterator[Event]:
-        stream = TextStream(self.vita.tokenizer, stop_strings=params.stop_strings)
+        stream = TextStream(self.vita.tokenizer, stop_strings=params.stop_strings,
+                            loop_window=self.vita.config.loop_window)
         announced = silent = False
         finish, n = "length", 0
         for token in ids:

@@ -1,0 +1,37 @@
+"""Replies that loop: a short block of ids said again and again ("put put put ...", "memory's memory's ...").
+
+`TokenLoop(loop_window=N)` ends a reply once `repeats_block(ids, N)` holds; `TextStream(loop_window=N)` then cuts the
+finished reply back to the first block of that run (`loop_kept`), so the text a caller keeps (the reply, the chat
+history, a transcript scored by WER) says the block once. Text already streamed out is not taken back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def _period(tail: Sequence[int]) -> int | None:
+    """The smallest p <= len(tail) // 3 with tail[i] == tail[i - p] for every i, or None."""
+    n = len(tail)
+    return next((p for p in range(1, n // 3 + 1) if all(tail[i] == tail[i - p] for i in range(p, n))), None)
+
+
+def repeats_block(ids: Sequence[int], window: int) -> bool:
+    """Whether the last `window` of `ids` are one block of at most `window // 3` ids said again and again (the block
+    may be cut short at either end: period p means ids[-k] == ids[-k - p] for every k the window holds)."""
+    if len(ids) < window or window < 3:
+        return False
+    return _period(ids[-window:]) is not None
+
+
+def loop_kept(ids: Sequence[int], window: int) -> int:
+    """How many of `ids` to keep: all of them, unless their last `window` repeat a block (`repeats_block`); then up to
+    the end of the first block of the run (the run traced back as far as the period holds)."""
+    if not repeats_block(ids, window):
+        return len(ids)
+    p = _period(ids[-window:])
+    assert p is not None
+    start = len(ids) - window
+    while start > 0 and ids[start - 1] == ids[start - 1 + p]:
+        start -= 1
+    return start + p
