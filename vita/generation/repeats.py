@@ -27,10 +27,9 @@ def repeats_block(ids: Sequence[int], window: int) -> bool:
 def loop_kept(ids: Sequence[int], window: int) -> int:
     """How many of `ids` to keep: all of them, unless their last `window` repeat a block (`repeats_block`); then up to
     the end of the first block of the run (the run traced back as far as the period holds)."""
-    if not repeats_block(ids, window):
+    p = _period(ids[-window:]) if len(ids) >= window >= 3 else None
+    if p is None:
         return len(ids)
-    p = _period(ids[-window:])
-    assert p is not None
     start = len(ids) - window
     while start > 0 and ids[start - 1] == ids[start - 1 + p]:
         start -= 1
