@@ -17,6 +17,7 @@
     described        relational questions on pictures in words    vita.eval.described.measure
     text_compare     text chat beside the unmodified LLM          vita.eval.text_compare.compare
     compare_evals    two eval reports paired: effect or noise     vita.eval.compare.compare
+    release_table    headline figures of eval folders, one row each vita.eval.release_table.row
     bench_samples    benchmark samples in their public formats    vita.eval.bench.samples.write_samples
     bench_table      the benchmark table on those samples         vita.eval.bench.table.build
     quant_quality    int8 / int4 logit KL against bf16            vita.bench.quant_quality.measure
@@ -57,14 +58,15 @@ from vita.cli.tools.measure import (
     probes,
     quant_quality,
     real_speech,
+    release_table,
     text_compare,
 )
 
 TOOLS: dict[str, Callable[[list[str]], int]] = {
     f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, heard_wer, heard_targets,
                             ears, ctc_compress, add_transcriber, swap_tower, region_align, real_speech, mini_chat,
-                            probes, described, text_compare, compare_evals, bench_samples, bench_table, quant_quality,
-                            tagger_head)
+                            probes, described, text_compare, compare_evals, release_table, bench_samples, bench_table,
+                            quant_quality, tagger_head)
 }
 __all__ = ["TOOLS", "main", *TOOLS]
 

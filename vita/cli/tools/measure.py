@@ -9,7 +9,7 @@ from pathlib import Path
 from vita.cli.tools.common import parser
 
 __all__ = ["heard_wer", "real_speech", "mini_chat", "probes", "described", "text_compare", "compare_evals",
-           "bench_samples", "bench_table", "quant_quality"]
+           "release_table", "bench_samples", "bench_table", "quant_quality"]
 
 
 def heard_wer(argv: list[str]) -> int:
@@ -163,6 +163,23 @@ def compare_evals(argv: list[str]) -> int:
     def run() -> int:
         result = mod.compare(mod.load_cases(args.a), mod.load_cases(args.b), depth=args.depth)
         print(json.dumps(result, indent=1) if args.json else mod.markdown(result, "A", "B"), end="")
+        return 0
+
+    return run_command(run)
+
+
+def release_table(argv: list[str]) -> int:
+    from vita.errors import run_command
+    from vita.eval import release_table as mod
+
+    p = parser("release_table", mod.__doc__)
+    p.add_argument("folders", nargs="+", help="folders of `vita eval --out` reports (all.json, real_speech.json, ...)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        rows = [mod.row(f) for f in args.folders]
+        print(json.dumps([r.as_dict() for r in rows], indent=1) if args.json else mod.markdown(rows), end="")
         return 0
 
     return run_command(run)
