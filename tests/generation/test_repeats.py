@@ -1,6 +1,6 @@
 """Replies that loop: which tails count as a loop, and how much of a looping reply is kept."""
 
-from vita.generation.repeats import loop_kept, repeats_block
+from vita.generation.repeats import loop_kept, repeats_block, run_kept
 from vita.generation.text import TextStream
 from vita.presets import byte_tokenizer
 
@@ -31,7 +31,7 @@ def test_a_stream_that_ends_in_a_loop_keeps_the_block_once():
     stream = TextStream(tok, loop_window=12)
     streamed = "".join(stream.push(i) for i in ids)
     streamed += stream.finish()
-    assert streamed.startswith("it goes hahaha")  # what went out is not taken back
+    assert streamed == "it goes hah"  # repeats held back; a second saying shows until it is complete ("h")
     assert stream.visible_text == "it goes ha" and tok.decode(stream.ids) == "<1>it goes ha"
     plain = TextStream(tok)  # loop_window 0 (the official models): nothing cut
     for i in ids:
@@ -44,3 +44,22 @@ def test_a_stream_that_ends_in_a_loop_keeps_the_block_once():
         kept.push(i)
     kept.finish()
     assert kept.visible_text == "ha ha, said she"
+
+
+def test_run_kept_holds_back_what_follows_a_runs_first_block():
+    assert run_kept([1, 2, 3, 3], 24) == 3  # one id said twice: the second waits
+    assert run_kept([1, 2, 3, 4, 3, 4, 3], 24) == 4  # (3 4) twice and a bit: only the first 3 4 shown
+    assert run_kept([7] + [5] * 10, 24) == 2
+    assert run_kept([1, 2, 3], 24) == 3 and run_kept([], 24) == 0  # no run: everything
+    assert run_kept(list(range(9)) * 2, 24) == 18  # a block longer than window // 3 is not a loop
+    assert run_kept([4, 4, 4], 0) == 3  # off
+
+
+def test_a_repeat_that_breaks_is_released_whole_and_in_order():
+    tok = byte_tokenizer()
+    stream = TextStream(tok, loop_window=24)
+    shown = "".join(stream.push(i) for i in tok.encode("<3>ha ha ha ha", add_special_tokens=False))
+    assert shown == "ha ha"  # " ha" said again: held back after its first saying
+    shown += "".join(stream.push(i) for i in tok.encode(", said she", add_special_tokens=False))
+    shown += stream.finish()
+    assert shown == "ha ha ha ha, said she" == stream.visible_text  # the run broke: all of it, in order

@@ -2,7 +2,9 @@
 
 `TokenLoop(loop_window=N)` ends a reply once `repeats_block(ids, N)` holds; `TextStream(loop_window=N)` then cuts the
 finished reply back to the first block of that run (`loop_kept`), so the text a caller keeps (the reply, the chat
-history, a transcript scored by WER) says the block once. Text already streamed out is not taken back.
+history, a transcript scored by WER) says the block once. While the reply streams, `run_kept` holds back what follows
+the first block of a run of two or more blocks at the end of the ids: released when the run breaks ("very very good"),
+never shown when it becomes a loop, so what is streamed out (and spoken) says the block once too.
 """
 
 from __future__ import annotations
@@ -31,6 +33,22 @@ def loop_kept(ids: Sequence[int], window: int) -> int:
     if p is None:
         return len(ids)
     start = len(ids) - window
+    while start > 0 and ids[start - 1] == ids[start - 1 + p]:
+        start -= 1
+    return start + p
+
+
+def run_kept(ids: Sequence[int], window: int) -> int:
+    """How many of `ids` may be shown while more may follow: all of them, unless they end in two or more repeats of a
+    block of at most `window // 3` ids (the smallest such block); then up to the end of that run's first block."""
+    if window < 3:
+        return len(ids)
+    n = len(ids)
+    p = next((p for p in range(1, min(window // 3, n // 2) + 1)
+              if all(ids[n - k] == ids[n - k - p] for k in range(1, p + 1))), None)
+    if p is None:
+        return n
+    start = n - 2 * p
     while start > 0 and ids[start - 1] == ids[start - 1 + p]:
         start -= 1
     return start + p

@@ -3,15 +3,16 @@
 `TextStream` is fed one id at a time and returns visible text deltas. It holds text back while it could still be
 the start of a state token (`<1>` `<2>` `<3>`, or VITA-1.5's single characters), an incomplete UTF-8 sequence,
 or the start of a stop string, so no markup ever reaches the screen or the TTS. With `loop_window` (the model's
-`VitaConfig.loop_window`), a reply that ends in a loop is cut back to the loop's first block when it finishes
-(`vita.generation.repeats`): `ids` and `visible_text` lose the repeats (text streamed out before is not taken back).
+`VitaConfig.loop_window`), a block said twice or more at the end is held back after its first saying until the run
+breaks, and a reply that ends in a loop is cut back to the loop's first block when it finishes
+(`vita.generation.repeats`): the deltas, `ids` and `visible_text` all say a looped block once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vita.generation.repeats import loop_kept
+from vita.generation.repeats import loop_kept, run_kept
 from vita.tokenizer import Tokenizer
 from vita.tokens import STATE_TOKENS, STATE_TOKENS_V15, split_state
 
@@ -61,6 +62,15 @@ class TextStream:
             return ""
         return split_state(text)[1] if self.state is not None else text
 
+    def _shown_of_run(self, visible: str) -> int:
+        """Characters of `visible` up to the first block of a repeated run at the end of the ids (`run_kept`)."""
+        kept = run_kept(self.ids, self.loop_window)
+        if kept == len(self.ids):
+            return len(visible)
+        head = self.tokenizer.decode(self.ids[:kept])
+        shown = split_state(head)[1] if self.state is not None else head
+        return len(shown) if visible.startswith(shown) else len(visible)
+
     def _advance(self, final: bool) -> str:
         if not self.state_resolved:
             head = self._text.lstrip()
@@ -81,6 +91,8 @@ class TextStream:
                     if visible[:end].endswith(stop[:k]):
                         end -= k
                         break
+            if self.loop_window:  # a block said again at the end: shown once, the rest when the run breaks
+                end = min(end, self._shown_of_run(visible))
         if end <= self._emitted:
             return ""
         delta = visible[self._emitted : end]
