@@ -35,9 +35,11 @@ from vita.tokenizer import Tokenizer
 
 def random_model(config: VitaConfig, *, seed: int = 0, dtype: torch.dtype = torch.float32,
                  device: str | torch.device = "cpu") -> VitaModel:
-    """A model with seeded random weights (tests, benchmarks and the demo before trained weights exist)."""
-    torch.manual_seed(seed)
-    model = VitaModel(config)
+    """A model with seeded random weights (tests, benchmarks and the demo before trained weights exist); the global
+    random state is left as it was (a training run's own seed still decides what it draws next, e.g. LoRA factors)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = VitaModel(config)
     return model.to(device=device, dtype=dtype).eval()
 
 

@@ -22,6 +22,7 @@
     bench_table      the benchmark table on those samples         vita.eval.bench.table.build
     quant_quality    int8 / int4 logit KL against bf16            vita.bench.quant_quality.measure
     tagger_head      the tagger's head for vita-mini's emoji       vita.training.tagger_head.fit_emoji_head
+    soup             the average of several runs' parts            vita.training.soup.soup_parts
 
 Each tool parses its own flags (`python -m vita.cli.tools TOOL --help`) and calls the typed function beside it
 (`vita.cli.tools.build`: the tools that build parts, `vita.cli.tools.measure`: those that measure); the
@@ -43,6 +44,7 @@ from vita.cli.tools.build import (
     feature_stats,
     heard_targets,
     region_align,
+    soup,
     swap_tower,
     tagger_head,
     tower_pretrain,
@@ -66,7 +68,7 @@ TOOLS: dict[str, Callable[[list[str]], int]] = {
     f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, heard_wer, heard_targets,
                             ears, ctc_compress, add_transcriber, swap_tower, region_align, real_speech, mini_chat,
                             probes, described, text_compare, compare_evals, release_table, bench_samples, bench_table,
-                            quant_quality, tagger_head)
+                            quant_quality, tagger_head, soup)
 }
 __all__ = ["TOOLS", "main", *TOOLS]
 

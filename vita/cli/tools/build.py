@@ -9,7 +9,7 @@ from pathlib import Path
 from vita.cli.tools.common import parser, refuse_non_empty
 
 __all__ = ["tower_pretrain", "feature_stats", "embed_align", "ctc_wer", "ctc_compress", "heard_targets",
-           "add_transcriber", "ears", "swap_tower", "region_align", "tagger_head"]
+           "add_transcriber", "ears", "swap_tower", "region_align", "tagger_head", "soup"]
 
 
 def tower_pretrain(argv: list[str]) -> int:
@@ -240,3 +240,23 @@ def tagger_head(argv: list[str]) -> int:
     return run_command(lambda: print(json.dumps(mod.fit_emoji_head(
         a.out, renders=a.renders, check=a.check, seed=a.seed, image_size=a.image_size, l2=a.l2), indent=1)))
 
+
+
+def soup(argv: list[str]) -> int:
+    from vita.errors import run_command
+    from vita.training import soup as mod
+
+    p = parser("soup", mod.__doc__)
+    p.add_argument("parts", nargs="+", type=Path, help="two or more parts folders (`vita mini pack`) of one start")
+    p.add_argument("--out", required=True, type=Path, help="the soup's parts folder (new or empty)")
+    p.add_argument("--rank", type=int, default=None, help="compress each LLM change to this rank (default: exact)")
+    a = p.parse_args(argv)
+    if refuse_non_empty(a.out):
+        return 2
+
+    def run() -> int:
+        manifest = mod.soup_parts(a.parts, a.out, rank=a.rank)
+        print(json.dumps({"out": str(a.out), **manifest["run"]}, indent=1))
+        return 0
+
+    return run_command(run)
