@@ -23,7 +23,7 @@ from vita.models.encoder_cache import EncoderCache
 from vita.models.vita import VitaModel
 from vita.processor import ModelInputs, Processor, Turn
 from vita.tokenizer import Tokenizer
-from vita.tokens import STATE_QUERY_TEXT, state_lead
+from vita.tokens import STATE_QUERY_TEXT, state_decision, state_lead
 
 
 @dataclass
@@ -56,6 +56,7 @@ class Vita:
         self.state_guess = state_lead(tokenizer)  # a reply's likely first id, run with the prompt (`TokenLoop`)
         # a typed turn's reply starts with these ids where the model answers typed turns as typed (`typed_state`)
         self.typed_state_ids = tuple(tokenizer.encode(STATE_QUERY_TEXT, add_special_tokens=False))
+        self.state_decision = state_decision(tokenizer)  # (ids before, id) deciding "<2>": `VitaConfig.state_bias`
 
     def new_cache(self, max_seq_len: int) -> PromptCache:
         """A KV cache over this model's LLM for `stream(..., cache=...)` (prefix reuse across calls)."""
@@ -103,6 +104,8 @@ class Vita:
             options.update(forced=self.typed_state_ids, forced_complete=False)
         options.setdefault("guess", self.state_guess)
         options.setdefault("loop_window", self.config.loop_window)
+        if self.config.state_bias and self.state_decision is not None:
+            options.setdefault("state_bias", (*self.state_decision, self.config.state_bias))
         return TokenLoop(self.model.llm, cache, embeds, max_new_tokens=max_new_tokens,
                          sampling=sampling or SamplingConfig(), generator=generator,
                          stop_ids=self.tokenizer.stop_ids, **options)

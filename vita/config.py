@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -374,6 +375,10 @@ class VitaConfig:
     # a reply whose last `loop_window` ids repeat a short block ("memory's memory's ...") ends there
     # (`vita.generation.loop.TokenLoop`; vita-mini); 0: greedy decoding runs on (the official VITA code: parity)
     loop_window: int = 0
+    # a logit added to the not-query state's deciding id (the "2" of "<2>") where the reply picks its state
+    # (`vita.generation.loop.TokenLoop(state_bias=...)`): a model's state decision moved back where its training put it
+    # (`vita.eval.state_prob`, e.g. for a soup of runs); 0: off (the official VITA code: parity)
+    state_bias: float = 0.0
     template: str = "mixtral_two"
     max_length: int = 9100
 
@@ -394,6 +399,8 @@ class VitaConfig:
             self.reader = ReaderConfig(**self.reader)
         if isinstance(self.tagger, dict):
             self.tagger = TaggerConfig(**self.tagger)
+        if not math.isfinite(self.state_bias):
+            raise ConfigError(f"state_bias {self.state_bias}: must be a finite number")
         if self.loop_window < 0 or 0 < self.loop_window < 3:
             raise ConfigError(f"loop_window {self.loop_window}: 0 (off) or at least 3 ids")
         if (self.reader is not None or self.tagger is not None) and self.vision is None:

@@ -51,3 +51,16 @@ def state_lead(tokenizer: Any) -> int | None:
     ids = [tokenizer.encode(s, add_special_tokens=False) for s in STATE_TOKENS]
     firsts = {i[0] for i in ids if i}
     return firsts.pop() if all(len(i) > 1 for i in ids) and len(firsts) == 1 else None
+
+
+def state_decision(tokenizer: Any, state: str = STATE_NOT_QUERY) -> tuple[tuple[int, ...], int] | None:
+    """(the ids before it, the id) that decides `state` among the state tokens: the first id where its ids differ
+    from every other state's ("2" after "<" for "<2>" in SmolLM2's tokenizer); None where none does."""
+    ids = {s: tokenizer.encode(s, add_special_tokens=False) for s in STATE_TOKENS}
+    mine = ids.get(state)
+    if not mine:
+        return None
+    k = 0
+    while k < len(mine) and any(len(o) > k and o[k] == mine[k] for s, o in ids.items() if s != state):
+        k += 1
+    return (tuple(mine[:k]), mine[k]) if k < len(mine) else None

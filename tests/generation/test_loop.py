@@ -280,3 +280,20 @@ def test_a_text_loop_that_loops_keeps_the_first_block(native):
     # the repeats were held back while streaming (all but the start of the second saying, not yet known as one)
     assert tokens.looped and streamed.startswith("like put") and "put put" not in streamed
     assert reply.visible_text == "like put" and tok.decode(reply.token_ids) == "<1>like put"
+
+
+def test_a_state_bias_moves_only_the_step_after_its_prefix(native):
+    llm = _llm()
+    plain = list(TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=6, native=native))
+    target = next(i for i in range(97) if i not in plain)
+    for prefix in ((), (plain[0],), (plain[0], plain[1])):  # the first id, the second after a forced first, ...
+        loop = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=6, native=native,
+                         forced=list(prefix), forced_complete=False, state_bias=(prefix, target, 1e4))
+        got = list(loop)
+        assert got[len(prefix)] == target and got[: len(prefix)] == list(prefix)
+    other = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=6, native=native,
+                      state_bias=((plain[0] + 1,), target, 1e4))  # a prefix the reply never has: nothing moves
+    assert list(other) == plain
+    guessed = TokenLoop(llm, PromptCache(llm, 64), _embeds(llm, PROMPT), max_new_tokens=6, native=native,
+                        guess=plain[0], state_bias=((plain[0],), target, 1e4))  # the guessed row's logits too
+    assert list(guessed)[:2] == [plain[0], target] and guessed.guessed

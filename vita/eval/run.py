@@ -36,7 +36,7 @@ def run_case(model: Model, case: Case, *, max_new_tokens: int, sampling: Any = N
     t0 = time.perf_counter()
     reply = model.generate(
         case.text, images=[str(p) for p in case.images], video=None if case.video is None else str(case.video),
-        audio=None if case.audio is None else str(case.audio), history=_turns(case), max_new_tokens=max_new_tokens,
+        audio=None if case.audio is None else str(case.audio), history=case_turns(case), max_new_tokens=max_new_tokens,
         sampling=sampling, seed=seed,
     )
     latency = 1000 * (time.perf_counter() - t0)
@@ -48,7 +48,7 @@ def run_case(model: Model, case: Case, *, max_new_tokens: int, sampling: Any = N
     ).score()
 
 
-def _turns(case: Case) -> list[Turn]:
+def case_turns(case: Case) -> list[Turn]:
     """The case's history as the model's turns (a user turn's audio after its text, as a typed turn with a clip)."""
     return [Turn(t.role, t.text or "") if t.role == "assistant" else
             Turn(t.role, [*([t.text] if t.text else []), *([Audio(str(t.audio))] if t.audio else [])])

@@ -167,6 +167,8 @@ class TokenLoop:
         probe: a prompt position whose next-token logits are kept (`probe_logits` [1, V], float32): what the prompt
             would say after that position (the duplex end-of-turn score reads the user's last heard word). The
             prefill runs it even where a cache holds it (the cache keeps only the rows before it); one head row more.
+        state_bias: (ids before it, id, bias): `bias` is added to `id`'s logit where the ids so far are exactly the
+            ones before it (the "2" of "<2>" after "<": `VitaConfig.state_bias`, how readily a reply says not-query).
     """
 
     def __init__(
@@ -188,6 +190,7 @@ class TokenLoop:
         guess: int | None = None,
         probe: int | None = None,
         loop_window: int = 0,
+        state_bias: tuple[tuple[int, ...], int, float] | None = None,
     ) -> None:
         if cache.llm is not llm:
             raise ValueError("the cache belongs to another model")
@@ -214,6 +217,7 @@ class TokenLoop:
             raise ValueError(f"loop_window must be >= 0, got {loop_window}")
         self.loop_window = loop_window
         self.looped = False  # ended by `loop_window`: its last ids were a block repeated
+        self.state_bias = state_bias if state_bias is not None and state_bias[2] != 0 else None
         self.guess = guess if not forced and self.max_new_tokens > 1 else None
         self.guessed = False  # the first id was the guess: the second comes from the prefill's extra row
         self._ahead: torch.Tensor | None = None  # [1, V] logits of the position after the guess
@@ -304,7 +308,7 @@ class TokenLoop:
             return None
         self.phase = "decode"
         logits = self.llm.head(hidden[:, L - 1 - a])  # [1, V]
-        tok = int(sample(logits, self.sampling, self.generator).item())
+        tok = int(sample(self._biased(logits), self.sampling, self.generator).item())
         if guess is not None:
             if tok == guess and tok not in self.stops:
                 self.guessed, self._ahead = True, self.llm.head(hidden[:, -1])
@@ -316,7 +320,7 @@ class TokenLoop:
     def _decode(self) -> int | None:
         if self._ahead is not None:  # the guess's row ran with the prompt: its logits are here already
             logits, self._ahead = self._ahead, None
-            return self._emit(int(sample(logits, self.sampling, self.generator).item()))
+            return self._emit(int(sample(self._biased(logits), self.sampling, self.generator).item()))
         tok, pos = self.token_ids[-1], self._pos
         supplied, self._supplied = self._supplied, None
         if supplied is not None and supplied[0] == pos:
@@ -331,7 +335,15 @@ class TokenLoop:
         self.cache.append(self.llm.tok_embeddings.weight[tok][None])  # the input row of position pos
         self._pos += 1
         self.decode_steps += 1
-        return self._emit(int(sample(logits, self.sampling, self.generator).item()))
+        return self._emit(int(sample(self._biased(logits), self.sampling, self.generator).item()))
+
+    def _biased(self, logits: torch.Tensor) -> torch.Tensor:
+        """`logits` [1, V] with `state_bias` added where this step picks the state (the ids so far are its prefix)."""
+        if self.state_bias is None or tuple(self.token_ids) != self.state_bias[0]:
+            return logits
+        logits = logits.clone()
+        logits[..., self.state_bias[1]] += self.state_bias[2]
+        return logits
 
     def _emit(self, tok: int) -> int | None:
         i = len(self.token_ids)

@@ -18,6 +18,7 @@
     text_compare     text chat beside the unmodified LLM          vita.eval.text_compare.compare
     compare_evals    two eval reports paired: effect or noise     vita.eval.compare.compare
     release_table    headline figures of eval folders, one row each vita.eval.release_table.row
+    state_bias       the not-query bias that matches other models  vita.eval.state_prob.bias_for
     bench_samples    benchmark samples in their public formats    vita.eval.bench.samples.write_samples
     bench_table      the benchmark table on those samples         vita.eval.bench.table.build
     quant_quality    int8 / int4 logit KL against bf16            vita.bench.quant_quality.measure
@@ -61,6 +62,7 @@ from vita.cli.tools.measure import (
     quant_quality,
     real_speech,
     release_table,
+    state_bias,
     text_compare,
 )
 
@@ -68,7 +70,7 @@ TOOLS: dict[str, Callable[[list[str]], int]] = {
     f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, heard_wer, heard_targets,
                             ears, ctc_compress, add_transcriber, swap_tower, region_align, real_speech, mini_chat,
                             probes, described, text_compare, compare_evals, release_table, bench_samples, bench_table,
-                            quant_quality, tagger_head, soup)
+                            quant_quality, tagger_head, soup, state_bias)
 }
 __all__ = ["TOOLS", "main", *TOOLS]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from vita.cli.tools.common import parser
 
 __all__ = ["heard_wer", "real_speech", "mini_chat", "probes", "described", "text_compare", "compare_evals",
-           "release_table", "bench_samples", "bench_table", "quant_quality"]
+           "release_table", "state_bias", "bench_samples", "bench_table", "quant_quality"]
 
 
 def heard_wer(argv: list[str]) -> int:
@@ -180,6 +180,53 @@ def release_table(argv: list[str]) -> int:
     def run() -> int:
         rows = [mod.row(f) for f in args.folders]
         print(json.dumps([r.as_dict() for r in rows], indent=1) if args.json else mod.markdown(rows), end="")
+        return 0
+
+    return run_command(run)
+
+
+def state_bias(argv: list[str]) -> int:
+    from vita.errors import run_command
+    from vita.eval import state_prob as mod
+
+    p = parser("state_bias", mod.__doc__)
+    p.add_argument("--model", required=True, help="the model to calibrate (e.g. a soup, assembled)")
+    p.add_argument("--like", nargs="+", required=True, help="the models whose mean P(<2>) it should match")
+    p.add_argument("--manifest", required=True, help="the cases (a `vita eval` manifest; training records only)")
+    p.add_argument("--write", type=Path, default=None, help="a parts folder whose parts.json gets the bias")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        import torch
+
+        import vita
+        from vita.checkpoint.mini import read_parts
+        from vita.eval.manifest import load_manifest
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        if args.write is not None:
+            read_parts(args.write, check_base=False)  # a parts folder, intact, before any hour of work
+        cases = load_manifest(args.manifest).cases
+
+        def mean_prob(path: str) -> float:
+            probs = mod.not_query_probs(vita.load(path, dtype="fp32"), cases)
+            return sum(probs) / len(probs)
+
+        like = {m: mean_prob(m) for m in args.like}
+        target = sum(like.values()) / len(like)
+        probs = mod.not_query_probs(vita.load(args.model, dtype="fp32"), cases)
+        bias = mod.bias_for(probs, target)
+        report = {"cases": len(cases), "like": like, "target": target, "model": sum(probs) / len(probs),
+                  "bias": bias, "model_with_bias": mod.biased_mean(probs, bias)}
+        if args.write is not None:
+            manifest_path = args.write / "parts.json"
+            manifest = json.loads(manifest_path.read_text())
+            manifest["config"]["state_bias"] = bias
+            manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+            report["written"] = str(manifest_path)
+        print(json.dumps(report, indent=1))
         return 0
 
     return run_command(run)

@@ -1,0 +1,69 @@
+"""How readily a model says "not for me": P(not-query state | prompt), and the bias that restores a calibration.
+
+For each case of a manifest, the prompt (media, history, the user's turn) plus the ids every state token shares
+before the one that decides `<2>` ("<" in SmolLM2's tokenizer) runs once; the softmax of the next-id logits at the
+deciding id ("2") is the case's P(<2>). A soup of runs (`vita.training.soup`) can move that probability while the
+runs agree on everything else; `bias_for` finds the logit bias b (`VitaConfig.state_bias`) at which the mean of
+    p_b = p e^b / (p e^b + 1 - p)
+over the cases equals a target (the runs' own mean on the same cases), by bisection: the model's decision put back
+where its training had it, chosen on whatever cases the caller gives (training records: never the evaluation's).
+
+    python -m vita.cli.tools state_bias --model SOUP --like RUN1 RUN2 ... --manifest CASES.jsonl [--write PARTS]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from vita.errors import EvalError
+from vita.eval.manifest import Case
+from vita.eval.run import case_turns
+from vita.generation.loop import PromptCache, TokenLoop
+
+__all__ = ["bias_for", "biased_mean", "not_query_probs"]
+
+
+@torch.inference_mode()
+def not_query_probs(vita, cases: Sequence[Case], *, log: Callable[[str], None] | None = None) -> list[float]:
+    """P(<2>) at the state decision for each case (any typed turn included: the model's own choice, not forced)."""
+    if vita.state_decision is None:
+        raise EvalError("this model's tokenizer has no id that decides the not-query state")
+    before, decides = vita.state_decision
+    llm = vita.model.llm
+    out = []
+    for k, case in enumerate(cases):
+        inputs = vita.inputs(case.text, images=[str(p) for p in case.images],
+                             video=None if case.video is None else str(case.video),
+                             audio=None if case.audio is None else str(case.audio), history=case_turns(case))
+        embeds = vita.embed(inputs)[0]  # [L, D]
+        rows = torch.cat([embeds, *(llm.tok_embeddings.weight[i][None].to(embeds.dtype) for i in before)])
+        loop = TokenLoop(llm, PromptCache(llm, rows.shape[0] + 2), rows, max_new_tokens=1, probe=rows.shape[0] - 1)
+        while loop.probe_logits is None and not loop.done:
+            loop.step()
+        if loop.probe_logits is None:
+            raise EvalError(f"case {case.id}: the prompt gave no logits")
+        out.append(float(torch.softmax(loop.probe_logits[0].float(), -1)[decides]))
+        if log is not None and (k + 1) % 50 == 0:
+            log(f"{k + 1}/{len(cases)}")
+    return out
+
+
+def biased_mean(probs: Sequence[float], bias: float) -> float:
+    """The mean of P(<2>) once `bias` is added to the deciding id's logit."""
+    e = math.exp(bias)
+    return sum(p * e / (p * e + 1 - p) for p in probs) / len(probs)
+
+
+def bias_for(probs: Sequence[float], target: float, *, lo: float = -20.0, hi: float = 20.0, steps: int = 60) -> float:
+    """The bias b with `biased_mean(probs, b) == target` (bisection; the mean rises with b)."""
+    if not probs:
+        raise EvalError("no cases to calibrate on")
+    if not 0.0 < target < 1.0:
+        raise EvalError(f"target mean probability {target} must lie strictly between 0 and 1")
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if biased_mean(probs, mid) < target else (lo, mid)
+    return (lo + hi) / 2
