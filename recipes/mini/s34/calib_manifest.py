@@ -1,41 +1,47 @@
-"""A calibration manifest from TRAINING records only (DATA/train), the first N of each kind in file order.
+"""A calibration manifest from TRAINING records only (DATA/train), the first N of each kind in file order: noise,
+chatter and queries of the negatives, speech addressed to someone else, not-queries after an exchange, and 2 N spoken
+queries. A case expects `<2>` where the record's reply is empty, else `<1>`.
 usage: python calib_manifest.py DATA N  -> DATA/train/calib.jsonl"""
-import json, sys
+import json
+import sys
 from pathlib import Path
 
-train = Path(sys.argv[1]) / "train"; n = int(sys.argv[2])
-out = []
+train, n = Path(sys.argv[1]) / "train", int(sys.argv[2])
 
-def media(r):
-    m = {}
-    if "image" in r: m["image"] = r["image"]
-    if "video" in r: m["video"] = r["video"]
-    return m
 
-def case(r, kind, expect):
+def case(r: dict, kind: str) -> dict:
     audio = r["audio"] if isinstance(r["audio"], list) else [r["audio"]]
-    convs, ai, history = r["conversations"], 0, []
-    for turn in convs[:-2]:
-        if turn["from"] == "human":
-            if "<audio>" in turn["value"]:
-                history.append({"role": "user", "audio": audio[ai]}); ai += 1; last = "<1>"
-            else:
-                history.append({"role": "user", "text": turn["value"]}); last = "<3>"
+    convs, used, history, last = r["conversations"], 0, [], "<3>"
+    for turn in convs[:-2]:  # the turns before the last exchange: the history
+        if turn["from"] == "human" and "<audio>" in turn["value"]:
+            history.append({"role": "user", "audio": audio[used]})
+            used, last = used + 1, "<1>"
+        elif turn["from"] == "human":
+            history.append({"role": "user", "text": turn["value"]})
+            last = "<3>"
         else:
             history.append({"role": "assistant", "text": last + turn["value"]})
-    expect = "<2>" if not convs[-1]["value"].strip() else "<1>"  # an empty reply is a not-query
-    c = {"id": f"{kind}-{r['id']}", "group": f"calib/{kind}", "audio": audio[ai], "expect_state": expect, **media(r)}
-    q = convs[-2]["value"].replace("<audio>", "").replace("<image>", "").replace("<video>", "").strip()
-    if q: c["text"] = q
-    if history: c["history"] = history
+    c = {"id": f"{kind}-{r['id']}", "group": f"calib/{kind}", "audio": audio[used],
+         "expect_state": "<2>" if not convs[-1]["value"].strip() else "<1>"}
+    for key in ("image", "video"):
+        if key in r:
+            c[key] = r[key]
+    question = convs[-2]["value"]
+    for tag in ("<audio>", "<image>", "<video>"):
+        question = question.replace(tag, "")
+    if question.strip():
+        c["text"] = question.strip()
+    if history:
+        c["history"] = history
     return c
 
-ins = json.load(open(train / "instruct.json"))
-neg = [r for r in ins if r["set"] == "mini_negatives"][:n]
-spoken = [r for r in ins if "audio" in r and r["set"] != "mini_negatives"][: 2 * n]
-addressed = json.load(open(train / "addressed.json"))[:n]
-dialogue = [r for r in json.load(open(train / "dialogue.json")) if r["kind"] == "negative"][:n]
-out += [case(r, "negative", "<2>") for r in neg] + [case(r, "addressed", "<2>") for r in addressed]
-out += [case(r, "dialogue", "<2>") for r in dialogue] + [case(r, "spoken", "<1>") for r in spoken]
-(train / "calib.jsonl").write_text("".join(json.dumps(c) + "\n" for c in out))
-print(len(out), "cases ->", train / "calib.jsonl")
+
+instruct = json.loads((train / "instruct.json").read_text())
+negatives = [r for r in instruct if r["set"] == "mini_negatives"][:n]
+spoken = [r for r in instruct if "audio" in r and r["set"] != "mini_negatives"][: 2 * n]
+addressed = json.loads((train / "addressed.json").read_text())[:n]
+dialogue = [r for r in json.loads((train / "dialogue.json").read_text()) if r["kind"] == "negative"][:n]
+cases = ([case(r, "negative") for r in negatives] + [case(r, "addressed") for r in addressed]
+         + [case(r, "dialogue") for r in dialogue] + [case(r, "spoken") for r in spoken])
+(train / "calib.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
+print(len(cases), "cases ->", train / "calib.jsonl")

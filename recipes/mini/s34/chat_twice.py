@@ -1,8 +1,11 @@
-"""train/chat_twice.json: the mini_chat records of instruct.json, an extra stage-3 source (the chat given twice)."""
-import json, sys
+"""train/chat_twice.json: the mini_chat records of instruct.json as a stage-3 source of their own (the chat given twice
+where its weight is > 0; s31 and s32 weigh it 0). usage: python chat_twice.py DATA"""
+import json
+import sys
 from pathlib import Path
-d = Path(sys.argv[1])
-recs = json.loads((d / "train/instruct.json").read_text())
-chat = [r for r in recs if r.get("set") == "mini_chat"]
-print(f"{len(chat)} chat records of {len(recs)}")
-(d / "train/chat_twice.json").write_text(json.dumps(chat))
+
+data = Path(sys.argv[1])
+records = json.loads((data / "train/instruct.json").read_text())
+chat = [r for r in records if r.get("set") == "mini_chat"]
+print(f"{len(chat)} chat records of {len(records)}")
+(data / "train/chat_twice.json").write_text(json.dumps(chat))

@@ -1,7 +1,8 @@
 """s29: long transcriptions for stage 3, made from the heard-target clips (train/audio_align_heard.json).
 
 Clips of one voice (the voice's name, rate/pitch apart) are joined with 0.1-0.6 s of silence into 8-26 s recordings;
-the target is their heard transcripts in order. Seeded; writes DATA/train/media/long/*.wav and DATA/train/audio_long.json.
+the target is their heard transcripts in order. Seeded; writes DATA/train/media/long/*.wav and
+DATA/train/audio_long.json.
 usage: python long_clips.py DATA [N]
 """
 import json
