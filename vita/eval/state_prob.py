@@ -21,7 +21,6 @@ import torch
 from vita.errors import EvalError
 from vita.eval.manifest import Case
 from vita.eval.run import case_turns
-from vita.generation.loop import PromptCache, TokenLoop
 
 __all__ = ["bias_for", "biased_mean", "not_query_probs"]
 
@@ -40,7 +39,8 @@ def not_query_probs(vita, cases: Sequence[Case], *, log: Callable[[str], None] |
                              audio=None if case.audio is None else str(case.audio), history=case_turns(case))
         embeds = vita.embed(inputs)[0]  # [L, D]
         rows = torch.cat([embeds, *(llm.tok_embeddings.weight[i][None].to(embeds.dtype) for i in before)])
-        loop = TokenLoop(llm, PromptCache(llm, rows.shape[0] + 2), rows, max_new_tokens=1, probe=rows.shape[0] - 1)
+        loop = vita.token_loop(vita.new_cache(rows.shape[0] + 2), rows, max_new_tokens=1, probe=rows.shape[0] - 1,
+                               guess=None, state_bias=None)  # the model's own probability: no bias, no guess
         while loop.probe_logits is None and not loop.done:
             loop.step()
         if loop.probe_logits is None:
