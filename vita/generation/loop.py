@@ -339,7 +339,8 @@ class TokenLoop:
 
     def _biased(self, logits: torch.Tensor) -> torch.Tensor:
         """`logits` [1, V] with `state_bias` added where this step picks the state (the ids so far are its prefix)."""
-        if self.state_bias is None or tuple(self.token_ids) != self.state_bias[0]:
+        if (self.state_bias is None or len(self.token_ids) != len(self.state_bias[0])
+                or tuple(self.token_ids) != self.state_bias[0]):  # the length first: no tuple per decode step
             return logits
         logits = logits.clone()
         logits[..., self.state_bias[1]] += self.state_bias[2]
