@@ -30,12 +30,7 @@ def loop_kept(ids: Sequence[int], window: int) -> int:
     """How many of `ids` to keep: all of them, unless their last `window` repeat a block (`repeats_block`); then up to
     the end of the first block of the run (the run traced back as far as the period holds)."""
     p = _period(ids[-window:]) if len(ids) >= window >= 3 else None
-    if p is None:
-        return len(ids)
-    start = len(ids) - window
-    while start > 0 and ids[start - 1] == ids[start - 1 + p]:
-        start -= 1
-    return start + p
+    return len(ids) if p is None else _first_block_end(ids, len(ids) - window, p)
 
 
 def run_kept(ids: Sequence[int], window: int) -> int:
@@ -46,9 +41,12 @@ def run_kept(ids: Sequence[int], window: int) -> int:
     n = len(ids)
     p = next((p for p in range(1, min(window // 3, n // 2) + 1)
               if all(ids[n - k] == ids[n - k - p] for k in range(1, p + 1))), None)
-    if p is None:
-        return n
-    start = n - 2 * p
+    return n if p is None else _first_block_end(ids, n - 2 * p, p)
+
+
+def _first_block_end(ids: Sequence[int], start: int, p: int) -> int:
+    """The end of the first block of the period-`p` run that holds from `start` to the end of `ids`, the run traced
+    back as far as the period holds."""
     while start > 0 and ids[start - 1] == ids[start - 1 + p]:
         start -= 1
     return start + p
