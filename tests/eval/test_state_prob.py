@@ -12,7 +12,7 @@ import torch
 import vita
 from vita.errors import EvalError
 from vita.eval.manifest import load_manifest
-from vita.eval.state_prob import bias_for, biased_mean, not_query_probs
+from vita.eval.state_prob import bias_for, biased_mean, calibrate, not_query_probs
 
 
 def test_the_bias_moves_the_mean_to_the_target() -> None:
@@ -44,3 +44,9 @@ def test_the_probability_is_the_models_next_id_after_the_shared_state_ids(tmp_pa
             logits = vm.model.llm(input_embeds=rows)[0, -1]  # uncached forward, the whole prompt
         assert p == pytest.approx(float(torch.softmax(logits.float(), -1)[decides]), rel=1e-4, abs=1e-7)
         assert 0.0 < p < 1.0
+
+
+def test_a_model_calibrated_to_itself_needs_no_bias(tmp_path: Path) -> None:
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "text": "Hello there", "expect_state": "<3>"}) + "\n")
+    report = calibrate("tiny-random", ["tiny-random", "tiny-random"], load_manifest(tmp_path / "m.jsonl").cases)
+    assert report["target"] == pytest.approx(report["model"]) and abs(report["bias"]) < 1e-6

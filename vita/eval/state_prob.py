@@ -13,8 +13,11 @@ where its training had it, chosen on whatever cases the caller gives (training r
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -22,7 +25,7 @@ from vita.errors import EvalError
 from vita.eval.manifest import Case
 from vita.eval.run import case_turns
 
-__all__ = ["bias_for", "biased_mean", "not_query_probs"]
+__all__ = ["bias_for", "biased_mean", "calibrate", "not_query_probs", "write_bias"]
 
 
 @torch.inference_mode()
@@ -67,3 +70,32 @@ def bias_for(probs: Sequence[float], target: float, *, lo: float = -20.0, hi: fl
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if biased_mean(probs, mid) < target else (lo, mid)
     return (lo + hi) / 2
+
+
+def calibrate(model: str, like: Sequence[str], cases: Sequence[Case]) -> dict[str, Any]:
+    """The bias at which `model`'s mean P(<2>) over `cases` equals the mean of `like`'s (each loaded in float32)."""
+    import vita
+
+    def mean_prob(path: str) -> float:
+        return biased_mean(not_query_probs(vita.load(path, dtype="fp32"), cases), 0.0)
+
+    means = {m: mean_prob(m) for m in like}
+    target = sum(means.values()) / len(means)
+    own = not_query_probs(vita.load(model, dtype="fp32"), cases)
+    bias = bias_for(own, target)
+    return {"cases": len(cases), "like": means, "target": target, "model": biased_mean(own, 0.0), "bias": bias,
+            "model_with_bias": biased_mean(own, bias)}
+
+
+def write_bias(parts_dir: str | Path, bias: float) -> Path:
+    """Set `state_bias` in a vita-mini parts folder's config (parts.json; the tensors and their sha256 unchanged)."""
+    from vita.checkpoint.mini import read_parts
+    from vita.config import VitaConfig
+
+    read_parts(parts_dir, check_base=False)  # a parts folder, intact
+    path = Path(parts_dir) / "parts.json"
+    manifest = json.loads(path.read_text())
+    manifest["config"]["state_bias"] = float(bias)
+    VitaConfig.from_dict(manifest["config"])  # still a valid config (a finite bias)
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    return path

@@ -200,7 +200,6 @@ def state_bias(argv: list[str]) -> int:
     def run() -> int:
         import torch
 
-        import vita
         from vita.checkpoint.mini import read_parts
         from vita.eval.manifest import load_manifest
 
@@ -208,24 +207,9 @@ def state_bias(argv: list[str]) -> int:
             torch.set_num_threads(args.threads)
         if args.write is not None:
             read_parts(args.write, check_base=False)  # a parts folder, intact, before any hour of work
-        cases = load_manifest(args.manifest).cases
-
-        def mean_prob(path: str) -> float:
-            probs = mod.not_query_probs(vita.load(path, dtype="fp32"), cases)
-            return sum(probs) / len(probs)
-
-        like = {m: mean_prob(m) for m in args.like}
-        target = sum(like.values()) / len(like)
-        probs = mod.not_query_probs(vita.load(args.model, dtype="fp32"), cases)
-        bias = mod.bias_for(probs, target)
-        report = {"cases": len(cases), "like": like, "target": target, "model": sum(probs) / len(probs),
-                  "bias": bias, "model_with_bias": mod.biased_mean(probs, bias)}
+        report = mod.calibrate(args.model, args.like, load_manifest(args.manifest).cases)
         if args.write is not None:
-            manifest_path = args.write / "parts.json"
-            manifest = json.loads(manifest_path.read_text())
-            manifest["config"]["state_bias"] = bias
-            manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
-            report["written"] = str(manifest_path)
+            report["written"] = str(mod.write_bias(args.write, report["bias"]))
         print(json.dumps(report, indent=1))
         return 0
 
