@@ -93,7 +93,8 @@ def _answer_then_barge(tiny, voices, voice, scripts, setup: str, *, gap=1.5):
     session, clock = make(tiny, scripts, synth=voice, gate=gate)
     run = Run(session, clock, echo_gain=echo)
     start = session.engine.start
-    session.engine.start = lambda cache, turns, donor=None: run.jobs.append(start(cache, turns, donor)) or run.jobs[-1]
+    session.engine.start = lambda cache, turns, donor=None, **kw: (
+        run.jobs.append(start(cache, turns, donor, **kw)) or run.jobs[-1])
     run.play(np.concatenate([silence(0.3), voices["question"], silence(0.4)]))  # utterance ends: reply starts
     run.play(silence(gap))  # the reply plays for a while
     onset = run.clock.now()
@@ -132,6 +133,7 @@ def test_barge_in_cancels_within_one_decode_step(tiny, voices, voice, setup):
     # ... after copying the speaker's prefix (system, question, the heard part of the answer) instead of prefilling
     new_job = run.jobs[1]
     assert new_job.copied > 0 and new_job.copied == new_job.reused
+    assert run.jobs[0].state_bias and not new_job.state_bias  # a turn over our reply: no state bias
     assert old_job.decode_steps == steps_at_cancel  # nothing ran on the old reply afterwards
 
     # the history keeps only what was heard of the old reply: played samples -> text
@@ -162,6 +164,7 @@ def test_non_query_during_playback_resumes_with_nothing_lost(tiny, voices, voice
     assert kinds[:1] == [PlaybackPaused] and kinds[-1:] == [PlaybackResumed] and len(kinds) in (2, 4)
     assert all(a is not b for a, b in zip(kinds, kinds[1:], strict=False))
     assert [d.state for d in run.of(StateDecided)] == ["<1>", "<2>"]
+    assert run.jobs[0].state_bias and not any(j.state_bias for j in run.jobs[1:])  # the chatter came over a reply
     (fin,) = run.of(ReplyFinished)
     visible = ANSWER_1[len("<1> "):]
     assert fin.reply_id == r1.reply_id and fin.text == visible
@@ -178,7 +181,8 @@ def test_two_roles_own_caches_over_one_set_of_weights(tiny, voices, voice):
     assert a.llm is b.llm is tiny.model.llm  # shared weights
     jobs = []
     start = session.engine.start
-    session.engine.start = lambda cache, turns, donor=None: jobs.append(start(cache, turns, donor)) or jobs[-1]
+    session.engine.start = lambda cache, turns, donor=None, **kw: (
+        jobs.append(start(cache, turns, donor, **kw)) or jobs[-1])
     run = Run(session, clock)
     q = np.concatenate([silence(0.3), voices["question"], silence(0.6)])
     run.play(q, until_idle=True)
@@ -225,6 +229,30 @@ def test_prefix_reuse_is_exact(tiny, voices):
     assert jobs[0].reused > 0 and jobs[1].reused == 0
     assert jobs[2].copied == jobs[2].reused > 0  # the listener took the speaker's prefix instead of prefilling it
     assert jobs[0].stream.ids == jobs[1].stream.ids == jobs[2].stream.ids
+
+
+def test_a_turn_over_our_reply_decides_its_state_without_the_models_bias(tiny, voices, monkeypatch):
+    """`VitaConfig.state_bias` (calibrated on turns with nothing of ours playing) moves the state decision of a
+    first turn; a job started for speech over our reply (`over_reply`) decides as the model itself does."""
+    import dataclasses
+
+    from vita.processor import Audio, Turn
+
+    before, decides = tiny.state_decision  # "<" then "2"
+    monkeypatch.setattr(tiny.model, "config", dataclasses.replace(tiny.model.config, state_bias=1e4))
+    prefix = tiny.tokenizer.decode(list(before))
+    turns = [Turn("user", [Audio(voices["question"], RATE)])]
+
+    def state_id(over_reply: bool) -> int:
+        engine = Engine(tiny, max_seq_len=1024, max_new_tokens=len(before) + 1,
+                        forcing=lambda _: Script(prefix, complete=False))
+        job = engine.start(engine.new_cache(), turns, over_reply=over_reply)
+        while not job.done:
+            job.step()
+        return job.stream.ids[len(before)]
+
+    assert state_id(False) == decides  # the bias decides
+    assert state_id(True) != decides  # the random model's own choice is another id: the bias was not applied
 
 
 def test_typed_query_and_camera_frame(tiny, voices, voice):
@@ -375,6 +403,10 @@ def test_pause_then_more_is_answered_as_one_utterance(tiny, voices, voice, specu
     session, clock = make(tiny, [ANSWER_LONG, ANSWER_2], synth=voice, gate=GateConfig(enabled=False), capture=seen,
                           **({} if speculate else {"speculative": False}))
     session.feed(Attach("note", ("The photo shows a red kite.",)))
+    jobs = []
+    start = session.engine.start
+    session.engine.start = lambda cache, turns, donor=None, **kw: (
+        jobs.append(start(cache, turns, donor, **kw)) or jobs[-1])
     run = Run(session, clock)
     run.play(np.concatenate([silence(0.3), q[:cut], silence(0.6)]), ticks=20)
     (r1,) = run.of(ReplyStarted)
@@ -390,6 +422,7 @@ def test_pause_then_more_is_answered_as_one_utterance(tiny, voices, voice, specu
     assert len(audio.source) > len(q)  # both pieces (and the pause between them)
     assert session.history[0].content[0] == "The photo shows a red kite."  # the question's item stays with it
     assert [t.role for t in seen[-1]] == ["user"]  # the merged question alone: no first piece, no withdrawn reply
+    assert all(j.state_bias for j in jobs)  # a continued question is a first turn, not speech over a reply
 
 
 def test_speech_rendered_on_its_own_thread_plays_the_same_audio(tiny, voices, voice):

@@ -94,8 +94,12 @@ class ReplyJob:
         donor: RoleCache | None = None,
         listen_ahead: bool = True,
         turn_end: TurnEnd | None = None,
+        state_bias: bool = True,
     ) -> None:
         self.vita, self.cache, self.turns, self.donor = vita, cache, list(turns), donor
+        # the model's not-query bias (`VitaConfig.state_bias`) applies unless the turn was spoken over a reply of ours:
+        # it was calibrated on turns with nothing of ours playing, and interrupting questions are not among them
+        self.state_bias = state_bias
         self.turn_end = turn_end  # scores whether the user's newest clip ends their turn (`end_of_turn`)
         self._scored: tuple[torch.Tensor, float] | None = None  # (the probe logits scored, their score)
         self.listen_ahead = listen_ahead
@@ -224,7 +228,7 @@ class ReplyJob:
         tokens = self.vita.token_loop(self.cache, embeds, max_new_tokens=self.max_new_tokens, sampling=self.sampling,
                                       generator=self.generator, prefill_chunk=self.prefill_chunk, forced=self.forced,
                                       forced_complete=self.forced_complete, donor=self.donor, probe=probe,
-                                      typed=self._inputs.typed)
+                                      typed=self._inputs.typed, **({} if self.state_bias else {"state_bias": None}))
         self._embeds = embeds
         self.reply = TextLoop(tokens, self.vita.tokenizer)
 
@@ -266,11 +270,14 @@ class ReplyEngine(Protocol):
     system: str | None
 
     def new_cache(self, *, adopt: bool = False) -> RoleCache: ...
-    def start(self, cache: RoleCache, turns: Sequence[Turn], donor: RoleCache | None = None) -> Job: ...
+    def start(self, cache: RoleCache, turns: Sequence[Turn], donor: RoleCache | None = None, *,
+              over_reply: bool = False) -> Job: ...
 
 
 class Engine:
     """Builds reply jobs for the session's roles from one `Vita` (the shared weights)."""
+
+    job: type[ReplyJob] = ReplyJob  # the class of the jobs `start` builds
 
     def __init__(
         self,
@@ -297,10 +304,12 @@ class Engine:
         cache to adopt, every role allocates its own."""
         return RoleCache(self.vita.model.llm, self.max_seq_len)
 
-    def start(self, cache: RoleCache, turns: Sequence[Turn], donor: RoleCache | None = None) -> ReplyJob:
-        """A job on `cache`; a prompt prefix that `donor` (the other role) holds is copied, not recomputed."""
+    def start(self, cache: RoleCache, turns: Sequence[Turn], donor: RoleCache | None = None, *,
+              over_reply: bool = False) -> ReplyJob:
+        """A job on `cache`; a prompt prefix that `donor` (the other role) holds is copied, not recomputed.
+        `over_reply`: the user's speech started while a reply of ours was active (no state bias, `ReplyJob`)."""
         script = self.forcing(turns) if self.forcing is not None else None
-        return ReplyJob(self.vita, cache, turns, max_new_tokens=self.max_new_tokens, sampling=self.sampling,
+        return self.job(self.vita, cache, turns, max_new_tokens=self.max_new_tokens, sampling=self.sampling,
                         prefill_chunk=self.prefill_chunk, script=script, system=self.system,
-                        generator=self.generator, donor=donor, turn_end=self.turn_end)
+                        generator=self.generator, donor=donor, turn_end=self.turn_end, state_bias=not over_reply)
 

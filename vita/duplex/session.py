@@ -361,7 +361,9 @@ class Session:
             lst.job.cancel()
             utt = joined(lst.utterance, utt, committed=not lst.speculative)  # a committed piece's items stay
         role = 1 - self.reply.role if self.reply is not None else self._last_role
-        job = self.engine.start(self.caches[role], self._prompt(utt), donor=self.caches[1 - role])
+        r = self.reply  # speech that started over this reply, not the rest of its paused question: no state bias
+        over = r is not None and self._over_reply == r.id and self._continues is not r
+        job = self.engine.start(self.caches[role], self._prompt(utt), donor=self.caches[1 - role], over_reply=over)
         self.listening = Listen(role, job, utt, speculative=speculative)
 
     def _prompt(self, utt: Utterance) -> list[Turn]:

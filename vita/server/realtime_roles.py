@@ -11,7 +11,7 @@ Everything here runs on the model thread (`vita.server.worker`), as the duplex s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,20 +25,6 @@ from vita.processor import Audio, Image, Turn
 from vita.server.realtime_events import OUTPUT_RATE
 
 
-class BoundedRoles(RoleEngine):
-    """Role caches of their own: the LLM's default cache belongs to chat requests (they would overwrite it).
-    Jobs trim the history by positions (`BoundedJob`)."""
-
-    def new_cache(self, *, adopt: bool = False) -> RoleCache:
-        return super().new_cache(adopt=False)
-
-    def start(self, cache: RoleCache, turns: Sequence[Turn], donor: RoleCache | None = None) -> ReplyJob:
-        script = self.forcing(turns) if self.forcing is not None else None
-        return BoundedJob(self.vita, cache, turns, max_new_tokens=self.max_new_tokens, sampling=self.sampling,
-                          prefill_chunk=self.prefill_chunk, script=script, system=self.system,
-                          generator=self.generator, donor=donor)
-
-
 class BoundedJob(ReplyJob):
     """A reply job whose prompt always fits its cache: before embedding (on the model thread) the oldest exchanges
     are dropped until system + history + the new utterance leave room for a reply (an estimate from text tokens
@@ -49,6 +35,17 @@ class BoundedJob(ReplyJob):
         reserve = min(self.max_new_tokens, size // 4)
         self.turns = fit_turns(self.vita, self.turns, self.system, size - reserve)
         super()._embed()
+
+
+class BoundedRoles(RoleEngine):
+    """Role caches of their own: the LLM's default cache belongs to chat requests (they would overwrite it).
+    Jobs trim the history by positions (`BoundedJob`); otherwise the duplex engine's jobs (end-of-turn score,
+    state bias) exactly."""
+
+    job = BoundedJob
+
+    def new_cache(self, *, adopt: bool = False) -> RoleCache:
+        return super().new_cache(adopt=False)
 
 
 def _turn_positions(vita: Any, turn: Turn) -> int:
