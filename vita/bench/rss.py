@@ -43,7 +43,7 @@ def _measure(model: str, dtype: str, max_seq_len: int, new_tokens: int, threads:
         return job.raw_text()
 
     question = [Turn("user", "What is the weather like today?")]
-    one = engine.new_cache(adopt=True)
+    one = engine.new_cache()
     answer = reply(one, question)
     rss_one = vm_rss_bytes()
     two = engine.new_cache()

@@ -76,7 +76,7 @@ class TerminalChat:
         self.vita = load(args.model, device=device, dtype=dtype, quantize=args.quantize)
         self.engine = Engine(self.vita, max_seq_len=args.max_seq_len, max_new_tokens=args.max_new_tokens,
                              forcing=ScriptedReplies(args.script) if args.script else None)
-        self.cache = self.engine.new_cache(adopt=True)
+        self.cache = self.engine.new_cache()
         self.history: list = []  # Turn
         self.images: list = []  # Image parts for the next question
         self.turns = 0

@@ -269,7 +269,7 @@ class ReplyEngine(Protocol):
 
     system: str | None
 
-    def new_cache(self, *, adopt: bool = False) -> RoleCache: ...
+    def new_cache(self) -> RoleCache: ...
     def start(self, cache: RoleCache, turns: Sequence[Turn], donor: RoleCache | None = None, *,
               over_reply: bool = False) -> Job: ...
 
@@ -299,9 +299,8 @@ class Engine:
         self.forcing, self.system = forcing, system
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
-    def new_cache(self, *, adopt: bool = False) -> RoleCache:
-        """A role's own cache. `adopt` is accepted for earlier callers and means nothing now: the model holds no
-        cache to adopt, every role allocates its own."""
+    def new_cache(self) -> RoleCache:
+        """A role's own cache (the model holds none: every role allocates its own)."""
         return RoleCache(self.vita.model.llm, self.max_seq_len)
 
     def start(self, cache: RoleCache, turns: Sequence[Turn], donor: RoleCache | None = None, *,

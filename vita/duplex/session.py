@@ -100,7 +100,7 @@ class Session:
         self.config = config or SessionConfig()
         self.vad = vad or StreamingVAD(self.config.vad)
         self.frontend = MicFrontEnd(self.config.gate)
-        self.caches = [engine.new_cache(adopt=True), engine.new_cache()]  # role 0, role 1: one set of weights
+        self.caches = [engine.new_cache(), engine.new_cache()]  # role 0, role 1: one set of weights
         self.history: list[Turn] = []
         self.playout = Playout(tts.sample_rate, lead_s=self.config.lead_s, min_chunk_s=self.config.min_chunk_s)
         self.reply: Reply | None = None  # the speaking role's reply

@@ -18,7 +18,7 @@ import numpy as np
 
 from vita.config import SAMPLE_RATE
 from vita.duplex.roles import Engine as RoleEngine
-from vita.duplex.roles import ReplyJob, RoleCache
+from vita.duplex.roles import ReplyJob
 from vita.errors import PromptError
 from vita.media.prompt import SYSTEM_PROMPTS
 from vita.processor import Audio, Image, Turn
@@ -38,14 +38,10 @@ class BoundedJob(ReplyJob):
 
 
 class BoundedRoles(RoleEngine):
-    """Role caches of their own: the LLM's default cache belongs to chat requests (they would overwrite it).
-    Jobs trim the history by positions (`BoundedJob`); otherwise the duplex engine's jobs (end-of-turn score,
-    state bias) exactly."""
+    """The duplex engine (role caches of their own, end-of-turn score, state bias) whose jobs trim the history by
+    positions (`BoundedJob`)."""
 
     job = BoundedJob
-
-    def new_cache(self, *, adopt: bool = False) -> RoleCache:
-        return super().new_cache(adopt=False)
 
 
 def _turn_positions(vita: Any, turn: Turn) -> int:
