@@ -10,7 +10,7 @@ import pytest
 
 import vita
 from vita.errors import ConfigError
-from vita.processor import Audio
+from vita.processor import Audio, Turn
 
 
 def _typed_model():
@@ -71,5 +71,21 @@ def test_the_models_state_bias_moves_the_not_query_decision() -> None:
     plain = second_id(0.0)
     assert plain != decides  # the random model does not pick it itself: the test can tell the bias from luck
     assert second_id(1e4) == decides and second_id(-1e4) == plain
+
+    def after_id(bias: float, after: float | None, *, history: bool) -> int:  # a follow-up turn, or a first one
+        vm.model.config = dataclasses.replace(vm.model.config, state_bias=bias, state_bias_after=after)
+        turns = [Turn("user", "Hi"), Turn("assistant", "<3>Hello.")] if history else []
+        inputs = vm.inputs(audio=Audio(np.zeros(8000, np.float32), 16000), history=turns)
+        assert inputs.after_exchange == history
+        loop = vm.token_loop(vm.new_cache(1024), vm.embed(inputs), max_new_tokens=len(before) + 1,
+                             forced=list(before), forced_complete=False, after_exchange=inputs.after_exchange)
+        return list(loop)[len(before)]
+
+    assert after_id(0.0, 1e4, history=True) == decides  # after an exchange: state_bias_after decides
+    assert after_id(0.0, 1e4, history=False) != decides  # a first turn: state_bias (0)
+    assert after_id(1e4, -1e4, history=True) != decides and after_id(1e4, None, history=True) == decides
+    vm.model.config = dataclasses.replace(vm.model.config, state_bias=0.0, state_bias_after=None)
     with pytest.raises(ConfigError, match="state_bias"):
         dataclasses.replace(vm.model.config, state_bias=float("inf"))
+    with pytest.raises(ConfigError, match="state_bias_after"):
+        dataclasses.replace(vm.model.config, state_bias_after=float("nan"))

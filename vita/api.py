@@ -93,19 +93,24 @@ class Vita:
 
     def token_loop(self, cache: PromptCache, embeds: torch.Tensor, *, max_new_tokens: int,
                    sampling: SamplingConfig | None = None, generator: torch.Generator | None = None,
-                   typed: bool = False, **options: Any) -> TokenLoop:
+                   typed: bool = False, after_exchange: bool = False, **options: Any) -> TokenLoop:
         """The reply stream every path decodes with (this API, the chat server, both duplex roles): `embeds` over
         the caller's `cache`, this model's stop ids; `options` are `TokenLoop`'s (prefill_chunk, forced, donor...).
         The first id of the state tokens, where they share one, runs with the prompt (`guess`). `typed`: the prompt
         ends with a turn the user typed (`ModelInputs.typed`); where the model answers those as typed
         (`VitaConfig.typed_state`) and no other ids are forced, the reply starts with `<3>`. A reply that repeats a
-        short block of ids ends there where the model says so (`VitaConfig.loop_window`)."""
+        short block of ids ends there where the model says so (`VitaConfig.loop_window`). The model's not-query bias
+        (`VitaConfig.state_bias`, or `state_bias_after` where the prompt holds an earlier exchange: `after_exchange`,
+        `ModelInputs.after_exchange`) moves its state decision unless `options` name their own `state_bias`."""
         if typed and self.config.typed_state and not options.get("forced"):
             options.update(forced=self.typed_state_ids, forced_complete=False)
         options.setdefault("guess", self.state_guess)
         options.setdefault("loop_window", self.config.loop_window)
-        if self.config.state_bias and self.state_decision is not None:
-            options.setdefault("state_bias", (*self.state_decision, self.config.state_bias))
+        bias = self.config.state_bias
+        if after_exchange and self.config.state_bias_after is not None:
+            bias = self.config.state_bias_after
+        if bias and self.state_decision is not None:
+            options.setdefault("state_bias", (*self.state_decision, bias))
         return TokenLoop(self.model.llm, cache, embeds, max_new_tokens=max_new_tokens,
                          sampling=sampling or SamplingConfig(), generator=generator,
                          stop_ids=self.tokenizer.stop_ids, **options)
@@ -141,7 +146,7 @@ class Vita:
         L = embeds.shape[1]
         cache = cache if cache is not None else self._own_cache(L + max(max_new_tokens, 0) + 1)
         tokens = self.token_loop(cache, embeds, max_new_tokens=max_new_tokens, sampling=sampling, generator=gen,
-                                 typed=inputs.typed)
+                                 typed=inputs.typed, after_exchange=inputs.after_exchange)
         reply = TextLoop(tokens, self.tokenizer, stop_strings=stop_strings)
         yield from reply
         finish = "length" if reply.finish_reason == "length" else "stop"

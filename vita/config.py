@@ -379,6 +379,8 @@ class VitaConfig:
     # (`vita.generation.loop.TokenLoop(state_bias=...)`): a model's state decision moved back where its training put it
     # (`vita.eval.state_prob`, e.g. for a soup of runs); 0: off (the official VITA code: parity)
     state_bias: float = 0.0
+    # the same for a reply whose prompt holds an earlier exchange (a follow-up, or speech after one); None: `state_bias`
+    state_bias_after: float | None = None
     template: str = "mixtral_two"
     max_length: int = 9100
 
@@ -399,8 +401,10 @@ class VitaConfig:
             self.reader = ReaderConfig(**self.reader)
         if isinstance(self.tagger, dict):
             self.tagger = TaggerConfig(**self.tagger)
-        if not math.isfinite(self.state_bias):
-            raise ConfigError(f"state_bias {self.state_bias}: must be a finite number")
+        for name in ("state_bias", "state_bias_after"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"{name} {value}: must be a finite number")
         if self.loop_window < 0 or 0 < self.loop_window < 3:
             raise ConfigError(f"loop_window {self.loop_window}: 0 (off) or at least 3 ids")
         if (self.reader is not None or self.tagger is not None) and self.vision is None:

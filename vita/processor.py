@@ -66,6 +66,7 @@ class ModelInputs:
     prompt: str = ""
     modality: Modality = "lang"
     typed: bool = False  # the last turn is the user's and holds typed text (`VitaConfig.typed_state`)
+    after_exchange: bool = False  # an earlier exchange is in the prompt (`VitaConfig.state_bias_after`)
 
 
 def _typed(turns: Sequence[Turn]) -> bool:
@@ -74,6 +75,11 @@ def _typed(turns: Sequence[Turn]) -> bool:
         return False
     content = turns[-1].content
     return any(isinstance(p, str) and p.strip() for p in ([content] if isinstance(content, str) else content))
+
+
+def after_exchange(turns: Sequence[Turn]) -> bool:
+    """Whether the prompt holds an earlier exchange: an assistant turn before the newest one."""
+    return any(t.role == "assistant" for t in turns)
 
 
 MIN_AUDIO_FRAMES = 7  # the 4x conv subsampling yields no output frame below this
@@ -219,7 +225,8 @@ class Processor:
         if fbanks:
             counts[AUDIO_TOKEN_ID] = [self.audio_tokens(f.shape[0]) for f in fbanks]
         ids = expand_placeholders(ids, counts)
-        return ModelInputs(torch.tensor([ids]), pixel_values, fbanks, prompt, modality, _typed(turns))
+        return ModelInputs(torch.tensor([ids]), pixel_values, fbanks, prompt, modality, _typed(turns),
+                           after_exchange(turns))
 
     def simple(
         self,

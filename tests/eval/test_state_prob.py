@@ -49,4 +49,42 @@ def test_the_probability_is_the_models_next_id_after_the_shared_state_ids(tmp_pa
 def test_a_model_calibrated_to_itself_needs_no_bias(tmp_path: Path) -> None:
     (tmp_path / "m.jsonl").write_text(json.dumps({"id": "a", "text": "Hello there", "expect_state": "<3>"}) + "\n")
     report = calibrate("tiny-random", ["tiny-random", "tiny-random"], load_manifest(tmp_path / "m.jsonl").cases)
-    assert report["target"] == pytest.approx(report["model"]) and abs(report["bias"]) < 1e-6
+    first = report["first"]
+    assert first["cases"] == 1 and report["after"] is None  # no case after an exchange: no bias of that kind
+    assert first["target"] == pytest.approx(first["model"]) and abs(first["bias"]) < 1e-6
+
+
+def test_each_kind_of_turn_gets_the_bias_that_matches_it_alone(tmp_path: Path, monkeypatch) -> None:
+    """Cases after an exchange and first turns are calibrated apart: each kind's mean reaches its own target."""
+    from vita.eval import state_prob
+
+    history = [{"role": "user", "text": "Hi"}, {"role": "assistant", "text": "<3>Hello."}]
+    rows = [{"id": "a", "text": "Hello there"}, {"id": "b", "text": "And you?", "history": history},
+            {"id": "c", "text": "What is this?"}, {"id": "d", "text": "Why?", "history": history}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps({**r, "expect_state": "<3>"}) + "\n" for r in rows))
+    cases = load_manifest(tmp_path / "m.jsonl").cases
+    made = {"like": [0.5, 0.9, 0.5, 0.7], "soup": [0.2, 0.4, 0.4, 0.2]}  # P(<2>) per case, in manifest order
+    monkeypatch.setattr(vita, "load", lambda name, dtype=None: name)
+    monkeypatch.setattr(state_prob, "not_query_probs", lambda vm, cs: made[vm])
+    report = calibrate("soup", ["like"], cases)
+    first, after = report["first"], report["after"]
+    assert first["cases"] == after["cases"] == 2
+    assert first["target"] == pytest.approx(0.5) and after["target"] == pytest.approx(0.8)
+    assert biased_mean([0.2, 0.4], first["bias"]) == pytest.approx(0.5)
+    assert biased_mean([0.4, 0.2], after["bias"]) == pytest.approx(0.8)
+    assert after["bias"] > first["bias"] > 0
+
+
+def test_both_biases_are_written_into_the_parts(tmp_path: Path, monkeypatch) -> None:
+    from vita.eval import state_prob
+
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    config = {"state_bias": 0.0}
+    (parts / "parts.json").write_text(json.dumps({"config": config}))
+    monkeypatch.setattr("vita.checkpoint.mini.read_parts", lambda path, check_base=False: None)
+    monkeypatch.setattr("vita.config.VitaConfig.from_dict", lambda d: d)
+    state_prob.write_bias(parts, 1.5, 0.25)
+    assert json.loads((parts / "parts.json").read_text())["config"] == {"state_bias": 1.5, "state_bias_after": 0.25}
+    state_prob.write_bias(parts, 1.0)
+    assert json.loads((parts / "parts.json").read_text())["config"] == {"state_bias": 1.0, "state_bias_after": None}

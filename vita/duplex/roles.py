@@ -228,7 +228,8 @@ class ReplyJob:
         tokens = self.vita.token_loop(self.cache, embeds, max_new_tokens=self.max_new_tokens, sampling=self.sampling,
                                       generator=self.generator, prefill_chunk=self.prefill_chunk, forced=self.forced,
                                       forced_complete=self.forced_complete, donor=self.donor, probe=probe,
-                                      typed=self._inputs.typed, **({} if self.state_bias else {"state_bias": None}))
+                                      typed=self._inputs.typed, after_exchange=self._inputs.after_exchange,
+                                      **({} if self.state_bias else {"state_bias": None}))
         self._embeds = embeds
         self.reply = TextLoop(tokens, self.vita.tokenizer)
 

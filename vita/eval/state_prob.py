@@ -7,6 +7,8 @@ runs agree on everything else; `bias_for` finds the logit bias b (`VitaConfig.st
     p_b = p e^b / (p e^b + 1 - p)
 over the cases equals a target (the runs' own mean on the same cases), by bisection: the model's decision put back
 where its training had it, chosen on whatever cases the caller gives (training records: never the evaluation's).
+`calibrate` does it for each kind of turn on its own: first turns (`VitaConfig.state_bias`) and turns after an
+earlier exchange (`state_bias_after`), so that neither kind's share of the cases sets the other's bias.
 
     python -m vita.cli.tools state_bias --model SOUP --like RUN1 RUN2 ... --manifest CASES.jsonl [--write PARTS]
 """
@@ -24,6 +26,7 @@ import torch
 from vita.errors import EvalError
 from vita.eval.manifest import Case
 from vita.eval.run import case_turns
+from vita.processor import after_exchange
 
 __all__ = ["bias_for", "biased_mean", "calibrate", "not_query_probs", "write_bias"]
 
@@ -73,22 +76,30 @@ def bias_for(probs: Sequence[float], target: float, *, lo: float = -20.0, hi: fl
 
 
 def calibrate(model: str, like: Sequence[str], cases: Sequence[Case]) -> dict[str, Any]:
-    """The bias at which `model`'s mean P(<2>) over `cases` equals the mean of `like`'s (each loaded in float32)."""
+    """For each kind of turn among `cases`, "first" (no earlier exchange in the prompt) and "after" (one is:
+    `vita.processor.after_exchange`), the bias at which `model`'s mean P(<2>) over the cases of that kind equals
+    the mean of `like`'s (each model loaded once, in float32). A kind without cases gets None."""
     import vita
 
-    def mean_prob(path: str) -> float:
-        return biased_mean(not_query_probs(vita.load(path, dtype="fp32"), cases), 0.0)
+    after = [after_exchange(case_turns(c)) for c in cases]
+    probs = {m: not_query_probs(vita.load(m, dtype="fp32"), cases) for m in [*like, model]}
 
-    means = {m: mean_prob(m) for m in like}
-    target = sum(means.values()) / len(means)
-    own = not_query_probs(vita.load(model, dtype="fp32"), cases)
-    bias = bias_for(own, target)
-    return {"cases": len(cases), "like": means, "target": target, "model": biased_mean(own, 0.0), "bias": bias,
-            "model_with_bias": biased_mean(own, bias)}
+    def kind(flag: bool) -> dict[str, Any] | None:
+        pick = {m: [p for p, a in zip(ps, after, strict=True) if a == flag] for m, ps in probs.items()}
+        if not pick[model]:
+            return None
+        means = {m: biased_mean(pick[m], 0.0) for m in like}
+        target = sum(means.values()) / len(means)
+        bias = bias_for(pick[model], target)
+        return {"cases": len(pick[model]), "like": means, "target": target, "model": biased_mean(pick[model], 0.0),
+                "bias": bias, "model_with_bias": biased_mean(pick[model], bias)}
+
+    return {"first": kind(False), "after": kind(True)}
 
 
-def write_bias(parts_dir: str | Path, bias: float) -> Path:
-    """Set `state_bias` in a vita-mini parts folder's config (parts.json; the tensors and their sha256 unchanged)."""
+def write_bias(parts_dir: str | Path, bias: float, after: float | None = None) -> Path:
+    """Set `state_bias` (and `state_bias_after`: None = the same) in a vita-mini parts folder's config (parts.json;
+    the tensors and their sha256 unchanged)."""
     from vita.checkpoint.mini import read_parts
     from vita.config import VitaConfig
 
@@ -96,6 +107,7 @@ def write_bias(parts_dir: str | Path, bias: float) -> Path:
     path = Path(parts_dir) / "parts.json"
     manifest = json.loads(path.read_text())
     manifest["config"]["state_bias"] = float(bias)
+    manifest["config"]["state_bias_after"] = None if after is None else float(after)
     VitaConfig.from_dict(manifest["config"])  # still a valid config (a finite bias)
     path.write_text(json.dumps(manifest, indent=1) + "\n")
     return path

@@ -130,7 +130,8 @@ class Engine:
         try:
             cache.truncate(0)  # a cold prefill: the same bits as `Vita.generate`
             yield from self.vita.token_loop(cache, embeds, max_new_tokens=max_new, sampling=params.sampling,
-                                            generator=gen, typed=inputs.typed)
+                                            generator=gen, typed=inputs.typed,
+                                            after_exchange=inputs.after_exchange)
         finally:
             if len(self.free) < 2:  # kept for the next replies (two: one in flight beside the one queued)
                 self.free.append(cache)

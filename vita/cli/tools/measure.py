@@ -186,7 +186,7 @@ def release_table(argv: list[str]) -> int:
 
 
 def state_bias(argv: list[str]) -> int:
-    from vita.errors import run_command
+    from vita.errors import EvalError, run_command
     from vita.eval import state_prob as mod
 
     p = parser("state_bias", mod.__doc__)
@@ -209,7 +209,10 @@ def state_bias(argv: list[str]) -> int:
             read_parts(args.write, check_base=False)  # a parts folder, intact, before any hour of work
         report = mod.calibrate(args.model, args.like, load_manifest(args.manifest).cases)
         if args.write is not None:
-            report["written"] = str(mod.write_bias(args.write, report["bias"]))
+            first, after = report["first"], report["after"]
+            if first is None:
+                raise EvalError("no first-turn cases (without an earlier exchange): no state_bias to write")
+            report["written"] = str(mod.write_bias(args.write, first["bias"], after and after["bias"]))
         print(json.dumps(report, indent=1))
         return 0
 
