@@ -1,6 +1,8 @@
 """A calibration manifest from TRAINING records only (DATA/train), the first N of each kind in file order: noise,
-chatter and queries of the negatives, speech addressed to someone else, not-queries after an exchange, and 2 N spoken
-queries. A case expects `<2>` where the record's reply is empty, else `<1>`.
+chatter and queries of the negatives, speech addressed to someone else, not-queries after an exchange, 2 N spoken
+queries, and spoken follow-up queries after an exchange (s36 on; s34 had none, so its one bias took turns after an
+exchange for not-queries: `state_bias` now calibrates the two kinds apart). A case expects `<2>` where the record's
+reply is empty, else `<1>`.
 usage: python calib_manifest.py DATA N  -> DATA/train/calib.jsonl"""
 import json
 import sys
@@ -40,8 +42,12 @@ instruct = json.loads((train / "instruct.json").read_text())
 negatives = [r for r in instruct if r["set"] == "mini_negatives"][:n]
 spoken = [r for r in instruct if "audio" in r and r["set"] != "mini_negatives"][: 2 * n]
 addressed = json.loads((train / "addressed.json").read_text())[:n]
-dialogue = [r for r in json.loads((train / "dialogue.json").read_text()) if r["kind"] == "negative"][:n]
+dialogue_records = json.loads((train / "dialogue.json").read_text())
+dialogue = [r for r in dialogue_records if r["kind"] == "negative"][:n]
+followups = [r for r in dialogue_records  # spoken ones: a typed turn's `<3>` is forced, no state is decided
+             if r["kind"] == "query" and "<audio>" in r["conversations"][-2]["value"]][:n]
 cases = ([case(r, "negative") for r in negatives] + [case(r, "addressed") for r in addressed]
-         + [case(r, "dialogue") for r in dialogue] + [case(r, "spoken") for r in spoken])
+         + [case(r, "dialogue") for r in dialogue] + [case(r, "spoken") for r in spoken]
+         + [case(r, "followup") for r in followups])
 (train / "calib.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
 print(len(cases), "cases ->", train / "calib.jsonl")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The vita-mini release of 2026-12-07 (s34), as it was made, collected from the session's runs (runs/s28-s34) into one
+# The vita-mini release of 2026-12-07 (s34; s36 = the same with the bias per kind of turn), as it was made,
+# collected from the session's runs (runs/s28-s34) into one
 # script. NOT re-run end to end as one script: its steps ran one by one (README, vita-mini section, "Candidates");
 # about 4 h 40 min on a 2-core machine: data 29 min, region alignment 43, heard targets 15, four stage-3 runs 45-68
 # each, the state bias 20, evaluation 5. Rerunning skips what is done.
@@ -8,7 +9,8 @@
 # 1 data; 2 t10 minus LoRA + reader + typed_state -> model; 3 region alignment of a fresh projector; 4 heard targets;
 # 5 long transcriptions, typed arithmetic, the chat records once more as their own source; 6 four stage-3 runs from the
 # same model (seed 45, data.seed 3): s29 (s28's settings + long), s30 (+ arithmetic), s31 (t10's source weights), s32
-# (s31 with long x2); 7 their soup at rank 32; 8 the state bias matched to the four on training records; 9 eval.
+# (s31 with long x2); 7 their soup at rank 32; 8 the state biases matched to the four on training records, first turns and turns
+# after an exchange apart (s36); 9 eval.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT=${1:-runs/release}; D=$OUT/data; R=recipes/mini/s34
