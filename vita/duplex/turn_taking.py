@@ -64,8 +64,11 @@ class SessionConfig:
     continuation_s: float = 2.5  # the user speaks again this soon after our reply started ...
     continuation_words: int = 3  # ... with fewer words of it heard: they had paused; answer both pieces as one
     # a held-back reply whose end-of-turn score (`vita.duplex.end_of_turn`) is below `fragment_score` heard a
-    # fragment ("What is the"): no early commit, and the segment ends after `fragment_hold_ms` of silence
-    fragment_score: float = 0.1
+    # fragment ("What is the"): no early commit, and the segment ends after `fragment_hold_ms` of silence. The value
+    # holds 2 % of 150 complete spoken questions of vita-mini's training records (and 24 % of 150 spoken fragments of
+    # sentences; "What is the" scores ~5e-5); the earlier 0.1 held 18 % of the questions ("Can you tell me a short
+    # story?" scores 0.004) for 1.5 s (`runs/s37/eot_calib.py`, 2026-12-07)
+    fragment_score: float = 0.00094
     fragment_hold_ms: float = 1500.0
     # while a reply's first phrase is being rendered (a `SpeechWorker`) and none of its audio is out, the reply does
     # not decode beside it: on a machine of few cores both would share them and the first audio would come later
