@@ -40,7 +40,9 @@ def report():
 
 
 def test_public_report_shape_and_ranges(report):
-    assert set(report) == {"model", "forced", "per_family", "fdb_v1", "fdb_v1_5", "fd_bench"}
+    assert set(report) == {"model", "forced", "per_family", "seed", "sentences", "fdb_v1", "fdb_v1_5", "fd_bench",
+                           "cases"}
+    assert report["seed"] == 0 and report["sentences"] == "built-in"
     v1 = report["fdb_v1"]
     assert set(v1) == {"pause", "backchannel", "turn_taking", "interruption"}
     for task in v1.values():
@@ -55,6 +57,48 @@ def test_public_report_shape_and_ranges(report):
     fd = report["fd_bench"]
     assert fd["rounds"] == 6 and fd["interruptions"] >= 1 and 0.0 <= fd["srr"] <= 1.0
     assert fd["ird_ms_median"] is not None and fd["ird_ms_median"] < 1000
+
+
+def test_each_case_has_its_own_row_that_adds_up_to_the_report(report):
+    cases = report["cases"]
+    assert len(cases) == 2 * len(FAMILIES) and len({c["name"] for c in cases}) == len(cases)
+    assert [c["family"] for c in cases[: len(FAMILIES)]] == list(FAMILIES)
+    for fam in ("pause", "interruption", "turn_taking"):
+        rows = [c for c in cases if c["family"] == fam]
+        assert all(r["n"] == 1 for r in rows)
+        assert sum(r["tor"] for r in rows) / len(rows) == pytest.approx(report["fdb_v1"][fam]["tor"])
+    rows = [c for c in cases if c["family"] == "talking_to_others"]
+    assert sum(r["c_resume"] for r in rows) / 2 == pytest.approx(report["fdb_v1_5"]["talking_to_others"]["c_resume"])
+
+
+def test_a_sentence_file_replaces_what_is_said(tmp_path, piper_16k):
+    import json
+
+    from vita.bench.duplex_sentences import BUILTIN, load_sentences
+    from vita.duplex.scenarios import ScenarioError
+
+    f = tmp_path / "fresh.json"
+    f.write_text(json.dumps({"to_others": ["Ben, the bus is here."],
+                             "interruptions": [["Wait, is it far?", "<1> About ten minutes on foot."]]}))
+    own = load_sentences(f)
+    assert own.to_others == ("Ben, the bus is here.",) and own.queries == BUILTIN.queries  # the rest: built-in
+    assert own.interruptions == (("Wait, is it far?", "<1> About ten minutes on foot."),)
+    other = espeak_voice()
+    mine = {c.family: c for c in build_cases(piper_16k, other, n=1, sentences=own)}
+    base = {c.family: c for c in build_cases(piper_16k, other, n=1)}
+    assert mine["interruption"].scenario.segments[1].reply == "<1> About ten minutes on foot."
+    said = mine["talking_to_others"].scenario.segments[1].audio
+    assert not np.array_equal(said, base["talking_to_others"].scenario.segments[1].audio)
+    np.testing.assert_array_equal(mine["turn_taking"].scenario.mic(), base["turn_taking"].scenario.mic())
+    for text, where in ((json.dumps({"to_other": ["x"]}), "unknown key 'to_other'"),
+                        (json.dumps({"background": []}), "background: expected a non-empty list"),
+                        (json.dumps({"queries": [["only a question"]]}), "queries[0]: expected [sentence"),
+                        (json.dumps(["x"]), "expected a JSON object"), ("{", "not valid JSON")):
+        f.write_text(text)
+        with pytest.raises(ScenarioError, match=f"fresh.json: .*{where.replace('[', '.').replace(']', '.')}"):
+            load_sentences(f)
+    with pytest.raises(ScenarioError, match="no such file"):
+        load_sentences(tmp_path / "missing.json")
 
 
 def test_scenario_sets_are_built_offline_and_deterministic(piper_16k):
@@ -98,6 +142,9 @@ def test_families_pick_the_public_families_run(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench", "duplex", "--model", "tiny-random", "--public", "--families", "pause,nope"])
     assert exc.value.code == 2 and "unknown family 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "duplex", "--model", "tiny-random", "--sentences", "x.json"])
+    assert exc.value.code == 2 and "add --public" in capsys.readouterr().err
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["bench", "duplex", "--model", "tiny-random", "--public", "--per-family", "1", "--families",

@@ -256,7 +256,7 @@ def test_fragments_only_adds_the_fragments_as_a_fresh_build_does(built, tmp_path
 
 
 def test_addressed_speech_names_someone_else_and_asks_for_silence(built) -> None:
-    from vita.bench.duplex_public import TO_OTHERS
+    from vita.bench.duplex_sentences import TO_OTHERS
     from vita.datasets.mini.spoken_text import ADDRESSEES
 
     root, info = built
@@ -293,7 +293,7 @@ def test_dialogues_follow_an_exchange(built) -> None:
 def test_followups_are_answered_after_an_exchange(built) -> None:
     """train/followup.json: after an exchange, a spoken question with a lead -> its answer, or a repeat request -> the
     first answer again ("<1>"); eval/followup.jsonl the same with held-out phrasings."""
-    from vita.bench.duplex_public import INTERRUPTIONS
+    from vita.bench.duplex_sentences import INTERRUPTIONS
     from vita.datasets.mini.dialogue import EVAL_LEADS, EVAL_REPEATS, LEADS, REPEATS
 
     root, info = built

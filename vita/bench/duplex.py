@@ -17,12 +17,14 @@ from vita.media.audio import SAMPLE_RATE
 def bench(model_name: str, scenarios: list | None = None, *, setup: str = "auto", compute_time: bool = True,
           rss: bool = True, model=None, synth=None, public: bool = False, public_n: int = 4,
           free: bool = False, device: str = "cpu", dtype: str | None = None,
-          families: list[str] | None = None) -> dict:
+          families: list[str] | None = None, public_seed: int = 0, sentences=None) -> dict:
     """Run the scenarios (default: built-in) on `model_name` (or the already loaded `model`, a `Vita`; `synth`:
     a loaded `PiperSynth`); the `--json` report object. `public`: also the public benchmarks' sets
     (`vita.bench.duplex_public`, `public_n` per family) under the key "public". `free`: only each scenario's
     first answer is forced; a trained model decides every other state and answer. `families`: only these public
-    families (`vita.bench.duplex_public.FAMILIES`; default all). `device`, `dtype`: where
+    families (`vita.bench.duplex_public.FAMILIES`; default all); `sentences`, `public_seed`: what they say and the
+    noise seed (`vita.bench.duplex_sentences`; default the built-in set, seed 0); the report's `public.cases` holds
+    each case's own row. `device`, `dtype`: where
     `model_name` is loaded (`vita.devices`); the RSS ratio is always measured on the CPU (host memory)."""
     from vita.api import load
     from vita.bench.rss import measure_rss_ratio
@@ -42,13 +44,16 @@ def bench(model_name: str, scenarios: list | None = None, *, setup: str = "auto"
         r["setup"] = s
     if public:
         from vita.bench import duplex_public
+        from vita.bench.duplex_sentences import BUILTIN
 
-        cases = duplex_public.build_cases(synth, duplex_public.espeak_voice(), n=public_n)
+        cases = duplex_public.build_cases(synth, duplex_public.espeak_voice(), n=public_n, seed=public_seed,
+                                          sentences=sentences or BUILTIN)
         cases = [c for c in cases if families is None or c.family in families]
         got, _ = _run_all(model, synth, [c.scenario for c in cases], setup=setup, compute_time=compute_time,
                           free=free)
-        rep["public"] = {"model": model_name, "forced": not free, "per_family": public_n,
-                         **duplex_public.score(cases, got)}
+        rep["public"] = {"model": model_name, "forced": not free, "per_family": public_n, "seed": public_seed,
+                         "sentences": "built-in" if sentences is None else "own",
+                         **duplex_public.score(cases, got), "cases": duplex_public.per_case(cases, got)}
     return rep
 
 

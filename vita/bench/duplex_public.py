@@ -50,73 +50,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vita.bench.duplex_sentences import BUILTIN, Sentences
 from vita.config import SAMPLE_RATE
 from vita.duplex.events import ReplyCancelled, ReplyFinished, ReplyStarted, TextDelta, UserSpeechEnded
-from vita.duplex.scenarios import LONG, Scenario, Segment
+from vita.duplex.scenarios import Scenario, Segment
 from vita.duplex.simulate import Result
 from vita.media.audio import resample
 
 Voice = Callable[[str], np.ndarray]  # text -> [N] float32 16 kHz
-
-QUERIES = [
-    ("What is the weather like today?", LONG),
-    ("Tell me a joke about cats.", "<1> Here is one. A cat walks into a bar, orders a milk, and then leaves "
-                                   "without paying."),
-    ("How far away is the moon?", "<1> The moon is about three hundred and eighty thousand kilometres from the earth, "
-                                  "a little more than one light second."),
-    ("What is the capital of France?", "<1> The capital of France is Paris, a city on the river Seine, famous for "
-                                       "its museums and its food."),
-    ("Who wrote the play Hamlet?", "<1> Hamlet was written by William Shakespeare, around the year sixteen hundred, "
-                                   "and it is one of his longest plays."),
-    ("How do I boil an egg?", "<1> Put the egg in boiling water for about seven minutes, then cool it in cold water "
-                              "before you peel it."),
-    ("Why is the sky blue?", "<1> Sunlight is scattered by the air, and blue light is scattered much more than red, "
-                             "so the whole sky looks blue."),
-    ("Can you recommend a good book?", "<1> Try The Hobbit by Tolkien, a short adventure that most readers enjoy "
-                                       "from the first page."),
-    ("What time does the sun set tonight?", "<1> The sun sets at about a quarter past five this evening, a little "
-                                            "earlier than yesterday."),
-    ("How many legs does a spider have?", "<1> A spider has eight legs, which is one way to tell it apart from an "
-                                          "insect, which has six."),
-    ("What should I cook for dinner?", "<1> A simple pasta with tomatoes, garlic and basil is quick, cheap and "
-                                       "good on a cold evening."),
-    ("Where is the nearest train station?", "<1> The nearest station is the central one, about ten minutes on foot "
-                                            "down the main street."),
-]
-INTERRUPTIONS = [("Wait, what about tomorrow?", "<1> Tomorrow it rains in the morning and clears up later."),
-                 ("Sorry, can you speak more slowly?", "<1> Of course. I will speak more slowly now."),
-                 ("Stop, tell me about Paris instead.", "<1> Paris is the capital of France."),
-                 ("Hold on, is it going to snow?", "<1> No, there is no snow in the forecast."),
-                 ("Wait, can you say that again?", "<1> Sure, I will say it again."),
-                 ("No, I meant something else.", "<1> Sorry, what did you mean?"),
-                 ("Actually, skip that and tell me the time.", "<1> It is twenty past three."),
-                 ("Excuse me, how long will that take?", "<1> About ten minutes."),
-                 ("One moment, what was the first part?", "<1> The first part was about the morning."),
-                 ("Sorry to cut in, is that in Celsius?", "<1> Yes, all of it is in Celsius."),
-                 ("Hang on, which day did you say?", "<1> I said Thursday."),
-                 ("Okay stop, that is enough, thank you.", "<1> You are welcome.")]
-BACKCHANNELS = ["Yeah.", "Uh-huh.", "Okay.", "Right.", "I see.", "Sure."]
-TO_OTHERS = ["Hey Sam, could you close the window please?", "Honey, the pasta is ready in five minutes.",
-             "No, not you, I was talking to my brother.", "Can you pass me the salt, Anna?",
-             "Mum, where did you put my keys?", "Tom, hurry up, we are going to be late.",
-             "Thanks, Maria, just leave it on the table.", "Kids, please turn the music down a bit.",
-             "David, did you feed the cat this morning?", "Yes dear, I will call your mother later.",
-             "Paul, can you open the door for the postman?", "Lisa, your phone is ringing in the kitchen."]
-BACKGROUND = ["And in other news tonight, the city council met to discuss the new bridge.",
-              "The weather on the coast stays mild for the rest of the week.",
-              "Welcome back to the show, our next guest is a famous chef.",
-              "Traffic is heavy on the ring road this evening, expect delays.",
-              "The home team scored twice in the second half and won the match.",
-              "Stocks closed higher today after a quiet week of trading.",
-              "Stay with us, after the break we visit a farm in the mountains.",
-              "Scientists say the new telescope will see the oldest galaxies.",
-              "Tomorrow morning expect fog in the valleys and sun in the afternoon.",
-              "The museum opens its new wing to visitors next Saturday.",
-              "Police have closed the main road after a minor accident.",
-              "And now, the music that everyone has been dancing to this summer."]
-MONOLOGUE = ["So yesterday I went to the market in the morning.", "They had the most beautiful tomatoes there.",
-             "And then I met an old friend from school."]
-
 
 def espeak_voice(variant: str = "en-us+f3", speed: int = 165) -> Voice:
     """espeak-ng (Debian package) as a second, clearly different voice: text -> 16 kHz pcm."""
@@ -162,8 +103,11 @@ class Case:
     marks: dict  # family-specific true times (s on the mic timeline)
 
 
-def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list[Case]:
-    """The scenario sets (n per family), spoken by `user` (Piper) and `other` (espeak-ng)."""
+def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0,
+                sentences: Sentences = BUILTIN) -> list[Case]:
+    """The scenario sets (n per family) of `sentences`, spoken by `user` (Piper) and `other` (espeak-ng); `seed`
+    draws the noise and the monologue's gaps."""
+    s = sentences
     rng = np.random.default_rng(seed)
 
     def say(text: str, gain: float = 0.5, who: Voice = user) -> np.ndarray:
@@ -172,7 +116,7 @@ def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list
     cases: list[Case] = []
     lead = 0.5
     for i in range(n):
-        text, reply = QUERIES[i % len(QUERIES)]
+        text, reply = s.queries[i % len(s.queries)]
         q = say(text)
         seg = Segment(lead, q, "query", reply)
         end = seg.speech_span()[1]
@@ -188,7 +132,7 @@ def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list
         cases.append(Case("pause", Scenario(f"pause-{i}", [h, t], t.at + len(tail) / SAMPLE_RATE + 7.0),
                           {"pause_start": h.speech_span()[1], "turn_end": t.speech_span()[1], "pause_s": pause}))
         # user interruption: a second question 2.5 s into our answer
-        itext, ireply = INTERRUPTIONS[i % len(INTERRUPTIONS)]
+        itext, ireply = s.interruptions[i % len(s.interruptions)]
         b = say(itext)
         at = end + 2.5
         bseg = Segment(at, b, "query", ireply)
@@ -196,7 +140,7 @@ def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list
         cases.append(Case("interruption", Scenario(f"interruption-{i}", [seg, bseg], at + len(b) / SAMPLE_RATE + 7.0),
                           {"onset": on, "end": off}))
         # backchannel (FDB v1): a monologue with short gaps; nothing in it asks for a reply
-        parts, t0, segs = MONOLOGUE, lead, []
+        parts, t0, segs = s.monologue, lead, []
         for j, sentence in enumerate(parts):
             pcm = say(sentence)
             segs.append(Segment(t0, pcm, "query", reply if j == len(parts) - 1 else "<1> Mm, I see."))
@@ -205,9 +149,9 @@ def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list
                           {"start": segs[0].speech_span()[1], "turn_end": segs[-1].speech_span()[1]}))
         # v1.5 behaviours while we speak: a backchannel, talking to others, background speech
         for fam, pcm, kind in (
-            ("user_backchannel", say(BACKCHANNELS[i % len(BACKCHANNELS)]), "chatter"),
-            ("talking_to_others", say(TO_OTHERS[i % len(TO_OTHERS)]), "chatter"),
-            ("background_speech", _background(say(BACKGROUND[i % len(BACKGROUND)], 0.2, other), rng), "noise"),
+            ("user_backchannel", say(s.backchannels[i % len(s.backchannels)]), "chatter"),
+            ("talking_to_others", say(s.to_others[i % len(s.to_others)]), "chatter"),
+            ("background_speech", _background(say(s.background[i % len(s.background)], 0.2, other), rng), "noise"),
         ):
             over = Segment(end + 2.5, pcm, kind, "<2>" if kind == "chatter" else "")
             on, off = over.speech_span()
@@ -216,8 +160,8 @@ def build_cases(user: Voice, other: Voice, *, n: int = 4, seed: int = 0) -> list
                               {"onset": on, "end": off}))
         # FD-Bench: three rounds; the second interrupts the first answer; noise in a gap before the third
         snr = (0.0, 10.0, 20.0)[i % 3]
-        q2text, q2reply = INTERRUPTIONS[(i + 1) % len(INTERRUPTIONS)]
-        q3text, q3reply = QUERIES[(i + 2) % len(QUERIES)]
+        q2text, q2reply = s.interruptions[(i + 1) % len(s.interruptions)]
+        q3text, q3reply = s.queries[(i + 2) % len(s.queries)]
         q2, q3 = say(q2text), say(q3text)
         s1 = Segment(lead, q, "query", reply)
         s2 = Segment(end + 2.0, q2, "query", q2reply)
@@ -357,6 +301,16 @@ def score(cases: Sequence[Case], results: Sequence[Result]) -> dict:
         elif fam == "fd_bench":
             _fd_bench(case, res, ours, add)
     return _summarise(acc)
+
+
+def per_case(cases: Sequence[Case], results: Sequence[Result]) -> list[dict]:
+    """Each case's own row of its family (`score` of that case alone), named: for paired comparisons of two runs."""
+    rows = []
+    for case, res in zip(cases, results, strict=True):
+        rep = score([case], [res])
+        row = rep["fd_bench"] if case.family == "fd_bench" else {**rep["fdb_v1"], **rep["fdb_v1_5"]}[case.family]
+        rows.append({"name": case.scenario.name, "family": case.family, **row})
+    return rows
 
 
 def _behaviour(res: Result, m: dict) -> str:

@@ -65,6 +65,10 @@ def add_duplex_parser(bench_subparsers: argparse._SubParsersAction) -> argparse.
     p.add_argument("--families", help="--public: only these families, comma-separated (of: "
                                       "turn_taking, pause, interruption, backchannel, user_backchannel, "
                                       "talking_to_others, background_speech, fd_bench)")
+    p.add_argument("--sentences", type=Path, default=None,
+                   help="--public: a JSON file of the sentences to say instead of the built-in set "
+                        "(vita.bench.duplex_sentences: a fresh, unseen set)")
+    p.add_argument("--seed", type=int, default=0, help="--public: the noise and timing seed")
     p.add_argument("--free", action="store_true",
                    help="force only each scenario's first answer (the one later speech overlaps); a trained model "
                         "decides every other state token and answer")
@@ -77,16 +81,20 @@ def run_duplex(args: argparse.Namespace) -> int:
     import torch
 
     from vita.bench.duplex import bench
+    from vita.bench.duplex_sentences import load_sentences
     from vita.duplex import simulate
     from vita.duplex.scenarios import load_scenario_file
 
     torch.set_num_threads(args.threads)
     device, dtype = device_from_args(args)
     scenarios = load_scenario_file(args.scenarios) if args.scenarios else None  # file errors before the model
+    if args.sentences is not None and not args.public:
+        raise UsageError("--sentences: the public sets' sentences; add --public")
+    sentences = load_sentences(args.sentences) if args.sentences else None
     families = _families(args.families) if args.families else None
     rep = bench(args.model, scenarios, setup=args.setup, compute_time=not args.no_compute_time, rss=not args.no_rss,
                 public=args.public, public_n=args.per_family, free=args.free, device=device, dtype=dtype,
-                families=families)
+                families=families, public_seed=args.seed, sentences=sentences)
     if args.json:
         print(json.dumps(rep))
     else:
