@@ -11,13 +11,18 @@ The command line is `vita.cli.bench`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vita.media.audio import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from vita.bench.duplex_sentences import Sentences
 
 
 def bench(model_name: str, scenarios: list | None = None, *, setup: str = "auto", compute_time: bool = True,
           rss: bool = True, model=None, synth=None, public: bool = False, public_n: int = 4,
           free: bool = False, device: str = "cpu", dtype: str | None = None,
-          families: list[str] | None = None, public_seed: int = 0, sentences=None) -> dict:
+          families: list[str] | None = None, public_seed: int = 0, sentences: Sentences | None = None) -> dict:
     """Run the scenarios (default: built-in) on `model_name` (or the already loaded `model`, a `Vita`; `synth`:
     a loaded `PiperSynth`); the `--json` report object. `public`: also the public benchmarks' sets
     (`vita.bench.duplex_public`, `public_n` per family) under the key "public". `free`: only each scenario's
