@@ -12,11 +12,10 @@ each a non-empty list; a key left out keeps the built-in list.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from vita.duplex.scenarios import LONG, ScenarioError
+from vita.duplex.scenarios import LONG, ScenarioError, read_json
 
 __all__ = ["BUILTIN", "Sentences", "load_sentences"]
 
@@ -102,14 +101,7 @@ _PAIRS = {"queries", "interruptions"}
 def load_sentences(path: str | Path) -> Sentences:
     """A sentence file (module docstring), strictly checked; errors name the file and the key."""
     file = Path(path)
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScenarioError(f"{file.name}: no such file ({file})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{file.name}: cannot read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ScenarioError(f"{file.name}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    data = read_json(file)
     names = [f.name for f in fields(Sentences)]
     if not isinstance(data, dict):
         raise ScenarioError(f"{file.name}: expected a JSON object with any of the keys {', '.join(names)}")

@@ -210,17 +210,22 @@ def _clip(file: Path, where: str, obj: Any) -> Segment:
     return Segment(start, gain * pcm, kind, reply or ("" if c["query"] else "<2>" if not noise else ""))
 
 
-def load_scenario_file(path: str | Path) -> list[Scenario]:
-    """Read and strictly validate a scenario file (schema in the module docstring)."""
-    file = Path(path)
+def read_json(file: Path) -> Any:
+    """A JSON file's content; a missing, unreadable or malformed file is a `ScenarioError` naming it."""
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        return json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ScenarioError(f"{file.name}: no such file ({file})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{file.name}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"{file.name}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+
+
+def load_scenario_file(path: str | Path) -> list[Scenario]:
+    """Read and strictly validate a scenario file (schema in the module docstring)."""
+    file = Path(path)
+    data = read_json(file)
     if isinstance(data, dict):
         data = _keys(file, "(top level)", data, {"scenarios"}, {"scenarios"})["scenarios"]
     if not isinstance(data, list) or not data:
