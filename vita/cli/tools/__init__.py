@@ -17,6 +17,7 @@
     described        relational questions on pictures in words    vita.eval.described.measure
     text_compare     text chat beside the unmodified LLM          vita.eval.text_compare.compare
     compare_evals    two eval reports paired: effect or noise     vita.eval.compare.compare
+    duplex_compare   two public duplex reports paired, per family  vita.bench.duplex_compare.compare
     release_table    headline figures of eval folders, one row each vita.eval.release_table.row
     state_bias       the not-query bias that matches other models  vita.eval.state_prob.bias_for
     bench_samples    benchmark samples in their public formats    vita.eval.bench.samples.write_samples
@@ -56,6 +57,7 @@ from vita.cli.tools.measure import (
     bench_table,
     compare_evals,
     described,
+    duplex_compare,
     heard_wer,
     mini_chat,
     probes,
@@ -69,8 +71,8 @@ from vita.cli.tools.measure import (
 TOOLS: dict[str, Callable[[list[str]], int]] = {
     f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, heard_wer, heard_targets,
                             ears, ctc_compress, add_transcriber, swap_tower, region_align, real_speech, mini_chat,
-                            probes, described, text_compare, compare_evals, release_table, bench_samples, bench_table,
-                            quant_quality, tagger_head, soup, state_bias)
+                            probes, described, text_compare, compare_evals, duplex_compare, release_table,
+                            bench_samples, bench_table, quant_quality, tagger_head, soup, state_bias)
 }
 __all__ = ["TOOLS", "main", *TOOLS]
 

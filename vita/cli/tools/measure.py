@@ -9,7 +9,7 @@ from pathlib import Path
 from vita.cli.tools.common import parser
 
 __all__ = ["heard_wer", "real_speech", "mini_chat", "probes", "described", "text_compare", "compare_evals",
-           "release_table", "state_bias", "bench_samples", "bench_table", "quant_quality"]
+           "duplex_compare", "release_table", "state_bias", "bench_samples", "bench_table", "quant_quality"]
 
 
 def heard_wer(argv: list[str]) -> int:
@@ -163,6 +163,24 @@ def compare_evals(argv: list[str]) -> int:
     def run() -> int:
         result = mod.compare(mod.load_cases(args.a), mod.load_cases(args.b), depth=args.depth)
         print(json.dumps(result, indent=1) if args.json else mod.markdown(result, "A", "B"), end="")
+        return 0
+
+    return run_command(run)
+
+
+def duplex_compare(argv: list[str]) -> int:
+    from vita.bench import duplex_compare as mod
+    from vita.errors import run_command
+
+    p = parser("duplex_compare", mod.__doc__)
+    p.add_argument("a", help="a `vita bench duplex --public --json` report (before)")
+    p.add_argument("b", help="another, of the same sets (after)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    def run() -> int:
+        rows = mod.compare(mod.load_cases(args.a), mod.load_cases(args.b))
+        print(json.dumps(mod.as_json(rows), indent=1) if args.json else mod.markdown(rows), end="")
         return 0
 
     return run_command(run)
