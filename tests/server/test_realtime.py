@@ -122,11 +122,20 @@ def test_text_item_streams_text_then_done(make, kit):
         assert done["output"][0]["content"][0]["text"] == "Hello there, friend."
 
 
-def test_spoken_question_is_answered_with_audio(make, question):
+def test_spoken_question_is_answered_with_audio(make, question, monkeypatch):
+    import threading
+
+    from vita.media.audio import StreamResampler
+
+    threads: set[str] = set()  # the 24 kHz input is resampled on the hub's audio threads, never on the event loop
+    call = StreamResampler.__call__
+    monkeypatch.setattr(StreamResampler, "__call__",
+                        lambda self, pcm: threads.add(threading.current_thread().name) or call(self, pcm))
     with make(scripts=[SHORT]) as client, client.websocket_connect("/v1/realtime") as ws:
         recv(ws)
         send_audio(ws, question)
         events = until(ws, "response.done")
+        assert threads and all(name.startswith("vita-audio") for name in threads), threads
         kinds = [e["type"] for e in events]
         assert kinds[:3] == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
                              "input_audio_buffer.committed"]

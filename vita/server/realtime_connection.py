@@ -2,7 +2,7 @@
 alone touches its duplex session.
 
     client frames --_receive--> validated events --_handle / _post--> inbox (audio, actions)
-    inbox --_drive--> audio fed on the hub's audio threads (echo gate, VAD); other actions applied on the loop
+    inbox --_drive--> audio resampled and fed on the hub's audio threads (echo gate, VAD); other actions on the loop
           --> session events emitted at once (a commit's response and first deltas never wait for the model)
           --> `session.tick()` batches on the model worker: URGENT while the user waits on a turn (decided,
               speculated on, or its reply without speech yet: `Session.turn_pending`), SOON while the reply's
@@ -73,7 +73,7 @@ class Connection:
         self.inbox: deque[tuple] = deque()
         self.wake = asyncio.Event()
         self._wake_soon: Callable[[], object] = lambda: None  # sets `wake` from another thread (set in `run`)
-        self.buffered = 0  # 16 kHz samples received, not yet fed
+        self.buffered = 0  # 16 kHz samples received (counted at their input rate), not yet fed
         self.fed = 0  # 16 kHz samples fed to the session
         # conversation items waiting for the next user turn (response.create or a committed spoken one): id -> its
         # image count; their parts are the session's (`ev.Attach`), which reports the ones a spoken turn took
@@ -304,13 +304,14 @@ class Connection:
             raise RealtimeError(f"{self.buffered / SAMPLE_RATE:.1f} s of audio are waiting and this append holds "
                                 f"{claimed:.1f} s (--max-realtime-buffer-seconds {cap}): this append was dropped; "
                                 "send audio in real time", code="buffer_full", param="audio")
-        pcm = self.resampler(decode_pcm16(data).astype(np.float32) / 32768.0)
-        if (self.buffered + len(pcm)) / SAMPLE_RATE > cap:
+        raw = decode_pcm16(data).astype(np.float32) / 32768.0  # resampled on an audio thread (`_feed`), in order
+        n = round(len(raw) * SAMPLE_RATE / self.settings.input_rate)  # its length at 16 kHz (within a sample)
+        if (self.buffered + n) / SAMPLE_RATE > cap:
             raise RealtimeError(f"{self.buffered / SAMPLE_RATE:.1f} s of audio are waiting to be processed "
                                 f"(--max-realtime-buffer-seconds {cap}): this append was dropped; send audio in "
                                 "real time", code="buffer_full", param="audio")
-        self.buffered += len(pcm)
-        self._post(("audio", pcm))
+        self.buffered += n
+        self._post(("audio", (raw, self.resampler, n)))
 
     # ---- the driver: the only code that touches the session ----------------------------------------------------
     async def _drive(self) -> None:
@@ -374,7 +375,7 @@ class Connection:
             if fed is None:  # the batch started meanwhile: fed after it
                 self.inbox.extendleft(("audio", c) for c in reversed(chunks))
                 break
-            self.buffered -= sum(map(len, chunks))
+            self.buffered -= sum(n for _, _, n in chunks)
             out += fed
         self._emit(out)
         if gate.enter():
@@ -418,7 +419,8 @@ class Connection:
             return None
         try:
             out: list = []
-            for pcm in chunks:
+            for raw, resampler, _ in chunks:  # (input-rate pcm, the resampler when it came, its 16 kHz length)
+                pcm = resampler(raw)
                 self.fed += len(pcm)
                 out += s.feed(ev.AudioIn(pcm))
             return out
