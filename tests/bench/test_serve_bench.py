@@ -23,6 +23,7 @@ def test_three_sessions_answer_their_own_questions_and_survive_a_disconnect():
     assert "first audio delta" in bench.report(res)
     stalls = res.summary()["stalls"]  # every completed reply with audio is played through a `Player`
     assert stalls["replies"] >= res.spoken and 0 <= stalls["stalled"] <= stalls["replies"]
+    assert (stalls["dry_after_s_p50"] is None) == (stalls["stalled"] == 0)
     assert "playback stalls" in bench.report(res)
     assert res.chat_status == {"200": len(res.chat_ms)} and len(res.chat_ms) >= 3  # chat interleaved: all 200
     assert res.ok and "leakage: none" in bench.report(res)
@@ -36,6 +37,11 @@ def test_the_player_counts_the_silence_inside_a_reply():
     p.add(11.25, 0.2)  # 250 ms of silence before it
     p.add(11.3, 0.1)
     assert abs(p.stall - 0.25) < 1e-9 and abs(p.end - 11.55) < 1e-9
+    assert p.dry_after == 1.0 and abs(p.received - 1.3) < 1e-9  # it ran dry after its first second of audio
+    steady = bench.Player()
+    steady.add(0.0, 1.0)
+    steady.add(0.5, 1.0)
+    assert steady.dry_after is None and steady.stall == 0
 
 
 def test_the_leakage_check_catches_a_crossed_history():

@@ -71,6 +71,7 @@ class BenchResult:
     latency_ms: list[float] = field(default_factory=list)  # end of speech -> first delta
     audio_ms: list[float] = field(default_factory=list)  # end of speech -> first audio delta (the first sound)
     stall_ms: list[float] = field(default_factory=list)  # per reply with audio: silence inside it (`Player`)
+    dry_after_s: list[float] = field(default_factory=list)  # per stalled reply: audio played before it first ran dry
     from_stopped_ms: list[float] = field(default_factory=list)  # speech_stopped arrival -> first delta
     typed_ms: list[float] = field(default_factory=list)
     chat_ms: list[float] = field(default_factory=list)  # /v1/chat/completions interleaved: request -> response
@@ -88,9 +89,10 @@ class BenchResult:
 
     def summary(self) -> dict[str, Any]:
         timed = ("latency_ms", "audio_ms", "from_stopped_ms", "typed_ms", "chat_ms")
-        out = {k: v for k, v in asdict(self).items() if k not in (*timed, "stall_ms")}
+        out = {k: v for k, v in asdict(self).items() if k not in (*timed, "stall_ms", "dry_after_s")}
         out["stalls"] = {"replies": len(self.stall_ms), "stalled": sum(ms > 1000 * STALL_S for ms in self.stall_ms),
-                         "p90_ms": pct(self.stall_ms, 90), "max_ms": max(self.stall_ms, default=None)}
+                         "p90_ms": pct(self.stall_ms, 90), "max_ms": max(self.stall_ms, default=None),
+                         "dry_after_s_p50": pct(self.dry_after_s, 50)}
         for name in timed:
             values = getattr(self, name)
             out[name] = {"p50": pct(values, 50), "p90": pct(values, 90), "max": max(values, default=None),
@@ -105,17 +107,23 @@ STALL_S = 0.04  # a reply whose audio runs dry for longer than this (in all) sta
 class Player:
     """A client's speaker for one reply: starts at the first audio delta, plays what it got, pauses when it runs
     dry; `stall` is the silence so heard inside the reply (seconds). The server sends audio paced by the clock with
-    `SessionConfig.lead_s` ahead, so a delta that arrives within that lead never stalls it."""
+    `SessionConfig.lead_s` ahead, so a delta that arrives within that lead never stalls it. `dry_after`: where in the
+reply it first ran dry (seconds of its audio played before), None if it never did."""
 
     def __init__(self) -> None:
         self.end: float | None = None  # when what was received runs out
         self.stall = 0.0
+        self.received = 0.0  # seconds of audio received
+        self.dry_after: float | None = None  # seconds of audio it had played when it first ran dry
 
     def add(self, t: float, seconds: float) -> None:
         start = t if self.end is None else max(self.end, t)
         if self.end is not None:
+            if start > self.end and self.dry_after is None:
+                self.dry_after = self.received
             self.stall += start - self.end
         self.end = start + seconds
+        self.received += seconds
 
 
 def pct(values: Sequence[float], q: float) -> float | None:
@@ -266,6 +274,8 @@ class Client:
                     self.res.leaks.append(f"{self.tag}: response.done for {r['id']} not created on this socket")
                 if (player := self.players.pop(r["id"], None)) is not None and r["status"] == "completed":
                     self.res.stall_ms.append(1000 * player.stall)
+                    if player.stall > STALL_S and player.dry_after is not None:
+                        self.res.dry_after_s.append(player.dry_after)
                 await self.dones.put({**r, "t": now, "text": self.texts.get(r["id"], "")})
 
     async def answer(self, timeout: float = 60.0) -> dict:
@@ -485,7 +495,8 @@ def report(res: BenchResult) -> str:
         f"p90 {audio['p90']} ms (n={audio['n']})",
         f"  playback stalls (a reply's audio ran dry for > {1000 * STALL_S:.0f} ms): {s['stalls']['stalled']} of "
         f"{s['stalls']['replies']} replies, stall p90 {s['stalls']['p90_ms']} ms, max "
-        f"{None if s['stalls']['max_ms'] is None else round(s['stalls']['max_ms'], 1)} ms",
+        f"{None if s['stalls']['max_ms'] is None else round(s['stalls']['max_ms'], 1)} ms, first running dry after "
+        f"p50 {s['stalls']['dry_after_s_p50']} s of the reply's audio",
         f"  latency, speech_stopped -> first delta: p50 {stop['p50']} ms, p90 {stop['p90']} ms",
         f"  latency, typed (response.create -> first delta): p50 {typed['p50']} ms, p90 {typed['p90']} ms",
         f"  chat completions interleaved: {sum(res.chat_status.values())} requests, statuses {res.chat_status}, "
