@@ -2,6 +2,8 @@
 # s40 (2026-12-07, fifteenth session): a diagnostic, NOT a release. 150 LoRA steps on top of the shipped vita-mini
 # (s36) with 3,000 more generated video questions and the instruct records as replay (weight 0.3): can the LLM learn
 # the video tasks from more items? (docs/history/vita-mini.md, first paragraph, has the figures.) About 20 min here.
+# Its steps ran one by one in the session (runs/s40: the same generator, seed, recipe and init); this script was
+# not re-run as a whole.
 #   bash recipes/mini/s40/run.sh DATA OUT      (DATA: a `vita data mini` folder, e.g. runs/s28/data)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
