@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from vita.bench.playback import STALL_S, Player
 from vita.config import SAMPLE_RATE
 from vita.server import realtime_stats
 from vita.server.audio_out import OUTPUT_RATE
@@ -99,31 +100,6 @@ class BenchResult:
                          "n": len(values)}
         out["ok"] = self.ok
         return out
-
-
-STALL_S = 0.04  # a reply whose audio runs dry for longer than this (in all) stalled (as `vita bench duplex`)
-
-
-class Player:
-    """A client's speaker for one reply: starts at the first audio delta, plays what it got, pauses when it runs
-    dry; `stall` is the silence so heard inside the reply (seconds). The server sends audio paced by the clock with
-    `SessionConfig.lead_s` ahead, so a delta that arrives within that lead never stalls it. `dry_after`: where in the
-reply it first ran dry (seconds of its audio played before), None if it never did."""
-
-    def __init__(self) -> None:
-        self.end: float | None = None  # when what was received runs out
-        self.stall = 0.0
-        self.received = 0.0  # seconds of audio received
-        self.dry_after: float | None = None  # seconds of audio it had played when it first ran dry
-
-    def add(self, t: float, seconds: float) -> None:
-        start = t if self.end is None else max(self.end, t)
-        if self.end is not None:
-            if start > self.end and self.dry_after is None:
-                self.dry_after = self.received
-            self.stall += start - self.end
-        self.end = start + seconds
-        self.received += seconds
 
 
 def pct(values: Sequence[float], q: float) -> float | None:
