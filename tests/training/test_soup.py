@@ -63,6 +63,24 @@ def test_the_soup_is_the_mean_of_the_runs_exactly_or_compressed(two_parts: list[
     assert err < (1 - manifest["run"]["min_energy_kept"]) ** 0.5 + 1e-4
 
 
+def test_a_chain_is_the_sum_of_the_changes_and_the_last_folders_other_tensors(two_parts: list[Path],
+                                                                             tmp_path: Path) -> None:
+    one, two = (_merged(p) for p in two_parts)
+    base = load_model("tiny-random")[0].state_dict()
+    assert tools_main(["soup", "--chain", "--out", str(tmp_path / "chain"), *map(str, two_parts)]) == 0
+    chain = _merged(tmp_path / "chain")
+    adapted = [n for n in chain if ".attention.w" in n and n.endswith(".weight") and not torch.equal(one[n], base[n])]
+    assert adapted
+    for name in adapted:  # W + (change of one) + (change of two)
+        torch.testing.assert_close(chain[name], one[name] + two[name] - base[name], atol=1e-6, rtol=0, msg=name)
+    projector = [n for n in chain if n.startswith("vision_projector.")]
+    assert any(not torch.equal(one[n], two[n]) for n in projector)
+    for name in projector:  # the continuation's own values, not a mean
+        assert torch.equal(chain[name], two[name]), name
+    manifest = json.loads((tmp_path / "chain" / "parts.json").read_text())
+    assert [s["parts"] for s in manifest["run"]["chain"]] == [str(p) for p in two_parts]
+
+
 def test_parts_that_do_not_belong_together_are_refused(two_parts: list[Path], tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="two or more"):
         soup_parts(two_parts[:1], tmp_path / "a", check_base=False)

@@ -9,7 +9,11 @@ change to rank R by a truncated SVD instead (and reports how much of it, in Frob
 tensor (projector, adapter, tuned encoder blocks) is averaged. The parts must share config, LoRA scale, base packages
 and tensor names; anything else is an error naming the folder.
 
-    python -m vita.cli.tools soup --out OUT PARTS PARTS [PARTS ...] [--rank R]
+`chain=True` stacks instead of averaging: for parts each trained from the previous one's merged model (a continuation,
+e.g. recipes/mini/s41), B = [B_1 ... B_k] without the 1/k, so W + s B A = W + s sum_i B_i A_i, the changes one after
+another; every other tensor is the last folder's (the continuation starts from the earlier ones' values).
+
+    python -m vita.cli.tools soup --out OUT PARTS PARTS [PARTS ...] [--rank R] [--chain]
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ def _manifest(parts_dir: Path) -> dict[str, Any]:
 
 
 def soup_parts(parts_dirs: list[str | Path], out_dir: str | Path, *, rank: int | None = None,
-               check_base: bool = True) -> dict[str, Any]:
-    """Write the soup of `parts_dirs` to `out_dir`; return its manifest (with "soup": what each change kept)."""
+               check_base: bool = True, chain: bool = False) -> dict[str, Any]:
+    """Write the soup of `parts_dirs` (or with `chain` their sum) to `out_dir`; return its manifest (with "soup" or
+    "chain": the folders it was made of)."""
     dirs = [Path(d) for d in parts_dirs]
     if len(dirs) < 2:
         raise CheckpointError("a soup needs two or more parts folders")
@@ -59,10 +64,11 @@ def soup_parts(parts_dirs: list[str | Path], out_dir: str | Path, *, rank: int |
     kept_energy: list[float] = []
     adapted = sorted({m.group(1) for n in first if (m := LORA_FACTOR.match(n))})
     for name in sorted(n for n in first if not LORA_FACTOR.match(n)):
-        out[name] = torch.stack([t[name].float() for _, t, _ in read]).mean(0).to(dtype)
+        stacked = torch.stack([t[name].float() for _, t, _ in read])
+        out[name] = (stacked[-1] if chain else stacked.mean(0)).to(dtype)
     for weight in adapted:
         a = torch.cat([t[f"{weight}.lora_a"].float() for _, t, _ in read], dim=0)  # [k r, in]
-        b = torch.cat([t[f"{weight}.lora_b"].float() for _, t, _ in read], dim=1) / k  # [out, k r]
+        b = torch.cat([t[f"{weight}.lora_b"].float() for _, t, _ in read], dim=1) / (1 if chain else k)  # [out, k r]
         if rank is not None and rank < a.shape[0]:
             u, sv, vh = torch.linalg.svd(b @ a, full_matrices=False)
             kept_energy.append(float((sv[:rank] ** 2).sum() / (sv**2).sum().clamp_min(1e-30)))
@@ -72,9 +78,10 @@ def soup_parts(parts_dirs: list[str | Path], out_dir: str | Path, *, rank: int |
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_tensors(out_dir, out, metadata={"format": PARTS_FORMAT})
-    manifest = {**manifests[0], "files": {PARTS_FILE: sha256_file(out_dir / PARTS_FILE)},
-                "run": {"soup": [{"parts": str(d), "sha256": m["files"][PARTS_FILE], **m.get("run", {})}
-                                 for d, m in zip(dirs, manifests, strict=True)],
+    made_of = [{"parts": str(d), "sha256": m["files"][PARTS_FILE], **m.get("run", {})}
+               for d, m in zip(dirs, manifests, strict=True)]
+    manifest = {**manifests[-1 if chain else 0], "files": {PARTS_FILE: sha256_file(out_dir / PARTS_FILE)},
+                "run": {"chain" if chain else "soup": made_of,
                         "rank": rank, "min_energy_kept": min(kept_energy) if kept_energy else 1.0}}
     (out_dir / "parts.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

@@ -250,12 +250,13 @@ def soup(argv: list[str]) -> int:
     p.add_argument("parts", nargs="+", type=Path, help="two or more parts folders (`vita mini pack`) of one start")
     p.add_argument("--out", required=True, type=Path, help="the soup's parts folder (new or empty)")
     p.add_argument("--rank", type=int, default=None, help="compress each LLM change to this rank (default: exact)")
+    p.add_argument("--chain", action="store_true", help="sum the changes: each folder continued the previous one")
     a = p.parse_args(argv)
     if refuse_non_empty(a.out):
         return 2
 
     def run() -> int:
-        manifest = mod.soup_parts(a.parts, a.out, rank=a.rank)
+        manifest = mod.soup_parts(a.parts, a.out, rank=a.rank, chain=a.chain)
         print(json.dumps({"out": str(a.out), **manifest["run"]}, indent=1))
         return 0
 
