@@ -144,3 +144,16 @@ def test_inputs_say_whether_the_last_turn_was_typed(model):
     assert not model.processor([Turn("user", [Image(EXAMPLES / "emoji.png"), "\n  ", clip])]).typed
     assert not model.processor([Turn("user", "Hi"), Turn("assistant", "Hello!")]).typed
     assert not model.processor([Turn("user", "Hi"), Turn("assistant", "Hello!"), Turn("user", [clip])]).typed
+
+
+def test_video_rows_mark_the_frames_in_prompt_order(model):
+    turn = Turn("user", [Image(EXAMPLES / "emoji.png"), Video(EXAMPLES / "moving_dot.mp4"), "\nWhat happens?"])
+    inputs = model.processor([turn])
+    tiles = model.processor.image_tiles(EXAMPLES / "emoji.png").shape[0]
+    frames = model.processor.video_frames(EXAMPLES / "moving_dot.mp4").shape[0]
+    assert inputs.video_rows.dtype == torch.bool and tiles > 1 and frames > 1
+    assert inputs.video_rows.tolist() == [False] * tiles + [True] * frames
+    later = model.processor([Turn("user", [Video(EXAMPLES / "moving_dot.mp4"), "Then?"]),
+                             Turn("assistant", "A dot."), Turn("user", [Image(EXAMPLES / "emoji.png"), "And?"])])
+    assert later.video_rows.tolist() == [True] * frames + [False] * tiles
+    assert model.processor([Turn("user", "no media")]).video_rows is None

@@ -77,7 +77,7 @@ class Vita:
         """Model inputs -> the prompt's input rows [1, L, D] (text with the media spliced in). `transcribe=False`:
         clips whose Whisper transcript is not memoised read the CTC read-out (`listen_ahead` runs the decoder)."""
         return self.model.embed(inputs.token_ids.to(self.model.device), inputs.pixel_values, inputs.fbanks,
-                                transcribe)
+                                transcribe, video_rows=inputs.video_rows)
 
     def listen_ahead(self, inputs: ModelInputs) -> Future | None:
         """Whisper's decoder on the inputs' clips, on a helper thread of this model's own, memoising each transcript;

@@ -383,6 +383,9 @@ class VitaConfig:
     state_bias_after: float | None = None
     template: str = "mixtral_two"
     max_length: int = 9100
+    # a second projector for video frames (`VitaModel.encode_images(video_rows=...)`): frames can be trained apart
+    # from pictures, whose tiles keep `vision_projector`; None: frames share `vision_projector` (the official model)
+    video_projector: ProjectorConfig | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.llm, dict):
@@ -391,6 +394,8 @@ class VitaConfig:
             self.vision = VisionConfig(**self.vision)
         if isinstance(self.vision_projector, dict):
             self.vision_projector = ProjectorConfig(**self.vision_projector)
+        if isinstance(self.video_projector, dict):
+            self.video_projector = ProjectorConfig(**self.video_projector)
         if isinstance(self.audio, dict):
             self.audio = (WhisperConfig if self.audio.get("kind") == "whisper" else AudioConfig)(**self.audio)
         if isinstance(self.audio_adapter, dict):
@@ -420,16 +425,16 @@ class VitaConfig:
             raise ConfigError("vision and vision_projector must be given together")
         if (self.audio is None) != (self.audio_adapter is None):
             raise ConfigError("audio and audio_adapter must be given together")
-        if self.vision_projector is not None:
-            if self.vision_projector.input_size != self.vision.output_size:
-                raise ConfigError(
-                    f"vision projector input {self.vision_projector.input_size} "
-                    f"!= vision output {self.vision.output_size}"
-                )
-            if self.vision_projector.output_size != self.llm.hidden_size:
-                raise ConfigError(
-                    f"vision projector output {self.vision_projector.output_size} != LLM hidden {self.llm.hidden_size}"
-                )
+        if self.video_projector is not None and self.vision is None:
+            raise ConfigError("a video_projector needs a vision encoder (and its vision_projector)")
+        for name in ("vision_projector", "video_projector"):
+            projector = getattr(self, name)
+            if projector is None:
+                continue
+            if projector.input_size != self.vision.output_size:
+                raise ConfigError(f"{name} input {projector.input_size} != vision output {self.vision.output_size}")
+            if projector.output_size != self.llm.hidden_size:
+                raise ConfigError(f"{name} output {projector.output_size} != LLM hidden {self.llm.hidden_size}")
         if self.audio_adapter is not None:
             if self.audio_adapter.input_size != self.audio.hidden_size:
                 raise ConfigError(
@@ -441,7 +446,10 @@ class VitaConfig:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": "vita", "version": 1, **dataclasses.asdict(self)}
+        data = dataclasses.asdict(self)
+        if data["video_projector"] is None:  # config files without one stay as they were written before it existed
+            del data["video_projector"]
+        return {"format": "vita", "version": 1, **data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VitaConfig:

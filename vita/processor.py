@@ -67,6 +67,8 @@ class ModelInputs:
     modality: Modality = "lang"
     typed: bool = False  # the last turn is the user's and holds typed text (`VitaConfig.typed_state`)
     after_exchange: bool = False  # an earlier exchange is in the prompt (`VitaConfig.state_bias_after`)
+    # [N] bool, True where pixel_values[i] is a video's frame (`VitaConfig.video_projector`); None without pixels
+    video_rows: torch.Tensor | None = None
 
 
 def _typed(turns: Sequence[Turn]) -> bool:
@@ -159,11 +161,13 @@ class Processor:
 
     # -- prompt ------------------------------------------------------------------------------------------------
 
-    def render_message(self, content: str | Sequence[Part], pixels: list, fbanks: list, kinds: set[str]) -> str:
+    def render_message(self, content: str | Sequence[Part], pixels: list, fbanks: list, kinds: set[str],
+                       video_rows: list | None = None) -> str:
         """Render one message's parts to text with markers, loading its media in order.
 
         Appends each image's tiles / video's frames to `pixels`, each clip's fbank to `fbanks`, and "image"/"video"
         to `kinds`; training (`vita.training.sample`) calls this too, so media load exactly as at inference.
+        `video_rows`: gets, beside each entry of `pixels`, a bool [n] telling its rows are a video's frames.
         """
         if isinstance(content, str):
             content = [content]
@@ -202,6 +206,8 @@ class Processor:
             tiles, read = self._image(part.source) if kind is Image else (self.video_frames(part.source), "")
             kinds.add("image" if kind is Image else "video")
             pixels.append(tiles)
+            if video_rows is not None:
+                video_rows.append(torch.full((tiles.shape[0],), kind is Video, dtype=torch.bool))
             out.append(IMAGE_PLACEHOLDER * tiles.shape[0] + read)  # a reader's words right after the rows
         for kind, queue in queues.items():
             if used[kind] != len(queue):
@@ -214,7 +220,9 @@ class Processor:
         pixels: list[torch.Tensor] = []
         fbanks: list[torch.Tensor] = []
         kinds: set[str] = set()
-        messages = [Message(t.role, self.render_message(t.content, pixels, fbanks, kinds)) for t in turns]  # type: ignore[arg-type]
+        frames: list[torch.Tensor] = []
+        messages = [Message(t.role, self.render_message(t.content, pixels, fbanks, kinds, frames))
+                    for t in turns]  # type: ignore[arg-type]
         modality: Modality = "video" if "video" in kinds else "image" if "image" in kinds else "lang"
         prompt, spans = render_with_spans(messages, template=self.config.template, modality=modality, system=system)
         ids = tokenize_with_placeholders(self.tokenizer, prompt, spans)  # message text never forms special tokens
@@ -226,7 +234,7 @@ class Processor:
             counts[AUDIO_TOKEN_ID] = [self.audio_tokens(f.shape[0]) for f in fbanks]
         ids = expand_placeholders(ids, counts)
         return ModelInputs(torch.tensor([ids]), pixel_values, fbanks, prompt, modality, _typed(turns),
-                           after_exchange(turns))
+                           after_exchange(turns), torch.cat(frames) if frames else None)
 
     def simple(
         self,

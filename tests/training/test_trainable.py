@@ -24,7 +24,18 @@ def test_last_match_wins_and_unmatched_is_frozen(model):
         assert p.requires_grad == expected, name
     apply_trainable(model, {"vision_projector.*": True})  # no "*": everything else frozen
     assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"vision_projector"}
+    assert list(counts) == [g for g in GROUPS if g != "video_projector"]  # tiny-random has no video projector
+
+
+def test_a_video_projector_is_its_own_group():
+    import dataclasses
+
+    config = presets.tiny_random()
+    config = dataclasses.replace(config, video_projector=dataclasses.replace(config.vision_projector))
+    counts = apply_trainable(random_model(config, seed=0), {"video_projector.*": True})
     assert list(counts) == list(GROUPS)
+    assert counts["video_projector"].trainable == counts["vision_projector"].frozen > 0
+    assert counts["vision_projector"].trainable == 0
 
 
 def test_counts_per_group(model):

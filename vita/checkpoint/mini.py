@@ -4,7 +4,8 @@ A training run's parts are packed by `vita.training.mini_parts.pack_parts` (`vit
 
 The parts are only what `recipes/mini` trained (the LLM and the Whisper encoder come from PyPI packages):
 
-    model.safetensors   vision.*, vision_projector.*, audio_adapter.* and the LoRA factors
+    model.safetensors   vision.*, vision_projector.*, audio_adapter.* (+ video_projector.* where the config has
+                        one) and the LoRA factors
                         llm.layers.{i}.<proj>.lora_a [r, in] / .lora_b [out, r]           (float16)
                         + any audio_encoder.* tensor the recipe fine-tuned (Whisper's top blocks), which
                         replaces the packaged one
@@ -67,7 +68,7 @@ __all__ = ["PARTS_DIR", "PARTS_FORMAT", "REPLACEABLE_PREFIXES", "assemble_mini",
 PARTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "mini"
 PARTS_FORMAT = "vita-mini-parts"
 PARTS_FILE = "model.safetensors"  # the name `write_tensors` / `TensorReader.from_dir` use
-TRAINED_PREFIXES = ("vision.", "vision_projector.", "audio_adapter.")
+TRAINED_PREFIXES = ("vision.", "vision_projector.", "video_projector.", "audio_adapter.")
 # base tensors a parts file may replace: a fine-tuned encoder block, the transcriber's decoder with tuned ears merged
 REPLACEABLE_PREFIXES = ("audio_encoder.", "transcriber.decoder.")
 # LoRA factors a parts file may hold: the LLM's (instruction tuning), the transcriber decoder's (`vita.training.ears`)

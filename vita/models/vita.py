@@ -9,7 +9,8 @@ Audio features per encoder (`config.audio.kind`): whale takes a Kaldi fbank (T' 
 Whisper log-mel (T' = ceil(T/2)).
 
 Attribute names fix the canonical checkpoint layout: `llm.*`, `vision.*`, `vision_projector.*`,
-`audio_encoder.*`, `audio_adapter.*`.
+`audio_encoder.*`, `audio_adapter.*`, and with `config.video_projector` a second projector `video_projector.*` for
+the rows of video frames (`video_rows`; the tower still runs once over all tiles and frames).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class VitaModel(nn.Module):
         self.vision_projector = (
             VisionProjector(config.vision_projector) if config.vision_projector is not None else None
         )
+        self.video_projector = VisionProjector(config.video_projector) if config.video_projector is not None else None
         self.audio_encoder = _audio_encoder(config)
         self.audio_adapter = AudioAdapter(config.audio_adapter) if config.audio_adapter is not None else None
         self.transcriber = (
@@ -71,13 +73,25 @@ class VitaModel(nn.Module):
     def device(self) -> torch.device:
         return self.llm.norm.weight.device
 
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """[N, 3, S, S] tiles/frames -> [N * T_img, D] rows for the image placeholders, in tile order."""
+    def encode_images(self, pixel_values: torch.Tensor, video_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, 3, S, S] tiles/frames -> [N * T_img, D] rows for the image placeholders, in tile order.
+
+        `video_rows` (bool [N], True where pixel_values[i] is a video frame): with a `video_projector`, those rows go
+        through it and the others through `vision_projector`; without one, or None, all go through `vision_projector`.
+        """
         if self.vision is None or self.vision_projector is None:
             raise PromptError("this model has no vision encoder")
         param = self.vision_projector.fc1.weight
         feats = self._vision(pixel_values.to(param.device, param.dtype))  # [N, T_img, 4C]
         proj = self.vision_projector(feats)  # [N, T_img, D]
+        if self.video_projector is not None and video_rows is not None:
+            if video_rows.shape != feats.shape[:1] or video_rows.dtype != torch.bool:
+                raise PromptError(f"video_rows must be a bool tensor of shape [{feats.shape[0]}] (one flag per tile "
+                                  f"or frame), got {video_rows.dtype} {tuple(video_rows.shape)}")
+            # both projectors over every row, then a pick: each row is exactly what its projector alone would give
+            # (a subset's matmul may round differently), and a frame's gradient reaches only `video_projector`
+            frames = video_rows.to(feats.device)[:, None, None]  # [N, 1, 1]
+            proj = torch.where(frames, self.video_projector(feats), proj)
         return proj.reshape(-1, proj.shape[-1])  # [N * T_img, D]
 
     def _vision(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -168,12 +182,15 @@ class VitaModel(nn.Module):
         pixel_values: torch.Tensor | None = None,
         fbanks: Sequence[torch.Tensor] = (),
         transcribe: bool = True,
+        *,
+        video_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Expanded ids [B, L] + media -> input embeddings [B, L, D] (`transcribe`: see `encode_audio`)."""
+        """Expanded ids [B, L] + media -> input embeddings [B, L, D] (`transcribe`: see `encode_audio`; `video_rows`:
+        see `encode_images`)."""
         text = self.llm.embed(token_ids.clamp_min(0))  # [B, L, D]; placeholder rows are overwritten below
         features: dict[int, torch.Tensor] = {}
         if pixel_values is not None and pixel_values.shape[0]:
-            features[IMAGE_TOKEN_ID] = self.encode_images(pixel_values)
+            features[IMAGE_TOKEN_ID] = self.encode_images(pixel_values, video_rows)
         if fbanks:
             features[AUDIO_TOKEN_ID] = self.encode_audio(fbanks, transcribe)
         return splice(text, token_ids, features)
@@ -185,9 +202,12 @@ class VitaModel(nn.Module):
         fbanks: Sequence[torch.Tensor] = (),
         *,
         segment_ids: torch.Tensor | None = None,
+        video_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Uncached forward over the whole sequence: logits [B, L, V].
 
         segment_ids [B, L] (true packing): attention stays within a segment and positions restart per segment.
+        video_rows [N]: which of pixel_values are video frames (`encode_images`).
         """
-        return self.llm(input_embeds=self.embed(token_ids, pixel_values, fbanks), segment_ids=segment_ids)
+        embeds = self.embed(token_ids, pixel_values, fbanks, video_rows=video_rows)
+        return self.llm(input_embeds=embeds, segment_ids=segment_ids)

@@ -15,7 +15,7 @@ import torch
 
 from vita.errors import DataError
 from vita.tokens import IGNORE_INDEX
-from vita.training.sample import TrainSample
+from vita.training.sample import TrainSample, video_rows_of
 
 PAD_SEGMENT = -1  # segment id of padding positions
 
@@ -30,6 +30,8 @@ class Batch:
     fbanks: list[torch.Tensor] = field(default_factory=list)  # all clips in batch order, each [T, 80]
     num_tokens: int = 0  # supervised tokens in the batch
     sources: list[str] = field(default_factory=list)  # each sample's "path:line"
+    video_rows: torch.Tensor | None = None  # [N] bool, True where pixel_values[i] is a video's frame
+
 
 
 def collate(samples: Sequence[TrainSample], pad_id: int) -> Batch:
@@ -61,4 +63,5 @@ def collate(samples: Sequence[TrainSample], pad_id: int) -> Batch:
         fbanks=[f for s in samples for f in s.fbanks],
         num_tokens=int((labels != IGNORE_INDEX).sum()),
         sources=[s.source for s in samples],
+        video_rows=video_rows_of(samples),  # [N]
     )

@@ -76,8 +76,10 @@ def pack_parts(run_dir: str | Path, out_dir: str | Path, *, dtype: str = "fp16")
         tuned = {int(m[1]) for n in kept if (m := re.match(r"audio_encoder\.blocks\.(\d+)\.", n))}
         config = with_transcriber(config, tuned, whisper_folder())
     target = resolve_dtype(dtype)
-    if config.vision_projector is not None and config.vision_projector.input_norm:
-        kept, config = _fold_projector_norm(run_dir / "final", kept, config)
+    for name in ("vision_projector", "video_projector"):
+        projector = getattr(config, name)
+        if projector is not None and projector.input_norm:
+            kept, config = _fold_projector_norm(run_dir / "final", kept, config, name)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_tensors(out_dir, {n: t.to(target).contiguous() for n, t in sorted(kept.items())},
                   metadata={"format": PARTS_FORMAT})
@@ -113,29 +115,29 @@ def _packaged_whisper(config: VitaConfig) -> dict[str, torch.Tensor] | None:
 def frozen_parts(final: Path, kept: dict[str, torch.Tensor], packaged: dict[str, torch.Tensor] | None
                  ) -> dict[str, torch.Tensor]:
     """The tensors the run kept frozen but an earlier stage trained: not in the checkpoint's trainable state, so read
-    from `final`, which holds them unchanged: the projector and the adapter (e.g. region- or CTC-aligned ones), and
+    from `final`, which holds them unchanged: the projectors and the adapter (e.g. region- or CTC-aligned ones), and
     with `packaged` (the packaged Whisper's tensors, `_packaged_whisper`) every encoder or transcriber-decoder tensor
     that differs from it (the fine-tuned top blocks of `vita.training.embed_align`, the decoder with the ears of
     `vita.training.ears` merged)."""
     reader = TensorReader.from_dir(final)
     out = {n: reader[n] for n in reader
-           if n.startswith(("vision_projector.", "audio_adapter.")) and n not in kept
-           and n not in ("vision_projector.input_mean", "vision_projector.input_std")}
+           if n.startswith(("vision_projector.", "video_projector.", "audio_adapter.")) and n not in kept
+           and not n.endswith((".input_mean", ".input_std"))}  # a projector's input_norm: folded in, never kept
     if packaged is not None:
         out.update({n: reader[n] for n in reader if n.startswith(REPLACEABLE_PREFIXES) and n not in kept
                     and (n not in packaged or not torch.equal(reader[n].float(), packaged[n].float()))})
     return out
 
 
-def _fold_projector_norm(final: Path, kept: dict[str, torch.Tensor], config: VitaConfig
-                         ) -> tuple[dict[str, torch.Tensor], VitaConfig]:
-    """Fold the projector's fixed input statistics (in `final`, not trained, so not in the checkpoint) into fc1:
+def _fold_projector_norm(final: Path, kept: dict[str, torch.Tensor], config: VitaConfig,
+                         projector: str = "vision_projector") -> tuple[dict[str, torch.Tensor], VitaConfig]:
+    """Fold the `projector`'s fixed input statistics (in `final`, not trained, so not in the checkpoint) into fc1:
     the parts hold the plain official MLP."""
     reader = TensorReader.from_dir(final)
-    names = ("vision_projector.input_mean", "vision_projector.input_std")
+    names = (f"{projector}.input_mean", f"{projector}.input_std")
     missing = [n for n in names if n not in reader]
     if missing:
         raise CheckpointError(f"{final}: the config has input_norm but {', '.join(missing)} is missing")
-    folded = fold_input_norm({**kept, **{n: reader[n].float() for n in names}})
-    plain = dataclasses.replace(config.vision_projector, input_norm=False)
-    return folded, dataclasses.replace(config, vision_projector=plain)
+    folded = fold_input_norm({**kept, **{n: reader[n].float() for n in names}}, prefix=f"{projector}.")
+    plain = dataclasses.replace(getattr(config, projector), input_norm=False)
+    return folded, dataclasses.replace(config, **{projector: plain})

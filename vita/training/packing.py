@@ -31,7 +31,7 @@ from vita.media.image import find_grid
 from vita.media.prompt import Message, render
 from vita.processor import Processor
 from vita.tokens import MAX_VIDEO_FRAMES
-from vita.training.sample import MARKERS, TrainSample, parse_record
+from vita.training.sample import MARKERS, TrainSample, parse_record, video_rows_of
 
 AUDIO_TOKENS_PER_SECOND = 12.5
 
@@ -146,6 +146,7 @@ def pack_row(samples: list[TrainSample]) -> TrainSample:
         fbanks=[f for s in samples for f in s.fbanks],
         segment_ids=torch.cat([torch.full((len(s),), i, dtype=torch.long) for i, s in enumerate(samples)]),  # [L]
         source=", ".join(s.source for s in samples),
+        video_rows=video_rows_of(samples),  # [N], in the order of pixel_values
     )
 
 

@@ -23,6 +23,7 @@ Shapes: L expanded length, N tiles/frames, S tile size, T fbank frames.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,18 @@ class TrainSample:
     fbanks: list[torch.Tensor] = field(default_factory=list)  # one [T, 80] per clip in order
     segment_ids: torch.Tensor | None = None  # [L] int64 for true packing, else None
     source: str = ""  # "path:line" for messages (packed rows: several, comma-separated)
+    video_rows: torch.Tensor | None = None  # [N] bool, True where pixel_values[i] is a video's frame
 
     def __len__(self) -> int:
         return int(self.token_ids.shape[0])
+
+
+def video_rows_of(samples: Sequence[TrainSample]) -> torch.Tensor | None:
+    """[N] the samples' `video_rows` concatenated like their pixel_values (a sample without a mask: its rows are
+    tiles); None where no sample has pixels."""
+    masks = [s.video_rows if s.video_rows is not None else torch.zeros(s.pixel_values.shape[0], dtype=torch.bool)
+             for s in samples if s.pixel_values is not None and s.pixel_values.shape[0]]
+    return torch.cat(masks) if masks else None
 
 
 @dataclass
@@ -187,9 +197,10 @@ def tokenize_with_offsets(processor: Processor, prompt: str) -> tuple[list[int],
 
 
 def render_conversation(
-    processor: Processor, conv: Conversation
+    processor: Processor, conv: Conversation, video_rows: list[torch.Tensor] | None = None
 ) -> tuple[str, list[tuple[int, int]], torch.Tensor | None, list[torch.Tensor]]:
-    """Load media, render the prompt; returns (prompt, reply character spans, pixel_values, fbanks)."""
+    """Load media, render the prompt; returns (prompt, reply character spans, pixel_values, fbanks). `video_rows`
+    gets a bool [n] per image or video: whether its rows of pixel_values are a video's frames."""
     pixels: list[torch.Tensor] = []
     fbanks: list[torch.Tensor] = []
     kinds: set[str] = set()
@@ -199,7 +210,7 @@ def render_conversation(
         parts += [Image(p) for p in files["image"]] + [Video(p) for p in files["video"]]
         parts += [Audio(p) for p in files["audio"]]
         try:
-            content = processor.render_message(parts, pixels, fbanks, kinds) if len(parts) > 1 else text
+            content = processor.render_message(parts, pixels, fbanks, kinds, video_rows) if len(parts) > 1 else text
         except VitaError as exc:
             raise DataError(f"{conv.where}: {exc}", "media") from None
         except Exception as exc:  # a decoder failing in an unexpected way must not end the epoch
@@ -238,7 +249,8 @@ def build_sample(
 ) -> TrainSample:
     """A record -> TrainSample; raises `DataError` ("where: problem") for anything malformed."""
     conv = parse_record(record, where, media_root)
-    prompt, replies, pixel_values, fbanks = render_conversation(processor, conv)
+    frames: list[torch.Tensor] = []
+    prompt, replies, pixel_values, fbanks = render_conversation(processor, conv, frames)
     ids, spans = tokenize_with_offsets(processor, prompt)
     counts = {IMAGE_TOKEN_ID: [], AUDIO_TOKEN_ID: [processor.audio_tokens(f.shape[0]) for f in fbanks]}
     if pixel_values is not None:
@@ -267,4 +279,5 @@ def build_sample(
         fbanks=fbanks,
         segment_ids=None,
         source=where,
+        video_rows=torch.cat(frames) if frames else None,  # [N]
     )

@@ -72,9 +72,10 @@ class LossModule(nn.Module):
 
     def forward(self, token_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None,
                 pixel_values: torch.Tensor | None, fbanks: list[torch.Tensor],
-                segment_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Summed cross-entropy over the supervised tokens of the micro-batch (a scalar, float32)."""
-        embeds = self.model.embed(token_ids, pixel_values, fbanks)  # [B, L, D]
+                segment_ids: torch.Tensor | None = None, video_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Summed cross-entropy over the supervised tokens of the micro-batch (a scalar, float32); `video_rows`: which
+        of pixel_values are video frames (`VitaModel.encode_images`)."""
+        embeds = self.model.embed(token_ids, pixel_values, fbanks, video_rows=video_rows)  # [B, L, D]
         extra = {"segment_ids": segment_ids} if segment_ids is not None else {}
         hidden = self.model.llm.hidden_states(input_embeds=embeds, attention_mask=attention_mask, **extra)  # [B, L, D]
         # the head only where a label follows: answers are short, and [B, L, V] logits dominate a step otherwise
@@ -333,7 +334,7 @@ def _step(s: Setup, loop: Loop, stream: DataStream, world: World, autocast) -> S
             with autocast:
                 ce = s.module(_to(b.token_ids, world.device), _to(b.labels, world.device), mask,
                               _to(b.pixel_values, world.device), [f.to(world.device) for f in b.fbanks],
-                              _to(b.segment_ids, world.device))
+                              _to(b.segment_ids, world.device), _to(b.video_rows, world.device))
             (ce * scale).backward()
         ce_sum += float(ce.detach())
     loss = dist_utils.all_sum(world, [ce_sum])[0] / max(n_sup, 1.0)

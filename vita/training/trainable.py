@@ -6,7 +6,8 @@
 
 A parameter matched by no glob is frozen (a recipe that forgets a group trains less, never more). A glob that
 matches no parameter is an error: it is almost always a typo, and a typo would silently freeze what it meant.
-Groups are the top-level modules of `VitaModel`: llm, vision, vision_projector, audio_encoder, audio_adapter.
+Groups are the top-level modules of `VitaModel`: llm, vision, vision_projector, video_projector (only in a model
+with one), audio_encoder, audio_adapter.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 
 from vita.errors import TrainingError
 
-GROUPS = ("llm", "vision", "vision_projector", "audio_encoder", "audio_adapter")
+GROUPS = ("llm", "vision", "vision_projector", "video_projector", "audio_encoder", "audio_adapter")
 
 
 @dataclass

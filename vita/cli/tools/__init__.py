@@ -25,6 +25,7 @@
     quant_quality    int8 / int4 logit KL against bf16            vita.bench.quant_quality.measure
     tagger_head      the tagger's head for vita-mini's emoji       vita.training.tagger_head.fit_emoji_head
     soup             the average of several runs' parts            vita.training.soup.soup_parts
+    video_projector  video frames' own projector (a copy to train) vita.checkpoint.video_projector.add_video_projector
 
 Each tool parses its own flags (`python -m vita.cli.tools TOOL --help`) and calls the typed function beside it
 (`vita.cli.tools.build`: the tools that build parts, `vita.cli.tools.measure`: those that measure); the
@@ -50,6 +51,7 @@ from vita.cli.tools.build import (
     swap_tower,
     tagger_head,
     tower_pretrain,
+    video_projector,
 )
 from vita.cli.tools.common import PROG
 from vita.cli.tools.measure import (
@@ -72,7 +74,8 @@ TOOLS: dict[str, Callable[[list[str]], int]] = {
     f.__name__: f for f in (tower_pretrain, feature_stats, embed_align, ctc_wer, heard_wer, heard_targets,
                             ears, ctc_compress, add_transcriber, swap_tower, region_align, real_speech, mini_chat,
                             probes, described, text_compare, compare_evals, duplex_compare, release_table,
-                            bench_samples, bench_table, quant_quality, tagger_head, soup, state_bias)
+                            bench_samples, bench_table, quant_quality, tagger_head, soup, state_bias,
+                            video_projector)
 }
 __all__ = ["TOOLS", "main", *TOOLS]
 

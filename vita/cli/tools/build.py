@@ -9,7 +9,7 @@ from pathlib import Path
 from vita.cli.tools.common import parser, refuse_non_empty
 
 __all__ = ["tower_pretrain", "feature_stats", "embed_align", "ctc_wer", "ctc_compress", "heard_targets",
-           "add_transcriber", "ears", "swap_tower", "region_align", "tagger_head", "soup"]
+           "add_transcriber", "ears", "swap_tower", "region_align", "tagger_head", "soup", "video_projector"]
 
 
 def tower_pretrain(argv: list[str]) -> int:
@@ -261,3 +261,16 @@ def soup(argv: list[str]) -> int:
         return 0
 
     return run_command(run)
+
+
+def video_projector(argv: list[str]) -> int:
+    from vita.checkpoint import video_projector as mod
+    from vita.errors import run_command
+
+    p = parser("video_projector", mod.__doc__)
+    p.add_argument("--model", type=Path, required=True, help="model folder (our canonical layout)")
+    p.add_argument("--out", type=Path, required=True, help="new folder for the model with its video projector")
+    args = p.parse_args(argv)
+    if refuse_non_empty(args.out):
+        return 2
+    return run_command(lambda: print(json.dumps(mod.add_video_projector(args.model, args.out))))
