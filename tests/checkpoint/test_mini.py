@@ -82,7 +82,7 @@ def test_damaged_parts_are_refused(lora_run: Path, tmp_path: Path) -> None:
 def test_shipped_parts_verify_against_installed_packages() -> None:
     config, tensors, scale = read_parts(PARTS_DIR)
     total = sum((PARTS_DIR / f).stat().st_size for f in ("model.safetensors", "parts.json"))
-    assert total <= 40 * 2**20 and scale > 0
+    assert total <= 48 * 2**20 and scale > 0  # small enough to ship in the wheel (s43: 41.7 MiB, a video projector)
     assert config.vision is not None and config.audio is not None and config.template == "chatml"
 
 
