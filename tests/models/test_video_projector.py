@@ -106,3 +106,16 @@ def test_a_bad_mask_is_refused(models) -> None:
         _embed(two, inputs, inputs.video_rows[1:])
     with pytest.raises(PromptError, match="video_rows must be a bool tensor"):
         _embed(two, inputs, inputs.video_rows.long())
+
+
+def test_pictures_alone_skip_the_video_projector_at_inference_but_not_in_training(models, monkeypatch) -> None:
+    vm, two, inputs = models
+    calls = []
+    monkeypatch.setattr(two.video_projector, "forward", lambda x: calls.append(x.shape) or torch.zeros_like(
+        two.vision_projector(x)))
+    tiles = torch.zeros_like(inputs.video_rows)  # every row a picture's tile (a camera frame, an image prompt)
+    with torch.inference_mode():
+        out = two.embed(inputs.token_ids, inputs.pixel_values, inputs.fbanks, video_rows=tiles)[0]
+    assert not calls and torch.equal(out, _embed(vm.model, inputs))
+    two.embed(inputs.token_ids, inputs.pixel_values, inputs.fbanks, video_rows=tiles)  # gradients on: in the graph
+    assert len(calls) == 1  # every trainable parameter gets a gradient each step (DDP)

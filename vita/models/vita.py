@@ -90,8 +90,11 @@ class VitaModel(nn.Module):
                                   f"or frame), got {video_rows.dtype} {tuple(video_rows.shape)}")
             # both projectors over every row, then a pick: each row is exactly what its projector alone would give
             # (a subset's matmul may round differently), and a frame's gradient reaches only `video_projector`
-            frames = video_rows.to(feats.device)[:, None, None]  # [N, 1, 1]
-            proj = torch.where(frames, self.video_projector(feats), proj)
+            # pictures alone at inference (a camera frame, an image prompt): nothing more to run; with gradients on,
+            # the projector stays in every step's graph (DDP expects each trainable parameter to get a gradient)
+            if torch.is_grad_enabled() or bool(video_rows.any()):
+                frames = video_rows.to(feats.device)[:, None, None]  # [N, 1, 1]
+                proj = torch.where(frames, self.video_projector(feats), proj)
         return proj.reshape(-1, proj.shape[-1])  # [N * T_img, D]
 
     def _vision(self, pixels: torch.Tensor) -> torch.Tensor:
