@@ -253,7 +253,8 @@ def test_picked_image_goes_with_the_next_typed_question(kit, model, piper, tmp_p
     expected = model.processor([Turn("user", [Image(PILImage.open(picture)), "?"])]).pixel_values  # [N, 3, S, S]
     pixels: list = []  # what the vision tower was given
     encode = model.model.encode_images
-    monkeypatch.setattr(model.model, "encode_images", lambda px: pixels.append(px.detach().clone()) or encode(px))
+    monkeypatch.setattr(model.model, "encode_images",
+                        lambda px, *rest: pixels.append(px.detach().clone()) or encode(px, *rest))
     seen: Seen = []
     wav = write_wav(tmp_path / "quiet.wav", 2.0, synth=piper[1])
     with serve(kit, model, piper, [], seen) as server:
