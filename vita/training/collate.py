@@ -33,7 +33,6 @@ class Batch:
     video_rows: torch.Tensor | None = None  # [N] bool, True where pixel_values[i] is a video's frame
 
 
-
 def collate(samples: Sequence[TrainSample], pad_id: int) -> Batch:
     """Stack samples into one right-padded batch."""
     if not samples:

@@ -64,8 +64,8 @@ def soup_parts(parts_dirs: list[str | Path], out_dir: str | Path, *, rank: int |
     kept_energy: list[float] = []
     adapted = sorted({m.group(1) for n in first if (m := LORA_FACTOR.match(n))})
     for name in sorted(n for n in first if not LORA_FACTOR.match(n)):
-        stacked = torch.stack([t[name].float() for _, t, _ in read])
-        out[name] = (stacked[-1] if chain else stacked.mean(0)).to(dtype)
+        out[name] = (read[-1][1][name].float() if chain
+                     else torch.stack([t[name].float() for _, t, _ in read]).mean(0)).to(dtype)
     for weight in adapted:
         a = torch.cat([t[f"{weight}.lora_a"].float() for _, t, _ in read], dim=0)  # [k r, in]
         b = torch.cat([t[f"{weight}.lora_b"].float() for _, t, _ in read], dim=1) / (1 if chain else k)  # [out, k r]
