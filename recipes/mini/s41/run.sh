@@ -16,14 +16,5 @@ export HF_HUB_OFFLINE=1 VITA_MINI_DATA=$(realpath $DATA) VITA_MINI_INIT=$(realpa
 [ -f $OUT/video/train/video_more.json ] || $PY recipes/mini/s40/video_more.py 3000 $DATA $OUT/video/train
 [ -f $OUT/train/final/config.json ] || $VITA train --recipe recipes/mini/s41/continue.yaml --output $OUT/train
 [ -f $OUT/cont/parts.json ] || $VITA mini pack --run $OUT/train --out $OUT/cont
-if [ ! -f $OUT/parts/parts.json ]; then
-    $PY -m vita.cli.tools soup --chain --out $OUT/chained $RUNS/s36/parts $OUT/cont
-    $VITA mini assemble --parts $OUT/chained --out $OUT/chained-mini
-    cp -r $OUT/chained $OUT/parts
-    $PY -m vita.cli.tools state_bias --model $OUT/chained-mini \
-        --like $RUNS/s29/vita-mini $RUNS/s30/vita-mini $RUNS/s31/vita-mini $RUNS/s32/vita-mini \
-        --manifest $DATA/train/calib.jsonl --write $OUT/parts --threads 2 > $OUT/bias.json
-fi
-[ -f $OUT/vita-mini/config.json ] || $VITA mini assemble --parts $OUT/parts --out $OUT/vita-mini
-$VITA eval --manifest $DATA/eval/all.jsonl --model $OUT/vita-mini --dtype fp32 --max-new-tokens 48 --quiet \
-    --out $OUT/eval_all.json
+[ -f $OUT/chained/parts.json ] || $PY -m vita.cli.tools soup --chain --out $OUT/chained $RUNS/s36/parts $OUT/cont
+bash recipes/mini/finish.sh $OUT/chained $DATA $RUNS $OUT

@@ -17,15 +17,5 @@ export HF_HUB_OFFLINE=1 VITA_MINI_DATA=$(realpath $DATA) VITA_MINI_INIT=$(realpa
 [ -f $DATA/train/instruct_video.json ] || $PY -c "import json, sys; d = json.load(open(sys.argv[1] + '/train/instruct.json'))
 json.dump([r for r in d if 'video' in r], open(sys.argv[1] + '/train/instruct_video.json', 'w'))" $DATA
 [ -f $OUT/train/final/config.json ] || $VITA train --recipe recipes/mini/s43/video_projector.yaml --output $OUT/train
-if [ ! -f $OUT/parts/parts.json ]; then
-    $PY recipes/mini/s42/with_projector.py $RUNS/s36/parts $OUT/train/final $OUT/proj video_projector.
-    $VITA mini assemble --parts $OUT/proj --out $OUT/proj-mini
-    cp -r $OUT/proj $OUT/parts
-    $PY -m vita.cli.tools state_bias --model $OUT/proj-mini \
-        --like $RUNS/s29/vita-mini $RUNS/s30/vita-mini $RUNS/s31/vita-mini $RUNS/s32/vita-mini \
-        --manifest $DATA/train/calib.jsonl --write $OUT/parts --threads 2 > $OUT/bias.json
-fi
-[ -f $OUT/vita-mini/config.json ] || $VITA mini assemble --parts $OUT/parts --out $OUT/vita-mini
-$VITA eval --manifest $DATA/eval/all.jsonl --model $OUT/vita-mini --dtype fp32 --max-new-tokens 48 --quiet \
-    --out $OUT/eval_all.json
-echo "parts: $OUT/parts (copy model.safetensors and parts.json over vita/assets/mini to ship)"
+[ -f $OUT/proj/parts.json ] || $PY recipes/mini/s42/with_projector.py $RUNS/s36/parts $OUT/train/final $OUT/proj video_projector.
+bash recipes/mini/finish.sh $OUT/proj $DATA $RUNS $OUT

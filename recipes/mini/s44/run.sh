@@ -14,15 +14,5 @@ export HF_HUB_OFFLINE=1 VITA_MINI_DATA=$(realpath $DATA) VITA_MINI_INIT=$(realpa
     VITA_S41_VIDEO=$(realpath $S43/video) VITA_S44_VIDEO=$(realpath -m $OUT/video)
 [ -f $OUT/video/train/video_spoken.json ] || $PY recipes/mini/s44/video_spoken.py 2000 $DATA $OUT/video/train
 [ -f $OUT/train/final/config.json ] || $VITA train --recipe recipes/mini/s44/video_spoken.yaml --output $OUT/train
-if [ ! -f $OUT/parts/parts.json ]; then
-    $PY recipes/mini/s42/with_projector.py $S43/parts $OUT/train/final $OUT/proj video_projector.
-    $VITA mini assemble --parts $OUT/proj --out $OUT/proj-mini
-    cp -r $OUT/proj $OUT/parts
-    $PY -m vita.cli.tools state_bias --model $OUT/proj-mini \
-        --like $RUNS/s29/vita-mini $RUNS/s30/vita-mini $RUNS/s31/vita-mini $RUNS/s32/vita-mini \
-        --manifest $DATA/train/calib.jsonl --write $OUT/parts --threads 2 > $OUT/bias.json
-fi
-[ -f $OUT/vita-mini/config.json ] || $VITA mini assemble --parts $OUT/parts --out $OUT/vita-mini
-$VITA eval --manifest $DATA/eval/all.jsonl --model $OUT/vita-mini --dtype fp32 --max-new-tokens 48 --quiet \
-    --out $OUT/eval_all.json
-echo "parts: $OUT/parts (copy model.safetensors and parts.json over vita/assets/mini to ship)"
+[ -f $OUT/proj/parts.json ] || $PY recipes/mini/s42/with_projector.py $S43/parts $OUT/train/final $OUT/proj video_projector.
+bash recipes/mini/finish.sh $OUT/proj $DATA $RUNS $OUT
