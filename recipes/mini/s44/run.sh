@@ -6,7 +6,8 @@
 # eval apart. Its steps ran one by one in the session (runs/s44/go.sh); this script was not re-run as a whole.
 #   bash recipes/mini/s44/run.sh DATA RUNS S43 OUT
 # DATA: the `vita data mini` folder of recipes/mini/s34/run.sh; RUNS: that script's OUT (s29-s32 assembled, for the
-# calibration; the session ran runs/s41/bias.py: the same method with s36's targets on calib36.jsonl); S43: the OUT of recipes/mini/s43/run.sh (its train/final, video/train/video_more.json, parts); OUT: new.
+# calibration; the session ran runs/s41/bias.py: the same method with s36's targets on calib36.jsonl); S43: the OUT
+# of recipes/mini/s43/run.sh (its train/final, video/train/video_more.json, parts); OUT: new folder.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 DATA=$1; RUNS=$2; S43=$3; OUT=$4; VITA=${VITA:-.venv/bin/vita}; PY=${PY:-.venv/bin/python}

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from vita.datasets.augment import AugmentConfig
 from vita.datasets.mini.build import _sha, _Split, _turns, _Voices
+from vita.datasets.mini.rebuild import manifest_augment
 from vita.datasets.mini.speech import train_pool
 from vita.datasets.mini.text import load_corpus
 from vita.datasets.mini.videos import VIDEO_TASKS
@@ -16,11 +16,9 @@ from vita.datasets.mini.videos import VIDEO_TASKS
 n, data, out = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 manifest = json.loads((data / "manifest.json").read_text())
 seed = manifest.get("seed", 0)
-raw = manifest.get("augment")
-augment = None if raw is None else AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 forbidden = {_sha(p) for p in (data / "eval/media/videos").glob("*.mp4")}  # never an eval video
 split = _Split(out, seed, 0, forbidden)
-voices = _Voices(out, seed, 0, train_pool(), augment, load_corpus())
+voices = _Voices(out, seed, 0, train_pool(), manifest_augment(manifest), load_corpus())
 cycle = ["direction", "direction", "order", "flashes"]
 assert set(cycle) == set(VIDEO_TASKS)
 rows = []

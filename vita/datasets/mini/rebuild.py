@@ -46,6 +46,12 @@ def _sizes(manifest: dict) -> dict[str, int]:
     return SMALL_SIZES if manifest["sizes"].get("asr") == SMALL_SIZES["asr"] else DEFAULT_SIZES
 
 
+def manifest_augment(manifest: dict) -> AugmentConfig | None:
+    """The speech augmentation the folder's training clips were made with (None: none), as its manifest records it."""
+    raw = manifest.get("augment")
+    return None if raw is None else AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
 def _write_manifest(root: Path, manifest: dict, files: dict[str, str], drop: str | None = None) -> None:
     """`files` (path -> sha256) into the manifest's file list (`drop`: a folder whose old entries go first)."""
     listed = {k: v for k, v in manifest["files"].items() if drop is None or not k.startswith(drop)}
@@ -84,12 +90,9 @@ def rebuild_fragments(out_dir: str | Path) -> dict:
     root, manifest = Path(out_dir), _manifest(Path(out_dir))
     seed = manifest["seed"]
     n = _sizes(manifest)["asr_fragment"]
-    raw = manifest.get("augment")
-    augment = None if raw is None else AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                                        for k, v in raw.items()})
     train = root / "train"
     corpus = load_corpus()
-    voices = _Voices(train, seed, 0, train_pool(), augment, corpus)
+    voices = _Voices(train, seed, 0, train_pool(), manifest_augment(manifest), corpus)
     records = _fragments(voices, n, seed, corpus)
     (train / "audio_fragments.json").write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n",
                                                 encoding="utf-8")
