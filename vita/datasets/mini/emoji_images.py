@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
+from vita.datasets.mini import artists
 from vita.datasets.mini.canvas import (
     HELD_OUT_BACKGROUNDS,
     NUMBER_WORDS,
@@ -59,16 +60,18 @@ class _Sprite:
 
 
 def render_sprite(rng: np.random.Generator, concept: Concept, style: str, side: int, angle: float,
-                  under: float) -> _Sprite:
+                  under: float, drawing: Image.Image | None = None) -> _Sprite:
+    """`drawing`: another artist's drawing of `concept` (`artists.drawing`: an alpha mask for "line", RGBA else) in
+    place of the fonts' glyphs."""
     if style == "line":
-        mask = line_glyph(concept.char)
+        mask = drawing if drawing is not None else line_glyph(concept.char)
         assert mask is not None
         ink = ink_for(rng, under)
         glyph = Image.new("RGBA", mask.size, (*jitter(rng, PALETTE[ink], 10), 255))
         glyph.putalpha(mask)
         description = f"a {ink} line drawing"
     else:
-        glyph = colour_glyph(concept.char)
+        glyph = drawing if drawing is not None else colour_glyph(concept.char)
         if style == "grey":
             alpha = glyph.getchannel("A")
             glyph = ImageOps.grayscale(glyph.convert("RGB")).convert("RGBA")
@@ -94,11 +97,22 @@ def emoji_style(rng: np.random.Generator, concept: Concept, held_out: bool) -> t
     return ("grey" if u > 0.9 else "colour"), "colour"
 
 
-def emoji_item(rng: np.random.Generator, held_out: bool, concept: Concept | None = None) -> ImageItem:
-    """One emoji naming item; `concept` fixes the concept (the rng still draws one, so the rest is unchanged)."""
+def emoji_item(rng: np.random.Generator, held_out: bool, concept: Concept | None = None,
+               artist: str | None = None) -> ImageItem:
+    """One emoji naming item; `concept` fixes the concept (the rng still draws one, so the rest is unchanged).
+    `artist` (a key of `artists.ARTISTS`, training renders only): that artist's drawing of the concept, in its own
+    style (a line drawing for a line artist, colour or grey else), subgroup "artist"."""
     drawn = CONCEPTS[int(rng.integers(len(CONCEPTS)))]
     concept = concept or drawn
-    style, subgroup = emoji_style(rng, concept, held_out)
+    drawing = None
+    if artist is None:
+        style, subgroup = emoji_style(rng, concept, held_out)
+    else:
+        drawing = artists.drawing(concept.char, artist)
+        if drawing is None:
+            raise ValueError(f"{artist} has no drawing of {concept.name!r} ({concept.char!r})")
+        style = "line" if artists.ARTISTS[artist].line else ("grey" if rng.random() < 0.1 else "colour")
+        subgroup = "artist"
     size = pick(rng, SIZES)
     w, h = size
     img, bg = background(rng, size, held_out)
@@ -110,7 +124,7 @@ def emoji_item(rng: np.random.Generator, held_out: bool, concept: Concept | None
     cx = float(rng.uniform(min(half, w / 2), max(w - half, w / 2)))
     cy = float(rng.uniform(min(half, h / 2), max(h - half, h / 2)))
     sprite = render_sprite(rng, concept, style, side, angle,
-                           region_luma(img, (cx - half, cy - half, cx + half, cy + half)))
+                           region_luma(img, (cx - half, cy - half, cx + half, cy + half)), drawing)
     image = sprite.image.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else sprite.image
     x0, y0, x1, y1 = paste(img, image, cx, cy)
     covered = ""
