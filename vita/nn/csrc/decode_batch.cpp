@@ -145,9 +145,12 @@ at::Tensor decode_batch_impl(at::IntArrayRef tokens, at::IntArrayRef positions, 
   const int threads = int(std::max<int64_t>(1, at::get_num_threads()));
   const int64_t XN = std::max(D, Q);
 
+  TeamBarrier bar;
+
 #pragma omp parallel num_threads(threads)
   {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const auto sync = [&] { bar.wait(nt); };
     const auto rounded = [](float* out, int64_t n_per) {
       return [out, n_per](int b, int64_t n, float v) { out[b * n_per + n] = rnd<E>(v); };
     };
@@ -160,11 +163,13 @@ at::Tensor decode_batch_impl(at::IntArrayRef tokens, at::IntArrayRef positions, 
 
     for (int64_t l = 0; l < L; ++l) {
       const Layer<E, W>& ly = ls[l];
-#pragma omp single
-      for (int b = 0; b < B; ++b) {
-        rms_norm(x.data() + b * D, ly.attn_norm, D, feps, xn.data() + b * XN);
-        in.prepare(b, xn.data() + b * XN, D);
+      if (t == 0) {
+        for (int b = 0; b < B; ++b) {
+          rms_norm(x.data() + b * D, ly.attn_norm, D, feps, xn.data() + b * XN);
+          in.prepare(b, xn.data() + b * XN, D);
+        }
       }
+      sync();
       if (bias) {
         gemv_stack_multi<E>(ly.qkv, 3, D, t, nt, in, [&](int b, int64_t n, float v) {
           const float bb = n < Q ? to_f(ly.bias[0][n])
@@ -174,60 +179,73 @@ at::Tensor decode_batch_impl(at::IntArrayRef tokens, at::IntArrayRef positions, 
       } else {
         gemv_stack_multi<E>(ly.qkv, 3, D, t, nt, in, rounded(qkv.data(), QKV));
       }
-#pragma omp barrier
-#pragma omp single
-      for (int b = 0; b < B; ++b) {
-        float* h = qkv.data() + b * QKV;
-        const int64_t pos = positions[b];
-        for (int64_t j = 0; j < num_heads + num_kv_heads; ++j) rope<E>(h + j * Dh, c.data() + b * Dh, s.data() + b * Dh, Dh);
-        E *kl = kc[b * L + l], *vl = vc[b * L + l];
-        for (int64_t j = 0; j < num_kv_heads; ++j) {
-          for (int64_t i = 0; i < Dh; ++i) {
-            kl[(j * S[b] + pos) * Dh + i] = from_f<E>(h[Q + j * Dh + i]);
-            vl[(j * S[b] + pos) * Dh + i] = from_f<E>(h[Q + KV + j * Dh + i]);
+      sync();
+      if (t == 0) {
+        for (int b = 0; b < B; ++b) {
+          float* h = qkv.data() + b * QKV;
+          const int64_t pos = positions[b];
+          for (int64_t j = 0; j < num_heads + num_kv_heads; ++j) rope<E>(h + j * Dh, c.data() + b * Dh, s.data() + b * Dh, Dh);
+          E *kl = kc[b * L + l], *vl = vc[b * L + l];
+          for (int64_t j = 0; j < num_kv_heads; ++j) {
+            for (int64_t i = 0; i < Dh; ++i) {
+              kl[(j * S[b] + pos) * Dh + i] = from_f<E>(h[Q + j * Dh + i]);
+              vl[(j * S[b] + pos) * Dh + i] = from_f<E>(h[Q + KV + j * Dh + i]);
+            }
           }
         }
       }
-#pragma omp for schedule(static)
-      for (int64_t bh = 0; bh < B * num_heads; ++bh) {
+      sync();
+      const int64_t BH = B * num_heads;
+      for (int64_t bh = BH * t / nt; bh < BH * (t + 1) / nt; ++bh) {  // split as schedule(static)
         const int b = int(bh / num_heads);
         const int64_t h = bh % num_heads, kv = (h / heads_per_kv) * S[b] * Dh;
         attend(qkv.data() + b * QKV + h * Dh, kc[b * L + l] + kv, vc[b * L + l] + kv, T[b], Dh, scale,
                scores.data() + bh * maxT, att.data() + b * Q + h * Dh);
       }
-#pragma omp single
-      for (int b = 0; b < B; ++b) in.prepare(b, att.data() + b * Q, Q);
+      sync();
+      if (t == 0) {
+        for (int b = 0; b < B; ++b) in.prepare(b, att.data() + b * Q, Q);
+      }
+      sync();
       gemv_one(ly.wo, Q, proj.data());
-#pragma omp barrier
-#pragma omp single
+      sync();
+      if (t == 0) {
+        for (int b = 0; b < B; ++b) {
+          float* xb = x.data() + b * D;
+          for (int64_t i = 0; i < D; ++i) xb[i] = rnd<E>(xb[i] + proj[b * D + i]);
+          rms_norm(xb, ly.ffn_norm, D, feps, xn.data() + b * XN);
+          in.prepare(b, xn.data() + b * XN, D);
+        }
+      }
+      sync();
+      gemv_stack_multi<E>(ly.gate_up, 2, D, t, nt, in, rounded(gu.data(), 2 * I));
+      sync();
+      if (t == 0) {
+        for (int b = 0; b < B; ++b) {
+          const float* g = gu.data() + b * 2 * I;
+          float* a = act.data() + b * I;
+          for (int64_t i = 0; i < I; ++i) a[i] = rnd<E>(g[i] / (1.f + std::exp(-g[i])) * g[I + i]);
+          in.prepare(b, a, I);
+        }
+      }
+      sync();
+      gemv_one(ly.w2, I, proj.data());
+      sync();
+      if (t == 0) {
+        for (int b = 0; b < B; ++b) {
+          float* xb = x.data() + b * D;
+          for (int64_t i = 0; i < D; ++i) xb[i] = rnd<E>(xb[i] + proj[b * D + i]);
+        }
+      }
+      sync();
+    }
+    if (t == 0) {
       for (int b = 0; b < B; ++b) {
-        float* xb = x.data() + b * D;
-        for (int64_t i = 0; i < D; ++i) xb[i] = rnd<E>(xb[i] + proj[b * D + i]);
-        rms_norm(xb, ly.ffn_norm, D, feps, xn.data() + b * XN);
+        rms_norm(x.data() + b * D, ptr<E>(norm), D, feps, xn.data() + b * XN);
         in.prepare(b, xn.data() + b * XN, D);
       }
-      gemv_stack_multi<E>(ly.gate_up, 2, D, t, nt, in, rounded(gu.data(), 2 * I));
-#pragma omp barrier
-#pragma omp single
-      for (int b = 0; b < B; ++b) {
-        const float* g = gu.data() + b * 2 * I;
-        float* a = act.data() + b * I;
-        for (int64_t i = 0; i < I; ++i) a[i] = rnd<E>(g[i] / (1.f + std::exp(-g[i])) * g[I + i]);
-        in.prepare(b, a, I);
-      }
-      gemv_one(ly.w2, I, proj.data());
-#pragma omp barrier
-#pragma omp single
-      for (int b = 0; b < B; ++b) {
-        float* xb = x.data() + b * D;
-        for (int64_t i = 0; i < D; ++i) xb[i] = rnd<E>(xb[i] + proj[b * D + i]);
-      }
     }
-#pragma omp single
-    for (int b = 0; b < B; ++b) {
-      rms_norm(x.data() + b * D, ptr<E>(norm), D, feps, xn.data() + b * XN);
-      in.prepare(b, xn.data() + b * XN, D);
-    }
+    sync();
     gemv_stack_multi<E>(head_part, 1, D, t, nt, in,
                         [logit_bits, V](int b, int64_t n, float v) { logit_bits[b * V + n] = from_f<E>(v); });
   }

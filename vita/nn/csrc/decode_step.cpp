@@ -12,7 +12,7 @@
 // machine next to ~15 ms of weight streaming. Here the threads enter one parallel region for the whole step, split
 // every GEMV by rows (each thread streams one contiguous block: `gemv_rows_dp` with AVX512-BF16 where the CPU has it,
 // else `gemv_rows`, bf16 widened in AVX2 registers), and meet at a barrier between stages; the element-wise work
-// runs on one thread in between, attention is split by query head. decode_batch.cpp is this step for several
+// runs on one thread in between (`TeamBarrier`, decode_common.h), attention is split by query head. decode_batch.cpp is this step for several
 // sequences at once, with the same row kernels (its rows equal this step's bit for bit).
 //
 // Numerics follow the module path (`vita.models.llm`): in bf16 every tensor the module path holds in bf16 (the
@@ -153,9 +153,12 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
   const float feps = float(eps);
   const int threads = int(std::max<int64_t>(1, at::get_num_threads()));
 
+  TeamBarrier bar;
+
 #pragma omp parallel num_threads(threads)
   {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const auto sync = [&] { bar.wait(nt); };
     // this thread's rows of an N-row GEMV over the prepared input `in`, stored by `store`
     auto gemv = [&](const W& w, int64_t N, int64_t K, auto store) {
       in.rows(w, N * t / nt, N * (t + 1) / nt, K, store);
@@ -164,11 +167,11 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
 
     for (int64_t l = 0; l < L; ++l) {
       const Layer<E, W>& ly = ls[l];
-#pragma omp single
-      {
+      if (t == 0) {
         rms_norm(x.data(), ly.attn_norm, D, feps, xn.data());
         in.prepare(xn.data(), D);
       }
+      sync();
       if (bias) {
         gemv_stack(ly.qkv, 3, D, t, nt, in, [&](int64_t n, float v) {
           const float b = n < Q ? to_f(ly.bias[0][n])
@@ -178,9 +181,8 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
       } else {
         gemv_stack(ly.qkv, 3, D, t, nt, in, rounded(qkv.data()));
       }
-#pragma omp barrier
-#pragma omp single
-      {
+      sync();
+      if (t == 0) {
         for (int64_t h = 0; h < num_heads + num_kv_heads; ++h) rope<E>(qkv.data() + h * Dh, c.data(), s.data(), Dh);
         for (int64_t h = 0; h < num_kv_heads; ++h) {
           for (int64_t i = 0; i < Dh; ++i) {
@@ -189,42 +191,45 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
           }
         }
       }
-#pragma omp for schedule(static)
-      for (int64_t h = 0; h < num_heads; ++h) {
+      sync();
+      for (int64_t h = num_heads * t / nt; h < num_heads * (t + 1) / nt; ++h) {  // heads split as schedule(static)
         const int64_t kv = (h / heads_per_kv) * S * Dh;
         attend(qkv.data() + h * Dh, ly.k_cache + kv, ly.v_cache + kv, T, Dh, scale, scores.data() + h * T,
                att.data() + h * Dh);
       }
-#pragma omp single
-      in.prepare(att.data(), Q);
+      sync();
+      if (t == 0) in.prepare(att.data(), Q);
+      sync();
       gemv(ly.wo, D, Q, rounded(proj.data()));
-#pragma omp barrier
-#pragma omp single
-      {
+      sync();
+      if (t == 0) {
         for (int64_t i = 0; i < D; ++i) x[i] = rnd<E>(x[i] + proj[i]);
         rms_norm(x.data(), ly.ffn_norm, D, feps, xn.data());
         in.prepare(xn.data(), D);
       }
+      sync();
       gemv_stack(ly.gate_up, 2, D, t, nt, in, rounded(gu.data()));
-#pragma omp barrier
-#pragma omp single
-      {
+      sync();
+      if (t == 0) {
         for (int64_t i = 0; i < I; ++i) {
           const float g = gu[i];
           act[i] = rnd<E>(g / (1.f + std::exp(-g)) * gu[I + i]);
         }
         in.prepare(act.data(), I);
       }
+      sync();
       gemv(ly.w2, D, I, rounded(proj.data()));
-#pragma omp barrier
-#pragma omp single
-      for (int64_t i = 0; i < D; ++i) x[i] = rnd<E>(x[i] + proj[i]);
+      sync();
+      if (t == 0) {
+        for (int64_t i = 0; i < D; ++i) x[i] = rnd<E>(x[i] + proj[i]);
+      }
+      sync();
     }
-#pragma omp single
-    {
+    if (t == 0) {
       rms_norm(x.data(), ptr<E>(norm), D, feps, xn.data());
       in.prepare(xn.data(), D);
     }
+    sync();
     const auto store_logit = [logit_bits](int64_t n, float v) { logit_bits[n] = from_f<E>(v); };
     if constexpr (dense) gemv(head_w, V, D, store_logit);
     else gemv_rows(head_w, V * t / nt, V * (t + 1) / nt, D, in.in, store_logit);
