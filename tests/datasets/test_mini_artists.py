@@ -102,6 +102,8 @@ def test_artist_items_are_deterministic_training_renders(cache) -> None:
 
 
 def test_missing_and_corrupt_tarballs_are_clear_errors(tmp_path) -> None:
+    with pytest.raises(DataError, match="unknown emoji artist 'noto': one of twemoji, openmoji, openmoji_black"):
+        artists.unpack("noto", tmp_path)
     with pytest.raises(DataError, match=r"emoji-datasource-twitter-16.0.0.tgz is missing: fetch it with "
                                         r"`python -m vita.cli.tools emoji_artists --fetch`"):
         artists.unpack("twemoji", tmp_path)

@@ -93,6 +93,8 @@ def _raster(data: bytes, suffix: str, member: str) -> Image.Image:
 
 def unpack(name: str, cache_dir: Path | None = None) -> Path:
     """The folder of `name`'s drawings of every concept it has (PNG, cropped), built from its tarball once."""
+    if name not in ARTISTS:
+        raise DataError(f"unknown emoji artist {name!r}: one of {', '.join(ARTISTS)}")
     artist = ARTISTS[name]
     root = cache_dir or default_cache()
     archive = root / artist.archive
