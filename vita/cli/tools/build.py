@@ -290,9 +290,8 @@ def emoji_artists(argv: list[str]) -> int:
         if args.fetch:
             mod.fetch(args.cache)
         for name in mod.ARTISTS:
-            folder = mod.unpack(name, args.cache)
-            n = len(json.loads((folder / "index.json").read_text()))
-            print(f"{name}: {n} of {len(mod.CONCEPTS)} concepts drawn ({folder})")
+            print(f"{name}: {len(mod.drawn(name, args.cache))} of {len(mod.CONCEPTS)} concepts drawn "
+                  f"({mod.unpack(name, args.cache)})")
         return 0
 
     return run_command(go)

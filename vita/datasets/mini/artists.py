@@ -12,7 +12,7 @@
 The eval split's held-out renders are Noto Color Emoji on held-out backgrounds and Symbola's line drawings
 (`emoji.py`): neither artist here, so these only ever add training renders (`recipes/mini/s47/artist_naming.py`).
 The tarballs are read in place: each artist's drawings of the `CONCEPTS` are unpacked once (SVGs rasterised with
-cairosvg, which needs the system's libcairo) into `cache/<artist>/`, keyed by the tarball's sha256.
+cairosvg, which needs the system's libcairo) into `cache/<artist>-<sha256 of the tarball>/` with an index.json.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _raster(data: bytes, suffix: str, member: str) -> Image.Image:
             import cairosvg
         except (ImportError, OSError) as e:  # OSError: cairocffi without the system's libcairo
             raise DataError(f"rendering {member} needs cairosvg and libcairo (`pip install cairosvg`; Debian "
-                               f"libcairo2): {e}") from e
+                            f"libcairo2): {e}") from e
         data = cairosvg.svg2png(bytestring=data, output_width=RASTER_SIDE, output_height=RASTER_SIDE)
     return Image.open(io.BytesIO(data)).convert("RGBA")
 
@@ -100,7 +100,7 @@ def unpack(name: str, cache_dir: Path | None = None) -> Path:
     archive = root / artist.archive
     if not archive.is_file():
         raise DataError(f"{archive} is missing: fetch it with `python -m vita.cli.tools emoji_artists "
-                                f"--fetch` (npm pack {artist.package}; part of `make setup`)")
+                        f"--fetch` (npm pack {artist.package}; part of `make setup`)")
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
     folder = root / f"{name}-{digest}"
     if (folder / "index.json").is_file():
@@ -135,15 +135,24 @@ def _index(name: str, cache_dir: Path | None) -> tuple[Path, dict[str, str]]:
     return folder, json.loads((folder / "index.json").read_text())
 
 
+def drawn(artist: str, cache_dir: Path | None = None) -> frozenset[str]:
+    """The concepts' characters `artist` has a drawing of."""
+    return frozenset(_index(artist, cache_dir)[1])
+
+
 def has_drawing(char: str, artist: str, cache_dir: Path | None = None) -> bool:
     return char in _index(artist, cache_dir)[1]
 
 
-def drawing(char: str, artist: str, cache_dir: Path | None = None) -> Image.Image | None:
-    """`artist`'s drawing of `char`: RGBA, or an "L" alpha mask for a line artist; None if it has none."""
-    folder, index = _index(artist, cache_dir)
-    if char not in index:
-        return None
-    img = Image.open(folder / index[char])
+@cache
+def _load(path: Path, line: bool) -> Image.Image:
+    img = Image.open(path)
     img.load()
-    return img.getchannel("A") if ARTISTS[artist].line else img
+    return img.getchannel("A") if line else img
+
+
+def drawing(char: str, artist: str, cache_dir: Path | None = None) -> Image.Image | None:
+    """`artist`'s drawing of `char`: RGBA, or an "L" alpha mask for a line artist; None if it has none. Read once
+    per process, as `emoji.colour_glyph` is (callers never change the image in place)."""
+    folder, index = _index(artist, cache_dir)
+    return _load(folder / index[char], ARTISTS[artist].line) if char in index else None
