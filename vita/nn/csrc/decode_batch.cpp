@@ -21,7 +21,7 @@ namespace {
 using namespace vita_native;
 using namespace vita_native::step;
 
-// The inputs of the current GEMV stage for every sequence (prepared by one thread), read by every thread's rows.
+// The inputs of the current GEMV stage for every sequence (each prepared by the thread that owns its sequence), read by every thread's rows.
 // bf16 inputs as bf16 bits where the rows run on AVX512-BF16 (as decode_step.cpp's Input), else split (AVX2).
 template <typename E>
 struct Inputs {
@@ -150,6 +150,7 @@ at::Tensor decode_batch_impl(at::IntArrayRef tokens, at::IntArrayRef positions, 
 #pragma omp parallel num_threads(threads)
   {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int b0 = B * t / nt, b1 = B * (t + 1) / nt;  // the sequences whose element-wise work this thread does
     const auto sync = [&] { bar.wait(nt); };
     const auto rounded = [](float* out, int64_t n_per) {
       return [out, n_per](int b, int64_t n, float v) { out[b * n_per + n] = rnd<E>(v); };
@@ -163,8 +164,8 @@ at::Tensor decode_batch_impl(at::IntArrayRef tokens, at::IntArrayRef positions, 
 
     for (int64_t l = 0; l < L; ++l) {
       const Layer<E, W>& ly = ls[l];
-      if (t == 0) {
-        for (int b = 0; b < B; ++b) {
+      {  // each thread its share of the sequences
+        for (int b = b0; b < b1; ++b) {
           rms_norm(x.data() + b * D, ly.attn_norm, D, feps, xn.data() + b * XN);
           in.prepare(b, xn.data() + b * XN, D);
         }
@@ -180,8 +181,8 @@ at::Tensor decode_batch_impl(at::IntArrayRef tokens, at::IntArrayRef positions, 
         gemv_stack_multi<E>(ly.qkv, 3, D, t, nt, in, rounded(qkv.data(), QKV));
       }
       sync();
-      if (t == 0) {
-        for (int b = 0; b < B; ++b) {
+      {  // each thread its share of the sequences
+        for (int b = b0; b < b1; ++b) {
           float* h = qkv.data() + b * QKV;
           const int64_t pos = positions[b];
           for (int64_t j = 0; j < num_heads + num_kv_heads; ++j) rope<E>(h + j * Dh, c.data() + b * Dh, s.data() + b * Dh, Dh);
@@ -203,14 +204,14 @@ at::Tensor decode_batch_impl(at::IntArrayRef tokens, at::IntArrayRef positions, 
                scores.data() + bh * maxT, att.data() + b * Q + h * Dh);
       }
       sync();
-      if (t == 0) {
-        for (int b = 0; b < B; ++b) in.prepare(b, att.data() + b * Q, Q);
+      {  // each thread its share of the sequences
+        for (int b = b0; b < b1; ++b) in.prepare(b, att.data() + b * Q, Q);
       }
       sync();
       gemv_one(ly.wo, Q, proj.data());
       sync();
-      if (t == 0) {
-        for (int b = 0; b < B; ++b) {
+      {  // each thread its share of the sequences
+        for (int b = b0; b < b1; ++b) {
           float* xb = x.data() + b * D;
           for (int64_t i = 0; i < D; ++i) xb[i] = rnd<E>(xb[i] + proj[b * D + i]);
           rms_norm(xb, ly.ffn_norm, D, feps, xn.data() + b * XN);
@@ -220,8 +221,8 @@ at::Tensor decode_batch_impl(at::IntArrayRef tokens, at::IntArrayRef positions, 
       sync();
       gemv_stack_multi<E>(ly.gate_up, 2, D, t, nt, in, rounded(gu.data(), 2 * I));
       sync();
-      if (t == 0) {
-        for (int b = 0; b < B; ++b) {
+      {  // each thread its share of the sequences
+        for (int b = b0; b < b1; ++b) {
           const float* g = gu.data() + b * 2 * I;
           float* a = act.data() + b * I;
           for (int64_t i = 0; i < I; ++i) a[i] = rnd<E>(g[i] / (1.f + std::exp(-g[i])) * g[I + i]);
@@ -231,16 +232,16 @@ at::Tensor decode_batch_impl(at::IntArrayRef tokens, at::IntArrayRef positions, 
       sync();
       gemv_one(ly.w2, I, proj.data());
       sync();
-      if (t == 0) {
-        for (int b = 0; b < B; ++b) {
+      {  // each thread its share of the sequences
+        for (int b = b0; b < b1; ++b) {
           float* xb = x.data() + b * D;
           for (int64_t i = 0; i < D; ++i) xb[i] = rnd<E>(xb[i] + proj[b * D + i]);
         }
       }
       sync();
     }
-    if (t == 0) {
-      for (int b = 0; b < B; ++b) {
+    {  // each thread its share of the sequences
+      for (int b = b0; b < b1; ++b) {
         rms_norm(x.data() + b * D, ptr<E>(norm), D, feps, xn.data() + b * XN);
         in.prepare(b, xn.data() + b * XN, D);
       }

@@ -47,6 +47,14 @@ struct TeamBarrier {
   }
 };
 
+// f(a, b) for thread t's share [a, b) of [0, N): one contiguous block each (one stream per thread), as
+// schedule(static)
+template <typename F>
+inline void my_share(int64_t N, int t, int nt, F f) {
+  const int64_t a = N * t / nt, b = N * (t + 1) / nt;
+  if (a < b) f(a, b);
+}
+
 // E, the element type of weights, caches and logits: uint16_t (bf16 bits) or float. The float32 variant rounds
 // nowhere, the bf16 one wherever the module path holds a bf16 tensor.
 template <typename E> constexpr at::ScalarType kDtype = std::is_same_v<E, float> ? at::kFloat : at::kBFloat16;
@@ -177,18 +185,25 @@ inline void axpy(float p, const E* v, float* o, int64_t n) {
 }
 
 // One query head's attention over the T cached positions of its KV head: o [Dh] = softmax(q . k / sqrt(Dh)) v,
-// rounded to E as the module path's attention output; sc: T floats of scratch (the scores)
+// rounded to E as the module path's attention output; sc: T floats of scratch (the scores). With k_now / v_now the
+// last position is read from them (float32 values already rounded to E, so the same numbers the cache would hold)
+// instead of the cache: the batch-1 step attends before its own cache entry is written.
 template <typename E>
-inline void attend(const float* q, const E* kc, const E* vc, int64_t T, int64_t Dh, float scale, float* sc, float* o) {
+inline void attend(const float* q, const E* kc, const E* vc, int64_t T, int64_t Dh, float scale, float* sc, float* o,
+                   const float* k_now = nullptr, const float* v_now = nullptr) {
+  const int64_t cached = k_now ? T - 1 : T;
   float best = -INFINITY;
   for (int64_t j = 0; j < T; ++j) {
-    sc[j] = dot(q, kc + j * Dh, Dh) * scale;
+    sc[j] = (j < cached ? dot(q, kc + j * Dh, Dh) : dot(q, k_now, Dh)) * scale;
     best = std::max(best, sc[j]);
   }
   float total = 0.f;
   for (int64_t j = 0; j < T; ++j) total += (sc[j] = std::exp(sc[j] - best));
   std::fill(o, o + Dh, 0.f);
-  for (int64_t j = 0; j < T; ++j) axpy(sc[j] / total, vc + j * Dh, o, Dh);
+  for (int64_t j = 0; j < T; ++j) {
+    if (j < cached) axpy(sc[j] / total, vc + j * Dh, o, Dh);
+    else axpy(sc[j] / total, v_now, o, Dh);
+  }
   for (int64_t i = 0; i < Dh; ++i) o[i] = rnd<E>(o[i]);
 }
 

@@ -76,13 +76,10 @@ struct Input {
   }
 };
 
-// Thread t of nt: its share of the rows of the stacked matrices parts[0..P) (global row r of the stack is row
-// r - offset of the part holding it), store(global row, sum).
+// Rows [lo, hi) of the stacked matrices parts[0..P) (global row r of the stack is row r - offset of the part holding
+// it), store(global row, sum).
 template <typename E, typename W, typename Store>
-void gemv_stack(const Part<W>* parts, int P, int64_t K, int t, int nt, const Input<E, W>& in, Store store) {
-  int64_t N = 0;
-  for (int p = 0; p < P; ++p) N += parts[p].rows;
-  const int64_t lo = N * t / nt, hi = N * (t + 1) / nt;
+void gemv_stack(const Part<W>* parts, int P, int64_t K, int64_t lo, int64_t hi, const Input<E, W>& in, Store store) {
   int64_t offset = 0;
   for (int p = 0; p < P; ++p) {
     const int64_t a = std::max(lo, offset), b = std::min(hi, offset + parts[p].rows);
@@ -138,20 +135,19 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
   }
 
   const int64_t T = pos + 1, widest = std::max({D, Q, I});
-  Input<E, W> in(widest, std::is_same_v<W, Q4Rows> ? group : 0);
-  std::vector<float> x(D), xn(std::max(D, Q)), qkv(QKV), att(Q), gu(2 * I), act(I), proj(D), c(Dh),
-      s(Dh), scores(num_heads * T);
+  const int threads = int(std::max<int64_t>(1, at::get_num_threads()));
+  // shared between the threads: what a GEMV stage or the attention writes in parts (each thread its rows / heads)
+  std::vector<float> qkv(QKV), att(Q), gu(2 * I), act(I), proj(D), scores(num_heads * T);
+  std::vector<float> c(Dh), s(Dh);
   for (int64_t i = 0; i < Dh; ++i) {
     c[i] = rnd<E>(cos.data_ptr<float>()[pos * Dh + i]);
     s[i] = rnd<E>(sin.data_ptr<float>()[pos * Dh + i]);
   }
-  const E* row = ptr<E>(embed) + token * D;
-  for (int64_t i = 0; i < D; ++i) x[i] = to_f(row[i]);
   at::Tensor logits = at::empty({V}, embed.options());  // the model dtype (head may be quantized)
   auto* logit_bits = reinterpret_cast<E*>(logits.data_ptr());
   const float scale = 1.f / std::sqrt(float(Dh));
   const float feps = float(eps);
-  const int threads = int(std::max<int64_t>(1, at::get_num_threads()));
+  const E* row = ptr<E>(embed) + token * D;
 
   TeamBarrier bar;
 
@@ -159,80 +155,80 @@ at::Tensor decode_step_impl(int64_t token, int64_t pos, const at::Tensor& embed,
   {
     const int nt = omp_get_num_threads(), t = omp_get_thread_num();
     const auto sync = [&] { bar.wait(nt); };
+    // Private to each thread, computed by every thread alike (the same operations on the same numbers, so the same
+    // bits): the residual stream, the norms, the prepared GEMV inputs and the roped keys and values of this position.
+    // The threads meet only after each stage whose output they wrote in parts: five times a layer.
+    Input<E, W> in(widest, std::is_same_v<W, Q4Rows> ? group : 0);
+    std::vector<float> x(D), xn(std::max(D, Q)), k_now(KV), v_now(KV), q(Q);
+    for (int64_t i = 0; i < D; ++i) x[i] = to_f(row[i]);
     // this thread's rows of an N-row GEMV over the prepared input `in`, stored by `store`
     auto gemv = [&](const W& w, int64_t N, int64_t K, auto store) {
-      in.rows(w, N * t / nt, N * (t + 1) / nt, K, store);
+      my_share(N, t, nt, [&](int64_t a, int64_t b) { in.rows(w, a, b, K, store); });
     };
     const auto rounded = [](float* out) { return [out](int64_t n, float v) { out[n] = rnd<E>(v); }; };
+    const int64_t kv0 = num_kv_heads * t / nt, kv1 = num_kv_heads * (t + 1) / nt;  // cache entries this thread writes
 
     for (int64_t l = 0; l < L; ++l) {
       const Layer<E, W>& ly = ls[l];
-      if (t == 0) {
-        rms_norm(x.data(), ly.attn_norm, D, feps, xn.data());
-        in.prepare(xn.data(), D);
-      }
-      sync();
+      rms_norm(x.data(), ly.attn_norm, D, feps, xn.data());
+      in.prepare(xn.data(), D);
       if (bias) {
-        gemv_stack(ly.qkv, 3, D, t, nt, in, [&](int64_t n, float v) {
-          const float b = n < Q ? to_f(ly.bias[0][n])
-                          : n < Q + KV ? to_f(ly.bias[1][n - Q]) : to_f(ly.bias[2][n - Q - KV]);
-          qkv[n] = rnd<E>(rnd<E>(v) + b);
+        my_share(QKV, t, nt, [&](int64_t a, int64_t b) {
+          gemv_stack(ly.qkv, 3, D, a, b, in, [&](int64_t n, float v) {
+            const float bn = n < Q ? to_f(ly.bias[0][n])
+                             : n < Q + KV ? to_f(ly.bias[1][n - Q]) : to_f(ly.bias[2][n - Q - KV]);
+            qkv[n] = rnd<E>(rnd<E>(v) + bn);
+          });
         });
       } else {
-        gemv_stack(ly.qkv, 3, D, t, nt, in, rounded(qkv.data()));
+        my_share(QKV, t, nt, [&](int64_t a, int64_t b) { gemv_stack(ly.qkv, 3, D, a, b, in, rounded(qkv.data())); });
       }
       sync();
-      if (t == 0) {
-        for (int64_t h = 0; h < num_heads + num_kv_heads; ++h) rope<E>(qkv.data() + h * Dh, c.data(), s.data(), Dh);
-        for (int64_t h = 0; h < num_kv_heads; ++h) {
-          for (int64_t i = 0; i < Dh; ++i) {
-            ly.k_cache[(h * S + pos) * Dh + i] = from_f<E>(qkv[Q + h * Dh + i]);
-            ly.v_cache[(h * S + pos) * Dh + i] = from_f<E>(qkv[Q + KV + h * Dh + i]);
-          }
+      std::copy_n(qkv.data() + Q, KV, k_now.data());
+      std::copy_n(qkv.data() + Q + KV, KV, v_now.data());
+      for (int64_t h = 0; h < num_kv_heads; ++h) rope<E>(k_now.data() + h * Dh, c.data(), s.data(), Dh);
+      for (int64_t h = kv0; h < kv1; ++h) {  // read by the next step only: this one attends to k_now / v_now
+        for (int64_t i = 0; i < Dh; ++i) {
+          ly.k_cache[(h * S + pos) * Dh + i] = from_f<E>(k_now[h * Dh + i]);
+          ly.v_cache[(h * S + pos) * Dh + i] = from_f<E>(v_now[h * Dh + i]);
         }
       }
+      my_share(num_heads, t, nt, [&](int64_t h0, int64_t h1) {
+        for (int64_t h = h0; h < h1; ++h) {
+          float* qh = q.data() + h * Dh;
+          std::copy_n(qkv.data() + h * Dh, Dh, qh);
+          rope<E>(qh, c.data(), s.data(), Dh);
+          const int64_t g = h / heads_per_kv, kv = g * S * Dh;
+          attend(qh, ly.k_cache + kv, ly.v_cache + kv, T, Dh, scale, scores.data() + h * T, att.data() + h * Dh,
+                 k_now.data() + g * Dh, v_now.data() + g * Dh);
+        }
+      });
       sync();
-      for (int64_t h = num_heads * t / nt; h < num_heads * (t + 1) / nt; ++h) {  // heads split as schedule(static)
-        const int64_t kv = (h / heads_per_kv) * S * Dh;
-        attend(qkv.data() + h * Dh, ly.k_cache + kv, ly.v_cache + kv, T, Dh, scale, scores.data() + h * T,
-               att.data() + h * Dh);
-      }
-      sync();
-      if (t == 0) in.prepare(att.data(), Q);
-      sync();
+      in.prepare(att.data(), Q);
       gemv(ly.wo, D, Q, rounded(proj.data()));
       sync();
-      if (t == 0) {
-        for (int64_t i = 0; i < D; ++i) x[i] = rnd<E>(x[i] + proj[i]);
-        rms_norm(x.data(), ly.ffn_norm, D, feps, xn.data());
-        in.prepare(xn.data(), D);
-      }
-      sync();
-      gemv_stack(ly.gate_up, 2, D, t, nt, in, rounded(gu.data()));
-      sync();
-      if (t == 0) {
-        for (int64_t i = 0; i < I; ++i) {
+      for (int64_t i = 0; i < D; ++i) x[i] = rnd<E>(x[i] + proj[i]);
+      rms_norm(x.data(), ly.ffn_norm, D, feps, xn.data());
+      in.prepare(xn.data(), D);
+      my_share(I, t, nt, [&](int64_t a, int64_t b) {
+        in.rows(ly.gate_up[0].w, a, b, D, rounded(gu.data()));  // the same gate and up rows: SiLU needs no meeting
+        in.rows(ly.gate_up[1].w, a, b, D, rounded(gu.data() + I));
+        for (int64_t i = a; i < b; ++i) {
           const float g = gu[i];
           act[i] = rnd<E>(g / (1.f + std::exp(-g)) * gu[I + i]);
         }
-        in.prepare(act.data(), I);
-      }
+      });
       sync();
+      in.prepare(act.data(), I);
       gemv(ly.w2, D, I, rounded(proj.data()));
       sync();
-      if (t == 0) {
-        for (int64_t i = 0; i < D; ++i) x[i] = rnd<E>(x[i] + proj[i]);
-      }
-      sync();
+      for (int64_t i = 0; i < D; ++i) x[i] = rnd<E>(x[i] + proj[i]);
     }
-    if (t == 0) {
-      rms_norm(x.data(), ptr<E>(norm), D, feps, xn.data());
-      in.prepare(xn.data(), D);
-    }
-    sync();
+    rms_norm(x.data(), ptr<E>(norm), D, feps, xn.data());
+    in.prepare(xn.data(), D);
     const auto store_logit = [logit_bits](int64_t n, float v) { logit_bits[n] = from_f<E>(v); };
     if constexpr (dense) gemv(head_w, V, D, store_logit);
-    else gemv_rows(head_w, V * t / nt, V * (t + 1) / nt, D, in.in, store_logit);
+    else my_share(V, t, nt, [&](int64_t a, int64_t b) { gemv_rows(head_w, a, b, D, in.in, store_logit); });
   }
   return logits;
 }
