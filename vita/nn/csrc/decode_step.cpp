@@ -11,9 +11,11 @@
 // ops. Launched one by one (compiled or not), the tiny ops and the per-op dispatch cost ~6 ms a step on a 2-core
 // machine next to ~15 ms of weight streaming. Here the threads enter one parallel region for the whole step, split
 // every GEMV by rows (each thread streams one contiguous block: `gemv_rows_dp` with AVX512-BF16 where the CPU has it,
-// else `gemv_rows`, bf16 widened in AVX2 registers), and meet at a barrier between stages; the element-wise work
-// runs on one thread in between (`TeamBarrier`, decode_common.h), attention is split by query head. decode_batch.cpp is this step for several
-// sequences at once, with the same row kernels (its rows equal this step's bit for bit).
+// else `gemv_rows`, bf16 widened in AVX2 registers), and meet at a barrier (`TeamBarrier`, decode_common.h) only after
+// a stage whose output they wrote in parts (q/k/v, attention split by query head, wo, gate/up with SiLU, w2): the
+// element-wise work in between (norms, residual, the GEMV inputs, RoPE of this position's key) every thread does
+// alike on its own copy, which costs less than a meeting. decode_batch.cpp is this step for several sequences at
+// once, with the same row kernels (its rows equal this step's bit for bit).
 //
 // Numerics follow the module path (`vita.models.llm`): in bf16 every tensor the module path holds in bf16 (the
 // residual stream, norm outputs, projections, attention output, the KV cache, logits) is rounded to bf16 here at the
