@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from vita.checkpoint.assemble import whisper_vocabulary
 from vita.checkpoint.load import load_model
 from vita.devices import cpu_dtype, default_dtype, resolve_device
 from vita.generation.loop import PromptCache, TextLoop, TokenLoop, cache_with_room
@@ -48,6 +49,7 @@ class Vita:
         self.tokenizer = tokenizer
         if model.transcriber is not None:  # Whisper's words reach the LLM as its own tokens
             model.transcriber.bind_tokenizer(tokenizer)
+            model.transcriber.bind_whisper_text(whisper_vocabulary())  # the two ears vote
         if model.encoder_cache is None:  # earlier turns' clips and images are not encoded again at every turn
             model.encoder_cache = EncoderCache(INFERENCE_ENCODER_CACHE)
         self.processor = Processor(tokenizer, model.config)

@@ -76,3 +76,18 @@ def test_the_scored_table_follows_changes_to_its_tensors() -> None:
         adapter.ctc_blank.fill_(10.0)
     ids = adapter.read(rows, emb).tolist()
     assert ids[0] != 3 and ids[1] == 4
+
+
+def test_heard_and_ctc_score_prefer_what_the_rows_say() -> None:
+    adapter, emb = _adapter(12)
+    blank = adapter.ctc_blank.detach()
+    rows = torch.stack([blank, emb[3], emb[3], blank, emb[7], blank, emb[5], blank])
+    assert adapter.heard(rows, emb) == [3, 7, 5]
+    said = adapter.ctc_score(rows, emb, [3, 7, 5], scale=0.5)
+    assert said is not None and said <= 0
+    for other in ([5, 7, 3], [3, 7], [3, 7, 5, 5], [2, 7, 5]):  # another order, a word missing or added, misheard
+        assert adapter.ctc_score(rows, emb, other, scale=0.5) < said, other
+    assert adapter.ctc_score(rows, emb, [3, 11, 7, 10, 5], scale=0.5) == said  # 10, 11 are not scored: left out
+    assert adapter.ctc_score(rows, emb, [11], scale=0.5) is None
+    assert adapter.ctc_score(rows, emb, [], scale=0.5) is None
+    assert adapter.ctc_score(rows, emb, [3] * 5, scale=0.5) is None  # repeats need blanks between: 9 rows > 8

@@ -1,5 +1,5 @@
 """Whisper's decoder and the transcriber beside vita-mini's CTC read-out: parity with ctranslate2 on the packaged
-tiny.en, strict loading, the loop guard, the byte table, and the confidence rule."""
+tiny.en, strict loading, the loop guard, the byte table, the confidence rule and the two ears' vote."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from vita.config import TranscriberConfig, WhisperConfig, WhisperDecoderConfig
 from vita.errors import CheckpointError
 from vita.eval.metrics import edit_counts
 from vita.media.logmel import log_mel, log_mel_unclamped
-from vita.models.transcriber import WhisperTranscriber, byte_table
+from vita.models.transcriber import ReadOut, WhisperTranscriber, byte_table
 from vita.models.whisper import WhisperEncoder
 from vita.models.whisper_decoder import WhisperDecoder, _cut_loop, _looping
 
@@ -54,7 +54,7 @@ def test_greedy_ids_equal_ctranslate2_on_the_packaged_model(whisper, tiny_en_dir
     assert -1.0 < ours.avg_logprob < 0.0
 
 
-def test_transcriber_hears_the_words_and_binds_the_llm_tokenizer(whisper, tiny_en_dir, speech):  # noqa: F811
+def _transcriber(whisper, tiny_en_dir) -> tuple[WhisperTranscriber, TranscriberConfig]:
     encoder, decoder, est = whisper
     table, offsets = byte_table(f"{tiny_en_dir}/tokenizer.json", decoder.config.vocab_size)
     cfg = TranscriberConfig(decoder=decoder.config, tap_block=2, text_bytes=len(table))
@@ -65,6 +65,12 @@ def test_transcriber_hears_the_words_and_binds_the_llm_tokenizer(whisper, tiny_e
     state |= {k: v for k, v in est.items() if k.startswith("final_norm.")} | {"token_bytes": table,
                                                                                 "token_offsets": offsets}
     t.load_state_dict(state, strict=True)
+    return t, cfg
+
+
+def test_transcriber_hears_the_words_and_binds_the_llm_tokenizer(whisper, tiny_en_dir, speech):  # noqa: F811
+    encoder = whisper[0]
+    t, cfg = _transcriber(whisper, tiny_en_dir)
     feats = log_mel_unclamped(torch.from_numpy(speech))
     heard = t.transcribe(encoder, feats)
     text = t.text(heard.ids)
@@ -79,6 +85,49 @@ def test_transcriber_hears_the_words_and_binds_the_llm_tokenizer(whisper, tiny_e
     t.config = cfg
     silence = log_mel_unclamped(torch.zeros(32000))
     assert t.heard(encoder, silence, limit=64) is None  # no speech: nothing replaces the read-out
+
+
+def test_the_two_ears_vote(whisper, tiny_en_dir, speech):  # noqa: F811
+    encoder = whisper[0]
+    t, cfg = _transcriber(whisper, tiny_en_dir)
+    feats = log_mel_unclamped(torch.from_numpy(speech))
+    heard = t.transcribe(encoder, feats)
+    text = t.text(heard.ids)
+    # its own greedy words, teacher-forced, score what greedy decoding summed; other words score lower
+    states = t.states(encoder, feats)
+    assert t.decoder.score(states, heard.ids) == pytest.approx(heard.avg_logprob, abs=1e-4)
+    assert t.decoder.score(states, heard.ids[:-2]) < heard.avg_logprob
+    words = sorted({w for w in (text + " Throw him a rock").split()})
+    t.bind(lambda s: [words.index(w) for w in s.split()], "words", lambda ids: " ".join(words[i] for i in ids))
+    mine = [words.index(w) for w in text.split()]
+    other = [words.index(w) for w in "Throw him a rock".split()]
+
+    def prefer(best, margin):  # a read-out scorer: `best` `margin` per row above anything else
+        return lambda ids, scale: 0.0 if ids == best else -margin
+
+    def heard_with(ids, score):
+        return t.heard(encoder, feats, limit=64, readout=ReadOut(ids, score))
+
+    assert not t.votes() and heard_with(other, prefer(other, 100.0)) == mine  # no Whisper vocabulary: the sure rule
+    assert t.bind_whisper_text(f"{tiny_en_dir}/tokenizer.json") and t.votes()
+    key = t.text_key
+    # the read-out far surer of its own words than Whisper is of its own: they win (None: the read-out's stay)
+    assert heard_with(other, prefer(other, 100.0)) is None
+    vote = t.choose(encoder, feats, 64, ReadOut(other, prefer(other, 100.0)))["vote"]
+    assert vote[0] == 100.0 and vote[1] < -1.0  # Whisper finds the read-out's words far less likely than its own
+    assert heard_with(other, prefer(other, 0.1)) == mine  # a small CTC margin does not outweigh Whisper's
+    assert heard_with(other, prefer(mine, 1.0)) == mine
+    assert heard_with(other, lambda ids, s: None if ids == mine else -1.0) is None  # the read-out cannot say any
+    assert heard_with(other, lambda ids, s: None if ids == other else -1.0) == mine
+    assert heard_with([], prefer(other, 100.0)) == mine  # nothing read out: Whisper's where it is sure
+    silence = log_mel_unclamped(torch.zeros(32000))
+    assert t.heard(encoder, silence, limit=64, readout=ReadOut(other, prefer(mine, 100.0))) is None  # no speech
+    t.config = dataclasses.replace(cfg, vote_scale=0.0)
+    assert not t.votes() and heard_with(other, prefer(other, 100.0)) == mine
+    t.config = cfg
+    t.token_bytes[0] ^= 1  # another vocabulary than the decoder's: refused, no vote
+    assert not t.bind_whisper_text(f"{tiny_en_dir}/tokenizer.json") and not t.votes() and t.text_key != key
+    assert not t.bind_whisper_text(None)
 
 
 def test_byte_table_round_trips_the_tokenizer(tiny_en_dir):
@@ -170,6 +219,7 @@ def test_vita_mini_reads_whispers_words_where_it_is_sure(speech):  # noqa: F811
     vm = vita.load("vita-mini", dtype="fp32")
     model = vm.model
     assert model.transcriber is not None and model.transcriber.encode_text is not None  # bound by vita.Vita
+    assert model.transcriber.votes()  # Whisper's vocabulary bound too: the two ears vote
     feats = log_mel_unclamped(torch.from_numpy(speech))
     heard = model.transcriber.transcribe(model.audio_encoder, feats)
     text = model.transcriber.text(heard.ids)

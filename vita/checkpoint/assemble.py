@@ -56,7 +56,7 @@ from vita.models.vita import vision_tower
 
 __all__ = ["DINOV2_VISION", "MINI_VISION", "SCRATCH_VISION", "TOWERS", "WHISPER_REQUIREMENT", "mini_config",
            "packaged_tower", "packaged_tower_file", "pretrained_tower", "swap_tower", "untrained_parts",
-           "whisper_folder"]
+           "whisper_folder", "whisper_vocabulary"]
 
 MINI_VISION = efficientnet_config(256)
 DINOV2_VISION = dinov2_config(112)
@@ -82,6 +82,15 @@ def whisper_folder() -> Path:
         raise CheckpointError(f"{folder / 'model.bin'} is missing from the installed package "
                               f"(reinstall '{WHISPER_REQUIREMENT}')")
     return folder
+
+
+def whisper_vocabulary() -> Path | None:
+    """The packaged Whisper tiny.en's tokenizer.json (what the two ears' vote encodes the read-out's words with), or
+    None where the package is absent."""
+    try:
+        return whisper_folder() / "tokenizer.json"
+    except CheckpointError:
+        return None
 
 
 def mini_config(llm: VitaConfig, audio: WhisperConfig, vision: VisionConfig | None = None) -> VitaConfig:

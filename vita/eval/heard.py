@@ -1,5 +1,6 @@
 """What vita-mini's ears hear, before the LLM reads it: its CTC read-out, Whisper's own transcript, and the words it
-uses (Whisper's where it is sure: `vita.models.transcriber`), scored against the transcripts of a manifest.
+uses (Whisper's where it is sure, or where it wins the two ears' vote: `vita.models.transcriber`), scored against
+the transcripts of a manifest.
 
     python -m vita.cli.tools heard_wer --model vita-mini --manifest OUT/data/eval/asr.jsonl [--manifest ...]
 
@@ -17,27 +18,28 @@ import torch
 from vita.errors import VitaError
 from vita.eval.manifest import load_manifest
 from vita.eval.metrics import edit_counts
+from vita.models.transcriber import ReadOut
 
 __all__ = ["heard", "heard_wer"]
 
 
 @torch.no_grad()
 def heard(vm, audio: Path) -> dict[str, object]:
-    """One clip -> {"read_out": text, "whisper": text, "used": "whisper" | "read_out", "avg_logprob", "no_speech"}."""
+    """One clip -> {"read_out": text, "whisper": text, "used": "whisper" | "read_out", "avg_logprob", "no_speech",
+    "vote": None or [CTC difference, Whisper difference], read-out minus Whisper}."""
     model = vm.model
     if model.transcriber is None:
         raise VitaError("this model has no transcriber (Whisper's decoder beside a CTC read-out)")
     feats = vm.processor.audio_features(audio)  # [T, 80] unclamped log-mel
-    enc, mask = model.audio_encoder(feats[None].float(), torch.tensor([feats.shape[0]]))
-    rows, rows_mask = model.audio_adapter(enc, mask)
-    rows = rows[0, rows_mask[0]]  # [T'', D]
-    ids = model.audio_adapter.read(rows, model.llm.tok_embeddings.weight)
-    read_out = vm.tokenizer.decode([int(i) for i in torch.unique_consecutive(ids) if i >= 0]).strip()
-    t = model.transcriber.transcribe(model.audio_encoder, feats, max_tokens=2 * len(rows))
-    whisper = model.transcriber.text(t.ids)
-    used = model.transcriber.sure(t) and bool(vm.tokenizer.encode(whisper, add_special_tokens=False))
-    return {"read_out": read_out, "whisper": whisper, "used": "whisper" if used else "read_out",
-            "avg_logprob": round(t.avg_logprob, 3), "no_speech": round(t.no_speech, 3)}
+    rows = model._clip_rows(feats)  # [T'', D]
+    adapter, emb = model.audio_adapter, model.llm.tok_embeddings.weight
+    readout = ReadOut(adapter.heard(rows, emb), lambda ids, scale: adapter.ctc_score(rows, emb, ids, scale))
+    chosen = model.transcriber.choose(model.audio_encoder, feats, len(rows), readout)
+    t = chosen["transcript"]
+    return {"read_out": vm.tokenizer.decode(readout.ids).strip(), "whisper": chosen["whisper"],
+            "used": "whisper" if chosen["ids"] is not None else "read_out",
+            "avg_logprob": round(t.avg_logprob, 3), "no_speech": round(t.no_speech, 3),
+            "vote": None if chosen["vote"] is None else [round(v, 3) for v in chosen["vote"]]}
 
 
 def heard_wer(vm, manifest: str | Path, limit: int | None = None) -> dict:

@@ -58,6 +58,29 @@ class AudioAdapter(nn.Module):
         best = score.argmax(-1)  # [T'']
         return torch.where(best == 0, -1, ids[(best - 1).clamp_min(0)])
 
+    def heard(self, rows: torch.Tensor, embeddings: torch.Tensor) -> list[int]:
+        """rows [T'', D] of one clip -> the LLM ids the read-out hears (runs collapsed, blanks dropped)."""
+        return [int(i) for i in torch.unique_consecutive(self.read(rows, embeddings)) if i >= 0]
+
+    def ctc_score(self, rows: torch.Tensor, embeddings: torch.Tensor, ids: list[int], scale: float) -> float | None:
+        """How likely the read-out finds the LLM ids [L] in rows [T'', D]: the CTC log-likelihood per row, each row's
+        distribution a softmax of -scale x its squared distances to the blank centre and the scored entries (the
+        scorer `embed_align` trains, at a fixed scale). Ids it does not score (it can never say them: capitalised
+        words, rare tokens) are left out; None where none is left or no alignment exists."""
+        ids_v, table, norms = self._table(embeddings)  # [V'], [1 + V', D], [1 + V']
+        slot = torch.full((embeddings.shape[0],), -1, dtype=torch.long, device=ids_v.device)
+        slot[ids_v] = torch.arange(1, len(ids_v) + 1, device=ids_v.device)
+        target = slot[torch.tensor(ids, dtype=torch.long, device=ids_v.device)] if ids else slot[:0]  # [L]
+        target = target[target > 0]  # [L'] the ids it can say
+        if not len(target):
+            return None
+        x = rows.detach().float()
+        dist = x.square().sum(-1, keepdim=True) - 2 * x @ table.T + norms  # [T'', 1 + V']
+        logp = F.log_softmax(-scale * dist, -1)[:, None]  # [T'', 1, 1 + V']
+        nll = F.ctc_loss(logp, target[None], torch.tensor([len(x)]), torch.tensor([len(target)]), blank=0,
+                         reduction="sum")
+        return -float(nll) / len(x) if torch.isfinite(nll) else None
+
     def _table(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(scored ids [V'], blank + their embeddings in fp32 [1 + V', D], squared norms [1 + V']), kept until a
         tensor they come from changes (gathering 14k rows took ~35 ms of a 45 ms clip encode on vita-mini)."""

@@ -11,6 +11,13 @@ many synthetic voices; so both listen, and Whisper's words win where it is sure 
     -> Whisper's original blocks [tap_block:] + final norm (`blocks`, `final_norm`)
     -> `WhisperDecoder.transcribe` -> confident? -> its text -> LLM token ids (the bound text encoder)
 
+Where the caller gives the read-out too (`ReadOut`: what the CTC path heard and how it scores any ids), the two ears
+vote (`TranscriberConfig.vote_*`): each one scores both transcripts (the read-out by CTC likelihood, Whisper by its
+teacher-forced log-probability, `WhisperDecoder.score`) and the read-out's words win where the summed difference says
+so. Whisper hears real speech better, the read-out the synthetic voices it was trained on; each is sure of its own
+words, so neither alone can judge. With no speech (<|nospeech|> over its threshold) or nothing read out, the rule above.
+The vote needs Whisper's text encoder (`bind_whisper_text`, its tokenizer.json); without it, the rule above.
+
 Whisper's ids become text through the byte table of its vocabulary (`token_bytes` / `token_offsets`, built from the
 checkpoint's tokenizer.json by `byte_table`), and text becomes LLM ids through `bind(encode)`: the caller that holds
 the LLM's tokenizer (`vita.api.Vita`) binds it; an unbound transcriber is never used (training reads the CTC path).
@@ -21,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,7 +39,7 @@ from vita.config import TranscriberConfig, WhisperConfig
 from vita.models.whisper import WhisperBlock, WhisperEncoder, prepare_clip
 from vita.models.whisper_decoder import Transcript, WhisperDecoder
 
-__all__ = ["WhisperTranscriber", "byte_table"]
+__all__ = ["ReadOut", "WhisperTranscriber", "byte_table"]
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -60,6 +68,15 @@ def byte_table(tokenizer_json: str | Path, vocab_size: int) -> tuple[torch.Tenso
     return torch.frombuffer(bytearray(b"".join(pieces)), dtype=torch.uint8).clone(), offsets
 
 
+@dataclass(frozen=True)
+class ReadOut:
+    """What the CTC read-out heard in a clip (LLM ids) and its scorer of any LLM ids (`AudioAdapter.ctc_score` at a
+    scale: log-likelihood per row, None where it cannot emit them)."""
+
+    ids: list[int]
+    score: Callable[[list[int], float], float | None]
+
+
 class WhisperTranscriber(nn.Module):
     """Whisper's top blocks + decoder on a shared bottom; `heard` gives the LLM ids of a confident transcript."""
 
@@ -72,21 +89,49 @@ class WhisperTranscriber(nn.Module):
         self.register_buffer("token_bytes", torch.zeros(config.text_bytes, dtype=torch.uint8))  # [N]
         self.register_buffer("token_offsets", torch.zeros(config.decoder.vocab_size + 1, dtype=torch.int64))  # [V+1]
         self.encode_text: Callable[[str], list[int]] | None = None  # LLM text -> ids; `bind` sets it
+        self.decode_text: Callable[[list[int]], str] | None = None  # LLM ids -> text; `bind_tokenizer` sets it
+        self.encode_whisper: Callable[[str], list[int]] | None = None  # text -> Whisper's ids; `bind_whisper_text`
+        self._key: str | None = None  # the bound tokenizer's name
         # what the ids depend on besides the weights (the tokenizer, this config): a saved transcript's key
         # (`vita.models.encoder_cache`); None: an encoder of unknown identity, transcripts are not saved
         self.text_key: str | None = None
 
-    def bind(self, encode: Callable[[str], list[int]] | None, key: str | None = None) -> None:
-        """The LLM tokenizer's text -> ids (no special tokens); None switches the transcriber off. `key` names the
-        tokenizer (transcripts are saved to disk only with one)."""
-        self.encode_text = encode
-        self.text_key = None if encode is None or key is None else \
-            hashlib.sha1(f"{key}|{self.config!r}".encode()).hexdigest()
+    def bind(self, encode: Callable[[str], list[int]] | None, key: str | None = None,
+             decode: Callable[[list[int]], str] | None = None) -> None:
+        """The LLM tokenizer's text -> ids (no special tokens) and, for the vote, ids -> text; None switches the
+        transcriber off. `key` names the tokenizer (transcripts are saved to disk only with one)."""
+        self.encode_text, self.decode_text = encode, decode if encode is not None else None
+        self._key = key
+        self._rekey()
 
     def bind_tokenizer(self, tokenizer) -> None:
         """`bind` the LLM tokenizer (`vita.tokenizer.Tokenizer`): Whisper's text as plain text, never as specials."""
         key = hashlib.sha1(tokenizer.backend.to_str().encode()).hexdigest()
-        self.bind(lambda text: tokenizer.encode(text, add_special_tokens=False, plain=((0, len(text)),)), key)
+        self.bind(lambda text: tokenizer.encode(text, add_special_tokens=False, plain=((0, len(text)),)), key,
+                  lambda ids: tokenizer.decode(ids))
+
+    def bind_whisper_text(self, tokenizer_json: str | Path | None) -> bool:
+        """Whisper's own BPE (its tokenizer.json) for scoring the read-out's words in the vote, taken only where its
+        vocabulary is the decoder's (the same byte table); None or another vocabulary: no vote. Whether it was taken."""
+        self.encode_whisper = None
+        if tokenizer_json is not None and Path(tokenizer_json).is_file():
+            data, offsets = byte_table(tokenizer_json, self.config.decoder.vocab_size)
+            if torch.equal(offsets, self.token_offsets.cpu()) and torch.equal(data, self.token_bytes.cpu()):
+                import tokenizers
+
+                bpe = tokenizers.Tokenizer.from_file(str(tokenizer_json))
+                self.encode_whisper = lambda text: bpe.encode(" " + text, add_special_tokens=False).ids
+        self._rekey()
+        return self.encode_whisper is not None
+
+    def _rekey(self) -> None:
+        key, votes = self._key, self.votes()
+        self.text_key = None if self.encode_text is None or key is None else \
+            hashlib.sha1(f"{key}|{self.config!r}|vote={votes}".encode()).hexdigest()
+
+    def votes(self) -> bool:
+        """Whether `heard` lets the two ears vote where it is given a read-out."""
+        return bool(self.config.vote_scale > 0 and self.encode_whisper is not None and self.decode_text is not None)
 
     def text(self, ids: tuple[int, ...]) -> str:
         """Whisper ids -> text (undecodable bytes replaced)."""
@@ -114,16 +159,43 @@ class WhisperTranscriber(nn.Module):
         """One clip's unclamped log-mel [T, M] -> Whisper's greedy transcript (the bottom blocks are `encoder`'s)."""
         return self.decoder.transcribe(self.states(encoder, features), max_tokens)
 
-    def heard(self, encoder: WhisperEncoder, features: torch.Tensor, limit: int) -> list[int] | None:
-        """The LLM ids (at most `limit`) of what Whisper confidently hears in the clip, or None: keep the CTC
-        read-out (unbound, unsure, no speech, or nothing said)."""
+    def heard(self, encoder: WhisperEncoder, features: torch.Tensor, limit: int, readout: ReadOut | None = None
+              ) -> list[int] | None:
+        """The LLM ids (at most `limit`) of what Whisper confidently hears in the clip (or, with `readout`, wins the
+        vote: module docstring), or None: keep the CTC read-out (unbound, unsure, no speech, or nothing said)."""
+        return self.choose(encoder, features, limit, readout)["ids"]
+
+    def choose(self, encoder: WhisperEncoder, features: torch.Tensor, limit: int, readout: ReadOut | None = None
+               ) -> dict:
+        """`heard` with its reasons: {"ids": LLM ids or None, "whisper": Whisper's text, "transcript": its
+        `Transcript`, "vote": None (no vote) or (CTC difference, Whisper difference) read-out minus Whisper}."""
+        out = {"ids": None, "whisper": "", "transcript": None, "vote": None}
         if self.encode_text is None:
-            return None
-        heard = self.transcribe(encoder, features, max_tokens=2 * limit)
-        if not self.sure(heard):
-            return None
-        ids = self.encode_text(self.text(heard.ids))[:limit]
-        return ids or None
+            return out
+        states = self.states(encoder, features)
+        heard = self.decoder.transcribe(states, max_tokens=2 * limit)
+        text = self.text(heard.ids)
+        ids = self.encode_text(text)[:limit]
+        out |= {"whisper": text, "transcript": heard}
+        cfg = self.config
+        if readout is None or not self.votes() or not readout.ids or heard.no_speech >= cfg.no_speech_threshold:
+            out["ids"] = (ids or None) if self.sure(heard) else None
+            return out
+        if not ids:
+            return out
+        ctc_w, ctc_r = readout.score(ids, cfg.vote_scale), readout.score(readout.ids, cfg.vote_scale)
+        if ctc_r is None:
+            out["ids"] = ids
+            return out
+        if ctc_w is None:
+            return out
+        read_text = self.decode_text(readout.ids).strip()
+        whisper_r = self.decoder.score(states, self.encode_whisper(read_text)) if read_text else -float("inf")
+        whisper_w = self.decoder.score(states, heard.ids)
+        out["vote"] = (ctc_r - ctc_w, whisper_r - whisper_w)
+        if (ctc_r - ctc_w) + cfg.vote_weight * (whisper_r - whisper_w) <= cfg.vote_margin:
+            out["ids"] = ids
+        return out
 
     def sure(self, heard: Transcript) -> bool:
         """Whether Whisper's words replace the read-out's: a likely transcript of speech (`TranscriberConfig`)."""

@@ -28,7 +28,7 @@ from vita.models.encoder_cache import EncoderCache
 from vita.models.fusion import splice
 from vita.models.llm import LLM
 from vita.models.projector import VisionProjector
-from vita.models.transcriber import WhisperTranscriber
+from vita.models.transcriber import ReadOut, WhisperTranscriber
 from vita.models.vision import InternViT
 from vita.models.whale import WhaleEncoder
 from vita.models.whisper import WhisperEncoder
@@ -126,7 +126,7 @@ class VitaModel(nn.Module):
         for feats in fbanks:
             clip = self._clip_rows(feats)  # [T'', D]
             if self.audio_adapter.config.ctc_vocab:  # one row per heard token (AudioAdapter.compress)
-                heard = self._transcribed(feats, len(clip), run=transcribe)
+                heard = self._transcribed(feats, clip, run=transcribe)
                 clip = self.audio_adapter.compress(clip, self.llm.tok_embeddings.weight, heard)
             rows.append(clip)
         return torch.cat(rows)
@@ -153,20 +153,26 @@ class VitaModel(nn.Module):
         """Run Whisper's decoder on every clip whose transcript is not memoised yet, and memoise it."""
         if self.listens():
             for feats in fbanks:
-                self._transcribed(feats, len(self._clip_rows(feats)))
+                self._transcribed(feats, self._clip_rows(feats))
 
-    def _transcribed(self, feats: torch.Tensor, rows: int, run: bool = True) -> list[int] | None:
-        """The LLM ids Whisper's own decoder confidently hears in the clip (`vita.models.transcriber`), or None.
-        `run=False`: a memoised transcript only (None where there is none)."""
+    def _transcribed(self, feats: torch.Tensor, rows: torch.Tensor, run: bool = True) -> list[int] | None:
+        """The LLM ids Whisper's own decoder confidently hears in the clip, or that win the vote against the read-out
+        of its adapter rows [T'', D] (`vita.models.transcriber`), or None. `run=False`: a memoised transcript only
+        (None where there is none)."""
         if not self.listens():
             return None
         if not run:
-            return self._memoised(feats, rows)[1]
-        compute = lambda: (torch.tensor(self.transcriber.heard(self.audio_encoder, feats, rows) or [-1]),)  # noqa: E731
+            return self._memoised(feats, len(rows))[1]
+        emb = self.llm.tok_embeddings.weight
+        adapter = self.audio_adapter
+        readout = ReadOut(adapter.heard(rows, emb), lambda ids, scale: adapter.ctc_score(rows, emb, ids, scale))
+        compute = lambda: (torch.tensor(self.transcriber.heard(self.audio_encoder, feats, len(rows), readout)  # noqa: E731
+                                        or [-1]),)
         if self.encoder_cache is not None:
             key = self.transcriber.text_key
-            (ids,) = self.encoder_cache.run("transcript", self.transcriber, compute, feats, extra=(rows, key),
-                                            depends=(self.audio_encoder,), persist=key is not None)
+            (ids,) = self.encoder_cache.run("transcript", self.transcriber, compute, feats, extra=(len(rows), key),
+                                            depends=(self.audio_encoder, adapter, self.llm.tok_embeddings),
+                                            persist=key is not None)
         else:
             (ids,) = compute()
         return None if ids[0] < 0 else ids.tolist()

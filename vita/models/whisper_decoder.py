@@ -139,6 +139,21 @@ class WhisperDecoder(nn.Module):
         return Transcript(tuple(ids), total / (len(ids) + 1), no_speech)
 
 
+    @torch.no_grad()
+    def score(self, states: torch.Tensor, ids: list[int] | tuple[int, ...]) -> float:
+        """Mean log-probability of text ids [L] then <|endoftext|>, read from one clip's final encoder states [T', D]
+        with the masks `transcribe` decodes under (teacher-forced: how likely Whisper finds a transcript it did
+        not write; of its own greedy ids, their `Transcript.avg_logprob` unless the loop guard cut them)."""
+        cfg = self.config
+        ids = list(ids)[: cfg.max_positions - len(cfg.prompt) - 1]
+        always, first = self._mask(states.device)
+        logits = self.forward(torch.tensor([[*cfg.prompt, *ids]], device=states.device), self.start(states[None]))[0]
+        steps = logits[len(cfg.prompt) - 1 :]  # [L + 1, V]: the step before each target
+        steps = steps + torch.stack([first, *([always] * len(ids))])
+        targets = torch.tensor([*ids, cfg.eot], device=steps.device)
+        return float(steps.log_softmax(-1).gather(1, targets[:, None]).mean())
+
+
 def _looping(ids: list[int], repeats: int) -> bool:
     """True when the tail is one n-gram (n <= 8) said `repeats` times in a row."""
     return any(len(ids) >= n * repeats and ids[-n * repeats :] == ids[-n:] * repeats for n in range(1, 9))

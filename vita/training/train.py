@@ -119,7 +119,10 @@ def build(recipe: Recipe, world: World, log) -> Setup:
     torch.manual_seed(recipe.seed)  # identical on every rank: LoRA factors must start equal everywhere
     model, tokenizer = load_model(recipe.model.init, dtype=recipe.model.dtype, device=world.device)
     if model.transcriber is not None:  # the LLM learns to read Whisper's words where inference will give them
+        from vita.checkpoint.assemble import whisper_vocabulary
+
         model.transcriber.bind_tokenizer(tokenizer)
+        model.transcriber.bind_whisper_text(whisper_vocabulary())  # and the two ears vote, as at inference
     if recipe.lora is not None:
         wrapped = add_lora(model, recipe.lora.targets, r=recipe.lora.r, alpha=recipe.lora.alpha,
                            dropout=recipe.lora.dropout)
