@@ -191,7 +191,7 @@ class WhisperTranscriber(nn.Module):
             return out
         read_text = self.decode_text(readout.ids).strip()
         whisper_r = self.decoder.score(states, self.encode_whisper(read_text)) if read_text else -float("inf")
-        whisper_w = self.decoder.score(states, heard.ids)
+        whisper_w = heard.avg_logprob if heard.ended else self.decoder.score(states, heard.ids)
         out["vote"] = (ctc_r - ctc_w, whisper_r - whisper_w)
         if (ctc_r - ctc_w) + cfg.vote_weight * (whisper_r - whisper_w) <= cfg.vote_margin:
             out["ids"] = ids

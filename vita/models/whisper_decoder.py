@@ -37,6 +37,7 @@ class Transcript:
     ids: tuple[int, ...]  # text tokens of the checkpoint's vocabulary, no special tokens
     avg_logprob: float  # mean log-probability of the chosen tokens (end of text included)
     no_speech: float  # probability of <|nospeech|> at the first step
+    ended: bool = False  # closed by <|endoftext|>, nothing cut: avg_logprob is then `WhisperDecoder.score` of ids
 
     def is_speech(self, no_speech_threshold: float, logprob_threshold: float) -> bool:
         """openai-whisper's rule: silence when no_speech is high AND the decoded text is unlikely."""
@@ -135,8 +136,8 @@ class WhisperDecoder(nn.Module):
             if _looping(ids, cfg.max_repeats):
                 break
             step = self.forward(torch.tensor([[token]], device=states.device), cache)[0, -1] + always
-        ids = _cut_loop(ids, cfg.max_repeats)
-        return Transcript(tuple(ids), total / (len(ids) + 1), no_speech)
+        kept = _cut_loop(ids, cfg.max_repeats)
+        return Transcript(tuple(kept), total / (len(kept) + 1), no_speech, ended=token == cfg.eot and kept == ids)
 
 
     @torch.no_grad()
