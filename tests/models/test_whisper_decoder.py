@@ -16,7 +16,7 @@ from vita.config import TranscriberConfig, WhisperConfig, WhisperDecoderConfig
 from vita.errors import CheckpointError
 from vita.eval.metrics import edit_counts
 from vita.media.logmel import log_mel, log_mel_unclamped
-from vita.models.transcriber import ReadOut, WhisperTranscriber, byte_table
+from vita.models.transcriber import WhisperTranscriber, byte_table
 from vita.models.whisper import WhisperEncoder
 from vita.models.whisper_decoder import WhisperDecoder, _cut_loop, _looping
 
@@ -101,6 +101,10 @@ def test_the_two_ears_vote(whisper, tiny_en_dir, speech):  # noqa: F811
     t.bind(lambda s: [words.index(w) for w in s.split()], "words", lambda ids: " ".join(words[i] for i in ids))
     mine = [words.index(w) for w in text.split()]
     other = [words.index(w) for w in "Throw him a rock".split()]
+
+    class ReadOut:  # a read-out that heard `ids` and scores transcripts with `ctc(ids, scale)`
+        def __init__(self, ids, ctc):
+            self.ids, self.ctc = ids, ctc
 
     def prefer(best, margin):  # a read-out scorer: `best` `margin` per row above anything else
         return lambda ids, scale: 0.0 if ids == best else -margin

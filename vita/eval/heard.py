@@ -18,7 +18,6 @@ import torch
 from vita.errors import VitaError
 from vita.eval.manifest import load_manifest
 from vita.eval.metrics import edit_counts
-from vita.models.transcriber import ReadOut
 
 __all__ = ["heard", "heard_wer"]
 
@@ -32,8 +31,7 @@ def heard(vm, audio: Path) -> dict[str, object]:
         raise VitaError("this model has no transcriber (Whisper's decoder beside a CTC read-out)")
     feats = vm.processor.audio_features(audio)  # [T, 80] unclamped log-mel
     rows = model._clip_rows(feats)  # [T'', D]
-    adapter, emb = model.audio_adapter, model.llm.tok_embeddings.weight
-    readout = ReadOut(adapter.heard(rows, emb), lambda ids, scale: adapter.ctc_score(rows, emb, ids, scale))
+    readout = model.audio_adapter.listen(rows, model.llm.tok_embeddings.weight)
     chosen = model.transcriber.choose(model.audio_encoder, feats, len(rows), readout)
     t = chosen["transcript"]
     return {"read_out": vm.tokenizer.decode(readout.ids).strip(), "whisper": chosen["whisper"],

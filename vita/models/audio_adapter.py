@@ -24,7 +24,40 @@ from torch.nn import functional as F
 
 from vita.config import AudioAdapterConfig
 
-__all__ = ["AudioAdapter"]
+__all__ = ["AudioAdapter", "ReadOut"]
+
+
+class ReadOut:
+    """What the CTC read-out makes of one clip's rows: each row's score against the blank centre and the scored entries
+    (2 r.e - |e|^2: minus the squared distance up to the row's own constant), computed once.
+
+    `frames` [T'']: each row's nearest entry (an LLM id, or -1 for the blank); `ids`: what it heard (runs collapsed,
+    blanks dropped); `ctc(ids, scale)`: how likely it finds other LLM ids, the CTC log-likelihood per row with each
+    row's distribution a softmax of -scale x its squared distances (the scorer `embed_align` trains, at a fixed
+    scale). Ids it does not score (it can never say them: capitalised words, rare tokens) are left out; None where
+    none is left or no alignment exists."""
+
+    def __init__(self, entry_ids: torch.Tensor, score: torch.Tensor, vocab_size: int) -> None:
+        self.entry_ids, self.score, self.vocab_size = entry_ids, score, vocab_size  # [V'], [T'', 1 + V']
+        best = score.argmax(-1)  # [T'']
+        self.frames = torch.where(best == 0, -1, entry_ids[(best - 1).clamp_min(0)])
+        self.ids = [int(i) for i in torch.unique_consecutive(self.frames) if i >= 0]
+        self._logp: dict[float, torch.Tensor] = {}
+
+    def ctc(self, ids: list[int], scale: float) -> float | None:
+        device = self.entry_ids.device
+        slot = torch.full((self.vocab_size,), -1, dtype=torch.long, device=device)
+        slot[self.entry_ids] = torch.arange(1, len(self.entry_ids) + 1, device=device)
+        target = slot[torch.tensor(ids, dtype=torch.long, device=device)] if ids else slot[:0]  # [L]
+        target = target[target > 0]  # [L'] the ids it can say
+        if not len(target):
+            return None
+        if scale not in self._logp:
+            self._logp[scale] = F.log_softmax(scale * self.score, -1)[:, None]  # [T'', 1, 1 + V']
+        logp, rows = self._logp[scale], len(self.score)
+        nll = F.ctc_loss(logp, target[None], torch.tensor([rows]), torch.tensor([len(target)]), blank=0,
+                         reduction="sum")
+        return -float(nll) / rows if torch.isfinite(nll) else None
 
 
 class AudioAdapter(nn.Module):
@@ -53,33 +86,21 @@ class AudioAdapter(nn.Module):
         """rows [T'', D], LLM input embeddings [V, D] -> the nearest entry per row [T'']: a token id, or -1 (blank).
 
         Nearest in squared distance (`embed_align`'s scorer, whose positive scale does not change the winner)."""
-        ids, table, norms = self._table(embeddings)  # [V'], [1 + V', D], [1 + V']
-        score = 2 * rows.detach().float() @ table.T - norms  # [T'', 1 + V'], fp32 in any dtype
-        best = score.argmax(-1)  # [T'']
-        return torch.where(best == 0, -1, ids[(best - 1).clamp_min(0)])
+        return self.listen(rows, embeddings).frames
 
     def heard(self, rows: torch.Tensor, embeddings: torch.Tensor) -> list[int]:
         """rows [T'', D] of one clip -> the LLM ids the read-out hears (runs collapsed, blanks dropped)."""
-        return [int(i) for i in torch.unique_consecutive(self.read(rows, embeddings)) if i >= 0]
+        return self.listen(rows, embeddings).ids
 
     def ctc_score(self, rows: torch.Tensor, embeddings: torch.Tensor, ids: list[int], scale: float) -> float | None:
-        """How likely the read-out finds the LLM ids [L] in rows [T'', D]: the CTC log-likelihood per row, each row's
-        distribution a softmax of -scale x its squared distances to the blank centre and the scored entries (the
-        scorer `embed_align` trains, at a fixed scale). Ids it does not score (it can never say them: capitalised
-        words, rare tokens) are left out; None where none is left or no alignment exists."""
+        """`ReadOut.ctc` of one clip's rows [T'', D] (`listen` once to score several transcripts)."""
+        return self.listen(rows, embeddings).ctc(ids, scale)
+
+    def listen(self, rows: torch.Tensor, embeddings: torch.Tensor) -> ReadOut:
+        """rows [T'', D] of one clip -> its `ReadOut`: every row scored against the entries once."""
         ids_v, table, norms = self._table(embeddings)  # [V'], [1 + V', D], [1 + V']
-        slot = torch.full((embeddings.shape[0],), -1, dtype=torch.long, device=ids_v.device)
-        slot[ids_v] = torch.arange(1, len(ids_v) + 1, device=ids_v.device)
-        target = slot[torch.tensor(ids, dtype=torch.long, device=ids_v.device)] if ids else slot[:0]  # [L]
-        target = target[target > 0]  # [L'] the ids it can say
-        if not len(target):
-            return None
-        x = rows.detach().float()
-        dist = x.square().sum(-1, keepdim=True) - 2 * x @ table.T + norms  # [T'', 1 + V']
-        logp = F.log_softmax(-scale * dist, -1)[:, None]  # [T'', 1, 1 + V']
-        nll = F.ctc_loss(logp, target[None], torch.tensor([len(x)]), torch.tensor([len(target)]), blank=0,
-                         reduction="sum")
-        return -float(nll) / len(x) if torch.isfinite(nll) else None
+        score = 2 * rows.detach().float() @ table.T - norms  # [T'', 1 + V'], fp32 in any dtype
+        return ReadOut(ids_v, score, embeddings.shape[0])
 
     def _table(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(scored ids [V'], blank + their embeddings in fp32 [1 + V', D], squared norms [1 + V']), kept until a
@@ -94,15 +115,16 @@ class AudioAdapter(nn.Module):
             self._cached_table = cached
         return cached[1], cached[2], cached[3]
 
-    def compress(self, rows: torch.Tensor, embeddings: torch.Tensor, heard_ids: list[int] | None = None
-                 ) -> torch.Tensor:
+    def compress(self, rows: torch.Tensor, embeddings: torch.Tensor, heard_ids: list[int] | None = None,
+                 read_out: ReadOut | None = None) -> torch.Tensor:
         """rows [T'', D] of one clip -> [T'', D]: blank centre rows, then one row per heard token (module docstring).
-        `heard_ids` (at most T'' LLM ids; `vita.models.transcriber`): the words heard, instead of the read-out's."""
+        `heard_ids` (at most T'' LLM ids; `vita.models.transcriber`): the words heard, instead of the read-out's;
+        `read_out`: these rows' `listen`, where the caller has it."""
         if heard_ids is not None:
             words = embeddings[torch.tensor(heard_ids[: rows.shape[0]], device=rows.device)].to(rows.dtype)  # [n, D]
             pad = self.ctc_blank.to(rows.dtype).expand(rows.shape[0] - len(words), -1)  # [T'' - n, D]
             return torch.cat([pad, words])
-        ids = self.read(rows, embeddings)  # [T'']
+        ids = (read_out or self.listen(rows, embeddings)).frames  # [T'']
         runs, inverse = torch.unique_consecutive(ids, return_inverse=True)  # [R], [T'']
         heard = runs >= 0  # [R]
         if self.config.ctc_snap:  # the heard tokens' own input embeddings

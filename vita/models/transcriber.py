@@ -11,7 +11,8 @@ many synthetic voices; so both listen, and Whisper's words win where it is sure 
     -> Whisper's original blocks [tap_block:] + final norm (`blocks`, `final_norm`)
     -> `WhisperDecoder.transcribe` -> confident? -> its text -> LLM token ids (the bound text encoder)
 
-Where the caller gives the read-out too (`ReadOut`: what the CTC path heard and how it scores any ids), the two ears
+Where the caller gives the read-out too (`vita.models.audio_adapter.ReadOut`: what the CTC path heard and how it
+scores any ids), the two ears
 vote (`TranscriberConfig.vote_*`): each one scores both transcripts (the read-out by CTC likelihood, Whisper by its
 teacher-forced log-probability, `WhisperDecoder.score`) and the read-out's words win where the summed difference says
 so. Whisper hears real speech better, the read-out the synthetic voices it was trained on; each is sure of its own
@@ -28,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,10 +36,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from vita.config import TranscriberConfig, WhisperConfig
+from vita.models.audio_adapter import ReadOut
 from vita.models.whisper import WhisperBlock, WhisperEncoder, prepare_clip
 from vita.models.whisper_decoder import Transcript, WhisperDecoder
 
-__all__ = ["ReadOut", "WhisperTranscriber", "byte_table"]
+__all__ = ["WhisperTranscriber", "byte_table"]
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -66,15 +67,6 @@ def byte_table(tokenizer_json: str | Path, vocab_size: int) -> tuple[torch.Tenso
             pieces[i] = bytes(decode[c] for c in token)
     offsets = torch.tensor([0, *map(len, pieces)]).cumsum(0)
     return torch.frombuffer(bytearray(b"".join(pieces)), dtype=torch.uint8).clone(), offsets
-
-
-@dataclass(frozen=True)
-class ReadOut:
-    """What the CTC read-out heard in a clip (LLM ids) and its scorer of any LLM ids (`AudioAdapter.ctc_score` at a
-    scale: log-likelihood per row, None where it cannot emit them)."""
-
-    ids: list[int]
-    score: Callable[[list[int], float], float | None]
 
 
 class WhisperTranscriber(nn.Module):
@@ -172,7 +164,7 @@ class WhisperTranscriber(nn.Module):
         out = {"ids": None, "whisper": "", "transcript": None, "vote": None}
         if self.encode_text is None:
             return out
-        states = self.states(encoder, features)
+        states = self.decoder.start(self.states(encoder, features)[None])  # the cross-attention's keys, once
         heard = self.decoder.transcribe(states, max_tokens=2 * limit)
         text = self.text(heard.ids)
         ids = self.encode_text(text)[:limit]
@@ -183,7 +175,7 @@ class WhisperTranscriber(nn.Module):
             return out
         if not ids:
             return out
-        ctc_w, ctc_r = readout.score(ids, cfg.vote_scale), readout.score(readout.ids, cfg.vote_scale)
+        ctc_w, ctc_r = readout.ctc(ids, cfg.vote_scale), readout.ctc(readout.ids, cfg.vote_scale)
         if ctc_r is None:
             out["ids"] = ids
             return out

@@ -15,20 +15,21 @@ the rows of video frames (`video_rows`; the tower still runs once over all tiles
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from vita.config import VisionConfig, VitaConfig
 from vita.errors import PromptError
-from vita.models.audio_adapter import AudioAdapter
+from vita.models.audio_adapter import AudioAdapter, ReadOut
 from vita.models.efficientnet import EfficientNetLite
 from vita.models.encoder_cache import EncoderCache
 from vita.models.fusion import splice
 from vita.models.llm import LLM
 from vita.models.projector import VisionProjector
-from vita.models.transcriber import ReadOut, WhisperTranscriber
+from vita.models.transcriber import WhisperTranscriber
 from vita.models.vision import InternViT
 from vita.models.whale import WhaleEncoder
 from vita.models.whisper import WhisperEncoder
@@ -126,8 +127,10 @@ class VitaModel(nn.Module):
         for feats in fbanks:
             clip = self._clip_rows(feats)  # [T'', D]
             if self.audio_adapter.config.ctc_vocab:  # one row per heard token (AudioAdapter.compress)
-                heard = self._transcribed(feats, clip, run=transcribe)
-                clip = self.audio_adapter.compress(clip, self.llm.tok_embeddings.weight, heard)
+                read_out = self._read_out(clip)
+                heard = self._transcribed(feats, clip, run=transcribe, read_out=read_out)
+                clip = self.audio_adapter.compress(clip, self.llm.tok_embeddings.weight, heard,
+                                                   None if heard is not None else read_out())
             rows.append(clip)
         return torch.cat(rows)
 
@@ -153,9 +156,15 @@ class VitaModel(nn.Module):
         """Run Whisper's decoder on every clip whose transcript is not memoised yet, and memoise it."""
         if self.listens():
             for feats in fbanks:
-                self._transcribed(feats, self._clip_rows(feats))
+                rows = self._clip_rows(feats)
+                self._transcribed(feats, rows, read_out=self._read_out(rows))
 
-    def _transcribed(self, feats: torch.Tensor, rows: torch.Tensor, run: bool = True) -> list[int] | None:
+    def _read_out(self, rows: torch.Tensor) -> Callable[[], ReadOut]:
+        """The read-out of a clip's adapter rows [T'', D] (`AudioAdapter.listen`), computed on first call only."""
+        return functools.cache(lambda: self.audio_adapter.listen(rows, self.llm.tok_embeddings.weight))
+
+    def _transcribed(self, feats: torch.Tensor, rows: torch.Tensor, run: bool = True,
+                     read_out: Callable[[], ReadOut] | None = None) -> list[int] | None:
         """The LLM ids Whisper's own decoder confidently hears in the clip, or that win the vote against the read-out
         of its adapter rows [T'', D] (`vita.models.transcriber`), or None. `run=False`: a memoised transcript only
         (None where there is none)."""
@@ -163,15 +172,13 @@ class VitaModel(nn.Module):
             return None
         if not run:
             return self._memoised(feats, len(rows))[1]
-        emb = self.llm.tok_embeddings.weight
-        adapter = self.audio_adapter
-        readout = ReadOut(adapter.heard(rows, emb), lambda ids, scale: adapter.ctc_score(rows, emb, ids, scale))
-        compute = lambda: (torch.tensor(self.transcriber.heard(self.audio_encoder, feats, len(rows), readout)  # noqa: E731
+        read_out = read_out or self._read_out(rows)
+        compute = lambda: (torch.tensor(self.transcriber.heard(self.audio_encoder, feats, len(rows), read_out())  # noqa: E731
                                         or [-1]),)
         if self.encoder_cache is not None:
             key = self.transcriber.text_key
             (ids,) = self.encoder_cache.run("transcript", self.transcriber, compute, feats, extra=(len(rows), key),
-                                            depends=(self.audio_encoder, adapter, self.llm.tok_embeddings),
+                                            depends=(self.audio_encoder, self.audio_adapter, self.llm.tok_embeddings),
                                             persist=key is not None)
         else:
             (ids,) = compute()

@@ -92,7 +92,10 @@ class WhisperDecoder(nn.Module):
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def start(self, states: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """Encoder states [B, T', D] -> a fresh cache per block holding the cross-attention keys and values."""
+        """Encoder states [B, T', D] -> a fresh cache per block holding the cross-attention keys and values.
+        Already started (a list of such caches): fresh caches sharing those keys and values."""
+        if isinstance(states, list):
+            return [{"ck": c["ck"], "cv": c["cv"]} for c in states]
         states = states.to(self.embed.weight.dtype)
         return [dict(zip(("ck", "cv"), block.cross_attn.keys_values(states), strict=True)) for block in self.blocks]
 
@@ -115,13 +118,16 @@ class WhisperDecoder(nn.Module):
         return always, first
 
     @torch.no_grad()
-    def transcribe(self, states: torch.Tensor, max_tokens: int | None = None) -> Transcript:
-        """One clip's final encoder states [T', D] -> its greedy transcript (module docstring)."""
+    def transcribe(self, states: torch.Tensor | list[dict[str, torch.Tensor]], max_tokens: int | None = None
+                   ) -> Transcript:
+        """One clip's final encoder states [T', D] (or `start` of them [1, T', D]) -> its greedy transcript (module
+        docstring)."""
         cfg = self.config
         limit = min(max_tokens or cfg.max_positions, cfg.max_positions - len(cfg.prompt))
-        always, first = self._mask(states.device)
-        cache = self.start(states[None])
-        logits = self.forward(torch.tensor([cfg.prompt], device=states.device), cache)[0]  # [2, V]
+        cache = self.start(states if isinstance(states, list) else states[None])
+        device = cache[0]["ck"].device
+        always, first = self._mask(device)
+        logits = self.forward(torch.tensor([cfg.prompt], device=device), cache)[0]  # [2, V]
         no_speech = float(logits[0].softmax(-1)[cfg.no_speech])  # read at <|startoftranscript|>
         step = logits[-1] + first  # [V]
         ids: list[int] = []
@@ -135,20 +141,22 @@ class WhisperDecoder(nn.Module):
             ids.append(token)
             if _looping(ids, cfg.max_repeats):
                 break
-            step = self.forward(torch.tensor([[token]], device=states.device), cache)[0, -1] + always
+            step = self.forward(torch.tensor([[token]], device=device), cache)[0, -1] + always
         kept = _cut_loop(ids, cfg.max_repeats)
         return Transcript(tuple(kept), total / (len(kept) + 1), no_speech, ended=token == cfg.eot and kept == ids)
 
 
     @torch.no_grad()
-    def score(self, states: torch.Tensor, ids: list[int] | tuple[int, ...]) -> float:
+    def score(self, states: torch.Tensor | list[dict[str, torch.Tensor]], ids: list[int] | tuple[int, ...]) -> float:
         """Mean log-probability of text ids [L] then <|endoftext|>, read from one clip's final encoder states [T', D]
         with the masks `transcribe` decodes under (teacher-forced: how likely Whisper finds a transcript it did
         not write; of its own greedy ids, their `Transcript.avg_logprob` unless the loop guard cut them)."""
         cfg = self.config
         ids = list(ids)[: cfg.max_positions - len(cfg.prompt) - 1]
-        always, first = self._mask(states.device)
-        logits = self.forward(torch.tensor([[*cfg.prompt, *ids]], device=states.device), self.start(states[None]))[0]
+        cache = self.start(states if isinstance(states, list) else states[None])
+        device = cache[0]["ck"].device
+        always, first = self._mask(device)
+        logits = self.forward(torch.tensor([[*cfg.prompt, *ids]], device=device), cache)[0]
         steps = logits[len(cfg.prompt) - 1 :]  # [L + 1, V]: the step before each target
         steps = steps + torch.stack([first, *([always] * len(ids))])
         targets = torch.tensor([*ids, cfg.eot], device=steps.device)
