@@ -68,12 +68,18 @@ def _transcriber(whisper, tiny_en_dir) -> tuple[WhisperTranscriber, TranscriberC
     return t, cfg
 
 
-def test_transcriber_hears_the_words_and_binds_the_llm_tokenizer(whisper, tiny_en_dir, speech):  # noqa: F811
+@pytest.fixture
+def listening(whisper, tiny_en_dir, speech):  # noqa: F811
+    """(encoder, a fresh transcriber, its config, the speech's log-mel, its transcript, the transcript's text)"""
     encoder = whisper[0]
     t, cfg = _transcriber(whisper, tiny_en_dir)
     feats = log_mel_unclamped(torch.from_numpy(speech))
     heard = t.transcribe(encoder, feats)
-    text = t.text(heard.ids)
+    return encoder, t, cfg, feats, heard, t.text(heard.ids)
+
+
+def test_transcriber_hears_the_words_and_binds_the_llm_tokenizer(listening):
+    encoder, t, cfg, feats, heard, text = listening
     assert edit_counts(UTTERANCE, text)[0] <= 2, text
     assert t.heard(encoder, feats, limit=64) is None  # unbound: the CTC read-out stays
     t.bind(lambda s: [len(w) for w in s.split()])  # any text -> ids function
@@ -87,12 +93,8 @@ def test_transcriber_hears_the_words_and_binds_the_llm_tokenizer(whisper, tiny_e
     assert t.heard(encoder, silence, limit=64) is None  # no speech: nothing replaces the read-out
 
 
-def test_the_two_ears_vote(whisper, tiny_en_dir, speech):  # noqa: F811
-    encoder = whisper[0]
-    t, cfg = _transcriber(whisper, tiny_en_dir)
-    feats = log_mel_unclamped(torch.from_numpy(speech))
-    heard = t.transcribe(encoder, feats)
-    text = t.text(heard.ids)
+def test_the_two_ears_vote(listening, tiny_en_dir):
+    encoder, t, cfg, feats, heard, text = listening
     # its own greedy words, teacher-forced, score what greedy decoding summed; other words score lower
     states = t.states(encoder, feats)
     assert heard.ended and t.decoder.score(states, heard.ids) == pytest.approx(heard.avg_logprob, abs=1e-4)
