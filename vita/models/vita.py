@@ -173,8 +173,9 @@ class VitaModel(nn.Module):
         if not run:
             return self._memoised(feats, len(rows))[1]
         read_out = read_out or self._read_out(rows)
-        compute = lambda: (torch.tensor(self.transcriber.heard(self.audio_encoder, feats, len(rows), read_out())  # noqa: E731
-                                        or [-1]),)
+        vote = self.transcriber.votes()  # else the read-out is not needed here
+        compute = lambda: (torch.tensor(self.transcriber.heard(self.audio_encoder, feats, len(rows),  # noqa: E731
+                                                               read_out() if vote else None) or [-1]),)
         if self.encoder_cache is not None:
             key = self.transcriber.text_key
             (ids,) = self.encoder_cache.run("transcript", self.transcriber, compute, feats, extra=(len(rows), key),
