@@ -43,11 +43,14 @@ class ReadOut:
         self.frames = torch.where(best == 0, -1, entry_ids[(best - 1).clamp_min(0)])
         self.ids = [int(i) for i in torch.unique_consecutive(self.frames) if i >= 0]
         self._logp: dict[float, torch.Tensor] = {}
+        self._slot: torch.Tensor | None = None  # [V]: each LLM id's column in `score`, -1 where it is not scored
 
     def ctc(self, ids: list[int], scale: float) -> float | None:
         device = self.entry_ids.device
-        slot = torch.full((self.vocab_size,), -1, dtype=torch.long, device=device)
-        slot[self.entry_ids] = torch.arange(1, len(self.entry_ids) + 1, device=device)
+        if self._slot is None:
+            self._slot = torch.full((self.vocab_size,), -1, dtype=torch.long, device=device)
+            self._slot[self.entry_ids] = torch.arange(1, len(self.entry_ids) + 1, device=device)
+        slot = self._slot
         target = slot[torch.tensor(ids, dtype=torch.long, device=device)] if ids else slot[:0]  # [L]
         target = target[target > 0]  # [L'] the ids it can say
         if not len(target):

@@ -91,13 +91,19 @@ class WhisperDecoder(nn.Module):
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_layers))
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def start(self, states: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    def start(self, states: torch.Tensor | list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
         """Encoder states [B, T', D] -> a fresh cache per block holding the cross-attention keys and values.
         Already started (a list of such caches): fresh caches sharing those keys and values."""
         if isinstance(states, list):
             return [{"ck": c["ck"], "cv": c["cv"]} for c in states]
         states = states.to(self.embed.weight.dtype)
         return [dict(zip(("ck", "cv"), block.cross_attn.keys_values(states), strict=True)) for block in self.blocks]
+
+    def _begin(self, states: torch.Tensor | list[dict[str, torch.Tensor]]
+               ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor, torch.Tensor]:
+        """One clip's states [T', D] (or their `start`) -> (a fresh cache, the masks of every step and the first)."""
+        cache = self.start(states if isinstance(states, list) else states[None])
+        return (cache, *self._mask(cache[0]["ck"].device))
 
     def forward(self, ids: torch.Tensor, cache: list[dict[str, torch.Tensor]]) -> torch.Tensor:
         """New ids [B, L_new] after the cache's positions -> logits [B, L_new, V] (float32)."""
@@ -124,9 +130,8 @@ class WhisperDecoder(nn.Module):
         docstring)."""
         cfg = self.config
         limit = min(max_tokens or cfg.max_positions, cfg.max_positions - len(cfg.prompt))
-        cache = self.start(states if isinstance(states, list) else states[None])
-        device = cache[0]["ck"].device
-        always, first = self._mask(device)
+        cache, always, first = self._begin(states)
+        device = always.device
         logits = self.forward(torch.tensor([cfg.prompt], device=device), cache)[0]  # [2, V]
         no_speech = float(logits[0].softmax(-1)[cfg.no_speech])  # read at <|startoftranscript|>
         step = logits[-1] + first  # [V]
@@ -145,7 +150,6 @@ class WhisperDecoder(nn.Module):
         kept = _cut_loop(ids, cfg.max_repeats)
         return Transcript(tuple(kept), total / (len(kept) + 1), no_speech, ended=token == cfg.eot and kept == ids)
 
-
     @torch.no_grad()
     def score(self, states: torch.Tensor | list[dict[str, torch.Tensor]], ids: list[int] | tuple[int, ...]) -> float:
         """Mean log-probability of text ids [L] then <|endoftext|>, read from one clip's final encoder states [T', D]
@@ -153,10 +157,8 @@ class WhisperDecoder(nn.Module):
         not write; of its own greedy ids, their `Transcript.avg_logprob` unless the loop guard cut them)."""
         cfg = self.config
         ids = list(ids)[: cfg.max_positions - len(cfg.prompt) - 1]
-        cache = self.start(states if isinstance(states, list) else states[None])
-        device = cache[0]["ck"].device
-        always, first = self._mask(device)
-        logits = self.forward(torch.tensor([[*cfg.prompt, *ids]], device=device), cache)[0]
+        cache, always, first = self._begin(states)
+        logits = self.forward(torch.tensor([[*cfg.prompt, *ids]], device=always.device), cache)[0]
         steps = logits[len(cfg.prompt) - 1 :]  # [L + 1, V]: the step before each target
         steps = steps + torch.stack([first, *([always] * len(ids))])
         targets = torch.tensor([*ids, cfg.eot], device=steps.device)

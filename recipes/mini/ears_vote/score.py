@@ -1,6 +1,7 @@
 """Per clip of a manifest with transcripts: Whisper's greedy words W and the CTC read-out's words R of vita-mini, each
 scored by both ears (Whisper: teacher-forced mean log-prob, `WhisperDecoder.score`; the read-out: CTC log-likelihood
-per row at several scales, `AudioAdapter.ctc_score`), and each one's word errors: what `choose.py` picks a rule from.
+per row at several scales, `AudioAdapter.listen` -> `ReadOut.ctc`), and each one's word errors: what `choose.py`
+picks a rule from.
     python recipes/mini/ears_vote/score.py MANIFEST OUT.json"""
 import json
 import sys
@@ -25,15 +26,16 @@ with torch.no_grad():
             continue
         feats = vm.processor.audio_features(manifest.parent / case["audio"])
         rows = m._clip_rows(feats)
-        r_ids = m.audio_adapter.heard(rows, emb)
+        read_out = m.audio_adapter.listen(rows, emb)
+        r_ids = read_out.ids
         R = vm.tokenizer.decode(r_ids).strip()
         states = tr.states(m.audio_encoder, feats)
         t = tr.decoder.transcribe(states, max_tokens=2 * len(rows))
         W = tr.text(t.ids)
         w_ids = vm.tokenizer.encode(W, add_special_tokens=False) if W else []
 
-        def ctc(ids, rows=rows):
-            return {str(s): m.audio_adapter.ctc_score(rows, emb, ids, s) if ids else None for s in SCALES}
+        def ctc(ids, read_out=read_out):
+            return {str(s): read_out.ctc(ids, s) if ids else None for s in SCALES}
 
         ref = case["transcript"]
         out.append({"id": case["id"], "group": case.get("group"), "ref": ref, "W": W, "R": R, "sure": tr.sure(t),
